@@ -1,0 +1,3 @@
+from imgroute.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""The imgroute home directory and config.yaml.
+
+Home is $IMGROUTE_HOME, else ~/.imgroute. It holds config.yaml, an optional pricing.yaml merged
+over the bundled table, and (later) keys and the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
+
+from imgroute.policy import DEFAULT_PRICING_MAX_AGE_DAYS
+from imgroute.schema import Field
+
+ENV_HOME = "IMGROUTE_HOME"
+CONFIG_FILE = "config.yaml"
+USER_PRICING_FILE = "pricing.yaml"
+
+_HINT = "fix config.yaml (fields: plans, pricing_max_age_days)"
+
+
+def home() -> Path:
+    override = os.environ.get(ENV_HOME)
+    return Path(override).expanduser() if override else Path.home() / ".imgroute"
+
+
+class Settings(NamedTuple):
+    path: Path
+    plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
+    pricing_max_age_days: int = DEFAULT_PRICING_MAX_AGE_DAYS
+
+
+def load_settings(home_dir: Path | None = None) -> Settings:
+    from imgroute.pricing import read_yaml
+
+    path = (home_dir or home()) / CONFIG_FILE
+    if not path.is_file():
+        return Settings(path=path)
+    raw = read_yaml(path, what="config file")
+    if raw is None:
+        return Settings(path=path)
+    root = Field(raw, "", str(path), _HINT)
+    fields = root.mapping({"plans", "pricing_max_age_days"})
+    plans = {}
+    if "plans" in fields:
+        plans = {provider: node.text() for provider, node in fields["plans"].mapping().items()}
+    max_age = DEFAULT_PRICING_MAX_AGE_DAYS
+    if "pricing_max_age_days" in fields:
+        max_age = fields["pricing_max_age_days"].integer(minimum=1)
+    return Settings(path=path, plans=plans, pricing_max_age_days=max_age)
+
+
+def user_pricing_file(home_dir: Path | None = None) -> Path | None:
+    path = (home_dir or home()) / USER_PRICING_FILE
+    return path if path.is_file() else None

@@ -1,0 +1,61 @@
+"""One error tree. Each class carries the exit code fixed by the design contract (section 5).
+
+Every ImgrouteError is shown as one `error: ...` line plus a hint naming the fix; anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ImgrouteError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(ImgrouteError):
+    """A flag, argument or input file the user gave is wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(ImgrouteError):
+    """pricing.yaml, config.yaml or the keys file is wrong, or a key is missing."""
+
+    exit_code = 3
+
+
+class NoOfferError(ImgrouteError):
+    """No offer can deliver the request."""
+
+    exit_code = 4
+
+
+class ProviderError(ImgrouteError):
+    """The provider kept failing after retries and fallbacks."""
+
+    exit_code = 5
+
+
+class JobFailedError(ImgrouteError):
+    """The provider accepted the job and then failed it (including moderation)."""
+
+    exit_code = 6
+
+
+class OutputError(ImgrouteError):
+    """A result could not be downloaded, verified or saved."""
+
+    exit_code = 7
+
+
+class BudgetError(ImgrouteError):
+    """A budget cap or --max-cost refused the spend."""
+
+    exit_code = 8
+
+
+EXIT_INTERRUPTED = 130

@@ -1,0 +1,37 @@
+"""Money helpers. All amounts are Decimal USD; floats appear only at the JSON boundary."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+
+MICRO = Decimal("0.000001")
+MILLION = Decimal(1_000_000)
+
+
+def ceil_to(amount: Decimal, step: Decimal) -> Decimal:
+    """Round up to a multiple of step (fal bills each request rounded up to the cent)."""
+    return (amount / step).to_integral_value(rounding=ROUND_CEILING) * step
+
+
+def usd_json(amount: Decimal | None) -> float | None:
+    """USD for JSON output: a number rounded to 6 places (design contract)."""
+    if amount is None:
+        return None
+    return float(amount.quantize(MICRO, rounding=ROUND_HALF_EVEN))
+
+
+def fmt_usd(amount: Decimal, places: int = 4) -> str:
+    """Human USD: at least two decimals, more only where they matter (up to `places`)."""
+    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    text = f"{q:f}"
+    if "." in text:
+        whole, frac = text.split(".")
+        frac = frac.rstrip("0").ljust(2, "0")
+        text = f"{whole}.{frac}"
+    return f"${text}"
+
+
+def fmt_rate(amount: Decimal) -> str:
+    """A rate such as $/credit or $/1M tokens, with every significant digit kept."""
+    text = f"{amount.normalize():f}"
+    return f"${text}"

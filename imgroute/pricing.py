@@ -1,0 +1,546 @@
+"""Load and validate pricing.yaml into immutable offers and plans. No arithmetic lives here.
+
+The bundled table ships inside the package; a user file (home dir or --pricing) is merged over it:
+offers are matched by provider + model and plans by provider + plan name, and mappings merge key
+by key, so a user file can change one price without repeating the whole offer.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from imgroute.errors import ConfigError
+from imgroute.request import QUALITIES, RESOLUTIONS, Ratio
+from imgroute.schema import Field
+
+PROVIDERS = ("openai", "fal", "piapi", "kie", "apiframe")
+PRICE_MODELS = ("tokens", "credits_per_quality", "credits_per_resolution", "flat_per_image")
+TOKEN_KINDS = ("text_input", "image_input", "image_output", "text_output")
+INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
+IMAGE_FORMATS = ("png", "jpeg", "webp")
+SCHEMA_VERSION = 1
+
+_FIX_HINT = "fix the field, or check it with: imgroute pricing validate FILE"
+
+
+class Provenance(NamedTuple):
+    source: str
+    observed: dt.date
+
+
+class Plan(NamedTuple):
+    provider: str
+    name: str
+    description: str
+    usd_per_credit: Decimal | None
+    monthly_usd: Decimal | None
+    credits_per_month: int | None
+    default: bool
+    provenance: Provenance
+    notes: tuple[str, ...]
+
+
+class ProviderInfo(NamedTuple):
+    id: str
+    name: str
+    provenance: Provenance
+    plans: dict[str, Plan]
+
+    @property
+    def default_plan(self) -> Plan:
+        return next(p for p in self.plans.values() if p.default)
+
+
+class PixelRules(NamedTuple):
+    multiple_of: int
+    max_edge: int
+    min_pixels: int
+    max_pixels: int
+    max_ratio: Decimal
+    experimental_above_pixels: int | None
+
+
+class SizeCaps(NamedTuple):
+    mode: str  # "pixels" or "presets"
+    rules: PixelRules | None
+    presets: dict[Ratio, PresetRatio]
+    provenance: Provenance
+
+
+class PresetRatio(NamedTuple):
+    label: str  # as the provider spells it ("21:9", not "7:3"); sent as-is
+    tiers: dict[str, tuple[int, int] | None]  # tier -> (width, height), None when unpublished
+
+
+class EditCaps(NamedTuple):
+    supported: bool
+    model: str | None
+    max_images: int | None
+    max_image_bytes: int | None
+    formats: tuple[str, ...]
+    mask: bool
+    inputs: tuple[str, ...]
+    provenance: Provenance | None
+
+
+class Price(NamedTuple):
+    model: str
+    usd_per_million: dict[str, Decimal]  # tokens model
+    round_up_per_request: Decimal | None  # tokens model (fal)
+    credits_per_image: dict[str, int]  # by quality or by resolution
+    usd_per_image: Decimal | None  # flat model
+    provenance: Provenance
+    # The provider's own per-image figures: "WxH" -> quality -> USD.
+    published: dict[str, dict[str, Decimal]]
+    published_provenance: Provenance | None
+
+    @property
+    def uses_credits(self) -> bool:
+        return self.model.startswith("credits_")
+
+
+class Offer(NamedTuple):
+    provider: str
+    model: str
+    provenance: Provenance
+    qualities: tuple[str, ...]
+    quality_selectable: bool
+    images_per_request: int
+    split_across_requests: bool
+    prompt_max_chars: int
+    sizes: SizeCaps
+    edit: EditCaps
+    price: Price
+    notes: tuple[str, ...]
+    origin: str  # the file that defined or last changed this offer
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+class PricingTable(NamedTuple):
+    providers: dict[str, ProviderInfo]
+    offers: tuple[Offer, ...]
+    files: tuple[str, ...]
+
+    def plan(self, provider: str, name: str | None) -> Plan:
+        info = self.providers[provider]
+        if name is None:
+            return info.default_plan
+        return info.plans[name]
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def bundled_path() -> Path:
+    """pricing.yaml inside the installed package, or at the repo root in a source checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "pricing.yaml"
+    return packaged if packaged.is_file() else here.parent / "pricing.yaml"
+
+
+def read_yaml(path: Path, what: str = "pricing file") -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist", "check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot read {what} {path}: {reason}", "check the file's permissions") from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{where}: not valid YAML: {problem}", "fix the YAML syntax") from None
+
+
+def load_table(user_file: Path | None = None) -> PricingTable:
+    """The bundled table, with the user's file merged over it when one is given."""
+    base_path = bundled_path()
+    raw = read_yaml(base_path)
+    files = [str(base_path)]
+    origins: list[str] = []
+    if isinstance(raw, dict) and isinstance(raw.get("offers"), list):
+        origins = [base_path.name] * len(raw["offers"])
+    if user_file is not None:
+        overlay = read_yaml(user_file)
+        raw, origins = merge_tables(raw, overlay, str(user_file), origins)
+        files.append(str(user_file))
+    return build_table(raw, base_path.name, origins)
+
+
+def load_file(path: Path) -> PricingTable:
+    """Validate one file on its own, as a complete table (`imgroute pricing validate`)."""
+    raw = read_yaml(path)
+    count = len(raw["offers"]) if isinstance(raw, dict) and isinstance(raw.get("offers"), list) else 0
+    return build_table(raw, str(path), [str(path)] * count)
+
+
+def merge_tables(base: Any, overlay: Any, overlay_file: str, origins: list[str]) -> tuple[dict, list[str]]:
+    root = Field(overlay, "", overlay_file, _FIX_HINT)
+    top = root.mapping({"version", "providers", "offers"})
+    if "version" in top:
+        _check_version(top["version"])
+    merged = copy.deepcopy(base)
+    if "providers" in top:
+        top["providers"].mapping()
+        merged["providers"] = _deep_merge(merged.get("providers") or {}, top["providers"].value)
+    origins = list(origins)
+    if "offers" in top:
+        offers = merged.setdefault("offers", [])
+        for item in top["offers"].items():
+            entry = item.mapping()
+            key = (_plain(entry.get("provider")), _plain(entry.get("model")))
+            if None in key:
+                raise item.fail("an offer needs 'provider' and 'model' to be matched or added")
+            index = next((i for i, o in enumerate(offers) if (o.get("provider"), o.get("model")) == key), None)
+            if index is None:
+                offers.append(copy.deepcopy(item.value))
+                origins.append(overlay_file)
+            else:
+                offers[index] = _deep_merge(offers[index], item.value)
+                origins[index] = overlay_file
+    return merged, origins
+
+
+def _plain(field: Field | None) -> Any:
+    return None if field is None else field.value
+
+
+def _deep_merge(base: Any, overlay: Any) -> Any:
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = _deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(overlay)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def build_table(raw: Any, file: str, origins: list[str]) -> PricingTable:
+    root = Field(raw, "", file, _FIX_HINT)
+    top = root.mapping({"version", "providers", "offers"})
+    _check_version(root.get("version"))
+    providers = {}
+    for pid, node in root.get("providers").mapping().items():
+        if pid not in PROVIDERS:
+            raise node.fail(f"unknown provider '{pid}'", f"known providers: {', '.join(PROVIDERS)}")
+        providers[pid] = _provider(pid, node)
+    offers = []
+    seen = set()
+    offer_items = top["offers"].items() if "offers" in top else []
+    if not offer_items:
+        raise root.fail("no offers defined", "a pricing table needs at least one offer")
+    for i, node in enumerate(offer_items):
+        origin = origins[i] if i < len(origins) else file
+        labelled = _label_offer(node, origin)
+        offer = _offer(labelled, providers, origin)
+        if offer.id in seen:
+            raise labelled.fail(f"offer {offer.id} is defined twice")
+        seen.add(offer.id)
+        offers.append(offer)
+    return PricingTable(providers=providers, offers=tuple(offers), files=(file,))
+
+
+def _check_version(node: Field) -> None:
+    if node.integer() != SCHEMA_VERSION:
+        raise node.fail(f"unsupported version {node.value}", f"this imgroute reads version {SCHEMA_VERSION}")
+
+
+def _label_offer(node: Field, origin: str) -> Field:
+    """Name an offer in error paths by provider/model instead of its list index, where known."""
+    value = node.value
+    if isinstance(value, dict) and isinstance(value.get("provider"), str) and isinstance(value.get("model"), str):
+        return Field(value, f"offers[{value['provider']}/{value['model']}]", origin, node.hint)
+    return Field(value, node.path, origin, node.hint)
+
+
+def _provenance(node: Field) -> Provenance:
+    return Provenance(source=node.get("source").text(), observed=node.get("observed").date())
+
+
+def _notes(node: Field) -> tuple[str, ...]:
+    notes = node.get("notes", [])
+    return tuple(item.text() for item in notes.items())
+
+
+def _provider(pid: str, node: Field) -> ProviderInfo:
+    fields = node.mapping({"name", "source", "observed", "plans", "notes"})
+    plans = {}
+    for name, plan_node in node.get("plans").mapping().items():
+        plans[name] = _plan(pid, name, plan_node)
+    if not plans:
+        raise node.fail("no plans defined", "every provider needs at least one plan")
+    defaults = [p.name for p in plans.values() if p.default]
+    if len(defaults) != 1:
+        found = ", ".join(defaults) or "none"
+        raise fields["plans"].fail(
+            f"exactly one plan must be the default (found: {found})",
+            "mark one plan `default: true`; pick another per run with --plan or in config.yaml",
+        )
+    return ProviderInfo(id=pid, name=node.get("name").text(), provenance=_provenance(node), plans=plans)
+
+
+def _plan(pid: str, name: str, node: Field) -> Plan:
+    fields = node.mapping(
+        {"default", "description", "usd_per_credit", "monthly_usd", "credits_per_month", "source", "observed", "notes"}
+    )
+    usd_per_credit = fields["usd_per_credit"].money() if "usd_per_credit" in fields else None
+    monthly = fields["monthly_usd"].money() if "monthly_usd" in fields else None
+    credits = fields["credits_per_month"].integer(minimum=1) if "credits_per_month" in fields else None
+    if (monthly is None) != (credits is None):
+        raise node.fail("monthly_usd and credits_per_month go together", "give both, or usd_per_credit")
+    if usd_per_credit is None and monthly is not None:
+        usd_per_credit = monthly / credits
+    return Plan(
+        provider=pid,
+        name=name,
+        description=node.get("description", name).text(),
+        usd_per_credit=usd_per_credit,
+        monthly_usd=monthly,
+        credits_per_month=credits,
+        default=node.get("default", False).boolean(),
+        provenance=_provenance(node),
+        notes=_notes(node),
+    )
+
+
+_OFFER_FIELDS = {
+    "provider",
+    "model",
+    "source",
+    "observed",
+    "qualities",
+    "quality_selectable",
+    "images_per_request",
+    "split_across_requests",
+    "prompt_max_chars",
+    "sizes",
+    "edit",
+    "price",
+    "notes",
+}
+
+
+def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offer:
+    node.mapping(_OFFER_FIELDS)
+    provider_node = node.get("provider")
+    provider = provider_node.choice(PROVIDERS)
+    if provider not in providers:
+        raise provider_node.fail(f"provider '{provider}' has no entry under providers:", "add it with its plans")
+    qualities = node.get("qualities").text_list(QUALITIES)
+    offer = Offer(
+        provider=provider,
+        model=node.get("model").text(),
+        provenance=_provenance(node),
+        qualities=tuple(q for q in QUALITIES if q in qualities),
+        quality_selectable=node.get("quality_selectable", True).boolean(),
+        images_per_request=node.get("images_per_request").integer(minimum=1),
+        split_across_requests=node.get("split_across_requests", False).boolean(),
+        prompt_max_chars=node.get("prompt_max_chars").integer(minimum=1),
+        sizes=_sizes(node.get("sizes")),
+        edit=_edit(node.get("edit", {"supported": False})),
+        price=_price(node.get("price"), qualities),
+        notes=_notes(node),
+        origin=origin,
+    )
+    if offer.price.uses_credits and not any(p.usd_per_credit is not None for p in providers[provider].plans.values()):
+        raise node.get("price").fail(f"credit prices need a plan with usd_per_credit under providers.{provider}.plans")
+    if offer.price.model == "credits_per_resolution":
+        _check_resolution_credits(node.get("price"), offer)
+    return offer
+
+
+def _sizes(node: Field) -> SizeCaps:
+    node.mapping({"mode", "rules", "presets", "source", "observed", "notes"})
+    mode = node.get("mode").choice(("pixels", "presets"))
+    rules = None
+    presets: dict[Ratio, PresetRatio] = {}
+    if mode == "pixels":
+        rules = _rules(node.get("rules"))
+    else:
+        for ratio_text, tiers_node in node.get("presets").mapping().items():
+            ratio = _ratio(tiers_node, ratio_text)
+            tiers = {}
+            for tier, size_node in tiers_node.mapping().items():
+                if tier not in RESOLUTIONS:
+                    raise size_node.fail(f"'{tier}' is not a resolution tier (use {', '.join(RESOLUTIONS)})")
+                tiers[tier] = None if size_node.value is None else _pixels(size_node, ratio)
+            if not tiers:
+                raise tiers_node.fail("no resolution tiers listed")
+            if ratio in presets:
+                raise tiers_node.fail(f"aspect ratio {ratio_text} is listed twice (as {presets[ratio].label})")
+            presets[ratio] = PresetRatio(label=ratio_text.strip(), tiers=tiers)
+        if not presets:
+            raise node.fail("presets mode needs at least one aspect ratio")
+    return SizeCaps(mode=mode, rules=rules, presets=presets, provenance=_provenance(node))
+
+
+def _ratio(node: Field, text: str) -> Ratio:
+    parts = text.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        hint = 'write ratios as quoted text, like "16:9" (unquoted, YAML reads 16:9 as a number)'
+        raise node.fail(f"aspect ratio '{text}' does not parse as W:H", hint)
+    return Ratio.of(int(parts[0]), int(parts[1]))
+
+
+def _pixels(node: Field, ratio: Ratio) -> tuple[int, int]:
+    text = node.text()
+    w, _, h = text.lower().partition("x")
+    if not (w.isdigit() and h.isdigit()) or int(w) == 0 or int(h) == 0:
+        raise node.fail(f"'{text}' is not WIDTHxHEIGHT")
+    width, height = int(w), int(h)
+    if Ratio.of(width, height) != ratio:
+        raise node.fail(f"{text} is not {ratio}")
+    return width, height
+
+
+def _rules(node: Field) -> PixelRules:
+    f = node.mapping({"multiple_of", "max_edge", "min_pixels", "max_pixels", "max_ratio", "experimental_above_pixels"})
+    rules = PixelRules(
+        multiple_of=f["multiple_of"].integer(minimum=1) if "multiple_of" in f else 1,
+        max_edge=node.get("max_edge").integer(minimum=1),
+        min_pixels=node.get("min_pixels").integer(minimum=1),
+        max_pixels=node.get("max_pixels").integer(minimum=1),
+        max_ratio=node.get("max_ratio").money(),
+        experimental_above_pixels=(
+            f["experimental_above_pixels"].integer(minimum=1) if "experimental_above_pixels" in f else None
+        ),
+    )
+    if rules.min_pixels > rules.max_pixels:
+        raise node.fail("min_pixels is above max_pixels")
+    if rules.max_ratio < 1:
+        raise f["max_ratio"].fail("max_ratio is long edge over short edge, so at least 1")
+    return rules
+
+
+_EDIT_FIELDS = {
+    "supported",
+    "model",
+    "max_images",
+    "max_image_bytes",
+    "formats",
+    "mask",
+    "inputs",
+    "source",
+    "observed",
+    "notes",
+}
+
+
+def _edit(node: Field) -> EditCaps:
+    f = node.mapping(
+        {
+            "supported",
+            "model",
+            "max_images",
+            "max_image_bytes",
+            "formats",
+            "mask",
+            "inputs",
+            "source",
+            "observed",
+            "notes",
+        }
+    )
+    supported = node.get("supported").boolean()
+    if not supported:
+        return EditCaps(False, None, None, None, (), False, (), None)
+    return EditCaps(
+        supported=True,
+        model=f["model"].text() if "model" in f else None,
+        max_images=f["max_images"].integer(minimum=1) if "max_images" in f else None,
+        max_image_bytes=f["max_image_bytes"].integer(minimum=1) if "max_image_bytes" in f else None,
+        formats=node.get("formats").text_list(IMAGE_FORMATS),
+        mask=node.get("mask", False).boolean(),
+        inputs=node.get("inputs").text_list(INPUT_KINDS),
+        provenance=_provenance(node),
+    )
+
+
+def _price(node: Field, qualities: tuple[str, ...]) -> Price:
+    f = node.mapping(
+        {
+            "model",
+            "usd_per_million_tokens",
+            "round_up_per_request_usd",
+            "credits_per_image",
+            "usd_per_image",
+            "source",
+            "observed",
+            "published",
+            "notes",
+        }
+    )
+    model = node.get("model").choice(PRICE_MODELS)
+    rates: dict[str, Decimal] = {}
+    credits: dict[str, int] = {}
+    flat = None
+    round_up = None
+    if model == "tokens":
+        for kind, rate in node.get("usd_per_million_tokens").mapping(set(TOKEN_KINDS)).items():
+            rates[kind] = rate.money()
+        for required in ("text_input", "image_output"):
+            if required not in rates:
+                raise node.get("usd_per_million_tokens").fail(f"missing field '{required}'")
+        if "round_up_per_request_usd" in f:
+            round_up = f["round_up_per_request_usd"].money()
+            if round_up == 0:
+                raise f["round_up_per_request_usd"].fail("the rounding step must be above zero")
+    elif model == "credits_per_quality":
+        table = node.get("credits_per_image")
+        for q, count in table.mapping(set(QUALITIES)).items():
+            credits[q] = count.integer(minimum=0)
+        for q in qualities:
+            if q not in credits:
+                raise table.fail(f"no credit price for quality '{q}', which the offer lists")
+    elif model == "credits_per_resolution":
+        for tier, count in node.get("credits_per_image").mapping(set(RESOLUTIONS)).items():
+            credits[tier] = count.integer(minimum=0)
+    else:
+        flat = node.get("usd_per_image").money()
+    published, published_prov = _published(f.get("published"))
+    return Price(
+        model=model,
+        usd_per_million=rates,
+        round_up_per_request=round_up,
+        credits_per_image=credits,
+        usd_per_image=flat,
+        provenance=_provenance(node),
+        published=published,
+        published_provenance=published_prov,
+    )
+
+
+def _published(node: Field | None) -> tuple[dict[str, dict[str, Decimal]], Provenance | None]:
+    if node is None:
+        return {}, None
+    node.mapping({"source", "observed", "per_image_usd"})
+    table = {}
+    for size, row in node.get("per_image_usd").mapping().items():
+        table[size] = {q: cell.money() for q, cell in row.mapping(set(QUALITIES)).items()}
+    return table, _provenance(node)
+
+
+def _check_resolution_credits(node: Field, offer: Offer) -> None:
+    tiers = (
+        {t for preset in offer.sizes.presets.values() for t in preset.tiers}
+        if offer.sizes.mode == "presets"
+        else set(RESOLUTIONS)
+    )
+    missing = sorted(tiers - set(offer.price.credits_per_image))
+    if missing:
+        raise node.get("credits_per_image").fail(f"no credit price for resolution {', '.join(missing)}")

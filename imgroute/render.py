@@ -1,0 +1,282 @@
+"""Turn routes, offers and prices into rich tables or JSON. Data in, text out; no decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from decimal import Decimal
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from imgroute.money import fmt_rate, fmt_usd, usd_json
+from imgroute.pricing import Offer, PricingTable
+from imgroute.router import Quote, Route
+
+WINNER = "*"
+# Wide enough that a quote table does not wrap when piped into a file or a pager.
+PIPE_WIDTH = 160
+
+
+def stdout_console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# -- quote ------------------------------------------------------------------------------------
+
+
+def quote_to_json(quote: Quote) -> dict:
+    a = quote.assessment
+    delivery = a.delivery
+    return {
+        "provider": a.offer.provider,
+        "model": a.offer.model,
+        "plan": a.plan.name,
+        "eligible": quote.eligible,
+        "cost_usd": usd_json(a.cost),
+        "per_image_usd": usd_json(a.per_image),
+        "output": {
+            "width": delivery.width if delivery else None,
+            "height": delivery.height if delivery else None,
+            "quality": a.quality,
+            "exact_size": delivery.exact if delivery else None,
+            "resolution": delivery.resolution if delivery else None,
+            "aspect": delivery.aspect if delivery else None,
+        },
+        "requests": len(a.requests),
+        "reasons": list(quote.reasons),
+        "notes": list(a.notes),
+        "breakdown": [line.text for line in a.breakdown],
+    }
+
+
+def route_to_json(route: Route) -> dict:
+    choice = route.choice
+    return {
+        "request": route.request.to_json(),
+        "choice": quote_to_json(choice) if choice else None,
+        "quotes": [quote_to_json(q) for q in route.quotes],
+    }
+
+
+def print_quote(console: Console, route: Route, explain: bool = False) -> None:
+    table = Table(title=f"GPT Image 2: {_describe(route)}", title_justify="left")
+    table.add_column("", width=1)
+    table.add_column("provider")
+    table.add_column("model")
+    table.add_column("delivers")
+    table.add_column("cost", justify="right")
+    table.add_column("per image", justify="right")
+    table.add_column("why not")
+    winner = route.choice
+    for quote in route.quotes:
+        a = quote.assessment
+        style = "bold green" if quote is winner else ("" if quote.eligible else "dim")
+        table.add_row(
+            WINNER if quote is winner else "",
+            _provider_label(quote),
+            a.offer.model,
+            _delivers(quote),
+            fmt_usd(a.cost) if a.cost is not None else "-",
+            fmt_usd(a.per_image) if a.per_image is not None else "-",
+            _why_not(quote, winner),
+            style=style,
+        )
+    console.print(table)
+    if winner:
+        console.print(
+            f"{WINNER} cheapest: {winner.offer.provider} {winner.offer.model} at {fmt_usd(winner.cost)}",
+            style="bold",
+        )
+    for quote in route.quotes:
+        if explain and quote.assessment.breakdown:
+            console.print(Text(f"\n{_provider_label(quote)} {quote.offer.model}", style="bold"))
+            for line in quote.assessment.breakdown:
+                console.print(f"  {line.text}")
+            for note in quote.assessment.notes:
+                console.print(f"  note: {note}", style="yellow")
+        elif not explain and quote.eligible:
+            for note in quote.assessment.notes:
+                console.print(f"note: {quote.offer.provider} {quote.offer.model}: {note}", style="yellow")
+
+
+def _describe(route: Route) -> str:
+    r = route.request
+    images = "1 image" if r.n == 1 else f"{r.n} images"
+    return f"{images}, {r.quality} quality, {r.target}"
+
+
+def _provider_label(quote: Quote) -> str:
+    a = quote.assessment
+    if a.offer.price.uses_credits:
+        return f"{a.offer.provider} ({a.plan.name})"
+    return a.offer.provider
+
+
+def _delivers(quote: Quote) -> str:
+    a = quote.assessment
+    if a.delivery is None:
+        return "-"
+    quality = a.quality or "?"
+    if a.quality and not a.offer.quality_selectable:
+        quality += " (fixed)"
+    tasks = f", {len(a.requests)} tasks" if len(a.requests) > 1 else ""
+    return f"{a.delivery.label()} {quality}{tasks}"
+
+
+def _why_not(quote: Quote, winner: Quote | None) -> str:
+    if quote.reasons:
+        return "; ".join(quote.reasons)
+    if winner is None or quote is winner:
+        return ""
+    extra = quote.cost - winner.cost
+    if extra == 0:
+        return f"same cost; {winner.offer.provider} wins the tie by name"
+    return f"{fmt_usd(extra)} more than {winner.offer.provider}"
+
+
+# -- providers --------------------------------------------------------------------------------
+
+
+def offer_capabilities(offer: Offer) -> dict:
+    sizes = offer.sizes
+    if sizes.mode == "pixels":
+        r = sizes.rules
+        size_text = (
+            f"any WxH, edges x{r.multiple_of}, <= {r.max_edge} px, "
+            f"{r.min_pixels / 1e6:.2f}-{r.max_pixels / 1e6:.2f} MP, <= {r.max_ratio.normalize():f}:1"
+        )
+    else:
+        size_text = "; ".join(f"{p.label} {'/'.join(p.tiers)}" for p in sizes.presets.values())
+    edit = offer.edit
+    if edit.supported:
+        edit_text = (
+            f"yes, up to {edit.max_images or '?'} images, {'mask' if edit.mask else 'no mask'}, {'/'.join(edit.inputs)}"
+        )
+    else:
+        edit_text = "no"
+    return {
+        "provider": offer.provider,
+        "model": offer.model,
+        "qualities": list(offer.qualities),
+        "quality_selectable": offer.quality_selectable,
+        "sizes": size_text,
+        "images_per_request": offer.images_per_request,
+        "split_across_requests": offer.split_across_requests,
+        "prompt_max_chars": offer.prompt_max_chars,
+        "edit": edit_text,
+        "price": price_summary(offer),
+    }
+
+
+def price_summary(offer: Offer) -> str:
+    p = offer.price
+    if p.model == "tokens":
+        rates = p.usd_per_million
+        text = (
+            f"tokens: text in {fmt_rate(rates['text_input'])}, image in "
+            f"{fmt_rate(rates.get('image_input', Decimal(0)))}, image out {fmt_rate(rates['image_output'])} per 1M"
+        )
+        if p.round_up_per_request:
+            text += f"; each request rounded up to {fmt_rate(p.round_up_per_request)}"
+        return text
+    if p.model == "flat_per_image":
+        return f"{fmt_rate(p.usd_per_image)} per image, flat"
+    by = "quality" if p.model == "credits_per_quality" else "resolution"
+    cells = ", ".join(f"{k} {v}" for k, v in p.credits_per_image.items())
+    return f"credits per image by {by}: {cells}"
+
+
+def print_providers(console: Console, table: PricingTable) -> None:
+    grid = Table(title="What each GPT Image 2 offer can do", title_justify="left")
+    for column in ("provider", "model", "quality", "sizes", "n/req", "prompt", "edit", "price"):
+        grid.add_column(column)
+    for offer in table.offers:
+        caps = offer_capabilities(offer)
+        qualities = "/".join(caps["qualities"]) + ("" if offer.quality_selectable else " (fixed)")
+        n = str(offer.images_per_request) + (" (1 per task)" if offer.split_across_requests else "")
+        grid.add_row(
+            offer.provider,
+            offer.model,
+            qualities,
+            caps["sizes"],
+            n,
+            f"{offer.prompt_max_chars:,}",
+            caps["edit"],
+            caps["price"],
+        )
+    console.print(grid)
+
+
+# -- pricing ----------------------------------------------------------------------------------
+
+
+def pricing_rows(table: PricingTable, today: dt.date, max_age_days: int) -> list[dict]:
+    rows = []
+
+    def add(provider: str, what: str, value: str, prov, origin: str) -> None:
+        age = (today - prov.observed).days
+        rows.append(
+            {
+                "provider": provider,
+                "what": what,
+                "value": value,
+                "source": prov.source,
+                "observed": prov.observed.isoformat(),
+                "age_days": age,
+                "stale": age > max_age_days,
+                "file": origin,
+            }
+        )
+
+    for info in table.providers.values():
+        for plan in info.plans.values():
+            if plan.usd_per_credit is not None:
+                value = f"{fmt_rate(plan.usd_per_credit.quantize(Decimal('0.00000001')).normalize())}/credit"
+                if plan.monthly_usd is not None:
+                    value += f" ({fmt_rate(plan.monthly_usd)}/month for {plan.credits_per_month:,} credits)"
+            else:
+                value = plan.description
+            label = f"plan {plan.name}" + (" (default)" if plan.default else "")
+            add(info.id, label, value, plan.provenance, "")
+    for offer in table.offers:
+        add(offer.provider, f"{offer.model} price", price_summary(offer), offer.price.provenance, offer.origin)
+        add(
+            offer.provider,
+            f"{offer.model} sizes",
+            offer_capabilities(offer)["sizes"],
+            offer.sizes.provenance,
+            offer.origin,
+        )
+    return rows
+
+
+def print_pricing(console: Console, rows: list[dict], notes: list[str]) -> None:
+    grid = Table(title="Pricing table: every figure with its source", title_justify="left")
+    for column in ("provider", "what", "value", "observed", "source"):
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        observed = f"{row['observed']} ({row['age_days']}d)"
+        grid.add_row(
+            row["provider"],
+            row["what"],
+            row["value"],
+            Text(observed, style="yellow" if row["stale"] else ""),
+            row["source"],
+        )
+    console.print(grid)
+    for note in notes:
+        console.print(f"note: {note}", style="dim")

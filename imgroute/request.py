@@ -1,0 +1,186 @@
+"""The immutable Request and the parsing of what the user asked for.
+
+Size semantics (also in the README):
+- `--size WxH` asks for exactly those pixels.
+- `--aspect W:H` with `--resolution 1K|2K|4K` asks for exactly that aspect ratio at a pixel
+  budget: 1K = 1024x1024 px, 2K = 2048x2048 px, 4K = 3840x2160 px (see RESOLUTION_PIXELS).
+- Neither means `--aspect 1:1 --resolution 1K`, which is 1024x1024 where pixels can be chosen.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from types import MappingProxyType
+from typing import NamedTuple
+
+from imgroute.errors import UsageError
+
+QUALITIES = ("low", "medium", "high")
+QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
+
+# Pixel budget of each resolution tier.
+RESOLUTION_PIXELS = {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 3840 * 2160}
+RESOLUTIONS = tuple(RESOLUTION_PIXELS)
+# An offer that picks its own pixels "reaches" a tier when it delivers at least this share of the
+# tier's budget (a 3:1 image at 4K is capped by the 3840 px edge at 4.9 MP, which still counts).
+MIN_SHARE_OF_BUDGET = Decimal("0.5")
+
+MAX_N = 100
+MAX_EDGE_ACCEPTED = 100_000  # beyond any provider; only guards against absurd input
+
+
+class Ratio(NamedTuple):
+    """An aspect ratio in lowest terms, e.g. 16:9."""
+
+    w: int
+    h: int
+
+    @classmethod
+    def of(cls, w: int, h: int) -> Ratio:
+        g = math.gcd(w, h)
+        return cls(w // g, h // g)
+
+    def __str__(self) -> str:
+        return f"{self.w}:{self.h}"
+
+
+class Target(NamedTuple):
+    """What the output should look like: exact pixels, or an aspect ratio at a resolution tier."""
+
+    aspect: Ratio
+    resolution: str | None = None  # set when the user asked by tier
+    width: int | None = None  # set (with height) when the user asked for exact pixels
+    height: int | None = None
+    aspect_text: str | None = None  # as the user wrote it ("21:9"); `aspect` is reduced ("7:3")
+
+    @property
+    def aspect_label(self) -> str:
+        return self.aspect_text or str(self.aspect)
+
+    @property
+    def exact(self) -> bool:
+        return self.width is not None
+
+    def __str__(self) -> str:
+        if self.exact:
+            return f"{self.width}x{self.height}"
+        return f"{self.aspect_label} at {self.resolution}"
+
+    def to_json(self) -> dict:
+        return {
+            "size": f"{self.width}x{self.height}" if self.exact else None,
+            "aspect": self.aspect_label,
+            "resolution": self.resolution,
+        }
+
+
+DEFAULT_TARGET = Target(aspect=Ratio(1, 1), resolution="1K")
+
+
+class Request(NamedTuple):
+    prompt: str
+    quality: str = "medium"
+    target: Target = DEFAULT_TARGET
+    n: int = 1
+    images: tuple[str, ...] = ()
+    mask: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "quality": self.quality,
+            **self.target.to_json(),
+            "n": self.n,
+            "images": list(self.images),
+            "mask": self.mask,
+        }
+
+
+class Constraints(NamedTuple):
+    """Routing limits from flags and config."""
+
+    providers: frozenset[str] = frozenset()  # empty means all
+    exclude: frozenset[str] = frozenset()
+    max_cost: Decimal | None = None
+    plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_RATIO_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise UsageError(f"--size {text!r} is not WIDTHxHEIGHT", "write it like --size 1536x1024")
+    w, h = int(m.group(1)), int(m.group(2))
+    if w == 0 or h == 0:
+        raise UsageError(f"--size {text!r} has a zero edge", "both edges must be at least 1 px")
+    if max(w, h) > MAX_EDGE_ACCEPTED:
+        raise UsageError(f"--size {text!r} is absurdly large", "no provider goes past 3840 px")
+    return w, h
+
+
+def parse_ratio(text: str, flag: str = "--aspect") -> Ratio:
+    m = _RATIO_RE.match(text)
+    if not m:
+        raise UsageError(f"{flag} {text!r} is not W:H", f"write it like {flag} 16:9")
+    w, h = int(m.group(1)), int(m.group(2))
+    if w == 0 or h == 0:
+        raise UsageError(f"{flag} {text!r} has a zero side", "both sides must be at least 1")
+    return Ratio.of(w, h)
+
+
+def parse_resolution(text: str) -> str:
+    tier = text.strip().upper()
+    if tier not in RESOLUTION_PIXELS:
+        raise UsageError(f"--resolution {text!r} is not a tier", f"use one of {', '.join(RESOLUTIONS)}")
+    return tier
+
+
+def parse_quality(text: str) -> str:
+    q = text.strip().lower()
+    if q not in QUALITY_RANK:
+        raise UsageError(f"--quality {text!r} is not a tier", "use low, medium or high")
+    return q
+
+
+def build_target(size: str | None, aspect: str | None, resolution: str | None) -> Target:
+    if size and (aspect or resolution):
+        raise UsageError(
+            "--size cannot be combined with --aspect or --resolution",
+            "ask for exact pixels with --size, or for a shape with --aspect and --resolution",
+        )
+    if size:
+        w, h = parse_size(size)
+        return Target(aspect=Ratio.of(w, h), width=w, height=h)
+    ratio = parse_ratio(aspect) if aspect else Ratio(1, 1)
+    text = aspect.replace(" ", "") if aspect else None
+    return Target(aspect=ratio, resolution=parse_resolution(resolution) if resolution else "1K", aspect_text=text)
+
+
+def check_n(n: int) -> int:
+    if n < 1 or n > MAX_N:
+        raise UsageError(f"--n {n} is out of range", f"ask for 1 to {MAX_N} images per job")
+    return n
+
+
+def check_prompt(prompt: str | None) -> str:
+    if prompt is None or not prompt.strip():
+        raise UsageError("the prompt is empty", 'give it as an argument (imgroute quote "a lighthouse") or on stdin')
+    return prompt.strip()
+
+
+def parse_money(text: str, flag: str) -> Decimal:
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except ArithmeticError:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise UsageError(f"{flag} {text!r} is not an amount", f"write it in USD, like {flag} 0.25")
+    if amount < 0:
+        raise UsageError(f"{flag} {text!r} is negative", f"give a positive USD amount to {flag}")
+    return amount

@@ -1,0 +1,100 @@
+"""Price every offer, apply the user's constraints, and rank: eligible and cheapest first.
+
+`quote` renders the whole list; `gen` walks the eligible part in order (fallback). Ties are broken
+by provider id and model so the same input always gives the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import NamedTuple
+
+from imgroute.costs import Assessment, assess
+from imgroute.money import fmt_usd
+from imgroute.pricing import Offer, PricingTable
+from imgroute.request import Constraints, Request
+
+
+class Quote(NamedTuple):
+    assessment: Assessment
+    reasons: tuple[str, ...]  # everything that rules the offer out: capability and constraints
+    priced_out: bool = False  # ruled out by --max-cost alone
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+    @property
+    def offer(self) -> Offer:
+        return self.assessment.offer
+
+    @property
+    def cost(self) -> Decimal | None:
+        return self.assessment.cost
+
+
+class Route(NamedTuple):
+    request: Request
+    quotes: tuple[Quote, ...]
+
+    @property
+    def eligible(self) -> tuple[Quote, ...]:
+        return tuple(q for q in self.quotes if q.eligible)
+
+    @property
+    def choice(self) -> Quote | None:
+        return next(iter(self.eligible), None)
+
+    @property
+    def only_priced_out(self) -> bool:
+        """Nothing is eligible, but something could deliver within the other constraints."""
+        return not self.eligible and any(q.priced_out for q in self.quotes)
+
+
+# Extra, caller-specific reasons to rule an offer out (gen: "no API key").
+ExtraReasons = Callable[[Offer], list[str]]
+
+
+def rank(
+    request: Request,
+    table: PricingTable,
+    constraints: Constraints,
+    extra_reasons: ExtraReasons | None = None,
+) -> Route:
+    quotes = []
+    for offer in table.offers:
+        plan = table.plan(offer.provider, constraints.plans.get(offer.provider))
+        assessment = assess(request, offer, plan)
+        reasons = list(assessment.reasons)
+        reasons.extend(_constraint_reasons(offer, constraints))
+        if extra_reasons is not None:
+            reasons.extend(extra_reasons(offer))
+        priced_out = False
+        limit = constraints.max_cost
+        if limit is not None and assessment.cost is not None and assessment.cost > limit:
+            priced_out = not reasons
+            reasons.append(f"costs {fmt_usd(assessment.cost)}, over --max-cost {fmt_usd(limit)}")
+        quotes.append(Quote(assessment, tuple(reasons), priced_out))
+    quotes.sort(key=_order)
+    return Route(request=request, quotes=tuple(quotes))
+
+
+def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:
+    reasons = []
+    if constraints.providers and offer.provider not in constraints.providers:
+        reasons.append(f"not among --provider {', '.join(sorted(constraints.providers))}")
+    if offer.provider in constraints.exclude:
+        reasons.append("excluded by --exclude")
+    return reasons
+
+
+def _order(quote: Quote) -> tuple:
+    cost = quote.cost
+    return (
+        not quote.eligible,
+        cost is None,
+        cost if cost is not None else Decimal(0),
+        quote.offer.provider,
+        quote.offer.model,
+    )

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Startup cost of `imgroute quote` against the least any typer + rich CLI costs.
+
+The floor is a program this script writes itself: a one-command typer app that loads PyYAML and
+prints a six-row rich table. Both run interleaved in the same session, several times each; the
+medians are compared. Target: ratio <= 1.2. The ratio is printed last.
+
+    python scripts/bench_startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FLOOR_PROGRAM = '''
+import typer
+import yaml  # noqa: F401  (the floor pays for loading PyYAML, as imgroute does)
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def quote(prompt: str, quality: str = "medium") -> None:
+    table = Table(title=f"{prompt} ({quality})")
+    for column in ("provider", "model", "cost"):
+        table.add_column(column)
+    for i in range(6):
+        table.add_row(f"provider-{i}", "gpt-image-2", f"${i / 100:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    app()
+'''
+
+TARGET = 1.2
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def imgroute_command() -> list[str]:
+    script = Path(sys.executable).with_name("imgroute")
+    found = str(script) if script.exists() else shutil.which("imgroute")
+    base = [found] if found else [sys.executable, "-m", "imgroute"]
+    return [*base, "quote", "a lighthouse", "--quality", "high"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="runs of each program (default 15)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = Path(tmp) / "floor.py"
+        floor.write_text(FLOOR_PROGRAM)
+        env = dict(os.environ, IMGROUTE_HOME=str(Path(tmp) / "home"))
+        floor_cmd = [sys.executable, str(floor), "a lighthouse", "--quality", "high"]
+        quote_cmd = imgroute_command()
+        # Warm the page cache and .pyc files so the first timed run is not an outlier.
+        timed(floor_cmd, env)
+        timed(quote_cmd, env)
+        floor_times, quote_times = [], []
+        for _ in range(args.runs):
+            floor_times.append(timed(floor_cmd, env))
+            quote_times.append(timed(quote_cmd, env))
+
+    floor_ms = statistics.median(floor_times) * 1000
+    quote_ms = statistics.median(quote_times) * 1000
+    ratio = quote_ms / floor_ms
+    print(f"runs each:              {args.runs} (interleaved)")
+    print(f"floor (typer+yaml+rich) median: {floor_ms:7.1f} ms")
+    print(f"imgroute quote          median: {quote_ms:7.1f} ms")
+    print(f"target: ratio <= {TARGET}")
+    print(f"ratio: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Shared fixtures: every test runs with its own imgroute home and no provider keys."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from imgroute.cli import main
+
+KEY_VARS = ("OPENAI_API_KEY", "FAL_KEY", "PIAPI_API_KEY", "KIE_API_KEY", "APIFRAME_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "imgroute-home"
+    monkeypatch.setenv("IMGROUTE_HOME", str(home))
+    for var in KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run the real CLI entry point in-process: exit code, stdout and stderr."""
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

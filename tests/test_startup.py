@@ -1,0 +1,22 @@
+"""`quote` must not pay for what it does not use: no HTTP or database stack on its path."""
+
+import subprocess
+import sys
+
+PROBE = """
+import sys
+from imgroute.cli import main
+try:
+    main(["quote", "a lighthouse", "--quality", "high", "--json"])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("httpx", "httpcore", "anyio", "h11", "sqlite3", "ssl") if m in sys.modules)
+print("HEAVY", heavy, file=sys.stderr)
+"""
+
+
+def test_quote_does_not_import_httpx_or_sqlite(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env={"IMGROUTE_HOME": str(tmp_path)}
+    )
+    assert "HEAVY []" in result.stderr, result.stderr
