@@ -160,14 +160,14 @@ def quote(
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
     from imgroute import render
-    from imgroute.router import rank
+    from imgroute.router import rank, route_to_json
 
     request = build_request(prompt, quality, size, aspect, resolution, n)
     table = load_pricing(pricing)
     constraints = build_constraints(table, config.load_settings(), provider, exclude, max_cost, plan)
     route = rank(request, table, constraints)
     if as_json:
-        render.print_json(render.route_to_json(route))
+        render.print_json(route_to_json(route))
     else:
         render.print_quote(render.stdout_console(), route, explain=explain)
     if route.choice is None:
@@ -268,3 +268,7 @@ def _fail(message: str, hint: str | None, code: int) -> None:
         text += f"; {hint}"
     sys.stderr.write(text + "\n")
     sys.exit(code)
+
+
+# Register the commands that live in their own modules (they import only typer at load time).
+from imgroute import cli_gen  # noqa: E402, F401

@@ -67,6 +67,8 @@ def assess(request: Request, offer: Offer, plan: Plan) -> Assessment:
         reasons.append(
             f"prompt is {len(request.prompt):,} characters; {offer.provider} takes at most {offer.prompt_max_chars:,}"
         )
+    if request.output_format not in offer.output_formats:
+        reasons.append(f"cannot output {request.output_format} (only {', '.join(offer.output_formats)})")
     reasons.extend(_edit_reasons(request, offer))
 
     cost, breakdown = None, ()
@@ -233,3 +235,52 @@ def _published_disagreement(offer: Offer, delivery: Delivery, quality: str) -> l
         f"{offer.provider}'s own table says {fmt_rate(published)}/image at {delivery.width}x{delivery.height} "
         f"{quality}; the token model used here gives {fmt_usd(model_cost, 4)} (usage decides the real charge)"
     ]
+
+
+# -- actual cost ------------------------------------------------------------------------------
+
+
+class Delivered(NamedTuple):
+    """What one request really produced, for pricing it after the fact."""
+
+    images: int
+    width: int
+    height: int
+    usage: object | None  # providers.base.Usage, read by field name
+
+
+def actual_cost(
+    offer: Offer, plan: Plan, quality: str, tier: str | None, prompt: str, delivered: list[Delivered]
+) -> tuple[Decimal, str]:
+    """The charge for what was delivered, and where the figure comes from."""
+    price = offer.price
+    images = sum(d.images for d in delivered)
+    if price.model == "flat_per_image":
+        return price.usd_per_image * images, "list price"
+    if price.uses_credits:
+        charged = [getattr(d.usage, "credits", None) for d in delivered]
+        if plan.usd_per_credit is not None and charged and all(c is not None for c in charged):
+            return sum(charged) * plan.usd_per_credit, "credits charged"
+        per_image = price.credits_per_image[quality if price.model == "credits_per_quality" else tier]
+        return per_image * images * plan.usd_per_credit, "list price"
+    rates = price.usd_per_million
+    total = Decimal(0)
+    from_usage = all(d.usage is not None and getattr(d.usage, "image_output", 0) for d in delivered)
+    for d in delivered:
+        if from_usage:
+            u = d.usage
+            cost = (
+                u.text_input * rates["text_input"]
+                + u.image_input * rates.get("image_input", Decimal(0))
+                + u.image_output * rates["image_output"]
+                + u.text_output * rates.get("text_output", rates["image_output"])
+            ) / MILLION
+        else:
+            cost = (
+                tokens.output_tokens(d.width, d.height, quality) * d.images * rates["image_output"]
+                + tokens.prompt_tokens(prompt) * rates["text_input"]
+            ) / MILLION
+        if price.round_up_per_request is not None:
+            cost = ceil_to(cost, price.round_up_per_request)
+        total += cost
+    return total, "usage tokens" if from_usage else "token model at the delivered size"

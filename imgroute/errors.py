@@ -58,4 +58,10 @@ class BudgetError(ImgrouteError):
     exit_code = 8
 
 
-EXIT_INTERRUPTED = 130
+class Interrupted(ImgrouteError):
+    """Ctrl-C. What was already sent is in the ledger."""
+
+    exit_code = 130
+
+
+EXIT_INTERRUPTED = Interrupted.exit_code

@@ -2,5 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 # `imgroute pricing` warns about rows observed longer ago than this (config: pricing_max_age_days).
 DEFAULT_PRICING_MAX_AGE_DAYS = 180
+
+# -- HTTP ---------------------------------------------------------------------------------------
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0  # polls, result fetches, downloads
+SYNC_READ_TIMEOUT_S = 300.0  # synchronous generation (OpenAI, PiAPI) holds the connection open
+GET_ATTEMPTS = 4  # GETs are safe to repeat
+SUBMIT_ATTEMPTS = 3  # only when nothing reached the provider, or it dedupes by idempotency key
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 8.0
+RETRY_AFTER_MAX_S = 120.0  # a provider asking for longer is treated as unavailable
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+# -- jobs ---------------------------------------------------------------------------------------
+DEFAULT_JOB_TIMEOUT_S = 600.0
+
+
+def time_scale() -> float:
+    """IMGROUTE_TIME_SCALE multiplies every wait imgroute chooses (polls, backoff, Retry-After).
+
+    Only for running against local fakes: 0.01 makes a 2 s poll take 20 ms.
+    """
+    raw = os.environ.get("IMGROUTE_TIME_SCALE")
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        return 1.0
+    return value if 0 <= value <= 1 else 1.0

@@ -112,6 +112,7 @@ class Offer(NamedTuple):
     images_per_request: int
     split_across_requests: bool
     prompt_max_chars: int
+    output_formats: tuple[str, ...]
     sizes: SizeCaps
     edit: EditCaps
     price: Price
@@ -328,6 +329,7 @@ _OFFER_FIELDS = {
     "images_per_request",
     "split_across_requests",
     "prompt_max_chars",
+    "output_formats",
     "sizes",
     "edit",
     "price",
@@ -351,6 +353,7 @@ def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offe
         images_per_request=node.get("images_per_request").integer(minimum=1),
         split_across_requests=node.get("split_across_requests", False).boolean(),
         prompt_max_chars=node.get("prompt_max_chars").integer(minimum=1),
+        output_formats=node.get("output_formats", ["png"]).text_list(IMAGE_FORMATS),
         sizes=_sizes(node.get("sizes")),
         edit=_edit(node.get("edit", {"supported": False})),
         price=_price(node.get("price"), qualities),

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from imgroute.money import fmt_rate, fmt_usd, usd_json
+from imgroute.money import fmt_rate, fmt_usd
 from imgroute.pricing import Offer, PricingTable
 from imgroute.router import Quote, Route
 
@@ -36,40 +36,6 @@ def print_json(data: object) -> None:
 
 
 # -- quote ------------------------------------------------------------------------------------
-
-
-def quote_to_json(quote: Quote) -> dict:
-    a = quote.assessment
-    delivery = a.delivery
-    return {
-        "provider": a.offer.provider,
-        "model": a.offer.model,
-        "plan": a.plan.name,
-        "eligible": quote.eligible,
-        "cost_usd": usd_json(a.cost),
-        "per_image_usd": usd_json(a.per_image),
-        "output": {
-            "width": delivery.width if delivery else None,
-            "height": delivery.height if delivery else None,
-            "quality": a.quality,
-            "exact_size": delivery.exact if delivery else None,
-            "resolution": delivery.resolution if delivery else None,
-            "aspect": delivery.aspect if delivery else None,
-        },
-        "requests": len(a.requests),
-        "reasons": list(quote.reasons),
-        "notes": list(a.notes),
-        "breakdown": [line.text for line in a.breakdown],
-    }
-
-
-def route_to_json(route: Route) -> dict:
-    choice = route.choice
-    return {
-        "request": route.request.to_json(),
-        "choice": quote_to_json(choice) if choice else None,
-        "quotes": [quote_to_json(q) for q in route.quotes],
-    }
 
 
 def print_quote(console: Console, route: Route, explain: bool = False) -> None:
@@ -280,3 +246,63 @@ def print_pricing(console: Console, rows: list[dict], notes: list[str]) -> None:
     console.print(grid)
     for note in notes:
         console.print(f"note: {note}", style="dim")
+
+
+# -- gen --------------------------------------------------------------------------------------
+
+
+class JobProgress:
+    """A live status line on stderr while a job runs; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool = True):
+        self.console = Console(stderr=True, highlight=False)
+        self.enabled = enabled and self.console.is_terminal
+        self._status = None
+
+    def __enter__(self) -> JobProgress:
+        if self.enabled:
+            self._status = self.console.status("routing...")
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
+
+    def update(self, event) -> None:
+        if self._status is None:
+            return
+        estimate = f" est {fmt_usd(event.estimate)}" if event.estimate is not None else ""
+        line = f"{event.provider} {event.model}: {event.state} {event.message} ({event.elapsed:.0f}s{estimate})"
+        if event.state in ("fallback", "retrying"):
+            self.console.print(f"{event.provider}: {event.message}", style="yellow", markup=False)
+        self._status.update(Text(line))
+
+
+def print_job(console: Console, result, skipped: list[dict]) -> None:
+    quote = result.quote
+    for attempt in result.attempts:
+        if attempt.state != "succeeded":
+            console.print(
+                f"{attempt.provider} {attempt.model}: {attempt.state}: {attempt.error}", style="yellow", markup=False
+            )
+    if quote is not None and result.images:
+        why = "cheapest offer you have a key for"
+        if len(result.attempts) > 1:
+            why = f"after {len(result.attempts) - 1} fallback(s)"
+        actual = fmt_usd(result.actual) if result.actual is not None else "unknown"
+        source = f" ({result.actual_source})" if result.actual_source else ""
+        console.print(
+            f"{quote.offer.provider} {quote.offer.model} ({why}): estimated {fmt_usd(result.estimate)}, "
+            f"actual {actual}{source}, {len(result.images)} image(s) in {result.elapsed:.1f}s, job {result.job_id}",
+            markup=False,
+        )
+    for image in result.images:
+        flag = "" if image.verified else "  (did not match the request)"
+        console.print(f"  {image.path}  {image.width}x{image.height} {image.format}{flag}", markup=False)
+    for item in skipped:
+        console.print(
+            f"note: skipped {item['provider']} {item['model']} (${item['cost_usd']}): {item['reason']}",
+            style="dim",
+            markup=False,
+        )

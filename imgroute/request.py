@@ -87,6 +87,7 @@ class Request(NamedTuple):
     n: int = 1
     images: tuple[str, ...] = ()
     mask: str | None = None
+    output_format: str = "png"
 
     def to_json(self) -> dict:
         return {
@@ -96,6 +97,7 @@ class Request(NamedTuple):
             "n": self.n,
             "images": list(self.images),
             "mask": self.mask,
+            "format": self.output_format,
         }
 
 
@@ -160,6 +162,17 @@ def build_target(size: str | None, aspect: str | None, resolution: str | None) -
     ratio = parse_ratio(aspect) if aspect else Ratio(1, 1)
     text = aspect.replace(" ", "") if aspect else None
     return Target(aspect=ratio, resolution=parse_resolution(resolution) if resolution else "1K", aspect_text=text)
+
+
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+
+
+def parse_format(text: str) -> str:
+    fmt = text.strip().lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    if fmt not in OUTPUT_FORMATS:
+        raise UsageError(f"--format {text!r} is not an image format", "use png, jpeg or webp")
+    return fmt
 
 
 def check_n(n: int) -> int:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute.costs import Assessment, assess
-from imgroute.money import fmt_usd
+from imgroute.money import fmt_usd, usd_json
 from imgroute.pricing import Offer, PricingTable
 from imgroute.request import Constraints, Request
 
@@ -98,3 +98,40 @@ def _order(quote: Quote) -> tuple:
         quote.offer.provider,
         quote.offer.model,
     )
+
+
+# -- JSON (the contract in design.md section 5) -------------------------------------------------
+
+
+def quote_to_json(quote: Quote) -> dict:
+    a = quote.assessment
+    delivery = a.delivery
+    return {
+        "provider": a.offer.provider,
+        "model": a.offer.model,
+        "plan": a.plan.name,
+        "eligible": quote.eligible,
+        "cost_usd": usd_json(a.cost),
+        "per_image_usd": usd_json(a.per_image),
+        "output": {
+            "width": delivery.width if delivery else None,
+            "height": delivery.height if delivery else None,
+            "quality": a.quality,
+            "exact_size": delivery.exact if delivery else None,
+            "resolution": delivery.resolution if delivery else None,
+            "aspect": delivery.aspect if delivery else None,
+        },
+        "requests": len(a.requests),
+        "reasons": list(quote.reasons),
+        "notes": list(a.notes),
+        "breakdown": [line.text for line in a.breakdown],
+    }
+
+
+def route_to_json(route: Route) -> dict:
+    choice = route.choice
+    return {
+        "request": route.request.to_json(),
+        "choice": quote_to_json(choice) if choice else None,
+        "quotes": [quote_to_json(q) for q in route.quotes],
+    }

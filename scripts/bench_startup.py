@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FLOOR_PROGRAM = '''
+FLOOR_PROGRAM = """
 import typer
 import yaml  # noqa: F401  (the floor pays for loading PyYAML, as imgroute does)
 from rich.console import Console
@@ -41,7 +41,7 @@ def quote(prompt: str, quality: str = "medium") -> None:
 
 if __name__ == "__main__":
     app()
-'''
+"""
 
 TARGET = 1.2
 

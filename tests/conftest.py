@@ -48,3 +48,27 @@ def cli(capsys, monkeypatch):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def fake_servers():
+    from tests.fakes import FAKES
+
+    servers = {name: cls().start() for name, cls in FAKES.items()}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def fakes(fake_servers, monkeypatch, tmp_path):
+    """All five provider fakes on loopback, with keys and base URLs pointing at them."""
+    from imgroute.providers import BASE_URL_ENV, KEY_ENV
+
+    for name, server in fake_servers.items():
+        server.reset()
+        monkeypatch.setenv(KEY_ENV[name], server.key)
+        monkeypatch.setenv(BASE_URL_ENV[name], server.url)
+    monkeypatch.setenv("IMGROUTE_TIME_SCALE", "0")  # fakes advance per poll; no real waiting
+    monkeypatch.chdir(tmp_path)
+    return fake_servers

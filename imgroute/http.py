@@ -1,0 +1,168 @@
+"""The one place an httpx client is built; retries; translation of transport failures.
+
+Two rules keep money safe:
+- GETs (status, results, downloads) may always be repeated: retried with backoff, honouring
+  Retry-After, on transport errors and retryable statuses.
+- A POST that may have reached the provider is never repeated here. `post_once` tells the caller
+  whether a failure happened before anything was sent (`TransportFailure.reached` is False), so the
+  caller can decide; everything after that is the adapter's and the job's business.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from imgroute import __version__, policy
+
+# Failures that prove the request never left this machine.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class TransportFailure(Exception):
+    """No HTTP response. `reached` says whether the request may have reached the server."""
+
+    def __init__(self, message: str, reached: bool):
+        super().__init__(message)
+        self.reached = reached
+
+
+def build_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    return httpx.Client(
+        transport=transport,
+        timeout=httpx.Timeout(policy.READ_TIMEOUT_S, connect=policy.CONNECT_TIMEOUT_S),
+        headers={"User-Agent": f"imgroute/{__version__}"},
+        follow_redirects=True,
+    )
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """Retry-After in seconds (retry-after-ms, delta seconds, or an HTTP date), if given."""
+    ms = response.headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (now if now is not None else time.time()))
+
+
+class Http:
+    """An httpx client plus the retry policy. Time and sleep come in so tests never wait."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        sleep: Callable[[float], None] = time.sleep,
+        scale: float | None = None,
+        on_event: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.client = client
+        self._sleep = sleep
+        self.scale = policy.time_scale() if scale is None else scale
+        self.on_event = on_event or (lambda message: None)
+        self._rng = rng or random.Random()
+        self.requests = 0  # every request sent, for benchmarks and tests
+
+    def wait(self, seconds: float) -> None:
+        self._sleep(seconds * self.scale)
+
+    def backoff(self, attempt: int) -> float:
+        """0.5 s x 2^attempt, capped at 8 s, minus up to 25% jitter (as OpenAI's SDK does)."""
+        base = min(policy.BACKOFF_MAX_S, policy.BACKOFF_BASE_S * 2**attempt)
+        return base * (1 - 0.25 * self._rng.random())
+
+    def post_once(self, url: str, *, headers: dict, timeout: float, **body: Any) -> httpx.Response:
+        """One POST. Never retried here; TransportFailure.reached tells whether it may have landed."""
+        self.requests += 1
+        try:
+            return self.client.post(url, headers=headers, timeout=_timeout(timeout), **body)
+        except _NOT_SENT as exc:
+            raise TransportFailure(f"could not connect: {_describe(exc)}", reached=False) from None
+        except httpx.TransportError as exc:
+            raise TransportFailure(f"no complete answer: {_describe(exc)}", reached=True) from None
+
+    def get(self, url: str, *, headers: dict | None = None, params: dict | None = None) -> httpx.Response:
+        """GET with retries on transport errors and retryable statuses. Returns the last response."""
+        for attempt in range(policy.GET_ATTEMPTS):
+            last = attempt == policy.GET_ATTEMPTS - 1
+            self.requests += 1
+            try:
+                response = self.client.get(url, headers=headers, params=params)
+            except httpx.TransportError as exc:
+                if last:
+                    raise TransportFailure(f"GET failed: {_describe(exc)}", reached=True) from None
+                delay = self.backoff(attempt)
+                self.on_event(f"{_describe(exc)}; retrying in {delay:.1f}s")
+                self.wait(delay)
+                continue
+            if response.status_code not in policy.RETRYABLE_STATUSES or last:
+                return response
+            delay = self._delay_for(response, attempt)
+            if delay is None:
+                return response
+            self.on_event(f"HTTP {response.status_code}; retrying in {delay:.1f}s")
+            self.wait(delay)
+        raise AssertionError("unreachable")
+
+    def download(self, url: str, consume: Callable[[Iterator[bytes]], Any], headers: dict | None = None) -> Any:
+        """Stream a GET into `consume`, retrying the whole download on failure.
+
+        `consume` gets the body's chunks and returns its result; if it raises, nothing is kept.
+        Returns (status, result); result is None when the final status is not 200.
+        """
+        for attempt in range(policy.GET_ATTEMPTS):
+            last = attempt == policy.GET_ATTEMPTS - 1
+            self.requests += 1
+            try:
+                with self.client.stream("GET", url, headers=headers) as response:
+                    status = response.status_code
+                    if status == 200:
+                        return status, consume(response.iter_bytes())
+                    delay = self._delay_for(response, attempt)
+                    if status not in policy.RETRYABLE_STATUSES or last or delay is None:
+                        response.read()
+                        return status, None
+            except httpx.TransportError as exc:
+                if last:
+                    raise TransportFailure(f"download failed: {_describe(exc)}", reached=True) from None
+                delay = self.backoff(attempt)
+                self.on_event(f"download interrupted ({_describe(exc)}); retrying in {delay:.1f}s")
+            else:
+                self.on_event(f"download HTTP {status}; retrying in {delay:.1f}s")
+            self.wait(delay)
+        raise AssertionError("unreachable")
+
+    def _delay_for(self, response: httpx.Response, attempt: int) -> float | None:
+        """How long to wait before repeating; None when the server asks for too long."""
+        asked = retry_after_seconds(response)
+        if asked is None:
+            return self.backoff(attempt)
+        return asked if asked <= policy.RETRY_AFTER_MAX_S else None
+
+
+def _timeout(read: float) -> httpx.Timeout:
+    return httpx.Timeout(read, connect=policy.CONNECT_TIMEOUT_S)
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

@@ -1,0 +1,213 @@
+"""Image bytes: what they really are (by header, never by extension), and saving them safely.
+
+Saving is atomic and never overwrites: bytes go to a hidden temporary file in the output
+directory, are verified, then hard-linked to a free final name (link fails if the name exists, so
+two processes cannot clobber each other) and the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import NamedTuple
+
+FORMATS = ("png", "jpeg", "webp")
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+HEADER_BYTES = 64 * 1024  # enough for any PNG/WebP header and a JPEG SOF after typical metadata
+SLUG_MAX = 48
+
+
+class ImageInfo(NamedTuple):
+    format: str
+    width: int
+    height: int
+    has_alpha: bool | None = None  # known for PNG and WebP
+
+
+class NotAnImage(ValueError):
+    pass
+
+
+def sniff(head: bytes) -> ImageInfo:
+    """Format and pixel size from the first bytes of a file."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        color_type = head[25]
+        return ImageInfo("png", width, height, has_alpha=color_type in (4, 6))
+    if head[:3] == b"\xff\xd8\xff":
+        return _sniff_jpeg(head)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _sniff_webp(head)
+    raise NotAnImage("not a PNG, JPEG or WebP image")
+
+
+def _sniff_jpeg(head: bytes) -> ImageInfo:
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            raise NotAnImage("corrupt JPEG header")
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", head[i + 2 : i + 4])
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[i + 5 : i + 9])
+            return ImageInfo("jpeg", width, height, has_alpha=False)
+        i += 2 + length
+    raise NotAnImage("JPEG frame size not found in its header")
+
+
+def _sniff_webp(head: bytes) -> ImageInfo:
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        flags = head[20]
+        width = 1 + int.from_bytes(head[24:27], "little")
+        height = 1 + int.from_bytes(head[27:30], "little")
+        return ImageInfo("webp", width, height, has_alpha=bool(flags & 0x10))
+    if chunk == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        width = (bits & 0x3FFF) + 1
+        height = ((bits >> 14) & 0x3FFF) + 1
+        return ImageInfo("webp", width, height, has_alpha=bool((bits >> 28) & 1))
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", head[26:30])
+        return ImageInfo("webp", width & 0x3FFF, height & 0x3FFF, has_alpha=False)
+    raise NotAnImage("unknown WebP chunk")
+
+
+def sniff_file(path: Path) -> ImageInfo:
+    with open(path, "rb") as fh:
+        return sniff(fh.read(HEADER_BYTES))
+
+
+TAIL_BYTES = 16
+
+
+def check_complete(info: ImageInfo, head: bytes, tail: bytes, size: int) -> None:
+    """Reject a file cut short: a header can parse fine while the end of the image is missing."""
+    if info.format == "png" and not tail.endswith(b"IEND\xaeB`\x82"):
+        raise NotAnImage("PNG is truncated (no IEND chunk at the end)")
+    if info.format == "jpeg" and b"\xff\xd9" not in tail:
+        raise NotAnImage("JPEG is truncated (no end-of-image marker)")
+    if info.format == "webp" and int.from_bytes(head[4:8], "little") + 8 != size:
+        raise NotAnImage("WebP is truncated (its RIFF size does not match the file)")
+
+
+# -- names ------------------------------------------------------------------------------------
+
+
+def slug(text: str, limit: int = SLUG_MAX) -> str:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    words = re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
+    cut = words[:limit].rstrip("-")
+    return cut or "image"
+
+
+DEFAULT_NAME = "{slug}-{provider}-{index}"
+NAME_FIELDS = ("slug", "provider", "model", "index", "job", "quality", "date")
+
+
+def render_name(template: str, values: dict[str, str]) -> str:
+    try:
+        name = template.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"--name {template!r}: {exc} (fields: {', '.join(NAME_FIELDS)})") from None
+    name = name.replace(os.sep, "-").strip(". ")
+    if not name:
+        raise ValueError(f"--name {template!r} gives an empty file name")
+    return name
+
+
+# -- saving -----------------------------------------------------------------------------------
+
+
+class Staged(NamedTuple):
+    """Bytes written to a temporary file in the output directory, not yet in place."""
+
+    path: Path
+    info: ImageInfo
+    size: int
+    sha256: str
+
+
+def stage(out_dir: Path, chunks, verify) -> Staged:
+    """Write chunks to a temp file next to the destination, then `verify(info)` before keeping it.
+
+    `verify` raises to reject the bytes; the temp file is removed on any failure.
+    """
+    import hashlib
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".imgroute-", suffix=".part", dir=out_dir)
+    path = Path(tmp)
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    tail = b""
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                if len(head) < HEADER_BYTES:
+                    head += chunk[: HEADER_BYTES - len(head)]
+                tail = (tail + chunk)[-TAIL_BYTES:]
+            fh.flush()
+            os.fsync(fh.fileno())
+        info = sniff(head)
+        check_complete(info, head, tail, size)
+        verify(info)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Staged(path, info, size, digest.hexdigest())
+
+
+def _file_mode() -> int:
+    """What a plainly created file gets under the user's umask (mkstemp makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def place(staged: Staged, out_dir: Path, stem: str) -> Path:
+    """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ..."""
+    ext = EXTENSIONS[staged.info.format]
+    os.chmod(staged.path, _file_mode())
+    for attempt in range(1, 10_000):
+        name = f"{stem}.{ext}" if attempt == 1 else f"{stem}-{attempt}.{ext}"
+        final = out_dir / name
+        try:
+            os.link(staged.path, final)
+        except FileExistsError:
+            continue
+        staged.path.unlink(missing_ok=True)
+        return final
+    raise FileExistsError(f"no free file name for {stem}.{ext} in {out_dir}")
+
+
+def write_sidecar(image_path: Path, record: dict) -> Path:
+    """The job's facts next to the image, atomically: image.png -> image.png.json."""
+    sidecar = image_path.with_name(image_path.name + ".json")
+    fd, tmp = tempfile.mkstemp(prefix=".imgroute-", suffix=".part", dir=image_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2)
+            fh.write("\n")
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, sidecar)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sidecar

@@ -1,0 +1,127 @@
+"""API keys: from the environment first, else from the keys file (mode 0600) in the home dir.
+
+Values never leave this module except to an adapter's auth header: listings show names and where
+each key comes from, never the value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from imgroute import config
+from imgroute.errors import ConfigError, UsageError
+from imgroute.providers import BASE_URL_ENV, KEY_ENV
+
+KEYS_FILE = "keys.json"
+
+
+class KeyInfo(NamedTuple):
+    provider: str
+    env: str
+    source: str  # "env", "file" or "missing"
+
+
+def keys_path() -> Path:
+    return config.home() / KEYS_FILE
+
+
+def provider_for(name: str) -> str:
+    """Accept a provider id (`fal`) or its variable name (`FAL_KEY`)."""
+    lowered = name.strip().lower()
+    if lowered in KEY_ENV:
+        return lowered
+    for provider, env in KEY_ENV.items():
+        if name.strip().upper() == env:
+            return provider
+    known = ", ".join(f"{p} ({e})" for p, e in KEY_ENV.items())
+    raise UsageError(f"unknown key name {name!r}", f"use a provider id or its variable: {known}")
+
+
+def _read_file() -> dict[str, str]:
+    path = keys_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read keys file {path}: {type(exc).__name__}", "fix or remove the file") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConfigError(f"keys file {path} is not a mapping of names to keys", "fix or remove the file")
+    return data
+
+
+def _write_file(data: dict[str, str]) -> None:
+    path = keys_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def get_key(provider: str) -> str | None:
+    value = os.environ.get(KEY_ENV[provider], "").strip()
+    if value:
+        return value
+    return _read_file().get(provider) or None
+
+
+def all_keys() -> dict[str, str]:
+    """Every key available, by provider."""
+    stored = _read_file()
+    out = {}
+    for provider, env in KEY_ENV.items():
+        value = os.environ.get(env, "").strip() or stored.get(provider)
+        if value:
+            out[provider] = value
+    return out
+
+
+def list_keys() -> list[KeyInfo]:
+    stored = _read_file()
+    rows = []
+    for provider, env in KEY_ENV.items():
+        source = "env" if os.environ.get(env, "").strip() else ("file" if stored.get(provider) else "missing")
+        rows.append(KeyInfo(provider, env, source))
+    return rows
+
+
+def set_key(provider: str, value: str) -> None:
+    value = value.strip()
+    if not value:
+        raise UsageError("the key is empty", "paste the key at the prompt, or pass --value")
+    if any(c.isspace() for c in value):
+        raise UsageError("the key contains spaces or line breaks", "paste the key alone")
+    data = _read_file()
+    data[provider] = value
+    _write_file(data)
+
+
+def remove_key(provider: str) -> bool:
+    data = _read_file()
+    if provider not in data:
+        return False
+    del data[provider]
+    _write_file(data)
+    return True
+
+
+def base_url(provider: str) -> str | None:
+    """IMGROUTE_<PROVIDER>_BASE_URL replaces the scheme, host and port of the documented origin."""
+    raw = os.environ.get(BASE_URL_ENV[provider], "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")) or "://" not in raw or not raw.split("://", 1)[1]:
+        raise ConfigError(
+            f"{BASE_URL_ENV[provider]}={raw!r} is not an http(s) URL", "set it like http://127.0.0.1:8080"
+        )
+    return raw.rstrip("/")

@@ -1,0 +1,101 @@
+"""Apiframe v2: POST /v2/images/generate with X-API-Key and an Idempotency-Key, poll /v2/jobs/{id}.
+
+The Idempotency-Key makes a repeated submit replay the first answer instead of creating a second
+job, so this is the one provider whose submit may be retried after a timeout. FAILED jobs are
+refunded; `creditCost` is what was charged.
+"""
+
+from __future__ import annotations
+
+from imgroute import policy
+from imgroute.http import Http
+from imgroute.providers.base import (
+    Adapter,
+    JobFailed,
+    JobSpec,
+    MalformedAnswer,
+    Output,
+    Poll,
+    PreparedRequest,
+    Submission,
+    SubmitUnknown,
+    Usage,
+    error_message,
+)
+
+RUNNING = {"QUEUED": "queued", "PROCESSING": "running"}
+MODERATION_WORDS = ("safety", "moderation", "content policy", "flagged")
+
+
+class ApiframeAdapter(Adapter):
+    provider = "apiframe"
+    key_env = "APIFRAME_API_KEY"
+    documented_origin = "https://api.apiframe.ai"
+    idempotent_submit = True
+    poll_schedule = (2.0, 1.25, 5.0)  # Apiframe: poll every 2-3 s, ~15 s per image
+
+    def auth_headers(self) -> dict:
+        return {"X-API-Key": self.key}
+
+    def prepare(self, spec: JobSpec) -> PreparedRequest:
+        body = {
+            "model": spec.model,
+            "prompt": spec.prompt,
+            "gptImage2Params": {
+                "quality": spec.quality,
+                "aspect_ratio": spec.aspect,
+                "output_format": spec.output_format,
+                "number_of_images": spec.n,
+            },
+        }
+        headers = {"Content-Type": "application/json", "Idempotency-Key": spec.client_ref}
+        return PreparedRequest("POST", f"{self.base}/v2/images/generate", headers, body)
+
+    def submit(self, http: Http, spec: JobSpec) -> Submission:
+        response = self.send(http, self.prepare(spec), timeout=policy.READ_TIMEOUT_S)
+        if response.status_code >= 400:
+            raise self.failure(response)
+        try:
+            job_id = self.json_of(response, "the submit answer")["jobId"]
+        except (MalformedAnswer, KeyError, TypeError) as exc:
+            raise SubmitUnknown(f"{self.provider}: the submit answer could not be read: {exc}") from None
+        return Submission(job_id=job_id, handle={"job_id": job_id})
+
+    def poll(self, http: Http, handle: dict) -> Poll:
+        response = self.get(http, f"{self.base}/v2/jobs/{handle['job_id']}")
+        if response.status_code >= 400:
+            raise self.failure(response)
+        body = self.json_of(response, "the job answer")
+        status = str(body.get("status", "")).upper()
+        credits = body.get("creditCost")
+        usage = Usage(credits=int(credits)) if isinstance(credits, (int, float)) else None
+        if status in RUNNING:
+            return Poll(RUNNING[status], detail=status, progress=body.get("progress"), usage=usage)
+        if status == "COMPLETED":
+            if body.get("expired"):
+                raise JobFailed(f"{self.provider}: the job's output files have expired")
+            urls = _result_urls(body.get("result"))
+            return Poll("succeeded", detail=status, outputs=tuple(Output(url=u) for u in urls), usage=usage)
+        if status in ("FAILED", "CANCELLED"):
+            message = self.clean(str(body.get("error") or status.lower()))
+            moderated = any(word in message.lower() for word in MODERATION_WORDS)
+            raise JobFailed(f"{self.provider}: {message} (credits refunded)", moderated=moderated)
+        return Poll("running", detail=status or "unknown status", usage=usage)
+
+    def failure(self, response) -> Exception:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return self.trouble_for_status(response, error_message(body, response.text[:200]))
+
+
+def _result_urls(result) -> list[str]:
+    """`result` is documented three ways: a URL, a list of URLs, or {"images": [...]}."""
+    if isinstance(result, str):
+        return [result]
+    if isinstance(result, dict):
+        result = result.get("images")
+    if isinstance(result, list) and result and all(isinstance(u, str) for u in result):
+        return result
+    raise MalformedAnswer("apiframe: the completed job has no result images")

@@ -1,0 +1,208 @@
+"""The small interface every provider adapter implements, and the neutral types it speaks.
+
+An adapter translates HTTP only: a JobSpec in, the provider's requests out, its answers back as
+Submission / Poll values or one of three errors. It never reads config, prices or the ledger.
+
+- ProviderTrouble: the provider could not take or run the job for reasons that are not the user's
+  fault (bad key, no credits, overloaded, rejected parameters). The job may move to another offer.
+- JobFailed: the provider accepted the job and failed it (including moderation). Final.
+- SubmitUnknown: a submit may have reached the provider but no usable answer came back. The job
+  may exist and may be charged, so it must not be sent again anywhere without a human decision.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import httpx
+
+from imgroute.http import Http, TransportFailure
+
+
+class JobSpec(NamedTuple):
+    """One request to one provider: everything an adapter needs, already decided."""
+
+    prompt: str
+    model: str
+    quality: str | None  # None for offers with no quality knob
+    width: int
+    height: int
+    aspect: str | None  # the provider's own ratio label, for preset offers
+    resolution: str | None  # the provider's tier, for preset offers
+    n: int  # images in this request
+    output_format: str
+    client_ref: str  # our id for this request: idempotency key, `user` field
+
+
+class Output(NamedTuple):
+    """One finished image: bytes in hand, or a URL to download."""
+
+    url: str | None = None
+    data: bytes | None = None
+
+
+class Usage(NamedTuple):
+    """What the provider says it charged, where it says so."""
+
+    text_input: int = 0
+    image_input: int = 0
+    image_output: int = 0
+    text_output: int = 0
+    credits: int | None = None
+
+
+class Submission(NamedTuple):
+    job_id: str | None  # the provider's id; None for synchronous providers
+    handle: dict  # JSON-safe: what poll() needs later (ids, URLs), also kept in the ledger
+    outputs: tuple[Output, ...] = ()  # synchronous providers answer with the images
+    usage: Usage | None = None
+
+
+class Poll(NamedTuple):
+    state: str  # queued | running | succeeded | failed
+    detail: str = ""
+    progress: int | None = None
+    outputs: tuple[Output, ...] = ()
+    usage: Usage | None = None
+
+
+class PreparedRequest(NamedTuple):
+    """The exact submit request, for --dry-run (headers already redacted by the caller)."""
+
+    method: str
+    url: str
+    headers: dict
+    body: Any
+
+
+class ProviderTrouble(Exception):
+    def __init__(self, message: str, kind: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind  # auth | credits | rate_limited | server | rejected | timeout
+        self.retry_after = retry_after
+
+
+class JobFailed(Exception):
+    def __init__(self, message: str, moderated: bool = False):
+        super().__init__(message)
+        self.moderated = moderated
+
+
+class SubmitUnknown(Exception):
+    pass
+
+
+class Adapter:
+    """Base class: shared plumbing for the five adapters. Subclasses set the class attributes."""
+
+    provider: str = ""
+    key_env: str = ""
+    documented_origin: str = ""
+    synchronous: bool = False
+    idempotent_submit: bool = False  # the provider dedupes a repeated submit (Apiframe)
+    # Polling: first wait, growth factor, longest wait (seconds), suited to each provider's pace.
+    poll_schedule: tuple[float, float, float] = (2.0, 1.5, 10.0)
+
+    def __init__(self, key: str, base_url: str | None = None):
+        self.key = key
+        self.base = (base_url or self.documented_origin).rstrip("/")
+
+    # -- to implement -----------------------------------------------------------------------
+
+    def prepare(self, spec: JobSpec) -> PreparedRequest:
+        raise NotImplementedError
+
+    def submit(self, http: Http, spec: JobSpec) -> Submission:
+        raise NotImplementedError
+
+    def poll(self, http: Http, handle: dict) -> Poll:
+        raise NotImplementedError
+
+    def download_headers(self, url: str) -> dict | None:
+        """Headers for downloading a result URL (most CDNs need none)."""
+        return None
+
+    # -- shared helpers ---------------------------------------------------------------------
+
+    def auth_headers(self) -> dict:
+        raise NotImplementedError
+
+    def redacted_headers(self) -> dict:
+        return {name: redact(value, self.key) for name, value in self.auth_headers().items()}
+
+    def send(self, http: Http, prepared: PreparedRequest, timeout: float) -> httpx.Response:
+        """POST a prepared submit once, turning transport failures into the job's terms."""
+        headers = {**prepared.headers, **self.auth_headers()}
+        try:
+            return http.post_once(prepared.url, headers=headers, timeout=timeout, json=prepared.body)
+        except TransportFailure as exc:
+            if exc.reached:
+                raise SubmitUnknown(f"{self.provider}: {self.clean(str(exc))}") from None
+            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", "unreachable") from None
+
+    def get(self, http: Http, url: str, params: dict | None = None) -> httpx.Response:
+        try:
+            return http.get(url, headers=self.auth_headers(), params=params)
+        except TransportFailure as exc:
+            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", "unreachable") from None
+
+    def clean(self, text: str) -> str:
+        return redact(text, self.key)
+
+    def json_of(self, response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            snippet = self.clean(response.text[:120]) if response.content else "an empty body"
+            message = f"{self.provider}: {what} was not JSON (HTTP {response.status_code}): {snippet}"
+            raise MalformedAnswer(message) from None
+
+    def trouble_for_status(self, response: httpx.Response, message: str) -> ProviderTrouble:
+        """The usual mapping of an HTTP error status to a fallback-worthy kind."""
+        from imgroute.http import retry_after_seconds
+
+        status = response.status_code
+        kind = {401: "auth", 403: "auth", 402: "credits", 429: "rate_limited"}.get(status)
+        if kind is None:
+            kind = "server" if status >= 500 else "rejected"
+        text = f"{self.provider}: HTTP {status}: {self.clean(message)}"
+        return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
+
+
+class MalformedAnswer(Exception):
+    """A provider answer that could not be read (not JSON, missing fields)."""
+
+
+def redact(text: str, key: str) -> str:
+    """Remove a key, and any long piece of it a provider may echo back, from text."""
+    if not key or not text:
+        return text
+    text = text.replace(key, "[redacted]")
+    # Providers echo fragments like "sk-abc***xyz"; hide any 8+ character run of the key.
+    if len(key) >= 16:
+        for size in (16, 12, 8):
+            for start in range(0, len(key) - size + 1):
+                piece = key[start : start + size]
+                if piece in text:
+                    text = text.replace(piece, "[redacted]")
+    return text
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """The human message from the error bodies seen across providers."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str) and err:
+            detail = body.get("details")
+            return f"{err}: {json.dumps(detail)}" if detail else err
+        for field in ("message", "msg", "detail"):
+            value = body.get(field)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, list) and value:
+                first = value[0]
+                return str(first.get("msg", first)) if isinstance(first, dict) else str(first)
+    return fallback

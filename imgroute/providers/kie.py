@@ -1,0 +1,122 @@
+"""Kie.ai Market jobs API: createTask, poll recordInfo; one image per task.
+
+Kie reports errors in the body's `code`, often with HTTP 200, and returns `resultJson` as a JSON
+string that must be decoded a second time.
+"""
+
+from __future__ import annotations
+
+import json
+
+from imgroute import policy
+from imgroute.http import Http
+from imgroute.providers.base import (
+    Adapter,
+    JobFailed,
+    JobSpec,
+    MalformedAnswer,
+    Output,
+    Poll,
+    PreparedRequest,
+    ProviderTrouble,
+    Submission,
+    SubmitUnknown,
+)
+
+# Body codes, from Kie's error table.
+CODE_KINDS = {
+    401: "auth",
+    402: "credits",
+    433: "credits",
+    429: "rate_limited",
+    422: "rejected",
+    400: "rejected",
+    404: "rejected",
+    505: "rejected",
+    455: "server",
+    500: "server",
+    501: "server",
+}
+RUNNING = {"waiting": "queued", "queuing": "queued", "generating": "running"}
+MODERATION_WORDS = ("content policy", "flagged", "sensitive", "moderation", "safety")
+
+
+class KieAdapter(Adapter):
+    provider = "kie"
+    key_env = "KIE_API_KEY"
+    documented_origin = "https://api.kie.ai"
+    poll_schedule = (2.0, 1.5, 15.0)  # Kie's advice: start at 2-3 s, back off to 15-30 s
+
+    def auth_headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def prepare(self, spec: JobSpec) -> PreparedRequest:
+        body = {
+            "model": spec.model,
+            "input": {"prompt": spec.prompt, "aspect_ratio": spec.aspect, "resolution": spec.resolution},
+        }
+        return PreparedRequest(
+            "POST", f"{self.base}/api/v1/jobs/createTask", {"Content-Type": "application/json"}, body
+        )
+
+    def submit(self, http: Http, spec: JobSpec) -> Submission:
+        response = self.send(http, self.prepare(spec), timeout=policy.READ_TIMEOUT_S)
+        try:
+            body = self.json_of(response, "the createTask answer")
+        except MalformedAnswer as exc:
+            if response.status_code >= 400:
+                raise self.trouble_for_status(response, str(exc)) from None
+            raise SubmitUnknown(str(exc)) from None
+        code = _code(body, response.status_code)
+        if code != 200:
+            raise self.trouble(code, body, response)
+        task_id = (body.get("data") or {}).get("taskId") if isinstance(body.get("data"), dict) else None
+        if not task_id:
+            raise SubmitUnknown(f"{self.provider}: createTask said success but gave no taskId")
+        return Submission(job_id=task_id, handle={"task_id": task_id})
+
+    def poll(self, http: Http, handle: dict) -> Poll:
+        response = self.get(http, f"{self.base}/api/v1/jobs/recordInfo", params={"taskId": handle["task_id"]})
+        body = self.json_of(response, "the recordInfo answer")
+        code = _code(body, response.status_code)
+        if code != 200:
+            raise self.trouble(code, body, response)
+        data = body.get("data") or {}
+        state = str(data.get("state", "")).lower()
+        if state in RUNNING:
+            return Poll(RUNNING[state], detail=state)
+        if state == "success":
+            urls = _result_urls(data.get("resultJson"))
+            return Poll("succeeded", detail=state, outputs=tuple(Output(url=u) for u in urls))
+        if state == "fail":
+            message = self.clean(str(data.get("failMsg") or f"failCode {data.get('failCode')}"))
+            moderated = any(word in message.lower() for word in MODERATION_WORDS)
+            raise JobFailed(f"{self.provider}: {message}", moderated=moderated)
+        return Poll("running", detail=state or "unknown state")
+
+    def trouble(self, code: int, body: dict, response) -> ProviderTrouble:
+        from imgroute.http import retry_after_seconds
+
+        message = self.clean(str(body.get("msg") or body.get("message") or f"code {code}"))
+        kind = CODE_KINDS.get(code, "server" if code >= 500 else "rejected")
+        return ProviderTrouble(f"{self.provider}: code {code}: {message}", kind, retry_after_seconds(response))
+
+
+def _code(body, status: int) -> int:
+    if isinstance(body, dict):
+        try:
+            return int(body.get("code"))
+        except (TypeError, ValueError):
+            pass
+    return status
+
+
+def _result_urls(raw) -> list[str]:
+    try:
+        decoded = json.loads(raw) if isinstance(raw, str) else raw
+        urls = decoded["resultUrls"]
+    except (ValueError, TypeError, KeyError):
+        raise MalformedAnswer("kie: resultJson has no resultUrls") from None
+    if not urls or not all(isinstance(u, str) for u in urls):
+        raise MalformedAnswer("kie: resultJson.resultUrls is empty")
+    return urls

@@ -1,0 +1,110 @@
+"""OpenAI Images API: synchronous POST /v1/images/generations, Bearer auth, base64 results."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import httpx
+
+from imgroute import policy
+from imgroute.http import Http
+from imgroute.providers.base import (
+    Adapter,
+    JobFailed,
+    JobSpec,
+    MalformedAnswer,
+    Output,
+    PreparedRequest,
+    ProviderTrouble,
+    Submission,
+    SubmitUnknown,
+    Usage,
+    error_message,
+)
+
+MODERATION_CODES = {"moderation_blocked", "content_policy_violation"}
+
+
+class OpenAIAdapter(Adapter):
+    provider = "openai"
+    key_env = "OPENAI_API_KEY"
+    documented_origin = "https://api.openai.com"
+    synchronous = True
+    path = "/v1/images/generations"
+
+    def auth_headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def body(self, spec: JobSpec) -> dict:
+        return {
+            "model": spec.model,
+            "prompt": spec.prompt,
+            "size": f"{spec.width}x{spec.height}",
+            "quality": spec.quality,
+            "n": spec.n,
+            "output_format": spec.output_format,
+            "user": spec.client_ref,
+        }
+
+    def prepare(self, spec: JobSpec) -> PreparedRequest:
+        return PreparedRequest("POST", self.base + self.path, {"Content-Type": "application/json"}, self.body(spec))
+
+    def submit(self, http: Http, spec: JobSpec) -> Submission:
+        response = self.send(http, self.prepare(spec), timeout=policy.SYNC_READ_TIMEOUT_S)
+        if response.status_code != 200:
+            raise self.failure(response)
+        try:
+            body = self.json_of(response, "the generation answer")
+            outputs = tuple(self.output(item) for item in body["data"])
+        except (MalformedAnswer, KeyError, TypeError) as exc:
+            # The provider answered 200, so it generated (and billed) the images: never resend.
+            raise SubmitUnknown(f"{self.provider}: unreadable answer after a successful request: {exc}") from None
+        if len(outputs) != spec.n:
+            raise SubmitUnknown(f"{self.provider}: asked for {spec.n} images, got {len(outputs)}")
+        return Submission(
+            job_id=response.headers.get("x-request-id"), handle={}, outputs=outputs, usage=usage_of(body.get("usage"))
+        )
+
+    def output(self, item: dict) -> Output:
+        if item.get("b64_json"):
+            try:
+                return Output(data=base64.b64decode(item["b64_json"], validate=True))
+            except (binascii.Error, ValueError):
+                raise MalformedAnswer("b64_json is not valid base64") from None
+        if item.get("url"):
+            return Output(url=item["url"])
+        raise MalformedAnswer("an image entry has neither b64_json nor url")
+
+    def failure(self, response: httpx.Response) -> Exception:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = error_message(body, response.text[:200] or f"HTTP {response.status_code}")
+        err = body.get("error") if isinstance(body, dict) else None
+        code = err.get("code") if isinstance(err, dict) else None
+        if code in MODERATION_CODES or "safety system" in message:
+            return JobFailed(f"{self.provider}: {self.clean(message)}", moderated=True)
+        trouble = self.trouble_for_status(response, message)
+        if code == "insufficient_quota" or (isinstance(code, str) and "billing" in code):
+            return ProviderTrouble(str(trouble), "credits")
+        return trouble
+
+
+def usage_of(raw) -> Usage | None:
+    """OpenAI's `usage` block (also PiAPI's), read leniently: details are optional."""
+    if not isinstance(raw, dict):
+        return None
+    inputs = raw.get("input_tokens_details") or {}
+    outputs = raw.get("output_tokens_details") or {}
+    total_in = int(raw.get("input_tokens") or 0)
+    image_in = int(inputs.get("image_tokens") or 0)
+    total_out = int(raw.get("output_tokens") or 0)
+    text_out = int(outputs.get("text_tokens") or 0)
+    return Usage(
+        text_input=int(inputs.get("text_tokens", total_in - image_in) or 0),
+        image_input=image_in,
+        image_output=int(outputs.get("image_tokens", total_out - text_out) or 0),
+        text_output=text_out,
+    )

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Start the five provider fakes on loopback for trying imgroute by hand (no real provider).
+
+    python scripts/fake_providers.py --port 8700
+
+prints the environment to paste into another shell (keys and IMGROUTE_*_BASE_URL overrides), then
+serves until Ctrl-C. Faults can be injected while it runs, e.g.:
+
+    curl -X POST localhost:8700/_control/inject -d '{"route": "submit", "status": 429, "retry_after": 2}'
+    curl -X POST localhost:8702/_control/set -d '{"outcome": "moderate"}'
+    curl localhost:8703/_control/state
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imgroute.providers import BASE_URL_ENV, KEY_ENV  # noqa: E402
+from tests.fakes import FAKES  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the imgroute provider fakes on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8700, help="first port; the five fakes use PORT..PORT+4")
+    parser.add_argument("--steps", type=int, default=3, help="status polls a job takes before it finishes")
+    args = parser.parse_args()
+
+    servers = []
+    for offset, (name, cls) in enumerate(FAKES.items()):
+        servers.append((name, cls(port=args.port + offset, steps=args.steps).start()))
+    print("# paste into another shell:")
+    for name, server in servers:
+        print(f"export {KEY_ENV[name]}={server.key}")
+        print(f"export {BASE_URL_ENV[name]}={server.url}")
+    print("export IMGROUTE_TIME_SCALE=0.1  # poll ten times faster than against real providers")
+    print("# Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for _, server in servers:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

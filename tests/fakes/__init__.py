@@ -1,0 +1,11 @@
+"""Faithful fakes of each provider's documented HTTP API, served on 127.0.0.1."""
+
+from tests.fakes.apiframe import FakeApiframe
+from tests.fakes.fal import FakeFal
+from tests.fakes.kie import FakeKie
+from tests.fakes.openai import FakeOpenAI
+from tests.fakes.piapi import FakePiAPI
+
+FAKES = {"openai": FakeOpenAI, "fal": FakeFal, "piapi": FakePiAPI, "kie": FakeKie, "apiframe": FakeApiframe}
+
+__all__ = ["FAKES", "FakeApiframe", "FakeFal", "FakeKie", "FakeOpenAI", "FakePiAPI"]

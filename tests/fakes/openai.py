@@ -1,0 +1,118 @@
+"""Fake OpenAI Images API: synchronous POST /v1/images/generations, Bearer auth, b64_json."""
+
+from __future__ import annotations
+
+import base64
+
+from imgroute.tokens import output_tokens
+from tests.fakes.server import FakeProvider, Reply, Request
+
+MODELS = {"gpt-image-2", "gpt-image-2-2026-04-21"}
+QUALITIES = {"low", "medium", "high", "auto"}
+FORMATS = {"png", "jpeg", "webp"}
+
+
+def size_problem(size: str) -> str | None:
+    """OpenAI's custom-size rules for gpt-image-2."""
+    try:
+        w, h = (int(x) for x in size.split("x"))
+    except ValueError:
+        return f"Invalid size '{size}'."
+    if w % 16 or h % 16:
+        return f"Invalid size '{size}'. Width and height must both be divisible by 16."
+    if max(w, h) > 3840 or max(w, h) / min(w, h) > 3 or not 655_360 <= w * h <= 8_294_400:
+        return f"Invalid size '{size}'. The size is outside the supported range."
+    return None
+
+
+def error(status: int, message: str, code: str | None, type_: str = "invalid_request_error", param=None) -> Reply:
+    return Reply(status, {"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+class FakeOpenAI(FakeProvider):
+    name = "openai"
+    key = "sk-test-openai-0123456789abcdef"
+    models = MODELS
+    path = "/v1/images/generations"
+
+    def route(self, request: Request) -> Reply:
+        if request.path.startswith("/files/"):
+            return self.serve_file(request)
+        if request.method != "POST" or request.path != self.path:
+            return error(404, f"Unknown request URL: {request.method} {request.path}", "unknown_url")
+        auth = request.header("Authorization") or ""
+        if auth != f"Bearer {self.key}":
+            shown = auth.removeprefix("Bearer ")
+            # OpenAI echoes part of a wrong key; the client must not print it.
+            return error(
+                401, f"Incorrect API key provided: {shown}. You can find your API key at ...", "invalid_api_key"
+            )
+        try:
+            body = request.json()
+        except ValueError:
+            return error(400, "We could not parse the JSON body of your request.", None)
+        problem = self.validate(body)
+        if problem:
+            return error(400, problem, "invalid_value", "image_generation_user_error")
+        if self.credits == 0:
+            return error(
+                429,
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
+        if self.outcome == "moderate" or "FORBIDDEN" in body["prompt"]:
+            return error(
+                400,
+                "Your request was rejected by the safety system.",
+                "moderation_blocked",
+                "image_generation_user_error",
+            )
+        if self.outcome == "fail":
+            return error(500, "The server had an error while processing your request.", None, "server_error")
+        n = body.get("n", 1)
+        w, h = (int(x) for x in body["size"].split("x"))
+        fmt = body.get("output_format", "png")
+        job_id = self.new_id("img_")
+        self.bill(n)
+        return Reply(200, self.answer(body, job_id, n, w, h, fmt), {"x-request-id": f"req_{job_id}"})
+
+    def validate(self, body) -> str | None:
+        if not isinstance(body, dict):
+            return "The body must be a JSON object."
+        if body.get("model") not in self.models:
+            return f"Invalid value for 'model': {body.get('model')!r}."
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return "Missing required parameter: 'prompt'."
+        if body.get("quality") not in QUALITIES:
+            return f"Invalid value for 'quality': {body.get('quality')!r}."
+        if not isinstance(body.get("n", 1), int) or not 1 <= body.get("n", 1) <= 10:
+            return "Invalid value for 'n': must be between 1 and 10."
+        if body.get("output_format", "png") not in FORMATS:
+            return "Invalid value for 'output_format'."
+        if "response_format" in body and self.name == "openai":
+            return "Unknown parameter: 'response_format'."
+        return size_problem(str(body.get("size", "")))
+
+    def answer(self, body, job_id, n, w, h, fmt) -> dict:
+        images = []
+        for i in range(n):
+            data = self.image_bytes(self.store_images(f"{job_id}-{i}", 1, w, h, fmt)[0])
+            images.append({"b64_json": base64.b64encode(data).decode()})
+        out = output_tokens(w, h, body["quality"]) * n
+        text_in = len(body["prompt"]) // 4 + 6
+        return {
+            "created": 1777100000,
+            "background": "opaque",
+            "output_format": fmt,
+            "quality": body["quality"],
+            "size": body["size"],
+            "data": images,
+            "usage": {
+                "input_tokens": text_in,
+                "input_tokens_details": {"text_tokens": text_in, "image_tokens": 0},
+                "output_tokens": out,
+                "output_tokens_details": {"image_tokens": out, "text_tokens": 0},
+                "total_tokens": text_in + out,
+            },
+        }

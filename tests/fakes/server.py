@@ -1,0 +1,297 @@
+"""The machinery shared by the provider fakes: a real HTTP server on 127.0.0.1, faults, files.
+
+Each fake is stateful: jobs walk through the provider's real states one poll at a time, every
+request is recorded (method, path, headers, body), every job the provider would bill is counted in
+`charges`, and faults can be queued for any route:
+
+    fake.inject("submit", status=429, retry_after=1)        # once
+    fake.inject("poll", status=503, times=2)
+    fake.inject("submit", drop=True)                        # take the job, then hang up
+    fake.inject("submit", body=b"{not json")                # malformed answer
+    fake.inject("download", truncate=True)                  # half the bytes, then hang up
+    fake.inject("download", status=404)                     # expired URL
+    fake.inject("submit", delay=2.0)                        # slow answer
+
+The same can be done from another process: POST /_control/inject with the keyword arguments as
+JSON, POST /_control/reset, GET /_control/state.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def make_image(width: int, height: int, fmt: str = "png", seed: int = 0) -> bytes:
+    """A real, decodable image of exactly this size and format."""
+    color = ((seed * 67) % 256, (seed * 131 + 90) % 256, (seed * 29 + 180) % 256)
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, PIL_FORMATS[fmt])
+    return buf.getvalue()
+
+
+class Reply:
+    def __init__(self, status: int = 200, body: Any = b"", headers: dict | None = None):
+        self.status = status
+        self.headers = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            self.body = json.dumps(body).encode()
+            self.headers.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            self.body = body.encode()
+        else:
+            self.body = body
+
+
+class Fault:
+    def __init__(
+        self,
+        route: str,
+        times: int = 1,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: bytes | str | dict | None = None,
+        drop: bool = False,
+        truncate: bool = False,
+        delay: float = 0.0,
+    ):
+        self.route = route
+        self.times = times
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+        self.drop = drop
+        self.truncate = truncate
+        self.delay = delay
+
+
+class Request:
+    def __init__(self, method: str, path: str, query: dict, headers: dict, body: bytes):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.raw = body
+
+    def json(self) -> Any:
+        return json.loads(self.raw or b"null")
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+class FakeProvider:
+    """Base class: subclasses implement `route(request) -> Reply` and name their routes."""
+
+    name = "fake"
+    key = "test-key"
+
+    def __init__(self, key: str | None = None, port: int = 0, steps: int = 2):
+        self.key = key or self.key
+        self.initial = (self.key, steps)
+        self.steps = steps  # polls a job spends before it finishes
+        self.lock = threading.RLock()
+        self.requests: list[Request] = []
+        self.faults: list[Fault] = []
+        self.jobs: dict[str, dict] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.charges = 0  # jobs the provider would bill
+        self.images_billed = 0
+        self.credits: int | None = None  # None: unlimited; 0: insufficient
+        self.outcome = "succeed"  # or "fail" / "moderate" for the next jobs
+        self.image_size: tuple[int, int] | None = None  # force a (wrong) size on results
+        self.image_format: str | None = None  # force a (wrong) format on results
+        self._ids = itertools.count(1)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeProvider:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.faults.clear()
+            self.jobs.clear()
+            self.files.clear()
+            self.charges = self.images_billed = 0
+            self.key, self.steps = self.initial
+            self.credits = None
+            self.outcome = "succeed"
+            self.image_size = self.image_format = None
+
+    # -- test controls ----------------------------------------------------------------------
+
+    def inject(self, route: str, **kwargs) -> None:
+        with self.lock:
+            self.faults.append(Fault(route, **kwargs))
+
+    def take_fault(self, route: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.route == route and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def calls(self, route_prefix: str, method: str | None = None) -> list[Request]:
+        with self.lock:
+            return [
+                r for r in self.requests if r.path.startswith(route_prefix) and (method is None or r.method == method)
+            ]
+
+    def state(self) -> dict:
+        with self.lock:
+            return {
+                "charges": self.charges,
+                "images_billed": self.images_billed,
+                "jobs": len(self.jobs),
+                "requests": len(self.requests),
+            }
+
+    # -- helpers for subclasses -------------------------------------------------------------
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):04d}"
+
+    def bill(self, images: int) -> None:
+        with self.lock:
+            self.charges += 1
+            self.images_billed += images
+            if self.credits is not None:
+                self.credits = max(0, self.credits - images)
+
+    def store_images(self, job_id: str, count: int, width: int, height: int, fmt: str) -> list[str]:
+        width, height = self.image_size or (width, height)
+        fmt = self.image_format or fmt
+        urls = []
+        for i in range(count):
+            name = f"{job_id}-{i}.{'jpg' if fmt == 'jpeg' else fmt}"
+            self.files[name] = (make_image(width, height, fmt, seed=i), fmt)
+            urls.append(f"{self.url}/files/{name}")
+        return urls
+
+    def image_bytes(self, url: str) -> bytes:
+        return self.files[url.rsplit("/", 1)[1]][0]
+
+    def serve_file(self, request: Request) -> Reply:
+        name = request.path.rsplit("/", 1)[1]
+        if name not in self.files:
+            return Reply(404, {"error": "not found"})
+        data, fmt = self.files[name]
+        return Reply(200, data, {"Content-Type": CONTENT_TYPES[fmt]})
+
+    def route(self, request: Request) -> Reply:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def route_name(self, request: Request) -> str:
+        """Which fault route a request belongs to: submit, poll, result or download."""
+        if request.path.startswith("/files/"):
+            return "download"
+        return "submit" if request.method == "POST" else "poll"
+
+    def error_reply(self, status: int, retry_after: float | None) -> Reply:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        return Reply(status, {"error": {"message": f"injected {status}", "type": "server_error"}}, headers)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def _handle(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = Request(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body)
+                if parts.path.startswith("/_control/"):
+                    self._send(fake.control(request))
+                    return
+                with fake.lock:
+                    fake.requests.append(request)
+                fault = fake.take_fault(fake.route_name(request))
+                if fault and fault.delay:
+                    time.sleep(fault.delay)
+                if fault and (fault.status or fault.body is not None) and not fault.drop:
+                    reply = (
+                        Reply(fault.status or 200, fault.body)
+                        if fault.body is not None
+                        else fake.error_reply(fault.status, fault.retry_after)
+                    )
+                    if fault.retry_after is not None:
+                        reply.headers["Retry-After"] = f"{fault.retry_after:g}"
+                    self._send(reply)
+                    return
+                with fake.lock:
+                    reply = fake.route(request)
+                if fault and fault.drop:  # the work is done (and billed), the answer is lost
+                    self.close_connection = True
+                    return
+                if fault and fault.truncate:
+                    self._send(reply, truncate=True)
+                    return
+                self._send(reply)
+
+            def _send(self, reply: Reply, truncate: bool = False) -> None:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                if truncate:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(reply.body[: len(reply.body) // 2] if truncate else reply.body)
+                if truncate:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        return Handler
+
+    def control(self, request: Request) -> Reply:
+        action = request.path.removeprefix("/_control/")
+        if action == "inject":
+            self.inject(**request.json())
+        elif action == "reset":
+            self.reset()
+        elif action == "set":
+            for field, value in request.json().items():
+                if field in ("credits", "outcome", "steps", "key"):
+                    setattr(self, field, value)
+        elif action != "state":
+            return Reply(404, {"error": f"unknown control {action}"})
+        return Reply(200, self.state())
