@@ -271,4 +271,4 @@ def _fail(message: str, hint: str | None, code: int) -> None:
 
 
 # Register the commands that live in their own modules (they import only typer at load time).
-from imgroute import cli_gen  # noqa: E402, F401
+from imgroute import cli_gen, cli_ledger  # noqa: E402, F401

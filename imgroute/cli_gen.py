@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -102,7 +103,9 @@ def gen(
         _dry_run(route, request, available, base_urls, as_json)
         return
     out_dir = _check_out_dir(out)
-    result = _run(request, route, table, available, base_urls, out_dir, name, timeout, quiet or as_json)
+    result = _run(
+        request, route, table, available, base_urls, out_dir, name, timeout, quiet or as_json, constraints.max_cost
+    )
     if as_json:
         from imgroute.jobs import result_to_json
 
@@ -116,34 +119,49 @@ def gen(
         raise result.error
 
 
-def _run(request, route, table, available, base_urls, out_dir, name, timeout, silent):
+def _run(request, route, table, available, base_urls, out_dir, name, timeout, silent, max_cost):
+    from imgroute.jobs import OutputOptions
+
+    with job_runner(table, available, base_urls, OutputOptions(out_dir, name), timeout, silent, max_cost) as runner:
+        return runner.run(request, route)
+
+
+@contextmanager
+def job_runner(table, available, base_urls, output, timeout, silent, max_cost):
+    """A JobRunner with its HTTP client, ledger and progress line; Ctrl-C becomes exit 130."""
     from imgroute import render
     from imgroute.http import Http, build_client
-    from imgroute.jobs import JobRunner, OutputOptions
+    from imgroute.jobs import JobRunner
     from imgroute.ledger import LEDGER_FILE, Ledger
 
     ledger = Ledger(config.home() / LEDGER_FILE)
     progress = render.JobProgress(enabled=not silent)
-    with build_client() as client, progress:
-        runner = JobRunner(
-            table=table,
-            http=Http(client),
-            ledger=ledger,
-            keys=available,
-            base_urls=base_urls,
-            output=OutputOptions(out_dir, name),
-            timeout=timeout,
-            on_event=progress.update,
-        )
-        try:
-            return runner.run(request, route)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                "interrupted; anything already sent is recorded in the ledger",
-                f"see {config.home() / LEDGER_FILE}",
-            ) from None
-        finally:
-            ledger.close()
+    runner = None
+    try:
+        with build_client() as client, progress:
+            runner = JobRunner(
+                table=table,
+                http=Http(client),
+                ledger=ledger,
+                keys=available,
+                base_urls=base_urls,
+                output=output,
+                spool_dir=config.home() / "spool",
+                timeout=timeout,
+                max_cost=max_cost,
+                on_event=progress.update,
+            )
+            yield runner
+    except KeyboardInterrupt:
+        job = runner.job_id if runner is not None else None
+        if job is None:
+            raise Interrupted("interrupted before anything was sent", None) from None
+        raise Interrupted(
+            f"interrupted; job {job} is in the ledger and nothing is sent twice",
+            f"finish it with: imgroute jobs resume {job}",
+        ) from None
+    finally:
+        ledger.close()
 
 
 def _skipped_for_keys(route) -> list[dict]:

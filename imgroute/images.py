@@ -131,6 +131,31 @@ def render_name(template: str, values: dict[str, str]) -> str:
 # -- saving -----------------------------------------------------------------------------------
 
 
+PART_PREFIX = ".imgroute-"
+
+
+def clean_stale_parts(out_dir: Path) -> int:
+    """Remove temporary files left by imgroute processes that no longer run (killed mid-write)."""
+    removed = 0
+    for part in out_dir.glob(f"{PART_PREFIX}*.part"):
+        pid = part.name[len(PART_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        part.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Staged(NamedTuple):
     """Bytes written to a temporary file in the output directory, not yet in place."""
 
@@ -148,7 +173,7 @@ def stage(out_dir: Path, chunks, verify) -> Staged:
     import hashlib
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".imgroute-", suffix=".part", dir=out_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f"{PART_PREFIX}{os.getpid()}-", suffix=".part", dir=out_dir)
     path = Path(tmp)
     digest = hashlib.sha256()
     size = 0
@@ -181,8 +206,12 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def place(staged: Staged, out_dir: Path, stem: str) -> Path:
-    """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ..."""
+def place(staged: Staged, out_dir: Path, stem: str, adopt_identical: bool = False) -> Path:
+    """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ...
+
+    With `adopt_identical` (resuming an interrupted save), a file already at one of those names
+    with the very same bytes is taken as this image, instead of writing a second copy.
+    """
     ext = EXTENSIONS[staged.info.format]
     os.chmod(staged.path, _file_mode())
     for attempt in range(1, 10_000):
@@ -191,10 +220,23 @@ def place(staged: Staged, out_dir: Path, stem: str) -> Path:
         try:
             os.link(staged.path, final)
         except FileExistsError:
+            if adopt_identical and _sha256(final) == staged.sha256:
+                staged.path.unlink(missing_ok=True)
+                return final
             continue
         staged.path.unlink(missing_ok=True)
         return final
     raise FileExistsError(f"no free file name for {stem}.{ext} in {out_dir}")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_sidecar(image_path: Path, record: dict) -> Path:

@@ -1,15 +1,19 @@
 """The generate workflow, and the only place that knows the order of its steps.
 
-For each eligible offer, cheapest first: journal the intent, submit, record the provider's id,
-wait, download, verify, save, record. Provider trouble that is not the user's fault moves the
-remaining images to the next offer; a job the provider failed, or a submit whose fate is unknown,
-stops the run (sending it anywhere else could pay twice). Nothing here prints: progress goes to a
-callback and the result comes back as a value.
+For each eligible offer, cheapest first: reserve the attempt against the budgets, journal the
+intent, submit, record the provider's id, wait, record the results, download, verify, save, record.
+Provider trouble that is not the user's fault moves the remaining images to the next offer; a job
+the provider failed, or a submit whose fate is unknown, stops the run (sending it anywhere else could
+pay twice). `resume` finishes a journaled job from the ledger alone, never submitting again what may
+have been sent. Nothing here prints: progress goes to a callback and results come back as values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -18,19 +22,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import images, policy
-from imgroute.costs import Assessment, Delivered, actual_cost, assess
-from imgroute.errors import ImgrouteError, JobFailedError, OutputError, ProviderError
+from imgroute.costs import Delivered, actual_cost, assess
+from imgroute.errors import BudgetError, ConfigError, ImgrouteError, JobFailedError, OutputError, ProviderError
 from imgroute.http import Http, TransportFailure
-from imgroute.ledger import Ledger
-from imgroute.money import usd_json
+from imgroute.ledger import BudgetRefused, Ledger
+from imgroute.money import fmt_usd, usd_json
 from imgroute.pricing import PricingTable
-from imgroute.providers import adapter_class
+from imgroute.providers import KEY_ENV, adapter_class
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
     JobSpec,
     MalformedAnswer,
-    Output,
     ProviderTrouble,
     SubmitUnknown,
     Usage,
@@ -66,7 +69,7 @@ class AttemptReport(NamedTuple):
     model: str
     plan: str
     estimate: Decimal | None
-    state: str  # succeeded | failed | trouble | unknown | timed_out
+    state: str  # succeeded | failed | trouble | unknown | running
     error: str | None
     images: int
 
@@ -74,7 +77,9 @@ class AttemptReport(NamedTuple):
 class JobResult(NamedTuple):
     job_id: str
     status: str  # succeeded | failed | unknown | running
-    quote: Quote | None  # the offer that delivered (or was last tried)
+    provider: str | None  # the offer that delivered (or was last tried)
+    model: str | None
+    plan: str | None
     estimate: Decimal | None
     actual: Decimal | None
     actual_source: str | None
@@ -89,23 +94,53 @@ class OutputOptions(NamedTuple):
     name_template: str = images.DEFAULT_NAME
 
 
-class _Task:
-    """One submitted request inside an attempt (Kie: one per image)."""
+class _Shape(NamedTuple):
+    """How the images of one attempt are named and checked."""
 
-    def __init__(self, task_id: int, spec: JobSpec, handle: dict, outputs: tuple[Output, ...], usage: Usage | None):
+    prompt: str
+    provider: str
+    model: str
+    quality: str | None
+    format: str
+    width: int
+    height: int
+    exact: bool
+    per_image: Decimal | None
+
+    def problem(self, info) -> str | None:
+        if info.format != self.format:
+            return f"is {info.format}, not the {self.format} requested"
+        if self.exact and (info.width, info.height) != (self.width, self.height):
+            return f"is {info.width}x{info.height}, not the {self.width}x{self.height} requested"
+        if not self.exact:
+            wanted, got = self.width / self.height, info.width / info.height
+            if abs(got - wanted) / wanted > NOMINAL_RATIO_TOLERANCE:
+                return f"is {info.width}x{info.height}, not the aspect ratio requested"
+        return None
+
+
+class _Task:
+    """One request inside an attempt (Kie: one per image), as the run knows it."""
+
+    def __init__(self, task_id: int, spec: JobSpec, state: str, handle: dict | None = None):
         self.task_id = task_id
         self.spec = spec
-        self.handle = handle
-        self.outputs = outputs
-        self.usage = usage
-        self.state = "succeeded" if outputs else "submitted"
+        self.state = state  # submitting | submitted | running | succeeded | failed | unknown
+        self.handle = handle or {}
+        self.outputs: list[dict] = []  # recorded results: {"url": ...} or {"spool": path}
+        self.usage: Usage | None = None
         self.error: str | None = None
         self.moderated = False
         self.saved: list[SavedImage] = []
 
 
-class _Stuck(Exception):
-    """Submitted, but not finished before the timeout: the job is still at the provider."""
+class _AttemptEnd(NamedTuple):
+    report: AttemptReport
+    images: tuple[SavedImage, ...]
+    actual: Decimal | None
+    source: str | None
+    error: ImgrouteError | None  # set when the job must stop here
+    status: str
 
 
 class JobRunner:
@@ -118,7 +153,9 @@ class JobRunner:
         keys: dict[str, str],
         base_urls: dict[str, str | None],
         output: OutputOptions,
+        spool_dir: Path,
         timeout: float = policy.DEFAULT_JOB_TIMEOUT_S,
+        max_cost: Decimal | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[Event], None] | None = None,
     ):
@@ -128,68 +165,86 @@ class JobRunner:
         self.keys = keys
         self.base_urls = base_urls
         self.output = output
+        self.spool_dir = spool_dir
         self.timeout = timeout
+        self.max_cost = max_cost
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
+        self.job_id: str | None = None
         self._start = 0.0
         self._current: tuple[str, str, Decimal | None] = ("", "", None)
+        self._adopt = False  # resume: an identical file already at the intended name is ours
 
-    # -- the job ----------------------------------------------------------------------------
+    # -- a new job --------------------------------------------------------------------------
 
     def run(self, request: Request, route: Route) -> JobResult:
         self._start = self.clock()
-        job_id = uuid.uuid4().hex[:12]
+        self.job_id = uuid.uuid4().hex[:12]
         first = route.choice
         self.ledger.new_job(
-            job_id, request.prompt, request.to_json(), route_to_json(route), str(first.cost) if first else None
+            self.job_id,
+            request.prompt,
+            request.to_json(),
+            route_to_json(route),
+            str(first.cost) if first else None,
+            str(self.output.out_dir),
+            self.output.name_template,
+            str(self.max_cost) if self.max_cost is not None else None,
         )
+        return self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1)
+
+    def _route_through(self, request, route, remaining, saved, attempts, spent, sources, first_seq) -> JobResult:
+        """Walk the eligible offers in order until `remaining` images are delivered."""
         self.http.on_event = lambda message: self._emit("retrying", message)
-        remaining = request.n
-        saved: list[SavedImage] = []
-        attempts: list[AttemptReport] = []
-        spent = Decimal(0)
-        sources: set[str] = set()
-        last_quote = first
-        for seq, quote in enumerate(route.eligible, start=1):
+        estimate = route.choice.cost if route.choice else None
+        last = route.choice
+        candidates = fallback_candidates(route)
+        for seq, quote in enumerate(candidates, start=first_seq):
             assessment = quote.assessment
             if remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(request._replace(n=remaining), quote.offer, assessment.plan)
-            last_quote = quote
-            outcome = self._attempt(job_id, seq, request, quote, assessment, len(saved))
-            attempts.append(outcome.report)
-            saved.extend(outcome.images)
-            remaining -= len(outcome.images)
-            if outcome.actual is not None:
-                spent += outcome.actual
-                sources.add(outcome.source)
-            if outcome.error is not None:  # final: failed job, unknown submit, stuck, bad output
-                return self._finish(
-                    job_id, outcome.status, quote, first, spent, sources, saved, attempts, outcome.error
+            if self.max_cost is not None and spent + assessment.cost > self.max_cost:
+                error = BudgetError(
+                    f"{quote.offer.id} would take this job to {fmt_usd(spent + assessment.cost)}, over --max-cost "
+                    f"{fmt_usd(self.max_cost)} ({fmt_usd(spent)} already spent on it)",
+                    "raise --max-cost to let the job fall back further",
                 )
-            if remaining == 0:
-                return self._finish(job_id, "succeeded", quote, first, spent, sources, saved, attempts, None)
-            nxt = _next_after(route, quote)
+                return self._finish("failed", quote, estimate, spent, sources, saved, attempts, error)
+            last = quote
+            end = self._attempt(seq, request, quote, assessment, len(saved))
+            attempts.append(end.report)
+            saved.extend(end.images)
+            remaining -= len(end.images)
+            if end.actual is not None:
+                spent += end.actual
+                sources.add(end.source)
+            if end.error is not None:  # final: failed job, unknown submit, stuck, bad output, budget
+                return self._finish(end.status, quote, estimate, spent, sources, saved, attempts, end.error)
+            if remaining <= 0:
+                return self._finish("succeeded", quote, estimate, spent, sources, saved, attempts, None)
+            nxt = _next_after(candidates, quote)
             if nxt is not None:
-                self._emit("fallback", f"{outcome.report.error}; moving {remaining} image(s) to {nxt.offer.id}")
+                self._emit("fallback", f"{end.report.error}; moving {remaining} image(s) to {nxt.offer.id}")
         tried = "; ".join(f"{a.provider}: {a.error}" for a in attempts if a.error)
         error = ProviderError(
-            f"no provider could take the job ({tried})",
+            f"no provider could take the job ({tried or 'no offer left to try'})",
             "check the keys and balances of these providers, or try again later",
         )
-        return self._finish(job_id, "failed", last_quote, first, spent, sources, saved, attempts, error)
+        return self._finish("failed", last, estimate, spent, sources, saved, attempts, error)
 
-    def _finish(self, job_id, status, quote, first, spent, sources, saved, attempts, error) -> JobResult:
+    def _finish(self, status, quote, estimate, spent, sources, saved, attempts, error) -> JobResult:
         actual = spent if sources else None
         source = ", ".join(sorted(sources)) if sources else None
-        ledger_state = status if status in ("succeeded", "failed", "unknown") else "running"
         self.ledger.job_state(
-            job_id, ledger_state, error.message if error else None, str(actual) if actual is not None else None, source
+            self.job_id, status, error.message if error else None, str(actual) if actual is not None else None, source
         )
         return JobResult(
-            job_id=job_id,
+            job_id=self.job_id,
             status=status,
-            quote=quote,
-            estimate=first.cost if first else None,
+            provider=quote.offer.provider if quote else None,
+            model=quote.offer.model if quote else None,
+            plan=quote.assessment.plan.name if quote else None,
+            estimate=estimate,
             actual=actual,
             actual_source=source,
             images=tuple(saved),
@@ -200,94 +255,130 @@ class JobRunner:
 
     # -- one offer --------------------------------------------------------------------------
 
-    def _attempt(
-        self, job_id: str, seq: int, request: Request, quote: Quote, assessment: Assessment, index_base: int
-    ) -> _AttemptOutcome:
+    def _attempt(self, seq: int, request: Request, quote: Quote, assessment, index_base: int) -> _AttemptEnd:
         offer, plan = quote.offer, assessment.plan
         self._current = (offer.provider, offer.model, assessment.cost)
-        adapter = adapter_class(offer.provider)(self.keys[offer.provider], self.base_urls.get(offer.provider))
-        attempt_id = self.ledger.new_attempt(
-            job_id,
-            seq,
+        try:
+            attempt_id = self.ledger.reserve_attempt(
+                self.job_id,
+                seq,
+                offer.provider,
+                offer.model,
+                plan.name,
+                assessment.cost,
+                [line.text for line in assessment.breakdown],
+            )
+        except BudgetRefused as refused:
+            report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "refused", "budget", 0)
+            return _AttemptEnd(report, (), None, None, budget_error(refused), "failed")
+        adapter = self._adapter(offer.provider)
+        shape = _Shape(
+            request.prompt,
             offer.provider,
             offer.model,
-            plan.name,
-            str(assessment.cost) if assessment.cost is not None else None,
-            [line.text for line in assessment.breakdown],
+            assessment.quality,
+            request.output_format,
+            assessment.delivery.width,
+            assessment.delivery.height,
+            assessment.delivery.exact,
+            assessment.per_image,
         )
         tasks: list[_Task] = []
         trouble: ProviderTrouble | None = None
         final: ImgrouteError | None = None
         status = "failed"
+        self.ledger.job_state(self.job_id, "submitting")
         try:
             for index, count in enumerate(assessment.requests):
-                spec = job_spec(request, offer.model, assessment, count, f"{job_id}-{seq}-{index}")
-                tasks.append(self._submit(adapter, attempt_id, index, spec))
-            self.ledger.job_state(job_id, "submitted")
+                spec = job_spec(request, offer.model, assessment, count, f"{self.job_id}-{seq}-{index}")
+                task_id = self.ledger.task_submitting(
+                    attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
+                )
+                task = _Task(task_id, spec, "submitting")
+                tasks.append(task)
+                self._submit(adapter, task)
+            self.ledger.job_state(self.job_id, "submitted")
         except ProviderTrouble as exc:
             trouble = exc
+            tasks = [t for t in tasks if t.state != "failed"]
         except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
             final = JobFailedError(str(exc), _failure_hint(exc.moderated))
         except SubmitUnknown as exc:
-            final = ProviderError(
-                f"{exc}; the job may have been created and charged, so it was not sent again (job {job_id})",
-                f"check the {offer.provider} dashboard before retrying; the ledger keeps what is known",
-            )
+            final = unknown_error(exc, offer.provider, self.job_id)
             status = "unknown"
-        if tasks and final is None:
-            try:
-                self._wait(adapter, tasks)
-            except _Stuck as exc:
-                final = ProviderError(
-                    f"{exc} (job {job_id}); it is still running at {offer.provider} and recorded in the ledger",
-                    "raise --timeout next time; the images may still be fetched from the provider",
-                )
-                status = "running"
-        failures = [t.error for t in tasks if t.state == "failed"]
-        saved, problems = self._save_all(job_id, request, offer.provider, offer.model, assessment, tasks, index_base)
-        delivered = [
-            Delivered(len(t.outputs), *_delivered_size(t, assessment), t.usage) for t in tasks if t.state == "succeeded"
-        ]
-        actual, source = (None, None)
-        if delivered:
-            tier = assessment.delivery.resolution if assessment.delivery else None
-            actual, source = actual_cost(offer, plan, assessment.quality, tier, request.prompt, delivered)
+        saved, problems, stuck = self._finish_tasks(adapter, shape, tasks, index_base)
+        end = self._settle(
+            attempt_id,
+            offer.provider,
+            offer.model,
+            plan.name,
+            assessment.cost,
+            tasks,
+            saved,
+            problems,
+            stuck,
+            trouble,
+            final,
+            status,
+        )
+        return end
+
+    def _settle(
+        self, attempt_id, provider, model, plan_name, estimate, tasks, saved, problems, stuck, trouble, final, status
+    ) -> _AttemptEnd:
+        """Price what was delivered and decide how the attempt ended."""
+        offer = next((o for o in self.table.offers if (o.provider, o.model) == (provider, model)), None)
+        delivered = [Delivered(len(t.outputs), *_delivered_size(t), t.usage) for t in tasks if t.state == "succeeded"]
+        actual, source = None, None
+        if delivered and offer is not None:
+            plan = self.table.providers[provider].plans.get(plan_name) or self.table.plan(provider, None)
+            spec = tasks[0].spec
+            actual, source = actual_cost(offer, plan, spec.quality or "high", spec.resolution, spec.prompt, delivered)
+        failures = [t for t in tasks if t.state == "failed"]
+        if final is None and stuck is not None:
+            final, status = stuck, "running"
         if final is None and failures:
-            moderated = any(t.moderated for t in tasks if t.state == "failed")
-            final = JobFailedError("; ".join(failures), _failure_hint(moderated))
+            final = JobFailedError(
+                "; ".join(t.error for t in failures), _failure_hint(any(t.moderated for t in failures))
+            )
+        if final is None and any(t.state == "unknown" for t in tasks):
+            final, status = (
+                ProviderError(
+                    f"{provider}: what became of a request is unknown; it was not sent again (job {self.job_id})",
+                    f"check the {provider} dashboard; `imgroute jobs show {self.job_id}` has what is known",
+                ),
+                "unknown",
+            )
         if final is None and problems:
             final = OutputError("; ".join(problems), "the images were saved as delivered; check them")
-        if final is None and trouble is None:
-            status = "succeeded"
-        elif final is None:
-            status = "trouble"
+        if final is None:
+            status = "succeeded" if trouble is None else "trouble"
         report_error = str(trouble) if trouble else (final.message if final else None)
         self.ledger.attempt_state(attempt_id, status, report_error, str(actual) if actual is not None else None, source)
-        report = AttemptReport(
-            offer.provider, offer.model, plan.name, assessment.cost, status, report_error, len(saved)
-        )
-        return _AttemptOutcome(
+        report = AttemptReport(provider, model, plan_name, estimate, status, report_error, len(saved))
+        return _AttemptEnd(
             report, tuple(saved), actual, source, final, "failed" if status in ("failed", "trouble") else status
         )
 
-    def _submit(self, adapter: Adapter, attempt_id: int, index: int, spec: JobSpec) -> _Task:
-        """Journal, then submit; repeat only when that cannot create a second job."""
-        task_id = self.ledger.task_submitting(attempt_id, index, spec.client_ref, spec.n)
-        self._emit("submitting", f"sending request {index + 1}")
+    def _submit(self, adapter: Adapter, task: _Task) -> None:
+        """Submit a journaled task; repeat only when that cannot create a second job."""
+        self._emit("submitting", f"sending request {task.spec.client_ref}")
         for attempt in range(policy.SUBMIT_ATTEMPTS):
             last = attempt == policy.SUBMIT_ATTEMPTS - 1
             try:
-                submission = adapter.submit(self.http, spec)
+                submission = adapter.submit(self.http, task.spec)
             except ProviderTrouble as exc:
                 delay = self._submit_retry_delay(adapter, exc, attempt)
                 if last or delay is None:
-                    self.ledger.task_state(task_id, "failed", str(exc))
+                    task.state = "failed"
+                    self.ledger.task_state(task.task_id, "failed", str(exc))
                     raise
                 self._emit("retrying", f"{exc}; retrying in {delay:.1f}s")
                 self.http.wait(delay)
                 continue
             except JobFailed as exc:
-                self.ledger.task_state(task_id, "failed", str(exc))
+                task.state, task.error, task.moderated = "failed", str(exc), exc.moderated
+                self.ledger.task_state(task.task_id, "failed", str(exc))
                 raise
             except SubmitUnknown as exc:
                 if adapter.idempotent_submit and not last:  # same Idempotency-Key: replayed, never doubled
@@ -295,13 +386,14 @@ class JobRunner:
                     self._emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
                     self.http.wait(delay)
                     continue
-                self.ledger.task_state(task_id, "unknown", str(exc))
+                task.state = "unknown"
+                self.ledger.task_state(task.task_id, "unknown", str(exc))
                 raise
-            self.ledger.task_submitted(task_id, submission.job_id, submission.handle)
-            task = _Task(task_id, spec, submission.handle, submission.outputs, submission.usage)
-            if task.state == "succeeded":
-                self.ledger.task_state(task_id, "succeeded")
-            return task
+            self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle)
+            task.state, task.handle = "submitted", submission.handle
+            if submission.outputs:
+                self._record_outputs(task, submission.outputs, submission.usage)
+            return
         raise AssertionError("unreachable")
 
     def _submit_retry_delay(self, adapter: Adapter, exc: ProviderTrouble, attempt: int) -> float | None:
@@ -319,8 +411,40 @@ class JobRunner:
             return exc.retry_after if exc.retry_after is not None else self.http.backoff(attempt)
         return None
 
-    def _wait(self, adapter: Adapter, tasks: list[_Task]) -> None:
-        pending = [t for t in tasks if t.state != "succeeded"]
+    # -- waiting and saving (shared by run and resume) --------------------------------------
+
+    def _finish_tasks(self, adapter, shape, tasks, index_base):
+        """Wait for submitted tasks, then save every recorded result. Returns (saved, problems, stuck)."""
+        stuck = None
+        try:
+            self._wait(adapter, [t for t in tasks if t.state in ("submitted", "running")])
+        except _Stuck as exc:
+            stuck = ProviderError(
+                f"{exc} (job {self.job_id}); it is still running at {adapter.provider} and recorded in the ledger",
+                f"finish it later with: imgroute jobs resume {self.job_id}",
+            )
+        saved: list[SavedImage] = []
+        problems: list[str] = []
+        for task in tasks:
+            if task.state != "succeeded":
+                continue
+            for position, output in enumerate(task.outputs):
+                if position < len(task.saved):
+                    continue  # saved before (resume)
+                index = index_base + len(saved) + 1
+                self._emit("downloading", f"image {index}")
+                try:
+                    image = self._save_one(shape, task, output, index)
+                except OutputError as exc:
+                    problems.append(exc.message)
+                    continue
+                saved.append(image)
+                task.saved.append(image)
+                if not image.verified:
+                    problems.append(f"{image.path}: {shape.problem(image)}")
+        return saved, problems, stuck
+
+    def _wait(self, adapter: Adapter, pending: list[_Task]) -> None:
         first, factor, longest = adapter.poll_schedule
         interval = first
         deadline = self._start + self.timeout
@@ -338,8 +462,7 @@ class JobRunner:
                     self._emit("retrying", f"status check failed ({exc}); still waiting")
                     continue
                 if poll.state == "succeeded":
-                    task.state, task.outputs, task.usage = "succeeded", poll.outputs, poll.usage or task.usage
-                    self.ledger.task_state(task.task_id, "succeeded")
+                    self._record_outputs(task, poll.outputs, poll.usage or task.usage)
                     pending.remove(task)
                 else:
                     if poll.state != task.state:
@@ -354,121 +477,246 @@ class JobRunner:
             self.http.wait(interval)
             interval = min(longest, interval * factor)
 
-    # -- results ----------------------------------------------------------------------------
+    def _record_outputs(self, task: _Task, outputs, usage: Usage | None) -> None:
+        """Make results durable before saving: URLs as they are, bytes into the spool."""
+        recorded = []
+        for position, output in enumerate(outputs):
+            if output.data is not None:
+                recorded.append({"spool": str(self._spool(f"{task.spec.client_ref}-{position}", output.data))})
+            else:
+                recorded.append({"url": output.url})
+        task.outputs, task.usage, task.state = recorded, usage, "succeeded"
+        self.ledger.task_outputs(task.task_id, recorded, usage._asdict() if usage else None)
 
-    def _save_all(self, job_id, request, provider, model, assessment, tasks, index_base):
-        saved: list[SavedImage] = []
-        problems: list[str] = []
-        expect = _Expectation.of(assessment, request.output_format)
-        for task in tasks:
-            if task.state != "succeeded":
-                continue
-            for output in task.outputs:
-                index = index_base + len(saved) + 1
-                self._emit("downloading", f"image {index}")
-                try:
-                    image = self._save_one(job_id, request, provider, model, assessment, task, output, index, expect)
-                except OutputError as exc:
-                    problems.append(exc.message)
-                    continue
-                saved.append(image)
-                task.saved.append(image)
-                if not image.verified:
-                    problems.append(f"{image.path}: {expect.problem(image)}")
-        return saved, problems
+    def _spool(self, name: str, data: bytes) -> Path:
+        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.spool_dir / name
+        fd, tmp = tempfile.mkstemp(prefix=".spool-", dir=self.spool_dir)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
 
-    def _save_one(self, job_id, request, provider, model, assessment, task, output, index, expect) -> SavedImage:
+    def _save_one(self, shape: _Shape, task: _Task, output: dict, index: int) -> SavedImage:
         out_dir = self.output.out_dir
 
         def stage(chunks):
             return images.stage(out_dir, chunks, lambda info: None)
 
         try:
-            if output.data is not None:
-                staged = stage([output.data])
+            if "spool" in output:
+                spooled = Path(output["spool"])
+                if not spooled.is_file():
+                    raise OutputError(f"{shape.provider}: image {index} was received but its spool file is gone")
+                staged = stage([spooled.read_bytes()])
             else:
-                status, staged = self.http.download(output.url, stage)
+                status, staged = self.http.download(output["url"], stage)
                 if staged is None:
-                    raise OutputError(f"{provider}: result {output.url} answered HTTP {status} (expired or missing)")
+                    raise OutputError(
+                        f"{shape.provider}: result {output['url']} answered HTTP {status} (expired or missing)"
+                    )
         except images.NotAnImage as exc:
-            raise OutputError(f"{provider}: image {index} is not a usable image: {exc}") from None
+            raise OutputError(f"{shape.provider}: image {index} is not a usable image: {exc}") from None
         except TransportFailure as exc:
-            raise OutputError(f"{provider}: image {index} could not be downloaded: {exc}") from None
+            raise OutputError(f"{shape.provider}: image {index} could not be downloaded: {exc}") from None
         values = {
-            "slug": images.slug(request.prompt),
-            "provider": provider,
-            "model": model.replace("/", "-"),
+            "slug": images.slug(shape.prompt),
+            "provider": shape.provider,
+            "model": shape.model.replace("/", "-"),
             "index": str(index),
-            "job": job_id,
-            "quality": assessment.quality or "",
+            "job": self.job_id,
+            "quality": shape.quality or "",
             "date": dt.date.today().isoformat(),
         }
-        path = images.place(staged, out_dir, images.render_name(self.output.name_template, values))
+        stem = images.render_name(self.output.name_template, values)
+        path = images.place(staged, out_dir, stem, adopt_identical=self._adopt)
         info = staged.info
-        verified = expect.problem(info) is None
+        verified = shape.problem(info) is None
         images.write_sidecar(
             path,
             {
-                "prompt": request.prompt,
-                "provider": provider,
-                "model": model,
-                "job_id": job_id,
-                "provider_job_id": task.handle.get("request_id")
-                or task.handle.get("task_id")
-                or task.handle.get("job_id"),
-                "quality": assessment.quality,
-                "requested": request.target.to_json(),
+                "prompt": shape.prompt,
+                "provider": shape.provider,
+                "model": shape.model,
+                "job_id": self.job_id,
+                "provider_job_id": _provider_job_id(task.handle),
+                "quality": shape.quality,
                 "width": info.width,
                 "height": info.height,
                 "format": info.format,
                 "sha256": staged.sha256,
-                "estimated_cost_usd": usd_json(assessment.per_image),
+                "estimated_cost_usd": usd_json(shape.per_image),
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             },
         )
         self.ledger.add_file(
-            job_id, task.task_id, str(path), staged.sha256, staged.size, info.format, info.width, info.height, verified
+            self.job_id,
+            task.task_id,
+            str(path),
+            staged.sha256,
+            staged.size,
+            info.format,
+            info.width,
+            info.height,
+            verified,
         )
+        if "spool" in output:
+            Path(output["spool"]).unlink(missing_ok=True)
         return SavedImage(path, staged.sha256, info.format, info.width, info.height, staged.size, verified)
+
+    def _adapter(self, provider: str) -> Adapter:
+        if provider not in self.keys:
+            raise ConfigError(f"no {provider} key", f"set {KEY_ENV[provider]}, or run: imgroute keys set {provider}")
+        return adapter_class(provider)(self.keys[provider], self.base_urls.get(provider))
 
     def _emit(self, state: str, message: str) -> None:
         provider, model, estimate = self._current
         self.on_event(Event(provider, model, state, message, estimate, self.clock() - self._start))
 
+    # -- resume -----------------------------------------------------------------------------
 
-class _AttemptOutcome(NamedTuple):
-    report: AttemptReport
-    images: tuple[SavedImage, ...]
-    actual: Decimal | None
-    source: str | None
-    error: ImgrouteError | None
-    status: str
+    def resume(self, job_id: str, reroute: Callable[[Request, int], Route]) -> JobResult:
+        """Finish a journaled job: poll and download what was submitted, never resubmit what may
+        have been sent (except under an idempotency key), and route images never sent at all."""
+        self._start = self.clock()
+        self.job_id = job_id
+        self._adopt = True
+        job = self.ledger.job(job_id)
+        request = request_from_json(json.loads(job["request"]))
+        self.output = OutputOptions(Path(job["out_dir"] or "."), job["name_template"] or images.DEFAULT_NAME)
+        if self.output.out_dir.is_dir():
+            images.clean_stale_parts(self.output.out_dir)
+        files = {}
+        for row in self.ledger.files(job_id):
+            files.setdefault(row["task_id"], []).append(
+                SavedImage(
+                    Path(row["path"]),
+                    row["sha256"],
+                    row["format"],
+                    row["width"],
+                    row["height"],
+                    row["bytes"],
+                    bool(row["verified"]),
+                )
+            )
+        saved: list[SavedImage] = [image for group in files.values() for image in group]
+        attempts: list[AttemptReport] = []
+        spent, sources = Decimal(0), set()
+        last_seq = 0
+        final_error: ImgrouteError | None = None
+        final_status = "succeeded"
+        for attempt in self.ledger.attempts(job_id):
+            last_seq = attempt["seq"]
+            rows = [t for t in self.ledger.tasks(job_id) if t["attempt_seq"] == attempt["seq"]]
+            end = self._resume_attempt(attempt, rows, files, request, len(saved))
+            attempts.append(end.report)
+            saved.extend(end.images)
+            if end.actual is not None:
+                spent += end.actual
+                sources.add(end.source)
+            if end.error is not None and final_error is None:
+                final_error, final_status = end.error, end.status
+        delivered = len(saved)
+        if final_error is None and delivered < request.n:
+            if self.max_cost is None and job["max_cost_usd"] is not None:
+                self.max_cost = Decimal(job["max_cost_usd"])
+            route = reroute(request._replace(n=request.n - delivered), request.n - delivered)
+            return self._route_through(
+                request, route, request.n - delivered, saved, attempts, spent, sources, first_seq=last_seq + 1
+            )
+        if final_error is None:
+            final_status = "succeeded"
+        last = attempts[-1] if attempts else None
+        result = self._finish(final_status, None, None, spent, sources, saved, attempts, final_error)
+        return result._replace(
+            provider=last.provider if last else None,
+            model=last.model if last else None,
+            plan=last.plan if last else None,
+            estimate=Decimal(job["estimate_usd"]) if job["estimate_usd"] else None,
+        )
+
+    def _resume_attempt(self, attempt, rows, files, request, index_base) -> _AttemptEnd:
+        provider, model = attempt["provider"], attempt["model"]
+        estimate = Decimal(attempt["estimate_usd"]) if attempt["estimate_usd"] else None
+        if attempt["state"] in ("succeeded", "trouble", "failed", "refused") and all(
+            r["state"] in ("succeeded", "failed") and len(files.get(r["id"], [])) >= _output_count(r) for r in rows
+        ):  # settled before the interruption: count it as it stands
+            actual = Decimal(attempt["actual_usd"]) if attempt["actual_usd"] else None
+            state = attempt["state"]
+            report = AttemptReport(
+                provider,
+                model,
+                attempt["plan"],
+                estimate,
+                state,
+                attempt["error"],
+                sum(len(files.get(r["id"], [])) for r in rows),
+            )
+            error = None
+            if state == "failed" and attempt["error"]:
+                error = JobFailedError(attempt["error"], _failure_hint("moderat" in attempt["error"].lower()))
+            return _AttemptEnd(report, (), actual, attempt["actual_source"], error, state)
+        if not rows:  # interrupted after the budget reservation, before anything was journaled to send
+            self.ledger.attempt_state(attempt["id"], "abandoned", "interrupted before sending")
+            report = AttemptReport(provider, model, attempt["plan"], estimate, "abandoned", None, 0)
+            return _AttemptEnd(report, (), None, None, None, "abandoned")
+        self._current = (provider, model, estimate)
+        adapter = self._adapter(provider)
+        tasks: list[_Task] = []
+        unknown_notes = []
+        for row in rows:
+            stored = json.loads(row["spec"])
+            spec = JobSpec(**{field: stored[field] for field in JobSpec._fields})
+            task = _Task(row["id"], spec, row["state"], json.loads(row["handle"]) if row["handle"] else None)
+            task.saved = list(files.get(row["id"], []))
+            if row["outputs"]:
+                recorded = json.loads(row["outputs"])
+                task.outputs = recorded["outputs"]
+                task.usage = Usage(**recorded["usage"]) if recorded["usage"] else None
+                task.state = "succeeded"
+            elif task.state in ("submitting", "unknown"):
+                if adapter.idempotent_submit:
+                    self._emit("submitting", "replaying the submit under its idempotency key")
+                    try:
+                        self._submit(adapter, task)
+                    except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
+                        unknown_notes.append(str(exc))
+                else:
+                    task.state = "unknown"
+                    self.ledger.task_state(task.task_id, "unknown", "interrupted while submitting")
+                    unknown_notes.append(_unknown_advice(provider, row))
+            elif task.state == "failed":
+                task.error = row["detail"]
+            tasks.append(task)
+        exact = json.loads(rows[0]["spec"]).get("exact_size", True)
+        shape = _shape_from_spec(tasks[0].spec, provider, exact, estimate)
+        saved, problems, stuck = self._finish_tasks(adapter, shape, tasks, index_base)
+        final = None
+        if unknown_notes:
+            final = ProviderError("; ".join(unknown_notes), f"`imgroute jobs show {self.job_id}` has what is known")
+        return self._settle(
+            attempt["id"],
+            provider,
+            model,
+            attempt["plan"],
+            estimate,
+            tasks,
+            saved,
+            problems,
+            stuck,
+            None,
+            final,
+            "unknown" if unknown_notes else "failed",
+        )
 
 
-class _Expectation(NamedTuple):
-    format: str
-    width: int
-    height: int
-    exact: bool
-
-    @classmethod
-    def of(cls, assessment: Assessment, output_format: str) -> _Expectation:
-        d = assessment.delivery
-        return cls(output_format, d.width, d.height, d.exact)
-
-    def problem(self, info) -> str | None:
-        if info.format != self.format:
-            return f"is {info.format}, not the {self.format} requested"
-        if self.exact and (info.width, info.height) != (self.width, self.height):
-            return f"is {info.width}x{info.height}, not the {self.width}x{self.height} requested"
-        if not self.exact:
-            wanted, got = self.width / self.height, info.width / info.height
-            if abs(got - wanted) / wanted > NOMINAL_RATIO_TOLERANCE:
-                return f"is {info.width}x{info.height}, not the aspect ratio requested"
-        return None
+class _Stuck(Exception):
+    """Submitted, but not finished before the timeout: the job is still at the provider."""
 
 
-def job_spec(request: Request, model: str, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
+def job_spec(request: Request, model: str, assessment, count: int, client_ref: str) -> JobSpec:
     d = assessment.delivery
     return JobSpec(
         prompt=request.prompt,
@@ -484,34 +732,101 @@ def job_spec(request: Request, model: str, assessment: Assessment, count: int, c
     )
 
 
+def request_from_json(data: dict) -> Request:
+    from imgroute.request import build_target
+
+    target = build_target(
+        data.get("size"),
+        None if data.get("size") else data.get("aspect"),
+        None if data.get("size") else data.get("resolution"),
+    )
+    return Request(
+        prompt=data["prompt"],
+        quality=data["quality"],
+        target=target,
+        n=data["n"],
+        images=tuple(data.get("images") or ()),
+        mask=data.get("mask"),
+        output_format=data.get("format", "png"),
+    )
+
+
+def _shape_from_spec(spec: JobSpec, provider: str, exact: bool, estimate: Decimal | None) -> _Shape:
+    per_image = estimate / spec.n if estimate is not None and spec.n else None
+    return _Shape(
+        spec.prompt, provider, spec.model, spec.quality, spec.output_format, spec.width, spec.height, exact, per_image
+    )
+
+
+def _output_count(row) -> int:
+    if row["outputs"]:
+        return len(json.loads(row["outputs"])["outputs"])
+    return row["images"] if row["state"] == "succeeded" else 0
+
+
+def _unknown_advice(provider: str, row) -> str:
+    when = dt.datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{provider}: request {row['client_ref']} was about to be sent at {when} when imgroute stopped; whether "
+        f"it reached {provider} is unknown and {provider} offers no way to look it up, so it is not sent again. "
+        f"Check the {provider} dashboard for a job at that time"
+    )
+
+
+def unknown_error(exc: Exception, provider: str, job_id: str) -> ProviderError:
+    return ProviderError(
+        f"{exc}; the job may have been created and charged, so it was not sent again (job {job_id})",
+        f"check the {provider} dashboard before retrying; `imgroute jobs show {job_id}` has what is known",
+    )
+
+
+def budget_error(refused: BudgetRefused) -> BudgetError:
+    resets = refused.resets.strftime("%Y-%m-%d %H:%M")
+    return BudgetError(
+        f"{refused.period} budget: this needs {fmt_usd(refused.asked)}, {fmt_usd(refused.left)} is left of "
+        f"{fmt_usd(refused.cap)} (resets {resets})",
+        "raise it with `imgroute budget set`, or wait for the reset",
+    )
+
+
 def _failure_hint(moderated: bool) -> str:
     if moderated:
         return "change the prompt; a moderated job is not sent to another provider"
     return "the provider failed the job; run it again, or pick another provider with --provider"
 
 
-def _next_after(route: Route, quote: Quote) -> Quote | None:
-    eligible = list(route.eligible)
-    index = eligible.index(quote)
-    return eligible[index + 1] if index + 1 < len(eligible) else None
+def fallback_candidates(route: Route) -> list[Quote]:
+    """Offers to try in order: the eligible ones, then those ruled out only by --max-cost at the full
+    job size (they may fit for the images left after a partial delivery; the cumulative cost is
+    checked before each is tried)."""
+    usable = [q for q in route.quotes if q.eligible or q.priced_out]
+    return sorted(usable, key=lambda q: (not q.eligible, q.cost, q.offer.provider, q.offer.model))
 
 
-def _delivered_size(task: _Task, assessment: Assessment) -> tuple[int, int]:
+def _next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
+    index = candidates.index(quote)
+    return candidates[index + 1] if index + 1 < len(candidates) else None
+
+
+def _delivered_size(task: _Task) -> tuple[int, int]:
     """The real size read from the first saved image, else the size that was asked for."""
     if task.saved:
         return task.saved[0].width, task.saved[0].height
-    return assessment.delivery.width, assessment.delivery.height
+    return task.spec.width, task.spec.height
+
+
+def _provider_job_id(handle: dict) -> str | None:
+    return handle.get("request_id") or handle.get("task_id") or handle.get("job_id")
 
 
 def result_to_json(result: JobResult, skipped: list[dict]) -> dict:
     """`imgroute gen --json`: one object per job (design.md section 5)."""
-    quote = result.quote
     return {
         "job_id": result.job_id,
         "status": result.status,
-        "provider": quote.offer.provider if quote else None,
-        "model": quote.offer.model if quote else None,
-        "plan": quote.assessment.plan.name if quote else None,
+        "provider": result.provider,
+        "model": result.model,
+        "plan": result.plan,
         "cost_usd": usd_json(result.estimate),
         "actual_cost_usd": usd_json(result.actual),
         "actual_cost_source": result.actual_source,

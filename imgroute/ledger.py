@@ -7,15 +7,22 @@ that says exactly what is known. The schema migrates itself through numbered ste
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 LEDGER_FILE = "ledger.sqlite"
 
 JOB_STATES = ("planned", "submitting", "submitted", "running", "succeeded", "failed", "unknown", "cancelled")
+# Attempts in these states may still cost money: they count at their estimate until settled.
+OPEN_STATES = ("planned", "submitting", "submitted", "running", "unknown")
+UNFINISHED_JOB_STATES = ("planned", "submitting", "submitted", "running", "unknown")
+PERIODS = ("daily", "monthly")
 
 
 def _statements(db: sqlite3.Connection, script: str) -> None:
@@ -99,7 +106,70 @@ def _migration_1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+def _migration_2(db: sqlite3.Connection) -> None:
+    """What resume needs: where images go, the exact spec sent, the outputs seen; and budget caps."""
+    _statements(
+        db,
+        """
+        ALTER TABLE jobs ADD COLUMN out_dir TEXT;
+        ALTER TABLE jobs ADD COLUMN name_template TEXT;
+        ALTER TABLE jobs ADD COLUMN max_cost_usd TEXT;
+        ALTER TABLE tasks ADD COLUMN spec TEXT;       -- JSON: the JobSpec sent (replayed by resume)
+        ALTER TABLE tasks ADD COLUMN outputs TEXT;    -- JSON: result URLs / spooled bytes, before saving
+        CREATE TABLE budgets (
+            period TEXT PRIMARY KEY,                  -- daily | monthly
+            cap_usd TEXT NOT NULL
+        );
+        CREATE INDEX jobs_created ON jobs(created);
+        CREATE INDEX attempts_created ON attempts(created)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+
+
+class BudgetRefused(Exception):
+    def __init__(self, period: str, cap: Decimal, spent: Decimal, asked: Decimal, resets: dt.datetime):
+        super().__init__(period)
+        self.period, self.cap, self.spent, self.asked, self.resets = period, cap, spent, asked, resets
+
+    @property
+    def left(self) -> Decimal:
+        return max(Decimal(0), self.cap - self.spent)
+
+
+class SpendRow(NamedTuple):
+    created: float
+    provider: str
+    model: str
+    quality: str | None
+    state: str
+    estimate: Decimal | None
+    actual: Decimal | None
+    images: int
+
+
+def period_start(period: str, now: dt.datetime) -> dt.datetime:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if period == "daily" else day.replace(day=1)
+
+
+def period_reset(period: str, now: dt.datetime) -> dt.datetime:
+    start = period_start(period, now)
+    if period == "daily":
+        return start + dt.timedelta(days=1)
+    return (start + dt.timedelta(days=32)).replace(day=1)
+
+
+def committed_cost(actual: str | None, estimate: str | None, state: str) -> Decimal:
+    """What an attempt counts against a budget: its actual cost once known, else its estimate while
+    it may still be charged (in flight or unknown), else nothing (refused, never charged)."""
+    if actual is not None:
+        return Decimal(actual)
+    if state in OPEN_STATES and estimate is not None:
+        return Decimal(estimate)
+    return Decimal(0)
 
 
 class Ledger:
@@ -135,12 +205,33 @@ class Ledger:
 
     # -- jobs -------------------------------------------------------------------------------
 
-    def new_job(self, job_id: str, prompt: str, request: dict, route: dict, estimate: str | None) -> None:
+    def new_job(
+        self,
+        job_id: str,
+        prompt: str,
+        request: dict,
+        route: dict,
+        estimate: str | None,
+        out_dir: str,
+        name_template: str,
+        max_cost: str | None,
+    ) -> None:
         now = self.clock()
         self._write(
-            "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'planned')",
-            (job_id, now, now, prompt, json.dumps(request), json.dumps(route), estimate),
+            "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
+            "name_template, max_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
+            (
+                job_id,
+                now,
+                now,
+                prompt,
+                json.dumps(request),
+                json.dumps(route),
+                estimate,
+                out_dir,
+                name_template,
+                max_cost,
+            ),
         )
         self.event(job_id, "planned", None)
 
@@ -149,7 +240,7 @@ class Ledger:
     ) -> None:
         assert state in JOB_STATES, state
         self._write(
-            "UPDATE jobs SET state = ?, updated = ?, error = COALESCE(?, error), "
+            "UPDATE jobs SET state = ?, updated = ?, error = ?, "
             "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
             (state, self.clock(), error, actual, source, job_id),
         )
@@ -160,17 +251,54 @@ class Ledger:
             "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)", (job_id, self.clock(), state, detail)
         )
 
-    # -- attempts and tasks -----------------------------------------------------------------
+    # -- attempts: the budget reservation ---------------------------------------------------
 
-    def new_attempt(
-        self, job_id: str, seq: int, provider: str, model: str, plan: str, estimate: str | None, breakdown: list[str]
+    def reserve_attempt(
+        self,
+        job_id: str,
+        seq: int,
+        provider: str,
+        model: str,
+        plan: str,
+        estimate: Decimal | None,
+        breakdown: list[str],
+        now: dt.datetime | None = None,
     ) -> int:
-        now = self.clock()
-        return self._write(
-            "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
-            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
-            (job_id, seq, provider, model, plan, estimate, json.dumps(breakdown), now, now),
-        )
+        """Check the daily and monthly caps and record the attempt, in one write transaction.
+
+        The attempt row is the reservation: its estimate counts against every cap until its actual
+        cost is recorded, so two processes cannot together pass a cap.
+        """
+        now = now or dt.datetime.fromtimestamp(self.clock())
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            caps = self.budgets()
+            asked = estimate or Decimal(0)
+            for period, cap in caps.items():
+                spent = self.spent_since(period_start(period, now).timestamp())
+                if spent + asked > cap:
+                    raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
+            stamp = self.clock()
+            attempt_id = self._write(
+                "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+                (
+                    job_id,
+                    seq,
+                    provider,
+                    model,
+                    plan,
+                    str(estimate) if estimate is not None else None,
+                    json.dumps(breakdown),
+                    stamp,
+                    stamp,
+                ),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return attempt_id
 
     def attempt_state(
         self,
@@ -181,18 +309,20 @@ class Ledger:
         source: str | None = None,
     ) -> None:
         self._write(
-            "UPDATE attempts SET state = ?, updated = ?, error = COALESCE(?, error), "
+            "UPDATE attempts SET state = ?, updated = ?, error = ?, "
             "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
             (state, self.clock(), error, actual, source, attempt_id),
         )
 
-    def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int) -> int:
+    # -- tasks ------------------------------------------------------------------------------
+
+    def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
         """Journal the intent to submit. Must return before the request is sent."""
         now = self.clock()
         return self._write(
-            "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, created, updated) "
-            "VALUES (?, ?, ?, ?, 'submitting', ?, ?)",
-            (attempt_id, seq, client_ref, images, now, now),
+            "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
+            "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)",
+            (attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
         )
 
     def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
@@ -205,6 +335,13 @@ class Ledger:
         self._write(
             "UPDATE tasks SET state = ?, detail = COALESCE(?, detail), updated = ? WHERE id = ?",
             (state, detail, self.clock(), task_id),
+        )
+
+    def task_outputs(self, task_id: int, outputs: list[dict], usage: dict | None) -> None:
+        """The finished results, recorded before any is downloaded, so resume can fetch them again."""
+        self._write(
+            "UPDATE tasks SET outputs = ?, state = 'succeeded', updated = ? WHERE id = ?",
+            (json.dumps({"outputs": outputs, "usage": usage}), self.clock(), task_id),
         )
 
     def add_file(
@@ -230,12 +367,102 @@ class Ledger:
     def job(self, job_id: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
 
+    def find_job(self, prefix: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",)).fetchall()
+
+    def jobs(
+        self,
+        states: tuple[str, ...] = (),
+        provider: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+    ) -> list[sqlite3.Row]:
+        sql = [
+            "SELECT jobs.*, (SELECT provider || ' ' || model FROM attempts WHERE job_id = jobs.id "
+            "ORDER BY seq DESC LIMIT 1) AS offer, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id) AS images "
+            "FROM jobs WHERE 1=1"
+        ]
+        args: list = []
+        if states:
+            sql.append(f"AND state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if provider:
+            sql.append("AND EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND provider = ?)")
+            args.append(provider)
+        if since is not None:
+            sql.append("AND created >= ?")
+            args.append(since)
+        if until is not None:
+            sql.append("AND created < ?")
+            args.append(until)
+        sql.append("ORDER BY created DESC LIMIT ?")
+        args.append(limit)
+        return self.db.execute(" ".join(sql), args).fetchall()
+
+    def attempts(self, job_id: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()
+
     def tasks(self, job_id: str) -> list[sqlite3.Row]:
         return self.db.execute(
-            "SELECT tasks.*, attempts.provider, attempts.model FROM tasks JOIN attempts ON attempts.id = attempt_id "
+            "SELECT tasks.*, attempts.provider, attempts.model, attempts.plan, attempts.seq AS attempt_seq "
+            "FROM tasks JOIN attempts ON attempts.id = attempt_id "
             "WHERE attempts.job_id = ? ORDER BY attempts.seq, tasks.seq",
             (job_id,),
         ).fetchall()
 
     def files(self, job_id: str) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+
+    def events(self, job_id: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+
+    def unfinished(self) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(UNFINISHED_JOB_STATES))
+        return self.db.execute(
+            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES
+        ).fetchall()
+
+    # -- money ------------------------------------------------------------------------------
+
+    def spent_since(self, since: float) -> Decimal:
+        rows = self.db.execute(
+            "SELECT actual_usd, estimate_usd, state FROM attempts WHERE created >= ?", (since,)
+        ).fetchall()
+        return sum((committed_cost(r["actual_usd"], r["estimate_usd"], r["state"]) for r in rows), Decimal(0))
+
+    def spend_rows(self, since: float | None = None) -> list[SpendRow]:
+        rows = self.db.execute(
+            "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
+            "json_extract(jobs.request, '$.quality') AS quality, "
+            "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
+            " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
+            (since or 0,),
+        ).fetchall()
+        return [
+            SpendRow(
+                r["created"],
+                r["provider"],
+                r["model"],
+                r["quality"],
+                r["state"],
+                Decimal(r["estimate_usd"]) if r["estimate_usd"] is not None else None,
+                Decimal(r["actual_usd"]) if r["actual_usd"] is not None else None,
+                r["images"],
+            )
+            for r in rows
+        ]
+
+    def budgets(self) -> dict[str, Decimal]:
+        return {r["period"]: Decimal(r["cap_usd"]) for r in self.db.execute("SELECT * FROM budgets")}
+
+    def set_budget(self, period: str, cap: Decimal | None) -> None:
+        assert period in PERIODS
+        if cap is None:
+            self._write("DELETE FROM budgets WHERE period = ?", (period,))
+        else:
+            self._write(
+                "INSERT INTO budgets (period, cap_usd) VALUES (?, ?) "
+                "ON CONFLICT(period) DO UPDATE SET cap_usd = excluded.cap_usd",
+                (period, str(cap)),
+            )

@@ -280,20 +280,20 @@ class JobProgress:
 
 
 def print_job(console: Console, result, skipped: list[dict]) -> None:
-    quote = result.quote
     for attempt in result.attempts:
-        if attempt.state != "succeeded":
+        if attempt.state not in ("succeeded",):
             console.print(
                 f"{attempt.provider} {attempt.model}: {attempt.state}: {attempt.error}", style="yellow", markup=False
             )
-    if quote is not None and result.images:
+    if result.provider is not None and result.images:
         why = "cheapest offer you have a key for"
         if len(result.attempts) > 1:
             why = f"after {len(result.attempts) - 1} fallback(s)"
+        estimate = fmt_usd(result.estimate) if result.estimate is not None else "unknown"
         actual = fmt_usd(result.actual) if result.actual is not None else "unknown"
         source = f" ({result.actual_source})" if result.actual_source else ""
         console.print(
-            f"{quote.offer.provider} {quote.offer.model} ({why}): estimated {fmt_usd(result.estimate)}, "
+            f"{result.provider} {result.model} ({why}): estimated {estimate}, "
             f"actual {actual}{source}, {len(result.images)} image(s) in {result.elapsed:.1f}s, job {result.job_id}",
             markup=False,
         )
@@ -306,3 +306,84 @@ def print_job(console: Console, result, skipped: list[dict]) -> None:
             style="dim",
             markup=False,
         )
+
+
+# -- ledger -----------------------------------------------------------------------------------
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else fmt_usd(Decimal(str(value)))
+
+
+def print_jobs(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        console.print("no jobs in the ledger yet")
+        return
+    grid = Table(title="Recent jobs", title_justify="left")
+    for column in ("job", "created", "state", "offer", "images", "estimate", "actual", "prompt"):
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        style = {"succeeded": "", "failed": "red", "unknown": "yellow"}.get(row["state"], "cyan")
+        grid.add_row(
+            row["job_id"],
+            row["created"],
+            Text(row["state"], style=style),
+            row["offer"] or "-",
+            str(row["images"]),
+            _money(row["estimate_usd"]),
+            _money(row["actual_usd"]),
+            row["prompt"][:40],
+        )
+    console.print(grid)
+
+
+def print_job_details(console: Console, data: dict) -> None:
+    console.print(f"job {data['job_id']}  {data['state']}  created {data['created']}", style="bold", markup=False)
+    console.print(f"prompt: {data['prompt']}", markup=False)
+    console.print(
+        f"estimate {_money(data['estimate_usd'])}, actual {_money(data['actual_usd'])}"
+        + (f" ({data['actual_source']})" if data["actual_source"] else ""),
+        markup=False,
+    )
+    if data["error"]:
+        console.print(f"error: {data['error']}", style="red", markup=False)
+    for attempt in data["attempts"]:
+        console.print(
+            f"attempt {attempt['seq']}: {attempt['provider']} {attempt['model']} ({attempt['plan']}) "
+            f"{attempt['state']}, est {_money(attempt['estimate_usd'])}, actual {_money(attempt['actual_usd'])}"
+            + (f": {attempt['error']}" if attempt["error"] else ""),
+            markup=False,
+        )
+    for task in data["tasks"]:
+        console.print(
+            f"  request {task['client_ref']} sent {task['sent']}: {task['state']}, provider id "
+            f"{task['provider_job_id'] or 'not received'}" + (f" ({task['detail']})" if task["detail"] else ""),
+            markup=False,
+        )
+    for item in data["files"]:
+        mark = "" if item["verified"] else " (did not match the request)"
+        console.print(
+            f"  {item['path']}  {item['width']}x{item['height']} {item['format']} sha256 {item['sha256'][:16]}{mark}",
+            markup=False,
+        )
+    console.print("history: " + " -> ".join(event["state"] for event in data["history"]), style="dim", markup=False)
+
+
+def print_spend(console: Console, data: dict) -> None:
+    for name in ("day", "month", "provider", "quality", "total"):
+        rows = data[name]
+        grid = Table(title=f"by {name}" if name != "total" else "total", title_justify="left")
+        for column in (name, "attempts", "images", "estimated", "actual", "drift", "in flight"):
+            grid.add_column(column, justify="left" if column == name else "right")
+        for row in rows:
+            drift = "-" if row["drift_pct"] is None else f"{row['drift_pct']:+.1f}%"
+            grid.add_row(
+                str(row["key"]),
+                str(row["attempts"]),
+                str(row["images"]),
+                _money(row["estimated_usd"]),
+                _money(row["actual_usd"]),
+                drift,
+                _money(row["in_flight_usd"]),
+            )
+        console.print(grid)

@@ -94,6 +94,18 @@ class Request:
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up or was killed mid-answer is normal here; anything else is a bug."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeProvider:
     """Base class: subclasses implement `route(request) -> Reply` and name their routes."""
 
@@ -116,8 +128,7 @@ class FakeProvider:
         self.image_size: tuple[int, int] | None = None  # force a (wrong) size on results
         self.image_format: str | None = None  # force a (wrong) format on results
         self._ids = itertools.count(1)
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------
