@@ -389,10 +389,12 @@ class JobRunner:
                 task.state = "unknown"
                 self.ledger.task_state(task.task_id, "unknown", str(exc))
                 raise
-            self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle)
-            task.state, task.handle = "submitted", submission.handle
-            if submission.outputs:
-                self._record_outputs(task, submission.outputs, submission.usage)
+            task.handle = submission.handle
+            if submission.outputs:  # synchronous: id and images recorded together
+                self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
+            else:
+                self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle)
+                task.state = "submitted"
             return
         raise AssertionError("unreachable")
 
@@ -477,7 +479,7 @@ class JobRunner:
             self.http.wait(interval)
             interval = min(longest, interval * factor)
 
-    def _record_outputs(self, task: _Task, outputs, usage: Usage | None) -> None:
+    def _record_outputs(self, task: _Task, outputs, usage: Usage | None, provider_job_id: str | None = None) -> None:
         """Make results durable before saving: URLs as they are, bytes into the spool."""
         recorded = []
         for position, output in enumerate(outputs):
@@ -486,7 +488,9 @@ class JobRunner:
             else:
                 recorded.append({"url": output.url})
         task.outputs, task.usage, task.state = recorded, usage, "succeeded"
-        self.ledger.task_outputs(task.task_id, recorded, usage._asdict() if usage else None)
+        self.ledger.task_outputs(
+            task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle
+        )
 
     def _spool(self, name: str, data: bytes) -> Path:
         self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -676,6 +680,11 @@ class JobRunner:
                 task.outputs = recorded["outputs"]
                 task.usage = Usage(**recorded["usage"]) if recorded["usage"] else None
                 task.state = "succeeded"
+            elif adapter.synchronous and task.state in ("submitted", "running"):
+                # An answer with images is recorded together with them; without them it was lost.
+                task.state = "unknown"
+                self.ledger.task_state(task.task_id, "unknown", "the answer was not recorded")
+                unknown_notes.append(_unknown_advice(provider, row))
             elif task.state in ("submitting", "unknown"):
                 if adapter.idempotent_submit:
                     self._emit("submitting", "replaying the submit under its idempotency key")

@@ -337,11 +337,29 @@ class Ledger:
             (state, detail, self.clock(), task_id),
         )
 
-    def task_outputs(self, task_id: int, outputs: list[dict], usage: dict | None) -> None:
-        """The finished results, recorded before any is downloaded, so resume can fetch them again."""
+    def task_outputs(
+        self,
+        task_id: int,
+        outputs: list[dict],
+        usage: dict | None,
+        provider_job_id: str | None = None,
+        handle: dict | None = None,
+    ) -> None:
+        """The finished results, recorded before any is downloaded, so resume can fetch them again.
+
+        Synchronous providers answer with the images: their id and results land in this one write,
+        so no moment exists where the request is known to be done but its images are not recorded.
+        """
         self._write(
-            "UPDATE tasks SET outputs = ?, state = 'succeeded', updated = ? WHERE id = ?",
-            (json.dumps({"outputs": outputs, "usage": usage}), self.clock(), task_id),
+            "UPDATE tasks SET outputs = ?, state = 'succeeded', updated = ?, "
+            "provider_job_id = COALESCE(?, provider_job_id), handle = COALESCE(?, handle) WHERE id = ?",
+            (
+                json.dumps({"outputs": outputs, "usage": usage}),
+                self.clock(),
+                provider_job_id,
+                json.dumps(handle) if handle is not None else None,
+                task_id,
+            ),
         )
 
     def add_file(

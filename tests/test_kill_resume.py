@@ -95,6 +95,8 @@ def test_kill_then_resume(cli, fakes, isolated_home, tmp_path, provider, kill_af
         assert fake.charges == 0
         return
     state = jobs[0][1]
+    if before in ("submitted", "running"):  # the provider's id was recorded: resume must deliver
+        assert state == "succeeded", (before, resumed.err)
     files = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
     if state == "succeeded":
         assert files == 1 and fake.charges == 1
