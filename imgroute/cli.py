@@ -20,6 +20,7 @@ from imgroute.pricing import PROVIDERS, PricingTable
 from imgroute.request import (
     Constraints,
     Request,
+    build_inputs,
     build_target,
     check_n,
     check_prompt,
@@ -58,6 +59,8 @@ MaxCostOpt = Annotated[str | None, _opt("--max-cost", help="Most USD to spend on
 PlanOpt = Annotated[list[str] | None, _opt("--plan", help="PROVIDER=PLAN, the plan you are on (repeatable).")]
 PricingOpt = Annotated[Path | None, _opt("--pricing", help="A pricing file merged over the bundled table.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+ImageOpt = Annotated[list[str] | None, _opt("--image", help="Reference image to edit: a file or URL (repeatable).")]
+MaskOpt = Annotated[str | None, _opt("--mask", help="PNG whose transparent pixels mark where to edit.")]
 MaxAgeOpt = Annotated[int | None, _opt("--max-age", help="Warn about rows observed more than this many days ago.")]
 PricingFileArg = Annotated[Path, typer.Argument(help="A pricing file: a full table or an override.")]
 
@@ -77,13 +80,24 @@ def read_prompt(prompt: str | None) -> str:
 
 
 def build_request(
-    prompt: str | None, quality: str, size: str | None, aspect: str | None, resolution: str | None, n: int
+    prompt: str | None,
+    quality: str,
+    size: str | None,
+    aspect: str | None,
+    resolution: str | None,
+    n: int,
+    images: list[str] | None = None,
+    mask: str | None = None,
 ) -> Request:
+    target = build_target(size, aspect, resolution)
+    inputs, checked_mask = build_inputs(images, mask)
     return Request(
         prompt=read_prompt(prompt),
         quality=parse_quality(quality),
-        target=build_target(size, aspect, resolution),
+        target=target,
         n=check_n(n),
+        images=inputs,
+        mask=checked_mask,
     )
 
 
@@ -155,6 +169,8 @@ def quote(
     max_cost: MaxCostOpt = None,
     plan: PlanOpt = None,
     pricing: PricingOpt = None,
+    image: ImageOpt = None,
+    mask: MaskOpt = None,
     as_json: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic behind every price.")] = False,
 ) -> None:
@@ -162,7 +178,7 @@ def quote(
     from imgroute import render
     from imgroute.router import rank, route_to_json
 
-    request = build_request(prompt, quality, size, aspect, resolution, n)
+    request = build_request(prompt, quality, size, aspect, resolution, n, image, mask)
     table = load_pricing(pricing)
     constraints = build_constraints(table, config.load_settings(), provider, exclude, max_cost, plan)
     route = rank(request, table, constraints)

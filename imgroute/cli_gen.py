@@ -19,7 +19,9 @@ from imgroute import config, policy
 from imgroute.cli import (
     AspectOpt,
     ExcludeOpt,
+    ImageOpt,
     JsonOpt,
+    MaskOpt,
     MaxCostOpt,
     NOpt,
     PlanOpt,
@@ -65,6 +67,8 @@ def gen(
     max_cost: MaxCostOpt = None,
     plan: PlanOpt = None,
     pricing: PricingOpt = None,
+    image: ImageOpt = None,
+    mask: MaskOpt = None,
     output_format: FormatOpt = "png",
     out: OutOpt = Path("."),
     name: NameOpt = "{slug}-{provider}-{index}",
@@ -73,13 +77,16 @@ def gen(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate: route to the cheapest offer you have a key for, submit, wait, save the images."""
+    """Generate: route to the cheapest offer you have a key for, submit, wait, save the images.
+
+    With --image (and --mask) it edits those images: see `imgroute edit`.
+    """
     from imgroute import keys as key_store
     from imgroute import render
     from imgroute.providers import KEY_ENV
     from imgroute.router import rank
 
-    request = build_request(prompt, quality, size, aspect, resolution, n)._replace(
+    request = build_request(prompt, quality, size, aspect, resolution, n, image, mask)._replace(
         output_format=parse_format(output_format)
     )
     if timeout <= 0:
@@ -227,15 +234,22 @@ def _dry_run(route, request, available, base_urls, as_json) -> None:
     choice = route.choice
     a = choice.assessment
     adapter = adapter_class(choice.offer.provider)(available[choice.offer.provider], base_urls[choice.offer.provider])
-    spec = job_spec(request, choice.offer.model, a, a.requests[0], "dry-run")
+    spec = job_spec(request, a, a.requests[0], "dry-run")
     prepared = adapter.prepare(spec)
     headers = {**prepared.headers, **adapter.redacted_headers()}
+    body = _abbreviate(prepared.body)
     data = {
         "dry_run": True,
         "provider": choice.offer.provider,
-        "model": choice.offer.model,
+        "model": a.model,
         "requests": len(a.requests),
-        "request": {"method": prepared.method, "url": prepared.url, "headers": headers, "body": prepared.body},
+        "request": {
+            "method": prepared.method,
+            "url": prepared.url,
+            "headers": headers,
+            "body": body,
+            "files": [{"field": field, "path": path} for field, path in prepared.files],
+        },
     }
     if as_json:
         from imgroute.money import usd_json
@@ -249,7 +263,83 @@ def _dry_run(route, request, available, base_urls, as_json) -> None:
     console.print(f"{prepared.method} {prepared.url}", markup=False)
     for header, value in headers.items():
         console.print(f"{header}: {value}", markup=False)
-    console.print(json.dumps(prepared.body, indent=2), markup=False)
+    if prepared.files:
+        console.print("multipart/form-data:", markup=False)
+        for field, value in body.items():
+            console.print(f"  {field} = {value}", markup=False)
+        for field, path in prepared.files:
+            console.print(f"  {field} = @{path}", markup=False)
+    else:
+        console.print(json.dumps(body, indent=2), markup=False)
+    if (
+        any(not image.is_url for image in request.images)
+        and choice.offer.edit.inputs
+        and set(choice.offer.edit.inputs) <= {"url", "upload_service"}
+    ):
+        console.print(f"(local images are first uploaded to {choice.offer.provider}'s own storage)", markup=False)
+
+
+def _abbreviate(value):
+    """Data URIs are megabytes of base64; show their type and size instead."""
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+        return f"{value[: value.index(',') + 1]}... ({len(value):,} characters)"
+    if isinstance(value, dict):
+        return {key: _abbreviate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_abbreviate(item) for item in value]
+    return value
+
+
+@app.command()
+def edit(
+    prompt: PromptArg = None,
+    image: ImageOpt = None,
+    mask: MaskOpt = None,
+    quality: QualityOpt = "medium",
+    size: SizeOpt = None,
+    aspect: AspectOpt = None,
+    resolution: ResolutionOpt = None,
+    n: NOpt = 1,
+    provider: ProviderOpt = None,
+    exclude: ExcludeOpt = None,
+    max_cost: MaxCostOpt = None,
+    plan: PlanOpt = None,
+    pricing: PricingOpt = None,
+    output_format: FormatOpt = "png",
+    out: OutOpt = Path("."),
+    name: NameOpt = "{slug}-{provider}-{index}",
+    timeout: TimeoutOpt = policy.DEFAULT_JOB_TIMEOUT_S,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Edit images: --image PATH|URL (repeatable) and an optional --mask, routed like gen."""
+    if not image:
+        raise UsageError(
+            "edit needs at least one --image", 'for example: imgroute edit "make it dusk" --image photo.png'
+        )
+    gen(
+        prompt,
+        quality,
+        size,
+        aspect,
+        resolution,
+        n,
+        provider,
+        exclude,
+        max_cost,
+        plan,
+        pricing,
+        image,
+        mask,
+        output_format,
+        out,
+        name,
+        timeout,
+        dry_run,
+        quiet,
+        as_json,
+    )
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class Line(NamedTuple):
 
 class Assessment(NamedTuple):
     offer: Offer
+    model: str  # the provider's model for this job (edits may use another, e.g. fal's /edit)
     plan: Plan
     reasons: tuple[str, ...]  # why it cannot deliver; empty when it can
     delivery: Delivery | None
@@ -78,8 +79,10 @@ def assess(request: Request, offer: Offer, plan: Plan) -> Assessment:
             reasons.append(price_reason)
         elif len(requests) == 1 and requests[0] >= 1:
             notes.extend(_published_disagreement(offer, delivery, quality))
+    model = offer.edit.model if request.images and offer.edit.model else offer.model
     return Assessment(
         offer=offer,
+        model=model,
         plan=plan,
         reasons=tuple(reasons),
         delivery=delivery,
@@ -110,12 +113,28 @@ def _split(n: int, offer: Offer) -> tuple[tuple[int, ...], str | None]:
 
 
 def _edit_reasons(request: Request, offer: Offer) -> list[str]:
+    """Can the offer take these reference images and this mask, the way they are given?"""
+    if not request.images and request.mask is None:
+        return []
+    edit = offer.edit
+    if not edit.supported:
+        return ["does not edit images"]
     reasons = []
-    if request.images and not offer.edit.supported:
-        reasons.append("does not edit images")
-    elif request.images and offer.edit.max_images and len(request.images) > offer.edit.max_images:
-        reasons.append(f"{len(request.images)} input images; takes at most {offer.edit.max_images}")
-    if request.mask and offer.edit.supported and not offer.edit.mask:
+    if edit.max_images and len(request.images) > edit.max_images:
+        reasons.append(f"{len(request.images)} input images; takes at most {edit.max_images}")
+    local = {"file", "data_uri", "upload_service"} & set(edit.inputs)
+    for image in (*request.images, *((request.mask,) if request.mask else ())):
+        if image.is_url and "url" not in edit.inputs:
+            reasons.append(f"{image.name}: takes reference images only as uploaded files, not URLs")
+        elif not image.is_url and not local:
+            reasons.append(f"{image.name}: takes reference images only as public URLs")
+        if image.format and image.format not in edit.formats:
+            reasons.append(f"{image.name}: {image.format} not accepted (only {', '.join(edit.formats)})")
+        if image.bytes and edit.max_image_bytes and image.bytes > edit.max_image_bytes:
+            reasons.append(
+                f"{image.name}: {image.bytes / 1e6:.1f} MB; takes at most {edit.max_image_bytes / 1e6:.0f} MB"
+            )
+    if request.mask is not None and not edit.mask:
         reasons.append("no documented mask support")
     return reasons
 
@@ -156,6 +175,8 @@ def _price(
     ]
     if len(requests) > 1:
         lines.insert(0, Line(f"one image per task: {len(requests)} tasks"))
+    if request.images:
+        lines.append(Line(f"reference images: no extra credits documented by {offer.provider}"))
     return cost, lines, None
 
 
@@ -166,13 +187,16 @@ def _tokens_cost(
     out_tokens = tokens.output_tokens(delivery.width, delivery.height, quality)
     in_tokens = tokens.prompt_tokens(request.prompt)
     out_rate, in_rate = rates["image_output"], rates["text_input"]
+    image_rate = rates.get("image_input", Decimal(0))
+    image_tokens = [tokens.input_image_tokens(i.width, i.height) for i in request.images]
     lines = []
     total = Decimal(0)
     for images in _grouped(requests):
         count, per_request = images
         output_cost = out_tokens * per_request * out_rate / MILLION
         prompt_cost = in_tokens * in_rate / MILLION
-        request_cost = output_cost + prompt_cost
+        inputs_cost = sum(image_tokens) * image_rate / MILLION
+        request_cost = output_cost + prompt_cost + inputs_cost
         lines.append(
             Line(
                 f"output: {_images(per_request)} x {out_tokens:,} tokens ({delivery.width}x{delivery.height} "
@@ -185,6 +209,16 @@ def _tokens_cost(
                 f"+ {tokens.PROMPT_OVERHEAD_TOKENS}) x {fmt_rate(in_rate)}/1M = {fmt_usd(prompt_cost, 6)}"
             )
         )
+        if image_tokens:
+            unknown = sum(1 for i in request.images if not i.width)
+            assumed = f"; {unknown} URL input(s) assumed 1024x1024" if unknown else ""
+            lines.append(
+                Line(
+                    f"input images: {len(image_tokens)} x ~{round(sum(image_tokens) / len(image_tokens)):,} tokens "
+                    f"x {fmt_rate(image_rate)}/1M = {fmt_usd(inputs_cost, 6)} (assumed: {tokens.PATCH_PX} px "
+                    f"patches, at most {tokens.PATCH_BUDGET:,} per image, undocumented by OpenAI{assumed})"
+                )
+            )
         step = offer.price.round_up_per_request
         if step is not None:
             rounded = ceil_to(request_cost, step)

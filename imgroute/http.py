@@ -101,14 +101,21 @@ class Http:
 
     def get(self, url: str, *, headers: dict | None = None, params: dict | None = None) -> httpx.Response:
         """GET with retries on transport errors and retryable statuses. Returns the last response."""
+        return self._repeatable("GET", url, headers=headers, params=params)
+
+    def post_repeatable(self, url: str, *, headers: dict, timeout: float, **body: Any) -> httpx.Response:
+        """A POST that costs nothing and may safely happen twice (uploading a reference image)."""
+        return self._repeatable("POST", url, headers=headers, timeout=_timeout(timeout), **body)
+
+    def _repeatable(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         for attempt in range(policy.GET_ATTEMPTS):
             last = attempt == policy.GET_ATTEMPTS - 1
             self.requests += 1
             try:
-                response = self.client.get(url, headers=headers, params=params)
+                response = self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
                 if last:
-                    raise TransportFailure(f"GET failed: {_describe(exc)}", reached=True) from None
+                    raise TransportFailure(f"{method} failed: {_describe(exc)}", reached=True) from None
                 delay = self.backoff(attempt)
                 self.on_event(f"{_describe(exc)}; retrying in {delay:.1f}s")
                 self.wait(delay)

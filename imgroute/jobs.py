@@ -290,7 +290,8 @@ class JobRunner:
         self.ledger.job_state(self.job_id, "submitting")
         try:
             for index, count in enumerate(assessment.requests):
-                spec = job_spec(request, offer.model, assessment, count, f"{self.job_id}-{seq}-{index}")
+                spec = job_spec(request, assessment, count, f"{self.job_id}-{seq}-{index}")
+                spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
                 task_id = self.ledger.task_submitting(
                     attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
                 )
@@ -672,7 +673,7 @@ class JobRunner:
         unknown_notes = []
         for row in rows:
             stored = json.loads(row["spec"])
-            spec = JobSpec(**{field: stored[field] for field in JobSpec._fields})
+            spec = JobSpec.from_json(stored)
             task = _Task(row["id"], spec, row["state"], json.loads(row["handle"]) if row["handle"] else None)
             task.saved = list(files.get(row["id"], []))
             if row["outputs"]:
@@ -725,11 +726,11 @@ class _Stuck(Exception):
     """Submitted, but not finished before the timeout: the job is still at the provider."""
 
 
-def job_spec(request: Request, model: str, assessment, count: int, client_ref: str) -> JobSpec:
+def job_spec(request: Request, assessment, count: int, client_ref: str) -> JobSpec:
     d = assessment.delivery
     return JobSpec(
         prompt=request.prompt,
-        model=model,
+        model=assessment.model,
         quality=assessment.quality if assessment.offer.quality_selectable else None,
         width=d.width,
         height=d.height,
@@ -738,6 +739,8 @@ def job_spec(request: Request, model: str, assessment, count: int, client_ref: s
         n=count,
         output_format=request.output_format,
         client_ref=client_ref,
+        images=tuple(image.source for image in request.images),
+        mask=request.mask.source if request.mask else None,
     )
 
 

@@ -54,7 +54,7 @@ def print_quote(console: Console, route: Route, explain: bool = False) -> None:
         table.add_row(
             WINNER if quote is winner else "",
             _provider_label(quote),
-            a.offer.model,
+            a.model,
             _delivers(quote),
             fmt_usd(a.cost) if a.cost is not None else "-",
             fmt_usd(a.per_image) if a.per_image is not None else "-",

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -80,13 +81,29 @@ class Target(NamedTuple):
 DEFAULT_TARGET = Target(aspect=Ratio(1, 1), resolution="1K")
 
 
+class InputImage(NamedTuple):
+    """A reference image or mask: a local file (inspected by its header) or a public URL."""
+
+    source: str  # the path or URL as given
+    is_url: bool
+    format: str | None = None  # known for local files
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    has_alpha: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source if self.is_url else Path(self.source).name
+
+
 class Request(NamedTuple):
     prompt: str
     quality: str = "medium"
     target: Target = DEFAULT_TARGET
     n: int = 1
-    images: tuple[str, ...] = ()
-    mask: str | None = None
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
     output_format: str = "png"
 
     def to_json(self) -> dict:
@@ -95,8 +112,8 @@ class Request(NamedTuple):
             "quality": self.quality,
             **self.target.to_json(),
             "n": self.n,
-            "images": list(self.images),
-            "mask": self.mask,
+            "images": [image.source for image in self.images],
+            "mask": self.mask.source if self.mask else None,
             "format": self.output_format,
         }
 
@@ -197,3 +214,60 @@ def parse_money(text: str, flag: str) -> Decimal:
     if amount < 0:
         raise UsageError(f"{flag} {text!r} is negative", f"give a positive USD amount to {flag}")
     return amount
+
+
+# -- reference images and masks ---------------------------------------------------------------
+
+MAX_INPUT_IMAGES = 16  # the most any provider takes
+
+
+def inspect_input(source: str, flag: str) -> InputImage:
+    """A URL as given, or a local file read by its header: it must exist and really be an image."""
+    from imgroute import images
+
+    text = source.strip()
+    lowered = text.lower()
+    if lowered.startswith(("http://", "https://")):
+        return InputImage(text, is_url=True)
+    if "://" in text or lowered.startswith("data:"):
+        raise UsageError(f"{flag} {text!r} is neither a file nor an http(s) URL", "give a local path or a public URL")
+    path = Path(text).expanduser()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(images.HEADER_BYTES)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UsageError(f"{flag} {text}: no such file", "check the path") from None
+    except IsADirectoryError:
+        raise UsageError(f"{flag} {text} is a directory", "give an image file") from None
+    except OSError as exc:
+        raise UsageError(f"{flag} {text} cannot be read: {exc.strerror}", "check its permissions") from None
+    try:
+        info = images.sniff(head)
+    except images.NotAnImage:
+        raise UsageError(f"{flag} {text} is not a PNG, JPEG or WebP image", "convert it to PNG") from None
+    return InputImage(str(path), False, info.format, info.width, info.height, size, info.has_alpha)
+
+
+def build_inputs(images: list[str] | None, mask: str | None) -> tuple[tuple[InputImage, ...], InputImage | None]:
+    inputs = tuple(inspect_input(source, "--image") for source in images or [])
+    if len(inputs) > MAX_INPUT_IMAGES:
+        raise UsageError(f"{len(inputs)} --image inputs", f"no provider takes more than {MAX_INPUT_IMAGES}")
+    if mask is None:
+        return inputs, None
+    if not inputs:
+        raise UsageError("--mask needs at least one --image", "the mask applies to the first --image")
+    checked = inspect_input(mask, "--mask")
+    if not checked.is_url:
+        if checked.format != "png" or not checked.has_alpha:
+            kind = "a PNG without an alpha channel" if checked.format == "png" else f"a {checked.format}"
+            raise UsageError(
+                f"--mask {mask} is {kind}", "a mask is a PNG whose transparent pixels mark the area to edit"
+            )
+        first = inputs[0]
+        if not first.is_url and (first.width, first.height) != (checked.width, checked.height):
+            raise UsageError(
+                f"--mask {mask} is {checked.width}x{checked.height}, the first --image is {first.width}x{first.height}",
+                "the mask must have the same pixel size as the first image",
+            )
+    return inputs, checked

@@ -108,7 +108,7 @@ def quote_to_json(quote: Quote) -> dict:
     delivery = a.delivery
     return {
         "provider": a.offer.provider,
-        "model": a.offer.model,
+        "model": a.model,
         "plan": a.plan.name,
         "eligible": quote.eligible,
         "cost_usd": usd_json(a.cost),

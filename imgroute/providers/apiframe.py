@@ -8,7 +8,7 @@ refunded; `creditCost` is what was charged.
 from __future__ import annotations
 
 from imgroute import policy
-from imgroute.http import Http
+from imgroute.http import Http, TransportFailure
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
@@ -17,10 +17,13 @@ from imgroute.providers.base import (
     Output,
     Poll,
     PreparedRequest,
+    ProviderTrouble,
     Submission,
     SubmitUnknown,
     Usage,
     error_message,
+    file_part,
+    is_url,
 )
 
 RUNNING = {"QUEUED": "queued", "PROCESSING": "running"}
@@ -48,6 +51,8 @@ class ApiframeAdapter(Adapter):
                 "number_of_images": spec.n,
             },
         }
+        if spec.images:
+            body["gptImage2Params"]["input_images"] = list(spec.images)
         headers = {"Content-Type": "application/json", "Idempotency-Key": spec.client_ref}
         return PreparedRequest("POST", f"{self.base}/v2/images/generate", headers, body)
 
@@ -60,6 +65,28 @@ class ApiframeAdapter(Adapter):
         except (MalformedAnswer, KeyError, TypeError) as exc:
             raise SubmitUnknown(f"{self.provider}: the submit answer could not be read: {exc}") from None
         return Submission(job_id=job_id, handle={"job_id": job_id})
+
+    def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
+        """Apiframe takes URLs: local files go through POST /v2/uploads (kept ~1-2 h) first."""
+        return spec._replace(images=tuple(p if is_url(p) else self._upload(http, p) for p in spec.images))
+
+    def _upload(self, http: Http, path: str) -> str:
+        name, data, content_type = file_part(path)
+        try:
+            response = http.post_repeatable(
+                f"{self.base}/v2/uploads",
+                headers=self.auth_headers(),
+                timeout=policy.READ_TIMEOUT_S,
+                files={"file": (name, data, content_type)},
+            )
+        except TransportFailure as exc:
+            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", "unreachable") from None
+        if response.status_code >= 400:
+            raise self.failure(response)
+        url = self.json_of(response, "the upload answer").get("url")
+        if not isinstance(url, str) or not is_url(url):
+            raise ProviderTrouble(f"{self.provider}: the upload answer has no url", "server")
+        return url
 
     def poll(self, http: Http, handle: dict) -> Poll:
         response = self.get(http, f"{self.base}/v2/jobs/{handle['job_id']}")

@@ -33,6 +33,14 @@ class JobSpec(NamedTuple):
     n: int  # images in this request
     output_format: str
     client_ref: str  # our id for this request: idempotency key, `user` field
+    images: tuple[str, ...] = ()  # reference images: local paths or URLs (after any upload)
+    mask: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict) -> JobSpec:
+        values = {field: data[field] for field in cls._fields if field in data}
+        values["images"] = tuple(values.get("images") or ())
+        return cls(**values)
 
 
 class Output(NamedTuple):
@@ -68,12 +76,13 @@ class Poll(NamedTuple):
 
 
 class PreparedRequest(NamedTuple):
-    """The exact submit request, for --dry-run (headers already redacted by the caller)."""
+    """The exact submit request: JSON `body`, or form fields in `body` plus `files` for multipart."""
 
     method: str
     url: str
     headers: dict
     body: Any
+    files: tuple[tuple[str, str], ...] = ()  # (form field, local path)
 
 
 class ProviderTrouble(Exception):
@@ -119,9 +128,9 @@ class Adapter:
     def poll(self, http: Http, handle: dict) -> Poll:
         raise NotImplementedError
 
-    def download_headers(self, url: str) -> dict | None:
-        """Headers for downloading a result URL (most CDNs need none)."""
-        return None
+    def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
+        """Make local reference images reachable the way the provider takes them (default: as is)."""
+        return spec
 
     # -- shared helpers ---------------------------------------------------------------------
 
@@ -134,8 +143,13 @@ class Adapter:
     def send(self, http: Http, prepared: PreparedRequest, timeout: float) -> httpx.Response:
         """POST a prepared submit once, turning transport failures into the job's terms."""
         headers = {**prepared.headers, **self.auth_headers()}
+        if prepared.files:
+            fields = {name: str(value) for name, value in prepared.body.items() if value is not None}
+            body = {"data": fields, "files": [(field, file_part(path)) for field, path in prepared.files]}
+        else:
+            body = {"json": prepared.body}
         try:
-            return http.post_once(prepared.url, headers=headers, timeout=timeout, json=prepared.body)
+            return http.post_once(prepared.url, headers=headers, timeout=timeout, **body)
         except TransportFailure as exc:
             if exc.reached:
                 raise SubmitUnknown(f"{self.provider}: {self.clean(str(exc))}") from None
@@ -168,6 +182,30 @@ class Adapter:
             kind = "server" if status >= 500 else "rejected"
         text = f"{self.provider}: HTTP {status}: {self.clean(message)}"
         return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
+
+
+def is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def file_part(path: str) -> tuple[str, bytes, str]:
+    """(file name, bytes, content type) for a multipart upload of a local image."""
+    from pathlib import Path
+
+    from imgroute.images import sniff
+
+    data = Path(path).read_bytes()
+    return Path(path).name, data, CONTENT_TYPES[sniff(data[:65536]).format]
+
+
+def data_uri(path: str) -> str:
+    import base64
+
+    name, data, content_type = file_part(path)
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
 
 class MalformedAnswer(Exception):

@@ -20,7 +20,9 @@ from imgroute.providers.base import (
     ProviderTrouble,
     Submission,
     SubmitUnknown,
+    data_uri,
     error_message,
+    is_url,
 )
 
 RUNNING = {"IN_QUEUE": "queued", "IN_PROGRESS": "running"}
@@ -43,6 +45,10 @@ class FalAdapter(Adapter):
             "num_images": spec.n,
             "output_format": spec.output_format,
         }
+        if spec.images:  # the /edit endpoint: public URLs as given, local files as data URIs
+            body["image_urls"] = [p if is_url(p) else data_uri(p) for p in spec.images]
+            if spec.mask:
+                body["mask_url"] = spec.mask if is_url(spec.mask) else data_uri(spec.mask)
         return PreparedRequest("POST", f"{self.base}/{spec.model}", {"Content-Type": "application/json"}, body)
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:

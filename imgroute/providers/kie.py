@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from imgroute import policy
-from imgroute.http import Http
+from imgroute.http import Http, TransportFailure
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
@@ -21,6 +21,8 @@ from imgroute.providers.base import (
     ProviderTrouble,
     Submission,
     SubmitUnknown,
+    file_part,
+    is_url,
 )
 
 # Body codes, from Kie's error table.
@@ -45,7 +47,13 @@ class KieAdapter(Adapter):
     provider = "kie"
     key_env = "KIE_API_KEY"
     documented_origin = "https://api.kie.ai"
+    upload_origin = "https://kieai.redpandaai.co"  # Kie's file upload service (files kept ~3 days)
     poll_schedule = (2.0, 1.5, 15.0)  # Kie's advice: start at 2-3 s, back off to 15-30 s
+
+    def __init__(self, key: str, base_url: str | None = None):
+        super().__init__(key, base_url)
+        # IMGROUTE_KIE_BASE_URL replaces both of Kie's origins (the fakes serve both).
+        self.upload_base = (base_url or self.upload_origin).rstrip("/")
 
     def auth_headers(self) -> dict:
         return {"Authorization": f"Bearer {self.key}"}
@@ -55,6 +63,8 @@ class KieAdapter(Adapter):
             "model": spec.model,
             "input": {"prompt": spec.prompt, "aspect_ratio": spec.aspect, "resolution": spec.resolution},
         }
+        if spec.images:
+            body["input"]["input_urls"] = list(spec.images)
         return PreparedRequest(
             "POST", f"{self.base}/api/v1/jobs/createTask", {"Content-Type": "application/json"}, body
         )
@@ -74,6 +84,29 @@ class KieAdapter(Adapter):
         if not task_id:
             raise SubmitUnknown(f"{self.provider}: createTask said success but gave no taskId")
         return Submission(job_id=task_id, handle={"task_id": task_id})
+
+    def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
+        """Kie takes only URLs: local files go through its file-stream upload first."""
+        return spec._replace(images=tuple(p if is_url(p) else self._upload(http, p) for p in spec.images))
+
+    def _upload(self, http: Http, path: str) -> str:
+        name, data, content_type = file_part(path)
+        try:
+            response = http.post_repeatable(
+                f"{self.upload_base}/api/file-stream-upload",
+                headers=self.auth_headers(),
+                timeout=policy.READ_TIMEOUT_S,
+                files={"file": (name, data, content_type)},
+                data={"uploadPath": "imgroute", "fileName": name},
+            )
+        except TransportFailure as exc:
+            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", "unreachable") from None
+        body = self.json_of(response, "the upload answer")
+        code = _code(body, response.status_code)
+        url = (body.get("data") or {}).get("downloadUrl") if isinstance(body.get("data"), dict) else None
+        if code != 200 or not url:
+            raise self.trouble(code if code != 200 else 500, body, response)
+        return url
 
     def poll(self, http: Http, handle: dict) -> Poll:
         response = self.get(http, f"{self.base}/api/v1/jobs/recordInfo", params={"taskId": handle["task_id"]})

@@ -32,6 +32,8 @@ class OpenAIAdapter(Adapter):
     documented_origin = "https://api.openai.com"
     synchronous = True
     path = "/v1/images/generations"
+    edit_path = "/v1/images/edits"
+    image_field = "image[]"  # the SDK's name for repeated image parts
 
     def auth_headers(self) -> dict:
         return {"Authorization": f"Bearer {self.key}"}
@@ -48,7 +50,12 @@ class OpenAIAdapter(Adapter):
         }
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
-        return PreparedRequest("POST", self.base + self.path, {"Content-Type": "application/json"}, self.body(spec))
+        if not spec.images:
+            return PreparedRequest("POST", self.base + self.path, {"Content-Type": "application/json"}, self.body(spec))
+        files = tuple((self.image_field, path) for path in spec.images)
+        if spec.mask:
+            files += (("mask", spec.mask),)
+        return PreparedRequest("POST", self.base + self.edit_path, {}, self.body(spec), files)
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
         response = self.send(http, self.prepare(spec), timeout=policy.SYNC_READ_TIMEOUT_S)

@@ -14,6 +14,7 @@ class PiAPIAdapter(OpenAIAdapter):
     provider = "piapi"
     key_env = "PIAPI_API_KEY"
     documented_origin = "https://api.piapi.ai"
+    image_field = "image"  # PiAPI's edit takes repeated `image` parts
 
     def body(self, spec: JobSpec) -> dict:
         body = super().body(spec)
