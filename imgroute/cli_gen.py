@@ -314,7 +314,7 @@ def edit(
     as_json: JsonOpt = False,
 ) -> None:
     """Edit images: --image PATH|URL (repeatable) and an optional --mask, routed like gen."""
-    if not image:
+    if not image and mask is None:  # with a mask alone, the mask check below explains better
         raise UsageError(
             "edit needs at least one --image", 'for example: imgroute edit "make it dusk" --image photo.png'
         )

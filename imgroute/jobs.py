@@ -242,7 +242,7 @@ class JobRunner:
             job_id=self.job_id,
             status=status,
             provider=quote.offer.provider if quote else None,
-            model=quote.offer.model if quote else None,
+            model=quote.assessment.model if quote else None,
             plan=quote.assessment.plan.name if quote else None,
             estimate=estimate,
             actual=actual,

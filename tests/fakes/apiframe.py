@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
 CREDITS = {"low": 4, "medium": 9, "high": 23, "auto": 23}
 SIZES = {"1:1": (1024, 1024), "3:2": (1536, 1024), "2:3": (1024, 1536)}
@@ -38,6 +38,22 @@ class FakeApiframe(FakeProvider):
             return Reply(401, {"error": "API key is required"})
         if key != self.key:
             return Reply(401, {"error": "Invalid API key"})
+        if request.method == "POST" and request.path == "/v2/uploads":
+            fields, files = parse_multipart(request)
+            if "file" not in files or image_info(files["file"][0][2]) is None:
+                return Reply(400, {"error": "ValidationError", "details": {"file": ["An image file is required"]}})
+            name, content_type, data = files["file"][0]
+            return Reply(
+                201,
+                {
+                    "id": self.new_id("upl-"),
+                    "url": self.host_file(data, name),
+                    "kind": "image",
+                    "contentType": content_type,
+                    "byteSize": len(data),
+                    "expiresAt": "2026-11-24T14:00:00.000Z",
+                },
+            )
         if request.method == "POST" and request.path == "/v2/images/generate":
             ref = request.header("Idempotency-Key")
             if ref and ref in self.idempotent:
@@ -67,6 +83,12 @@ class FakeApiframe(FakeProvider):
             details["gptImage2Params.aspect_ratio"] = ["Invalid enum value"]
         if params.get("quality", "auto") not in CREDITS:
             details["gptImage2Params.quality"] = ["Invalid enum value"]
+        inputs = params.get("input_images")
+        if inputs is not None and not (
+            isinstance(inputs, list)
+            and all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in inputs)
+        ):
+            details["gptImage2Params.input_images"] = ["Invalid url"]
         if not 1 <= params.get("number_of_images", 1) <= 10:
             details["gptImage2Params.number_of_images"] = ["Number must be between 1 and 10"]
         if details:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.fakes.openai import size_problem
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, decode_data_uri, image_info
 
 APP = "/openai/gpt-image-2"
 
@@ -61,6 +61,8 @@ class FakeFal(FakeProvider):
             problems.append({"loc": ["body", "quality"], "msg": "invalid quality", "type": "enum"})
         if not 1 <= body.get("num_images", 1) <= 4:
             problems.append({"loc": ["body", "num_images"], "msg": "at most 4", "type": "value_error"})
+        if request.path.endswith("/edit"):
+            problems.extend(self.edit_problems(body))
         if problems:
             return Reply(422, {"detail": problems})
         request_id = self.new_id("3f1c9a52-")
@@ -77,6 +79,22 @@ class FakeFal(FakeProvider):
                 "queue_position": 0,
             },
         )
+
+    def edit_problems(self, body: dict) -> list[dict]:
+        urls = body.get("image_urls")
+        if not isinstance(urls, list) or not 1 <= len(urls) <= 16:
+            return [{"loc": ["body", "image_urls"], "msg": "1 to 16 image URLs are required", "type": "value_error"}]
+        problems = []
+        for i, url in enumerate(urls + ([body["mask_url"]] if body.get("mask_url") else [])):
+            if url.startswith("data:"):
+                data = decode_data_uri(url)
+                if data is None or image_info(data) is None:
+                    problems.append(
+                        {"loc": ["body", "image_urls", i], "msg": "not a readable image", "type": "image_load_error"}
+                    )
+            elif not url.startswith(("http://", "https://")):
+                problems.append({"loc": ["body", "image_urls", i], "msg": "not a URL", "type": "value_error"})
+        return problems
 
     def status(self, job: dict) -> Reply:
         job["polls"] += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
 RATIOS = {"auto", "1:1", "9:16", "16:9", "4:3", "3:4"}
 LONG_EDGE = {"1K": 1024, "2K": 2048, "4K": 3840}
@@ -30,6 +30,8 @@ class FakeKie(FakeProvider):
             return self.serve_file(request)
         if request.header("Authorization") != f"Bearer {self.key}":
             return Reply(200, {"code": 401, "msg": "You do not have access permissions"})
+        if request.method == "POST" and request.path == "/api/file-stream-upload":
+            return self.upload(request)
         if request.method == "POST" and request.path == "/api/v1/jobs/createTask":
             return self.create(request)
         if request.method == "GET" and request.path == "/api/v1/jobs/recordInfo":
@@ -49,6 +51,11 @@ class FakeKie(FakeProvider):
             return Reply(200, {"code": 422, "msg": "prompt is longer than 20000 characters"})
         if ratio not in RATIOS or tier not in LONG_EDGE:
             return Reply(200, {"code": 422, "msg": f"unsupported aspect_ratio {ratio} or resolution {tier}"})
+        urls = data.get("input_urls")
+        if body["model"] == "gpt-image-2-image-to-image" and not (
+            isinstance(urls, list) and 1 <= len(urls) <= 16 and all(u.startswith(("http://", "https://")) for u in urls)
+        ):
+            return Reply(200, {"code": 422, "msg": "input_urls must be 1 to 16 public URLs"})
         if (ratio == "auto" and tier != "1K") or (ratio == "1:1" and tier == "4K"):
             return Reply(200, {"code": 422, "msg": f"aspect_ratio {ratio} is not available at {tier}"})
         if self.credits == 0:
@@ -64,6 +71,32 @@ class FakeKie(FakeProvider):
         }
         self.bill(1)  # Kie charges on creation; one image per task
         return Reply(200, {"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+    def upload(self, request: Request) -> Reply:
+        """Kie's file-stream upload: multipart `file` + `uploadPath`, answered with a download URL."""
+        fields, files = parse_multipart(request)
+        if "file" not in files or "uploadPath" not in fields:
+            return Reply(400, {"success": False, "code": 400, "msg": "file and uploadPath are required"})
+        name, content_type, data = files["file"][0]
+        if image_info(data) is None:
+            return Reply(400, {"success": False, "code": 400, "msg": "unreadable image"})
+        url = self.host_file(data, name)
+        return Reply(
+            200,
+            {
+                "success": True,
+                "code": 200,
+                "msg": "File uploaded successfully",
+                "data": {
+                    "fileName": name,
+                    "filePath": f"{fields['uploadPath'][0]}/{name}",
+                    "downloadUrl": url,
+                    "fileSize": len(data),
+                    "mimeType": content_type,
+                    "uploadedAt": "2026-11-24T12:00:00.000Z",
+                },
+            },
+        )
 
     def record(self, job: dict) -> Reply:
         job["polls"] += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from imgroute.tokens import output_tokens
-from tests.fakes.server import FakeProvider, Reply, Request
+from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
 MODELS = {"gpt-image-2", "gpt-image-2-2026-04-21"}
 QUALITIES = {"low", "medium", "high", "auto"}
@@ -30,15 +30,25 @@ def error(status: int, message: str, code: str | None, type_: str = "invalid_req
 
 
 class FakeOpenAI(FakeProvider):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.edits: list[dict] = []
+
+    def reset(self) -> None:
+        super().reset()
+        self.edits.clear()
+
     name = "openai"
     key = "sk-test-openai-0123456789abcdef"
     models = MODELS
     path = "/v1/images/generations"
+    edit_path = "/v1/images/edits"
+    image_field = "image[]"
 
     def route(self, request: Request) -> Reply:
         if request.path.startswith("/files/"):
             return self.serve_file(request)
-        if request.method != "POST" or request.path != self.path:
+        if request.method != "POST" or request.path not in (self.path, self.edit_path):
             return error(404, f"Unknown request URL: {request.method} {request.path}", "unknown_url")
         auth = request.header("Authorization") or ""
         if auth != f"Bearer {self.key}":
@@ -47,10 +57,16 @@ class FakeOpenAI(FakeProvider):
             return error(
                 401, f"Incorrect API key provided: {shown}. You can find your API key at ...", "invalid_api_key"
             )
-        try:
-            body = request.json()
-        except ValueError:
-            return error(400, "We could not parse the JSON body of your request.", None)
+        input_tokens = 0
+        if request.path == self.edit_path:
+            body, problem, input_tokens = self.edit_body(request)
+            if problem:
+                return error(400, problem, "invalid_value", "invalid_request_error")
+        else:
+            try:
+                body = request.json()
+            except ValueError:
+                return error(400, "We could not parse the JSON body of your request.", None)
         problem = self.validate(body)
         if problem:
             return error(400, problem, "invalid_value", "image_generation_user_error")
@@ -75,7 +91,44 @@ class FakeOpenAI(FakeProvider):
         fmt = body.get("output_format", "png")
         job_id = self.new_id("img_")
         self.bill(n)
-        return Reply(200, self.answer(body, job_id, n, w, h, fmt), {"x-request-id": f"req_{job_id}"})
+        answer = self.answer(body, job_id, n, w, h, fmt)
+        if input_tokens and "usage" in answer:
+            answer["usage"]["input_tokens"] += input_tokens
+            answer["usage"]["input_tokens_details"]["image_tokens"] = input_tokens
+        return Reply(200, answer, {"x-request-id": f"req_{job_id}"})
+
+    def edit_body(self, request: Request) -> tuple[dict, str | None, int]:
+        """The multipart edit: form fields, one or more image parts, an optional PNG mask."""
+        try:
+            fields, files = parse_multipart(request)
+        except ValueError:
+            return {}, "The edit endpoint takes multipart/form-data.", 0
+        body = {name: values[0] for name, values in fields.items()}
+        for number in ("n",):
+            if number in body:
+                body[number] = int(body[number])
+        parts = files.get(self.image_field, [])
+        if not parts:
+            return body, f"Missing required parameter: '{self.image_field}'.", 0
+        if len(parts) > 16:
+            return body, "At most 16 images.", 0
+        infos = [image_info(data) for _, _, data in parts]
+        if any(info is None or info[0] not in ("png", "jpeg", "webp") for info in infos):
+            return body, "Invalid image file. Supported formats are png, jpeg and webp.", 0
+        for mask_name, _, mask in files.get("mask", []):
+            info = image_info(mask)
+            if info is None or info[0] != "png" or not info[3]:
+                return body, f"Invalid mask '{mask_name}': the mask must be a PNG with an alpha channel.", 0
+            if info[1:3] != infos[0][1:3]:
+                return body, "Invalid mask: it must have the same dimensions as the image.", 0
+        self.edits.append(
+            {
+                "fields": body,
+                "images": [data for _, _, data in parts],
+                "mask": files["mask"][0][2] if "mask" in files else None,
+            }
+        )
+        return body, None, 1024 * len(parts)
 
     def validate(self, body) -> str | None:
         if not isinstance(body, dict):

@@ -12,6 +12,7 @@ class FakePiAPI(FakeOpenAI):
     name = "piapi"
     key = "piapi-test-key-0123456789abcdef"
     models = {"gpt-image-2", "gpt-image-2-preview"}
+    image_field = "image"  # PiAPI's edit takes repeated `image` parts
 
     def route(self, request: Request) -> Reply:
         if (

@@ -41,6 +41,49 @@ def make_image(width: int, height: int, fmt: str = "png", seed: int = 0) -> byte
     return buf.getvalue()
 
 
+def image_info(data: bytes) -> tuple[str, int, int, bool] | None:
+    """(format, width, height, has_alpha) if the bytes decode as an image, else None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image.format.lower(), image.width, image.height, "A" in image.getbands()
+    except Exception:
+        return None
+
+
+def decode_data_uri(uri: str) -> bytes | None:
+    import base64
+    import binascii
+
+    if not uri.startswith("data:") or ";base64," not in uri:
+        return None
+    try:
+        return base64.b64decode(uri.split(",", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def parse_multipart(request) -> tuple[dict[str, list[str]], dict[str, list[tuple[str, str, bytes]]]]:
+    """Form fields and file parts of a multipart/form-data body."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    content_type = request.header("Content-Type") or ""
+    if not content_type.startswith("multipart/form-data"):
+        raise ValueError("not multipart/form-data")
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.raw)
+    fields: dict[str, list[str]] = {}
+    files: dict[str, list[tuple[str, str, bytes]]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is None:
+            fields.setdefault(name, []).append(payload.decode())
+        else:
+            files.setdefault(name, []).append((part.get_filename(), part.get_content_type(), payload))
+    return fields, files
+
+
 class Reply:
     def __init__(self, status: int = 200, body: Any = b"", headers: dict | None = None):
         self.status = status
@@ -212,6 +255,16 @@ class FakeProvider:
     def image_bytes(self, url: str) -> bytes:
         return self.files[url.rsplit("/", 1)[1]][0]
 
+    def host_file(self, data: bytes, name: str) -> str:
+        """Keep an uploaded file and return the URL it is served at."""
+        info = image_info(data)
+        stored = f"upload-{next(self._ids):04d}-{name}"
+        self.files[stored] = (data, info[0] if info else "png")
+        return f"{self.url}/files/{stored}"
+
+    def uploads(self) -> list[bytes]:
+        return [data for name, (data, _) in self.files.items() if name.startswith("upload-")]
+
     def serve_file(self, request: Request) -> Reply:
         name = request.path.rsplit("/", 1)[1]
         if name not in self.files:
@@ -226,6 +279,8 @@ class FakeProvider:
         """Which fault route a request belongs to: submit, poll, result or download."""
         if request.path.startswith("/files/"):
             return "download"
+        if "upload" in request.path:
+            return "upload"
         return "submit" if request.method == "POST" else "poll"
 
     def error_reply(self, status: int, retry_after: float | None) -> Reply:
