@@ -445,20 +445,7 @@ _EDIT_FIELDS = {
 
 
 def _edit(node: Field) -> EditCaps:
-    f = node.mapping(
-        {
-            "supported",
-            "model",
-            "max_images",
-            "max_image_bytes",
-            "formats",
-            "mask",
-            "inputs",
-            "source",
-            "observed",
-            "notes",
-        }
-    )
+    f = node.mapping(_EDIT_FIELDS)
     supported = node.get("supported").boolean()
     if not supported:
         return EditCaps(False, None, None, None, (), False, (), None)

@@ -8,7 +8,7 @@ refunded; `creditCost` is what was charged.
 from __future__ import annotations
 
 from imgroute import policy
-from imgroute.http import Http, TransportFailure
+from imgroute.http import Http
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
@@ -22,7 +22,6 @@ from imgroute.providers.base import (
     SubmitUnknown,
     Usage,
     error_message,
-    file_part,
     is_url,
 )
 
@@ -66,21 +65,9 @@ class ApiframeAdapter(Adapter):
             raise SubmitUnknown(f"{self.provider}: the submit answer could not be read: {exc}") from None
         return Submission(job_id=job_id, handle={"job_id": job_id})
 
-    def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
+    def upload(self, http: Http, path: str) -> str:
         """Apiframe takes URLs: local files go through POST /v2/uploads (kept ~1-2 h) first."""
-        return spec._replace(images=tuple(p if is_url(p) else self._upload(http, p) for p in spec.images))
-
-    def _upload(self, http: Http, path: str) -> str:
-        name, data, content_type = file_part(path)
-        try:
-            response = http.post_repeatable(
-                f"{self.base}/v2/uploads",
-                headers=self.auth_headers(),
-                timeout=policy.READ_TIMEOUT_S,
-                files={"file": (name, data, content_type)},
-            )
-        except TransportFailure as exc:
-            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", "unreachable") from None
+        response = self.post_file(http, f"{self.base}/v2/uploads", path)
         if response.status_code >= 400:
             raise self.failure(response)
         url = self.json_of(response, "the upload answer").get("url")

@@ -129,8 +129,34 @@ class Adapter:
         raise NotImplementedError
 
     def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
-        """Make local reference images reachable the way the provider takes them (default: as is)."""
-        return spec
+        """Make local reference images reachable the way the provider takes them.
+
+        Providers that take only URLs (Kie, Apiframe) implement `upload`; the rest take the
+        files themselves and need nothing here.
+        """
+        if type(self).upload is Adapter.upload:
+            return spec
+        return spec._replace(images=tuple(p if is_url(p) else self.upload(http, p) for p in spec.images))
+
+    def upload(self, http: Http, path: str) -> str:
+        """Upload one local image to the provider's storage; return its URL."""
+        raise NotImplementedError
+
+    def post_file(self, http: Http, url: str, path: str, fields: dict | None = None) -> httpx.Response:
+        """The multipart POST of an upload: free and safe to repeat, so retried like a GET."""
+        from imgroute import policy
+
+        name, data, content_type = file_part(path)
+        try:
+            return http.post_repeatable(
+                url,
+                headers=self.auth_headers(),
+                timeout=policy.READ_TIMEOUT_S,
+                files={"file": (name, data, content_type)},
+                data=fields,
+            )
+        except TransportFailure as exc:
+            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", "unreachable") from None
 
     # -- shared helpers ---------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ string that must be decoded a second time.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from imgroute import policy
-from imgroute.http import Http, TransportFailure
+from imgroute.http import Http
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
@@ -21,8 +22,6 @@ from imgroute.providers.base import (
     ProviderTrouble,
     Submission,
     SubmitUnknown,
-    file_part,
-    is_url,
 )
 
 # Body codes, from Kie's error table.
@@ -85,22 +84,12 @@ class KieAdapter(Adapter):
             raise SubmitUnknown(f"{self.provider}: createTask said success but gave no taskId")
         return Submission(job_id=task_id, handle={"task_id": task_id})
 
-    def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
+    def upload(self, http: Http, path: str) -> str:
         """Kie takes only URLs: local files go through its file-stream upload first."""
-        return spec._replace(images=tuple(p if is_url(p) else self._upload(http, p) for p in spec.images))
-
-    def _upload(self, http: Http, path: str) -> str:
-        name, data, content_type = file_part(path)
-        try:
-            response = http.post_repeatable(
-                f"{self.upload_base}/api/file-stream-upload",
-                headers=self.auth_headers(),
-                timeout=policy.READ_TIMEOUT_S,
-                files={"file": (name, data, content_type)},
-                data={"uploadPath": "imgroute", "fileName": name},
-            )
-        except TransportFailure as exc:
-            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", "unreachable") from None
+        name = Path(path).name
+        response = self.post_file(
+            http, f"{self.upload_base}/api/file-stream-upload", path, {"uploadPath": "imgroute", "fileName": name}
+        )
         body = self.json_of(response, "the upload answer")
         code = _code(body, response.status_code)
         url = (body.get("data") or {}).get("downloadUrl") if isinstance(body.get("data"), dict) else None
