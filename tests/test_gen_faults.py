@@ -171,9 +171,7 @@ def test_async_submit_that_times_out_is_unknown_with_one_job_at_the_fake(cli, fa
     fakes["kie"].inject("submit", delay=1.0)  # Kie creates the task, the answer comes too late
     r = gen(cli, "--quality", "high")
     assert r.code == 5 and "ReadTimeout" in r.err
-    import time
-
-    time.sleep(0.8)  # let the fake finish its slow answer
+    fakes["kie"].settle()  # let the fake finish its slow answer
     assert fakes["kie"].charges == 1
     assert len(fakes["kie"].calls("/api/v1/jobs/createTask")) == 1
     assert fakes["piapi"].requests == []

@@ -67,7 +67,7 @@ def test_kill_then_resume(cli, fakes, isolated_home, tmp_path, provider, kill_af
     time.sleep(kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(0.35)  # let a delayed fake answer finish (and bill) before counting
+    fake.settle()  # let a delayed fake answer finish (and bill) before counting
 
     before = _state(isolated_home)
     resumed = cli("jobs", "resume", "--all", "--json")

@@ -165,6 +165,8 @@ class FakeProvider:
         self.jobs: dict[str, dict] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
         self.charges = 0  # jobs the provider would bill
+        self.in_flight = 0  # requests being handled right now
+        self.last_activity = time.monotonic()
         self.images_billed = 0
         self.credits: int | None = None  # None: unlimited; 0: insufficient
         self.outcome = "succeed"  # or "fail" / "moderate" for the next jobs
@@ -220,6 +222,17 @@ class FakeProvider:
             return [
                 r for r in self.requests if r.path.startswith(route_prefix) and (method is None or r.method == method)
             ]
+
+    def settle(self, quiet_for: float = 0.5, limit: float = 10.0) -> None:
+        """Wait until no request has been in the handler for `quiet_for` seconds (slow answers done)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            with self.lock:
+                busy = self.in_flight > 0
+                idle = time.monotonic() - self.last_activity
+            if not busy and idle >= quiet_for:
+                return
+            time.sleep(0.02)
 
     def state(self) -> dict:
         with self.lock:
@@ -308,6 +321,15 @@ class FakeProvider:
                     return
                 with fake.lock:
                     fake.requests.append(request)
+                    fake.in_flight += 1
+                try:
+                    self._serve(request)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+                        fake.last_activity = time.monotonic()
+
+            def _serve(self, request: Request) -> None:
                 fault = fake.take_fault(fake.route_name(request))
                 if fault and fault.delay:
                     time.sleep(fault.delay)
