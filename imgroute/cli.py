@@ -265,11 +265,36 @@ def pricing_validate(
 # -- entry point ------------------------------------------------------------------------------
 
 
+# Commands that live in their own modules, registered only when the invocation needs them: typer
+# builds every registered command on each run, and `quote` should not pay for the others.
+COMMAND_MODULES = {
+    "gen": "imgroute.cli_gen",
+    "edit": "imgroute.cli_gen",
+    "keys": "imgroute.cli_gen",
+    "jobs": "imgroute.cli_ledger",
+    "budget": "imgroute.cli_ledger",
+    "spend": "imgroute.cli_ledger",
+}
+CORE_COMMANDS = ("quote", "providers", "pricing")
+
+
+def register_commands(argv: list[str]) -> None:
+    import importlib
+
+    name = next((arg for arg in argv if not arg.startswith("-")), None)
+    if name in CORE_COMMANDS:
+        return
+    wanted = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
+    for module in wanted:  # --help, no command or a typo: everything, so help and suggestions are whole
+        importlib.import_module(module)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the app; map domain errors to one stderr line and the contract's exit code.
 
     typer itself handles usage errors (exit 2) and Ctrl-C (exit 130) in standalone mode.
     """
+    register_commands(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="imgroute")
     except ImgrouteError as exc:
@@ -284,7 +309,3 @@ def _fail(message: str, hint: str | None, code: int) -> None:
         text += f"; {hint}"
     sys.stderr.write(text + "\n")
     sys.exit(code)
-
-
-# Register the commands that live in their own modules (they import only typer at load time).
-from imgroute import cli_gen, cli_ledger  # noqa: E402, F401

@@ -10,7 +10,8 @@ try:
     main(["quote", "a lighthouse", "--quality", "high", "--json"])
 except SystemExit:
     pass
-heavy = sorted(m for m in ("httpx", "httpcore", "anyio", "h11", "sqlite3", "ssl") if m in sys.modules)
+heavy = sorted(m for m in ("httpx", "httpcore", "anyio", "h11", "sqlite3", "ssl", "imgroute.cli_gen",
+                            "imgroute.cli_ledger") if m in sys.modules)
 print("HEAVY", heavy, file=sys.stderr)
 """
 
@@ -20,3 +21,9 @@ def test_quote_does_not_import_httpx_or_sqlite(tmp_path):
         [sys.executable, "-c", PROBE], capture_output=True, text=True, env={"IMGROUTE_HOME": str(tmp_path)}
     )
     assert "HEAVY []" in result.stderr, result.stderr
+
+
+def test_help_lists_every_command(cli):
+    r = cli("--help")
+    for command in ("quote", "providers", "pricing", "gen", "edit", "keys", "jobs", "budget", "spend"):
+        assert command in r.out
