@@ -132,6 +132,8 @@ class _Task:
         self.error: str | None = None
         self.moderated = False
         self.saved: list[SavedImage] = []
+        self.submitted_at: float | None = None
+        self.polls = 0
 
 
 class _AttemptEnd(NamedTuple):
@@ -158,6 +160,8 @@ class JobRunner:
         max_cost: Decimal | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[Event], None] | None = None,
+        limits=None,
+        timing: PollTiming | None = None,
     ):
         self.table = table
         self.http = http
@@ -170,6 +174,8 @@ class JobRunner:
         self.max_cost = max_cost
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
+        self.limits = limits  # batch: per-provider concurrency slots and submit spacing
+        self.timing = timing  # batch: poll schedules learned from the jobs already finished
         self.job_id: str | None = None
         self._start = 0.0
         self._current: tuple[str, str, Decimal | None] = ("", "", None)
@@ -177,7 +183,7 @@ class JobRunner:
 
     # -- a new job --------------------------------------------------------------------------
 
-    def run(self, request: Request, route: Route) -> JobResult:
+    def run(self, request: Request, route: Route, row_key: str | None = None) -> JobResult:
         self._start = self.clock()
         self.job_id = uuid.uuid4().hex[:12]
         first = route.choice
@@ -191,6 +197,8 @@ class JobRunner:
             self.output.name_template,
             str(self.max_cost) if self.max_cost is not None else None,
         )
+        if row_key is not None:
+            self.ledger.set_row_key(self.job_id, row_key)
         return self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1)
 
     def _route_through(self, request, route, remaining, saved, attempts, spent, sources, first_seq) -> JobResult:
@@ -238,6 +246,7 @@ class JobRunner:
         self.ledger.job_state(
             self.job_id, status, error.message if error else None, str(actual) if actual is not None else None, source
         )
+        self.ledger.set_exit_code(self.job_id, error.exit_code if error else 0)
         return JobResult(
             job_id=self.job_id,
             status=status,
@@ -271,6 +280,17 @@ class JobRunner:
         except BudgetRefused as refused:
             report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "refused", "budget", 0)
             return _AttemptEnd(report, (), None, None, budget_error(refused), "failed")
+        with self._slot(offer.provider):
+            return self._submit_and_collect(attempt_id, seq, request, quote, assessment, index_base)
+
+    def _slot(self, provider: str):
+        """A batch's per-provider concurrency slot (nothing to wait for in a single `gen`)."""
+        from contextlib import nullcontext
+
+        return self.limits.slot(provider) if self.limits is not None else nullcontext()
+
+    def _submit_and_collect(self, attempt_id, seq, request, quote, assessment, index_base) -> _AttemptEnd:
+        offer, plan = quote.offer, assessment.plan
         adapter = self._adapter(offer.provider)
         shape = _Shape(
             request.prompt,
@@ -366,6 +386,8 @@ class JobRunner:
         self._emit("submitting", f"sending request {task.spec.client_ref}")
         for attempt in range(policy.SUBMIT_ATTEMPTS):
             last = attempt == policy.SUBMIT_ATTEMPTS - 1
+            if self.limits is not None:
+                self.limits.before_submit(adapter.provider)
             try:
                 submission = adapter.submit(self.http, task.spec)
             except ProviderTrouble as exc:
@@ -391,6 +413,7 @@ class JobRunner:
                 self.ledger.task_state(task.task_id, "unknown", str(exc))
                 raise
             task.handle = submission.handle
+            task.submitted_at = self.clock()
             if submission.outputs:  # synchronous: id and images recorded together
                 self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
             else:
@@ -448,11 +471,21 @@ class JobRunner:
         return saved, problems, stuck
 
     def _wait(self, adapter: Adapter, pending: list[_Task]) -> None:
-        first, factor, longest = adapter.poll_schedule
-        interval = first
+        """Poll until every task has finished or failed. Waits before each round: a job polled the
+        moment it was submitted is never done, and every poll is a request."""
+        waits = (
+            self.timing.waits(adapter.provider, adapter.poll_schedule)
+            if self.timing
+            else _backoff(adapter.poll_schedule)
+        )
         deadline = self._start + self.timeout
         while pending:
+            interval = next(waits)
+            if self.clock() + interval * self.http.scale > deadline:
+                raise _Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
+            self.http.wait(interval)
             for task in list(pending):
+                task.polls += 1
                 try:
                     poll = adapter.poll(self.http, task.handle)
                 except JobFailed as exc:
@@ -467,18 +500,14 @@ class JobRunner:
                 if poll.state == "succeeded":
                     self._record_outputs(task, poll.outputs, poll.usage or task.usage)
                     pending.remove(task)
+                    if self.timing is not None and task.submitted_at is not None:
+                        self.timing.observe(adapter.provider, self.clock() - task.submitted_at, task.polls)
                 else:
                     if poll.state != task.state:
                         self.ledger.task_state(task.task_id, "running", poll.detail)
                         task.state = poll.state
                     progress = f" {poll.progress}%" if poll.progress is not None else ""
                     self._emit(poll.state, f"{poll.detail}{progress}")
-            if not pending:
-                return
-            if self.clock() + interval * self.http.scale > deadline:
-                raise _Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
-            self.http.wait(interval)
-            interval = min(longest, interval * factor)
 
     def _record_outputs(self, task: _Task, outputs, usage: Usage | None, provider_job_id: str | None = None) -> None:
         """Make results durable before saving: URLs as they are, bytes into the spool."""
@@ -720,6 +749,54 @@ class JobRunner:
             final,
             "unknown" if unknown_notes else "failed",
         )
+
+
+def _backoff(schedule: tuple[float, float, float]):
+    first, factor, longest = schedule
+    wait = first
+    while True:
+        yield wait
+        wait = min(longest, wait * factor)
+
+
+class PollTiming:
+    """How long each provider's jobs take, learned while a batch runs, so polls land just after
+    jobs finish: one or two status requests per job instead of a fixed schedule's many."""
+
+    PROBE_FIRST = 0.25  # unknown provider: probe early, doubling, up to the adapter's longest wait
+    SHRINK = 0.95  # done at the first poll: perhaps polled late, try a little earlier next time
+    STEP = 0.1  # after a miss, poll again every tenth of the expected time (growing)
+
+    def __init__(self):
+        import threading
+
+        self._expected: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def waits(self, provider: str, schedule: tuple[float, float, float]):
+        first, _, longest = schedule
+        with self._lock:
+            expected = self._expected.get(provider)
+        if expected is None:
+            yield from _backoff((min(self.PROBE_FIRST, first), 2.0, longest))
+            return
+        yield expected
+        step = max(expected * self.STEP, 0.01)
+        while True:
+            yield step
+            step = min(longest, step * 1.5)
+
+    def observe(self, provider: str, seconds: float, polls: int) -> None:
+        with self._lock:
+            expected = self._expected.get(provider)
+            if expected is None or polls > 1:
+                self._expected[provider] = seconds  # seen done just after it finished: an upper bound
+            else:
+                self._expected[provider] = expected * self.SHRINK
+
+    def expected(self, provider: str) -> float | None:
+        with self._lock:
+            return self._expected.get(provider)
 
 
 class _Stuck(Exception):

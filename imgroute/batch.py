@@ -1,0 +1,242 @@
+"""Batch input and planning: rows from JSON Lines or CSV, each routed before anything is spent.
+
+A row is a prompt plus optional overrides. Every row gets a stable id (its content hash, numbered
+among identical rows) so that running the same file again skips rows that are done and resumes
+those in flight, instead of paying again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import NamedTuple
+
+from imgroute.errors import UsageError
+from imgroute.pricing import PROVIDERS, PricingTable
+from imgroute.request import (
+    Constraints,
+    Request,
+    build_inputs,
+    build_target,
+    check_n,
+    check_prompt,
+    parse_format,
+    parse_quality,
+)
+
+FIELDS = (
+    "id",
+    "prompt",
+    "quality",
+    "size",
+    "aspect",
+    "resolution",
+    "n",
+    "provider",
+    "exclude",
+    "name",
+    "image",
+    "mask",
+    "format",
+)
+
+
+class Row(NamedTuple):
+    line: int  # in the input file, for messages
+    key: str  # stable id: the row's `id`, else its content hash (+ its rank among identical rows)
+    request: Request
+    providers: frozenset[str]
+    exclude: frozenset[str]
+    name: str | None  # output file name (stem) for this row
+
+
+class BadRow(NamedTuple):
+    line: int
+    problem: str
+
+
+class OfferPlan(NamedTuple):
+    offer_id: str
+    rows: int
+    images: int
+    cost: Decimal
+
+
+class Plan(NamedTuple):
+    rows: tuple[tuple[Row, str, Decimal], ...]  # (row, offer id, estimate) for every row that can run
+    unservable: tuple[tuple[Row, str], ...]  # (row, why)
+    by_offer: tuple[OfferPlan, ...]
+    total: Decimal
+
+    def to_json(self) -> dict:
+        from imgroute.money import usd_json
+
+        return {
+            "rows": len(self.rows),
+            "images": sum(row.request.n for row, _, _ in self.rows),
+            "estimated_usd": usd_json(self.total),
+            "by_offer": [
+                {"offer": o.offer_id, "rows": o.rows, "images": o.images, "estimated_usd": usd_json(o.cost)}
+                for o in self.by_offer
+            ],
+            "unservable": [
+                {"line": row.line, "id": row.key, "prompt": row.request.prompt, "reason": why}
+                for row, why in self.unservable
+            ],
+        }
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read_text(source: str) -> tuple[str, str]:
+    """(text, label) of the input: a file, or `-` for stdin."""
+    import sys
+
+    if source == "-":
+        return sys.stdin.read(), "stdin"
+    path = Path(source).expanduser()
+    try:
+        return path.read_text(encoding="utf-8"), str(path.resolve())
+    except FileNotFoundError:
+        raise UsageError(f"batch file {source} does not exist", "check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise UsageError(f"cannot read batch file {source}: {reason}", "give a JSON Lines or CSV file") from None
+
+
+def raw_rows(text: str, label: str) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line, fields, problem) per row. JSON Lines when the first row starts with `{`, else CSV."""
+    stripped = text.lstrip()
+    if label.endswith((".jsonl", ".ndjson")) or stripped.startswith("{"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, None, f"not valid JSON ({exc.msg})"
+                continue
+            if not isinstance(value, dict):
+                yield number, None, "a row must be a JSON object"
+                continue
+            yield number, value, None
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or "prompt" not in [f.strip() for f in reader.fieldnames]:
+        yield 1, None, "a CSV batch needs a header row with a `prompt` column"
+        return
+    for record in reader:
+        values = {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in record.items() if k}
+        if None in record:  # more cells than header columns
+            yield reader.line_num, None, "more cells than columns in the header"
+            continue
+        yield reader.line_num, {k: v for k, v in values.items() if v not in ("", None)}, None
+
+
+def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    seen: dict[str, int] = {}
+    for line, fields, problem in raw_rows(text, label):
+        if problem:
+            bad.append(BadRow(line, problem))
+            continue
+        try:
+            row = _row(line, fields)
+        except UsageError as exc:
+            bad.append(BadRow(line, exc.message))
+            continue
+        count = seen.get(row.key, 0)
+        seen[row.key] = count + 1
+        rows.append(row._replace(key=f"{row.key}-{count}") if "id" not in fields else row)
+    ids = [row.key for row in rows]
+    if len(ids) != len(set(ids)):
+        duplicate = next(k for k in ids if ids.count(k) > 1)
+        raise UsageError(f"two rows share the id {duplicate!r}", "give every row its own `id`")
+    return rows, bad
+
+
+def _row(line: int, fields: dict) -> Row:
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"unknown field {unknown[0]!r}", f"fields: {', '.join(FIELDS)}")
+    text = {k: v if isinstance(v, (list, int)) else str(v) for k, v in fields.items()}
+    n = text.get("n", 1)
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise UsageError(f"n {n!r} is not a whole number", "for example n: 2") from None
+    images, mask = build_inputs(_list(text.get("image")), text.get("mask"))
+    request = Request(
+        prompt=check_prompt(text.get("prompt")),
+        quality=parse_quality(text.get("quality", "medium")),
+        target=build_target(text.get("size"), text.get("aspect"), text.get("resolution")),
+        n=check_n(n),
+        images=images,
+        mask=mask,
+        output_format=parse_format(text.get("format", "png")),
+    )
+    providers = frozenset(_providers(text.get("provider"), "provider"))
+    exclude = frozenset(_providers(text.get("exclude"), "exclude"))
+    canonical = json.dumps({k: fields[k] for k in sorted(fields)}, sort_keys=True, default=str)
+    key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return Row(line, key, request, providers, exclude, text.get("name"))
+
+
+def _list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [part for part in str(value).replace(";", " ").split() if part]
+
+
+def _providers(value, field: str) -> list[str]:
+    names = [n.strip().lower() for n in _list(value if not isinstance(value, str) else value.replace(",", " "))]
+    for name in names:
+        if name not in PROVIDERS:
+            raise UsageError(f"unknown provider {name!r} in {field}", f"known providers: {', '.join(PROVIDERS)}")
+    return names
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+
+def row_constraints(row: Row, base: Constraints) -> Constraints:
+    """A row's own provider list narrows the command line's; its excludes add to them."""
+    if row.providers and base.providers:
+        providers = row.providers & base.providers or frozenset({"(none)"})  # disjoint: nothing left
+    else:
+        providers = row.providers or base.providers
+    return base._replace(providers=providers, exclude=base.exclude | row.exclude)
+
+
+def plan(rows: list[Row], table: PricingTable, base: Constraints, extra_reasons=None) -> Plan:
+    """Route every row; keep only what the summary needs (routes are recomputed when a row runs)."""
+    from imgroute.router import rank
+
+    runnable = []
+    unservable = []
+    offers: dict[str, list] = {}
+    total = Decimal(0)
+    for row in rows:
+        route = rank(row.request, table, row_constraints(row, base), extra_reasons)
+        choice = route.choice
+        if choice is None:
+            reasons = "; ".join(f"{q.offer.id}: {q.reasons[0]}" for q in route.quotes[:3])
+            unservable.append((row, reasons))
+            continue
+        runnable.append((row, choice.offer.id, choice.cost))
+        group = offers.setdefault(choice.offer.id, [0, 0, Decimal(0)])
+        group[0] += 1
+        group[1] += row.request.n
+        group[2] += choice.cost
+        total += choice.cost
+    by_offer = tuple(sorted((OfferPlan(k, *v) for k, v in offers.items()), key=lambda o: -o.cost))
+    return Plan(tuple(runnable), tuple(unservable), by_offer, total)
