@@ -274,6 +274,7 @@ COMMAND_MODULES = {
     "jobs": "imgroute.cli_ledger",
     "budget": "imgroute.cli_ledger",
     "spend": "imgroute.cli_ledger",
+    "batch": "imgroute.cli_batch",
 }
 CORE_COMMANDS = ("quote", "providers", "pricing")
 

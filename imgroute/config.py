@@ -19,7 +19,7 @@ ENV_HOME = "IMGROUTE_HOME"
 CONFIG_FILE = "config.yaml"
 USER_PRICING_FILE = "pricing.yaml"
 
-_HINT = "fix config.yaml (fields: plans, pricing_max_age_days)"
+_HINT = "fix config.yaml (fields: plans, pricing_max_age_days, limits)"
 
 
 def home() -> Path:
@@ -31,6 +31,7 @@ class Settings(NamedTuple):
     path: Path
     plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
     pricing_max_age_days: int = DEFAULT_PRICING_MAX_AGE_DAYS
+    limits: Mapping[str, tuple[int, float | None]] = MappingProxyType({})  # provider -> (concurrency, per_min)
 
 
 def load_settings(home_dir: Path | None = None) -> Settings:
@@ -43,14 +44,25 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     if raw is None:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
-    fields = root.mapping({"plans", "pricing_max_age_days"})
+    fields = root.mapping({"plans", "pricing_max_age_days", "limits"})
     plans = {}
     if "plans" in fields:
         plans = {provider: node.text() for provider, node in fields["plans"].mapping().items()}
     max_age = DEFAULT_PRICING_MAX_AGE_DAYS
     if "pricing_max_age_days" in fields:
         max_age = fields["pricing_max_age_days"].integer(minimum=1)
-    return Settings(path=path, plans=plans, pricing_max_age_days=max_age)
+    limits = {}
+    if "limits" in fields:
+        from imgroute.pricing import PROVIDERS
+
+        for provider, node in fields["limits"].mapping().items():
+            if provider not in PROVIDERS:
+                raise node.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(PROVIDERS)}")
+            entry = node.mapping({"concurrency", "per_minute"})
+            concurrency = entry["concurrency"].integer(minimum=1) if "concurrency" in entry else None
+            per_minute = float(entry["per_minute"].money()) if "per_minute" in entry else None
+            limits[provider] = (concurrency, per_minute)
+    return Settings(path=path, plans=plans, pricing_max_age_days=max_age, limits=limits)
 
 
 def user_pricing_file(home_dir: Path | None = None) -> Path | None:

@@ -32,9 +32,10 @@ class TransportFailure(Exception):
         self.reached = reached
 
 
-def build_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def build_client(transport: httpx.BaseTransport | None = None, pool_size: int = 10) -> httpx.Client:
     return httpx.Client(
         transport=transport,
+        limits=httpx.Limits(max_connections=max(pool_size, 10), max_keepalive_connections=max(pool_size, 10)),
         timeout=httpx.Timeout(policy.READ_TIMEOUT_S, connect=policy.CONNECT_TIMEOUT_S),
         headers={"User-Agent": f"imgroute/{__version__}"},
         follow_redirects=True,

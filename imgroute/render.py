@@ -387,3 +387,83 @@ def print_spend(console: Console, data: dict) -> None:
                 _money(row["in_flight_usd"]),
             )
         console.print(grid)
+
+
+# -- batch ------------------------------------------------------------------------------------
+
+
+def print_batch_plan(console: Console, plan: dict) -> None:
+    grid = Table(
+        title=f"Batch plan: {plan['rows']} rows, {plan['images']} images, about {_money(plan['estimated_usd'])}",
+        title_justify="left",
+    )
+    for column in ("offer", "rows", "images", "estimated"):
+        grid.add_column(column, justify="left" if column == "offer" else "right")
+    for row in plan["by_offer"]:
+        grid.add_row(row["offer"], str(row["rows"]), str(row["images"]), _money(row["estimated_usd"]))
+    console.print(grid)
+    for item in plan["unservable"]:
+        console.print(f"line {item['line']}: no offer can serve it ({item['reason']})", style="yellow", markup=False)
+    if plan["bad_rows"]:
+        console.print(f"{len(plan['bad_rows'])} bad row(s) skipped", style="yellow")
+
+
+class BatchProgress:
+    """Done / failed / running, spend so far against the estimate, rate and ETA, on stderr."""
+
+    def __init__(self, total: int, estimate: Decimal, enabled: bool = True):
+        self.total, self.estimate = total, estimate
+        self.console = Console(stderr=True, highlight=False)
+        self.enabled = enabled and self.console.is_terminal
+        self.spent = Decimal(0)
+        self.counts = {"done": 0, "failed": 0, "other": 0}
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> BatchProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("batch", total=self.total, detail="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def update(self, row_result) -> None:
+        key = row_result.outcome if row_result.outcome in ("done", "failed") else "other"
+        self.counts[key] += 1
+        if row_result.result is not None and row_result.result.actual is not None:
+            self.spent += row_result.result.actual
+        if self._progress is not None:
+            finished = sum(self.counts.values())
+            elapsed = self._progress.tasks[0].elapsed or 0
+            rate = finished / elapsed * 60 if elapsed else 0
+            detail = (
+                f"{self.counts['done']} done, {self.counts['failed']} failed, "
+                f"{fmt_usd(self.spent)} of ~{fmt_usd(self.estimate)}, {rate:.0f}/min"
+            )
+            self._progress.update(self._task, completed=finished, detail=detail)
+
+
+def print_batch_summary(console: Console, counts: dict, spent: Decimal, estimate: Decimal, elapsed: float) -> None:
+    parts = [
+        f"{counts[k]} {k.replace('_', ' ')}"
+        for k in ("done", "skipped", "failed", "unservable", "not_started")
+        if counts[k]
+    ]
+    console.print(
+        f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} "
+        f"(estimated {fmt_usd(estimate)}) in {elapsed:.1f}s",
+        markup=False,
+    )

@@ -1,0 +1,204 @@
+"""Running a planned batch: many jobs at once within each provider's limits, resumable by row.
+
+Every row runs through the same JobRunner as `gen` (fallback, budgets, journal, verified saves),
+on worker threads sharing one HTTP client. Each row's job carries the row's stable key in the
+ledger: running the same file again skips rows that are done, resumes rows that are in flight
+without submitting again, and retries only rows that failed for reasons worth retrying.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+from imgroute import policy
+from imgroute.batch import Row, row_constraints
+from imgroute.errors import ImgrouteError
+from imgroute.jobs import JobResult, JobRunner, OutputOptions, PollTiming
+from imgroute.ledger import LEDGER_FILE, Ledger
+
+# Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
+# result that could not be fetched. A failed or moderated job (6) or an unservable row (4) is final.
+RETRYABLE_EXIT_CODES = (5, 7, 8)
+UNFINISHED = ("planned", "submitting", "submitted", "running", "unknown")
+
+
+class Limits:
+    """Per provider: how many jobs may be in progress at once, and how fast submits may go."""
+
+    def __init__(self, limits: dict[str, tuple[int, float | None]], clock=time.monotonic, sleep=time.sleep):
+        self._slots = {p: threading.BoundedSemaphore(c) for p, (c, _) in limits.items()}
+        self._spacing = {p: 60.0 / rate for p, (_, rate) in limits.items() if rate}
+        self._next = dict.fromkeys(self._spacing, 0.0)
+        self._lock = threading.Lock()
+        self.clock, self.sleep = clock, sleep
+
+    @classmethod
+    def from_settings(cls, overrides) -> Limits:
+        merged = {}
+        for provider, (concurrency, rate) in policy.PROVIDER_LIMITS.items():
+            own = overrides.get(provider, (None, None))
+            merged[provider] = (own[0] or concurrency, own[1] if own[1] is not None else rate)
+        return cls(merged)
+
+    @contextmanager
+    def slot(self, provider: str):
+        semaphore = self._slots.get(provider)
+        if semaphore is None:
+            yield
+            return
+        semaphore.acquire()
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+    def before_submit(self, provider: str) -> None:
+        """Space submits evenly at the provider's rate (no bursts that earn 429s)."""
+        spacing = self._spacing.get(provider)
+        if spacing is None:
+            return
+        with self._lock:
+            now = self.clock()
+            at = max(now, self._next[provider])
+            self._next[provider] = at + spacing
+        if at > now:
+            self.sleep(at - now)
+
+
+class RowResult(NamedTuple):
+    row: Row
+    outcome: str  # done | skipped | failed | unservable | not_started
+    result: JobResult | None
+    note: str = ""
+
+
+class BatchRun:
+    def __init__(
+        self,
+        *,
+        table,
+        base_constraints,
+        keys,
+        base_urls,
+        out_dir: Path,
+        home: Path,
+        timeout: float,
+        concurrency: int,
+        limits: Limits,
+        client,
+        batch_label: str,
+        on_result: Callable[[RowResult], None],
+        reroute,
+    ):
+        self.table = table
+        self.base = base_constraints
+        self.keys = keys
+        self.base_urls = base_urls
+        self.out_dir = out_dir
+        self.home = home
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.limits = limits
+        self.client = client
+        self.label = batch_label
+        self.on_result = on_result
+        self.reroute = reroute
+        self.timing = PollTiming()
+        self.stop = threading.Event()
+        self._local = threading.local()
+        self._ledgers: list[Ledger] = []
+        self._ledgers_lock = threading.Lock()
+        self.requests = 0
+
+    def _ledger(self) -> Ledger:
+        ledger = getattr(self._local, "ledger", None)
+        if ledger is None:  # one connection per worker thread
+            ledger = Ledger(self.home / LEDGER_FILE, durable=False)
+            self._local.ledger = ledger
+            with self._ledgers_lock:
+                self._ledgers.append(ledger)
+        return ledger
+
+    def row_key(self, row: Row) -> str:
+        return f"{self.label}:{row.key}"
+
+    def run(self, rows: list[Row]) -> None:
+        """Run every row; stop starting new ones when `stop` is set (Ctrl-C), finishing the rest."""
+        pending = iter(rows)
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imgroute-batch") as pool:
+            running = set()
+            try:
+                for row in pending:
+                    if self.stop.is_set():
+                        break
+                    running.add(pool.submit(self._run_row, row))
+                    if len(running) >= self.concurrency * 2:  # keep memory flat however long the file is
+                        done, running = wait(running, return_when=FIRST_COMPLETED)
+                        self._report(done)
+                while running:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    self._report(done)
+            except KeyboardInterrupt:
+                self.stop.set()  # rows not yet started stay unstarted; running ones finish and record
+                while running:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    self._report(done)
+                raise
+            finally:
+                for ledger in self._ledgers:
+                    ledger.close()
+
+    def _report(self, futures) -> None:
+        for future in futures:
+            self.on_result(future.result())
+
+    def _run_row(self, row: Row) -> RowResult:
+        if self.stop.is_set():
+            return RowResult(row, "not_started", None)
+        from imgroute.http import Http
+        from imgroute.router import rank
+
+        ledger = self._ledger()
+        http = Http(self.client)
+        runner = JobRunner(
+            table=self.table,
+            http=http,
+            ledger=ledger,
+            keys=self.keys,
+            base_urls=self.base_urls,
+            output=OutputOptions(self.out_dir, row.name or "{slug}-{provider}-{index}"),
+            spool_dir=self.home / "spool",
+            timeout=self.timeout,
+            max_cost=self.base.max_cost,
+            limits=self.limits,
+            timing=self.timing,
+        )
+        try:
+            prior = ledger.job_for_row(self.row_key(row))
+            if prior is not None and prior["state"] == "succeeded":
+                return RowResult(row, "skipped", None, f"done before (job {prior['id']})")
+            if prior is not None and (prior["state"] in UNFINISHED or prior["exit_code"] == 7):
+                result = runner.resume(prior["id"], self.reroute)
+            elif prior is not None and prior["exit_code"] not in RETRYABLE_EXIT_CODES:
+                return RowResult(row, "failed", None, f"failed before, not retried: {prior['error']}")
+            else:
+                route = rank(row.request, self.table, row_constraints(row, self.base), self._key_reasons)
+                if route.choice is None:
+                    return RowResult(row, "unservable", None, "no offer can deliver this row")
+                result = runner.run(row.request, route, row_key=self.row_key(row))
+        except ImgrouteError as exc:
+            return RowResult(row, "failed", None, exc.message)
+        finally:
+            self.requests += http.requests
+        return RowResult(row, "done" if result.error is None else "failed", result)
+
+    def _key_reasons(self, offer) -> list[str]:
+        from imgroute.providers import KEY_ENV
+
+        return [] if offer.provider in self.keys else [f"no key: set {KEY_ENV[offer.provider]}"]
