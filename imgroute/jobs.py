@@ -312,6 +312,8 @@ class JobRunner:
             for index, count in enumerate(assessment.requests):
                 spec = job_spec(request, assessment, count, f"{self.job_id}-{seq}-{index}")
                 spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
+                if self.limits is not None:  # wait for the provider's rate before the intent is journaled:
+                    self.limits.before_submit(offer.provider)  # a kill while waiting leaves nothing unknown
                 task_id = self.ledger.task_submitting(
                     attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
                 )
@@ -386,8 +388,6 @@ class JobRunner:
         self._emit("submitting", f"sending request {task.spec.client_ref}")
         for attempt in range(policy.SUBMIT_ATTEMPTS):
             last = attempt == policy.SUBMIT_ATTEMPTS - 1
-            if self.limits is not None:
-                self.limits.before_submit(adapter.provider)
             try:
                 submission = adapter.submit(self.http, task.spec)
             except ProviderTrouble as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
@@ -68,6 +69,7 @@ class FakeKie(FakeProvider):
             "outcome": self.outcome,
             "urls": None,
             "size": kie_size(ratio, tier),
+            "created": time.monotonic(),
         }
         self.bill(1)  # Kie charges on creation; one image per task
         return Reply(200, {"code": 200, "msg": "success", "data": {"taskId": task_id}})
@@ -98,6 +100,11 @@ class FakeKie(FakeProvider):
             },
         )
 
+    def running(self, job: dict) -> bool:
+        if self.job_seconds is not None:
+            return time.monotonic() - job["created"] < self.job_seconds
+        return job["polls"] <= self.steps
+
     def record(self, job: dict) -> Reply:
         job["polls"] += 1
         data = {
@@ -112,7 +119,7 @@ class FakeKie(FakeProvider):
             "createTime": 1776940000000,
             "updateTime": 1776940000000 + job["polls"],
         }
-        if job["polls"] <= self.steps:
+        if self.running(job):
             data["state"] = self.states[min(job["polls"] - 1, len(self.states) - 1)]
         elif job["outcome"] == "succeed":
             if job["urls"] is None:

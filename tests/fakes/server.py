@@ -126,6 +126,7 @@ class Request:
         self.query = query
         self.headers = headers
         self.raw = body
+        self.at = time.monotonic()  # arrival, for checking rate limits
 
     def json(self) -> Any:
         return json.loads(self.raw or b"null")
@@ -172,6 +173,7 @@ class FakeProvider:
         self.outcome = "succeed"  # or "fail" / "moderate" for the next jobs
         self.image_size: tuple[int, int] | None = None  # force a (wrong) size on results
         self.image_format: str | None = None  # force a (wrong) format on results
+        self.job_seconds: float | None = None  # jobs finish after this long, however often polled
         self._ids = itertools.count(1)
         self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -201,7 +203,7 @@ class FakeProvider:
             self.key, self.steps = self.initial
             self.credits = None
             self.outcome = "succeed"
-            self.image_size = self.image_format = None
+            self.image_size = self.image_format = self.job_seconds = None
 
     # -- test controls ----------------------------------------------------------------------
 

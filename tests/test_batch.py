@@ -1,0 +1,235 @@
+"""`imgroute batch`: plan, refusals, concurrent runs within limits, JSON Lines, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from imgroute.batch import parse_rows
+
+JSONL = "\n".join(
+    [
+        json.dumps({"prompt": "a lighthouse", "quality": "high"}),
+        json.dumps({"prompt": "a harbour", "quality": "low", "aspect": "16:9", "resolution": "2K", "n": 2}),
+        json.dumps({"prompt": "a red fox", "quality": "medium", "aspect": "3:2", "provider": "apiframe"}),
+    ]
+)
+
+
+def write(tmp_path, text, name="rows.jsonl"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+
+def test_rows_from_jsonl_and_csv_with_stable_ids():
+    rows, bad = parse_rows(JSONL, "x.jsonl")
+    assert bad == [] and [r.line for r in rows] == [1, 2, 3]
+    assert rows[1].request.n == 2 and str(rows[1].request.target) == "16:9 at 2K"
+    assert rows[2].providers == frozenset({"apiframe"})
+    again, _ = parse_rows(JSONL, "x.jsonl")
+    assert [r.key for r in rows] == [r.key for r in again]  # same content, same ids
+    csv_rows, bad = parse_rows("prompt,quality,n\na lighthouse,high,1\na lighthouse,high,1\n", "x.csv")
+    assert bad == [] and csv_rows[0].key != csv_rows[1].key  # identical rows are both kept
+    assert csv_rows[0].key.endswith("-0") and csv_rows[1].key.endswith("-1")
+
+
+def test_bad_rows_are_reported_with_their_line_numbers():
+    text = "\n".join(
+        [
+            json.dumps({"prompt": "fine"}),
+            "{not json",
+            json.dumps({"prompt": "x", "qualty": "high"}),
+            json.dumps({"prompt": "x", "quality": "ultra"}),
+            json.dumps({"prompt": "x", "provider": "midjourney"}),
+            json.dumps({"quality": "low"}),
+            json.dumps(["a list"]),
+        ]
+    )
+    rows, bad = parse_rows(text, "rows.jsonl")
+    assert len(rows) == 1
+    assert [(b.line, b.problem.split(" (")[0]) for b in bad] == [
+        (2, "not valid JSON"),
+        (3, "unknown field 'qualty'"),
+        (4, "--quality 'ultra' is not a tier"),
+        (5, "unknown provider 'midjourney' in provider"),
+        (6, "the prompt is empty"),
+        (7, "a row must be a JSON object"),
+    ]
+    _, bad = parse_rows("title\nx\n", "x.csv")
+    assert bad[0].problem.startswith("a CSV batch needs a header row with a `prompt` column")
+
+
+def test_strict_refuses_the_whole_file(cli, fakes, tmp_path):
+    path = write(tmp_path, JSONL + "\n{broken")
+    r = cli("batch", path, "--strict", "--yes")
+    assert r.code == 2 and "1 bad row(s)" in r.err and f"{path}:4: not valid JSON" in r.err
+    assert all(f.requests == [] for f in fakes.values())
+
+
+# -- plan -----------------------------------------------------------------------------------------
+
+
+def test_dry_run_plan_adds_up_to_each_rows_quote(cli, fakes, tmp_path):
+    path = write(tmp_path, JSONL + "\n" + json.dumps({"prompt": "too wide", "aspect": "5:1"}) + "\n{broken")
+    r = cli("batch", path, "--dry-run", "--json")
+    assert r.code == 0, r.err
+    plan = r.json()
+    quotes = [
+        cli("quote", "a lighthouse", "--quality", "high", "--json").json()["choice"]["cost_usd"],
+        cli(
+            "quote", "a harbour", "--quality", "low", "--aspect", "16:9", "--resolution", "2K", "--n", "2", "--json"
+        ).json()["choice"]["cost_usd"],
+        cli("quote", "a red fox", "--quality", "medium", "--aspect", "3:2", "--provider", "apiframe", "--json").json()[
+            "choice"
+        ]["cost_usd"],
+    ]
+    assert plan["rows"] == 3 and plan["images"] == 4
+    assert Decimal(str(plan["estimated_usd"])) == sum(Decimal(str(q)) for q in quotes)
+    assert sum(o["rows"] for o in plan["by_offer"]) == 3
+    assert plan["unservable"][0]["line"] == 4 and plan["bad_rows"][0]["line"] == 5
+    assert all(f.requests == [] for f in fakes.values())
+    human = cli("batch", path, "--dry-run")
+    assert "Batch plan: 3 rows, 4 images" in human.out
+
+
+def test_refusals_before_anything_is_sent(cli, fakes, tmp_path):
+    path = write(tmp_path, JSONL)
+    r = cli("batch", path, "--yes", "--max-total", "0.05")
+    assert r.code == 8 and "over --max-total $0.05" in r.err
+    assert cli("budget", "set", "--daily", "0.10").code == 0
+    r = cli("batch", path, "--yes")
+    assert r.code == 8 and "the daily budget has $0.10 left" in r.err
+    cli("budget", "set", "--daily", "none")
+    r = cli("batch", path)  # no terminal to ask
+    assert r.code == 2 and "pass --yes" in r.err
+    assert all(f.requests == [] for f in fakes.values())
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def test_run_streams_one_json_line_per_row_and_a_rerun_pays_nothing(cli, fakes, tmp_path):
+    path = write(tmp_path, JSONL)
+    r = cli("batch", path, "--yes", "--json", "--out", "out")
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert sorted(line["row"] for line in lines) == [1, 2, 3]
+    assert all(line["outcome"] == "done" and line["status"] == "succeeded" for line in lines)
+    files = [f for line in lines for f in line["files"]]
+    assert len(files) == 4 and all(Path(f).is_file() for f in files)
+    billed = {name: f.charges for name, f in fakes.items()}
+    again = cli("batch", path, "--yes", "--json", "--out", "out")
+    assert again.code == 0
+    assert all(json.loads(line)["outcome"] == "skipped" for line in again.out.splitlines())
+    assert {name: f.charges for name, f in fakes.items()} == billed
+
+
+def test_failed_rows_are_retried_only_when_worth_it(cli, fakes, tmp_path):
+    rows = [
+        json.dumps({"prompt": "moderated", "provider": "kie"}),
+        json.dumps({"prompt": "unlucky", "quality": "low", "provider": "fal"}),
+    ]
+    path = write(tmp_path, "\n".join(rows))
+    fakes["kie"].outcome = "moderate"
+    fakes["fal"].inject("submit", status=503, times=99)
+    r = cli("batch", path, "--yes", "--json", "--out", "out")
+    assert r.code != 0
+    fakes["kie"].outcome = "succeed"
+    fakes["fal"].reset()
+    again = [json.loads(line) for line in cli("batch", path, "--yes", "--json", "--out", "out").out.splitlines()]
+    by_row = {line["row"]: line for line in again}
+    assert by_row[1]["outcome"] == "failed" and "not retried" in by_row[1]["note"]
+    assert by_row[2]["outcome"] == "done"
+
+
+def test_submits_are_spaced_to_the_providers_rate(cli, fakes, tmp_path, isolated_home):
+    isolated_home.mkdir(exist_ok=True)
+    (isolated_home / "config.yaml").write_text("limits:\n  kie: {concurrency: 20, per_minute: 600}\n")
+    path = write(tmp_path, "\n".join(json.dumps({"prompt": f"fox {i}", "provider": "kie"}) for i in range(12)))
+    r = cli("batch", path, "--yes", "--json", "--out", "out", "--concurrency", "12")
+    assert r.code == 0, r.err
+    arrivals = sorted(q.at for q in fakes["kie"].calls("/api/v1/jobs/createTask"))
+    assert len(arrivals) == 12
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.09  # 600 per minute: one every 0.1 s
+    assert fakes["kie"].charges == 12
+
+
+def test_polls_per_job_stay_low(cli, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGROUTE_TIME_SCALE", "1")
+    fakes["kie"].job_seconds = 0.2  # jobs take a fixed time, however often they are polled
+    path = write(tmp_path, "\n".join(json.dumps({"prompt": f"fox {i}", "provider": "kie"}) for i in range(40)))
+    isolated = Path(os.environ["IMGROUTE_HOME"])
+    isolated.mkdir(exist_ok=True)
+    (isolated / "config.yaml").write_text("limits:\n  kie: {concurrency: 20}\n")
+    r = cli("batch", path, "--yes", "--json", "--out", "out", "--concurrency", "20")
+    assert r.code == 0, r.err
+    polls = len(fakes["kie"].calls("/api/v1/jobs/recordInfo"))
+    assert polls / 40 <= 3
+
+
+def test_sigkill_mid_batch_then_rerun_delivers_every_row_once(fakes, tmp_path, isolated_home, cli):
+    # Apiframe's idempotency key makes even a submit cut off mid-flight reconcilable, so every row
+    # must end delivered exactly once wherever the kill lands.
+    fakes["apiframe"].steps = 6
+    rows = 16
+    path = write(
+        tmp_path,
+        "\n".join(json.dumps({"prompt": f"fox {i}", "provider": "apiframe", "quality": "low"}) for i in range(rows)),
+    )
+    env = {**os.environ, "IMGROUTE_TIME_SCALE": "0.05"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imgroute",
+            "batch",
+            path,
+            "--yes",
+            "--json",
+            "--out",
+            str(tmp_path / "out"),
+            "--concurrency",
+            "4",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_finished_jobs(isolated_home / "ledger.sqlite", at_least=2)  # then kill it mid-batch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    fakes["apiframe"].settle()
+    r = cli("batch", path, "--yes", "--json", "--out", str(tmp_path / "out"))
+    assert r.code == 0, r.err
+    outcomes = [json.loads(line)["outcome"] for line in r.out.splitlines()]
+    assert len(outcomes) == rows and set(outcomes) <= {"done", "skipped"}
+    assert "skipped" in outcomes  # some rows had finished before the kill
+    assert fakes["apiframe"].charges == rows and len(fakes["apiframe"].jobs) == rows  # each paid once
+    assert len(list((tmp_path / "out").glob("*.png"))) == rows
+
+
+def _wait_for_finished_jobs(ledger: Path, at_least: int, limit: float = 30.0) -> None:
+    import sqlite3
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ledger.exists():
+            try:
+                done = sqlite3.connect(ledger).execute("SELECT COUNT(*) FROM jobs WHERE state = 'succeeded'").fetchone()
+            except sqlite3.OperationalError:  # tables not created yet
+                done = (0,)
+            if done[0] >= at_least:
+                return
+        time.sleep(0.02)
+    raise AssertionError("the batch never finished a row")
