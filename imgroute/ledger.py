@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -185,6 +186,10 @@ def committed_cost(actual: str | None, estimate: str | None, state: str) -> Deci
 
 
 class Ledger:
+    # Writers in one process queue here rather than in SQLite's busy handler, which sleeps in coarse
+    # steps: with a batch's worker threads each holding a connection, that alone cost seconds.
+    _process_lock = threading.RLock()
+
     def __init__(self, path: Path, clock: Callable[[], float] = time.time, durable: bool = True):
         """`durable`: every commit survives power loss (FULL). Batch runs pass False (NORMAL): in WAL
         mode a commit still survives the process being killed; only an OS crash can lose the last
@@ -216,8 +221,9 @@ class Ledger:
         self.db.close()
 
     def _write(self, sql: str, args: tuple) -> int:
-        cursor = self.db.execute(sql, args)  # autocommit: each write is durable on return
-        return cursor.lastrowid
+        with self._process_lock:
+            cursor = self.db.execute(sql, args)  # autocommit: each write is durable on return
+            return cursor.lastrowid
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -297,6 +303,10 @@ class Ledger:
         cost is recorded, so two processes cannot together pass a cap.
         """
         now = now or dt.datetime.fromtimestamp(self.clock())
+        with self._process_lock:
+            return self._reserve(job_id, seq, provider, model, plan, estimate, breakdown, now)
+
+    def _reserve(self, job_id, seq, provider, model, plan, estimate, breakdown, now) -> int:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             caps = self.budgets()

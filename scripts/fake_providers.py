@@ -28,11 +28,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the imgroute provider fakes on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8700, help="first port; the five fakes use PORT..PORT+4")
     parser.add_argument("--steps", type=int, default=3, help="status polls a job takes before it finishes")
+    parser.add_argument(
+        "--job-seconds",
+        type=float,
+        default=None,
+        help="Kie and Apiframe jobs finish after this long instead (benchmarks)",
+    )
     args = parser.parse_args()
 
     servers = []
     for offset, (name, cls) in enumerate(FAKES.items()):
-        servers.append((name, cls(port=args.port + offset, steps=args.steps).start()))
+        server = cls(port=args.port + offset, steps=args.steps)
+        server.job_seconds = args.job_seconds
+        servers.append((name, server.start()))
     print("# paste into another shell:")
     for name, server in servers:
         print(f"export {KEY_ENV[name]}={server.key}")

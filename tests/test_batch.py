@@ -171,7 +171,7 @@ def test_polls_per_job_stay_low(cli, fakes, tmp_path, monkeypatch):
     path = write(tmp_path, "\n".join(json.dumps({"prompt": f"fox {i}", "provider": "kie"}) for i in range(40)))
     isolated = Path(os.environ["IMGROUTE_HOME"])
     isolated.mkdir(exist_ok=True)
-    (isolated / "config.yaml").write_text("limits:\n  kie: {concurrency: 20}\n")
+    (isolated / "config.yaml").write_text("limits:\n  kie: {concurrency: 20, per_minute: 60000}\n")
     r = cli("batch", path, "--yes", "--json", "--out", "out", "--concurrency", "20")
     assert r.code == 0, r.err
     polls = len(fakes["kie"].calls("/api/v1/jobs/recordInfo"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
 CREDITS = {"low": 4, "medium": 9, "high": 23, "auto": 23}
@@ -109,6 +111,7 @@ class FakeApiframe(FakeProvider):
             "cost": cost,
             "outcome": self.outcome,
             "urls": None,
+            "created": time.monotonic(),
         }
         self.bill(n)
         return Reply(202, {"jobId": job_id, "status": "QUEUED"})
@@ -128,7 +131,12 @@ class FakeApiframe(FakeProvider):
             "input": {"prompt": job["body"]["prompt"]},
             "expired": False,
         }
-        if job["polls"] <= self.steps:
+        running = (
+            time.monotonic() - job["created"] < self.job_seconds
+            if self.job_seconds is not None
+            else job["polls"] <= self.steps
+        )
+        if running:
             out.update(status="QUEUED" if job["polls"] == 1 else "PROCESSING", progress=40)
         elif job["outcome"] == "succeed":
             if job["urls"] is None:

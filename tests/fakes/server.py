@@ -18,6 +18,7 @@ JSON, POST /_control/reset, GET /_control/state.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -33,6 +34,7 @@ PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
+@functools.lru_cache(maxsize=64)
 def make_image(width: int, height: int, fmt: str = "png", seed: int = 0) -> bytes:
     """A real, decodable image of exactly this size and format."""
     color = ((seed * 67) % 256, (seed * 131 + 90) % 256, (seed * 29 + 180) % 256)
@@ -238,11 +240,16 @@ class FakeProvider:
 
     def state(self) -> dict:
         with self.lock:
+            routes: dict[str, int] = {}
+            for request in self.requests:
+                name = self.route_name(request)
+                routes[name] = routes.get(name, 0) + 1
             return {
                 "charges": self.charges,
                 "images_billed": self.images_billed,
                 "jobs": len(self.jobs),
                 "requests": len(self.requests),
+                "by_route": routes,
             }
 
     # -- helpers for subclasses -------------------------------------------------------------
@@ -380,7 +387,7 @@ class FakeProvider:
             self.reset()
         elif action == "set":
             for field, value in request.json().items():
-                if field in ("credits", "outcome", "steps", "key"):
+                if field in ("credits", "outcome", "steps", "key", "job_seconds"):
                     setattr(self, field, value)
         elif action != "state":
             return Reply(404, {"error": f"unknown control {action}"})
