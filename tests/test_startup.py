@@ -25,5 +25,5 @@ def test_quote_does_not_import_httpx_or_sqlite(tmp_path):
 
 def test_help_lists_every_command(cli):
     r = cli("--help")
-    for command in ("quote", "providers", "pricing", "gen", "edit", "keys", "jobs", "budget", "spend"):
+    for command in ("quote", "providers", "pricing", "gen", "edit", "keys", "jobs", "budget", "spend", "batch"):
         assert command in r.out
