@@ -191,7 +191,9 @@ class BatchRun:
                 route = rank(row.request, self.table, row_constraints(row, self.base), self._key_reasons)
                 if route.choice is None:
                     return RowResult(row, "unservable", None, "no offer can deliver this row")
-                result = runner.run(row.request, route, row_key=self.row_key(row))
+                result = runner.run(
+                    row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
+                )
         except ImgrouteError as exc:
             return RowResult(row, "failed", None, exc.message)
         finally:

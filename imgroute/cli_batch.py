@@ -137,8 +137,11 @@ def _run(the_plan, table, constraints, available, out, timeout, concurrency, set
     out_dir = _check_out_dir(out)
     base_urls = {p: key_store.base_url(p) for p in KEY_ENV}
 
-    def reroute(request, n):
-        return rank(request._replace(n=n), table, constraints, lambda o: [] if o.provider in available else ["no key"])
+    def reroute(request, stored):
+        within = constraints._replace(
+            providers=stored.providers, exclude=stored.exclude, plans={**constraints.plans, **stored.plans}
+        )
+        return rank(request, table, within, lambda o: [] if o.provider in available else ["no key"])
 
     progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
     counts = {"done": 0, "skipped": 0, "failed": 0, "unservable": 0, "not_started": 0}

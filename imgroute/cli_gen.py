@@ -110,9 +110,7 @@ def gen(
         _dry_run(route, request, available, base_urls, as_json)
         return
     out_dir = _check_out_dir(out)
-    result = _run(
-        request, route, table, available, base_urls, out_dir, name, timeout, quiet or as_json, constraints.max_cost
-    )
+    result = _run(request, route, table, available, base_urls, out_dir, name, timeout, quiet or as_json, constraints)
     if as_json:
         from imgroute.jobs import result_to_json
 
@@ -126,11 +124,12 @@ def gen(
         raise result.error
 
 
-def _run(request, route, table, available, base_urls, out_dir, name, timeout, silent, max_cost):
+def _run(request, route, table, available, base_urls, out_dir, name, timeout, silent, constraints):
     from imgroute.jobs import OutputOptions
 
-    with job_runner(table, available, base_urls, OutputOptions(out_dir, name), timeout, silent, max_cost) as runner:
-        return runner.run(request, route)
+    output = OutputOptions(out_dir, name)
+    with job_runner(table, available, base_urls, output, timeout, silent, constraints.max_cost) as runner:
+        return runner.run(request, route, constraints=constraints)
 
 
 @contextmanager

@@ -224,11 +224,16 @@ def jobs_resume(
     base_urls = {p: key_store.base_url(p) for p in KEY_ENV}
     constraints = build_constraints(table, config.load_settings(), None, None, None, None)
 
-    def reroute(request, n):
+    def reroute(request, stored):
+        """Route the images a job never sent, within the provider choices it was made with."""
+
         def key_reasons(offer):
             return [] if offer.provider in available else [f"no key: set {KEY_ENV[offer.provider]}"]
 
-        return rank(request._replace(n=n), table, constraints, extra_reasons=key_reasons)
+        within = constraints._replace(
+            providers=stored.providers, exclude=stored.exclude, plans={**constraints.plans, **stored.plans}
+        )
+        return rank(request, table, within, extra_reasons=key_reasons)
 
     results = []
     worst: ImgrouteError | None = None

@@ -38,7 +38,7 @@ from imgroute.providers.base import (
     SubmitUnknown,
     Usage,
 )
-from imgroute.request import Request
+from imgroute.request import Constraints, Request
 from imgroute.router import Quote, Route, route_to_json
 
 # A nominal size (Kie publishes none) is accepted when the aspect ratio is within this share.
@@ -183,14 +183,17 @@ class JobRunner:
 
     # -- a new job --------------------------------------------------------------------------
 
-    def run(self, request: Request, route: Route, row_key: str | None = None) -> JobResult:
+    def run(
+        self, request: Request, route: Route, row_key: str | None = None, constraints: Constraints | None = None
+    ) -> JobResult:
+        """`constraints` (provider choices, plans) are journaled so a resume routes within them."""
         self._start = self.clock()
         self.job_id = uuid.uuid4().hex[:12]
         first = route.choice
         self.ledger.new_job(
             self.job_id,
             request.prompt,
-            request.to_json(),
+            {**request.to_json(), "constraints": constraints_to_json(constraints)},
             route_to_json(route),
             str(first.cost) if first else None,
             str(self.output.out_dir),
@@ -656,7 +659,8 @@ class JobRunner:
         if final_error is None and delivered < request.n:
             if self.max_cost is None and job["max_cost_usd"] is not None:
                 self.max_cost = Decimal(job["max_cost_usd"])
-            route = reroute(request._replace(n=request.n - delivered), request.n - delivered)
+            stored = constraints_from_json(json.loads(job["request"]).get("constraints"))
+            route = reroute(request._replace(n=request.n - delivered), stored)
             return self._route_through(
                 request, route, request.n - delivered, saved, attempts, spent, sources, first_seq=last_seq + 1
             )
@@ -818,6 +822,26 @@ def job_spec(request: Request, assessment, count: int, client_ref: str) -> JobSp
         client_ref=client_ref,
         images=tuple(image.source for image in request.images),
         mask=request.mask.source if request.mask else None,
+    )
+
+
+def constraints_to_json(constraints: Constraints | None) -> dict | None:
+    if constraints is None:
+        return None
+    return {
+        "providers": sorted(constraints.providers),
+        "exclude": sorted(constraints.exclude),
+        "plans": dict(constraints.plans),
+    }
+
+
+def constraints_from_json(data: dict | None) -> Constraints:
+    """The provider choices a job was made with (max cost is kept on the job itself)."""
+    data = data or {}
+    return Constraints(
+        providers=frozenset(data.get("providers") or ()),
+        exclude=frozenset(data.get("exclude") or ()),
+        plans=data.get("plans") or {},
     )
 
 

@@ -290,3 +290,26 @@ def test_sidecars_match_the_ledger(cli, fakes, isolated_home):
     for image in data["images"]:
         sidecar = json.loads(Path(image["path"] + ".json").read_text())
         assert sidecar["sha256"] == image["sha256"] and sidecar["job_id"] == data["job_id"]
+
+
+def test_resume_routes_unsent_images_within_the_jobs_own_provider_choices(cli, fakes, monkeypatch):
+    # Interrupted after the budget reservation but before anything was journaled to send: resume
+    # must route the job again, and only among the providers the job was made with.
+    from imgroute.providers.apiframe import ApiframeAdapter
+
+    calls = []
+    original = ApiframeAdapter.upload_inputs
+
+    def interrupted_once(self, http, spec):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(self, http, spec)
+
+    monkeypatch.setattr(ApiframeAdapter, "upload_inputs", interrupted_once)
+    r = cli("gen", "x", "--out", "out", "--quality", "low", "--provider", "apiframe")
+    assert r.code == 130 and all(f.requests == [] for f in fakes.values())
+    done = cli("jobs", "resume", "--all", "--json")
+    assert done.code == 0, done.err
+    assert done.json()[0]["provider"] == "apiframe"
+    assert fakes["apiframe"].charges == 1 and fakes["openai"].requests == []
