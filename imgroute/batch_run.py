@@ -20,6 +20,7 @@ from imgroute import policy
 from imgroute.batch import Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.jobs import JobResult, JobRunner, OutputOptions, PollTiming
+from imgroute.keys import missing_key_reasons
 from imgroute.ledger import LEDGER_FILE, Ledger
 
 # Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
@@ -114,7 +115,6 @@ class BatchRun:
         self._local = threading.local()
         self._ledgers: list[Ledger] = []
         self._ledgers_lock = threading.Lock()
-        self.requests = 0
 
     def _ledger(self) -> Ledger:
         ledger = getattr(self._local, "ledger", None)
@@ -188,7 +188,7 @@ class BatchRun:
             elif prior is not None and prior["exit_code"] not in RETRYABLE_EXIT_CODES:
                 return RowResult(row, "failed", None, f"failed before, not retried: {prior['error']}")
             else:
-                route = rank(row.request, self.table, row_constraints(row, self.base), self._key_reasons)
+                route = rank(row.request, self.table, row_constraints(row, self.base), missing_key_reasons(self.keys))
                 if route.choice is None:
                     return RowResult(row, "unservable", None, "no offer can deliver this row")
                 result = runner.run(
@@ -196,11 +196,4 @@ class BatchRun:
                 )
         except ImgrouteError as exc:
             return RowResult(row, "failed", None, exc.message)
-        finally:
-            self.requests += http.requests
         return RowResult(row, "done" if result.error is None else "failed", result)
-
-    def _key_reasons(self, offer) -> list[str]:
-        from imgroute.providers import KEY_ENV
-
-        return [] if offer.provider in self.keys else [f"no key: set {KEY_ENV[offer.provider]}"]

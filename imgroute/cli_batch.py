@@ -54,7 +54,6 @@ def batch(
     from imgroute import render
     from imgroute.batch import parse_rows, read_text
     from imgroute.batch import plan as make_plan
-    from imgroute.providers import KEY_ENV
     from imgroute.request import parse_money
 
     if concurrency < 1 or concurrency > 500:
@@ -75,10 +74,7 @@ def batch(
     constraints = build_constraints(table, settings, provider, exclude, max_cost, plan)
     available = key_store.all_keys()
 
-    def key_reasons(offer):
-        return [] if offer.provider in available else [f"no key: set {KEY_ENV[offer.provider]}"]
-
-    the_plan = make_plan(rows, table, constraints, key_reasons)
+    the_plan = make_plan(rows, table, constraints, key_store.missing_key_reasons(available))
     report = {**the_plan.to_json(), "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad]}
     if as_json and dry_run:
         render.print_json(report)
@@ -130,18 +126,12 @@ def _run(the_plan, table, constraints, available, out, timeout, concurrency, set
     from imgroute.batch_run import BatchRun, Limits
     from imgroute.cli_gen import _check_out_dir
     from imgroute.http import build_client
-    from imgroute.jobs import result_to_json
-    from imgroute.providers import KEY_ENV
-    from imgroute.router import rank
+    from imgroute.jobs import rerouter, result_to_json
 
     out_dir = _check_out_dir(out)
-    base_urls = {p: key_store.base_url(p) for p in KEY_ENV}
+    base_urls = key_store.all_base_urls()
 
-    def reroute(request, stored):
-        within = constraints._replace(
-            providers=stored.providers, exclude=stored.exclude, plans={**constraints.plans, **stored.plans}
-        )
-        return rank(request, table, within, lambda o: [] if o.provider in available else ["no key"])
+    reroute = rerouter(table, constraints, key_store.missing_key_reasons(available))
 
     progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
     counts = {"done": 0, "skipped": 0, "failed": 0, "unservable": 0, "not_started": 0}

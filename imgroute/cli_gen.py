@@ -83,7 +83,6 @@ def gen(
     """
     from imgroute import keys as key_store
     from imgroute import render
-    from imgroute.providers import KEY_ENV
     from imgroute.router import rank
 
     request = build_request(prompt, quality, size, aspect, resolution, n, image, mask)._replace(
@@ -95,14 +94,9 @@ def gen(
     table = load_pricing(pricing)
     constraints = build_constraints(table, config.load_settings(), provider, exclude, max_cost, plan)
     available = key_store.all_keys()
-    base_urls = {p: key_store.base_url(p) for p in KEY_ENV}
+    base_urls = key_store.all_base_urls()
 
-    def key_reasons(offer) -> list[str]:
-        if offer.provider in available:
-            return []
-        return [f"no key: set {KEY_ENV[offer.provider]}, or run: imgroute keys set {offer.provider}"]
-
-    route = rank(request, table, constraints, extra_reasons=key_reasons)
+    route = rank(request, table, constraints, extra_reasons=key_store.missing_key_reasons(available))
     skipped = _skipped_for_keys(route)
     if route.choice is None:
         raise _no_route_error(route, skipped)

@@ -208,9 +208,7 @@ def jobs_resume(
     from imgroute import render
     from imgroute.cli import build_constraints
     from imgroute.cli_gen import job_runner
-    from imgroute.jobs import OutputOptions, result_to_json
-    from imgroute.providers import KEY_ENV
-    from imgroute.router import rank
+    from imgroute.jobs import OutputOptions, rerouter, result_to_json
 
     if (job_id is None) == (not all_jobs):
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
@@ -221,19 +219,10 @@ def jobs_resume(
         ledger.close()
     table = load_pricing(None)
     available = key_store.all_keys()
-    base_urls = {p: key_store.base_url(p) for p in KEY_ENV}
+    base_urls = key_store.all_base_urls()
     constraints = build_constraints(table, config.load_settings(), None, None, None, None)
 
-    def reroute(request, stored):
-        """Route the images a job never sent, within the provider choices it was made with."""
-
-        def key_reasons(offer):
-            return [] if offer.provider in available else [f"no key: set {KEY_ENV[offer.provider]}"]
-
-        within = constraints._replace(
-            providers=stored.providers, exclude=stored.exclude, plans={**constraints.plans, **stored.plans}
-        )
-        return rank(request, table, within, extra_reasons=key_reasons)
+    reroute = rerouter(table, constraints, key_store.missing_key_reasons(available))
 
     results = []
     worst: ImgrouteError | None = None

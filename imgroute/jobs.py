@@ -825,6 +825,18 @@ def job_spec(request: Request, assessment, count: int, client_ref: str) -> JobSp
     )
 
 
+def rerouter(table: PricingTable, base: Constraints, extra_reasons) -> Callable[[Request, Constraints], Route]:
+    """How `resume` routes images a job never sent: as now configured, but only among the provider
+    choices the job was made with (journaled with it)."""
+    from imgroute.router import rank
+
+    def reroute(request: Request, stored: Constraints) -> Route:
+        within = base._replace(providers=stored.providers, exclude=stored.exclude, plans={**base.plans, **stored.plans})
+        return rank(request, table, within, extra_reasons)
+
+    return reroute
+
+
 def constraints_to_json(constraints: Constraints | None) -> dict | None:
     if constraints is None:
         return None

@@ -86,6 +86,17 @@ def all_keys() -> dict[str, str]:
     return out
 
 
+def missing_key_reasons(available: dict[str, str]):
+    """A router filter: offers whose provider has no key are ruled out, saying how to add one."""
+
+    def reasons(offer) -> list[str]:
+        if offer.provider in available:
+            return []
+        return [f"no key: set {KEY_ENV[offer.provider]}, or run: imgroute keys set {offer.provider}"]
+
+    return reasons
+
+
 def list_keys() -> list[KeyInfo]:
     stored = _read_file()
     rows = []
@@ -125,3 +136,8 @@ def base_url(provider: str) -> str | None:
             f"{BASE_URL_ENV[provider]}={raw!r} is not an http(s) URL", "set it like http://127.0.0.1:8080"
         )
     return raw.rstrip("/")
+
+
+def all_base_urls() -> dict[str, str | None]:
+    """Every provider's base-URL override (None where the documented origin applies)."""
+    return {provider: base_url(provider) for provider in KEY_ENV}
