@@ -112,5 +112,8 @@ def _state(home: Path) -> str:
     path = home / "ledger.sqlite"
     if not path.exists():
         return "no ledger"
-    row = sqlite3.connect(path).execute("SELECT state FROM jobs").fetchone()
+    try:
+        row = sqlite3.connect(path).execute("SELECT state FROM jobs").fetchone()
+    except sqlite3.OperationalError:  # killed before its first migration committed: nothing sent
+        return "no tables"
     return row[0] if row else "no job"
