@@ -30,34 +30,44 @@ UNFINISHED = ("planned", "submitting", "submitted", "running", "unknown")
 
 
 class Limits:
-    """Per provider: how many jobs may be in progress at once, and how fast submits may go."""
+    """How many jobs may be at the providers at once (in all, and per provider), and how fast
+    submits may go to each. A job holds its slots from its first submit until the provider has
+    finished it; journaling before and downloading after take none."""
 
-    def __init__(self, limits: dict[str, tuple[int, float | None]], clock=time.monotonic, sleep=time.sleep):
+    def __init__(
+        self,
+        limits: dict[str, tuple[int, float | None]],
+        total: int | None = None,
+        clock=time.monotonic,
+        sleep=time.sleep,
+    ):
         self._slots = {p: threading.BoundedSemaphore(c) for p, (c, _) in limits.items()}
+        self._total = threading.BoundedSemaphore(total) if total else None
         self._spacing = {p: 60.0 / rate for p, (_, rate) in limits.items() if rate}
         self._next = dict.fromkeys(self._spacing, 0.0)
         self._lock = threading.Lock()
         self.clock, self.sleep = clock, sleep
 
     @classmethod
-    def from_settings(cls, overrides) -> Limits:
+    def from_settings(cls, overrides, total: int | None = None) -> Limits:
         merged = {}
         for provider, (concurrency, rate) in policy.PROVIDER_LIMITS.items():
             own = overrides.get(provider, (None, None))
             merged[provider] = (own[0] or concurrency, own[1] if own[1] is not None else rate)
-        return cls(merged)
+        return cls(merged, total)
 
     @contextmanager
     def slot(self, provider: str):
-        semaphore = self._slots.get(provider)
-        if semaphore is None:
-            yield
-            return
-        semaphore.acquire()
+        # The provider's own slot first: a job queued for a busy provider holds no overall slot
+        # that a job for another provider could use.
+        held = [s for s in (self._slots.get(provider), self._total) if s is not None]
+        for semaphore in held:
+            semaphore.acquire()
         try:
             yield
         finally:
-            semaphore.release()
+            for semaphore in reversed(held):
+                semaphore.release()
 
     def before_submit(self, provider: str) -> None:
         """Space submits evenly at the provider's rate (no bursts that earn 429s)."""
@@ -125,20 +135,27 @@ class BatchRun:
                 self._ledgers.append(ledger)
         return ledger
 
+    @staticmethod
+    def workers_for(concurrency: int) -> int:
+        """More workers than slots at the providers: while `concurrency` jobs are being generated,
+        the others journal the next rows or download and save finished ones."""
+        return concurrency + max(2, concurrency // 4)
+
     def row_key(self, row: Row) -> str:
         return f"{self.label}:{row.key}"
 
     def run(self, rows: list[Row]) -> None:
         """Run every row; stop starting new ones when `stop` is set (Ctrl-C), finishing the rest."""
         pending = iter(rows)
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imgroute-batch") as pool:
+        workers = self.workers_for(self.concurrency)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgroute-batch") as pool:
             running = set()
             try:
                 for row in pending:
                     if self.stop.is_set():
                         break
                     running.add(pool.submit(self._run_row, row))
-                    if len(running) >= self.concurrency * 2:  # keep memory flat however long the file is
+                    if len(running) >= workers * 2:  # keep memory flat however long the file is
                         done, running = wait(running, return_when=FIRST_COMPLETED)
                         self._report(done)
                 while running:

@@ -160,8 +160,8 @@ def _run(the_plan, table, constraints, available, out, timeout, concurrency, set
 
     label_key = hashlib.sha256(label.encode()).hexdigest()[:12]
     started = time.monotonic()
-    limits = Limits.from_settings(settings.limits)
-    with build_client(pool_size=concurrency * 2) as client, progress:
+    limits = Limits.from_settings(settings.limits, total=concurrency)
+    with build_client(threads=BatchRun.workers_for(concurrency)) as client, progress:
         runner = BatchRun(
             table=table,
             base_constraints=constraints,

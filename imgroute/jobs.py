@@ -199,9 +199,8 @@ class JobRunner:
             str(self.output.out_dir),
             self.output.name_template,
             str(self.max_cost) if self.max_cost is not None else None,
+            row_key,
         )
-        if row_key is not None:
-            self.ledger.set_row_key(self.job_id, row_key)
         return self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1)
 
     def _route_through(self, request, route, remaining, saved, attempts, spent, sources, first_seq) -> JobResult:
@@ -247,9 +246,13 @@ class JobRunner:
         actual = spent if sources else None
         source = ", ".join(sorted(sources)) if sources else None
         self.ledger.job_state(
-            self.job_id, status, error.message if error else None, str(actual) if actual is not None else None, source
+            self.job_id,
+            status,
+            error.message if error else None,
+            str(actual) if actual is not None else None,
+            source,
+            exit_code=error.exit_code if error else 0,
         )
-        self.ledger.set_exit_code(self.job_id, error.exit_code if error else 0)
         return JobResult(
             job_id=self.job_id,
             status=status,
@@ -283,11 +286,11 @@ class JobRunner:
         except BudgetRefused as refused:
             report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "refused", "budget", 0)
             return _AttemptEnd(report, (), None, None, budget_error(refused), "failed")
-        with self._slot(offer.provider):
-            return self._submit_and_collect(attempt_id, seq, request, quote, assessment, index_base)
+        return self._submit_and_collect(attempt_id, seq, request, quote, assessment, index_base)
 
     def _slot(self, provider: str):
-        """A batch's per-provider concurrency slot (nothing to wait for in a single `gen`)."""
+        """A batch's slot at a provider, held from the first submit until the provider has finished
+        (downloading and saving need none). Nothing to wait for in a single `gen`."""
         from contextlib import nullcontext
 
         return self.limits.slot(provider) if self.limits is not None else nullcontext()
@@ -311,28 +314,30 @@ class JobRunner:
         final: ImgrouteError | None = None
         status = "failed"
         self.ledger.job_state(self.job_id, "submitting")
-        try:
-            for index, count in enumerate(assessment.requests):
-                spec = job_spec(request, assessment, count, f"{self.job_id}-{seq}-{index}")
-                spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
-                if self.limits is not None:  # wait for the provider's rate before the intent is journaled:
-                    self.limits.before_submit(offer.provider)  # a kill while waiting leaves nothing unknown
-                task_id = self.ledger.task_submitting(
-                    attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
-                )
-                task = _Task(task_id, spec, "submitting")
-                tasks.append(task)
-                self._submit(adapter, task)
-            self.ledger.job_state(self.job_id, "submitted")
-        except ProviderTrouble as exc:
-            trouble = exc
-            tasks = [t for t in tasks if t.state != "failed"]
-        except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
-            final = JobFailedError(str(exc), _failure_hint(exc.moderated))
-        except SubmitUnknown as exc:
-            final = unknown_error(exc, offer.provider, self.job_id)
-            status = "unknown"
-        saved, problems, stuck = self._finish_tasks(adapter, shape, tasks, index_base)
+        with self._slot(offer.provider):
+            try:
+                for index, count in enumerate(assessment.requests):
+                    spec = job_spec(request, assessment, count, f"{self.job_id}-{seq}-{index}")
+                    spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
+                    if self.limits is not None:  # wait for the provider's rate before the intent is journaled:
+                        self.limits.before_submit(offer.provider)  # a kill while waiting leaves nothing unknown
+                    task_id = self.ledger.task_submitting(
+                        attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
+                    )
+                    task = _Task(task_id, spec, "submitting")
+                    tasks.append(task)
+                    self._submit(adapter, task)
+                self.ledger.job_state(self.job_id, "submitted")
+            except ProviderTrouble as exc:
+                trouble = exc
+                tasks = [t for t in tasks if t.state != "failed"]
+            except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
+                final = JobFailedError(str(exc), _failure_hint(exc.moderated))
+            except SubmitUnknown as exc:
+                final = unknown_error(exc, offer.provider, self.job_id)
+                status = "unknown"
+            stuck = self._await_tasks(adapter, tasks)
+        saved, problems = self._save_results(shape, tasks, index_base)
         end = self._settle(
             attempt_id,
             offer.provider,
@@ -442,16 +447,19 @@ class JobRunner:
 
     # -- waiting and saving (shared by run and resume) --------------------------------------
 
-    def _finish_tasks(self, adapter, shape, tasks, index_base):
-        """Wait for submitted tasks, then save every recorded result. Returns (saved, problems, stuck)."""
-        stuck = None
+    def _await_tasks(self, adapter, tasks) -> ProviderError | None:
+        """Wait for submitted tasks to finish or fail; the error to report if time ran out first."""
         try:
             self._wait(adapter, [t for t in tasks if t.state in ("submitted", "running")])
         except _Stuck as exc:
-            stuck = ProviderError(
+            return ProviderError(
                 f"{exc} (job {self.job_id}); it is still running at {adapter.provider} and recorded in the ledger",
                 f"finish it later with: imgroute jobs resume {self.job_id}",
             )
+        return None
+
+    def _save_results(self, shape, tasks, index_base) -> tuple[list[SavedImage], list[str]]:
+        """Download (or take from the spool), verify and save every recorded result."""
         saved: list[SavedImage] = []
         problems: list[str] = []
         for task in tasks:
@@ -471,7 +479,7 @@ class JobRunner:
                 task.saved.append(image)
                 if not image.verified:
                     problems.append(f"{image.path}: {shape.problem(image)}")
-        return saved, problems, stuck
+        return saved, problems
 
     def _wait(self, adapter: Adapter, pending: list[_Task]) -> None:
         """Poll until every task has finished or failed. Waits before each round: a job polled the
@@ -735,7 +743,11 @@ class JobRunner:
             tasks.append(task)
         exact = json.loads(rows[0]["spec"]).get("exact_size", True)
         shape = _shape_from_spec(tasks[0].spec, provider, exact, estimate)
-        saved, problems, stuck = self._finish_tasks(adapter, shape, tasks, index_base)
+        stuck = None
+        if any(t.state in ("submitted", "running") for t in tasks):
+            with self._slot(provider):  # still at the provider: it counts against the provider's limit
+                stuck = self._await_tasks(adapter, tasks)
+        saved, problems = self._save_results(shape, tasks, index_base)
         final = None
         if unknown_notes:
             final = ProviderError("; ".join(unknown_notes), f"`imgroute jobs show {self.job_id}` has what is known")

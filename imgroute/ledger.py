@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -222,8 +223,21 @@ class Ledger:
 
     def _write(self, sql: str, args: tuple) -> int:
         with self._process_lock:
-            cursor = self.db.execute(sql, args)  # autocommit: each write is durable on return
+            cursor = self.db.execute(sql, args)  # autocommit (unless in `_together`): durable on return
             return cursor.lastrowid
+
+    @contextmanager
+    def _together(self):
+        """Writes that belong together (a state and its event) committed at once: one commit, not
+        one each, which is most of what journaling costs in a batch."""
+        with self._process_lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -237,31 +251,28 @@ class Ledger:
         out_dir: str,
         name_template: str,
         max_cost: str | None,
+        row_key: str | None = None,
     ) -> None:
         now = self.clock()
-        self._write(
-            "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
-            "name_template, max_cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?)",
-            (
-                job_id,
-                now,
-                now,
-                prompt,
-                json.dumps(request),
-                json.dumps(route),
-                estimate,
-                out_dir,
-                name_template,
-                max_cost,
-            ),
-        )
-        self.event(job_id, "planned", None)
-
-    def set_row_key(self, job_id: str, row_key: str) -> None:
-        self._write("UPDATE jobs SET row_key = ? WHERE id = ?", (row_key, job_id))
-
-    def set_exit_code(self, job_id: str, code: int) -> None:
-        self._write("UPDATE jobs SET exit_code = ? WHERE id = ?", (code, job_id))
+        with self._together():
+            self._write(
+                "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
+                "name_template, max_cost_usd, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?)",
+                (
+                    job_id,
+                    now,
+                    now,
+                    prompt,
+                    json.dumps(request),
+                    json.dumps(route),
+                    estimate,
+                    out_dir,
+                    name_template,
+                    max_cost,
+                    row_key,
+                ),
+            )
+            self.event(job_id, "planned", None)
 
     def job_for_row(self, row_key: str) -> sqlite3.Row | None:
         return self.db.execute(
@@ -269,15 +280,23 @@ class Ledger:
         ).fetchone()
 
     def job_state(
-        self, job_id: str, state: str, error: str | None = None, actual: str | None = None, source: str | None = None
+        self,
+        job_id: str,
+        state: str,
+        error: str | None = None,
+        actual: str | None = None,
+        source: str | None = None,
+        exit_code: int | None = None,
     ) -> None:
+        """The job's state (and, when it ends, its cost and exit code), with the matching event."""
         assert state in JOB_STATES, state
-        self._write(
-            "UPDATE jobs SET state = ?, updated = ?, error = ?, "
-            "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
-            (state, self.clock(), error, actual, source, job_id),
-        )
-        self.event(job_id, state, error)
+        with self._together():
+            self._write(
+                "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
+                "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
+                (state, self.clock(), error, actual, source, exit_code, job_id),
+            )
+            self.event(job_id, state, error)
 
     def event(self, job_id: str, state: str, detail: str | None) -> None:
         self._write(
