@@ -14,10 +14,10 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError
-from imgroute.pricing import PROVIDERS, PricingTable
+from imgroute.pricing import PROVIDERS
 from imgroute.request import (
     Constraints,
     Request,
@@ -28,6 +28,9 @@ from imgroute.request import (
     parse_format,
     parse_quality,
 )
+
+if TYPE_CHECKING:  # the router is imported only when a batch is planned
+    from imgroute.router import RouteCache
 
 FIELDS = (
     "id",
@@ -217,16 +220,15 @@ def row_constraints(row: Row, base: Constraints) -> Constraints:
     return base._replace(providers=providers, exclude=base.exclude | row.exclude)
 
 
-def plan(rows: list[Row], table: PricingTable, base: Constraints, extra_reasons=None) -> Plan:
-    """Route every row; keep only what the summary needs (routes are recomputed when a row runs)."""
-    from imgroute.router import rank
-
+def plan(rows: list[Row], routes: RouteCache, base: Constraints) -> Plan:
+    """Route every row; keep only what the summary needs (routes are looked up again when a row
+    runs, from the same cache, so memory stays flat however long the file)."""
     runnable = []
     unservable = []
     offers: dict[str, list] = {}
     total = Decimal(0)
     for row in rows:
-        route = rank(row.request, table, row_constraints(row, base), extra_reasons)
+        route = routes.rank(row.request, row_constraints(row, base))
         choice = route.choice
         if choice is None:
             reasons = "; ".join(f"{q.offer.id}: {q.reasons[0]}" for q in route.quotes[:3])

@@ -20,7 +20,6 @@ from imgroute import policy
 from imgroute.batch import Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.jobs import JobResult, JobRunner, OutputOptions, PollTiming
-from imgroute.keys import missing_key_reasons
 from imgroute.ledger import LEDGER_FILE, Ledger
 
 # Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
@@ -93,7 +92,7 @@ class BatchRun:
     def __init__(
         self,
         *,
-        table,
+        routes,
         base_constraints,
         keys,
         base_urls,
@@ -107,7 +106,7 @@ class BatchRun:
         on_result: Callable[[RowResult], None],
         reroute,
     ):
-        self.table = table
+        self.routes = routes
         self.base = base_constraints
         self.keys = keys
         self.base_urls = base_urls
@@ -146,30 +145,36 @@ class BatchRun:
 
     def run(self, rows: list[Row]) -> None:
         """Run every row; stop starting new ones when `stop` is set (Ctrl-C), finishing the rest."""
-        pending = iter(rows)
         workers = self.workers_for(self.concurrency)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgroute-batch") as pool:
-            running = set()
-            try:
-                for row in pending:
-                    if self.stop.is_set():
-                        break
-                    running.add(pool.submit(self._run_row, row))
-                    if len(running) >= workers * 2:  # keep memory flat however long the file is
-                        done, running = wait(running, return_when=FIRST_COMPLETED)
-                        self._report(done)
-                while running:
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgroute-batch") as pool:
+                self._feed(pool, iter(rows), workers)
+        finally:  # every worker has returned: no connection is in use any more
+            for ledger in self._ledgers:
+                ledger.close()
+
+    def _feed(self, pool: ThreadPoolExecutor, pending, workers: int) -> None:
+        running = set()
+        try:
+            for row in pending:
+                if self.stop.is_set():
+                    break
+                running.add(pool.submit(self._run_row, row))
+                if len(running) >= workers * 2:  # keep memory flat however long the file is
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     self._report(done)
-            except KeyboardInterrupt:
-                self.stop.set()  # rows not yet started stay unstarted; running ones finish and record
-                while running:
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    self._report(done)
-                raise
-            finally:
-                for ledger in self._ledgers:
-                    ledger.close()
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                self._report(done)
+        except KeyboardInterrupt:
+            self.stop.set()  # rows not yet started stay unstarted; running ones finish and record
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                self._report(done)
+            raise
+        except BaseException:
+            self.stop.set()  # queued rows return at once, so the pool can shut down
+            raise
 
     def _report(self, futures) -> None:
         for future in futures:
@@ -179,12 +184,11 @@ class BatchRun:
         if self.stop.is_set():
             return RowResult(row, "not_started", None)
         from imgroute.http import Http
-        from imgroute.router import rank
 
         ledger = self._ledger()
         http = Http(self.client)
         runner = JobRunner(
-            table=self.table,
+            table=self.routes.table,
             http=http,
             ledger=ledger,
             keys=self.keys,
@@ -205,7 +209,7 @@ class BatchRun:
             elif prior is not None and prior["exit_code"] not in RETRYABLE_EXIT_CODES:
                 return RowResult(row, "failed", None, f"failed before, not retried: {prior['error']}")
             else:
-                route = rank(row.request, self.table, row_constraints(row, self.base), missing_key_reasons(self.keys))
+                route = self.routes.rank(row.request, row_constraints(row, self.base))
                 if route.choice is None:
                     return RowResult(row, "unservable", None, "no offer can deliver this row")
                 result = runner.run(

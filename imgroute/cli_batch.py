@@ -55,6 +55,7 @@ def batch(
     from imgroute.batch import parse_rows, read_text
     from imgroute.batch import plan as make_plan
     from imgroute.request import parse_money
+    from imgroute.router import RouteCache
 
     if concurrency < 1 or concurrency > 500:
         raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
@@ -74,7 +75,8 @@ def batch(
     constraints = build_constraints(table, settings, provider, exclude, max_cost, plan)
     available = key_store.all_keys()
 
-    the_plan = make_plan(rows, table, constraints, key_store.missing_key_reasons(available))
+    routes = RouteCache(table, key_store.missing_key_reasons(available))
+    the_plan = make_plan(rows, routes, constraints)
     report = {**the_plan.to_json(), "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad]}
     if as_json and dry_run:
         render.print_json(report)
@@ -91,7 +93,7 @@ def batch(
         if not typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}?", err=True):
             sys.stderr.write("nothing was sent\n")
             return
-    _run(the_plan, table, constraints, available, out, timeout, concurrency, settings, label, as_json, file)
+    _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, file)
 
 
 def _check_money(total: Decimal, total_cap: Decimal | None) -> None:
@@ -120,7 +122,7 @@ def _check_money(total: Decimal, total_cap: Decimal | None) -> None:
         ledger.close()
 
 
-def _run(the_plan, table, constraints, available, out, timeout, concurrency, settings, label, as_json, file):
+def _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, file):
     from imgroute import keys as key_store
     from imgroute import render
     from imgroute.batch_run import BatchRun, Limits
@@ -131,7 +133,7 @@ def _run(the_plan, table, constraints, available, out, timeout, concurrency, set
     out_dir = _check_out_dir(out)
     base_urls = key_store.all_base_urls()
 
-    reroute = rerouter(table, constraints, key_store.missing_key_reasons(available))
+    reroute = rerouter(routes.table, constraints, key_store.missing_key_reasons(available))
 
     progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
     counts = {"done": 0, "skipped": 0, "failed": 0, "unservable": 0, "not_started": 0}
@@ -163,7 +165,7 @@ def _run(the_plan, table, constraints, available, out, timeout, concurrency, set
     limits = Limits.from_settings(settings.limits, total=concurrency)
     with build_client(threads=BatchRun.workers_for(concurrency)) as client, progress:
         runner = BatchRun(
-            table=table,
+            routes=routes,
             base_constraints=constraints,
             keys=available,
             base_urls=base_urls,

@@ -199,11 +199,21 @@ def stage(out_dir: Path, chunks, verify) -> Staged:
     return Staged(path, info, size, digest.hexdigest())
 
 
+def _read_umask() -> int:
+    """The process umask. Reading it means setting it for a moment, which would let files made by
+    other threads meanwhile be world-writable: so it is read once, when this module is imported
+    (before a batch starts its threads)."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _file_mode() -> int:
     """What a plainly created file gets under the user's umask (mkstemp makes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return _FILE_MODE
 
 
 def place(staged: Staged, out_dir: Path, stem: str, adopt_identical: bool = False) -> Path:

@@ -13,10 +13,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 LEDGER_FILE = "ledger.sqlite"
 
@@ -186,58 +185,76 @@ def committed_cost(actual: str | None, estimate: str | None, state: str) -> Deci
     return Decimal(0)
 
 
+def run_in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One thread at a time uses a connection; batch closes its workers' connections afterwards.
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
 class Ledger:
     # Writers in one process queue here rather than in SQLite's busy handler, which sleeps in coarse
     # steps: with a batch's worker threads each holding a connection, that alone cost seconds.
-    _process_lock = threading.RLock()
+    _write_lock = threading.RLock()
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time, durable: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        durable: bool = True,
+    ):
         """`durable`: every commit survives power loss (FULL). Batch runs pass False (NORMAL): in WAL
         mode a commit still survives the process being killed; only an OS crash can lose the last
         ones, and commits are ten times cheaper."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.clock = clock
-        # One thread at a time uses a connection; batch closes its workers' connections afterwards.
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db = connect(path, durable)
         self._migrate()
 
     def _migrate(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        def migrate(db: sqlite3.Connection) -> None:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                step(self.db)
-                self.db.execute(f"PRAGMA user_version = {number}")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+                step(db)
+                db.execute(f"PRAGMA user_version = {number}")
+
+        run_in_transaction(self.db, migrate)
 
     def close(self) -> None:
         self.db.close()
 
-    def _write(self, sql: str, args: tuple) -> int:
-        with self._process_lock:
-            cursor = self.db.execute(sql, args)  # autocommit (unless in `_together`): durable on return
-            return cursor.lastrowid
+    def _commit(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `work` in one write transaction; return once it is durable."""
+        with self._write_lock:
+            return run_in_transaction(self.db, work)
 
-    @contextmanager
-    def _together(self):
-        """Writes that belong together (a state and its event) committed at once: one commit, not
-        one each, which is most of what journaling costs in a batch."""
-        with self._process_lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def _write(self, sql: str, args: tuple) -> int:
+        return self._write_all((sql, args))
+
+    def _write_all(self, *statements: tuple[str, tuple]) -> int:
+        """Statements that belong together (a state and its event), in one commit; returns the
+        first one's row id."""
+
+        def work(db: sqlite3.Connection) -> int:
+            rowids = [db.execute(sql, args).lastrowid for sql, args in statements]
+            return rowids[0]
+
+        return self._commit(work)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -254,8 +271,8 @@ class Ledger:
         row_key: str | None = None,
     ) -> None:
         now = self.clock()
-        with self._together():
-            self._write(
+        self._write_all(
+            (
                 "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
                 "name_template, max_cost_usd, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?)",
                 (
@@ -271,8 +288,9 @@ class Ledger:
                     max_cost,
                     row_key,
                 ),
-            )
-            self.event(job_id, "planned", None)
+            ),
+            self._event(job_id, "planned", None),
+        )
 
     def job_for_row(self, row_key: str) -> sqlite3.Row | None:
         return self.db.execute(
@@ -290,17 +308,19 @@ class Ledger:
     ) -> None:
         """The job's state (and, when it ends, its cost and exit code), with the matching event."""
         assert state in JOB_STATES, state
-        with self._together():
-            self._write(
+        self._write_all(
+            (
                 "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
                 "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
                 (state, self.clock(), error, actual, source, exit_code, job_id),
-            )
-            self.event(job_id, state, error)
+            ),
+            self._event(job_id, state, error),
+        )
 
-    def event(self, job_id: str, state: str, detail: str | None) -> None:
-        self._write(
-            "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)", (job_id, self.clock(), state, detail)
+    def _event(self, job_id: str, state: str, detail: str | None) -> tuple[str, tuple]:
+        return (
+            "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
+            (job_id, self.clock(), state, detail),
         )
 
     # -- attempts: the budget reservation ---------------------------------------------------
@@ -322,20 +342,15 @@ class Ledger:
         cost is recorded, so two processes cannot together pass a cap.
         """
         now = now or dt.datetime.fromtimestamp(self.clock())
-        with self._process_lock:
-            return self._reserve(job_id, seq, provider, model, plan, estimate, breakdown, now)
 
-    def _reserve(self, job_id, seq, provider, model, plan, estimate, breakdown, now) -> int:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            caps = self.budgets()
+        def reserve(db: sqlite3.Connection) -> int:
             asked = estimate or Decimal(0)
-            for period, cap in caps.items():
-                spent = self.spent_since(period_start(period, now).timestamp())
+            for period, cap in self.budgets(db).items():
+                spent = self.spent_since(period_start(period, now).timestamp(), db)
                 if spent + asked > cap:
                     raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
             stamp = self.clock()
-            attempt_id = self._write(
+            return db.execute(
                 "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
                 (
@@ -349,12 +364,9 @@ class Ledger:
                     stamp,
                     stamp,
                 ),
-            )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return attempt_id
+            ).lastrowid
+
+        return self._commit(reserve)
 
     def attempt_state(
         self,
@@ -499,10 +511,12 @@ class Ledger:
 
     # -- money ------------------------------------------------------------------------------
 
-    def spent_since(self, since: float) -> Decimal:
-        rows = self.db.execute(
-            "SELECT actual_usd, estimate_usd, state FROM attempts WHERE created >= ?", (since,)
-        ).fetchall()
+    def spent_since(self, since: float, db: sqlite3.Connection | None = None) -> Decimal:
+        rows = (
+            (db or self.db)
+            .execute("SELECT actual_usd, estimate_usd, state FROM attempts WHERE created >= ?", (since,))
+            .fetchall()
+        )
         return sum((committed_cost(r["actual_usd"], r["estimate_usd"], r["state"]) for r in rows), Decimal(0))
 
     def spend_rows(self, since: float | None = None) -> list[SpendRow]:
@@ -527,8 +541,8 @@ class Ledger:
             for r in rows
         ]
 
-    def budgets(self) -> dict[str, Decimal]:
-        return {r["period"]: Decimal(r["cap_usd"]) for r in self.db.execute("SELECT * FROM budgets")}
+    def budgets(self, db: sqlite3.Connection | None = None) -> dict[str, Decimal]:
+        return {r["period"]: Decimal(r["cap_usd"]) for r in (db or self.db).execute("SELECT * FROM budgets")}
 
     def set_budget(self, period: str, cap: Decimal | None) -> None:
         assert period in PERIODS

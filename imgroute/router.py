@@ -6,6 +6,7 @@ by provider id and model so the same input always gives the same order.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import NamedTuple
@@ -78,6 +79,33 @@ def rank(
         quotes.append(Quote(assessment, tuple(reasons), priced_out))
     quotes.sort(key=_order)
     return Route(request=request, quotes=tuple(quotes))
+
+
+class RouteCache:
+    """`rank` for the many rows of a batch. Pricing reads a prompt's length, never its words, so
+    rows alike but for their wording share one ranking (a bounded number are kept)."""
+
+    def __init__(self, table: PricingTable, extra_reasons: ExtraReasons | None = None, size: int = 512):
+        self.table = table
+        self.extra_reasons = extra_reasons
+        self.size = size
+        self._quotes: dict[tuple, tuple[Quote, ...]] = {}
+        self._lock = threading.Lock()  # a batch's workers share one cache
+
+    def rank(self, request: Request, constraints: Constraints) -> Route:
+        key = (
+            request._replace(prompt=len(request.prompt)),
+            constraints._replace(plans=tuple(sorted(constraints.plans.items()))),
+        )
+        with self._lock:
+            quotes = self._quotes.get(key)
+        if quotes is None:
+            quotes = rank(request, self.table, constraints, self.extra_reasons).quotes
+            with self._lock:
+                if len(self._quotes) >= self.size:
+                    del self._quotes[next(iter(self._quotes))]  # the oldest
+                self._quotes[key] = quotes
+        return Route(request=request, quotes=quotes)
 
 
 def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:

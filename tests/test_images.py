@@ -56,12 +56,23 @@ def test_slug_and_names():
 
 
 def test_placed_files_follow_the_umask(tmp_path):
+    """Read once at import (reading it means setting it, which threads could race), in a fresh
+    process started under umask 027."""
     import os
     import stat
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    old = os.umask(0o022)
+    script = (
+        "import sys; from pathlib import Path; from imgroute import images; from tests.fakes.server import make_image;"
+        "out = Path(sys.argv[1]); staged = images.stage(out, [make_image(8, 8)], lambda i: None);"
+        "print(images.place(staged, out, 'pic'))"
+    )
+    old = os.umask(0o027)
     try:
-        path = images.place(images.stage(tmp_path, [make_image(8, 8)], lambda i: None), tmp_path, "pic")
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
     finally:
         os.umask(old)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    path = Path(done.stdout.strip())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
