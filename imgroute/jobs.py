@@ -132,7 +132,7 @@ class _Task:
         self.error: str | None = None
         self.moderated = False
         self.saved: list[SavedImage] = []
-        self.submitted_at: float | None = None
+        self.sent_here = False  # submitted by this run (not found in flight by a resume)
         self.polls = 0
 
 
@@ -421,7 +421,7 @@ class JobRunner:
                 self.ledger.task_state(task.task_id, "unknown", str(exc))
                 raise
             task.handle = submission.handle
-            task.submitted_at = self.clock()
+            task.sent_here = True
             if submission.outputs:  # synchronous: id and images recorded together
                 self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
             else:
@@ -490,11 +490,13 @@ class JobRunner:
             else _backoff(adapter.poll_schedule)
         )
         deadline = self._start + self.timeout
+        planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
         while pending:
             interval = next(waits)
             if self.clock() + interval * self.http.scale > deadline:
                 raise _Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
             self.http.wait(interval)
+            planned += interval
             for task in list(pending):
                 task.polls += 1
                 try:
@@ -511,8 +513,8 @@ class JobRunner:
                 if poll.state == "succeeded":
                     self._record_outputs(task, poll.outputs, poll.usage or task.usage)
                     pending.remove(task)
-                    if self.timing is not None and task.submitted_at is not None:
-                        self.timing.observe(adapter.provider, self.clock() - task.submitted_at, task.polls)
+                    if self.timing is not None and task.sent_here:
+                        self.timing.observe(adapter.provider, planned, task.polls)
                 else:
                     if poll.state != task.state:
                         self.ledger.task_state(task.task_id, "running", poll.detail)
@@ -780,7 +782,8 @@ class PollTiming:
     jobs finish: one or two status requests per job instead of a fixed schedule's many."""
 
     PROBE_FIRST = 0.25  # unknown provider: probe early, doubling, up to the adapter's longest wait
-    SHRINK = 0.95  # done at the first poll: perhaps polled late, try a little earlier next time
+    EARLIER = 0.99  # done at the first poll: perhaps polled late, aim a little earlier than that
+    WEIGHT = 0.2  # how far each finished job moves the estimate towards what it showed
     STEP = 0.1  # after a miss, poll again every tenth of the expected time (growing)
 
     def __init__(self):
@@ -803,12 +806,19 @@ class PollTiming:
             step = min(longest, step * 1.5)
 
     def observe(self, provider: str, seconds: float, polls: int) -> None:
+        """A job seen done at its `polls`-th status request, `seconds` into the schedule `waits`
+        gave it. Scheduled time, not measured: a loaded machine wakes late and answers late, and
+        feeding that lateness back would push every later poll later still.
+
+        Each job pulls the estimate towards what it showed, rather than scaling it: fifty jobs
+        finishing at once must not shrink it fifty times. Done at the first poll, the job may have
+        finished well before: aim slightly earlier. Done after a miss: it finished between the two
+        polls, and the later one is a safe aim. The balance is a miss now and then (one more
+        request) against polling late every time (time lost on every job)."""
+        aim = seconds * self.EARLIER if polls == 1 else seconds
         with self._lock:
             expected = self._expected.get(provider)
-            if expected is None or polls > 1:
-                self._expected[provider] = seconds  # seen done just after it finished: an upper bound
-            else:
-                self._expected[provider] = expected * self.SHRINK
+            self._expected[provider] = aim if expected is None else expected + self.WEIGHT * (aim - expected)
 
     def expected(self, provider: str) -> float | None:
         with self._lock:
