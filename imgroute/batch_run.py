@@ -8,10 +8,11 @@ without submitting again, and retries only rows that failed for reasons worth re
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -154,30 +155,35 @@ class BatchRun:
                 ledger.close()
 
     def _feed(self, pool: ThreadPoolExecutor, pending, workers: int) -> None:
-        running = set()
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # workers' rows, as they end
+        outstanding: set[Future] = set()
         try:
             for row in pending:
                 if self.stop.is_set():
                     break
-                running.add(pool.submit(self._run_row, row))
-                if len(running) >= workers * 2:  # keep memory flat however long the file is
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    self._report(done)
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                self._report(done)
+                future = pool.submit(self._run_row, row)
+                outstanding.add(future)
+                future.add_done_callback(finished.put)
+                if len(outstanding) >= workers * 2:  # keep memory flat however long the file is
+                    self._report_next(finished, outstanding)
+            while outstanding:
+                self._report_next(finished, outstanding)
         except KeyboardInterrupt:
             self.stop.set()  # rows not yet started stay unstarted; running ones finish and record
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                self._report(done)
+            while outstanding:
+                self._report_next(finished, outstanding)
             raise
         except BaseException:
             self.stop.set()  # queued rows return at once, so the pool can shut down
             raise
 
-    def _report(self, futures) -> None:
-        for future in futures:
+    def _report_next(self, finished: queue.SimpleQueue, outstanding: set[Future]) -> None:
+        try:
+            future = finished.get(timeout=1.0)
+        except queue.Empty:  # a Ctrl-C can land between taking a row's end and reporting it
+            future = next((f for f in outstanding if f.done()), None)
+        if future is not None and future in outstanding:
+            outstanding.discard(future)
             self.on_result(future.result())
 
     def _run_row(self, row: Row) -> RowResult:

@@ -219,6 +219,42 @@ def test_sigkill_mid_batch_then_rerun_delivers_every_row_once(fakes, tmp_path, i
     assert len(list((tmp_path / "out").glob("*.png"))) == rows
 
 
+def test_ctrl_c_stops_starting_rows_finishes_running_ones_and_says_how_to_resume(fakes, tmp_path, isolated_home, cli):
+    import sqlite3
+
+    fakes["kie"].job_seconds = 0.3
+    isolated_home.mkdir(exist_ok=True)
+    (isolated_home / "config.yaml").write_text("limits:\n  kie: {concurrency: 3, per_minute: 6000}\n")
+    rows = 24
+    path = write(tmp_path, "\n".join(json.dumps({"prompt": f"owl {i}", "provider": "kie"}) for i in range(rows)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", "batch", path, "--yes", "--json", "--out", str(tmp_path / "out")]
+        + ["--concurrency", "3"],
+        env={**os.environ, "IMGROUTE_TIME_SCALE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_finished_jobs(isolated_home / "ledger.sqlite", at_least=2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"imgroute batch {path} --yes" in err and "Traceback" not in err
+    outcomes = [json.loads(line)["outcome"] for line in out.splitlines()]
+    assert set(outcomes) <= {"done", "not_started"}  # every row that had started finished
+    ledger = sqlite3.connect(isolated_home / "ledger.sqlite")
+    states = [state for (state,) in ledger.execute("SELECT state FROM jobs")]
+    assert states and set(states) == {"succeeded"}  # nothing left in flight or unknown
+    assert outcomes.count("done") == len(states) < rows  # rows not yet started were not started
+    assert fakes["kie"].charges == len(states)
+
+    fakes["kie"].job_seconds = None  # the rerun runs at test speed
+    r = cli("batch", path, "--yes", "--json", "--out", str(tmp_path / "out"))
+    assert r.code == 0, r.err
+    assert fakes["kie"].charges == rows  # the rerun paid only for the rest
+    assert len(list((tmp_path / "out").glob("*.png"))) == rows
+
+
 def _wait_for_finished_jobs(ledger: Path, at_least: int, limit: float = 30.0) -> None:
     import sqlite3
 
