@@ -139,7 +139,36 @@ def _migration_3(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite3.Connection) -> None:
+    """What each local day has committed against the budgets, kept with every attempt's change:
+    checking a cap reads a month of days, not every attempt of the month (which made each of a
+    long batch's reservations slower than the last)."""
+    db.execute("CREATE TABLE spend_days (day TEXT PRIMARY KEY, committed_usd TEXT NOT NULL)")
+    for created, actual, estimate, state in db.execute(
+        "SELECT created, actual_usd, estimate_usd, state FROM attempts"
+    ).fetchall():
+        _add_committed(db, created, committed_cost(actual, estimate, state))
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
+
+
+def _day(timestamp: float) -> str:
+    """The local calendar day a moment falls on: budgets reset at local midnight."""
+    return dt.date.fromtimestamp(timestamp).isoformat()
+
+
+def _add_committed(db: sqlite3.Connection, created: float, delta: Decimal) -> None:
+    if not delta:
+        return
+    day = _day(created)
+    row = db.execute("SELECT committed_usd FROM spend_days WHERE day = ?", (day,)).fetchone()
+    total = (Decimal(row[0]) if row else Decimal(0)) + delta
+    db.execute(
+        "INSERT INTO spend_days (day, committed_usd) VALUES (?, ?) "
+        "ON CONFLICT(day) DO UPDATE SET committed_usd = excluded.committed_usd",
+        (day, str(total)),
+    )
 
 
 class BudgetRefused(Exception):
@@ -350,6 +379,7 @@ class Ledger:
                 if spent + asked > cap:
                     raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
             stamp = self.clock()
+            _add_committed(db, stamp, asked)  # in flight: counts at its estimate until settled
             return db.execute(
                 "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
@@ -376,11 +406,21 @@ class Ledger:
         actual: str | None = None,
         source: str | None = None,
     ) -> None:
-        self._write(
-            "UPDATE attempts SET state = ?, updated = ?, error = ?, "
-            "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
-            (state, self.clock(), error, actual, source, attempt_id),
-        )
+        def update(db: sqlite3.Connection) -> None:
+            before = db.execute(
+                "SELECT created, actual_usd, estimate_usd, state FROM attempts WHERE id = ?", (attempt_id,)
+            ).fetchone()
+            db.execute(
+                "UPDATE attempts SET state = ?, updated = ?, error = ?, "
+                "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
+                (state, self.clock(), error, actual, source, attempt_id),
+            )
+            if before is not None:
+                created, old_actual, estimate, old_state = before
+                was = committed_cost(old_actual, estimate, old_state)
+                _add_committed(db, created, committed_cost(actual or old_actual, estimate, state) - was)
+
+        self._commit(update)
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -512,12 +552,10 @@ class Ledger:
     # -- money ------------------------------------------------------------------------------
 
     def spent_since(self, since: float, db: sqlite3.Connection | None = None) -> Decimal:
-        rows = (
-            (db or self.db)
-            .execute("SELECT actual_usd, estimate_usd, state FROM attempts WHERE created >= ?", (since,))
-            .fetchall()
-        )
-        return sum((committed_cost(r["actual_usd"], r["estimate_usd"], r["state"]) for r in rows), Decimal(0))
+        """What attempts made on or after the local day of `since` have committed (spent, or in
+        flight at their estimate). Whole days: the budget periods start at local midnight."""
+        rows = (db or self.db).execute("SELECT committed_usd FROM spend_days WHERE day >= ?", (_day(since),))
+        return sum((Decimal(committed) for (committed,) in rows), Decimal(0))
 
     def spend_rows(self, since: float | None = None) -> list[SpendRow]:
         rows = self.db.execute(

@@ -114,6 +114,54 @@ def test_in_flight_jobs_count_against_the_cap(tmp_path):
         ledger.reserve_attempt("b", 1, "kie", "m", "standard", Decimal("0.03"), [])
 
 
+def scan_committed(ledger: Ledger) -> Decimal:
+    """What the budgets count, recomputed from every attempt (the slow way the totals replace)."""
+    rows = ledger.db.execute("SELECT actual_usd, estimate_usd, state FROM attempts").fetchall()
+    return sum((ledger_module.committed_cost(*row) for row in rows), Decimal(0))
+
+
+def test_budget_totals_follow_every_attempt_change(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    outcomes = [
+        ("succeeded", "0.021"),  # settled at its actual cost
+        ("failed", None),  # never charged
+        ("unknown", None),  # may be charged: counts at its estimate
+        ("trouble", "0.004"),  # part delivered, part paid
+        ("abandoned", None),
+        (None, None),  # still in flight
+    ]
+    for i, (state, actual) in enumerate(outcomes):
+        ledger.new_job(f"j{i}", "p", {}, {}, "0.03", ".", "{slug}", None)
+        attempt = ledger.reserve_attempt(f"j{i}", 1, "kie", "m", "standard", Decimal("0.03"), [])
+        assert ledger.spent_since(0) == scan_committed(ledger)
+        if state is not None:
+            ledger.attempt_state(attempt, "running")
+            ledger.attempt_state(attempt, state, None, actual, "usage" if actual else None)
+        assert ledger.spent_since(0) == scan_committed(ledger)
+    assert ledger.spent_since(0) == Decimal("0.021") + Decimal("0.03") + Decimal("0.004") + Decimal("0.03")
+
+
+def test_budget_totals_are_built_for_an_older_ledger(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    old = sqlite3.connect(path, isolation_level=None)
+    for step in ledger_module.MIGRATIONS[:3]:
+        step(old)
+    old.execute("PRAGMA user_version = 3")
+    old.execute(
+        "INSERT INTO jobs (id, created, updated, prompt, request, route, state) "
+        "VALUES ('j', 1, 1, 'p', '{}', '{}', 'succeeded')"
+    )
+    for estimate, actual, state in [("0.03", "0.02", "succeeded"), ("0.05", None, "unknown"), ("0.04", None, "failed")]:
+        old.execute(
+            "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, state, actual_usd, created, "
+            "updated) VALUES ('j', 1, 'kie', 'm', 'standard', ?, ?, ?, strftime('%s', 'now'), 0)",
+            (estimate, state, actual),
+        )
+    old.close()
+    ledger = Ledger(path)
+    assert ledger.spent_since(0) == Decimal("0.07") == scan_committed(ledger)
+
+
 def test_two_processes_against_one_monthly_cap_never_overspend(fakes, isolated_home, tmp_path):
     Ledger(isolated_home / "ledger.sqlite").set_budget("monthly", Decimal("0.05"))
     fakes["kie"].steps = 6  # both jobs are in flight at the same time
