@@ -125,6 +125,8 @@ class BatchRun:
         self._local = threading.local()
         self._ledgers: list[Ledger] = []
         self._ledgers_lock = threading.Lock()
+        self._running = 0
+        self._running_lock = threading.Lock()
 
     def _ledger(self) -> Ledger:
         ledger = getattr(self._local, "ledger", None)
@@ -140,6 +142,21 @@ class BatchRun:
         """More workers than slots at the providers: while `concurrency` jobs are being generated,
         the others journal the next rows or download and save finished ones."""
         return concurrency + max(2, concurrency // 4)
+
+    @property
+    def running(self) -> int:
+        """Rows being worked on right now (for the progress line)."""
+        return self._running
+
+    @contextmanager
+    def _counted(self):
+        with self._running_lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     def row_key(self, row: Row) -> str:
         return f"{self.label}:{row.key}"
@@ -211,16 +228,18 @@ class BatchRun:
             if prior is not None and prior["state"] == "succeeded":
                 return RowResult(row, "skipped", None, f"done before (job {prior['id']})")
             if prior is not None and (prior["state"] in UNFINISHED or prior["exit_code"] == 7):
-                result = runner.resume(prior["id"], self.reroute)
+                with self._counted():
+                    result = runner.resume(prior["id"], self.reroute)
             elif prior is not None and prior["exit_code"] not in RETRYABLE_EXIT_CODES:
                 return RowResult(row, "failed", None, f"failed before, not retried: {prior['error']}")
             else:
                 route = self.routes.rank(row.request, row_constraints(row, self.base))
                 if route.choice is None:
                     return RowResult(row, "unservable", None, "no offer can deliver this row")
-                result = runner.run(
-                    row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
-                )
+                with self._counted():
+                    result = runner.run(
+                        row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
+                    )
         except ImgrouteError as exc:
             return RowResult(row, "failed", None, exc.message)
         return RowResult(row, "done" if result.error is None else "failed", result)

@@ -93,7 +93,38 @@ def batch(
         if not typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}?", err=True):
             sys.stderr.write("nothing was sent\n")
             return
-    _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, file)
+    again = _rerun_command(
+        file,
+        [
+            ("--provider", provider),
+            ("--exclude", exclude),
+            ("--max-cost", max_cost),
+            ("--max-total", max_total),
+            ("--plan", plan),
+            ("--pricing", pricing),
+            ("--out", out if out != Path(".") else None),
+            ("--concurrency", concurrency if concurrency != policy.DEFAULT_BATCH_CONCURRENCY else None),
+            ("--timeout", timeout if timeout != policy.DEFAULT_JOB_TIMEOUT_S else None),
+            ("--json", as_json),
+        ],
+    )
+    _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, again)
+
+
+def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
+    """The same command, to finish an interrupted batch (its rows are found by file and content)."""
+    import shlex
+
+    parts = ["imgroute", "batch", file]
+    for flag, value in options:
+        values = value if isinstance(value, list) else [value]
+        for one in values:
+            if one is True:
+                parts.append(flag)
+            elif one not in (None, False):
+                parts += [flag, f"{one:g}" if isinstance(one, float) else str(one)]
+    command = shlex.join([*parts, "--yes"])
+    return f"{command} (with the same rows on stdin)" if file == "-" else command
 
 
 def _check_money(total: Decimal, total_cap: Decimal | None) -> None:
@@ -122,7 +153,7 @@ def _check_money(total: Decimal, total_cap: Decimal | None) -> None:
         ledger.close()
 
 
-def _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, file):
+def _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, again):
     from imgroute import keys as key_store
     from imgroute import render
     from imgroute.batch_run import BatchRun, Limits
@@ -158,7 +189,7 @@ def _run(the_plan, routes, constraints, available, out, timeout, concurrency, se
 
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
-        progress.update(row_result)
+        progress.update(row_result, running=runner.running)
 
     label_key = hashlib.sha256(label.encode()).hexdigest()[:12]
     started = time.monotonic()
@@ -184,7 +215,7 @@ def _run(the_plan, routes, constraints, available, out, timeout, concurrency, se
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted: {counts['done']} rows done, the rows in flight were recorded",
-                f"run the same command again to finish: imgroute batch {file} --yes",
+                f"run the same command again to finish: {again}",
             ) from None
     if not as_json:
         render.print_batch_summary(

@@ -440,7 +440,7 @@ class BatchProgress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
-    def update(self, row_result) -> None:
+    def update(self, row_result, running: int = 0) -> None:
         key = row_result.outcome if row_result.outcome in ("done", "failed") else "other"
         self.counts[key] += 1
         if row_result.result is not None and row_result.result.actual is not None:
@@ -450,7 +450,7 @@ class BatchProgress:
             elapsed = self._progress.tasks[0].elapsed or 0
             rate = finished / elapsed * 60 if elapsed else 0
             detail = (
-                f"{self.counts['done']} done, {self.counts['failed']} failed, "
+                f"{self.counts['done']} done, {self.counts['failed']} failed, {running} running, "
                 f"{fmt_usd(self.spent)} of ~{fmt_usd(self.estimate)}, {rate:.0f}/min"
             )
             self._progress.update(self._task, completed=finished, detail=detail)
@@ -462,8 +462,10 @@ def print_batch_summary(console: Console, counts: dict, spent: Decimal, estimate
         for k in ("done", "skipped", "failed", "unservable", "not_started")
         if counts[k]
     ]
+    # A rerun skips rows paid for before: the plan's estimate covers them, this run's spend does not.
+    scope = " for the whole file" if counts["skipped"] else ""
     console.print(
-        f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} "
-        f"(estimated {fmt_usd(estimate)}) in {elapsed:.1f}s",
+        f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} this run "
+        f"(estimated {fmt_usd(estimate)}{scope}) in {elapsed:.1f}s",
         markup=False,
     )

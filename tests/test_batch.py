@@ -152,6 +152,17 @@ def test_failed_rows_are_retried_only_when_worth_it(cli, fakes, tmp_path):
     assert by_row[2]["outcome"] == "done"
 
 
+def test_progress_on_a_terminal_and_the_summary(cli, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws the progress line as on a terminal
+    rows = "\n".join(json.dumps({"prompt": f"heron {i}", "provider": "kie"}) for i in range(5))
+    r = cli("batch", write(tmp_path, rows), "--yes", "--out", "out")
+    assert r.code == 0, r.err
+    assert "5/5" in r.err and "5 done, 0 failed, 0 running" in r.err and "of ~$0.15" in r.err and "/min" in r.err
+    assert "batch: 5 done; spent $0.15 this run (estimated $0.15) in" in r.out
+    again = cli("batch", write(tmp_path, rows), "--yes", "--out", "out")
+    assert "batch: 5 skipped; spent $0.00 this run (estimated $0.15 for the whole file)" in again.out
+
+
 def test_submits_are_spaced_to_the_providers_rate(cli, fakes, tmp_path, isolated_home):
     isolated_home.mkdir(exist_ok=True)
     (isolated_home / "config.yaml").write_text("limits:\n  kie: {concurrency: 20, per_minute: 600}\n")
@@ -239,7 +250,8 @@ def test_ctrl_c_stops_starting_rows_finishes_running_ones_and_says_how_to_resume
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert f"imgroute batch {path} --yes" in err and "Traceback" not in err
+    assert f"imgroute batch {path} --out {tmp_path / 'out'} --concurrency 3 --json --yes" in err
+    assert "Traceback" not in err
     outcomes = [json.loads(line)["outcome"] for line in out.splitlines()]
     assert set(outcomes) <= {"done", "not_started"}  # every row that had started finished
     ledger = sqlite3.connect(isolated_home / "ledger.sqlite")
