@@ -68,6 +68,7 @@ class OfferPlan(NamedTuple):
     rows: int
     images: int
     cost: Decimal
+    submits: int  # requests to send (Kie takes one image per request)
 
 
 class Plan(NamedTuple):
@@ -75,6 +76,26 @@ class Plan(NamedTuple):
     unservable: tuple[tuple[Row, str], ...]  # (row, why)
     by_offer: tuple[OfferPlan, ...]
     total: Decimal
+
+    def pacing(self, limits: dict[str, tuple[int, float | None]]) -> list[dict]:
+        """Per provider: the submits planned and the least time its submit rate allows for them."""
+        submits: dict[str, int] = {}
+        for offer in self.by_offer:
+            provider = offer.offer_id.split("/", 1)[0]
+            submits[provider] = submits.get(provider, 0) + offer.submits
+        paced = []
+        for provider, count in sorted(submits.items()):
+            concurrency, per_minute = limits.get(provider, (None, None))
+            paced.append(
+                {
+                    "provider": provider,
+                    "submits": count,
+                    "concurrency": concurrency,
+                    "per_minute": per_minute,
+                    "min_minutes": round(count / per_minute, 1) if per_minute else None,
+                }
+            )
+        return paced
 
     def to_json(self) -> dict:
         from imgroute.money import usd_json
@@ -84,7 +105,13 @@ class Plan(NamedTuple):
             "images": sum(row.request.n for row, _, _ in self.rows),
             "estimated_usd": usd_json(self.total),
             "by_offer": [
-                {"offer": o.offer_id, "rows": o.rows, "images": o.images, "estimated_usd": usd_json(o.cost)}
+                {
+                    "offer": o.offer_id,
+                    "rows": o.rows,
+                    "images": o.images,
+                    "submits": o.submits,
+                    "estimated_usd": usd_json(o.cost),
+                }
                 for o in self.by_offer
             ],
             "unservable": [
@@ -235,10 +262,11 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints) -> Plan:
             unservable.append((row, reasons))
             continue
         runnable.append((row, choice.offer.id, choice.cost))
-        group = offers.setdefault(choice.offer.id, [0, 0, Decimal(0)])
+        group = offers.setdefault(choice.offer.id, [0, 0, Decimal(0), 0])
         group[0] += 1
         group[1] += row.request.n
         group[2] += choice.cost
+        group[3] += len(choice.assessment.requests)
         total += choice.cost
     by_offer = tuple(sorted((OfferPlan(k, *v) for k, v in offers.items()), key=lambda o: -o.cost))
     return Plan(tuple(runnable), tuple(unservable), by_offer, total)

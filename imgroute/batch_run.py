@@ -50,11 +50,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls, overrides, total: int | None = None) -> Limits:
-        merged = {}
-        for provider, (concurrency, rate) in policy.PROVIDER_LIMITS.items():
-            own = overrides.get(provider, (None, None))
-            merged[provider] = (own[0] or concurrency, own[1] if own[1] is not None else rate)
-        return cls(merged, total)
+        return cls(policy.provider_limits(overrides), total)
 
     @contextmanager
     def slot(self, provider: str):

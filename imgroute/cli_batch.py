@@ -77,7 +77,11 @@ def batch(
 
     routes = RouteCache(table, key_store.missing_key_reasons(available))
     the_plan = make_plan(rows, routes, constraints)
-    report = {**the_plan.to_json(), "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad]}
+    report = {
+        **the_plan.to_json(),
+        "pacing": the_plan.pacing(policy.provider_limits(settings.limits)),
+        "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad],
+    }
     if as_json and dry_run:
         render.print_json(report)
     elif not as_json:

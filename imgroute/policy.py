@@ -48,3 +48,12 @@ PROVIDER_LIMITS = {
     "kie": (50, 120.0),  # ~20 new tasks per 10 s per key (third-party figure, unconfirmed)
     "apiframe": (10, None),  # not published; 429s are honoured
 }
+
+
+def provider_limits(overrides) -> dict[str, tuple[int, float | None]]:
+    """The defaults above with config.yaml's `limits:` over them, field by field."""
+    merged = {}
+    for provider, (concurrency, rate) in PROVIDER_LIMITS.items():
+        own = overrides.get(provider, (None, None))
+        merged[provider] = (own[0] or concurrency, own[1] if own[1] is not None else rate)
+    return merged

@@ -392,6 +392,10 @@ def print_spend(console: Console, data: dict) -> None:
 # -- batch ------------------------------------------------------------------------------------
 
 
+def _minutes(minutes: float) -> str:
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
 def print_batch_plan(console: Console, plan: dict) -> None:
     grid = Table(
         title=f"Batch plan: {plan['rows']} rows, {plan['images']} images, about {_money(plan['estimated_usd'])}",
@@ -402,6 +406,15 @@ def print_batch_plan(console: Console, plan: dict) -> None:
     for row in plan["by_offer"]:
         grid.add_row(row["offer"], str(row["rows"]), str(row["images"]), _money(row["estimated_usd"]))
     console.print(grid)
+    for pace in plan["pacing"]:
+        if pace["min_minutes"] is not None and pace["min_minutes"] >= 1:  # worth knowing before saying yes
+            console.print(
+                f"{pace['provider']}: {pace['submits']} submits at {pace['per_minute']:g}/min take at least "
+                f"{_minutes(pace['min_minutes'])} (raise limits.{pace['provider']}.per_minute in config.yaml "
+                "if your account allows more)",
+                style="yellow",
+                markup=False,
+            )
     for item in plan["unservable"]:
         console.print(f"line {item['line']}: no offer can serve it ({item['reason']})", style="yellow", markup=False)
     if plan["bad_rows"]:

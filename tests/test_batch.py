@@ -102,6 +102,17 @@ def test_dry_run_plan_adds_up_to_each_rows_quote(cli, fakes, tmp_path):
     assert "Batch plan: 3 rows, 4 images" in human.out
 
 
+def test_plan_says_how_long_the_submit_rates_make_it(cli, fakes, tmp_path, isolated_home):
+    rows = "\n".join(json.dumps({"prompt": f"kite {i}", "provider": "kie", "n": 2}) for i in range(30))
+    path = write(tmp_path, rows)
+    pacing = cli("batch", path, "--dry-run", "--json").json()["pacing"]
+    assert pacing == [{"provider": "kie", "submits": 60, "concurrency": 50, "per_minute": 120.0, "min_minutes": 0.5}]
+    isolated_home.mkdir(exist_ok=True)
+    (isolated_home / "config.yaml").write_text("limits:\n  kie: {per_minute: 20}\n")
+    human = cli("batch", path, "--dry-run")
+    assert "kie: 60 submits at 20/min take at least 3 min (raise limits.kie.per_minute in config.yaml" in human.out
+
+
 def test_refusals_before_anything_is_sent(cli, fakes, tmp_path):
     path = write(tmp_path, JSONL)
     r = cli("batch", path, "--yes", "--max-total", "0.05")
