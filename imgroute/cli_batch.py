@@ -160,10 +160,11 @@ def _check_money(total: Decimal, total_cap: Decimal | None) -> None:
 def _run(the_plan, routes, constraints, available, out, timeout, concurrency, settings, label, as_json, again):
     from imgroute import keys as key_store
     from imgroute import render
-    from imgroute.batch_run import BatchRun, Limits
+    from imgroute.batch_run import BatchRun
     from imgroute.cli_gen import _check_out_dir
     from imgroute.http import build_client
     from imgroute.jobs import rerouter, result_to_json
+    from imgroute.scheduler import Limits
 
     out_dir = _check_out_dir(out)
     base_urls = key_store.all_base_urls()

@@ -16,14 +16,22 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from imgroute import images, policy
 from imgroute.costs import Delivered, actual_cost, assess
-from imgroute.errors import BudgetError, ConfigError, ImgrouteError, JobFailedError, OutputError, ProviderError
+from imgroute.errors import (
+    BudgetError,
+    ConfigError,
+    ImgrouteError,
+    Interrupted,
+    JobFailedError,
+    OutputError,
+    ProviderError,
+)
 from imgroute.http import Http, TransportFailure
 from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.money import fmt_usd, usd_json
@@ -43,6 +51,31 @@ from imgroute.router import Quote, Route, route_to_json
 
 # A nominal size (Kie publishes none) is accepted when the aspect ratio is within this share.
 NOMINAL_RATIO_TOLERANCE = 0.02
+
+
+class Pause(NamedTuple):
+    """A job step waits: `seconds` of the provider's time (scaled by IMGROUTE_TIME_SCALE) or, not
+    scaled, of a rate limit's."""
+
+    seconds: float
+    scaled: bool = True
+
+
+class NeedSlot(NamedTuple):
+    """A job step needs a slot at `provider` (batch only). `fresh`: nothing sent yet, so a stopped
+    batch may cancel it instead (the scheduler raises Cancelled at the wait)."""
+
+    provider: str
+    fresh: bool
+
+
+class Cancelled(Exception):
+    """Raised into a job waiting for its first slot when the batch stops (Ctrl-C)."""
+
+
+# A job as a generator: it yields Pause / NeedSlot where it must wait and returns its result. One
+# thread can drive it (`_drive`), or a scheduler can interleave many on a few threads (batch).
+Steps = Generator["Pause | NeedSlot", None, Any]
 
 
 class Event(NamedTuple):
@@ -187,6 +220,12 @@ class JobRunner:
         self, request: Request, route: Route, row_key: str | None = None, constraints: Constraints | None = None
     ) -> JobResult:
         """`constraints` (provider choices, plans) are journaled so a resume routes within them."""
+        return self._drive(self.steps_run(request, route, row_key, constraints))
+
+    def steps_run(
+        self, request: Request, route: Route, row_key: str | None = None, constraints: Constraints | None = None
+    ) -> Steps:
+        """`run`, as steps a scheduler can interleave with other jobs' (see Steps)."""
         self._start = self.clock()
         self.job_id = uuid.uuid4().hex[:12]
         first = route.choice
@@ -201,9 +240,26 @@ class JobRunner:
             str(self.max_cost) if self.max_cost is not None else None,
             row_key,
         )
-        return self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1)
+        return (yield from self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1))
 
-    def _route_through(self, request, route, remaining, saved, attempts, spent, sources, first_seq) -> JobResult:
+    def _drive(self, steps: Steps) -> JobResult:
+        """Run a job's steps on this thread, waiting where they say (`gen`, `jobs resume`)."""
+        value = error = None
+        while True:
+            try:
+                need = steps.throw(error) if error is not None else steps.send(value)
+            except StopIteration as done:
+                return done.value
+            value = error = None
+            try:
+                if isinstance(need, Pause):
+                    self.http.wait(need.seconds) if need.scaled else time.sleep(need.seconds)
+                else:
+                    raise AssertionError(f"{need!r} needs a scheduler")  # slots exist only in a batch
+            except KeyboardInterrupt as exc:  # raised where the job was waiting, as a plain call would
+                error = exc
+
+    def _route_through(self, request, route, remaining, saved, attempts, spent, sources, first_seq) -> Steps:
         """Walk the eligible offers in order until `remaining` images are delivered."""
         self.http.on_event = lambda message: self._emit("retrying", message)
         estimate = route.choice.cost if route.choice else None
@@ -221,7 +277,7 @@ class JobRunner:
                 )
                 return self._finish("failed", quote, estimate, spent, sources, saved, attempts, error)
             last = quote
-            end = self._attempt(seq, request, quote, assessment, len(saved))
+            end = yield from self._attempt(seq, request, quote, assessment, len(saved))
             attempts.append(end.report)
             saved.extend(end.images)
             remaining -= len(end.images)
@@ -270,7 +326,7 @@ class JobRunner:
 
     # -- one offer --------------------------------------------------------------------------
 
-    def _attempt(self, seq: int, request: Request, quote: Quote, assessment, index_base: int) -> _AttemptEnd:
+    def _attempt(self, seq: int, request: Request, quote: Quote, assessment, index_base: int) -> Steps:
         offer, plan = quote.offer, assessment.plan
         self._current = (offer.provider, offer.model, assessment.cost)
         try:
@@ -286,16 +342,25 @@ class JobRunner:
         except BudgetRefused as refused:
             report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "refused", "budget", 0)
             return _AttemptEnd(report, (), None, None, budget_error(refused), "failed")
-        return self._submit_and_collect(attempt_id, seq, request, quote, assessment, index_base)
+        try:
+            return (yield from self._submit_and_collect(attempt_id, seq, request, quote, assessment, index_base))
+        except Cancelled as stopped:  # the batch stopped before this attempt sent anything
+            self.ledger.attempt_state(attempt_id, "abandoned", str(stopped))
+            report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "abandoned", None, 0)
+            error = Interrupted(str(stopped), "run the batch again to send it")
+            return _AttemptEnd(report, (), None, None, error, "cancelled")
 
-    def _slot(self, provider: str):
+    def _take_slot(self, provider: str, fresh: bool) -> Steps:
         """A batch's slot at a provider, held from the first submit until the provider has finished
-        (downloading and saving need none). Nothing to wait for in a single `gen`."""
-        from contextlib import nullcontext
+        (downloading and saving need none); release with `_give_slot`. None in a single `gen`."""
+        if self.limits is not None:
+            yield NeedSlot(provider, fresh)
 
-        return self.limits.slot(provider) if self.limits is not None else nullcontext()
+    def _give_slot(self, provider: str) -> None:
+        if self.limits is not None:
+            self.limits.release(provider)
 
-    def _submit_and_collect(self, attempt_id, seq, request, quote, assessment, index_base) -> _AttemptEnd:
+    def _submit_and_collect(self, attempt_id, seq, request, quote, assessment, index_base) -> Steps:
         offer, plan = quote.offer, assessment.plan
         adapter = self._adapter(offer.provider)
         shape = _Shape(
@@ -314,19 +379,22 @@ class JobRunner:
         final: ImgrouteError | None = None
         status = "failed"
         self.ledger.job_state(self.job_id, "submitting")
-        with self._slot(offer.provider):
+        yield from self._take_slot(offer.provider, fresh=True)
+        try:
             try:
                 for index, count in enumerate(assessment.requests):
                     spec = job_spec(request, assessment, count, f"{self.job_id}-{seq}-{index}")
                     spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
                     if self.limits is not None:  # wait for the provider's rate before the intent is journaled:
-                        self.limits.before_submit(offer.provider)  # a kill while waiting leaves nothing unknown
+                        delay = self.limits.submit_delay(offer.provider)  # a kill while waiting leaves nothing
+                        if delay > 0:  # unknown
+                            yield Pause(delay, scaled=False)
                     task_id = self.ledger.task_submitting(
                         attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
                     )
                     task = _Task(task_id, spec, "submitting")
                     tasks.append(task)
-                    self._submit(adapter, task)
+                    yield from self._submit(adapter, task)
                 self.ledger.job_state(self.job_id, "submitted")
             except ProviderTrouble as exc:
                 trouble = exc
@@ -336,7 +404,9 @@ class JobRunner:
             except SubmitUnknown as exc:
                 final = unknown_error(exc, offer.provider, self.job_id)
                 status = "unknown"
-            stuck = self._await_tasks(adapter, tasks)
+            stuck = yield from self._await_tasks(adapter, tasks)
+        finally:
+            self._give_slot(offer.provider)
         saved, problems = self._save_results(shape, tasks, index_base)
         end = self._settle(
             attempt_id,
@@ -391,7 +461,7 @@ class JobRunner:
             report, tuple(saved), actual, source, final, "failed" if status in ("failed", "trouble") else status
         )
 
-    def _submit(self, adapter: Adapter, task: _Task) -> None:
+    def _submit(self, adapter: Adapter, task: _Task) -> Steps:
         """Submit a journaled task; repeat only when that cannot create a second job."""
         self._emit("submitting", f"sending request {task.spec.client_ref}")
         for attempt in range(policy.SUBMIT_ATTEMPTS):
@@ -405,7 +475,7 @@ class JobRunner:
                     self.ledger.task_state(task.task_id, "failed", str(exc))
                     raise
                 self._emit("retrying", f"{exc}; retrying in {delay:.1f}s")
-                self.http.wait(delay)
+                yield Pause(delay)
                 continue
             except JobFailed as exc:
                 task.state, task.error, task.moderated = "failed", str(exc), exc.moderated
@@ -415,7 +485,7 @@ class JobRunner:
                 if adapter.idempotent_submit and not last:  # same Idempotency-Key: replayed, never doubled
                     delay = self.http.backoff(attempt)
                     self._emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
-                    self.http.wait(delay)
+                    yield Pause(delay)
                     continue
                 task.state = "unknown"
                 self.ledger.task_state(task.task_id, "unknown", str(exc))
@@ -447,10 +517,10 @@ class JobRunner:
 
     # -- waiting and saving (shared by run and resume) --------------------------------------
 
-    def _await_tasks(self, adapter, tasks) -> ProviderError | None:
+    def _await_tasks(self, adapter, tasks) -> Steps:
         """Wait for submitted tasks to finish or fail; the error to report if time ran out first."""
         try:
-            self._wait(adapter, [t for t in tasks if t.state in ("submitted", "running")])
+            yield from self._wait(adapter, [t for t in tasks if t.state in ("submitted", "running")])
         except _Stuck as exc:
             return ProviderError(
                 f"{exc} (job {self.job_id}); it is still running at {adapter.provider} and recorded in the ledger",
@@ -481,7 +551,7 @@ class JobRunner:
                     problems.append(f"{image.path}: {shape.problem(image)}")
         return saved, problems
 
-    def _wait(self, adapter: Adapter, pending: list[_Task]) -> None:
+    def _wait(self, adapter: Adapter, pending: list[_Task]) -> Steps:
         """Poll until every task has finished or failed. Waits before each round: a job polled the
         moment it was submitted is never done, and every poll is a request."""
         waits = (
@@ -495,7 +565,7 @@ class JobRunner:
             interval = next(waits)
             if self.clock() + interval * self.http.scale > deadline:
                 raise _Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
-            self.http.wait(interval)
+            yield Pause(interval)
             planned += interval
             for task in list(pending):
                 task.polls += 1
@@ -627,6 +697,9 @@ class JobRunner:
     def resume(self, job_id: str, reroute: Callable[[Request, int], Route]) -> JobResult:
         """Finish a journaled job: poll and download what was submitted, never resubmit what may
         have been sent (except under an idempotency key), and route images never sent at all."""
+        return self._drive(self.steps_resume(job_id, reroute))
+
+    def steps_resume(self, job_id: str, reroute: Callable[[Request, int], Route]) -> Steps:
         self._start = self.clock()
         self.job_id = job_id
         self._adopt = True
@@ -657,7 +730,7 @@ class JobRunner:
         for attempt in self.ledger.attempts(job_id):
             last_seq = attempt["seq"]
             rows = [t for t in self.ledger.tasks(job_id) if t["attempt_seq"] == attempt["seq"]]
-            end = self._resume_attempt(attempt, rows, files, request, len(saved))
+            end = yield from self._resume_attempt(attempt, rows, files, request, len(saved))
             attempts.append(end.report)
             saved.extend(end.images)
             if end.actual is not None:
@@ -671,8 +744,10 @@ class JobRunner:
                 self.max_cost = Decimal(job["max_cost_usd"])
             stored = constraints_from_json(json.loads(job["request"]).get("constraints"))
             route = reroute(request._replace(n=request.n - delivered), stored)
-            return self._route_through(
-                request, route, request.n - delivered, saved, attempts, spent, sources, first_seq=last_seq + 1
+            return (
+                yield from self._route_through(
+                    request, route, request.n - delivered, saved, attempts, spent, sources, first_seq=last_seq + 1
+                )
             )
         if final_error is None:
             final_status = "succeeded"
@@ -685,7 +760,7 @@ class JobRunner:
             estimate=Decimal(job["estimate_usd"]) if job["estimate_usd"] else None,
         )
 
-    def _resume_attempt(self, attempt, rows, files, request, index_base) -> _AttemptEnd:
+    def _resume_attempt(self, attempt, rows, files, request, index_base) -> Steps:
         provider, model = attempt["provider"], attempt["model"]
         estimate = Decimal(attempt["estimate_usd"]) if attempt["estimate_usd"] else None
         if attempt["state"] in ("succeeded", "trouble", "failed", "refused") and all(
@@ -733,7 +808,7 @@ class JobRunner:
                 if adapter.idempotent_submit:
                     self._emit("submitting", "replaying the submit under its idempotency key")
                     try:
-                        self._submit(adapter, task)
+                        yield from self._submit(adapter, task)
                     except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
                         unknown_notes.append(str(exc))
                 else:
@@ -747,8 +822,11 @@ class JobRunner:
         shape = _shape_from_spec(tasks[0].spec, provider, exact, estimate)
         stuck = None
         if any(t.state in ("submitted", "running") for t in tasks):
-            with self._slot(provider):  # still at the provider: it counts against the provider's limit
-                stuck = self._await_tasks(adapter, tasks)
+            yield from self._take_slot(provider, fresh=False)  # at the provider: counts against its limit
+            try:
+                stuck = yield from self._await_tasks(adapter, tasks)
+            finally:
+                self._give_slot(provider)
         saved, problems = self._save_results(shape, tasks, index_base)
         final = None
         if unknown_notes:

@@ -272,6 +272,12 @@ class Ledger:
         with self._write_lock:
             return run_in_transaction(self.db, work)
 
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self.db.execute(sql, args).fetchall()
+
+    def _read_one(self, sql: str, args: tuple = ()) -> sqlite3.Row | None:
+        return self.db.execute(sql, args).fetchone()
+
     def _write(self, sql: str, args: tuple) -> int:
         return self._write_all((sql, args))
 
@@ -322,9 +328,7 @@ class Ledger:
         )
 
     def job_for_row(self, row_key: str) -> sqlite3.Row | None:
-        return self.db.execute(
-            "SELECT * FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1", (row_key,)
-        ).fetchone()
+        return self._read_one("SELECT * FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1", (row_key,))
 
     def job_state(
         self,
@@ -491,10 +495,10 @@ class Ledger:
     # -- reading ----------------------------------------------------------------------------
 
     def job(self, job_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._read_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
 
     def find_job(self, prefix: str) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",)).fetchall()
+        return self._read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",))
 
     def jobs(
         self,
@@ -524,47 +528,46 @@ class Ledger:
             args.append(until)
         sql.append("ORDER BY created DESC LIMIT ?")
         args.append(limit)
-        return self.db.execute(" ".join(sql), args).fetchall()
+        return self._read(" ".join(sql), args)
 
     def attempts(self, job_id: str) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()
+        return self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
 
     def tasks(self, job_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
+        return self._read(
             "SELECT tasks.*, attempts.provider, attempts.model, attempts.plan, attempts.seq AS attempt_seq "
             "FROM tasks JOIN attempts ON attempts.id = attempt_id "
             "WHERE attempts.job_id = ? ORDER BY attempts.seq, tasks.seq",
             (job_id,),
-        ).fetchall()
+        )
 
     def files(self, job_id: str) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+        return self._read("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,))
 
     def events(self, job_id: str) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+        return self._read("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
 
     def unfinished(self) -> list[sqlite3.Row]:
         marks = ",".join("?" * len(UNFINISHED_JOB_STATES))
-        return self.db.execute(
-            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES
-        ).fetchall()
+        return self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES)
 
     # -- money ------------------------------------------------------------------------------
 
     def spent_since(self, since: float, db: sqlite3.Connection | None = None) -> Decimal:
         """What attempts made on or after the local day of `since` have committed (spent, or in
         flight at their estimate). Whole days: the budget periods start at local midnight."""
-        rows = (db or self.db).execute("SELECT committed_usd FROM spend_days WHERE day >= ?", (_day(since),))
+        sql, args = "SELECT committed_usd FROM spend_days WHERE day >= ?", (_day(since),)
+        rows = db.execute(sql, args).fetchall() if db is not None else self._read(sql, args)
         return sum((Decimal(committed) for (committed,) in rows), Decimal(0))
 
     def spend_rows(self, since: float | None = None) -> list[SpendRow]:
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
             "json_extract(jobs.request, '$.quality') AS quality, "
             "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
             " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
             (since or 0,),
-        ).fetchall()
+        )
         return [
             SpendRow(
                 r["created"],
@@ -580,7 +583,8 @@ class Ledger:
         ]
 
     def budgets(self, db: sqlite3.Connection | None = None) -> dict[str, Decimal]:
-        return {r["period"]: Decimal(r["cap_usd"]) for r in (db or self.db).execute("SELECT * FROM budgets")}
+        rows = db.execute("SELECT * FROM budgets").fetchall() if db is not None else self._read("SELECT * FROM budgets")
+        return {r["period"]: Decimal(r["cap_usd"]) for r in rows}
 
     def set_budget(self, period: str, cap: Decimal | None) -> None:
         assert period in PERIODS
@@ -592,3 +596,19 @@ class Ledger:
                 "ON CONFLICT(period) DO UPDATE SET cap_usd = excluded.cap_usd",
                 (period, str(cap)),
             )
+
+
+class SharedLedger(Ledger):
+    """One ledger for the threads of a batch's scheduler, which take turns advancing many jobs.
+
+    One connection, taken by one thread at a time: a job's transaction never takes in another's
+    statements, and one page cache serves every job (a connection per thread re-read the pages
+    each other connection had written)."""
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._write_lock:
+            return self.db.execute(sql, args).fetchall()
+
+    def _read_one(self, sql: str, args: tuple = ()) -> sqlite3.Row | None:
+        with self._write_lock:
+            return self.db.execute(sql, args).fetchone()

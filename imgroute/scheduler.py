@@ -1,0 +1,257 @@
+"""Many jobs on a few threads: a batch's jobs are step generators (see jobs.Steps), and only the
+steps that work (HTTP, journal, files) need a thread; waiting for a provider or a slot needs none.
+
+A thread per job spends its life asleep, and fifty of them cost more in handing Python's lock
+around than the jobs' own work. Here a worker advances a job until it yields: a Pause goes on the
+timer heap, a NeedSlot to the provider limits, which hand it back when a slot frees.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from imgroute import policy
+from imgroute.jobs import Cancelled, NeedSlot, Pause, Steps
+
+
+class Limits:
+    """How many jobs may be at the providers at once (in all, and per provider), and how fast
+    submits may go to each. A job holds its slot from its first submit until the provider has
+    finished it; journaling before and downloading after take none."""
+
+    def __init__(self, limits: dict[str, tuple[int, float | None]], total: int | None = None, clock=time.monotonic):
+        self._free = {p: c for p, (c, _) in limits.items()}
+        self._total_free = total
+        self._spacing = {p: 60.0 / rate for p, (_, rate) in limits.items() if rate}
+        self._next = dict.fromkeys(self._spacing, 0.0)
+        self._waiting: deque[tuple[str, Callable[[], None]]] = deque()
+        self._in_use = 0
+        self._lock = threading.Lock()
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, overrides, total: int | None = None) -> Limits:
+        return cls(policy.provider_limits(overrides), total)
+
+    def take(self, provider: str, granted: Callable[[], None]) -> bool:
+        """A slot now (True), or `granted` is called once one is free for this job (False).
+        (Every release hands free slots to waiters first, so none that could go is left waiting.)"""
+        with self._lock:
+            if self._can_take(provider):
+                self._hold(provider)
+                self._in_use += 1
+                return True
+            self._waiting.append((provider, granted))
+            return False
+
+    def in_use(self) -> int:
+        return self._in_use
+
+    def release(self, provider: str) -> None:
+        """Give a slot back; the longest waiter that can use it gets it."""
+        with self._lock:
+            if provider in self._free:
+                self._free[provider] += 1
+            if self._total_free is not None:
+                self._total_free += 1
+            self._in_use -= 1
+            ready = self._grant_waiters()
+        for granted in ready:
+            granted()
+
+    def withdraw(self, keep: Callable[[str, Callable[[], None]], bool]) -> list[Callable[[], None]]:
+        """Take out the waiters `keep` says no to (a stopped batch's jobs that sent nothing yet)."""
+        with self._lock:
+            gone = [w for w in self._waiting if not keep(*w)]
+            self._waiting = deque(w for w in self._waiting if keep(*w))
+            ready = self._grant_waiters()
+        for granted in ready:
+            granted()
+        return [granted for _, granted in gone]
+
+    def submit_delay(self, provider: str) -> float:
+        """Seconds to wait before the next submit to `provider`, so submits are evenly spaced at
+        its rate (no bursts that earn 429s). Each call books the next free moment."""
+        spacing = self._spacing.get(provider)
+        if spacing is None:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            at = max(now, self._next[provider])
+            self._next[provider] = at + spacing
+        return at - now
+
+    def _can_take(self, provider: str) -> bool:
+        return self._free.get(provider, 1) > 0 and (self._total_free is None or self._total_free > 0)
+
+    def _hold(self, provider: str) -> None:
+        if provider in self._free:
+            self._free[provider] -= 1
+        if self._total_free is not None:
+            self._total_free -= 1
+
+    def _grant_waiters(self) -> list[Callable[[], None]]:
+        """Under the lock: hand free slots to waiters in arrival order (skipping any whose
+        provider is full, so one busy provider does not hold up the others)."""
+        ready = []
+        for waiter in list(self._waiting):
+            provider, granted = waiter
+            if self._can_take(provider):
+                self._hold(provider)
+                self._in_use += 1
+                self._waiting.remove(waiter)
+                ready.append(granted)
+            if self._total_free is not None and self._total_free <= 0:
+                break
+        return ready
+
+
+class _Job:
+    __slots__ = ("steps", "on_done")
+
+    def __init__(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]):
+        self.steps = steps
+        self.on_done = on_done
+
+
+class Scheduler:
+    def __init__(self, workers: int, limits: Limits, scale: float):
+        """`workers` threads advance jobs; `scale` is IMGROUTE_TIME_SCALE for scaled pauses."""
+        self.limits = limits
+        self.scale = scale
+        self.stopping = False  # set by stop(): jobs that sent nothing yet are cancelled
+        self._ready: queue.SimpleQueue[tuple[_Job, BaseException | None] | None] = queue.SimpleQueue()
+        self._timers: list[tuple[float, int, _Job]] = []
+        self._timers_changed = threading.Condition()
+        self._order = itertools.count()  # ties on the heap go by arrival, never by comparing jobs
+        self._base = workers
+        self._workers = 0
+        self._sleeping = 0  # workers blocked in a retry's sleep (see `sleep`)
+        self._count_lock = threading.Lock()
+        self._closed = False
+        for _ in range(workers):
+            self._add_worker()
+        self._timer_thread = threading.Thread(target=self._tick, name="imgroute-timers", daemon=True)
+        self._timer_thread.start()
+
+    def start(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]) -> None:
+        """Run a job; `on_done(result, None)` or `on_done(None, error)` is called on a worker."""
+        self._ready.put((_Job(steps, on_done), None))
+
+    def stop(self) -> None:
+        """Ctrl-C: jobs waiting for their first slot are cancelled; the others run to the end."""
+        self.stopping = True
+        for granted in self.limits.withdraw(lambda provider, granted: not getattr(granted, "fresh", False)):
+            granted.cancel()
+
+    def sleep(self, seconds: float) -> None:
+        """A blocking sleep inside a step (an HTTP retry's backoff): another worker stands in for
+        this one meanwhile, so one provider's 429s cannot stall every other job."""
+        with self._count_lock:
+            self._sleeping += 1
+            short = self._workers - self._sleeping < self._base
+        if short:
+            self._add_worker()
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._count_lock:
+                self._sleeping -= 1
+
+    def close(self) -> None:
+        """After every job has ended: stop the threads."""
+        self._closed = True
+        with self._count_lock:
+            workers = self._workers
+        for _ in range(workers):
+            self._ready.put(None)
+        with self._timers_changed:
+            self._timers_changed.notify()
+
+    # -- threads ------------------------------------------------------------------------------
+
+    def _add_worker(self) -> None:
+        with self._count_lock:
+            self._workers += 1
+        threading.Thread(target=self._work, name="imgroute-worker", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._ready.get()
+            if item is None:
+                break
+            job, error = item
+            self._advance(job, error)
+            with self._count_lock:  # a stand-in whose sleeper woke up is no longer needed
+                surplus = self._workers - self._sleeping > self._base
+                if surplus:
+                    self._workers -= 1
+            if surplus:
+                return
+        with self._count_lock:
+            self._workers -= 1
+
+    def _advance(self, job: _Job, error: BaseException | None) -> None:
+        try:
+            need = job.steps.throw(error) if error is not None else next(job.steps)
+        except StopIteration as done:
+            job.on_done(done.value, None)
+            return
+        except BaseException as exc:  # the job's own failure, reported as its result
+            job.on_done(None, exc)
+            return
+        if isinstance(need, Pause):
+            self._later(need.seconds * (self.scale if need.scaled else 1.0), job)
+        elif isinstance(need, NeedSlot):
+            self._slot(job, need)
+        else:
+            job.on_done(None, AssertionError(f"a job asked for {need!r}"))
+
+    def _slot(self, job: _Job, need: NeedSlot) -> None:
+        if need.fresh and self.stopping:
+            self._ready.put((job, Cancelled("the batch was stopped before this job was sent")))
+            return
+        granted = _Grant(self, job, need.fresh)
+        if self.limits.take(need.provider, granted):
+            self._ready.put((job, None))
+
+    def _later(self, seconds: float, job: _Job) -> None:
+        if seconds <= 0:
+            self._ready.put((job, None))
+            return
+        with self._timers_changed:
+            heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._order), job))
+            self._timers_changed.notify()
+
+    def _tick(self) -> None:
+        while not self._closed:
+            with self._timers_changed:
+                while not self._closed and (not self._timers or self._timers[0][0] > time.monotonic()):
+                    timeout = self._timers[0][0] - time.monotonic() if self._timers else None
+                    self._timers_changed.wait(timeout)
+                if self._closed:
+                    return
+                _, _, job = heapq.heappop(self._timers)
+            self._ready.put((job, None))
+
+
+class _Grant:
+    """What the limits call when a waiting job gets its slot (or what stop() cancels)."""
+
+    __slots__ = ("scheduler", "job", "fresh")
+
+    def __init__(self, scheduler: Scheduler, job: _Job, fresh: bool):
+        self.scheduler, self.job, self.fresh = scheduler, job, fresh
+
+    def __call__(self) -> None:
+        self.scheduler._ready.put((self.job, None))
+
+    def cancel(self) -> None:
+        self.scheduler._ready.put((self.job, Cancelled("the batch was stopped before this job was sent")))
