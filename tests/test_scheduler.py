@@ -1,0 +1,143 @@
+"""The batch scheduler: jobs as step generators on a few threads, slots handed over in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from imgroute.jobs import Cancelled, NeedSlot, Pause
+from imgroute.scheduler import Limits, Scheduler
+
+
+def run_all(scheduler: Scheduler, jobs: list, timeout: float = 10.0) -> list:
+    """Start every job, wait for all; returns [(result, error)] in the jobs' order."""
+    results: list = [None] * len(jobs)
+    done = threading.Semaphore(0)
+
+    def finish(index):
+        def on_done(result, error):
+            results[index] = (result, error)
+            done.release()
+
+        return on_done
+
+    for index, steps in enumerate(jobs):
+        scheduler.start(steps, finish(index))
+    for _ in jobs:
+        assert done.acquire(timeout=timeout), "a job never finished"
+    return results
+
+
+def test_limits_hand_slots_to_waiters_in_order_without_one_busy_provider_blocking_others():
+    limits = Limits({"kie": (1, None), "fal": (1, None)}, total=2)
+    granted: list[str] = []
+    assert limits.take("kie", lambda: granted.append("kie-1"))
+    assert not limits.take("kie", lambda: granted.append("kie-2"))  # kie is full: waits
+    assert limits.take("fal", lambda: granted.append("fal-1"))  # not held up by the kie waiter
+    assert limits.in_use() == 2
+    assert not limits.take("fal", lambda: granted.append("fal-2"))
+    limits.release("fal")
+    assert granted == ["fal-2"]  # the freed fal slot goes to the fal waiter, not the kie one
+    limits.release("kie")
+    assert granted == ["fal-2", "kie-2"] and limits.in_use() == 2
+
+
+def test_limits_total_caps_all_providers_together():
+    limits = Limits({"kie": (5, None), "fal": (5, None)}, total=2)
+    assert limits.take("kie", lambda: None) and limits.take("fal", lambda: None)
+    woken: list[str] = []
+    assert not limits.take("kie", lambda: woken.append("kie"))
+    limits.release("fal")
+    assert woken == ["kie"]
+
+
+def test_submit_delay_spaces_submits_at_the_rate():
+    now = [100.0]
+    limits = Limits({"openai": (5, 60.0)}, clock=lambda: now[0])  # one a second
+    assert [limits.submit_delay("openai") for _ in range(3)] == [0.0, 1.0, 2.0]
+    now[0] = 110.0
+    assert limits.submit_delay("openai") == 0.0
+    assert limits.submit_delay("fal") == 0.0  # no rate known: no wait
+
+
+def test_pauses_run_concurrently_on_few_threads_and_results_come_back():
+    def job(name, seconds):
+        yield Pause(seconds)
+        return name
+
+    scheduler = Scheduler(2, Limits({}), scale=1.0)
+    start = time.monotonic()
+    results = run_all(scheduler, [job(f"j{i}", 0.2) for i in range(20)])
+    elapsed = time.monotonic() - start
+    scheduler.close()
+    assert [r for r, _ in results] == [f"j{i}" for i in range(20)]
+    assert elapsed < 1.5  # twenty 0.2 s waits on two threads overlap (sequential would be 4 s)
+
+
+def test_a_jobs_error_is_reported_as_its_result():
+    def broken():
+        yield Pause(0)
+        raise ValueError("boom")
+
+    scheduler = Scheduler(1, Limits({}), scale=1.0)
+    [(result, error)] = run_all(scheduler, [broken()])
+    scheduler.close()
+    assert result is None and isinstance(error, ValueError)
+
+
+def test_slots_are_held_until_released_and_stop_cancels_jobs_that_sent_nothing():
+    limits = Limits({"kie": (1, None)})
+    release = threading.Event()
+    order: list[str] = []
+
+    def job(name, fresh):
+        try:
+            yield NeedSlot("kie", fresh)
+        except Cancelled:
+            order.append(f"{name} cancelled")
+            return "cancelled"
+        try:
+            order.append(f"{name} has the slot")
+            while not release.is_set():
+                yield Pause(0.01)
+        finally:
+            limits.release("kie")
+        return "done"
+
+    scheduler = Scheduler(2, limits, scale=1.0)
+    results: dict = {}
+    done = threading.Semaphore(0)
+    for name, fresh in (("first", True), ("waiting", True), ("resumed", False)):
+        scheduler.start(job(name, fresh), lambda r, e, name=name: (results.__setitem__(name, (r, e)), done.release()))
+    time.sleep(0.2)
+    assert order == ["first has the slot"]  # the others wait: one kie slot
+    scheduler.stop()  # Ctrl-C: the fresh waiter is cancelled; a job already at the provider is not
+    release.set()
+    for _ in range(3):
+        assert done.acquire(timeout=5)
+    scheduler.close()
+    assert results["first"] == ("done", None) and results["resumed"] == ("done", None)
+    assert results["waiting"] == ("cancelled", None)
+    assert order.index("waiting cancelled") < order.index("resumed has the slot")
+
+
+@pytest.mark.parametrize("blocked", [1, 3])
+def test_a_blocking_sleep_gets_a_stand_in_worker(blocked):
+    scheduler = Scheduler(1, Limits({}), scale=1.0)
+
+    def sleeper():
+        yield Pause(0)
+        scheduler.sleep(0.5)  # an HTTP retry's backoff, inside a step
+        return "slept"
+
+    def quick():
+        yield Pause(0.05)
+        return "quick"
+
+    start = time.monotonic()
+    results = run_all(scheduler, [sleeper() for _ in range(blocked)] + [quick()])
+    scheduler.close()
+    assert [r for r, _ in results] == ["slept"] * blocked + ["quick"]
+    assert time.monotonic() - start < 0.9  # the sleeps overlapped instead of queueing on the one worker
