@@ -213,6 +213,10 @@ class JobRunner:
         self._start = 0.0
         self._current: tuple[str, str, Decimal | None] = ("", "", None)
         self._adopt = False  # resume: an identical file already at the intended name is ours
+        # Journal writes that may wait for the next one (a saved file's record, an attempt's end):
+        # committed together, at the latest when the job ends. A kill before that loses nothing:
+        # resume finds the files by their content and settles the attempt again.
+        self._pending: list = []
 
     # -- a new job --------------------------------------------------------------------------
 
@@ -240,7 +244,13 @@ class JobRunner:
             str(self.max_cost) if self.max_cost is not None else None,
             row_key,
         )
-        return (yield from self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1))
+        try:
+            return (yield from self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1))
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.ledger.flush(self._pending)
 
     def _drive(self, steps: Steps) -> JobResult:
         """Run a job's steps on this thread, waiting where they say (`gen`, `jobs resume`)."""
@@ -266,6 +276,7 @@ class JobRunner:
         last = route.choice
         candidates = fallback_candidates(route)
         for seq, quote in enumerate(candidates, start=first_seq):
+            self._flush()  # the last attempt's end, before this one waits for anything
             assessment = quote.assessment
             if remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(request._replace(n=remaining), quote.offer, assessment.plan)
@@ -308,7 +319,9 @@ class JobRunner:
             str(actual) if actual is not None else None,
             source,
             exit_code=error.exit_code if error else 0,
+            into=self._pending,
         )
+        self._flush()
         return JobResult(
             job_id=self.job_id,
             status=status,
@@ -338,6 +351,7 @@ class JobRunner:
                 plan.name,
                 assessment.cost,
                 [line.text for line in assessment.breakdown],
+                job_state="submitting",
             )
         except BudgetRefused as refused:
             report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "refused", "budget", 0)
@@ -378,7 +392,6 @@ class JobRunner:
         trouble: ProviderTrouble | None = None
         final: ImgrouteError | None = None
         status = "failed"
-        self.ledger.job_state(self.job_id, "submitting")
         yield from self._take_slot(offer.provider, fresh=True)
         try:
             try:
@@ -394,8 +407,9 @@ class JobRunner:
                     )
                     task = _Task(task_id, spec, "submitting")
                     tasks.append(task)
-                    yield from self._submit(adapter, task)
-                self.ledger.job_state(self.job_id, "submitted")
+                    yield from self._submit(adapter, task, into=self._pending)  # committed just below
+                self.ledger.job_state(self.job_id, "submitted", into=self._pending)
+                self._flush()
             except ProviderTrouble as exc:
                 trouble = exc
                 tasks = [t for t in tasks if t.state != "failed"]
@@ -455,13 +469,15 @@ class JobRunner:
         if final is None:
             status = "succeeded" if trouble is None else "trouble"
         report_error = str(trouble) if trouble else (final.message if final else None)
-        self.ledger.attempt_state(attempt_id, status, report_error, str(actual) if actual is not None else None, source)
+        self.ledger.attempt_state(
+            attempt_id, status, report_error, str(actual) if actual is not None else None, source, self._pending
+        )
         report = AttemptReport(provider, model, plan_name, estimate, status, report_error, len(saved))
         return _AttemptEnd(
             report, tuple(saved), actual, source, final, "failed" if status in ("failed", "trouble") else status
         )
 
-    def _submit(self, adapter: Adapter, task: _Task) -> Steps:
+    def _submit(self, adapter: Adapter, task: _Task, into: list | None = None) -> Steps:
         """Submit a journaled task; repeat only when that cannot create a second job."""
         self._emit("submitting", f"sending request {task.spec.client_ref}")
         for attempt in range(policy.SUBMIT_ATTEMPTS):
@@ -495,7 +511,7 @@ class JobRunner:
             if submission.outputs:  # synchronous: id and images recorded together
                 self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
             else:
-                self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle)
+                self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
                 task.state = "submitted"
             return
         raise AssertionError("unreachable")
@@ -678,8 +694,10 @@ class JobRunner:
             info.width,
             info.height,
             verified,
+            into=self._pending,
         )
-        if "spool" in output:
+        if "spool" in output:  # the spool is the only other copy: record the file before removing it
+            self._flush()
             Path(output["spool"]).unlink(missing_ok=True)
         return SavedImage(path, staged.sha256, info.format, info.width, info.height, staged.size, verified)
 
@@ -731,6 +749,7 @@ class JobRunner:
             last_seq = attempt["seq"]
             rows = [t for t in self.ledger.tasks(job_id) if t["attempt_seq"] == attempt["seq"]]
             end = yield from self._resume_attempt(attempt, rows, files, request, len(saved))
+            self._flush()
             attempts.append(end.report)
             saved.extend(end.images)
             if end.actual is not None:

@@ -267,10 +267,21 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
-    def _commit(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run `work` in one write transaction; return once it is durable."""
+    def _commit(self, work: Callable[[sqlite3.Connection], Any], into: list | None = None) -> Any:
+        """Run `work` in one write transaction; return once it is durable. With `into`, the work is
+        only added to that list, to be committed together with what follows it (`flush`)."""
+        if into is not None:
+            into.append(work)
+            return None
         with self._write_lock:
             return run_in_transaction(self.db, work)
+
+    def flush(self, pending: list) -> None:
+        """Commit the writes put off into `pending`, in one transaction."""
+        if pending:
+            work = list(pending)
+            pending.clear()
+            self._commit(lambda db: [each(db) for each in work])
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
@@ -278,10 +289,10 @@ class Ledger:
     def _read_one(self, sql: str, args: tuple = ()) -> sqlite3.Row | None:
         return self.db.execute(sql, args).fetchone()
 
-    def _write(self, sql: str, args: tuple) -> int:
-        return self._write_all((sql, args))
+    def _write(self, sql: str, args: tuple, into: list | None = None) -> int:
+        return self._write_all((sql, args), into=into)
 
-    def _write_all(self, *statements: tuple[str, tuple]) -> int:
+    def _write_all(self, *statements: tuple[str, tuple], into: list | None = None) -> int:
         """Statements that belong together (a state and its event), in one commit; returns the
         first one's row id."""
 
@@ -289,7 +300,7 @@ class Ledger:
             rowids = [db.execute(sql, args).lastrowid for sql, args in statements]
             return rowids[0]
 
-        return self._commit(work)
+        return self._commit(work, into)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -338,17 +349,21 @@ class Ledger:
         actual: str | None = None,
         source: str | None = None,
         exit_code: int | None = None,
+        into: list | None = None,
     ) -> None:
         """The job's state (and, when it ends, its cost and exit code), with the matching event."""
+        self._write_all(*self._job_state(job_id, state, error, actual, source, exit_code), into=into)
+
+    def _job_state(self, job_id, state, error=None, actual=None, source=None, exit_code=None) -> list:
         assert state in JOB_STATES, state
-        self._write_all(
+        return [
             (
                 "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
                 "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
                 (state, self.clock(), error, actual, source, exit_code, job_id),
             ),
             self._event(job_id, state, error),
-        )
+        ]
 
     def _event(self, job_id: str, state: str, detail: str | None) -> tuple[str, tuple]:
         return (
@@ -368,8 +383,10 @@ class Ledger:
         estimate: Decimal | None,
         breakdown: list[str],
         now: dt.datetime | None = None,
+        job_state: str | None = None,
     ) -> int:
-        """Check the daily and monthly caps and record the attempt, in one write transaction.
+        """Check the daily and monthly caps and record the attempt, in one write transaction (with
+        the job's new `job_state`, if given).
 
         The attempt row is the reservation: its estimate counts against every cap until its actual
         cost is recorded, so two processes cannot together pass a cap.
@@ -384,6 +401,8 @@ class Ledger:
                     raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
             stamp = self.clock()
             _add_committed(db, stamp, asked)  # in flight: counts at its estimate until settled
+            for sql, args in self._job_state(job_id, job_state) if job_state else ():
+                db.execute(sql, args)
             return db.execute(
                 "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
@@ -409,6 +428,7 @@ class Ledger:
         error: str | None = None,
         actual: str | None = None,
         source: str | None = None,
+        into: list | None = None,
     ) -> None:
         def update(db: sqlite3.Connection) -> None:
             before = db.execute(
@@ -424,7 +444,7 @@ class Ledger:
                 was = committed_cost(old_actual, estimate, old_state)
                 _add_committed(db, created, committed_cost(actual or old_actual, estimate, state) - was)
 
-        self._commit(update)
+        self._commit(update, into)
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -437,10 +457,11 @@ class Ledger:
             (attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
         )
 
-    def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
+    def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict, into: list | None = None) -> None:
         self._write(
             "UPDATE tasks SET provider_job_id = ?, handle = ?, state = 'submitted', updated = ? WHERE id = ?",
             (provider_job_id, json.dumps(handle), self.clock(), task_id),
+            into,
         )
 
     def task_state(self, task_id: int, state: str, detail: str | None = None) -> None:
@@ -485,11 +506,13 @@ class Ledger:
         width: int,
         height: int,
         verified: bool,
+        into: list | None = None,
     ) -> None:
         self._write(
             "INSERT INTO files (job_id, task_id, path, sha256, bytes, format, width, height, verified, created) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, task_id, path, sha256, size, fmt, width, height, int(verified), self.clock()),
+            into,
         )
 
     # -- reading ----------------------------------------------------------------------------
