@@ -26,7 +26,7 @@ from imgroute.scheduler import Limits, Scheduler
 # result that could not be fetched, a stop before sending. A failed or moderated job (6) or an
 # unservable row (4) is final.
 RETRYABLE_EXIT_CODES = (5, 7, 8, 130)
-WORKERS_MAX = 8  # measured: more threads than this only add contention (scripts/bench_batch.py)
+WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
 UNFINISHED = ("planned", "submitting", "submitted", "running", "unknown")
 
 
