@@ -92,6 +92,7 @@ class BatchRun:
         from imgroute.http import Http
 
         ledger = SharedLedger(self.home / LEDGER_FILE, durable=False)
+        self._priors = ledger.jobs_for_rows(self.label)  # what earlier runs of this file did
         scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
         self._http = lambda: Http(self.client, sleep=scheduler.sleep)
         try:
@@ -161,7 +162,7 @@ class BatchRun:
             timing=self.timing,
         )
         try:
-            prior = ledger.job_for_row(self.row_key(row))
+            prior = self._priors.get(self.row_key(row))
             if prior is not None and prior["state"] == "succeeded":
                 return RowResult(row, "skipped", None, f"done before (job {prior['id']})")
             if prior is not None and (prior["state"] in UNFINISHED or prior["exit_code"] == 7):

@@ -338,8 +338,14 @@ class Ledger:
             self._event(job_id, "planned", None),
         )
 
-    def job_for_row(self, row_key: str) -> sqlite3.Row | None:
-        return self._read_one("SELECT * FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1", (row_key,))
+    def jobs_for_rows(self, label: str) -> dict[str, sqlite3.Row]:
+        """The latest job of every row of one batch file (keys `label:row-id`; a label is hex)."""
+        assert label.isalnum(), label  # nothing GLOB would read as a pattern
+        rows = self._read(
+            "SELECT id, row_key, state, exit_code, error FROM jobs WHERE row_key GLOB ? ORDER BY created",
+            (f"{label}:*",),
+        )
+        return {row["row_key"]: row for row in rows}  # later jobs of a row replace earlier ones
 
     def job_state(
         self,

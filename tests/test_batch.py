@@ -145,6 +145,16 @@ def test_run_streams_one_json_line_per_row_and_a_rerun_pays_nothing(cli, fakes, 
     assert {name: f.charges for name, f in fakes.items()} == billed
 
 
+def test_rows_with_any_id_are_found_again_by_a_rerun(cli, fakes, tmp_path):
+    ids = ["café-🦊", "a*b?[c]", "%_like", "Z"]
+    rows = "\n".join(json.dumps({"prompt": f"lynx {i}", "provider": "kie", "id": name}) for i, name in enumerate(ids))
+    path = write(tmp_path, rows)
+    assert cli("batch", path, "--yes", "--json", "--out", "out").code == 0
+    again = cli("batch", path, "--yes", "--json", "--out", "out")
+    assert [json.loads(line)["outcome"] for line in again.out.splitlines()] == ["skipped"] * len(ids)
+    assert fakes["kie"].charges == len(ids)
+
+
 def test_failed_rows_are_retried_only_when_worth_it(cli, fakes, tmp_path):
     rows = [
         json.dumps({"prompt": "moderated", "provider": "kie"}),
