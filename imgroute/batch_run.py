@@ -18,8 +18,9 @@ from typing import NamedTuple
 from imgroute import policy
 from imgroute.batch import Row, row_constraints
 from imgroute.errors import ImgrouteError
-from imgroute.jobs import JobResult, JobRunner, OutputOptions, PollTiming, Steps
+from imgroute.jobs import JobResult, JobRunner, OutputOptions, Steps
 from imgroute.ledger import LEDGER_FILE, SharedLedger
+from imgroute.poll_timing import PollTiming
 from imgroute.scheduler import Limits, Scheduler
 
 # Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a

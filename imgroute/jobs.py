@@ -35,6 +35,7 @@ from imgroute.errors import (
 from imgroute.http import Http, TransportFailure
 from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.money import fmt_usd, usd_json
+from imgroute.poll_timing import PollTiming, backoff
 from imgroute.pricing import PricingTable
 from imgroute.providers import KEY_ENV, adapter_class
 from imgroute.providers.base import (
@@ -166,6 +167,7 @@ class _Task:
         self.moderated = False
         self.saved: list[SavedImage] = []
         self.sent_here = False  # submitted by this run (not found in flight by a resume)
+        self.missed_at: float | None = None  # when (in the poll schedule) it was last seen not done
         self.polls = 0
 
 
@@ -573,7 +575,7 @@ class JobRunner:
         waits = (
             self.timing.waits(adapter.provider, adapter.poll_schedule)
             if self.timing
-            else _backoff(adapter.poll_schedule)
+            else backoff(adapter.poll_schedule)
         )
         deadline = self._start + self.timeout
         planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
@@ -600,8 +602,9 @@ class JobRunner:
                     self._record_outputs(task, poll.outputs, poll.usage or task.usage)
                     pending.remove(task)
                     if self.timing is not None and task.sent_here:
-                        self.timing.observe(adapter.provider, planned, task.polls)
+                        self.timing.observe(adapter.provider, planned, task.polls, task.missed_at)
                 else:
+                    task.missed_at = planned
                     if poll.state != task.state:
                         self.ledger.task_state(task.task_id, "running", poll.detail)
                         task.state = poll.state
@@ -864,62 +867,6 @@ class JobRunner:
             final,
             "unknown" if unknown_notes else "failed",
         )
-
-
-def _backoff(schedule: tuple[float, float, float]):
-    first, factor, longest = schedule
-    wait = first
-    while True:
-        yield wait
-        wait = min(longest, wait * factor)
-
-
-class PollTiming:
-    """How long each provider's jobs take, learned while a batch runs, so polls land just after
-    jobs finish: one or two status requests per job instead of a fixed schedule's many."""
-
-    PROBE_FIRST = 0.25  # unknown provider: probe early, doubling, up to the adapter's longest wait
-    EARLIER = 0.99  # done at the first poll: perhaps polled late, aim a little earlier than that
-    WEIGHT = 0.2  # how far each finished job moves the estimate towards what it showed
-    STEP = 0.1  # after a miss, poll again every tenth of the expected time (growing)
-
-    def __init__(self):
-        import threading
-
-        self._expected: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def waits(self, provider: str, schedule: tuple[float, float, float]):
-        first, _, longest = schedule
-        with self._lock:
-            expected = self._expected.get(provider)
-        if expected is None:
-            yield from _backoff((min(self.PROBE_FIRST, first), 2.0, longest))
-            return
-        yield expected
-        step = max(expected * self.STEP, 0.01)
-        while True:
-            yield step
-            step = min(longest, step * 1.5)
-
-    def observe(self, provider: str, seconds: float, polls: int) -> None:
-        """A job seen done at its `polls`-th status request, `seconds` into the schedule `waits`
-        gave it. Scheduled time, not measured: a loaded machine wakes late and answers late, and
-        feeding that lateness back would push every later poll later still.
-
-        Each job pulls the estimate towards what it showed, rather than scaling it: fifty jobs
-        finishing at once must not shrink it fifty times. Done at the first poll, the job may have
-        finished well before: aim slightly earlier. Done after a miss: it finished between the two
-        polls, and the later one is a safe aim. The balance is a miss now and then (one more
-        request) against polling late every time (time lost on every job)."""
-        aim = seconds * self.EARLIER if polls == 1 else seconds
-        with self._lock:
-            expected = self._expected.get(provider)
-            self._expected[provider] = aim if expected is None else expected + self.WEIGHT * (aim - expected)
-
-    def expected(self, provider: str) -> float | None:
-        with self._lock:
-            return self._expected.get(provider)
 
 
 class _Stuck(Exception):

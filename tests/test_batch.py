@@ -305,38 +305,3 @@ def _wait_for_finished_jobs(ledger: Path, at_least: int, limit: float = 30.0) ->
                 return
         time.sleep(0.02)
     raise AssertionError("the batch never finished a row")
-
-
-def simulate_polls(timing, duration: float, jobs: int, finishing_together: int = 1) -> tuple[float, float]:
-    """Jobs that take `duration` seconds, polled as `timing` says; groups finish (and report) together,
-    as a batch's concurrent jobs do. Returns (status requests per job, mean lateness in seconds)."""
-    polls_total, late_total = 0, 0.0
-    for _ in range(jobs // finishing_together):
-        seen = []
-        for _ in range(finishing_together):
-            at, polls = 0.0, 0
-            for wait in timing.waits("kie", (2.0, 1.5, 10.0)):
-                at += wait
-                polls += 1
-                if at >= duration:
-                    break
-            seen.append((at, polls))
-        for at, polls in seen:
-            timing.observe("kie", at, polls)
-            polls_total += polls
-            late_total += at - duration
-    done = jobs // finishing_together * finishing_together
-    return polls_total / done, late_total / done
-
-
-def test_poll_timing_learns_a_steady_job_time_without_collapsing():
-    from imgroute.jobs import PollTiming
-
-    timing = PollTiming()
-    simulate_polls(timing, 0.2, 20)  # learning
-    polls, late = simulate_polls(timing, 0.2, 400)
-    assert polls <= 1.25 and late <= 0.02
-    # Fifty jobs reporting at once must not shrink the estimate fifty times over.
-    polls, late = simulate_polls(timing, 0.2, 1000, finishing_together=50)
-    assert polls <= 1.25 and late <= 0.02
-    assert 0.18 <= timing.expected("kie") <= 0.23

@@ -1,0 +1,72 @@
+"""When to ask a provider whether a job is done: every status request costs CPU here and counts
+against the provider's rate limits, and every moment a finished job waits to be asked is lost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+
+def backoff(schedule: tuple[float, float, float]) -> Iterator[float]:
+    """A provider's documented schedule: first wait, growth factor, longest wait."""
+    first, factor, longest = schedule
+    wait = first
+    while True:
+        yield wait
+        wait = min(longest, wait * factor)
+
+
+class PollTiming:
+    """How long each provider's jobs take, learned while a batch runs, so the first poll lands
+    just after a job finishes: about one status request per job instead of a fixed schedule's
+    many. Shared by a batch's jobs (thread-safe)."""
+
+    PROBE_FIRST = 0.25  # unknown provider: probe early, doubling, up to the adapter's longest wait
+    WEIGHT = 0.25  # how far each finished job moves the estimate towards what it showed
+    EARLIER_NEAR = 0.97  # done at the first poll, with misses lately: close; aim a little earlier
+    EARLIER_FAR = 0.9  # done at the first poll for a long while: surely late; come down faster
+    FAR_AFTER = 20  # first-poll successes in a row that count as "a long while"
+    STEP = 0.1  # after a miss, poll again every tenth of the expected time (growing)
+
+    def __init__(self):
+        self._expected: dict[str, float] = {}
+        self._hits: dict[str, int] = {}  # first-poll successes since the last miss
+        self._lock = threading.Lock()
+
+    def waits(self, provider: str, schedule: tuple[float, float, float]) -> Iterator[float]:
+        first, _, longest = schedule
+        with self._lock:
+            expected = self._expected.get(provider)
+        if expected is None:
+            yield from backoff((min(self.PROBE_FIRST, first), 2.0, longest))
+            return
+        yield expected
+        step = max(expected * self.STEP, 0.01)
+        while True:
+            yield step
+            step = min(longest, step * 1.5)
+
+    def observe(self, provider: str, seconds: float, polls: int, missed_at: float | None) -> None:
+        """A job seen done at its `polls`-th status request, `seconds` into the schedule `waits`
+        gave it, and last seen not done at `missed_at` (if it was).
+
+        Scheduled times, not measured: a loaded machine wakes late and answers late, and feeding
+        that lateness back would push every later poll later still. Each job pulls the estimate
+        towards what it showed rather than scaling it: fifty jobs finishing at once must not
+        shrink it fifty times. A job seen done after a miss finished between the two polls: aim
+        at the middle. One done at the first poll may have finished long before: aim a little
+        earlier than that poll, and faster while no job has needed a second poll."""
+        with self._lock:
+            if polls > 1 and missed_at is not None:
+                aim = (missed_at + seconds) / 2
+                self._hits[provider] = 0
+            else:
+                hits = self._hits.get(provider, 0)
+                aim = seconds * (self.EARLIER_FAR if hits >= self.FAR_AFTER else self.EARLIER_NEAR)
+                self._hits[provider] = hits + 1
+            expected = self._expected.get(provider)
+            self._expected[provider] = aim if expected is None else expected + self.WEIGHT * (aim - expected)
+
+    def expected(self, provider: str) -> float | None:
+        with self._lock:
+            return self._expected.get(provider)

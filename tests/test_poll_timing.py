@@ -1,0 +1,75 @@
+"""Learned poll timing, in a simulated batch: C jobs at once, each polled on the schedule it was
+given when it started, each reporting when it is seen done (as a batch's jobs do)."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+
+import pytest
+
+from imgroute.poll_timing import PollTiming
+
+KIE_SCHEDULE = (2.0, 1.5, 15.0)
+
+
+def simulate(timing: PollTiming, seconds: float, jobs: int, concurrency: int, spread: float = 0.0, seed: int = 1):
+    """Jobs lasting `seconds` (+- `spread` of it); returns (time over ceil(jobs/C) x seconds,
+    status requests per job)."""
+    rng = random.Random(seed)
+    running: list = []
+    started = requests = 0
+    finished_at = 0.0
+
+    def start(now: float) -> None:
+        nonlocal started
+        duration = seconds * (1 + rng.uniform(-spread, spread))
+        planned, polls, missed = 0.0, 0, None
+        for wait in timing.waits("kie", KIE_SCHEDULE):
+            planned += wait
+            polls += 1
+            if planned >= duration:
+                break
+            missed = planned
+        started += 1
+        heapq.heappush(running, (now + planned, started, planned, polls, missed))
+
+    for _ in range(min(concurrency, jobs)):
+        start(0.0)
+    while running:
+        finished_at, _, planned, polls, missed = heapq.heappop(running)
+        timing.observe("kie", planned, polls, missed)
+        requests += polls
+        if started < jobs:
+            start(finished_at)
+    return finished_at / (math.ceil(jobs / concurrency) * seconds), requests / jobs
+
+
+@pytest.mark.parametrize(
+    ("seconds", "jobs", "spread", "most_ratio", "most_polls"),
+    [
+        (0.2, 1000, 0.0, 1.10, 1.6),  # the benchmark's jobs
+        (2.0, 500, 0.0, 1.25, 2.0),  # ten rounds, the first spent probing
+        (2.0, 500, 0.2, 1.30, 2.0),
+        (30.0, 300, 0.3, 1.30, 3.0),  # real jobs vary: the cost of not knowing each one's length
+    ],
+)
+def test_fifty_jobs_at_once_are_polled_just_after_they_finish(seconds, jobs, spread, most_ratio, most_polls):
+    ratio, polls = simulate(PollTiming(), seconds, jobs, 50, spread)
+    assert ratio <= most_ratio and polls <= most_polls
+
+
+def test_the_estimate_settles_on_the_job_time_and_follows_it_when_it_changes():
+    timing = PollTiming()
+    simulate(timing, 0.2, 1000, 50)
+    assert 0.19 <= timing.expected("kie") <= 0.23  # fifty reports at once did not collapse it
+    simulate(timing, 2.0, 500, 50)  # the provider slows down: found within a few rounds
+    assert 1.9 <= timing.expected("kie") <= 2.3
+    simulate(timing, 0.5, 1000, 50)  # and speeds up again
+    assert 0.45 <= timing.expected("kie") <= 0.6
+
+
+def test_before_anything_is_known_the_provider_is_probed_from_a_quarter_second():
+    waits = PollTiming().waits("kie", KIE_SCHEDULE)
+    assert [next(waits) for _ in range(6)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
