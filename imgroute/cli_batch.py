@@ -38,7 +38,7 @@ def batch(
     plan: PlanOpt = None,
     pricing: PricingOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.")] = Path("."),
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Jobs in progress at once.")] = (
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Jobs at the providers at once.")] = (
         policy.DEFAULT_BATCH_CONCURRENCY
     ),
     timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait for each job.")] = (

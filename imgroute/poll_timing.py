@@ -23,9 +23,10 @@ class PollTiming:
 
     PROBE_FIRST = 0.25  # unknown provider: probe early, doubling, up to the adapter's longest wait
     WEIGHT = 0.25  # how far each finished job moves the estimate towards what it showed
-    EARLIER_NEAR = 0.97  # done at the first poll, with misses lately: close; aim a little earlier
-    EARLIER_FAR = 0.9  # done at the first poll for a long while: surely late; come down faster
-    FAR_AFTER = 20  # first-poll successes in a row that count as "a long while"
+    EARLIER_NEAR = 0.99  # done at the first poll: perhaps polled late, aim a little earlier
+    EARLIER_FAR = 0.95  # done at the first poll for a long while: surely late; come down faster
+    FAR_AFTER = 100  # first-poll successes in a row that count as "a long while" (two rounds of 50)
+    WIDE = 0.25  # a miss this far (as a share) before the success left the end time wide open
     STEP = 0.1  # after a miss, poll again every tenth of the expected time (growing)
 
     def __init__(self):
@@ -53,16 +54,23 @@ class PollTiming:
         Scheduled times, not measured: a loaded machine wakes late and answers late, and feeding
         that lateness back would push every later poll later still. Each job pulls the estimate
         towards what it showed rather than scaling it: fifty jobs finishing at once must not
-        shrink it fifty times. A job seen done after a miss finished between the two polls: aim
-        at the middle. One done at the first poll may have finished long before: aim a little
-        earlier than that poll, and faster while no job has needed a second poll."""
+        shrink it fifty times.
+
+        A miss costs a request (and CPU, which a busy batch is short of); a late poll costs time.
+        So: done after a miss, aim at the poll that saw it done, or at the middle of the two when
+        they were far apart (a probe, or jobs suddenly slower). Done at the first poll, aim a
+        little earlier; a long run of those means the estimate is well above the real time, so
+        come down faster. Measured in tests/test_poll_timing.py."""
         with self._lock:
             if polls > 1 and missed_at is not None:
-                aim = (missed_at + seconds) / 2
+                wide = seconds - missed_at > self.WIDE * seconds
+                aim = (missed_at + seconds) / 2 if wide else seconds
                 self._hits[provider] = 0
             else:
                 hits = self._hits.get(provider, 0)
-                aim = seconds * (self.EARLIER_FAR if hits >= self.FAR_AFTER else self.EARLIER_NEAR)
+                # Each further run of FAR_AFTER without a miss comes down faster still (5%, 10%, ...).
+                far = hits // self.FAR_AFTER
+                aim = seconds * (self.EARLIER_FAR**far if far else self.EARLIER_NEAR)
                 self._hits[provider] = hits + 1
             expected = self._expected.get(provider)
             self._expected[provider] = aim if expected is None else expected + self.WEIGHT * (aim - expected)
