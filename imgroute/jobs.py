@@ -264,10 +264,12 @@ class JobRunner:
                 return done.value
             value = error = None
             try:
-                if isinstance(need, Pause):
-                    self.http.wait(need.seconds) if need.scaled else time.sleep(need.seconds)
-                else:
+                if not isinstance(need, Pause):
                     raise AssertionError(f"{need!r} needs a scheduler")  # slots exist only in a batch
+                if need.scaled:
+                    self.http.wait(need.seconds)
+                else:
+                    time.sleep(need.seconds)
             except KeyboardInterrupt as exc:  # raised where the job was waiting, as a plain call would
                 error = exc
 
