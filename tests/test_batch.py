@@ -173,6 +173,25 @@ def test_failed_rows_are_retried_only_when_worth_it(cli, fakes, tmp_path):
     assert by_row[2]["outcome"] == "done"
 
 
+def test_faults_mid_batch_are_retried_in_place_and_an_expired_result_is_fetched_by_the_rerun(cli, fakes, tmp_path):
+    rows = "\n".join(
+        json.dumps({"prompt": f"otter {i}", "quality": "low", "provider": ["kie", "apiframe"][i % 2]}) for i in range(8)
+    )
+    path = write(tmp_path, rows)
+    fakes["kie"].inject("poll", status=429, retry_after=0.2, times=3)  # a retry's sleep inside a step
+    fakes["apiframe"].inject("submit", status=503, times=2)  # replayed under its idempotency key
+    fakes["apiframe"].inject("download", status=404)  # one result URL has expired
+    r = cli("batch", path, "--yes", "--json", "--out", "out")
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert r.code == 7, r.err
+    assert sorted(line["outcome"] for line in lines) == ["done"] * 7 + ["failed"]
+    assert fakes["kie"].charges == 4 and fakes["apiframe"].charges == 4  # no fault made anything paid twice
+    again = [json.loads(line) for line in cli("batch", path, "--yes", "--json", "--out", "out").out.splitlines()]
+    assert sorted(line["outcome"] for line in again) == ["done"] + ["skipped"] * 7
+    assert fakes["apiframe"].charges == 4  # the rerun downloaded the result again; it did not resubmit
+    assert len(list((tmp_path / "out").glob("*.png"))) == 8
+
+
 def test_progress_on_a_terminal_and_the_summary(cli, fakes, tmp_path, monkeypatch):
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws the progress line as on a terminal
     rows = "\n".join(json.dumps({"prompt": f"heron {i}", "provider": "kie"}) for i in range(5))
