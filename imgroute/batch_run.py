@@ -118,15 +118,13 @@ class BatchRun:
                     self._report_one(finished)
             while self._active or not finished.empty():
                 self._report_one(finished)
-        except KeyboardInterrupt:
-            self.stop.set()  # rows not yet started stay unstarted; running ones finish and record
-            scheduler.stop()
-            while self._active or not finished.empty():
-                self._report_one(finished)
-            raise
-        except BaseException:
+        except BaseException as stopped:
+            # Ctrl-C (or a bug here): rows not yet started stay unstarted; jobs already sent run to
+            # the end and are recorded before the journal closes.
             self.stop.set()
             scheduler.stop()
+            while self._active or not finished.empty():
+                self._report_one(finished, report=isinstance(stopped, KeyboardInterrupt))
             raise
 
     def _when_done(self, row: Row, finished: queue.SimpleQueue):
@@ -139,12 +137,13 @@ class BatchRun:
 
         return done
 
-    def _report_one(self, finished: queue.SimpleQueue) -> None:
+    def _report_one(self, finished: queue.SimpleQueue, report: bool = True) -> None:
         try:
             result = finished.get(timeout=0.5)  # a timeout, so a Ctrl-C is never stuck here
         except queue.Empty:
             return
-        self.on_result(result)
+        if report:
+            self.on_result(result)
 
     def _row_steps(self, row: Row, ledger: SharedLedger) -> Steps:
         if self.stop.is_set():
