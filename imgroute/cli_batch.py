@@ -199,7 +199,7 @@ def _run(the_plan, routes, constraints, available, out, timeout, concurrency, se
     label_key = hashlib.sha256(label.encode()).hexdigest()[:12]
     started = time.monotonic()
     limits = Limits.from_settings(settings.limits, total=concurrency)
-    with build_client(threads=BatchRun.workers_for(concurrency)) as client, progress:
+    with build_client(pool_size=BatchRun.workers_for(concurrency)) as client, progress:
         runner = BatchRun(
             routes=routes,
             base_constraints=constraints,

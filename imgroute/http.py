@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email.utils
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,39 +35,11 @@ class TransportFailure(Exception):
         self.reached = reached
 
 
-class ShardedPool(httpx.BaseTransport):
-    """Several connection pools behind one client, each thread always using the same one.
-
-    httpcore's pool takes one lock and looks at every connection for each request: with a batch's
-    fifty threads on one pool of a hundred connections, that scan and that lock cost more than the
-    request itself. A pool per few threads keeps connections reused and the scans short.
-    """
-
-    def __init__(self, shards: int, connections_per_shard: int):
-        limits = httpx.Limits(max_connections=connections_per_shard, max_keepalive_connections=connections_per_shard)
-        self._pools = [httpx.HTTPTransport(limits=limits) for _ in range(shards)]
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._pools[threading.get_native_id() % len(self._pools)].handle_request(request)
-
-    def close(self) -> None:
-        for pool in self._pools:
-            pool.close()
-
-
-# Threads sharing one pool in a batch: few enough that the pool's lock is rarely contended.
-THREADS_PER_POOL = 4
-
-
-def build_client(transport: httpx.BaseTransport | None = None, threads: int = 1) -> httpx.Client:
-    """The client for `threads` threads at once (a batch's workers), or for one job at a time."""
-    pool_size = 10
-    if transport is None and threads > THREADS_PER_POOL:
-        shards = -(-threads // THREADS_PER_POOL)
-        transport = ShardedPool(shards, 2 * THREADS_PER_POOL)
+def build_client(transport: httpx.BaseTransport | None = None, pool_size: int = 10) -> httpx.Client:
+    """The client, keeping up to `pool_size` connections open (one per thread that may use it)."""
     return httpx.Client(
         transport=transport,
-        limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+        limits=httpx.Limits(max_connections=max(pool_size, 10), max_keepalive_connections=max(pool_size, 10)),
         timeout=httpx.Timeout(policy.READ_TIMEOUT_S, connect=policy.CONNECT_TIMEOUT_S),
         headers={"User-Agent": f"imgroute/{__version__}"},
         follow_redirects=True,

@@ -142,7 +142,7 @@ def floor_worker(n: int, c: int, t: float) -> None:
         choice = rank(request, table, Constraints(providers=frozenset({provider}))).choice
         specs[provider] = job_spec(request, choice.assessment, 1, "floor")
 
-    with build_client(threads=c) as client:
+    with build_client(pool_size=2 * c) as client:
 
         def job(i: int) -> None:
             provider = row_provider(i)
