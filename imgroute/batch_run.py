@@ -10,8 +10,10 @@ failed for reasons worth retrying.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,7 +91,8 @@ class BatchRun:
         return f"{self.label}:{row.key}"
 
     def run(self, rows: list[Row]) -> None:
-        """Run every row; stop starting new ones when `stop` is set (Ctrl-C), finishing the rest."""
+        """Run every row; on Ctrl-C stop starting new ones, let the jobs already sent finish and
+        be recorded, then raise KeyboardInterrupt."""
         from imgroute.http import Http
 
         ledger = SharedLedger(self.home / LEDGER_FILE, durable=False)
@@ -97,35 +100,46 @@ class BatchRun:
         scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
         self._http = lambda: Http(self.client, sleep=scheduler.sleep)
         try:
-            self._feed(scheduler, ledger, iter(rows))
+            with _ctrl_c_as_a_request() as asked:
+                self._feed(scheduler, ledger, iter(rows), asked)
         finally:  # every row has been reported: no job is using a thread or a connection
             scheduler.close()
             ledger.close()
+        if asked.is_set():
+            raise KeyboardInterrupt
 
-    def _feed(self, scheduler: Scheduler, ledger: SharedLedger, pending) -> None:
+    def _feed(self, scheduler: Scheduler, ledger: SharedLedger, pending, asked: threading.Event) -> None:
+        """Start rows and report them as they end. A Ctrl-C (`asked`) is acted on here, between
+        two steps of this loop, so a row's result is never half reported."""
         finished: queue.SimpleQueue[RowResult] = queue.SimpleQueue()
         # Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
         # cap keeps memory flat however long the file is.
         ahead = self.concurrency + max(8, self.concurrency // 2)
         try:
             for row in pending:
-                if self.stop.is_set():
+                if asked.is_set():
                     break
                 with self._active_lock:
                     self._active += 1
                 scheduler.start(self._row_steps(row, ledger), self._when_done(row, finished))
-                while self._active >= ahead:
+                while self._active >= ahead and not asked.is_set():
                     self._report_one(finished)
             while self._active or not finished.empty():
+                if asked.is_set() and not self.stop.is_set():
+                    self._stop(scheduler)
                 self._report_one(finished)
-        except BaseException as stopped:
-            # Ctrl-C (or a bug here): rows not yet started stay unstarted; jobs already sent run to
-            # the end and are recorded before the journal closes.
-            self.stop.set()
-            scheduler.stop()
+        except BaseException:
+            # A second Ctrl-C, or a bug here: jobs already sent still run to the end and are
+            # recorded before the journal closes; there is no reporting them any more.
+            self._stop(scheduler)
             while self._active or not finished.empty():
-                self._report_one(finished, report=isinstance(stopped, KeyboardInterrupt))
+                self._report_one(finished, report=False)
             raise
+
+    def _stop(self, scheduler: Scheduler) -> None:
+        """Rows not yet started stay unstarted; jobs waiting for their first slot are cancelled."""
+        self.stop.set()
+        scheduler.stop()
 
     def _when_done(self, row: Row, finished: queue.SimpleQueue):
         def done(result: RowResult | None, error: BaseException | None) -> None:
@@ -181,3 +195,24 @@ class BatchRun:
         if result.status == "cancelled":
             return RowResult(row, "not_started", result, "stopped before it was sent")
         return RowResult(row, "done" if result.error is None else "failed", result)
+
+
+@contextmanager
+def _ctrl_c_as_a_request():
+    """The first Ctrl-C sets the event instead of raising wherever the main thread happens to be
+    (a result half written to stdout). The next raises KeyboardInterrupt as usual: the batch stops
+    reporting but still waits for the jobs already sent; one more leaves them to the next run."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def request(signum, frame) -> None:
+        asked.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
