@@ -396,16 +396,34 @@ def _minutes(minutes: float) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
+def _by_reason(items: list[dict]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for item in items:
+        grouped.setdefault(item["reason"], []).append(item["line"])
+    return grouped
+
+
+def _lines(lines: list[int], shown: int = 5) -> str:
+    if len(lines) == 1:
+        return f"line {lines[0]}"
+    listed = ", ".join(str(n) for n in lines[:shown])
+    more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
+    return f"lines {listed}{more} ({len(lines)} rows)"
+
+
 def print_batch_plan(console: Console, plan: dict) -> None:
-    grid = Table(
-        title=f"Batch plan: {plan['rows']} rows, {plan['images']} images, about {_money(plan['estimated_usd'])}",
-        title_justify="left",
+    console.print(
+        f"Batch plan: {plan['rows']} rows, {plan['images']} images, about {_money(plan['estimated_usd'])}",
+        style="bold",
+        markup=False,
     )
-    for column in ("offer", "rows", "images", "estimated"):
-        grid.add_column(column, justify="left" if column == "offer" else "right")
-    for row in plan["by_offer"]:
-        grid.add_row(row["offer"], str(row["rows"]), str(row["images"]), _money(row["estimated_usd"]))
-    console.print(grid)
+    if plan["by_offer"]:
+        grid = Table()
+        for column in ("offer", "rows", "images", "estimated"):
+            grid.add_column(column, justify="left" if column == "offer" else "right")
+        for row in plan["by_offer"]:
+            grid.add_row(row["offer"], str(row["rows"]), str(row["images"]), _money(row["estimated_usd"]))
+        console.print(grid)
     for pace in plan["pacing"]:
         if pace["min_minutes"] is not None and pace["min_minutes"] >= 1:  # worth knowing before saying yes
             console.print(
@@ -415,8 +433,12 @@ def print_batch_plan(console: Console, plan: dict) -> None:
                 style="yellow",
                 markup=False,
             )
-    for item in plan["unservable"]:
-        console.print(f"line {item['line']}: no offer can serve it ({item['reason']})", style="yellow", markup=False)
+    for reason, lines in _by_reason(plan["unservable"]).items():  # one line per reason, not per row
+        console.print(
+            f"{_lines(lines)}: no offer can serve {'it' if len(lines) == 1 else 'them'} ({reason})",
+            style="yellow",
+            markup=False,
+        )
     if plan["bad_rows"]:
         console.print(f"{len(plan['bad_rows'])} bad row(s) skipped", style="yellow")
 

@@ -102,6 +102,15 @@ def test_dry_run_plan_adds_up_to_each_rows_quote(cli, fakes, tmp_path):
     assert "Batch plan: 3 rows, 4 images" in human.out
 
 
+def test_rows_no_offer_can_serve_are_listed_once_per_reason(cli, fakes, tmp_path):
+    rows = "\n".join(json.dumps({"prompt": f"wide {i}", "aspect": "5:1"}) for i in range(12))
+    human = cli("batch", write(tmp_path, rows), "--dry-run")
+    assert human.code == 0
+    assert "Batch plan: 0 rows, 0 images, about $0.00" in human.out
+    unservable = [line for line in human.out.splitlines() if "no offer can serve" in line]
+    assert len(unservable) == 1 and unservable[0].startswith("lines 1, 2, 3, 4, 5 and 7 more (12 rows)")
+
+
 def test_plan_says_how_long_the_submit_rates_make_it(cli, fakes, tmp_path, isolated_home):
     rows = "\n".join(json.dumps({"prompt": f"kite {i}", "provider": "kie", "n": 2}) for i in range(30))
     path = write(tmp_path, rows)
