@@ -81,8 +81,7 @@ def print_quote(console: Console, route: Route, explain: bool = False) -> None:
 
 def _describe(route: Route) -> str:
     r = route.request
-    images = "1 image" if r.n == 1 else f"{r.n} images"
-    return f"{images}, {r.quality} quality, {r.target}"
+    return f"{_count(r.n, 'image')}, {r.quality} quality, {r.target}"
 
 
 def _provider_label(quote: Quote) -> str:
@@ -396,6 +395,10 @@ def _minutes(minutes: float) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _by_reason(items: list[dict]) -> dict[str, list[int]]:
     grouped: dict[str, list[int]] = {}
     for item in items:
@@ -413,7 +416,8 @@ def _lines(lines: list[int], shown: int = 5) -> str:
 
 def print_batch_plan(console: Console, plan: dict) -> None:
     console.print(
-        f"Batch plan: {plan['rows']} rows, {plan['images']} images, about {_money(plan['estimated_usd'])}",
+        f"Batch plan: {_count(plan['rows'], 'row')}, {_count(plan['images'], 'image')}, "
+        f"about {_money(plan['estimated_usd'])}",
         style="bold",
         markup=False,
     )
