@@ -65,6 +65,7 @@ class BadRow(NamedTuple):
 
 class OfferPlan(NamedTuple):
     offer_id: str
+    provider: str
     rows: int
     images: int
     cost: Decimal
@@ -81,8 +82,7 @@ class Plan(NamedTuple):
         """Per provider: the submits planned and the least time its submit rate allows for them."""
         submits: dict[str, int] = {}
         for offer in self.by_offer:
-            provider = offer.offer_id.split("/", 1)[0]
-            submits[provider] = submits.get(provider, 0) + offer.submits
+            submits[offer.provider] = submits.get(offer.provider, 0) + offer.submits
         paced = []
         for provider, count in sorted(submits.items()):
             concurrency, per_minute = limits.get(provider, (None, None))
@@ -252,7 +252,7 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints) -> Plan:
     runs, from the same cache, so memory stays flat however long the file)."""
     runnable = []
     unservable = []
-    offers: dict[str, list] = {}
+    offers: dict[str, OfferPlan] = {}
     total = Decimal(0)
     for row in rows:
         route = routes.rank(row.request, row_constraints(row, base))
@@ -262,11 +262,14 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints) -> Plan:
             unservable.append((row, reasons))
             continue
         runnable.append((row, choice.offer.id, choice.cost))
-        group = offers.setdefault(choice.offer.id, [0, 0, Decimal(0), 0])
-        group[0] += 1
-        group[1] += row.request.n
-        group[2] += choice.cost
-        group[3] += len(choice.assessment.requests)
+        offer = choice.offer
+        so_far = offers.get(offer.id) or OfferPlan(offer.id, offer.provider, 0, 0, Decimal(0), 0)
+        offers[offer.id] = so_far._replace(
+            rows=so_far.rows + 1,
+            images=so_far.images + row.request.n,
+            cost=so_far.cost + choice.cost,
+            submits=so_far.submits + len(choice.assessment.requests),
+        )
         total += choice.cost
-    by_offer = tuple(sorted((OfferPlan(k, *v) for k, v in offers.items()), key=lambda o: -o.cost))
+    by_offer = tuple(sorted(offers.values(), key=lambda o: -o.cost))
     return Plan(tuple(runnable), tuple(unservable), by_offer, total)

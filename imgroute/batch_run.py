@@ -20,6 +20,7 @@ from typing import NamedTuple
 from imgroute import policy
 from imgroute.batch import Row, row_constraints
 from imgroute.errors import ImgrouteError
+from imgroute.http import Http
 from imgroute.jobs import JobResult, JobRunner, OutputOptions, Steps
 from imgroute.ledger import LEDGER_FILE, SharedLedger
 from imgroute.poll_timing import PollTiming
@@ -73,6 +74,7 @@ class BatchRun:
         self.reroute = reroute
         self.timing = PollTiming()
         self.stop = threading.Event()
+        self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
         self._active = 0  # rows started and not yet reported back
         self._active_lock = threading.Lock()
 
@@ -93,12 +95,9 @@ class BatchRun:
     def run(self, rows: list[Row]) -> None:
         """Run every row; on Ctrl-C stop starting new ones, let the jobs already sent finish and
         be recorded, then raise KeyboardInterrupt."""
-        from imgroute.http import Http
-
         ledger = SharedLedger(self.home / LEDGER_FILE, durable=False)
         self._priors = ledger.jobs_for_rows(self.label)  # what earlier runs of this file did
         scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
-        self._http = lambda: Http(self.client, sleep=scheduler.sleep)
         try:
             with _ctrl_c_as_a_request() as asked:
                 self._feed(scheduler, ledger, iter(rows), asked)
@@ -121,7 +120,7 @@ class BatchRun:
                     break
                 with self._active_lock:
                     self._active += 1
-                scheduler.start(self._row_steps(row, ledger), self._when_done(row, finished))
+                scheduler.start(self._row_steps(row, ledger, scheduler), self._when_done(row, finished))
                 while self._active >= ahead and not asked.is_set():
                     self._report_one(finished)
             while self._active or not finished.empty():
@@ -159,12 +158,12 @@ class BatchRun:
         if report:
             self.on_result(result)
 
-    def _row_steps(self, row: Row, ledger: SharedLedger) -> Steps:
+    def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:
         if self.stop.is_set():
             return RowResult(row, "not_started", None)
         runner = JobRunner(
             table=self.routes.table,
-            http=self._http(),
+            http=Http(self.client, sleep=scheduler.sleep),  # a retry's sleep gets a stand-in worker
             ledger=ledger,
             keys=self.keys,
             base_urls=self.base_urls,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from decimal import Decimal
@@ -190,8 +191,6 @@ def _run(the_plan, routes, constraints, available, out, timeout, concurrency, se
                     "note": row_result.note or None,
                 }
             )
-            import json
-
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
         progress.update(row_result, running=runner.running)

@@ -258,7 +258,8 @@ def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
 class Ledger:
     # Writers in one process queue here rather than in SQLite's busy handler, which sleeps in coarse
     # steps: with a batch's worker threads each holding a connection, that alone cost seconds.
-    _write_lock = threading.RLock()
+    # (A SharedLedger's readers take it too: they share the writers' connection.)
+    _lock = threading.RLock()
 
     def __init__(
         self,
@@ -292,7 +293,7 @@ class Ledger:
         if into is not None:
             into.append(work)
             return None
-        with self._write_lock:
+        with self._lock:
             return run_in_transaction(self.db, work)
 
     def flush(self, pending: list) -> None:
@@ -302,27 +303,19 @@ class Ledger:
             pending.clear()
             self._commit(lambda db: [each(db) for each in work])
 
-    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        return self.db.execute(sql, args).fetchall()
+    def _read(self, sql: str, args: tuple = (), db: sqlite3.Connection | None = None) -> list[sqlite3.Row]:
+        """Rows of a query; with `db`, inside that connection's open write transaction."""
+        return (db or self.db).execute(sql, args).fetchall()
 
     def _read_one(self, sql: str, args: tuple = ()) -> sqlite3.Row | None:
         return self.db.execute(sql, args).fetchone()
 
     def _write(self, sql: str, args: tuple, into: list | None = None) -> int:
-        return self._write_all((sql, args), into=into)
-
-    def _write_all(self, *statements: tuple[str, tuple], into: list | None = None) -> int:
-        """Statements that belong together (a state and its event), in one commit; returns the
-        first one's row id."""
-
-        def work(db: sqlite3.Connection) -> int:
-            rowids = [db.execute(sql, args).lastrowid for sql, args in statements]
-            return rowids[0]
-
-        if into is None and len(statements) == 1:  # one statement is its own transaction
-            with self._write_lock:
-                return self.db.execute(*statements[0]).lastrowid
-        return self._commit(work, into)
+        """One statement, its own transaction (or put off `into` a later commit); its row id."""
+        if into is not None:
+            return self._commit(lambda db: db.execute(sql, args).lastrowid, into)
+        with self._lock:
+            return self.db.execute(sql, args).lastrowid
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -377,18 +370,16 @@ class Ledger:
         into: list | None = None,
     ) -> None:
         """The job's state (and, when it ends, its cost and exit code); its history gets an event."""
-        self._write_all(*self._job_state(job_id, state, error, actual, source, exit_code), into=into)
+        self._write(*self._job_state(job_id, state, error, actual, source, exit_code), into=into)
 
-    def _job_state(self, job_id, state, error=None, actual=None, source=None, exit_code=None) -> list:
+    def _job_state(self, job_id, state, error=None, actual=None, source=None, exit_code=None) -> tuple[str, tuple]:
         """The update (its event is written by a trigger, migration 5)."""
         assert state in JOB_STATES, state
-        return [
-            (
-                "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
-                "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
-                (state, self.clock(), error, actual, source, exit_code, job_id),
-            )
-        ]
+        return (
+            "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
+            "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
+            (state, self.clock(), error, actual, source, exit_code, job_id),
+        )
 
     # -- attempts: the budget reservation ---------------------------------------------------
 
@@ -420,8 +411,8 @@ class Ledger:
                     raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
             stamp = self.clock()
             _add_committed(db, stamp, asked)  # in flight: counts at its estimate until settled
-            for sql, args in self._job_state(job_id, job_state) if job_state else ():
-                db.execute(sql, args)
+            if job_state:
+                db.execute(*self._job_state(job_id, job_state))
             return db.execute(
                 "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
                 "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
@@ -598,8 +589,7 @@ class Ledger:
     def spent_since(self, since: float, db: sqlite3.Connection | None = None) -> Decimal:
         """What attempts made on or after the local day of `since` have committed (spent, or in
         flight at their estimate). Whole days: the budget periods start at local midnight."""
-        sql, args = "SELECT committed_usd FROM spend_days WHERE day >= ?", (_day(since),)
-        rows = db.execute(sql, args).fetchall() if db is not None else self._read(sql, args)
+        rows = self._read("SELECT committed_usd FROM spend_days WHERE day >= ?", (_day(since),), db)
         return sum((Decimal(committed) for (committed,) in rows), Decimal(0))
 
     def spend_rows(self, since: float | None = None) -> list[SpendRow]:
@@ -625,7 +615,7 @@ class Ledger:
         ]
 
     def budgets(self, db: sqlite3.Connection | None = None) -> dict[str, Decimal]:
-        rows = db.execute("SELECT * FROM budgets").fetchall() if db is not None else self._read("SELECT * FROM budgets")
+        rows = self._read("SELECT * FROM budgets", (), db)
         return {r["period"]: Decimal(r["cap_usd"]) for r in rows}
 
     def set_budget(self, period: str, cap: Decimal | None) -> None:
@@ -647,10 +637,10 @@ class SharedLedger(Ledger):
     statements, and one page cache serves every job (a connection per thread re-read the pages
     each other connection had written)."""
 
-    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._write_lock:
-            return self.db.execute(sql, args).fetchall()
+    def _read(self, sql: str, args: tuple = (), db: sqlite3.Connection | None = None) -> list[sqlite3.Row]:
+        with self._lock:
+            return super()._read(sql, args, db)
 
     def _read_one(self, sql: str, args: tuple = ()) -> sqlite3.Row | None:
-        with self._write_lock:
-            return self.db.execute(sql, args).fetchone()
+        with self._lock:
+            return super()._read_one(sql, args)

@@ -46,7 +46,6 @@ class Limits:
         with self._lock:
             if self._can_take(provider):
                 self._hold(provider)
-                self._in_use += 1
                 return True
             self._waiting.append((provider, granted))
             return False
@@ -57,24 +56,23 @@ class Limits:
     def release(self, provider: str) -> None:
         """Give a slot back; the longest waiter that can use it gets it."""
         with self._lock:
-            if provider in self._free:
-                self._free[provider] += 1
-            if self._total_free is not None:
-                self._total_free += 1
-            self._in_use -= 1
+            self._hold(provider, -1)
             ready = self._grant_waiters()
         for granted in ready:
             granted()
 
-    def withdraw(self, keep: Callable[[str, Callable[[], None]], bool]) -> list[Callable[[], None]]:
-        """Take out the waiters `keep` says no to (a stopped batch's jobs that sent nothing yet)."""
+    def withdraw(self, which: Callable[[Callable[[], None]], bool]) -> list[Callable[[], None]]:
+        """Take out the waiters `which` picks (a stopped batch's jobs that sent nothing yet)."""
+        kept: deque[tuple[str, Callable[[], None]]] = deque()
+        gone = []
         with self._lock:
-            gone = [w for w in self._waiting if not keep(*w)]
-            self._waiting = deque(w for w in self._waiting if keep(*w))
-            ready = self._grant_waiters()
-        for granted in ready:
-            granted()
-        return [granted for _, granted in gone]
+            for provider, granted in self._waiting:
+                if which(granted):
+                    gone.append(granted)
+                else:
+                    kept.append((provider, granted))
+            self._waiting = kept
+        return gone
 
     def submit_delay(self, provider: str) -> float:
         """Seconds to wait before the next submit to `provider`, so submits are evenly spaced at
@@ -91,11 +89,13 @@ class Limits:
     def _can_take(self, provider: str) -> bool:
         return self._free.get(provider, 1) > 0 and (self._total_free is None or self._total_free > 0)
 
-    def _hold(self, provider: str) -> None:
+    def _hold(self, provider: str, count: int = 1) -> None:
+        """Under the lock: take `count` slots (a negative count gives them back)."""
         if provider in self._free:
-            self._free[provider] -= 1
+            self._free[provider] -= count
         if self._total_free is not None:
-            self._total_free -= 1
+            self._total_free -= count
+        self._in_use += count
 
     def _grant_waiters(self) -> list[Callable[[], None]]:
         """Under the lock: hand free slots to waiters in arrival order (skipping any whose
@@ -105,7 +105,6 @@ class Limits:
             provider, granted = waiter
             if self._can_take(provider):
                 self._hold(provider)
-                self._in_use += 1
                 self._waiting.remove(waiter)
                 ready.append(granted)
             if self._total_free is not None and self._total_free <= 0:
@@ -148,7 +147,7 @@ class Scheduler:
     def stop(self) -> None:
         """Ctrl-C: jobs waiting for their first slot are cancelled; the others run to the end."""
         self.stopping = True
-        for granted in self.limits.withdraw(lambda provider, granted: not getattr(granted, "fresh", False)):
+        for granted in self.limits.withdraw(lambda granted: granted.fresh):
             granted.cancel()
 
     def sleep(self, seconds: float) -> None:
@@ -216,7 +215,7 @@ class Scheduler:
 
     def _slot(self, job: _Job, need: NeedSlot) -> None:
         if need.fresh and self.stopping:
-            self._ready.put((job, Cancelled("the batch was stopped before this job was sent")))
+            self._ready.put((job, _stopped()))
             return
         granted = _Grant(self, job, need.fresh)
         if self.limits.take(need.provider, granted):
@@ -254,4 +253,8 @@ class _Grant:
         self.scheduler._ready.put((self.job, None))
 
     def cancel(self) -> None:
-        self.scheduler._ready.put((self.job, Cancelled("the batch was stopped before this job was sent")))
+        self.scheduler._ready.put((self.job, _stopped()))
+
+
+def _stopped() -> Cancelled:
+    return Cancelled("the batch was stopped before this job was sent")
