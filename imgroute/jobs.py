@@ -70,13 +70,18 @@ class NeedSlot(NamedTuple):
     fresh: bool
 
 
+class Later(NamedTuple):
+    """A job step has nothing to wait for, but nothing urgent to do either (batch only): the
+    scheduler first runs the jobs that hold a provider's slot, so none holds it longer than it must."""
+
+
 class Cancelled(Exception):
     """Raised into a job waiting for its first slot when the batch stops (Ctrl-C)."""
 
 
-# A job as a generator: it yields Pause / NeedSlot where it must wait and returns its result. One
+# A job as a generator: it yields Pause / NeedSlot / Later where it must wait and returns its result. One
 # thread can drive it (`_drive`), or a scheduler can interleave many on a few threads (batch).
-Steps = Generator["Pause | NeedSlot", None, Any]
+Steps = Generator["Pause | NeedSlot | Later", None, Any]
 
 
 class Event(NamedTuple):
@@ -166,7 +171,7 @@ class _Task:
         self.error: str | None = None
         self.moderated = False
         self.saved: list[SavedImage] = []
-        self.sent_here = False  # submitted by this run (not found in flight by a resume)
+        self.sent_at: float | None = None  # when this run's submit was answered (None: found in flight by a resume)
         self.missed_at: float | None = None  # when (in the poll schedule) it was last seen not done
         self.polls = 0
 
@@ -378,6 +383,11 @@ class JobRunner:
         if self.limits is not None:
             self.limits.release(provider)
 
+    def _before_saving(self) -> Steps:
+        self._flush()  # the results the polls saw, durable before any is downloaded
+        if self.limits is not None:
+            yield Later()  # downloading and saving hold no slot: jobs that do go first
+
     def _submit_and_collect(self, attempt_id, seq, request, quote, assessment, index_base) -> Steps:
         offer, plan = quote.offer, assessment.plan
         adapter = self._adapter(offer.provider)
@@ -425,6 +435,7 @@ class JobRunner:
             stuck = yield from self._await_tasks(adapter, tasks)
         finally:
             self._give_slot(offer.provider)
+        yield from self._before_saving()
         saved, problems = self._save_results(shape, tasks, index_base)
         end = self._settle(
             attempt_id,
@@ -511,7 +522,7 @@ class JobRunner:
                 self.ledger.task_state(task.task_id, "unknown", str(exc))
                 raise
             task.handle = submission.handle
-            task.sent_here = True
+            task.sent_at = self.clock()
             if submission.outputs:  # synchronous: id and images recorded together
                 self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
             else:
@@ -581,11 +592,16 @@ class JobRunner:
         )
         deadline = self._start + self.timeout
         planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
+        # The first wait counts from the last submit's answer, not from now: journaling it took
+        # a moment, and the provider's clock started before that.
+        sent = [t.sent_at for t in pending if t.sent_at is not None]
+        already = (self.clock() - max(sent)) / self.http.scale if sent and self.http.scale > 0 else 0.0
         while pending:
             interval = next(waits)
             if self.clock() + interval * self.http.scale > deadline:
                 raise _Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
-            yield Pause(interval)
+            yield Pause(max(0.0, interval - already))
+            already = 0.0
             planned += interval
             for task in list(pending):
                 task.polls += 1
@@ -600,11 +616,11 @@ class JobRunner:
                     # The job exists and may be paid for: keep asking until the deadline.
                     self._emit("retrying", f"status check failed ({exc}); still waiting")
                     continue
-                if poll.state == "succeeded":
-                    self._record_outputs(task, poll.outputs, poll.usage or task.usage)
+                if poll.state == "succeeded":  # journaled once the slot is given back (see _submit_and_collect)
+                    self._record_outputs(task, poll.outputs, poll.usage or task.usage, into=self._pending)
                     pending.remove(task)
-                    if self.timing is not None and task.sent_here:
-                        self.timing.observe(adapter.provider, planned, task.polls, task.missed_at)
+                    if self.timing is not None and task.sent_at is not None:
+                        self.timing.observe(adapter.provider, planned, task.polls, task.missed_at, poll.took)
                 else:
                     task.missed_at = planned
                     if poll.state != task.state:
@@ -613,8 +629,11 @@ class JobRunner:
                     progress = f" {poll.progress}%" if poll.progress is not None else ""
                     self._emit(poll.state, f"{poll.detail}{progress}")
 
-    def _record_outputs(self, task: _Task, outputs, usage: Usage | None, provider_job_id: str | None = None) -> None:
-        """Make results durable before saving: URLs as they are, bytes into the spool."""
+    def _record_outputs(
+        self, task: _Task, outputs, usage: Usage | None, provider_job_id: str | None = None, into: list | None = None
+    ) -> None:
+        """Make results durable before saving: URLs as they are, bytes into the spool. (URLs may
+        wait in `into` until the next flush: until then the provider still has them.)"""
         recorded = []
         for position, output in enumerate(outputs):
             if output.data is not None:
@@ -623,7 +642,7 @@ class JobRunner:
                 recorded.append({"url": output.url})
         task.outputs, task.usage, task.state = recorded, usage, "succeeded"
         self.ledger.task_outputs(
-            task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle
+            task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle, into
         )
 
     def _spool(self, name: str, data: bytes) -> Path:
@@ -851,6 +870,7 @@ class JobRunner:
                 stuck = yield from self._await_tasks(adapter, tasks)
             finally:
                 self._give_slot(provider)
+        yield from self._before_saving()
         saved, problems = self._save_results(shape, tasks, index_base)
         final = None
         if unknown_notes:

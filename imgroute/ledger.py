@@ -17,6 +17,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from imgroute.errors import ConfigError
+
 LEDGER_FILE = "ledger.sqlite"
 
 JOB_STATES = ("planned", "submitting", "submitted", "running", "succeeded", "failed", "unknown", "cancelled")
@@ -244,15 +246,49 @@ def run_in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connectio
     return result
 
 
+BUSY_SECONDS = 60  # how long to wait for another imgroute holding the ledger
+
+
 def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # One thread at a time uses a connection; batch closes its workers' connections afterwards.
-    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
+    _use_wal(db)
     db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     db.execute("PRAGMA foreign_keys=ON")
     return db
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch a new ledger to WAL (the mode is kept in the file: later opens find it set).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once rather than
+    waiting its busy timeout: two imgroutes started together on a fresh home would have one fail.
+    So the switch is retried, briefly, for as long as any other lock is waited for."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> ConfigError:
+    if "locked" in str(exc):
+        return ConfigError(
+            f"the ledger {path} stayed locked for {BUSY_SECONDS} s",
+            "another imgroute is writing to it: let it finish, or point IMGROUTE_HOME elsewhere",
+        )
+    return ConfigError(
+        f"the ledger {path} cannot be opened ({exc})",
+        "restore it from a backup, or move it aside and imgroute starts a new one "
+        "(whose budget caps no longer count what the old one recorded)",
+    )
 
 
 class Ledger:
@@ -272,8 +308,11 @@ class Ledger:
         ones, and commits are ten times cheaper."""
         self.path = path
         self.clock = clock
-        self.db = connect(path, durable)
-        self._migrate()
+        try:
+            self.db = connect(path, durable)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(path, exc) from None
 
     def _migrate(self) -> None:
         def migrate(db: sqlite3.Connection) -> None:
@@ -487,6 +526,7 @@ class Ledger:
         usage: dict | None,
         provider_job_id: str | None = None,
         handle: dict | None = None,
+        into: list | None = None,
     ) -> None:
         """The finished results, recorded before any is downloaded, so resume can fetch them again.
 
@@ -503,6 +543,7 @@ class Ledger:
                 json.dumps(handle) if handle is not None else None,
                 task_id,
             ),
+            into,
         )
 
     def add_file(

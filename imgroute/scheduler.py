@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import queue
 import threading
 import time
 from collections import deque
@@ -18,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from imgroute import policy
-from imgroute.jobs import Cancelled, NeedSlot, Pause, Steps
+from imgroute.jobs import Cancelled, Later, NeedSlot, Pause, Steps
 
 
 class Limits:
@@ -120,29 +119,99 @@ class _Job:
         self.on_done = on_done
 
 
+_Item = tuple[_Job, BaseException | None] | None  # a job to advance (and what to raise in it), or "stop"
+
+# What a worker takes first: a job at its provider's slot (its pause is over, or it was just
+# granted the slot: a slot is held or empty meanwhile), then a new row (it will queue for a
+# slot), then a job that said `Later` (done with its provider: only saving left).
+AT_SLOT, NEW, LATER = 0, 1, 2
+
+
+class _RunQueue:
+    """Jobs ready for a worker, in the order of their rank (AT_SLOT, NEW, LATER), and jobs pausing
+    until a moment (a poll due, a submit's turn), AT_SLOT when it comes. No thread of its own
+    keeps the time: one idle worker waits until the next pause ends (a thread handing each due
+    job to a worker cost a handoff of Python's lock per poll)."""
+
+    def __init__(self):
+        self._ranks: tuple[deque[_Item], ...] = (deque(), deque(), deque())
+        self._timers: list[tuple[float, int, _Item]] = []
+        self._order = itertools.count()  # ties on the heap go by arrival, never by comparing jobs
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)  # idle workers wait here
+        self._clock = threading.Condition(lock)  # the one idle worker that watches the next pause
+        self._idle = 0
+        self._watching = False
+
+    def put(self, item: _Item, rank: int) -> None:
+        with self._work:
+            self._ranks[rank].append(item)
+            self._wake()
+
+    def put_at(self, due: float, item: _Item) -> None:
+        """Ready at `due` (time.monotonic())."""
+        with self._work:
+            heapq.heappush(self._timers, (due, next(self._order), item))
+            if self._timers[0][2] is item:  # the next pause to end: whoever watches must know
+                if self._watching:
+                    self._clock.notify()
+                elif self._idle:
+                    self._work.notify()
+
+    def get(self) -> _Item:
+        with self._work:
+            while True:
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    self._ranks[AT_SLOT].append(heapq.heappop(self._timers)[2])
+                ready = next((queue for queue in self._ranks if queue), None)
+                if ready is not None:
+                    item = ready.popleft()
+                    if any(self._ranks) or (self._timers and not self._watching):
+                        self._wake()  # more to do, or nobody left watching the time
+                    return item
+                if self._timers and not self._watching:
+                    self._watching = True
+                    self._clock.wait(self._timers[0][0] - now)
+                    self._watching = False
+                else:
+                    self._idle += 1
+                    self._work.wait()
+                    self._idle -= 1
+
+    def waiting(self, rank: int) -> int:
+        """Jobs of this rank waiting for a worker (a glance, without the lock)."""
+        return len(self._ranks[rank])
+
+    def _wake(self) -> None:
+        """Under the lock: work is waiting; an idle worker takes it, else the one watching the time."""
+        if self._idle:
+            self._work.notify()
+        elif self._watching:
+            self._clock.notify()
+
+
 class Scheduler:
     def __init__(self, workers: int, limits: Limits, scale: float):
         """`workers` threads advance jobs; `scale` is IMGROUTE_TIME_SCALE for scaled pauses."""
         self.limits = limits
         self.scale = scale
         self.stopping = False  # set by stop(): jobs that sent nothing yet are cancelled
-        self._ready: queue.SimpleQueue[tuple[_Job, BaseException | None] | None] = queue.SimpleQueue()
-        self._timers: list[tuple[float, int, _Job]] = []
-        self._timers_changed = threading.Condition()
-        self._order = itertools.count()  # ties on the heap go by arrival, never by comparing jobs
+        self._ready = _RunQueue()
         self._base = workers
         self._workers = 0
         self._sleeping = 0  # workers blocked in a retry's sleep (see `sleep`)
         self._count_lock = threading.Lock()
-        self._closed = False
         for _ in range(workers):
             self._add_worker()
-        self._timer_thread = threading.Thread(target=self._tick, name="imgroute-timers", daemon=True)
-        self._timer_thread.start()
 
     def start(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]) -> None:
         """Run a job; `on_done(result, None)` or `on_done(None, error)` is called on a worker."""
-        self._ready.put((_Job(steps, on_done), None))
+        self._ready.put((_Job(steps, on_done), None), NEW)
+
+    def unhurried(self) -> int:
+        """Jobs that are done with their provider and wait only for a worker to save their images."""
+        return self._ready.waiting(LATER)
 
     def stop(self) -> None:
         """Ctrl-C: jobs waiting for their first slot are cancelled; the others run to the end."""
@@ -166,13 +235,10 @@ class Scheduler:
 
     def close(self) -> None:
         """After every job has ended: stop the threads."""
-        self._closed = True
         with self._count_lock:
             workers = self._workers
         for _ in range(workers):
-            self._ready.put(None)
-        with self._timers_changed:
-            self._timers_changed.notify()
+            self._ready.put(None, LATER)  # after everything else
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -208,6 +274,8 @@ class Scheduler:
             return
         if isinstance(need, Pause):
             self._later(need.seconds * (self.scale if need.scaled else 1.0), job)
+        elif isinstance(need, Later):
+            self._ready.put((job, None), LATER)
         elif isinstance(need, NeedSlot):
             self._slot(job, need)
         else:
@@ -215,30 +283,17 @@ class Scheduler:
 
     def _slot(self, job: _Job, need: NeedSlot) -> None:
         if need.fresh and self.stopping:
-            self._ready.put((job, _stopped()))
+            self._ready.put((job, _stopped()), NEW)
             return
         granted = _Grant(self, job, need.fresh)
         if self.limits.take(need.provider, granted):
-            self._ready.put((job, None))
+            self._ready.put((job, None), AT_SLOT)
 
     def _later(self, seconds: float, job: _Job) -> None:
         if seconds <= 0:
-            self._ready.put((job, None))
-            return
-        with self._timers_changed:
-            heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._order), job))
-            self._timers_changed.notify()
-
-    def _tick(self) -> None:
-        while not self._closed:
-            with self._timers_changed:
-                while not self._closed and (not self._timers or self._timers[0][0] > time.monotonic()):
-                    timeout = self._timers[0][0] - time.monotonic() if self._timers else None
-                    self._timers_changed.wait(timeout)
-                if self._closed:
-                    return
-                _, _, job = heapq.heappop(self._timers)
-            self._ready.put((job, None))
+            self._ready.put((job, None), AT_SLOT)
+        else:
+            self._ready.put_at(time.monotonic() + seconds, (job, None))
 
 
 class _Grant:
@@ -250,10 +305,10 @@ class _Grant:
         self.scheduler, self.job, self.fresh = scheduler, job, fresh
 
     def __call__(self) -> None:
-        self.scheduler._ready.put((self.job, None))
+        self.scheduler._ready.put((self.job, None), AT_SLOT)
 
     def cancel(self) -> None:
-        self.scheduler._ready.put((self.job, _stopped()))
+        self.scheduler._ready.put((self.job, _stopped()), NEW)
 
 
 def _stopped() -> Cancelled:

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -363,3 +364,24 @@ def test_resume_routes_unsent_images_within_the_jobs_own_provider_choices(cli, f
     assert done.code == 0, done.err
     assert done.json()[0]["provider"] == "apiframe"
     assert fakes["apiframe"].charges == 1 and fakes["openai"].requests == []
+
+
+def test_a_fresh_ledger_busy_in_another_process_is_waited_for_not_a_crash(tmp_path):
+    # Switching a new file to WAL needs it alone, and SQLite refuses at once instead of waiting its
+    # busy timeout: two imgroutes started together on a fresh home had one die "database is locked".
+    path = tmp_path / "ledger.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # still in rollback mode
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE busy (x)")
+    threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+    ledger = Ledger(path)
+    assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(ledger_module.MIGRATIONS)
+
+
+def test_a_ledger_that_is_not_a_database_is_a_one_line_configuration_error(cli, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "ledger.sqlite").write_bytes(b"not a database, just bytes " * 100)
+    r = cli("jobs")
+    assert r.code == 3 and "Traceback" not in r.err
+    assert "ledger" in r.err and "move it aside" in r.err

@@ -14,9 +14,18 @@ from imgroute.poll_timing import PollTiming
 KIE_SCHEDULE = (2.0, 1.5, 15.0)
 
 
-def simulate(timing: PollTiming, seconds: float, jobs: int, concurrency: int, spread: float = 0.0, seed: int = 1):
+def simulate(
+    timing: PollTiming,
+    seconds: float,
+    jobs: int,
+    concurrency: int,
+    spread: float = 0.0,
+    seed: int = 1,
+    reported: bool = False,
+):
     """Jobs lasting `seconds` (+- `spread` of it); returns (time over ceil(jobs/C) x seconds,
-    status requests per job)."""
+    status requests per job). `reported`: the provider says how long each job took (Kie and
+    Apiframe do)."""
     rng = random.Random(seed)
     running: list = []
     started = requests = 0
@@ -33,13 +42,13 @@ def simulate(timing: PollTiming, seconds: float, jobs: int, concurrency: int, sp
                 break
             missed = planned
         started += 1
-        heapq.heappush(running, (now + planned, started, planned, polls, missed))
+        heapq.heappush(running, (now + planned, started, planned, polls, missed, duration))
 
     for _ in range(min(concurrency, jobs)):
         start(0.0)
     while running:
-        finished_at, _, planned, polls, missed = heapq.heappop(running)
-        timing.observe("kie", planned, polls, missed)
+        finished_at, _, planned, polls, missed, duration = heapq.heappop(running)
+        timing.observe("kie", planned, polls, missed, took=duration if reported else None)
         requests += polls
         if started < jobs:
             start(finished_at)
@@ -59,6 +68,42 @@ def simulate(timing: PollTiming, seconds: float, jobs: int, concurrency: int, sp
 def test_fifty_jobs_at_once_are_polled_just_after_they_finish(seconds, jobs, spread, most_ratio, most_polls):
     ratio, polls = simulate(PollTiming(), seconds, jobs, 50, spread)
     assert ratio <= most_ratio and polls <= most_polls
+
+
+@pytest.mark.parametrize(
+    ("seconds", "jobs", "spread", "most_ratio", "most_polls"),
+    [
+        (0.2, 1000, 0.0, 1.02, 1.05),  # the benchmark's jobs: each polled once, at its end
+        (0.2, 5000, 0.0, 1.01, 1.05),
+        (2.0, 500, 0.2, 1.30, 2.0),
+        (30.0, 300, 0.3, 1.30, 3.0),  # beats inference (1.35) with as few polls
+    ],
+)
+def test_with_reported_durations_the_first_poll_lands_at_the_jobs_end(seconds, jobs, spread, most_ratio, most_polls):
+    ratio, polls = simulate(PollTiming(), seconds, jobs, 50, spread, reported=True)
+    assert ratio <= most_ratio and polls <= most_polls
+
+
+def test_aiming_at_the_sixtieth_percentile_trades_polls_against_waiting(monkeypatch):
+    """The median misses half the jobs (a request more each); a high percentile makes most wait."""
+
+    def run(percentile):
+        monkeypatch.setattr(PollTiming, "PERCENTILE", percentile)
+        return simulate(PollTiming(), 30.0, 300, 50, 0.3, reported=True)
+
+    median, chosen, high = run(0.5), run(0.6), run(0.9)  # each (time over ideal, polls per job)
+    assert chosen[1] < median[1] and chosen[0] < high[0]
+
+
+def test_reported_durations_replace_inference_and_only_the_recent_ones_count():
+    timing = PollTiming()
+    timing.observe("kie", 5.0, 1, None, took=1.0)  # polled at 5 s, but the job took 1 s
+    assert timing.expected("kie") == 1.0
+    for took in [9.0] * PollTiming.RECENT:  # the provider slowed down: older jobs drop out
+        timing.observe("kie", 9.5, 1, None, took=took)
+    assert timing.expected("kie") == 9.0
+    timing.observe("apiframe", 3.0, 2, 1.5)  # no reported time: inferred, per provider
+    assert timing.expected("apiframe") == 2.25 and timing.expected("kie") == 9.0
 
 
 def test_the_estimate_settles_on_the_job_time_and_follows_it_when_it_changes():

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from imgroute.jobs import Cancelled, NeedSlot, Pause
-from imgroute.scheduler import Limits, Scheduler
+from imgroute.scheduler import AT_SLOT, LATER, NEW, Limits, Scheduler, _RunQueue
 
 
 def run_all(scheduler: Scheduler, jobs: list, timeout: float = 10.0) -> list:
@@ -141,3 +141,42 @@ def test_a_blocking_sleep_gets_a_stand_in_worker(blocked):
     scheduler.close()
     assert [r for r, _ in results] == ["slept"] * blocked + ["quick"]
     assert time.monotonic() - start < 0.9  # the sleeps overlapped instead of queueing on the one worker
+
+
+def test_the_run_queue_serves_jobs_at_their_slot_first_then_new_rows_then_saving():
+    queue = _RunQueue()
+    queue.put("saving", LATER)
+    queue.put("new row", NEW)
+    queue.put("slot granted", AT_SLOT)
+    queue.put_at(time.monotonic() - 1, "poll due")  # a pause that has ended: back at its slot
+    queue.put("another new row", NEW)
+    order = [queue.get() for _ in range(5)]
+    assert order == ["slot granted", "poll due", "new row", "another new row", "saving"]
+    assert queue.waiting(LATER) == 0
+
+
+def test_an_idle_worker_wakes_for_a_pause_that_ends_sooner_than_the_one_it_watches():
+    queue = _RunQueue()
+    queue.put_at(time.monotonic() + 30, "in thirty seconds")
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(queue.get()), daemon=True)
+    worker.start()
+    time.sleep(0.05)  # the worker now watches the thirty-second pause
+    queue.put_at(time.monotonic() + 0.05, "soon")
+    worker.join(timeout=5)
+    assert got == ["soon"]
+
+
+def test_work_put_while_every_worker_waits_is_taken_at_once():
+    queue = _RunQueue()
+    queue.put_at(time.monotonic() + 30, "much later")
+    got: list = []
+    workers = [threading.Thread(target=lambda: got.append(queue.get()), daemon=True) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.05)  # one watches the clock, one idles
+    queue.put("a", NEW)
+    queue.put("b", LATER)
+    for worker in workers:
+        worker.join(timeout=5)
+    assert sorted(got) == ["a", "b"]

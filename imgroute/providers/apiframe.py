@@ -7,6 +7,8 @@ refunded; `creditCost` is what was charged.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from imgroute import policy
 from imgroute.http import Http
 from imgroute.providers.base import (
@@ -89,7 +91,8 @@ class ApiframeAdapter(Adapter):
             if body.get("expired"):
                 raise JobFailed(f"{self.provider}: the job's output files have expired")
             urls = _result_urls(body.get("result"))
-            return Poll("succeeded", detail=status, outputs=tuple(Output(url=u) for u in urls), usage=usage)
+            outputs = tuple(Output(url=u) for u in urls)
+            return Poll("succeeded", detail=status, outputs=outputs, usage=usage, took=_took(body))
         if status in ("FAILED", "CANCELLED"):
             message = self.clean(str(body.get("error") or status.lower()))
             moderated = any(word in message.lower() for word in MODERATION_WORDS)
@@ -102,6 +105,19 @@ class ApiframeAdapter(Adapter):
         except ValueError:
             body = None
         return self.trouble_for_status(response, error_message(body, response.text[:200]))
+
+
+def _took(body: dict) -> float | None:
+    """How long the job ran, from Apiframe's createdAt / completedAt (None if either is unreadable)."""
+    try:
+        created = datetime.fromisoformat(body["createdAt"])
+        completed = datetime.fromisoformat(body["completedAt"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if created.tzinfo is None or completed.tzinfo is None:
+        return None
+    seconds = (completed - created).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 def _result_urls(result) -> list[str]:

@@ -73,6 +73,7 @@ class Poll(NamedTuple):
     progress: int | None = None
     outputs: tuple[Output, ...] = ()
     usage: Usage | None = None
+    took: float | None = None  # finished jobs: seconds from creation to completion, by the provider's own clock
 
 
 class PreparedRequest(NamedTuple):

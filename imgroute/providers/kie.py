@@ -109,7 +109,7 @@ class KieAdapter(Adapter):
             return Poll(RUNNING[state], detail=state)
         if state == "success":
             urls = _result_urls(data.get("resultJson"))
-            return Poll("succeeded", detail=state, outputs=tuple(Output(url=u) for u in urls))
+            return Poll("succeeded", detail=state, outputs=tuple(Output(url=u) for u in urls), took=_took(data))
         if state == "fail":
             message = self.clean(str(data.get("failMsg") or f"failCode {data.get('failCode')}"))
             moderated = any(word in message.lower() for word in MODERATION_WORDS)
@@ -131,6 +131,14 @@ def _code(body, status: int) -> int:
         except (TypeError, ValueError):
             pass
     return status
+
+
+def _took(data: dict) -> float | None:
+    """How long the job ran, from Kie's own millisecond timestamps (None if they are missing)."""
+    created, completed = data.get("createTime"), data.get("completeTime")
+    if isinstance(created, int) and isinstance(completed, int) and completed >= created > 0:
+        return (completed - created) / 1000
+    return None
 
 
 def _result_urls(raw) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 
 from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
@@ -102,17 +102,18 @@ class FakeApiframe(FakeProvider):
                 402, {"error": "Insufficient credits", "creditsRequired": cost, "creditsAvailable": self.credits}
             )
         job_id = self.new_id("6a1d2f3e-")
-        self.jobs[job_id] = {
-            "id": job_id,
-            "polls": 0,
-            "body": body,
-            "params": params,
-            "n": n,
-            "cost": cost,
-            "outcome": self.outcome,
-            "urls": None,
-            "created": time.monotonic(),
-        }
+        self.jobs[job_id] = self.clock_job(
+            {
+                "id": job_id,
+                "polls": 0,
+                "body": body,
+                "params": params,
+                "n": n,
+                "cost": cost,
+                "outcome": self.outcome,
+                "urls": None,
+            }
+        )
         self.bill(n)
         return Reply(202, {"jobId": job_id, "status": "QUEUED"})
 
@@ -126,25 +127,20 @@ class FakeApiframe(FakeProvider):
             "error": None,
             "creditCost": job["cost"],
             "webhookStatus": None,
-            "createdAt": "2026-04-24T09:12:03.000Z",
+            "createdAt": _iso(job["created_at"]),
             "completedAt": None,
             "input": {"prompt": job["body"]["prompt"]},
             "expired": False,
         }
-        running = (
-            time.monotonic() - job["created"] < self.job_seconds
-            if self.job_seconds is not None
-            else job["polls"] <= self.steps
-        )
-        if running:
+        if self.still_running(job):
             out.update(status="QUEUED" if job["polls"] == 1 else "PROCESSING", progress=40)
-        elif job["outcome"] == "succeed":
+            return Reply(200, out)
+        out["completedAt"] = _iso(job["completed_at"])
+        if job["outcome"] == "succeed":
             if job["urls"] is None:
                 size = SIZES[job["params"].get("aspect_ratio", "1:1")]
                 job["urls"] = self.store_images(job["id"], job["n"], *size, job["params"].get("output_format", "webp"))
-            out.update(
-                status="COMPLETED", progress=100, result={"images": job["urls"]}, completedAt="2026-04-24T09:12:31.000Z"
-            )
+            out.update(status="COMPLETED", progress=100, result={"images": job["urls"]})
         else:
             if not job.get("refunded"):  # FAILED jobs are refunded
                 job["refunded"] = True
@@ -154,3 +150,8 @@ class FakeApiframe(FakeProvider):
             error = "Prompt rejected by safety system" if job["outcome"] == "moderate" else "Upstream generation failed"
             out.update(status="FAILED", creditCost=0, error=error)
         return Reply(200, out)
+
+
+def _iso(moment: float) -> str:
+    """Apiframe's timestamps: ISO 8601 in UTC with milliseconds, e.g. 2026-04-24T09:12:03.000Z."""
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

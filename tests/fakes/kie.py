@@ -62,15 +62,16 @@ class FakeKie(FakeProvider):
         if self.credits == 0:
             return Reply(200, {"code": 402, "msg": "Credits insufficient"})
         task_id = self.new_id("task_gptimg2_")
-        self.jobs[task_id] = {
-            "id": task_id,
-            "polls": 0,
-            "body": body,
-            "outcome": self.outcome,
-            "urls": None,
-            "size": kie_size(ratio, tier),
-            "created": time.monotonic(),
-        }
+        self.jobs[task_id] = self.clock_job(
+            {
+                "id": task_id,
+                "polls": 0,
+                "body": body,
+                "outcome": self.outcome,
+                "urls": None,
+                "size": kie_size(ratio, tier),
+            }
+        )
         self.bill(1)  # Kie charges on creation; one image per task
         return Reply(200, {"code": 200, "msg": "success", "data": {"taskId": task_id}})
 
@@ -100,13 +101,9 @@ class FakeKie(FakeProvider):
             },
         )
 
-    def running(self, job: dict) -> bool:
-        if self.job_seconds is not None:
-            return time.monotonic() - job["created"] < self.job_seconds
-        return job["polls"] <= self.steps
-
     def record(self, job: dict) -> Reply:
         job["polls"] += 1
+        created = round(job["created_at"] * 1000)
         data = {
             "taskId": job["id"],
             "model": job["body"]["model"],
@@ -116,15 +113,18 @@ class FakeKie(FakeProvider):
             "failMsg": "",
             "costTime": 0,
             "completeTime": None,
-            "createTime": 1776940000000,
-            "updateTime": 1776940000000 + job["polls"],
+            "createTime": created,
+            "updateTime": round(time.time() * 1000),
         }
-        if self.running(job):
+        if self.still_running(job):
             data["state"] = self.states[min(job["polls"] - 1, len(self.states) - 1)]
-        elif job["outcome"] == "succeed":
+            return Reply(200, {"code": 200, "msg": "success", "data": data})
+        completed = round(job["completed_at"] * 1000)  # Kie's timestamps are Unix milliseconds
+        data.update(completeTime=completed, updateTime=completed, costTime=completed - created)
+        if job["outcome"] == "succeed":
             if job["urls"] is None:
                 job["urls"] = self.store_images(job["id"], 1, *job["size"], "png")
-            data.update(state="success", resultJson=json.dumps({"resultUrls": job["urls"]}), costTime=48211)
+            data.update(state="success", resultJson=json.dumps({"resultUrls": job["urls"]}))
         else:
             message = (
                 "Your prompt was flagged by the content policy."

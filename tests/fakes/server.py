@@ -183,6 +183,27 @@ class FakeProvider:
         self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    # -- jobs -------------------------------------------------------------------------------
+
+    def clock_job(self, job: dict) -> dict:
+        """Stamp a new job with when it was created, on both clocks (timing, and what is reported)."""
+        job["created"], job["created_at"] = time.monotonic(), time.time()
+        return job
+
+    def still_running(self, job: dict) -> bool:
+        """Whether a job is still running at this poll: for `job_seconds` after it was created,
+        else for `steps` polls. A finished job gets `completed_at`, the wall-clock moment it
+        finished, which the asynchronous providers report."""
+        if self.job_seconds is not None:
+            running = time.monotonic() - job["created"] < self.job_seconds
+            finish = job["created_at"] + self.job_seconds
+        else:
+            running = job["polls"] <= self.steps
+            finish = time.time()
+        if not running:
+            job.setdefault("completed_at", finish)
+        return running
+
     # -- lifecycle --------------------------------------------------------------------------
 
     @property
