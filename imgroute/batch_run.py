@@ -113,7 +113,8 @@ class BatchRun:
         finished: queue.SimpleQueue[RowResult] = queue.SimpleQueue()
         # Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
         # cap keeps memory flat however long the file is. Rows done at their provider and only
-        # waiting to be saved (which goes after everything else) do not count against it.
+        # waiting to be saved (which goes after everything else) do not count against it, up to
+        # one per slot: past that the workers are behind, and more rows would only wait in memory.
         ahead = self.concurrency + max(8, self.concurrency // 2)
         try:
             for row in pending:
@@ -122,7 +123,7 @@ class BatchRun:
                 with self._active_lock:
                     self._active += 1
                 scheduler.start(self._row_steps(row, ledger, scheduler), self._when_done(row, finished))
-                while self._active - scheduler.unhurried() >= ahead and not asked.is_set():
+                while self._active - min(scheduler.unhurried(), self.concurrency) >= ahead and not asked.is_set():
                     self._report_one(finished)
             while self._active or not finished.empty():
                 if asked.is_set() and not self.stop.is_set():

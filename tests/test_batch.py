@@ -333,3 +333,50 @@ def _wait_for_finished_jobs(ledger: Path, at_least: int, limit: float = 30.0) ->
                 return
         time.sleep(0.02)
     raise AssertionError("the batch never finished a row")
+
+
+def test_rows_in_memory_stay_bounded_when_saving_falls_behind(tmp_path):
+    """Rows that only wait to be saved let more rows start (so slots stay busy), but only one per
+    slot: with the workers far behind, a long file must not all be started and held in memory."""
+    import threading
+
+    from imgroute.batch_run import BatchRun
+    from imgroute.scheduler import Limits
+
+    class BehindScheduler:  # every started row at once reaches "only saving"; rows end slowly
+        def __init__(self):
+            self.live: list = []
+            self.most = 0
+            self.lock = threading.Lock()
+            threading.Thread(target=self._finish_slowly, daemon=True).start()
+
+        def start(self, steps, on_done):
+            with self.lock:
+                self.live.append(on_done)
+                self.most = max(self.most, len(self.live))
+
+        def unhurried(self) -> int:
+            return len(self.live)
+
+        def _finish_slowly(self):
+            while True:
+                time.sleep(0.001)
+                with self.lock:
+                    on_done = self.live.pop(0) if self.live else None
+                if on_done is not None:
+                    on_done(None, RuntimeError("stub"))
+
+        def stop(self):
+            pass
+
+    rows = parse_rows("\n".join(json.dumps({"prompt": f"p{i}"}) for i in range(600)), "rows.jsonl")[0]
+    reported = []
+    run = BatchRun(
+        routes={}, base_constraints=None, keys=None, base_urls={}, out_dir=tmp_path, home=tmp_path,
+        timeout=60, concurrency=10, limits=Limits({}), client=None, batch_label="rows.jsonl",
+        on_result=reported.append, reroute=None,
+    )  # fmt: skip
+    scheduler = BehindScheduler()
+    run._feed(scheduler, ledger=None, pending=iter(rows), asked=threading.Event())
+    assert len(reported) == 600
+    assert scheduler.most <= 10 + 8 + 10  # the rows ahead of slots, plus one saving per slot
