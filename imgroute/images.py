@@ -13,6 +13,7 @@ import re
 import struct
 import tempfile
 import unicodedata
+from collections.abc import Collection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -216,11 +217,14 @@ def _file_mode() -> int:
     return _FILE_MODE
 
 
-def place(staged: Staged, out_dir: Path, stem: str, adopt_identical: bool = False) -> Path:
+def place(
+    staged: Staged, out_dir: Path, stem: str, adopt_identical: bool = False, taken: Collection[Path] = ()
+) -> Path:
     """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ...
 
     With `adopt_identical` (resuming an interrupted save), a file already at one of those names
-    with the very same bytes is taken as this image, instead of writing a second copy.
+    with the very same bytes is taken as this image, instead of writing a second copy, unless it
+    is in `taken`: already another image of the same job (a provider may send two alike).
     """
     ext = EXTENSIONS[staged.info.format]
     os.chmod(staged.path, _file_mode())
@@ -230,7 +234,7 @@ def place(staged: Staged, out_dir: Path, stem: str, adopt_identical: bool = Fals
         try:
             os.link(staged.path, final)
         except FileExistsError:
-            if adopt_identical and _sha256(final) == staged.sha256:
+            if adopt_identical and final not in taken and _sha256(final) == staged.sha256:
                 staged.path.unlink(missing_ok=True)
                 return final
             continue

@@ -220,6 +220,7 @@ class JobRunner:
         self._start = 0.0
         self._current: tuple[str, str, Decimal | None] = ("", "", None)
         self._adopt = False  # resume: an identical file already at the intended name is ours
+        self._claimed: set[Path] = set()  # files recorded for this job's images: never adopted by another
         # Journal writes that may wait for the next one (a saved file's record, an attempt's end):
         # committed together, at the latest when the job ends. A kill before that loses nothing:
         # resume finds the files by their content and settles the attempt again.
@@ -688,7 +689,8 @@ class JobRunner:
             "date": dt.date.today().isoformat(),
         }
         stem = images.render_name(self.output.name_template, values)
-        path = images.place(staged, out_dir, stem, adopt_identical=self._adopt)
+        path = images.place(staged, out_dir, stem, adopt_identical=self._adopt, taken=self._claimed)
+        self._claimed.add(path)
         info = staged.info
         verified = shape.problem(info) is None
         images.write_sidecar(
@@ -752,6 +754,7 @@ class JobRunner:
             images.clean_stale_parts(self.output.out_dir)
         files = {}
         for row in self.ledger.files(job_id):
+            self._claimed.add(Path(row["path"]))
             files.setdefault(row["task_id"], []).append(
                 SavedImage(
                     Path(row["path"]),

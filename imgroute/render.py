@@ -465,11 +465,12 @@ class BatchProgress:
 
             self._progress = Progress(
                 TextColumn("batch"),
-                BarColumn(),
+                BarColumn(bar_width=None),  # whatever the counts leave: they matter more
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"),
                 TimeRemainingColumn(),
                 console=self.console,
+                expand=True,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("batch", total=self.total, detail="")
@@ -488,11 +489,22 @@ class BatchProgress:
             finished = sum(self.counts.values())
             elapsed = self._progress.tasks[0].elapsed or 0
             rate = finished / elapsed * 60 if elapsed else 0
-            detail = (
-                f"{self.counts['done']} done, {self.counts['failed']} failed, {running} running, "
-                f"{fmt_usd(self.spent)} of ~{fmt_usd(self.estimate)}, {rate:.0f}/min"
-            )
-            self._progress.update(self._task, completed=finished, detail=detail)
+            self._progress.update(self._task, completed=finished, detail=self._detail(running, rate))
+
+    # Room the other columns need at the least: "batch", a short bar, "4999/5000", "0:00:00", gaps.
+    OTHER_COLUMNS = 40
+
+    def _detail(self, running: int, rate: float) -> str:
+        """The counts in full, or (on a narrow terminal, rather than squeezing the counts into
+        "1…") without the rate and with the money in cents."""
+        done, failed = self.counts["done"], self.counts["failed"]
+        full = (
+            f"{done} done, {failed} failed, {running} running, "
+            f"{fmt_usd(self.spent)} of ~{fmt_usd(self.estimate)}, {rate:.0f}/min"
+        )
+        if len(full) + self.OTHER_COLUMNS <= self.console.width:
+            return full
+        return f"{done} done {failed} failed {running} running ${self.spent:.2f}/~${self.estimate:.2f}"
 
 
 def print_batch_summary(console: Console, counts: dict, spent: Decimal, estimate: Decimal, elapsed: float) -> None:

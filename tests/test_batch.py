@@ -203,6 +203,7 @@ def test_faults_mid_batch_are_retried_in_place_and_an_expired_result_is_fetched_
 
 def test_progress_on_a_terminal_and_the_summary(cli, fakes, tmp_path, monkeypatch):
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws the progress line as on a terminal
+    monkeypatch.setenv("COLUMNS", "120")
     rows = "\n".join(json.dumps({"prompt": f"heron {i}", "provider": "kie"}) for i in range(5))
     r = cli("batch", write(tmp_path, rows), "--yes", "--out", "out")
     assert r.code == 0, r.err
@@ -380,3 +381,12 @@ def test_rows_in_memory_stay_bounded_when_saving_falls_behind(tmp_path):
     run._feed(scheduler, ledger=None, pending=iter(rows), asked=threading.Event())
     assert len(reported) == 600
     assert scheduler.most <= 10 + 8 + 10  # the rows ahead of slots, plus one saving per slot
+
+
+def test_the_progress_line_fits_an_80_column_terminal(cli, fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    rows = "\n".join(json.dumps({"prompt": f"egret {i}", "provider": "kie"}) for i in range(5))
+    r = cli("batch", write(tmp_path, rows), "--yes", "--out", "out")
+    assert r.code == 0, r.err
+    assert "5/5" in r.err and "5 done 0 failed 0 running $0.15/~$0.15" in r.err and "…" not in r.err

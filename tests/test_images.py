@@ -46,6 +46,19 @@ def test_stage_and_place_never_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pic-2.png", "pic.png"]
 
 
+def test_resuming_adopts_an_identical_unrecorded_file_but_never_one_taken_by_another_image(tmp_path):
+    data = make_image(32, 32)
+    first = images.place(images.stage(tmp_path, [data], lambda i: None), tmp_path, "pic")
+    # Resuming a save cut short after the file was linked: the same bytes there are this image.
+    again = images.place(images.stage(tmp_path, [data], lambda i: None), tmp_path, "pic", adopt_identical=True)
+    assert again == first and sorted(p.name for p in tmp_path.iterdir()) == ["pic.png"]
+    # But a file already recorded for another image of the job is that image's, however alike.
+    other = images.place(
+        images.stage(tmp_path, [data], lambda i: None), tmp_path, "pic", adopt_identical=True, taken={first}
+    )
+    assert other.name == "pic-2.png" and sorted(p.name for p in tmp_path.iterdir()) == ["pic-2.png", "pic.png"]
+
+
 def test_slug_and_names():
     assert images.slug("A Lighthouse, at Dusk! (v2)") == "a-lighthouse-at-dusk-v2"
     assert images.slug("日本") == "image"

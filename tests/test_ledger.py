@@ -366,6 +366,29 @@ def test_resume_routes_unsent_images_within_the_jobs_own_provider_choices(cli, f
     assert fakes["apiframe"].charges == 1 and fakes["openai"].requests == []
 
 
+def test_images_alike_from_one_job_are_each_kept_when_it_is_resumed(cli, fakes, monkeypatch, isolated_home):
+    # Found by killing a 500-row batch: a row resumed by the rerun got two byte-identical images,
+    # and the second was "adopted" as the first's file: one file on disk, recorded twice.
+    from imgroute.providers.openai import OpenAIAdapter
+
+    fakes["openai"].alike = True
+    original, calls = OpenAIAdapter.upload_inputs, []
+
+    def interrupted_once(self, http, spec):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(self, http, spec)
+
+    monkeypatch.setattr(OpenAIAdapter, "upload_inputs", interrupted_once)
+    gen_args = ("gen", "x", "--n", "2", "--name", "mug", "--out", "out", "--quality", "low", *only(fakes, "openai"))
+    assert cli(*gen_args).code == 130  # one name for the row's images, as a batch row gives
+    done = cli("jobs", "resume", "--all", "--json")
+    assert done.code == 0, done.err
+    paths = [image["path"] for image in done.json()[0]["images"]]
+    assert len(paths) == 2 and len(set(paths)) == 2 and all(Path(p).is_file() for p in paths)
+
+
 def test_a_fresh_ledger_busy_in_another_process_is_waited_for_not_a_crash(tmp_path):
     # Switching a new file to WAL needs it alone, and SQLite refuses at once instead of waiting its
     # busy timeout: two imgroutes started together on a fresh home had one die "database is locked".

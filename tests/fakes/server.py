@@ -179,7 +179,9 @@ class FakeProvider:
         self.image_size: tuple[int, int] | None = None  # force a (wrong) size on results
         self.image_format: str | None = None  # force a (wrong) format on results
         self.job_seconds: float | None = None  # jobs finish after this long, however often polled
+        self.alike = False  # every image the same bytes (a provider may send two alike)
         self._ids = itertools.count(1)
+        self._seeds = itertools.count()
         self.server = _Server(("127.0.0.1", port), self._handler_class())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -230,6 +232,7 @@ class FakeProvider:
             self.credits = None
             self.outcome = "succeed"
             self.image_size = self.image_format = self.job_seconds = None
+            self.alike = False
 
     # -- test controls ----------------------------------------------------------------------
 
@@ -294,7 +297,9 @@ class FakeProvider:
         urls = []
         for i in range(count):
             name = f"{job_id}-{i}.{'jpg' if fmt == 'jpeg' else fmt}"
-            self.files[name] = (make_image(width, height, fmt, seed=i), fmt)
+            # Each image its own bytes, as a real model's are; a few seeds keep make_image's cache warm.
+            seed = 0 if self.alike else next(self._seeds) % 16
+            self.files[name] = (make_image(width, height, fmt, seed=seed), fmt)
             urls.append(f"{self.url}/files/{name}")
         return urls
 
@@ -414,7 +419,7 @@ class FakeProvider:
             self.reset()
         elif action == "set":
             for field, value in request.json().items():
-                if field in ("credits", "outcome", "steps", "key", "job_seconds"):
+                if field in ("credits", "outcome", "steps", "key", "job_seconds", "alike"):
                     setattr(self, field, value)
         elif action != "state":
             return Reply(404, {"error": f"unknown control {action}"})
