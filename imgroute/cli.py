@@ -38,6 +38,24 @@ app = typer.Typer(
 pricing_app = typer.Typer(help="The pricing table: every figure with its source and date.", invoke_without_command=True)
 app.add_typer(pricing_app, name="pricing")
 
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from imgroute import __version__
+
+        print(f"imgroute {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
+
+
 # -- shared options ---------------------------------------------------------------------------
 
 

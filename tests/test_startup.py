@@ -27,3 +27,10 @@ def test_help_lists_every_command(cli):
     r = cli("--help")
     for command in ("quote", "providers", "pricing", "gen", "edit", "keys", "jobs", "budget", "spend", "batch"):
         assert command in r.out
+
+
+def test_version(cli):
+    from imgroute import __version__
+
+    r = cli("--version")
+    assert r.code == 0 and r.out == f"imgroute {__version__}\n"
