@@ -343,13 +343,9 @@ def test_sidecars_match_the_ledger(cli, fakes, isolated_home):
         assert sidecar["sha256"] == image["sha256"] and sidecar["job_id"] == data["job_id"]
 
 
-def test_resume_routes_unsent_images_within_the_jobs_own_provider_choices(cli, fakes, monkeypatch):
-    # Interrupted after the budget reservation but before anything was journaled to send: resume
-    # must route the job again, and only among the providers the job was made with.
-    from imgroute.providers.apiframe import ApiframeAdapter
-
-    calls = []
-    original = ApiframeAdapter.upload_inputs
+def interrupt_before_the_first_send(monkeypatch, adapter_class) -> None:
+    """Ctrl-C after the budget reservation, before the first request is journaled (once only)."""
+    original, calls = adapter_class.upload_inputs, []
 
     def interrupted_once(self, http, spec):
         calls.append(1)
@@ -357,7 +353,15 @@ def test_resume_routes_unsent_images_within_the_jobs_own_provider_choices(cli, f
             raise KeyboardInterrupt
         return original(self, http, spec)
 
-    monkeypatch.setattr(ApiframeAdapter, "upload_inputs", interrupted_once)
+    monkeypatch.setattr(adapter_class, "upload_inputs", interrupted_once)
+
+
+def test_resume_routes_unsent_images_within_the_jobs_own_provider_choices(cli, fakes, monkeypatch):
+    # Interrupted after the budget reservation but before anything was journaled to send: resume
+    # must route the job again, and only among the providers the job was made with.
+    from imgroute.providers.apiframe import ApiframeAdapter
+
+    interrupt_before_the_first_send(monkeypatch, ApiframeAdapter)
     r = cli("gen", "x", "--out", "out", "--quality", "low", "--provider", "apiframe")
     assert r.code == 130 and all(f.requests == [] for f in fakes.values())
     done = cli("jobs", "resume", "--all", "--json")
@@ -372,15 +376,7 @@ def test_images_alike_from_one_job_are_each_kept_when_it_is_resumed(cli, fakes, 
     from imgroute.providers.openai import OpenAIAdapter
 
     fakes["openai"].alike = True
-    original, calls = OpenAIAdapter.upload_inputs, []
-
-    def interrupted_once(self, http, spec):
-        calls.append(1)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return original(self, http, spec)
-
-    monkeypatch.setattr(OpenAIAdapter, "upload_inputs", interrupted_once)
+    interrupt_before_the_first_send(monkeypatch, OpenAIAdapter)
     gen_args = ("gen", "x", "--n", "2", "--name", "mug", "--out", "out", "--quality", "low", *only(fakes, "openai"))
     assert cli(*gen_args).code == 130  # one name for the row's images, as a batch row gives
     done = cli("jobs", "resume", "--all", "--json")
