@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError
-from imgroute.pricing import PROVIDERS
+from imgroute.providers import known as known_providers
 from imgroute.request import (
     Constraints,
     Request,
@@ -230,8 +230,9 @@ def _list(value) -> list[str]:
 def _providers(value, field: str) -> list[str]:
     names = [n.strip().lower() for n in _list(value if not isinstance(value, str) else value.replace(",", " "))]
     for name in names:
-        if name not in PROVIDERS:
-            raise UsageError(f"unknown provider {name!r} in {field}", f"known providers: {', '.join(PROVIDERS)}")
+        if name not in known_providers():
+            known = ", ".join(known_providers())
+            raise UsageError(f"unknown provider {name!r} in {field}", f"known providers: {known}")
     return names
 
 

@@ -16,7 +16,8 @@ import typer
 from imgroute import config
 from imgroute.errors import EXIT_INTERRUPTED, BudgetError, ConfigError, ImgrouteError, NoOfferError, UsageError
 from imgroute.money import fmt_usd
-from imgroute.pricing import PROVIDERS, PricingTable
+from imgroute.pricing import PricingTable
+from imgroute.providers import known as known_providers
 from imgroute.request import (
     Constraints,
     Request,
@@ -155,8 +156,9 @@ def _check_providers(values: list[str] | None, flag: str) -> list[str]:
     for value in values or []:
         for name in value.split(","):
             name = name.strip().lower()
-            if name not in PROVIDERS:
-                raise UsageError(f"unknown provider {name!r} in {flag}", f"known providers: {', '.join(PROVIDERS)}")
+            if name not in known_providers():
+                known = ", ".join(known_providers())
+                raise UsageError(f"unknown provider {name!r} in {flag}", f"known providers: {known}")
             out.append(name)
     return out
 

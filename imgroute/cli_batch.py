@@ -55,6 +55,7 @@ def batch(
     from imgroute import render
     from imgroute.batch import parse_rows, read_text
     from imgroute.batch import plan as make_plan
+    from imgroute.providers import provider_limits
     from imgroute.request import parse_money
     from imgroute.router import RouteCache
 
@@ -80,7 +81,7 @@ def batch(
     the_plan = make_plan(rows, routes, constraints)
     report = {
         **the_plan.to_json(),
-        "pacing": the_plan.pacing(policy.provider_limits(settings.limits)),
+        "pacing": the_plan.pacing(provider_limits(settings.limits)),
         "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad],
     }
     if as_json and dry_run:

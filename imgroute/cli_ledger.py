@@ -66,13 +66,13 @@ def jobs_list(
     if ctx.invoked_subcommand is not None:
         return
     from imgroute import render
-    from imgroute.pricing import PROVIDERS
+    from imgroute.providers import known
 
     for item in state or []:
         if item not in STATES:
             raise UsageError(f"--state {item!r} is not a job state", f"use one of {', '.join(STATES)}")
-    if provider is not None and provider not in PROVIDERS:
-        raise UsageError(f"unknown provider {provider!r} in --provider", f"known providers: {', '.join(PROVIDERS)}")
+    if provider is not None and provider not in known():
+        raise UsageError(f"unknown provider {provider!r} in --provider", f"known providers: {', '.join(known())}")
     if limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1", "for example --limit 50")
     ledger = open_ledger()

@@ -53,11 +53,11 @@ def load_settings(home_dir: Path | None = None) -> Settings:
         max_age = fields["pricing_max_age_days"].integer(minimum=1)
     limits = {}
     if "limits" in fields:
-        from imgroute.pricing import PROVIDERS
+        from imgroute.providers import known
 
         for provider, node in fields["limits"].mapping().items():
-            if provider not in PROVIDERS:
-                raise node.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(PROVIDERS)}")
+            if provider not in known():
+                raise node.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(known())}")
             entry = node.mapping({"concurrency", "per_minute"})
             concurrency = entry["concurrency"].integer(minimum=1) if "concurrency" in entry else None
             per_minute = float(entry["per_minute"].money()) if "per_minute" in entry else None

@@ -37,7 +37,7 @@ from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.money import fmt_usd, usd_json
 from imgroute.poll_timing import PollTiming, backoff
 from imgroute.pricing import PricingTable
-from imgroute.providers import KEY_ENV, adapter_class
+from imgroute.providers import REGISTRY, adapter_class
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
@@ -729,7 +729,8 @@ class JobRunner:
 
     def _adapter(self, provider: str) -> Adapter:
         if provider not in self.keys:
-            raise ConfigError(f"no {provider} key", f"set {KEY_ENV[provider]}, or run: imgroute keys set {provider}")
+            env = REGISTRY[provider].key_env
+            raise ConfigError(f"no {provider} key", f"set {env}, or run: imgroute keys set {provider}")
         return adapter_class(provider)(self.keys[provider], self.base_urls.get(provider))
 
     def _emit(self, state: str, message: str) -> None:

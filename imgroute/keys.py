@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from imgroute import config
 from imgroute.errors import ConfigError, UsageError
-from imgroute.providers import BASE_URL_ENV, KEY_ENV
+from imgroute.providers import REGISTRY
 
 KEYS_FILE = "keys.json"
 
@@ -32,12 +32,12 @@ def keys_path() -> Path:
 def provider_for(name: str) -> str:
     """Accept a provider id (`fal`) or its variable name (`FAL_KEY`)."""
     lowered = name.strip().lower()
-    if lowered in KEY_ENV:
+    if lowered in REGISTRY:
         return lowered
-    for provider, env in KEY_ENV.items():
-        if name.strip().upper() == env:
-            return provider
-    known = ", ".join(f"{p} ({e})" for p, e in KEY_ENV.items())
+    for spec in REGISTRY.values():
+        if name.strip().upper() == spec.key_env:
+            return spec.id
+    known = ", ".join(f"{spec.id} ({spec.key_env})" for spec in REGISTRY.values())
     raise UsageError(f"unknown key name {name!r}", f"use a provider id or its variable: {known}")
 
 
@@ -69,7 +69,7 @@ def _write_file(data: dict[str, str]) -> None:
 
 
 def get_key(provider: str) -> str | None:
-    value = os.environ.get(KEY_ENV[provider], "").strip()
+    value = os.environ.get(REGISTRY[provider].key_env, "").strip()
     if value:
         return value
     return _read_file().get(provider) or None
@@ -79,10 +79,10 @@ def all_keys() -> dict[str, str]:
     """Every key available, by provider."""
     stored = _read_file()
     out = {}
-    for provider, env in KEY_ENV.items():
-        value = os.environ.get(env, "").strip() or stored.get(provider)
+    for spec in REGISTRY.values():
+        value = os.environ.get(spec.key_env, "").strip() or stored.get(spec.id)
         if value:
-            out[provider] = value
+            out[spec.id] = value
     return out
 
 
@@ -92,7 +92,7 @@ def missing_key_reasons(available: dict[str, str]):
     def reasons(offer) -> list[str]:
         if offer.provider in available:
             return []
-        return [f"no key: set {KEY_ENV[offer.provider]}, or run: imgroute keys set {offer.provider}"]
+        return [f"no key: set {REGISTRY[offer.provider].key_env}, or run: imgroute keys set {offer.provider}"]
 
     return reasons
 
@@ -100,9 +100,10 @@ def missing_key_reasons(available: dict[str, str]):
 def list_keys() -> list[KeyInfo]:
     stored = _read_file()
     rows = []
-    for provider, env in KEY_ENV.items():
-        source = "env" if os.environ.get(env, "").strip() else ("file" if stored.get(provider) else "missing")
-        rows.append(KeyInfo(provider, env, source))
+    for spec in REGISTRY.values():
+        env = spec.key_env
+        source = "env" if os.environ.get(env, "").strip() else ("file" if stored.get(spec.id) else "missing")
+        rows.append(KeyInfo(spec.id, env, source))
     return rows
 
 
@@ -128,16 +129,15 @@ def remove_key(provider: str) -> bool:
 
 def base_url(provider: str) -> str | None:
     """IMGROUTE_<PROVIDER>_BASE_URL replaces the scheme, host and port of the documented origin."""
-    raw = os.environ.get(BASE_URL_ENV[provider], "").strip()
+    env = REGISTRY[provider].base_url_env
+    raw = os.environ.get(env, "").strip()
     if not raw:
         return None
     if not raw.startswith(("http://", "https://")) or "://" not in raw or not raw.split("://", 1)[1]:
-        raise ConfigError(
-            f"{BASE_URL_ENV[provider]}={raw!r} is not an http(s) URL", "set it like http://127.0.0.1:8080"
-        )
+        raise ConfigError(f"{env}={raw!r} is not an http(s) URL", "set it like http://127.0.0.1:8080")
     return raw.rstrip("/")
 
 
 def all_base_urls() -> dict[str, str | None]:
     """Every provider's base-URL override (None where the documented origin applies)."""
-    return {provider: base_url(provider) for provider in KEY_ENV}
+    return {provider: base_url(provider) for provider in REGISTRY}

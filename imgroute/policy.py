@@ -39,21 +39,5 @@ def time_scale() -> float:
 
 # -- batch ----------------------------------------------------------------------------------------
 DEFAULT_BATCH_CONCURRENCY = 8
-# Per provider: (jobs in progress at once, submits per minute or None). Conservative defaults from
-# what each provider documents; raise them in config.yaml (`limits:`) to match your account.
-PROVIDER_LIMITS = {
-    "openai": (5, 5.0),  # usage tier 1: 5 images per minute (tiers 2-5: 20, 50, 150, 250)
-    "fal": (2, None),  # new accounts: 2 requests in progress; rises with credit purchases, up to 40
-    "piapi": (10, None),  # plan-dependent caps, not published
-    "kie": (50, 120.0),  # ~20 new tasks per 10 s per key (third-party figure, unconfirmed)
-    "apiframe": (10, None),  # not published; 429s are honoured
-}
-
-
-def provider_limits(overrides) -> dict[str, tuple[int, float | None]]:
-    """The defaults above with config.yaml's `limits:` over them, field by field."""
-    merged = {}
-    for provider, (concurrency, rate) in PROVIDER_LIMITS.items():
-        own = overrides.get(provider, (None, None))
-        merged[provider] = (own[0] or concurrency, own[1] if own[1] is not None else rate)
-    return merged
+# Per-provider limits (jobs in progress, submits per minute) are defaults in the provider registry
+# (imgroute/providers/__init__.py), overridden in config.yaml `limits:`.

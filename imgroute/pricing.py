@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
+from imgroute.providers import known as known_providers
 from imgroute.request import QUALITIES, RESOLUTIONS, Ratio
 from imgroute.schema import Field
 
-PROVIDERS = ("openai", "fal", "piapi", "kie", "apiframe")
 PRICE_MODELS = ("tokens", "credits_per_quality", "credits_per_resolution", "flat_per_image")
 TOKEN_KINDS = ("text_input", "image_input", "image_output", "text_output")
 INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
@@ -237,8 +237,8 @@ def build_table(raw: Any, file: str, origins: list[str]) -> PricingTable:
     _check_version(root.get("version"))
     providers = {}
     for pid, node in root.get("providers").mapping().items():
-        if pid not in PROVIDERS:
-            raise node.fail(f"unknown provider '{pid}'", f"known providers: {', '.join(PROVIDERS)}")
+        if pid not in known_providers():
+            raise node.fail(f"unknown provider '{pid}'", f"known providers: {', '.join(known_providers())}")
         providers[pid] = _provider(pid, node)
     offers = []
     seen = set()
@@ -340,7 +340,7 @@ _OFFER_FIELDS = {
 def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offer:
     node.mapping(_OFFER_FIELDS)
     provider_node = node.get("provider")
-    provider = provider_node.choice(PROVIDERS)
+    provider = provider_node.choice(known_providers())
     if provider not in providers:
         raise provider_node.fail(f"provider '{provider}' has no entry under providers:", "add it with its plans")
     qualities = node.get("qualities").text_list(QUALITIES)

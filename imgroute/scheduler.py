@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from imgroute import policy
 from imgroute.jobs import Cancelled, Later, NeedSlot, Pause, Steps
 
 
@@ -37,7 +36,9 @@ class Limits:
 
     @classmethod
     def from_settings(cls, overrides, total: int | None = None) -> Limits:
-        return cls(policy.provider_limits(overrides), total)
+        from imgroute.providers import provider_limits
+
+        return cls(provider_limits(overrides), total)
 
     def take(self, provider: str, granted: Callable[[], None]) -> bool:
         """A slot now (True), or `granted` is called once one is free for this job (False).

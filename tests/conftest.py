@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from imgroute.cli import main
+from imgroute.providers import KEY_ENV
 
-KEY_VARS = ("OPENAI_API_KEY", "FAL_KEY", "PIAPI_API_KEY", "KIE_API_KEY", "APIFRAME_API_KEY")
+KEY_VARS = tuple(KEY_ENV.values())
 
 
 @pytest.fixture(autouse=True)

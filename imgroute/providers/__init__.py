@@ -1,31 +1,106 @@
-"""Provider adapters, one module each. `adapter_class` is the only registry."""
+"""The provider registry: every fact about a provider that is not a price, in one row each.
+
+Data only (no httpx, no adapter imported), so `quote` reads it for free. Everything else derives
+from it: key variables, base-URL overrides, default limits, the ids that flags and files accept.
+Adding a provider is: its adapter module, one row here, its `pricing.yaml` rows, its fake, its
+README lines (tests/test_registry.py fails when one of them is missing).
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute.providers.base import Adapter
+if TYPE_CHECKING:
+    from imgroute.providers.base import Adapter
 
-# provider id -> (module, class); modules import lazily so unused adapters cost nothing.
-_ADAPTERS = {
-    "openai": ("imgroute.providers.openai", "OpenAIAdapter"),
-    "fal": ("imgroute.providers.fal", "FalAdapter"),
-    "piapi": ("imgroute.providers.piapi", "PiAPIAdapter"),
-    "kie": ("imgroute.providers.kie", "KieAdapter"),
-    "apiframe": ("imgroute.providers.apiframe", "ApiframeAdapter"),
+
+class ProviderSpec(NamedTuple):
+    id: str
+    key_env: str  # the environment variable holding its key
+    adapter: str  # "module:Class", imported only when a job is sent
+    concurrency: int  # default jobs in progress at once (config.yaml `limits:` overrides)
+    per_minute: float | None  # default submits per minute; None: no documented rate
+    docs: str  # where its API is documented
+    limits_source: str = ""  # why those defaults
+
+    @property
+    def base_url_env(self) -> str:
+        """IMGROUTE_<ID>_BASE_URL: replaces the scheme, host and port of the documented origin."""
+        return f"IMGROUTE_{self.id.upper()}_BASE_URL"
+
+
+REGISTRY: dict[str, ProviderSpec] = {
+    spec.id: spec
+    for spec in (
+        ProviderSpec(
+            "openai",
+            "OPENAI_API_KEY",
+            "imgroute.providers.openai:OpenAIAdapter",
+            5,
+            5.0,
+            "https://developers.openai.com/api/docs/guides/image-generation",
+            "usage tier 1: 5 images per minute (tiers 2-5: 20, 50, 150, 250)",
+        ),
+        ProviderSpec(
+            "fal",
+            "FAL_KEY",
+            "imgroute.providers.fal:FalAdapter",
+            2,
+            None,
+            "https://docs.fal.ai/model-endpoints/queue",
+            "new accounts: 2 requests in progress; rises with credit purchases, up to 40",
+        ),
+        ProviderSpec(
+            "piapi",
+            "PIAPI_API_KEY",
+            "imgroute.providers.piapi:PiAPIAdapter",
+            10,
+            None,
+            "https://piapi.ai/docs/gpt-image/gpt-image-api",
+            "plan-dependent caps, not published",
+        ),
+        ProviderSpec(
+            "kie",
+            "KIE_API_KEY",
+            "imgroute.providers.kie:KieAdapter",
+            50,
+            120.0,
+            "https://docs.kie.ai/market/gpt/gpt-image-2-text-to-image",
+            "~20 new tasks per 10 s per key (third-party figure, unconfirmed)",
+        ),
+        ProviderSpec(
+            "apiframe",
+            "APIFRAME_API_KEY",
+            "imgroute.providers.apiframe:ApiframeAdapter",
+            10,
+            None,
+            "https://docs-v2.apiframe.ai/docs/images/gpt-image-2",
+            "not published; 429s are honoured",
+        ),
+    )
 }
 
-KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "fal": "FAL_KEY",
-    "piapi": "PIAPI_API_KEY",
-    "kie": "KIE_API_KEY",
-    "apiframe": "APIFRAME_API_KEY",
-}
+# For tests and scripts; the package itself reads REGISTRY, so a provider registered at run time
+# (tests/test_registry.py) is known everywhere.
+KEY_ENV = {spec.id: spec.key_env for spec in REGISTRY.values()}
+BASE_URL_ENV = {spec.id: spec.base_url_env for spec in REGISTRY.values()}
 
-BASE_URL_ENV = {provider: f"IMGROUTE_{provider.upper()}_BASE_URL" for provider in KEY_ENV}
+
+def known() -> tuple[str, ...]:
+    return tuple(REGISTRY)
 
 
 def adapter_class(provider: str) -> type[Adapter]:
-    module, name = _ADAPTERS[provider]
+    module, _, name = REGISTRY[provider].adapter.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
+    """Per provider: (jobs in progress at once, submits per minute or None): the registry's
+    conservative defaults with config.yaml's `limits:` over them, field by field."""
+    merged = {}
+    for spec in REGISTRY.values():
+        own = (overrides or {}).get(spec.id, (None, None))
+        merged[spec.id] = (own[0] or spec.concurrency, own[1] if own[1] is not None else spec.per_minute)
+    return merged

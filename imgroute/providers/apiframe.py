@@ -33,7 +33,6 @@ MODERATION_WORDS = ("safety", "moderation", "content policy", "flagged")
 
 class ApiframeAdapter(Adapter):
     provider = "apiframe"
-    key_env = "APIFRAME_API_KEY"
     documented_origin = "https://api.apiframe.ai"
     idempotent_submit = True
     poll_schedule = (2.0, 1.25, 5.0)  # Apiframe: poll every 2-3 s, ~15 s per image

@@ -107,7 +107,6 @@ class Adapter:
     """Base class: shared plumbing for the five adapters. Subclasses set the class attributes."""
 
     provider: str = ""
-    key_env: str = ""
     documented_origin: str = ""
     synchronous: bool = False
     idempotent_submit: bool = False  # the provider dedupes a repeated submit (Apiframe)

@@ -30,7 +30,6 @@ RUNNING = {"IN_QUEUE": "queued", "IN_PROGRESS": "running"}
 
 class FalAdapter(Adapter):
     provider = "fal"
-    key_env = "FAL_KEY"
     documented_origin = "https://queue.fal.run"
     poll_schedule = (0.5, 1.5, 3.0)  # fal's clients poll every 0.1-0.5 s; a CLI needs less
 

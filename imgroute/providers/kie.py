@@ -44,7 +44,6 @@ MODERATION_WORDS = ("content policy", "flagged", "sensitive", "moderation", "saf
 
 class KieAdapter(Adapter):
     provider = "kie"
-    key_env = "KIE_API_KEY"
     documented_origin = "https://api.kie.ai"
     upload_origin = "https://kieai.redpandaai.co"  # Kie's file upload service (files kept ~3 days)
     poll_schedule = (2.0, 1.5, 15.0)  # Kie's advice: start at 2-3 s, back off to 15-30 s

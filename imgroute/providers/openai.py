@@ -28,7 +28,6 @@ MODERATION_CODES = {"moderation_blocked", "content_policy_violation"}
 
 class OpenAIAdapter(Adapter):
     provider = "openai"
-    key_env = "OPENAI_API_KEY"
     documented_origin = "https://api.openai.com"
     synchronous = True
     path = "/v1/images/generations"

@@ -12,7 +12,6 @@ from imgroute.providers.openai import OpenAIAdapter
 
 class PiAPIAdapter(OpenAIAdapter):
     provider = "piapi"
-    key_env = "PIAPI_API_KEY"
     documented_origin = "https://api.piapi.ai"
     image_field = "image"  # PiAPI's edit takes repeated `image` parts
 
