@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError
+from imgroute.models import Constraints, Request
 from imgroute.providers import known as known_providers
 from imgroute.request import (
-    Constraints,
-    Request,
     build_inputs,
     build_target,
     check_n,

@@ -15,12 +15,11 @@ import typer
 
 from imgroute import config
 from imgroute.errors import EXIT_INTERRUPTED, BudgetError, ConfigError, ImgrouteError, NoOfferError, UsageError
+from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import PricingTable
 from imgroute.providers import known as known_providers
 from imgroute.request import (
-    Constraints,
-    Request,
     build_inputs,
     build_target,
     check_n,

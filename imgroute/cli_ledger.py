@@ -131,7 +131,7 @@ def job_details(ledger, job) -> dict:
         "created": _when(job["created"]),
         "state": job["state"],
         "prompt": job["prompt"],
-        "request": json.loads(job["request"]),
+        "request": _request_report(json.loads(job["request"])),
         "estimate_usd": _usd(job["estimate_usd"]),
         "actual_usd": _usd(job["actual_usd"]),
         "actual_source": job["actual_source"],
@@ -393,6 +393,13 @@ def summarize(rows, key) -> list[dict]:
             }
         )
     return result
+
+
+def _request_report(stored: dict) -> dict:
+    from imgroute.models import Request
+    from imgroute.report import request_json
+
+    return {**request_json(Request.from_json(stored)), "constraints": stored.get("constraints")}
 
 
 def _usd(text: str | None) -> float | None:

@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute import sizing, tokens
+from imgroute.models import Request
 from imgroute.money import MILLION, ceil_to, fmt_rate, fmt_usd
 from imgroute.pricing import Offer, Plan
-from imgroute.request import QUALITIES, QUALITY_RANK, Request
+from imgroute.request import QUALITIES, QUALITY_RANK
 from imgroute.sizing import Delivery
 
 

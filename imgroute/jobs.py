@@ -34,6 +34,7 @@ from imgroute.errors import (
 )
 from imgroute.http import Http, TransportFailure
 from imgroute.ledger import BudgetRefused, Ledger
+from imgroute.models import Constraints, JobSpec, Request
 from imgroute.money import fmt_usd, usd_json
 from imgroute.poll_timing import PollTiming, backoff
 from imgroute.pricing import PricingTable
@@ -41,13 +42,11 @@ from imgroute.providers import REGISTRY, adapter_class
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
-    JobSpec,
     MalformedAnswer,
     ProviderTrouble,
     SubmitUnknown,
     Usage,
 )
-from imgroute.request import Constraints, Request
 from imgroute.router import Quote, Route, route_to_json
 
 # A nominal size (Kie publishes none) is accepted when the aspect ratio is within this share.
@@ -244,7 +243,7 @@ class JobRunner:
         self.ledger.new_job(
             self.job_id,
             request.prompt,
-            {**request.to_json(), "constraints": constraints_to_json(constraints)},
+            {**request.to_json(), "constraints": constraints.to_json() if constraints else None},
             route_to_json(route),
             str(first.cost) if first else None,
             str(self.output.out_dir),
@@ -749,7 +748,7 @@ class JobRunner:
         self.job_id = job_id
         self._adopt = True
         job = self.ledger.job(job_id)
-        request = request_from_json(json.loads(job["request"]))
+        request = Request.from_json(json.loads(job["request"]))
         self.output = OutputOptions(Path(job["out_dir"] or "."), job["name_template"] or images.DEFAULT_NAME)
         if self.output.out_dir.is_dir():
             images.clean_stale_parts(self.output.out_dir)
@@ -789,7 +788,7 @@ class JobRunner:
         if final_error is None and delivered < request.n:
             if self.max_cost is None and job["max_cost_usd"] is not None:
                 self.max_cost = Decimal(job["max_cost_usd"])
-            stored = constraints_from_json(json.loads(job["request"]).get("constraints"))
+            stored = Constraints.from_json(json.loads(job["request"]).get("constraints"))
             route = reroute(request._replace(n=request.n - delivered), stored)
             return (
                 yield from self._route_through(
@@ -927,45 +926,6 @@ def rerouter(table: PricingTable, base: Constraints, extra_reasons) -> Callable[
         return rank(request, table, within, extra_reasons)
 
     return reroute
-
-
-def constraints_to_json(constraints: Constraints | None) -> dict | None:
-    if constraints is None:
-        return None
-    return {
-        "providers": sorted(constraints.providers),
-        "exclude": sorted(constraints.exclude),
-        "plans": dict(constraints.plans),
-    }
-
-
-def constraints_from_json(data: dict | None) -> Constraints:
-    """The provider choices a job was made with (max cost is kept on the job itself)."""
-    data = data or {}
-    return Constraints(
-        providers=frozenset(data.get("providers") or ()),
-        exclude=frozenset(data.get("exclude") or ()),
-        plans=data.get("plans") or {},
-    )
-
-
-def request_from_json(data: dict) -> Request:
-    from imgroute.request import build_target
-
-    target = build_target(
-        data.get("size"),
-        None if data.get("size") else data.get("aspect"),
-        None if data.get("size") else data.get("resolution"),
-    )
-    return Request(
-        prompt=data["prompt"],
-        quality=data["quality"],
-        target=target,
-        n=data["n"],
-        images=tuple(data.get("images") or ()),
-        mask=data.get("mask"),
-        output_format=data.get("format", "png"),
-    )
 
 
 def _shape_from_spec(spec: JobSpec, provider: str, exact: bool, estimate: Decimal | None) -> _Shape:

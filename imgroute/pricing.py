@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
+from imgroute.models import Ratio
 from imgroute.providers import known as known_providers
-from imgroute.request import QUALITIES, RESOLUTIONS, Ratio
+from imgroute.request import QUALITIES, RESOLUTIONS
 from imgroute.schema import Field
 
 PRICE_MODELS = ("tokens", "credits_per_quality", "credits_per_resolution", "flat_per_image")

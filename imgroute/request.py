@@ -1,4 +1,4 @@
-"""The immutable Request and the parsing of what the user asked for.
+"""Parsing what the user asked for into the values of models.py.
 
 Size semantics (also in the README):
 - `--size WxH` asks for exactly those pixels.
@@ -9,15 +9,12 @@ Size semantics (also in the README):
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from types import MappingProxyType
-from typing import NamedTuple
 
 from imgroute.errors import UsageError
+from imgroute.models import InputImage, Ratio, Target, aspect_text
 
 QUALITIES = ("low", "medium", "high")
 QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
@@ -31,100 +28,6 @@ MIN_SHARE_OF_BUDGET = Decimal("0.5")
 
 MAX_N = 100
 MAX_EDGE_ACCEPTED = 100_000  # beyond any provider; only guards against absurd input
-
-
-class Ratio(NamedTuple):
-    """An aspect ratio in lowest terms, e.g. 16:9."""
-
-    w: int
-    h: int
-
-    @classmethod
-    def of(cls, w: int, h: int) -> Ratio:
-        g = math.gcd(w, h)
-        return cls(w // g, h // g)
-
-    def __str__(self) -> str:
-        return f"{self.w}:{self.h}"
-
-
-class Target(NamedTuple):
-    """What the output should look like: exact pixels, or an aspect ratio at a resolution tier."""
-
-    aspect: Ratio
-    resolution: str | None = None  # set when the user asked by tier
-    width: int | None = None  # set (with height) when the user asked for exact pixels
-    height: int | None = None
-    aspect_text: str | None = None  # as the user wrote it ("21:9"); `aspect` is reduced ("7:3")
-
-    @property
-    def aspect_label(self) -> str:
-        return self.aspect_text or str(self.aspect)
-
-    @property
-    def exact(self) -> bool:
-        return self.width is not None
-
-    def __str__(self) -> str:
-        if self.exact:
-            return f"{self.width}x{self.height}"
-        return f"{self.aspect_label} at {self.resolution}"
-
-    def to_json(self) -> dict:
-        return {
-            "size": f"{self.width}x{self.height}" if self.exact else None,
-            "aspect": self.aspect_label,
-            "resolution": self.resolution,
-        }
-
-
-DEFAULT_TARGET = Target(aspect=Ratio(1, 1), resolution="1K")
-
-
-class InputImage(NamedTuple):
-    """A reference image or mask: a local file (inspected by its header) or a public URL."""
-
-    source: str  # the path or URL as given
-    is_url: bool
-    format: str | None = None  # known for local files
-    width: int | None = None
-    height: int | None = None
-    bytes: int | None = None
-    has_alpha: bool | None = None
-
-    @property
-    def name(self) -> str:
-        return self.source if self.is_url else Path(self.source).name
-
-
-class Request(NamedTuple):
-    prompt: str
-    quality: str = "medium"
-    target: Target = DEFAULT_TARGET
-    n: int = 1
-    images: tuple[InputImage, ...] = ()
-    mask: InputImage | None = None
-    output_format: str = "png"
-
-    def to_json(self) -> dict:
-        return {
-            "prompt": self.prompt,
-            "quality": self.quality,
-            **self.target.to_json(),
-            "n": self.n,
-            "images": [image.source for image in self.images],
-            "mask": self.mask.source if self.mask else None,
-            "format": self.output_format,
-        }
-
-
-class Constraints(NamedTuple):
-    """Routing limits from flags and config."""
-
-    providers: frozenset[str] = frozenset()  # empty means all
-    exclude: frozenset[str] = frozenset()
-    max_cost: Decimal | None = None
-    plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -177,7 +80,7 @@ def build_target(size: str | None, aspect: str | None, resolution: str | None) -
         w, h = parse_size(size)
         return Target(aspect=Ratio.of(w, h), width=w, height=h)
     ratio = parse_ratio(aspect) if aspect else Ratio(1, 1)
-    text = aspect.replace(" ", "") if aspect else None
+    text = aspect_text(aspect.replace(" ", ""), ratio) if aspect else None
     return Target(aspect=ratio, resolution=parse_resolution(resolution) if resolution else "1K", aspect_text=text)
 
 

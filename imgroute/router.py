@@ -12,9 +12,10 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute.costs import Assessment, assess
+from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd, usd_json
 from imgroute.pricing import Offer, PricingTable
-from imgroute.request import Constraints, Request
+from imgroute.report import request_json
 
 
 class Quote(NamedTuple):
@@ -159,7 +160,7 @@ def quote_to_json(quote: Quote) -> dict:
 def route_to_json(route: Route) -> dict:
     choice = route.choice
     return {
-        "request": route.request.to_json(),
+        "request": request_json(route.request),
         "choice": quote_to_json(choice) if choice else None,
         "quotes": [quote_to_json(q) for q in route.quotes],
     }

@@ -13,8 +13,9 @@ import math
 from decimal import Decimal
 from typing import NamedTuple
 
+from imgroute.models import Ratio, Target
 from imgroute.pricing import PixelRules, SizeCaps
-from imgroute.request import MIN_SHARE_OF_BUDGET, RESOLUTION_PIXELS, Ratio, Target
+from imgroute.request import MIN_SHARE_OF_BUDGET, RESOLUTION_PIXELS
 
 # Nominal sizes for presets whose pixels are not published: the same fit as a pixel offer would
 # get, on a 16 px grid with no other limits.

@@ -130,9 +130,9 @@ def floor_worker(n: int, c: int, t: float) -> None:
 
     from imgroute.http import Http, build_client
     from imgroute.jobs import job_spec
+    from imgroute.models import Constraints, Request
     from imgroute.pricing import load_table
     from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
-    from imgroute.request import Constraints, Request
     from imgroute.router import rank
 
     table = load_table()

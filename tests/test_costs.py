@@ -5,8 +5,9 @@ from decimal import Decimal
 import pytest
 
 from imgroute.costs import assess
+from imgroute.models import Request, Target
 from imgroute.pricing import load_table
-from imgroute.request import Request, Target, build_target
+from imgroute.request import build_target
 
 TABLE = load_table()
 OFFERS = {o.id: o for o in TABLE.offers}

@@ -272,3 +272,20 @@ def test_ledger_keeps_the_inputs_it_sent(cli, fakes, photos, isolated_home):
     spec = json.loads(sqlite3.connect(isolated_home / "ledger.sqlite").execute("SELECT spec FROM tasks").fetchone()[0])
     assert spec["images"][0].startswith(fakes["kie"].url)  # the uploaded URL, as sent
     assert Path(data["files"][0]).is_file()
+
+
+def test_an_edit_interrupted_before_sending_is_rerouted_and_finished_by_resume(cli, fakes, photos, monkeypatch):
+    # Regression: the journaled request came back with its images as plain strings, so rerouting
+    # an edit on resume crashed ('str' object has no attribute 'is_url').
+    from imgroute.providers.fal import FalAdapter
+    from tests.test_ledger import interrupt_before_the_first_send
+
+    interrupt_before_the_first_send(monkeypatch, FalAdapter)
+    args = ("edit", "make it dusk", "--image", str(photos / "photo.png"), "--mask", str(photos / "mask.png"))
+    r = cli(*args, "--out", "out", "--provider", "kie,fal", "--quality", "low")
+    assert r.code == 130 and all(f.requests == [] for f in fakes.values()), r.err
+    done = cli("jobs", "resume", "--all", "--json")
+    assert done.code == 0, done.err
+    result = done.json()[0]
+    assert result["status"] == "succeeded" and result["provider"] == "fal"  # the mask rules Kie out again
+    assert fakes["fal"].charges == 1 and len(result["files"]) == 1

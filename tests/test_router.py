@@ -1,7 +1,8 @@
 from decimal import Decimal
 
+from imgroute.models import Constraints, Request
 from imgroute.pricing import load_table
-from imgroute.request import Constraints, Request, build_target
+from imgroute.request import build_target
 from imgroute.router import rank
 
 TABLE = load_table()

@@ -88,7 +88,7 @@ def test_apiframe_three_ratios_at_1k_only():
 
 def test_best_size_when_smallest_valid_is_over_budget():
     rules = OPENAI.rules
-    from imgroute.request import Ratio
+    from imgroute.models import Ratio
 
     # 37:29 needs a 592x464 grid step; 2 steps (1184x928) is the first above the minimum area.
     assert best_size(Ratio(37, 29), 1024 * 1024, rules) == (1184, 928)

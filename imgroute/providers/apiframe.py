@@ -11,10 +11,10 @@ from datetime import datetime
 
 from imgroute import policy
 from imgroute.http import Http
+from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
-    JobSpec,
     MalformedAnswer,
     Output,
     Poll,

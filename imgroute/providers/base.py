@@ -18,29 +18,7 @@ from typing import Any, NamedTuple
 import httpx
 
 from imgroute.http import Http, TransportFailure
-
-
-class JobSpec(NamedTuple):
-    """One request to one provider: everything an adapter needs, already decided."""
-
-    prompt: str
-    model: str
-    quality: str | None  # None for offers with no quality knob
-    width: int
-    height: int
-    aspect: str | None  # the provider's own ratio label, for preset offers
-    resolution: str | None  # the provider's tier, for preset offers
-    n: int  # images in this request
-    output_format: str
-    client_ref: str  # our id for this request: idempotency key, `user` field
-    images: tuple[str, ...] = ()  # reference images: local paths or URLs (after any upload)
-    mask: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict) -> JobSpec:
-        values = {field: data[field] for field in cls._fields if field in data}
-        values["images"] = tuple(values.get("images") or ())
-        return cls(**values)
+from imgroute.models import JobSpec, is_url
 
 
 class Output(NamedTuple):
@@ -208,10 +186,6 @@ class Adapter:
             kind = "server" if status >= 500 else "rejected"
         text = f"{self.provider}: HTTP {status}: {self.clean(message)}"
         return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
-
-
-def is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
 
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

@@ -9,10 +9,10 @@ import httpx
 
 from imgroute import policy
 from imgroute.http import Http
+from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
-    JobSpec,
     MalformedAnswer,
     Output,
     PreparedRequest,

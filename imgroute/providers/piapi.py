@@ -6,7 +6,7 @@ insufficient credits as 402, and may use `{"message": ...}` or `{"code", "messag
 
 from __future__ import annotations
 
-from imgroute.providers.base import JobSpec
+from imgroute.models import JobSpec
 from imgroute.providers.openai import OpenAIAdapter
 
 

@@ -1,0 +1,255 @@
+"""The values that flow through imgroute, each with a paired `to_json` / `from_json`.
+
+What is journaled must come back as the very same value: a resume works from the ledger alone.
+`tests/test_models.py` round-trips many of each. Parsing what a user typed lives in request.py;
+states are enums so that no module spells them on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+
+class Ratio(NamedTuple):
+    """An aspect ratio in lowest terms, e.g. 16:9."""
+
+    w: int
+    h: int
+
+    @classmethod
+    def of(cls, w: int, h: int) -> Ratio:
+        g = math.gcd(w, h)
+        return cls(w // g, h // g)
+
+    @classmethod
+    def parse(cls, text: str) -> Ratio:
+        """'W:H' as journaled (already checked when the user typed it)."""
+        w, _, h = text.partition(":")
+        return cls.of(int(w), int(h))
+
+    def __str__(self) -> str:
+        return f"{self.w}:{self.h}"
+
+
+class Target(NamedTuple):
+    """What the output should look like: exact pixels, or an aspect ratio at a resolution tier."""
+
+    aspect: Ratio
+    resolution: str | None = None  # set when the user asked by tier
+    width: int | None = None  # set (with height) when the user asked for exact pixels
+    height: int | None = None
+    aspect_text: str | None = None  # as the user wrote it ("21:9"); `aspect` is reduced ("7:3")
+
+    @property
+    def aspect_label(self) -> str:
+        return self.aspect_text or str(self.aspect)
+
+    @property
+    def exact(self) -> bool:
+        return self.width is not None
+
+    def __str__(self) -> str:
+        if self.exact:
+            return f"{self.width}x{self.height}"
+        return f"{self.aspect_label} at {self.resolution}"
+
+    def to_json(self) -> dict:
+        return {
+            "size": f"{self.width}x{self.height}" if self.exact else None,
+            "aspect": self.aspect_label,
+            "resolution": self.resolution,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Target:
+        if data.get("size"):
+            w, _, h = data["size"].partition("x")
+            width, height = int(w), int(h)
+            return cls(aspect=Ratio.of(width, height), width=width, height=height)
+        text = data.get("aspect") or "1:1"
+        ratio = Ratio.parse(text)
+        return cls(aspect=ratio, resolution=data.get("resolution") or "1K", aspect_text=aspect_text(text, ratio))
+
+
+def aspect_text(text: str, ratio: Ratio) -> str | None:
+    """The ratio as the user wrote it, kept only where it differs from its lowest terms (21:9)."""
+    return text if text != str(ratio) else None
+
+
+DEFAULT_TARGET = Target(aspect=Ratio(1, 1), resolution="1K")
+
+
+def is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+class InputImage(NamedTuple):
+    """A reference image or mask: a local file (inspected by its header) or a public URL."""
+
+    source: str  # the path or URL as given (local paths made absolute)
+    is_url: bool
+    format: str | None = None  # known for local files
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    has_alpha: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source if self.is_url else Path(self.source).name
+
+    def to_json(self) -> dict:
+        return self._asdict()
+
+    @classmethod
+    def from_json(cls, data: Mapping | str) -> InputImage:
+        if isinstance(data, str):  # ledgers before 0.2 kept only the source
+            return cls(data, is_url(data))
+        return cls(**{field: data.get(field) for field in cls._fields})
+
+
+class Request(NamedTuple):
+    prompt: str
+    quality: str = "medium"
+    target: Target = DEFAULT_TARGET
+    n: int = 1
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    output_format: str = "png"
+
+    def to_json(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "quality": self.quality,
+            **self.target.to_json(),
+            "n": self.n,
+            "images": [image.to_json() for image in self.images],
+            "mask": self.mask.to_json() if self.mask else None,
+            "format": self.output_format,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Request:
+        mask = data.get("mask")
+        return cls(
+            prompt=data["prompt"],
+            quality=data["quality"],
+            target=Target.from_json(data),
+            n=data["n"],
+            images=tuple(InputImage.from_json(image) for image in data.get("images") or ()),
+            mask=InputImage.from_json(mask) if mask else None,
+            output_format=data.get("format", "png"),
+        )
+
+
+class Constraints(NamedTuple):
+    """Routing limits from flags and config."""
+
+    providers: frozenset[str] = frozenset()  # empty means all
+    exclude: frozenset[str] = frozenset()
+    max_cost: Decimal | None = None
+    plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
+
+    def to_json(self) -> dict:
+        return {
+            "providers": sorted(self.providers),
+            "exclude": sorted(self.exclude),
+            "max_cost": str(self.max_cost) if self.max_cost is not None else None,
+            "plans": dict(self.plans),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping | None) -> Constraints:
+        data = data or {}
+        max_cost = data.get("max_cost")
+        return cls(
+            providers=frozenset(data.get("providers") or ()),
+            exclude=frozenset(data.get("exclude") or ()),
+            max_cost=Decimal(max_cost) if max_cost is not None else None,
+            plans=MappingProxyType(dict(data.get("plans") or {})),
+        )
+
+
+class JobSpec(NamedTuple):
+    """One request to one provider: everything an adapter needs, already decided."""
+
+    prompt: str
+    model: str
+    quality: str | None  # None for offers with no quality knob
+    width: int
+    height: int
+    aspect: str | None  # the provider's own ratio label, for preset offers
+    resolution: str | None  # the provider's tier, for preset offers
+    n: int  # images in this request
+    output_format: str
+    client_ref: str  # our id for this request: idempotency key, `user` field
+    images: tuple[str, ...] = ()  # reference images: local paths or URLs (after any upload)
+    mask: str | None = None
+    exact_size: bool = True  # False: the provider does not publish its pixels; only the ratio is checked
+
+    def to_json(self) -> dict:
+        return {**self._asdict(), "images": list(self.images)}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> JobSpec:
+        values: dict[str, Any] = {field: data[field] for field in cls._fields if field in data}
+        values["images"] = tuple(values.get("images") or ())
+        return cls(**values)
+
+
+# -- states -----------------------------------------------------------------------------------
+
+
+class JobState(StrEnum):
+    PLANNED = "planned"  # journaled, nothing reserved
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # a submit's fate is unknown
+    CANCELLED = "cancelled"  # stopped before anything was sent
+
+
+# Jobs that `jobs resume --all` and a batch rerun pick up again.
+UNFINISHED_JOB_STATES = (
+    JobState.PLANNED,
+    JobState.SUBMITTING,
+    JobState.SUBMITTED,
+    JobState.RUNNING,
+    JobState.UNKNOWN,
+)
+
+
+class AttemptState(StrEnum):
+    """One offer tried for a job. The row is also the attempt's budget reservation."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the provider failed the job, or its output was bad
+    TROUBLE = "trouble"  # the provider could not take it: the job moved on
+    UNKNOWN = "unknown"
+    REFUSED = "refused"  # by a budget
+    ABANDONED = "abandoned"  # stopped before anything was sent
+
+
+# Attempts in these states may still cost money: they count at their estimate until settled.
+OPEN_ATTEMPT_STATES = (AttemptState.PLANNED, AttemptState.RUNNING, AttemptState.UNKNOWN)
+
+
+class TaskState(StrEnum):
+    """One request inside an attempt (Kie: one per image)."""
+
+    SUBMITTING = "submitting"  # journaled, about to be sent
+    SUBMITTED = "submitted"  # the provider's id is recorded
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # results recorded
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # sent, no usable answer
