@@ -8,18 +8,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
-from imgroute import sizing, tokens
+from imgroute import price_models, sizing
 from imgroute.models import Request
-from imgroute.money import MILLION, ceil_to, fmt_rate, fmt_usd
+from imgroute.price_models import Line
 from imgroute.pricing import Offer, Plan
 from imgroute.request import QUALITIES, QUALITY_RANK
 from imgroute.sizing import Delivery
-
-
-class Line(NamedTuple):
-    """One step of the arithmetic, in words."""
-
-    text: str
 
 
 class Assessment(NamedTuple):
@@ -75,11 +69,13 @@ def assess(request: Request, offer: Offer, plan: Plan) -> Assessment:
 
     cost, breakdown = None, ()
     if delivery is not None and quality is not None and requests:
-        cost, breakdown, price_reason = _price(request, offer, plan, delivery, quality, requests)
+        charging = price_models.of(offer)
+        job = price_models.Job(request, offer, plan, delivery, quality, requests)
+        cost, breakdown, price_reason = charging.estimate(job)
         if price_reason:
             reasons.append(price_reason)
-        elif len(requests) == 1 and requests[0] >= 1:
-            notes.extend(_published_disagreement(offer, delivery, quality))
+        elif len(requests) == 1:
+            notes.extend(charging.published_disagreement(offer, delivery, quality))
     model = offer.edit.model if request.images and offer.edit.model else offer.model
     return Assessment(
         offer=offer,
@@ -138,184 +134,3 @@ def _edit_reasons(request: Request, offer: Offer) -> list[str]:
     if request.mask is not None and not edit.mask:
         reasons.append("no documented mask support")
     return reasons
-
-
-# -- price models -----------------------------------------------------------------------------
-
-
-def _price(
-    request: Request, offer: Offer, plan: Plan, delivery: Delivery, quality: str, requests: tuple[int, ...]
-) -> tuple[Decimal | None, list[Line], str | None]:
-    model = offer.price.model
-    if model == "tokens":
-        cost, lines = _tokens_cost(request, offer, delivery, quality, requests)
-        return cost, lines, None
-    n = sum(requests)
-    if model == "flat_per_image":
-        each = offer.price.usd_per_image
-        cost = each * n
-        return cost, [Line(f"{fmt_usd(each, 6)}/image flat x {_images(n)} = {fmt_usd(cost, 6)}")], None
-    # credit models
-    if model == "credits_per_quality":
-        key, label = quality, quality
-    else:
-        key, label = delivery.resolution, delivery.resolution
-    per_image = offer.price.credits_per_image.get(key)
-    if per_image is None:
-        return None, [], f"no credit price for {label}"
-    if plan.usd_per_credit is None:
-        return None, [], f"plan '{plan.name}' has no credit price"
-    credits = per_image * n
-    cost = credits * plan.usd_per_credit
-    lines = [
-        Line(f"{per_image} credits/image ({label}) x {_images(n)} = {credits} credits"),
-        Line(
-            f"{credits} credits x {fmt_rate(_rate_digits(plan.usd_per_credit))}/credit "
-            f"({plan.provider} {plan.name}) = {fmt_usd(cost, 6)}"
-        ),
-    ]
-    if len(requests) > 1:
-        lines.insert(0, Line(f"one image per task: {len(requests)} tasks"))
-    if request.images:
-        lines.append(Line(f"reference images: no extra credits documented by {offer.provider}"))
-    return cost, lines, None
-
-
-def _tokens_cost(
-    request: Request, offer: Offer, delivery: Delivery, quality: str, requests: tuple[int, ...]
-) -> tuple[Decimal, list[Line]]:
-    rates = offer.price.usd_per_million
-    out_tokens = tokens.output_tokens(delivery.width, delivery.height, quality)
-    in_tokens = tokens.prompt_tokens(request.prompt)
-    out_rate, in_rate = rates["image_output"], rates["text_input"]
-    image_rate = rates.get("image_input", Decimal(0))
-    image_tokens = [tokens.input_image_tokens(i.width, i.height) for i in request.images]
-    lines = []
-    total = Decimal(0)
-    for images in _grouped(requests):
-        count, per_request = images
-        output_cost = out_tokens * per_request * out_rate / MILLION
-        prompt_cost = in_tokens * in_rate / MILLION
-        inputs_cost = sum(image_tokens) * image_rate / MILLION
-        request_cost = output_cost + prompt_cost + inputs_cost
-        lines.append(
-            Line(
-                f"output: {_images(per_request)} x {out_tokens:,} tokens ({delivery.width}x{delivery.height} "
-                f"{quality}) x {fmt_rate(out_rate)}/1M = {fmt_usd(output_cost, 6)}"
-            )
-        )
-        lines.append(
-            Line(
-                f"prompt: ~{in_tokens} tokens ({len(request.prompt)} chars / {tokens.CHARS_PER_TOKEN} "
-                f"+ {tokens.PROMPT_OVERHEAD_TOKENS}) x {fmt_rate(in_rate)}/1M = {fmt_usd(prompt_cost, 6)}"
-            )
-        )
-        if image_tokens:
-            unknown = sum(1 for i in request.images if not i.width)
-            assumed = f"; {unknown} URL input(s) assumed 1024x1024" if unknown else ""
-            lines.append(
-                Line(
-                    f"input images: {len(image_tokens)} x ~{round(sum(image_tokens) / len(image_tokens)):,} tokens "
-                    f"x {fmt_rate(image_rate)}/1M = {fmt_usd(inputs_cost, 6)} (assumed: {tokens.PATCH_PX} px "
-                    f"patches, at most {tokens.PATCH_BUDGET:,} per image, undocumented by OpenAI{assumed})"
-                )
-            )
-        step = offer.price.round_up_per_request
-        if step is not None:
-            rounded = ceil_to(request_cost, step)
-            lines.append(
-                Line(f"request {fmt_usd(request_cost, 6)} rounded up to {fmt_rate(step)} = {fmt_usd(rounded, 6)}")
-            )
-            request_cost = rounded
-        if count > 1:
-            lines.append(Line(f"{count} requests x {fmt_usd(request_cost, 6)}"))
-        total += request_cost * count
-    lines.append(Line(f"total = {fmt_usd(total, 6)}"))
-    return total, lines
-
-
-def _grouped(requests: tuple[int, ...]) -> list[tuple[int, int]]:
-    """(how many requests, images per request) pairs, e.g. (4, 4, 1) -> [(2, 4), (1, 1)]."""
-    groups: list[tuple[int, int]] = []
-    for images in requests:
-        if groups and groups[-1][1] == images:
-            groups[-1] = (groups[-1][0] + 1, images)
-        else:
-            groups.append((1, images))
-    return groups
-
-
-def _images(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
-
-
-def _rate_digits(rate: Decimal) -> Decimal:
-    """Credit prices derived from a plan (199/52000) carry 28 digits; 8 significant are plenty."""
-    return rate if rate == rate.quantize(Decimal("0.00000001")) else rate.quantize(Decimal("0.00000001"))
-
-
-def _published_disagreement(offer: Offer, delivery: Delivery, quality: str) -> list[str]:
-    """Surface a provider's own per-image figure when the model used here disagrees with it."""
-    published = offer.price.published.get(f"{delivery.width}x{delivery.height}", {}).get(quality)
-    if published is None or offer.price.model != "tokens":
-        return []
-    rates = offer.price.usd_per_million
-    model_cost = tokens.output_tokens(delivery.width, delivery.height, quality) * rates["image_output"] / MILLION
-    if offer.price.round_up_per_request is not None:
-        model_cost = ceil_to(model_cost, offer.price.round_up_per_request)
-    places = -published.as_tuple().exponent
-    if model_cost.quantize(Decimal(1).scaleb(-places)) == published:
-        return []
-    return [
-        f"{offer.provider}'s own table says {fmt_rate(published)}/image at {delivery.width}x{delivery.height} "
-        f"{quality}; the token model used here gives {fmt_usd(model_cost, 4)} (usage decides the real charge)"
-    ]
-
-
-# -- actual cost ------------------------------------------------------------------------------
-
-
-class Delivered(NamedTuple):
-    """What one request really produced, for pricing it after the fact."""
-
-    images: int
-    width: int
-    height: int
-    usage: object | None  # providers.base.Usage, read by field name
-
-
-def actual_cost(
-    offer: Offer, plan: Plan, quality: str, tier: str | None, prompt: str, delivered: list[Delivered]
-) -> tuple[Decimal, str]:
-    """The charge for what was delivered, and where the figure comes from."""
-    price = offer.price
-    images = sum(d.images for d in delivered)
-    if price.model == "flat_per_image":
-        return price.usd_per_image * images, "list price"
-    if price.uses_credits:
-        charged = [getattr(d.usage, "credits", None) for d in delivered]
-        if plan.usd_per_credit is not None and charged and all(c is not None for c in charged):
-            return sum(charged) * plan.usd_per_credit, "credits charged"
-        per_image = price.credits_per_image[quality if price.model == "credits_per_quality" else tier]
-        return per_image * images * plan.usd_per_credit, "list price"
-    rates = price.usd_per_million
-    total = Decimal(0)
-    from_usage = all(d.usage is not None and getattr(d.usage, "image_output", 0) for d in delivered)
-    for d in delivered:
-        if from_usage:
-            u = d.usage
-            cost = (
-                u.text_input * rates["text_input"]
-                + u.image_input * rates.get("image_input", Decimal(0))
-                + u.image_output * rates["image_output"]
-                + u.text_output * rates.get("text_output", rates["image_output"])
-            ) / MILLION
-        else:
-            cost = (
-                tokens.output_tokens(d.width, d.height, quality) * d.images * rates["image_output"]
-                + tokens.prompt_tokens(prompt) * rates["text_input"]
-            ) / MILLION
-        if price.round_up_per_request is not None:
-            cost = ceil_to(cost, price.round_up_per_request)
-        total += cost
-    return total, "usage tokens" if from_usage else "token model at the delivered size"

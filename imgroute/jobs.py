@@ -21,8 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from imgroute import images, policy
-from imgroute.costs import Delivered, actual_cost, assess
+from imgroute import images, policy, price_models
+from imgroute.costs import assess
 from imgroute.errors import (
     BudgetError,
     ConfigError,
@@ -37,6 +37,7 @@ from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import Constraints, JobSpec, Request
 from imgroute.money import fmt_usd, usd_json
 from imgroute.poll_timing import PollTiming, backoff
+from imgroute.price_models import Delivered
 from imgroute.pricing import PricingTable
 from imgroute.providers import REGISTRY, adapter_class
 from imgroute.providers.base import (
@@ -463,7 +464,9 @@ class JobRunner:
         if delivered and offer is not None:
             plan = self.table.providers[provider].plans.get(plan_name) or self.table.plan(provider, None)
             spec = tasks[0].spec
-            actual, source = actual_cost(offer, plan, spec.quality or "high", spec.resolution, spec.prompt, delivered)
+            actual, source = price_models.of(offer).actual(
+                offer, plan, spec.quality or "high", spec.resolution, Request(spec.prompt), delivered
+            )
         failures = [t for t in tasks if t.state == "failed"]
         if final is None and stuck is not None:
             final, status = stuck, "running"

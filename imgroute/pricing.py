@@ -15,12 +15,11 @@ from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
 from imgroute.models import Ratio
+from imgroute.price_models import PRICE_MODELS, Price
 from imgroute.providers import known as known_providers
 from imgroute.request import QUALITIES, RESOLUTIONS
 from imgroute.schema import Field
 
-PRICE_MODELS = ("tokens", "credits_per_quality", "credits_per_resolution", "flat_per_image")
-TOKEN_KINDS = ("text_input", "image_input", "image_output", "text_output")
 INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
 IMAGE_FORMATS = ("png", "jpeg", "webp")
 SCHEMA_VERSION = 1
@@ -86,22 +85,6 @@ class EditCaps(NamedTuple):
     mask: bool
     inputs: tuple[str, ...]
     provenance: Provenance | None
-
-
-class Price(NamedTuple):
-    model: str
-    usd_per_million: dict[str, Decimal]  # tokens model
-    round_up_per_request: Decimal | None  # tokens model (fal)
-    credits_per_image: dict[str, int]  # by quality or by resolution
-    usd_per_image: Decimal | None  # flat model
-    provenance: Provenance
-    # The provider's own per-image figures: "WxH" -> quality -> USD.
-    published: dict[str, dict[str, Decimal]]
-    published_provenance: Provenance | None
-
-    @property
-    def uses_credits(self) -> bool:
-        return self.model.startswith("credits_")
 
 
 class Offer(NamedTuple):
@@ -363,8 +346,7 @@ def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offe
     )
     if offer.price.uses_credits and not any(p.usd_per_credit is not None for p in providers[provider].plans.values()):
         raise node.get("price").fail(f"credit prices need a plan with usd_per_credit under providers.{provider}.plans")
-    if offer.price.model == "credits_per_resolution":
-        _check_resolution_credits(node.get("price"), offer)
+    PRICE_MODELS[offer.price.model].validate(node.get("price"), offer)
     return offer
 
 
@@ -463,53 +445,17 @@ def _edit(node: Field) -> EditCaps:
 
 
 def _price(node: Field, qualities: tuple[str, ...]) -> Price:
-    f = node.mapping(
-        {
-            "model",
-            "usd_per_million_tokens",
-            "round_up_per_request_usd",
-            "credits_per_image",
-            "usd_per_image",
-            "source",
-            "observed",
-            "published",
-            "notes",
-        }
-    )
-    model = node.get("model").choice(PRICE_MODELS)
-    rates: dict[str, Decimal] = {}
-    credits: dict[str, int] = {}
-    flat = None
-    round_up = None
-    if model == "tokens":
-        for kind, rate in node.get("usd_per_million_tokens").mapping(set(TOKEN_KINDS)).items():
-            rates[kind] = rate.money()
-        for required in ("text_input", "image_output"):
-            if required not in rates:
-                raise node.get("usd_per_million_tokens").fail(f"missing field '{required}'")
-        if "round_up_per_request_usd" in f:
-            round_up = f["round_up_per_request_usd"].money()
-            if round_up == 0:
-                raise f["round_up_per_request_usd"].fail("the rounding step must be above zero")
-    elif model == "credits_per_quality":
-        table = node.get("credits_per_image")
-        for q, count in table.mapping(set(QUALITIES)).items():
-            credits[q] = count.integer(minimum=0)
-        for q in qualities:
-            if q not in credits:
-                raise table.fail(f"no credit price for quality '{q}', which the offer lists")
-    elif model == "credits_per_resolution":
-        for tier, count in node.get("credits_per_image").mapping(set(RESOLUTIONS)).items():
-            credits[tier] = count.integer(minimum=0)
-    else:
-        flat = node.get("usd_per_image").money()
-    published, published_prov = _published(f.get("published"))
+    model_node = node.get("model")
+    model = PRICE_MODELS.get(model_node.text())
+    if model is None:
+        model_node.choice(tuple(PRICE_MODELS))  # names the known models
+    fields = node.mapping({"model", "source", "observed", "published", "notes", *model.fields})
+    values = {"usd_per_million": {}, "round_up_per_request": None, "credits_per_image": {}, "usd_per_image": None}
+    values.update(model.parse(node, fields, qualities))
+    published, published_prov = _published(fields.get("published"))
     return Price(
-        model=model,
-        usd_per_million=rates,
-        round_up_per_request=round_up,
-        credits_per_image=credits,
-        usd_per_image=flat,
+        model=model.name,
+        **values,
         provenance=_provenance(node),
         published=published,
         published_provenance=published_prov,
@@ -524,14 +470,3 @@ def _published(node: Field | None) -> tuple[dict[str, dict[str, Decimal]], Prove
     for size, row in node.get("per_image_usd").mapping().items():
         table[size] = {q: cell.money() for q, cell in row.mapping(set(QUALITIES)).items()}
     return table, _provenance(node)
-
-
-def _check_resolution_credits(node: Field, offer: Offer) -> None:
-    tiers = (
-        {t for preset in offer.sizes.presets.values() for t in preset.tiers}
-        if offer.sizes.mode == "presets"
-        else set(RESOLUTIONS)
-    )
-    missing = sorted(tiers - set(offer.price.credits_per_image))
-    if missing:
-        raise node.get("credits_per_image").fail(f"no credit price for resolution {', '.join(missing)}")

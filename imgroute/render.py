@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from imgroute import price_models
 from imgroute.money import fmt_rate, fmt_usd
 from imgroute.pricing import Offer, PricingTable
 from imgroute.router import Quote, Route
@@ -148,21 +149,7 @@ def offer_capabilities(offer: Offer) -> dict:
 
 
 def price_summary(offer: Offer) -> str:
-    p = offer.price
-    if p.model == "tokens":
-        rates = p.usd_per_million
-        text = (
-            f"tokens: text in {fmt_rate(rates['text_input'])}, image in "
-            f"{fmt_rate(rates.get('image_input', Decimal(0)))}, image out {fmt_rate(rates['image_output'])} per 1M"
-        )
-        if p.round_up_per_request:
-            text += f"; each request rounded up to {fmt_rate(p.round_up_per_request)}"
-        return text
-    if p.model == "flat_per_image":
-        return f"{fmt_rate(p.usd_per_image)} per image, flat"
-    by = "quality" if p.model == "credits_per_quality" else "resolution"
-    cells = ", ".join(f"{k} {v}" for k, v in p.credits_per_image.items())
-    return f"credits per image by {by}: {cells}"
+    return price_models.of(offer).summary(offer.price)
 
 
 def print_providers(console: Console, table: PricingTable) -> None:
