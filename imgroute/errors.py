@@ -6,6 +6,8 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class ImgrouteError(Exception):
     exit_code = 1
@@ -65,3 +67,15 @@ class Interrupted(ImgrouteError):
 
 
 EXIT_INTERRUPTED = Interrupted.exit_code
+
+
+class TroubleKind(StrEnum):
+    """Why a provider could not take or run a job that was not its fault to fail (the job may move
+    to another offer). The HTTP layer's submit rule reads it: only some kinds are worth repeating."""
+
+    AUTH = "auth"  # a missing, wrong or revoked key
+    CREDITS = "credits"  # the account has no balance left
+    RATE_LIMITED = "rate_limited"  # 429: the job was not taken; wait as asked
+    SERVER = "server"  # 5xx or an answer that makes no sense
+    REJECTED = "rejected"  # the provider refused the parameters
+    UNREACHABLE = "unreachable"  # nothing reached the provider (connection refused, DNS)

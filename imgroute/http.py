@@ -1,11 +1,11 @@
 """The one place an httpx client is built; retries; translation of transport failures.
 
-Two rules keep money safe:
-- GETs (status, results, downloads) may always be repeated: retried with backoff, honouring
-  Retry-After, on transport errors and retryable statuses.
-- A POST that may have reached the provider is never repeated here. `post_once` tells the caller
-  whether a failure happened before anything was sent (`TransportFailure.reached` is False), so the
-  caller can decide; everything after that is the adapter's and the job's business.
+One retry policy, two rules that keep money safe:
+- GETs (status, results, downloads) and free POSTs (uploads) may always be repeated: one loop
+  retries them with backoff, honouring Retry-After, on transport errors and retryable statuses.
+- A submit is sent once per call (`post_once`), which says whether a failure happened before
+  anything was sent (`TransportFailure.reached` is False). Whether to send it again is decided by
+  `submit_retry_delay` alone: only when nothing can have reached the provider or it dedupes.
 """
 
 from __future__ import annotations
@@ -14,17 +14,24 @@ import email.utils
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 from imgroute import __version__, policy
+from imgroute.errors import TroubleKind
 
 # Failures that prove the request never left this machine.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 _SHARED_RNG = random.Random()
+
+
+class _Answer(NamedTuple):
+    status: int
+    value: Any  # the response (GET), or what `consume` made of the body (download)
+    response: httpx.Response  # for its Retry-After
 
 
 class TransportFailure(Exception):
@@ -113,26 +120,11 @@ class Http:
         return self._repeatable("POST", url, headers=headers, timeout=_timeout(timeout), **body)
 
     def _repeatable(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        for attempt in range(policy.GET_ATTEMPTS):
-            last = attempt == policy.GET_ATTEMPTS - 1
-            self.requests += 1
-            try:
-                response = self.client.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                if last:
-                    raise TransportFailure(f"{method} failed: {_describe(exc)}", reached=True) from None
-                delay = self.backoff(attempt)
-                self.on_event(f"{_describe(exc)}; retrying in {delay:.1f}s")
-                self.wait(delay)
-                continue
-            if response.status_code not in policy.RETRYABLE_STATUSES or last:
-                return response
-            delay = self._delay_for(response, attempt)
-            if delay is None:
-                return response
-            self.on_event(f"HTTP {response.status_code}; retrying in {delay:.1f}s")
-            self.wait(delay)
-        raise AssertionError("unreachable")
+        def once() -> _Answer:
+            response = self.client.request(method, url, **kwargs)
+            return _Answer(response.status_code, response, response)
+
+        return self._with_retries(method, once).value
 
     def download(self, url: str, consume: Callable[[Iterator[bytes]], Any], headers: dict | None = None) -> Any:
         """Stream a GET into `consume`, retrying the whole download on failure.
@@ -140,27 +132,62 @@ class Http:
         `consume` gets the body's chunks and returns its result; if it raises, nothing is kept.
         Returns (status, result); result is None when the final status is not 200.
         """
+
+        def once() -> _Answer:
+            with self.client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 200:
+                    return _Answer(200, consume(response.iter_bytes()), response)
+                response.read()
+                return _Answer(response.status_code, None, response)
+
+        answer = self._with_retries("download", once)
+        return answer.status, answer.value
+
+    def _with_retries(self, what: str, once: Callable[[], _Answer]) -> _Answer:
+        """The one retry loop for requests that may be repeated: transport errors and retryable
+        statuses are tried again with backoff (honouring Retry-After), up to GET_ATTEMPTS times."""
         for attempt in range(policy.GET_ATTEMPTS):
             last = attempt == policy.GET_ATTEMPTS - 1
             self.requests += 1
             try:
-                with self.client.stream("GET", url, headers=headers) as response:
-                    status = response.status_code
-                    if status == 200:
-                        return status, consume(response.iter_bytes())
-                    delay = self._delay_for(response, attempt)
-                    if status not in policy.RETRYABLE_STATUSES or last or delay is None:
-                        response.read()
-                        return status, None
+                answer = once()
             except httpx.TransportError as exc:
                 if last:
-                    raise TransportFailure(f"download failed: {_describe(exc)}", reached=True) from None
+                    raise TransportFailure(f"{what} failed: {_describe(exc)}", reached=True) from None
                 delay = self.backoff(attempt)
-                self.on_event(f"download interrupted ({_describe(exc)}); retrying in {delay:.1f}s")
-            else:
-                self.on_event(f"download HTTP {status}; retrying in {delay:.1f}s")
+                self.on_event(f"{what} interrupted ({_describe(exc)}); retrying in {delay:.1f}s")
+                self.wait(delay)
+                continue
+            if answer.status not in policy.RETRYABLE_STATUSES or last:
+                return answer
+            delay = self._delay_for(answer.response, attempt)
+            if delay is None:
+                return answer
+            self.on_event(f"{what} HTTP {answer.status}; retrying in {delay:.1f}s")
             self.wait(delay)
         raise AssertionError("unreachable")
+
+    # -- the submit rule ----------------------------------------------------------------------
+
+    def submit_retry_delay(
+        self, kind: TroubleKind | None, retry_after: float | None, attempt: int, idempotent: bool
+    ) -> float | None:
+        """Seconds to wait before sending a submit again, or None when it must not be repeated.
+
+        A submit costs money, so it is repeated only when that cannot create a second job: nothing
+        reached the provider (`kind` UNREACHABLE), the provider refused it with 429 (it did not take
+        the job), or the provider dedupes by idempotency key (a 5xx, or an answer that was lost:
+        `kind` None). Never after the last of SUBMIT_ATTEMPTS."""
+        if attempt >= policy.SUBMIT_ATTEMPTS - 1:
+            return None
+        if kind is TroubleKind.UNREACHABLE:
+            return self.backoff(attempt)
+        if kind is TroubleKind.RATE_LIMITED:
+            wait = retry_after if retry_after is not None else self.backoff(attempt)
+            return wait if wait <= policy.RETRY_AFTER_MAX_S else None
+        if idempotent and kind in (TroubleKind.SERVER, None):
+            return retry_after if retry_after is not None else self.backoff(attempt)
+        return None
 
     def _delay_for(self, response: httpx.Response, attempt: int) -> float | None:
         """How long to wait before repeating; None when the server asks for too long."""

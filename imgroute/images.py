@@ -17,6 +17,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import NamedTuple
 
+from imgroute.files import atomic_write
+
 FORMATS = ("png", "jpeg", "webp")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 HEADER_BYTES = 64 * 1024  # enough for any PNG/WebP header and a JPEG SOF after typical metadata
@@ -256,14 +258,4 @@ def _sha256(path: Path) -> str:
 def write_sidecar(image_path: Path, record: dict) -> Path:
     """The job's facts next to the image, atomically: image.png -> image.png.json."""
     sidecar = image_path.with_name(image_path.name + ".json")
-    fd, tmp = tempfile.mkstemp(prefix=".imgroute-", suffix=".part", dir=image_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, sidecar)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return sidecar
+    return atomic_write(sidecar, json.dumps(record, indent=2) + "\n", mode=_file_mode(), durable=False)

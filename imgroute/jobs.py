@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Generator
@@ -32,6 +30,7 @@ from imgroute.errors import (
     OutputError,
     ProviderError,
 )
+from imgroute.files import atomic_write, private_dir
 from imgroute.http import Http, TransportFailure
 from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import Constraints, JobSpec, Request
@@ -496,58 +495,41 @@ class JobRunner:
         )
 
     def _submit(self, adapter: Adapter, task: _Task, into: list | None = None) -> Steps:
-        """Submit a journaled task; repeat only when that cannot create a second job."""
+        """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it."""
         self._emit("submitting", f"sending request {task.spec.client_ref}")
-        for attempt in range(policy.SUBMIT_ATTEMPTS):
-            last = attempt == policy.SUBMIT_ATTEMPTS - 1
+        attempt = 0
+        while True:
             try:
                 submission = adapter.submit(self.http, task.spec)
             except ProviderTrouble as exc:
-                delay = self._submit_retry_delay(adapter, exc, attempt)
-                if last or delay is None:
+                delay = self.http.submit_retry_delay(exc.kind, exc.retry_after, attempt, adapter.idempotent_submit)
+                if delay is None:
                     task.state = "failed"
                     self.ledger.task_state(task.task_id, "failed", str(exc))
                     raise
                 self._emit("retrying", f"{exc}; retrying in {delay:.1f}s")
-                yield Pause(delay)
-                continue
             except JobFailed as exc:
                 task.state, task.error, task.moderated = "failed", str(exc), exc.moderated
                 self.ledger.task_state(task.task_id, "failed", str(exc))
                 raise
             except SubmitUnknown as exc:
-                if adapter.idempotent_submit and not last:  # same Idempotency-Key: replayed, never doubled
-                    delay = self.http.backoff(attempt)
-                    self._emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
-                    yield Pause(delay)
-                    continue
-                task.state = "unknown"
-                self.ledger.task_state(task.task_id, "unknown", str(exc))
-                raise
-            task.handle = submission.handle
-            task.sent_at = self.clock()
-            if submission.outputs:  # synchronous: id and images recorded together
-                self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
+                delay = self.http.submit_retry_delay(None, None, attempt, adapter.idempotent_submit)
+                if delay is None:
+                    task.state = "unknown"
+                    self.ledger.task_state(task.task_id, "unknown", str(exc))
+                    raise
+                self._emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
             else:
-                self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
-                task.state = "submitted"
-            return
-        raise AssertionError("unreachable")
-
-    def _submit_retry_delay(self, adapter: Adapter, exc: ProviderTrouble, attempt: int) -> float | None:
-        """A delay before repeating a refused submit, or None when it must not be repeated.
-
-        Repeating is safe when nothing was sent (connection refused), when the provider refused
-        with 429 (it did not take the job), or when the provider dedupes by idempotency key.
-        """
-        if exc.kind == "unreachable":
-            return self.http.backoff(attempt)
-        if exc.kind == "rate_limited":
-            wait = exc.retry_after if exc.retry_after is not None else self.http.backoff(attempt)
-            return wait if wait <= policy.RETRY_AFTER_MAX_S else None
-        if exc.kind == "server" and adapter.idempotent_submit:
-            return exc.retry_after if exc.retry_after is not None else self.http.backoff(attempt)
-        return None
+                task.handle = submission.handle
+                task.sent_at = self.clock()
+                if submission.outputs:  # synchronous: id and images recorded together
+                    self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
+                else:
+                    self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
+                    task.state = "submitted"
+                return
+            yield Pause(delay)
+            attempt += 1
 
     # -- waiting and saving (shared by run and resume) --------------------------------------
 
@@ -649,15 +631,7 @@ class JobRunner:
         )
 
     def _spool(self, name: str, data: bytes) -> Path:
-        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.spool_dir / name
-        fd, tmp = tempfile.mkstemp(prefix=".spool-", dir=self.spool_dir)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
+        return atomic_write(private_dir(self.spool_dir) / name, data)
 
     def _save_one(self, shape: _Shape, task: _Task, output: dict, index: int) -> SavedImage:
         out_dir = self.output.out_dir

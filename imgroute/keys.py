@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import config
 from imgroute.errors import ConfigError, UsageError
+from imgroute.files import atomic_write, private_dir
 from imgroute.providers import REGISTRY
 
 KEYS_FILE = "keys.json"
@@ -56,16 +56,8 @@ def _read_file() -> dict[str, str]:
 
 def _write_file(data: dict[str, str]) -> None:
     path = keys_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    private_dir(path.parent)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def get_key(provider: str) -> str | None:

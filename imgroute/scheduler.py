@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from imgroute import policy
 from imgroute.jobs import Cancelled, Later, NeedSlot, Pause, Steps
 
 
@@ -225,7 +226,9 @@ class Scheduler:
         this one meanwhile, so one provider's 429s cannot stall every other job."""
         with self._count_lock:
             self._sleeping += 1
-            short = self._workers - self._sleeping < self._base
+            short = (
+                self._workers - self._sleeping < self._base and self._workers < self._base + policy.MAX_STANDIN_WORKERS
+            )
         if short:
             self._add_worker()
         try:

@@ -71,3 +71,40 @@ def test_retry_after_forms():
     when = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})
     assert retry_after_seconds(when, now=1792567670.0) == 10.0
     assert retry_after_seconds(httpx.Response(429)) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "retry_after", "attempt", "idempotent", "expected"),
+    [
+        ("unreachable", None, 0, False, "backoff"),  # nothing was sent
+        ("rate_limited", 7.0, 0, False, 7.0),  # a 429 means the job was not taken
+        ("rate_limited", 600.0, 0, False, None),  # asked to wait too long: treated as unavailable
+        ("server", None, 0, False, None),  # a 5xx may have created the job
+        ("server", 2.0, 0, True, 2.0),  # ... unless the provider dedupes by idempotency key
+        (None, None, 1, True, "backoff"),  # an answer lost: replayed under the same key
+        (None, None, 0, False, None),  # ... and never without one
+        ("auth", None, 0, True, None),
+        ("credits", None, 0, True, None),
+        ("rejected", None, 0, True, None),
+        ("unreachable", None, 2, False, None),  # the last of three attempts
+    ],
+)
+def test_the_submit_rule(kind, retry_after, attempt, idempotent, expected):
+    from imgroute.errors import TroubleKind
+
+    http = Http(httpx.Client(), sleep=lambda s: None, scale=1.0)
+    delay = http.submit_retry_delay(TroubleKind(kind) if kind else None, retry_after, attempt, idempotent)
+    if expected == "backoff":
+        assert delay is not None and 0 < delay <= 8
+    else:
+        assert delay == expected
+
+
+def test_downloads_share_the_get_retry_loop():
+    answers = iter(
+        [httpx.Response(503), httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, content=b"img")]
+    )
+    waits = []
+    http = http_with(lambda request: next(answers), waits)
+    assert http.download("http://x/1.png", lambda chunks: b"".join(chunks)) == (200, b"img")
+    assert http.requests == 3 and waits[1] == 2

@@ -180,3 +180,22 @@ def test_work_put_while_every_worker_waits_is_taken_at_once():
     for worker in workers:
         worker.join(timeout=5)
     assert sorted(got) == ["a", "b"]
+
+
+def test_stand_in_workers_are_bounded(monkeypatch):
+    from imgroute import policy
+
+    monkeypatch.setattr(policy, "MAX_STANDIN_WORKERS", 2)
+    scheduler = Scheduler(1, Limits({}), scale=1.0)
+    most = [0]
+
+    def sleeper():
+        yield Pause(0)
+        most[0] = max(most[0], scheduler._workers)
+        scheduler.sleep(0.2)
+        return "slept"
+
+    results = run_all(scheduler, [sleeper() for _ in range(6)])
+    scheduler.close()
+    assert [r for r, _ in results] == ["slept"] * 6
+    assert most[0] <= 1 + 2  # the base worker and at most two stand-ins, however many sleep at once

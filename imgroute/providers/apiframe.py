@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from imgroute import policy
+from imgroute.errors import TroubleKind
 from imgroute.http import Http
 from imgroute.models import JobSpec
 from imgroute.providers.base import (
@@ -73,7 +74,7 @@ class ApiframeAdapter(Adapter):
             raise self.failure(response)
         url = self.json_of(response, "the upload answer").get("url")
         if not isinstance(url, str) or not is_url(url):
-            raise ProviderTrouble(f"{self.provider}: the upload answer has no url", "server")
+            raise ProviderTrouble(f"{self.provider}: the upload answer has no url", TroubleKind.SERVER)
         return url
 
     def poll(self, http: Http, handle: dict) -> Poll:

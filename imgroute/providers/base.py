@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
+from imgroute.errors import TroubleKind
 from imgroute.http import Http, TransportFailure
 from imgroute.models import JobSpec, is_url
 
@@ -65,10 +66,18 @@ class PreparedRequest(NamedTuple):
 
 
 class ProviderTrouble(Exception):
-    def __init__(self, message: str, kind: str, retry_after: float | None = None):
+    def __init__(self, message: str, kind: TroubleKind, retry_after: float | None = None):
         super().__init__(message)
-        self.kind = kind  # auth | credits | rate_limited | server | rejected | timeout
+        self.kind = kind
         self.retry_after = retry_after
+
+
+STATUS_KINDS = {
+    401: TroubleKind.AUTH,
+    403: TroubleKind.AUTH,
+    402: TroubleKind.CREDITS,
+    429: TroubleKind.RATE_LIMITED,
+}
 
 
 class JobFailed(Exception):
@@ -134,7 +143,7 @@ class Adapter:
                 data=fields,
             )
         except TransportFailure as exc:
-            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", "unreachable") from None
+            raise ProviderTrouble(f"{self.provider}: uploading {name}: {exc}", TroubleKind.UNREACHABLE) from None
 
     # -- shared helpers ---------------------------------------------------------------------
 
@@ -157,13 +166,13 @@ class Adapter:
         except TransportFailure as exc:
             if exc.reached:
                 raise SubmitUnknown(f"{self.provider}: {self.clean(str(exc))}") from None
-            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", "unreachable") from None
+            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", TroubleKind.UNREACHABLE) from None
 
     def get(self, http: Http, url: str, params: dict | None = None) -> httpx.Response:
         try:
             return http.get(url, headers=self.auth_headers(), params=params)
         except TransportFailure as exc:
-            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", "unreachable") from None
+            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", TroubleKind.UNREACHABLE) from None
 
     def clean(self, text: str) -> str:
         return redact(text, self.key)
@@ -181,9 +190,7 @@ class Adapter:
         from imgroute.http import retry_after_seconds
 
         status = response.status_code
-        kind = {401: "auth", 403: "auth", 402: "credits", 429: "rate_limited"}.get(status)
-        if kind is None:
-            kind = "server" if status >= 500 else "rejected"
+        kind = STATUS_KINDS.get(status) or (TroubleKind.SERVER if status >= 500 else TroubleKind.REJECTED)
         text = f"{self.provider}: HTTP {status}: {self.clean(message)}"
         return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
 

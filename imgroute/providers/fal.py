@@ -8,6 +8,7 @@ usage, so the actual cost is computed from the delivered size with fal's round-u
 from __future__ import annotations
 
 from imgroute import policy
+from imgroute.errors import TroubleKind
 from imgroute.http import Http
 from imgroute.models import JobSpec
 from imgroute.providers.base import (
@@ -94,7 +95,7 @@ class FalAdapter(Adapter):
             return JobFailed(f"{self.provider}: {self.clean(message)}", moderated=True)
         trouble = self.trouble_for_status(response, message)
         if response.status_code == 403 and ("balance" in message.lower() or "locked" in message.lower()):
-            return ProviderTrouble(str(trouble), "credits")
+            return ProviderTrouble(str(trouble), TroubleKind.CREDITS)
         return trouble
 
 

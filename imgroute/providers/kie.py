@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from imgroute import policy
+from imgroute.errors import TroubleKind
 from imgroute.http import Http
 from imgroute.models import JobSpec
 from imgroute.providers.base import (
@@ -26,17 +27,17 @@ from imgroute.providers.base import (
 
 # Body codes, from Kie's error table.
 CODE_KINDS = {
-    401: "auth",
-    402: "credits",
-    433: "credits",
-    429: "rate_limited",
-    422: "rejected",
-    400: "rejected",
-    404: "rejected",
-    505: "rejected",
-    455: "server",
-    500: "server",
-    501: "server",
+    401: TroubleKind.AUTH,
+    402: TroubleKind.CREDITS,
+    433: TroubleKind.CREDITS,
+    429: TroubleKind.RATE_LIMITED,
+    422: TroubleKind.REJECTED,
+    400: TroubleKind.REJECTED,
+    404: TroubleKind.REJECTED,
+    505: TroubleKind.REJECTED,
+    455: TroubleKind.SERVER,
+    500: TroubleKind.SERVER,
+    501: TroubleKind.SERVER,
 }
 RUNNING = {"waiting": "queued", "queuing": "queued", "generating": "running"}
 MODERATION_WORDS = ("content policy", "flagged", "sensitive", "moderation", "safety")
@@ -119,7 +120,7 @@ class KieAdapter(Adapter):
         from imgroute.http import retry_after_seconds
 
         message = self.clean(str(body.get("msg") or body.get("message") or f"code {code}"))
-        kind = CODE_KINDS.get(code, "server" if code >= 500 else "rejected")
+        kind = CODE_KINDS.get(code, TroubleKind.SERVER if code >= 500 else TroubleKind.REJECTED)
         return ProviderTrouble(f"{self.provider}: code {code}: {message}", kind, retry_after_seconds(response))
 
 

@@ -8,6 +8,7 @@ import binascii
 import httpx
 
 from imgroute import policy
+from imgroute.errors import TroubleKind
 from imgroute.http import Http
 from imgroute.models import JobSpec
 from imgroute.providers.base import (
@@ -94,7 +95,7 @@ class OpenAIAdapter(Adapter):
             return JobFailed(f"{self.provider}: {self.clean(message)}", moderated=True)
         trouble = self.trouble_for_status(response, message)
         if code == "insufficient_quota" or (isinstance(code, str) and "billing" in code):
-            return ProviderTrouble(str(trouble), "credits")
+            return ProviderTrouble(str(trouble), TroubleKind.CREDITS)
         return trouble
 
 

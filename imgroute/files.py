@@ -1,0 +1,41 @@
+"""Writing files so that nothing is ever half-written, and the home directory stays private.
+
+Every file imgroute writes in full (keys, sidecars, spooled answers) goes through `atomic_write`:
+a temporary file beside it, flushed (and fsynced when it matters), then renamed over the name.
+A reader sees the old file or the new one, never a part. Images are staged and linked into place
+by images.stage/place instead, because an image must never replace an existing file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = PRIVATE_FILE, durable: bool = True) -> Path:
+    """Write `data` to `path` in one step. `mode` is the file's permission bits (0600 unless told)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=".imgroute-", suffix=".part", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        if mode != PRIVATE_FILE:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def private_dir(path: Path) -> Path:
+    """A directory only its owner can read (the home, the spool), made if missing."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    return path
