@@ -18,15 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError
 from imgroute.models import Constraints, Request
-from imgroute.providers import known as known_providers
-from imgroute.request import (
-    build_inputs,
-    build_target,
-    check_n,
-    check_prompt,
-    parse_format,
-    parse_quality,
-)
+from imgroute.request import build_request, check_providers
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
     from imgroute.router import RouteCache
@@ -95,29 +87,6 @@ class Plan(NamedTuple):
                 }
             )
         return paced
-
-    def to_json(self) -> dict:
-        from imgroute.money import usd_json
-
-        return {
-            "rows": len(self.rows),
-            "images": sum(row.request.n for row, _, _ in self.rows),
-            "estimated_usd": usd_json(self.total),
-            "by_offer": [
-                {
-                    "offer": o.offer_id,
-                    "rows": o.rows,
-                    "images": o.images,
-                    "submits": o.submits,
-                    "estimated_usd": usd_json(o.cost),
-                }
-                for o in self.by_offer
-            ],
-            "unservable": [
-                {"line": row.line, "id": row.key, "prompt": row.request.prompt, "reason": why}
-                for row, why in self.unservable
-            ],
-        }
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -201,18 +170,19 @@ def _row(line: int, fields: dict) -> Row:
         n = int(n)
     except (TypeError, ValueError):
         raise UsageError(f"n {n!r} is not a whole number", "for example n: 2") from None
-    images, mask = build_inputs(_list(text.get("image")), text.get("mask"))
-    request = Request(
-        prompt=check_prompt(text.get("prompt")),
-        quality=parse_quality(text.get("quality", "medium")),
-        target=build_target(text.get("size"), text.get("aspect"), text.get("resolution")),
-        n=check_n(n),
-        images=images,
-        mask=mask,
-        output_format=parse_format(text.get("format", "png")),
+    request = build_request(
+        text.get("prompt"),
+        text.get("quality", "medium"),
+        text.get("size"),
+        text.get("aspect"),
+        text.get("resolution"),
+        n,
+        _list(text.get("image")),
+        text.get("mask"),
+        text.get("format", "png"),
     )
-    providers = frozenset(_providers(text.get("provider"), "provider"))
-    exclude = frozenset(_providers(text.get("exclude"), "exclude"))
+    providers = frozenset(check_providers(_list(text.get("provider")), "provider"))
+    exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude"))
     canonical = json.dumps({k: fields[k] for k in sorted(fields)}, sort_keys=True, default=str)
     key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return Row(line, key, request, providers, exclude, text.get("name"))
@@ -224,15 +194,6 @@ def _list(value) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return [part for part in str(value).replace(";", " ").split() if part]
-
-
-def _providers(value, field: str) -> list[str]:
-    names = [n.strip().lower() for n in _list(value if not isinstance(value, str) else value.replace(",", " "))]
-    for name in names:
-        if name not in known_providers():
-            known = ", ".join(known_providers())
-            raise UsageError(f"unknown provider {name!r} in {field}", f"known providers: {known}")
-    return names
 
 
 # -- planning -----------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from imgroute import policy
 from imgroute.batch import Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.http import Http
-from imgroute.jobs import JobResult, JobRunner, OutputOptions, Steps
+from imgroute.jobs import JobResult, JobRunner, OutputOptions
 from imgroute.ledger import LEDGER_FILE, SharedLedger
 from imgroute.poll_timing import PollTiming
 from imgroute.scheduler import Limits, Scheduler
+from imgroute.steps import Steps
 
 # Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
 # result that could not be fetched, a stop before sending. A failed or moderated job (6) or an
@@ -173,17 +174,17 @@ class BatchRun:
             spool_dir=self.home / "spool",
             timeout=self.timeout,
             max_cost=self.base.max_cost,
-            limits=self.limits,
+            slots=self.limits,
             timing=self.timing,
         )
         try:
             prior = self._priors.get(self.row_key(row))
-            if prior is not None and prior["state"] == "succeeded":
-                return RowResult(row, "skipped", None, f"done before (job {prior['id']})")
-            if prior is not None and (prior["state"] in UNFINISHED or prior["exit_code"] == 7):
-                result = yield from runner.steps_resume(prior["id"], self.reroute)
-            elif prior is not None and prior["exit_code"] not in RETRYABLE_EXIT_CODES:
-                return RowResult(row, "failed", None, f"failed before, not retried: {prior['error']}")
+            if prior is not None and prior.state == "succeeded":
+                return RowResult(row, "skipped", None, f"done before (job {prior.id})")
+            if prior is not None and (prior.state in UNFINISHED or prior.exit_code == 7):
+                result = yield from runner.steps_resume(prior.id, self.reroute)
+            elif prior is not None and prior.exit_code not in RETRYABLE_EXIT_CODES:
+                return RowResult(row, "failed", None, f"failed before, not retried: {prior.error}")
             else:
                 route = self.routes.rank(row.request, row_constraints(row, self.base))
                 if route.choice is None:

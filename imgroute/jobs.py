@@ -5,82 +5,37 @@ intent, submit, record the provider's id, wait, record the results, download, ve
 Provider trouble that is not the user's fault moves the remaining images to the next offer; a job
 the provider failed, or a submit whose fate is unknown, stops the run (sending it anywhere else could
 pay twice). `resume` finishes a journaled job from the ledger alone, never submitting again what may
-have been sent. Nothing here prints: progress goes to a callback and results come back as values.
+have been sent, through the same collect and settle steps as a run. Nothing here prints: progress
+goes to a callback and results come back as values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from imgroute import images, policy, price_models
-from imgroute.costs import assess
-from imgroute.errors import (
-    BudgetError,
-    ConfigError,
-    ImgrouteError,
-    Interrupted,
-    JobFailedError,
-    OutputError,
-    ProviderError,
-)
-from imgroute.files import atomic_write, private_dir
-from imgroute.http import Http, TransportFailure
-from imgroute.ledger import BudgetRefused, Ledger
-from imgroute.models import Constraints, JobSpec, Request
-from imgroute.money import fmt_usd, usd_json
+from imgroute.budget import refusal_error
+from imgroute.costs import Assessment, assess
+from imgroute.errors import ConfigError, ImgrouteError, Interrupted, JobFailedError, OutputError, ProviderError
+from imgroute.http import Http
+from imgroute.ledger import AttemptRecord, BudgetRefused, Ledger, TaskRecord
+from imgroute.models import AttemptState, Constraints, JobSpec, JobState, Request, TaskState
+from imgroute.money import fmt_usd
+from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.poll_timing import PollTiming, backoff
 from imgroute.price_models import Delivered
 from imgroute.pricing import PricingTable
 from imgroute.providers import REGISTRY, adapter_class
-from imgroute.providers.base import (
-    Adapter,
-    JobFailed,
-    MalformedAnswer,
-    ProviderTrouble,
-    SubmitUnknown,
-    Usage,
-)
-from imgroute.router import Quote, Route, route_to_json
-
-# A nominal size (Kie publishes none) is accepted when the aspect ratio is within this share.
-NOMINAL_RATIO_TOLERANCE = 0.02
-
-
-class Pause(NamedTuple):
-    """A job step waits: `seconds` of the provider's time (scaled by IMGROUTE_TIME_SCALE) or, not
-    scaled, of a rate limit's."""
-
-    seconds: float
-    scaled: bool = True
-
-
-class NeedSlot(NamedTuple):
-    """A job step needs a slot at `provider` (batch only). `fresh`: nothing sent yet, so a stopped
-    batch may cancel it instead (the scheduler raises Cancelled at the wait)."""
-
-    provider: str
-    fresh: bool
-
-
-class Later(NamedTuple):
-    """A job step has nothing to wait for, but nothing urgent to do either (batch only): the
-    scheduler first runs the jobs that hold a provider's slot, so none holds it longer than it must."""
-
-
-class Cancelled(Exception):
-    """Raised into a job waiting for its first slot when the batch stops (Ctrl-C)."""
-
-
-# A job as a generator: it yields Pause / NeedSlot / Later where it must wait and returns its result. One
-# thread can drive it (`_drive`), or a scheduler can interleave many on a few threads (batch).
-Steps = Generator["Pause | NeedSlot | Later", None, Any]
+from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.report import route_json
+from imgroute.router import Quote, Route
+from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Slots, Steps, Unlimited, drive
 
 
 class Event(NamedTuple):
@@ -92,29 +47,19 @@ class Event(NamedTuple):
     elapsed: float
 
 
-class SavedImage(NamedTuple):
-    path: Path
-    sha256: str
-    format: str
-    width: int
-    height: int
-    bytes: int
-    verified: bool
-
-
 class AttemptReport(NamedTuple):
     provider: str
     model: str
     plan: str
     estimate: Decimal | None
-    state: str  # succeeded | failed | trouble | unknown | running
+    state: str  # an AttemptState
     error: str | None
     images: int
 
 
 class JobResult(NamedTuple):
     job_id: str
-    status: str  # succeeded | failed | unknown | running
+    status: str  # succeeded | failed | unknown | running | cancelled
     provider: str | None  # the offer that delivered (or was last tried)
     model: str | None
     plan: str | None
@@ -132,38 +77,42 @@ class OutputOptions(NamedTuple):
     name_template: str = images.DEFAULT_NAME
 
 
-class _Shape(NamedTuple):
-    """How the images of one attempt are named and checked."""
+class AttemptEnd(NamedTuple):
+    report: AttemptReport
+    images: tuple[SavedImage, ...]
+    actual: Decimal | None
+    source: str | None
+    error: ImgrouteError | None  # set when the job must stop here
+    status: str  # what the job's status becomes if it stops here
 
-    prompt: str
+
+class Outcome(NamedTuple):
+    """How the sending went: trouble moves the job on, `final` stops it with `status`."""
+
+    trouble: ProviderTrouble | None = None
+    final: ImgrouteError | None = None
+    status: str = JobState.FAILED
+
+
+class Attempt(NamedTuple):
+    """One offer being tried (or resumed): what settling it needs to know."""
+
+    id: int
     provider: str
-    model: str
-    quality: str | None
-    format: str
-    width: int
-    height: int
-    exact: bool
-    per_image: Decimal | None
-
-    def problem(self, info) -> str | None:
-        if info.format != self.format:
-            return f"is {info.format}, not the {self.format} requested"
-        if self.exact and (info.width, info.height) != (self.width, self.height):
-            return f"is {info.width}x{info.height}, not the {self.width}x{self.height} requested"
-        if not self.exact:
-            wanted, got = self.width / self.height, info.width / info.height
-            if abs(got - wanted) / wanted > NOMINAL_RATIO_TOLERANCE:
-                return f"is {info.width}x{info.height}, not the aspect ratio requested"
-        return None
+    model: str  # the offer's model (the ledger finds the offer by it)
+    plan: str
+    estimate: Decimal | None
+    shape: ImageShape
+    adapter: Adapter
 
 
-class _Task:
+class Task:
     """One request inside an attempt (Kie: one per image), as the run knows it."""
 
     def __init__(self, task_id: int, spec: JobSpec, state: str, handle: dict | None = None):
         self.task_id = task_id
         self.spec = spec
-        self.state = state  # submitting | submitted | running | succeeded | failed | unknown
+        self.state = state  # a TaskState
         self.handle = handle or {}
         self.outputs: list[dict] = []  # recorded results: {"url": ...} or {"spool": path}
         self.usage: Usage | None = None
@@ -175,13 +124,43 @@ class _Task:
         self.polls = 0
 
 
-class _AttemptEnd(NamedTuple):
-    report: AttemptReport
-    images: tuple[SavedImage, ...]
-    actual: Decimal | None
-    source: str | None
-    error: ImgrouteError | None  # set when the job must stop here
-    status: str
+class JobRun:
+    """Everything one job knows while it runs: the one place its state lives."""
+
+    def __init__(self, job_id: str, request: Request, start: float, max_cost: Decimal | None):
+        self.id = job_id
+        self.request = request
+        self.start = start
+        self.max_cost = max_cost  # over the whole job, every fallback included
+        self.estimate: Decimal | None = None
+        self.saved: list[SavedImage] = []
+        self.attempts: list[AttemptReport] = []
+        self.spent = Decimal(0)
+        self.sources: set[str] = set()
+        self.last: tuple[str | None, str | None, str | None] = (None, None, None)  # provider, model, plan
+        self.current: tuple[str, str, Decimal | None] = ("", "", None)  # for progress events
+        # Journal writes that may wait for the next commit (a saved file's record, an attempt's end):
+        # committed together, at the latest when the job ends. A kill before that loses nothing:
+        # resume finds the files by their content and settles the attempt again.
+        self.pending: list = []
+
+    @property
+    def remaining(self) -> int:
+        return self.request.n - len(self.saved)
+
+    def point_at(self, quote: Quote) -> None:
+        self.last = (quote.offer.provider, quote.assessment.model, quote.assessment.plan.name)
+
+    def add(self, end: AttemptEnd) -> None:
+        self.attempts.append(end.report)
+        self.saved.extend(end.images)
+        if end.actual is not None:
+            self.spent += end.actual
+            self.sources.add(end.source)
+
+
+class _Stuck(Exception):
+    """Submitted, but not finished before the timeout: the job is still at the provider."""
 
 
 class JobRunner:
@@ -199,7 +178,7 @@ class JobRunner:
         max_cost: Decimal | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[Event], None] | None = None,
-        limits=None,
+        slots: Slots | None = None,
         timing: PollTiming | None = None,
     ):
         self.table = table
@@ -207,294 +186,187 @@ class JobRunner:
         self.ledger = ledger
         self.keys = keys
         self.base_urls = base_urls
-        self.output = output
+        self.outputs = Outputs(output.out_dir, output.name_template, spool_dir, http)
         self.spool_dir = spool_dir
         self.timeout = timeout
         self.max_cost = max_cost
         self.clock = clock
         self.on_event = on_event or (lambda event: None)
-        self.limits = limits  # batch: per-provider concurrency slots and submit spacing
+        self.slots = slots or Unlimited()  # batch: per-provider slots and submit spacing
         self.timing = timing  # batch: poll schedules learned from the jobs already finished
-        self.job_id: str | None = None
-        self._start = 0.0
-        self._current: tuple[str, str, Decimal | None] = ("", "", None)
-        self._adopt = False  # resume: an identical file already at the intended name is ours
-        self._claimed: set[Path] = set()  # files recorded for this job's images: never adopted by another
-        # Journal writes that may wait for the next one (a saved file's record, an attempt's end):
-        # committed together, at the latest when the job ends. A kill before that loses nothing:
-        # resume finds the files by their content and settles the attempt again.
-        self._pending: list = []
+        self.job: JobRun | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.id if self.job is not None else None
 
     # -- a new job --------------------------------------------------------------------------
 
-    def run(
-        self, request: Request, route: Route, row_key: str | None = None, constraints: Constraints | None = None
-    ) -> JobResult:
+    def run(self, request: Request, route: Route, row_key: str | None = None, constraints=None) -> JobResult:
         """`constraints` (provider choices, plans) are journaled so a resume routes within them."""
-        return self._drive(self.steps_run(request, route, row_key, constraints))
+        return drive(self.steps_run(request, route, row_key, constraints), self.http.wait)
 
-    def steps_run(
-        self, request: Request, route: Route, row_key: str | None = None, constraints: Constraints | None = None
-    ) -> Steps:
-        """`run`, as steps a scheduler can interleave with other jobs' (see Steps)."""
-        self._start = self.clock()
-        self.job_id = uuid.uuid4().hex[:12]
+    def steps_run(self, request: Request, route: Route, row_key: str | None = None, constraints=None) -> Steps:
+        """`run`, as steps a scheduler can interleave with other jobs' (see steps.py)."""
+        job = self.job = JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost)
         first = route.choice
         self.ledger.new_job(
-            self.job_id,
+            job.id,
             request.prompt,
             {**request.to_json(), "constraints": constraints.to_json() if constraints else None},
-            route_to_json(route),
+            route_json(route),
             str(first.cost) if first else None,
-            str(self.output.out_dir),
-            self.output.name_template,
+            str(self.outputs.out_dir),
+            self.outputs.name_template,
             str(self.max_cost) if self.max_cost is not None else None,
             row_key,
         )
         try:
-            return (yield from self._route_through(request, route, request.n, [], [], Decimal(0), set(), first_seq=1))
+            return (yield from self._route_through(job, route, first_seq=1))
         finally:
-            self._flush()
+            self.ledger.flush(job.pending)
 
-    def _flush(self) -> None:
-        self.ledger.flush(self._pending)
-
-    def _drive(self, steps: Steps) -> JobResult:
-        """Run a job's steps on this thread, waiting where they say (`gen`, `jobs resume`)."""
-        value = error = None
-        while True:
-            try:
-                need = steps.throw(error) if error is not None else steps.send(value)
-            except StopIteration as done:
-                return done.value
-            value = error = None
-            try:
-                if not isinstance(need, Pause):
-                    raise AssertionError(f"{need!r} needs a scheduler")  # slots exist only in a batch
-                if need.scaled:
-                    self.http.wait(need.seconds)
-                else:
-                    time.sleep(need.seconds)
-            except KeyboardInterrupt as exc:  # raised where the job was waiting, as a plain call would
-                error = exc
-
-    def _route_through(self, request, route, remaining, saved, attempts, spent, sources, first_seq) -> Steps:
-        """Walk the eligible offers in order until `remaining` images are delivered."""
+    def _route_through(self, job: JobRun, route: Route, first_seq: int) -> Steps:
+        """Walk the eligible offers in order until every image is delivered."""
         self.http.on_event = lambda message: self._emit("retrying", message)
-        estimate = route.choice.cost if route.choice else None
-        last = route.choice
+        job.estimate = route.choice.cost if route.choice else None
+        if route.choice:
+            job.point_at(route.choice)
         candidates = fallback_candidates(route)
         for seq, quote in enumerate(candidates, start=first_seq):
-            self._flush()  # the last attempt's end, before this one waits for anything
+            self.ledger.flush(job.pending)  # the last attempt's end, before this one waits for anything
             assessment = quote.assessment
-            if remaining != assessment.n:  # an earlier offer delivered part of the job
-                assessment = assess(request._replace(n=remaining), quote.offer, assessment.plan)
-            if self.max_cost is not None and spent + assessment.cost > self.max_cost:
-                error = BudgetError(
-                    f"{quote.offer.id} would take this job to {fmt_usd(spent + assessment.cost)}, over --max-cost "
-                    f"{fmt_usd(self.max_cost)} ({fmt_usd(spent)} already spent on it)",
-                    "raise --max-cost to let the job fall back further",
-                )
-                return self._finish("failed", quote, estimate, spent, sources, saved, attempts, error)
-            last = quote
-            end = yield from self._attempt(seq, request, quote, assessment, len(saved))
-            attempts.append(end.report)
-            saved.extend(end.images)
-            remaining -= len(end.images)
-            if end.actual is not None:
-                spent += end.actual
-                sources.add(end.source)
+            if job.remaining != assessment.n:  # an earlier offer delivered part of the job
+                assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
+            job.point_at(quote)
+            if job.max_cost is not None and job.spent + assessment.cost > job.max_cost:
+                return self._finish(job, JobState.FAILED, _over_max_cost(job, quote, assessment))
+            end = yield from self._attempt(job, seq, quote, assessment)
+            job.add(end)
             if end.error is not None:  # final: failed job, unknown submit, stuck, bad output, budget
-                return self._finish(end.status, quote, estimate, spent, sources, saved, attempts, end.error)
-            if remaining <= 0:
-                return self._finish("succeeded", quote, estimate, spent, sources, saved, attempts, None)
+                return self._finish(job, end.status, end.error)
+            if job.remaining <= 0:
+                return self._finish(job, JobState.SUCCEEDED, None)
             nxt = _next_after(candidates, quote)
             if nxt is not None:
-                self._emit("fallback", f"{end.report.error}; moving {remaining} image(s) to {nxt.offer.id}")
-        tried = "; ".join(f"{a.provider}: {a.error}" for a in attempts if a.error)
+                self._emit("fallback", f"{end.report.error}; moving {job.remaining} image(s) to {nxt.offer.id}")
+        tried = "; ".join(f"{a.provider}: {a.error}" for a in job.attempts if a.error)
         error = ProviderError(
             f"no provider could take the job ({tried or 'no offer left to try'})",
             "check the keys and balances of these providers, or try again later",
         )
-        return self._finish("failed", last, estimate, spent, sources, saved, attempts, error)
+        return self._finish(job, JobState.FAILED, error)
 
-    def _finish(self, status, quote, estimate, spent, sources, saved, attempts, error) -> JobResult:
-        actual = spent if sources else None
-        source = ", ".join(sorted(sources)) if sources else None
+    def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
+        actual = job.spent if job.sources else None
+        source = ", ".join(sorted(job.sources)) if job.sources else None
         self.ledger.job_state(
-            self.job_id,
+            job.id,
             status,
             error.message if error else None,
             str(actual) if actual is not None else None,
             source,
             exit_code=error.exit_code if error else 0,
-            into=self._pending,
+            into=job.pending,
         )
-        self._flush()
+        self.ledger.flush(job.pending)
+        provider, model, plan = job.last
         return JobResult(
-            job_id=self.job_id,
-            status=status,
-            provider=quote.offer.provider if quote else None,
-            model=quote.assessment.model if quote else None,
-            plan=quote.assessment.plan.name if quote else None,
-            estimate=estimate,
-            actual=actual,
-            actual_source=source,
-            images=tuple(saved),
-            attempts=tuple(attempts),
-            elapsed=self.clock() - self._start,
-            error=error,
+            job.id,
+            status,
+            provider,
+            model,
+            plan,
+            job.estimate,
+            actual,
+            source,
+            tuple(job.saved),
+            tuple(job.attempts),
+            self.clock() - job.start,
+            error,
         )
 
     # -- one offer --------------------------------------------------------------------------
 
-    def _attempt(self, seq: int, request: Request, quote: Quote, assessment, index_base: int) -> Steps:
+    def _attempt(self, job: JobRun, seq: int, quote: Quote, assessment: Assessment) -> Steps:
         offer, plan = quote.offer, assessment.plan
-        self._current = (offer.provider, offer.model, assessment.cost)
+        job.current = (offer.provider, offer.model, assessment.cost)
+        report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
         try:
             attempt_id = self.ledger.reserve_attempt(
-                self.job_id,
+                job.id,
                 seq,
                 offer.provider,
                 offer.model,
                 plan.name,
                 assessment.cost,
                 [line.text for line in assessment.breakdown],
-                job_state="submitting",
+                job_state=JobState.SUBMITTING,
             )
         except BudgetRefused as refused:
-            report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "refused", "budget", 0)
-            return _AttemptEnd(report, (), None, None, budget_error(refused), "failed")
+            return AttemptEnd(report._replace(error="budget"), (), None, None, refusal_error(refused), "failed")
         try:
-            return (yield from self._submit_and_collect(attempt_id, seq, request, quote, assessment, index_base))
+            return (yield from self._send_and_collect(job, attempt_id, seq, quote, assessment))
         except Cancelled as stopped:  # the batch stopped before this attempt sent anything
-            self.ledger.attempt_state(attempt_id, "abandoned", str(stopped))
-            report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, "abandoned", None, 0)
+            self.ledger.attempt_state(attempt_id, AttemptState.ABANDONED, str(stopped))
             error = Interrupted(str(stopped), "run the batch again to send it")
-            return _AttemptEnd(report, (), None, None, error, "cancelled")
+            return AttemptEnd(report._replace(state=AttemptState.ABANDONED), (), None, None, error, JobState.CANCELLED)
 
-    def _take_slot(self, provider: str, fresh: bool) -> Steps:
-        """A batch's slot at a provider, held from the first submit until the provider has finished
-        (downloading and saving need none); release with `_give_slot`. None in a single `gen`."""
-        if self.limits is not None:
-            yield NeedSlot(provider, fresh)
-
-    def _give_slot(self, provider: str) -> None:
-        if self.limits is not None:
-            self.limits.release(provider)
-
-    def _before_saving(self) -> Steps:
-        self._flush()  # the results the polls saw, durable before any is downloaded
-        if self.limits is not None:
-            yield Later()  # downloading and saving hold no slot: jobs that do go first
-
-    def _submit_and_collect(self, attempt_id, seq, request, quote, assessment, index_base) -> Steps:
-        offer, plan = quote.offer, assessment.plan
+    def _send_and_collect(self, job: JobRun, attempt_id: int, seq: int, quote: Quote, assessment) -> Steps:
+        offer = quote.offer
         adapter = self._adapter(offer.provider)
-        shape = _Shape(
+        d, request = assessment.delivery, job.request
+        shape = ImageShape(
             request.prompt,
             offer.provider,
             offer.model,
             assessment.quality,
             request.output_format,
-            assessment.delivery.width,
-            assessment.delivery.height,
-            assessment.delivery.exact,
+            d.width,
+            d.height,
+            d.exact,
             assessment.per_image,
         )
-        tasks: list[_Task] = []
-        trouble: ProviderTrouble | None = None
-        final: ImgrouteError | None = None
-        status = "failed"
-        yield from self._take_slot(offer.provider, fresh=True)
+        attempt = Attempt(
+            attempt_id, offer.provider, offer.model, assessment.plan.name, assessment.cost, shape, adapter
+        )
+        tasks: list[Task] = []
+        yield NeedSlot(offer.provider, fresh=True)
         try:
-            try:
-                for index, count in enumerate(assessment.requests):
-                    spec = job_spec(request, assessment, count, f"{self.job_id}-{seq}-{index}")
-                    spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
-                    if self.limits is not None:  # wait for the provider's rate before the intent is journaled:
-                        delay = self.limits.submit_delay(offer.provider)  # a kill while waiting leaves nothing
-                        if delay > 0:  # unknown
-                            yield Pause(delay, scaled=False)
-                    task_id = self.ledger.task_submitting(
-                        attempt_id, index, spec.client_ref, spec.n, {**spec._asdict(), "exact_size": shape.exact}
-                    )
-                    task = _Task(task_id, spec, "submitting")
-                    tasks.append(task)
-                    yield from self._submit(adapter, task, into=self._pending)  # committed just below
-                self.ledger.job_state(self.job_id, "submitted", into=self._pending)
-                self._flush()
-            except ProviderTrouble as exc:
-                trouble = exc
-                tasks = [t for t in tasks if t.state != "failed"]
-            except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
-                final = JobFailedError(str(exc), _failure_hint(exc.moderated))
-            except SubmitUnknown as exc:
-                final = unknown_error(exc, offer.provider, self.job_id)
-                status = "unknown"
-            stuck = yield from self._await_tasks(adapter, tasks)
+            outcome = yield from self._send_all(job, attempt, assessment, seq, tasks)
+            stuck = yield from self._await_tasks(job, adapter, tasks)
         finally:
-            self._give_slot(offer.provider)
-        yield from self._before_saving()
-        saved, problems = self._save_results(shape, tasks, index_base)
-        end = self._settle(
-            attempt_id,
-            offer.provider,
-            offer.model,
-            plan.name,
-            assessment.cost,
-            tasks,
-            saved,
-            problems,
-            stuck,
-            trouble,
-            final,
-            status,
-        )
-        return end
+            self.slots.release(offer.provider)
+        return (yield from self._collect(job, attempt, tasks, stuck, outcome))
 
-    def _settle(
-        self, attempt_id, provider, model, plan_name, estimate, tasks, saved, problems, stuck, trouble, final, status
-    ) -> _AttemptEnd:
-        """Price what was delivered and decide how the attempt ended."""
-        offer = next((o for o in self.table.offers if (o.provider, o.model) == (provider, model)), None)
-        delivered = [Delivered(len(t.outputs), *_delivered_size(t), t.usage) for t in tasks if t.state == "succeeded"]
-        actual, source = None, None
-        if delivered and offer is not None:
-            plan = self.table.providers[provider].plans.get(plan_name) or self.table.plan(provider, None)
-            spec = tasks[0].spec
-            actual, source = price_models.of(offer).actual(
-                offer, plan, spec.quality or "high", spec.resolution, Request(spec.prompt), delivered
-            )
-        failures = [t for t in tasks if t.state == "failed"]
-        if final is None and stuck is not None:
-            final, status = stuck, "running"
-        if final is None and failures:
-            final = JobFailedError(
-                "; ".join(t.error for t in failures), _failure_hint(any(t.moderated for t in failures))
-            )
-        if final is None and any(t.state == "unknown" for t in tasks):
-            final, status = (
-                ProviderError(
-                    f"{provider}: what became of a request is unknown; it was not sent again (job {self.job_id})",
-                    f"check the {provider} dashboard; `imgroute jobs show {self.job_id}` has what is known",
-                ),
-                "unknown",
-            )
-        if final is None and problems:
-            final = OutputError("; ".join(problems), "the images were saved as delivered; check them")
-        if final is None:
-            status = "succeeded" if trouble is None else "trouble"
-        report_error = str(trouble) if trouble else (final.message if final else None)
-        self.ledger.attempt_state(
-            attempt_id, status, report_error, str(actual) if actual is not None else None, source, self._pending
-        )
-        report = AttemptReport(provider, model, plan_name, estimate, status, report_error, len(saved))
-        return _AttemptEnd(
-            report, tuple(saved), actual, source, final, "failed" if status in ("failed", "trouble") else status
-        )
+    def _send_all(self, job: JobRun, attempt: Attempt, assessment, seq: int, tasks: list[Task]) -> Steps:
+        """Journal and send each request of the attempt; how that went, as an Outcome."""
+        adapter = attempt.adapter
+        try:
+            for index, count in enumerate(assessment.requests):
+                spec = job_spec(job.request, assessment, count, f"{job.id}-{seq}-{index}")
+                spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
+                # Wait for the provider's rate before the intent is journaled: a kill while waiting
+                # leaves nothing unknown.
+                delay = self.slots.submit_delay(attempt.provider)
+                if delay > 0:
+                    yield Pause(delay, scaled=False)
+                task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
+                task = Task(task_id, spec, TaskState.SUBMITTING)
+                tasks.append(task)
+                yield from self._submit(job, adapter, task, into=job.pending)  # committed just below
+            self.ledger.job_state(job.id, JobState.SUBMITTED, into=job.pending)
+            self.ledger.flush(job.pending)
+        except ProviderTrouble as exc:
+            tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
+            return Outcome(trouble=exc)
+        except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
+            return Outcome(final=JobFailedError(str(exc), _failure_hint(exc.moderated)))
+        except SubmitUnknown as exc:
+            return Outcome(final=unknown_error(exc, attempt.provider, job.id), status=JobState.UNKNOWN)
+        return Outcome()
 
-    def _submit(self, adapter: Adapter, task: _Task, into: list | None = None) -> Steps:
+    def _submit(self, job: JobRun, adapter: Adapter, task: Task, into: list | None = None) -> Steps:
         """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it."""
         self._emit("submitting", f"sending request {task.spec.client_ref}")
         attempt = 0
@@ -504,78 +376,53 @@ class JobRunner:
             except ProviderTrouble as exc:
                 delay = self.http.submit_retry_delay(exc.kind, exc.retry_after, attempt, adapter.idempotent_submit)
                 if delay is None:
-                    task.state = "failed"
-                    self.ledger.task_state(task.task_id, "failed", str(exc))
+                    self._task_ended(task, TaskState.FAILED, str(exc))
                     raise
                 self._emit("retrying", f"{exc}; retrying in {delay:.1f}s")
             except JobFailed as exc:
-                task.state, task.error, task.moderated = "failed", str(exc), exc.moderated
-                self.ledger.task_state(task.task_id, "failed", str(exc))
+                self._task_ended(task, TaskState.FAILED, str(exc), exc.moderated)
                 raise
             except SubmitUnknown as exc:
                 delay = self.http.submit_retry_delay(None, None, attempt, adapter.idempotent_submit)
                 if delay is None:
-                    task.state = "unknown"
-                    self.ledger.task_state(task.task_id, "unknown", str(exc))
+                    self._task_ended(task, TaskState.UNKNOWN, str(exc))
                     raise
                 self._emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
             else:
-                task.handle = submission.handle
-                task.sent_at = self.clock()
+                task.handle, task.sent_at = submission.handle, self.clock()
                 if submission.outputs:  # synchronous: id and images recorded together
                     self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
                 else:
                     self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
-                    task.state = "submitted"
+                    task.state = TaskState.SUBMITTED
                 return
             yield Pause(delay)
             attempt += 1
 
-    # -- waiting and saving (shared by run and resume) --------------------------------------
+    def _task_ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:
+        task.state, task.moderated = state, moderated
+        task.error = detail if state == TaskState.FAILED else None
+        self.ledger.task_state(task.task_id, state, detail)
 
-    def _await_tasks(self, adapter, tasks) -> Steps:
+    # -- waiting, saving and settling (shared by run and resume) -----------------------------
+
+    def _await_tasks(self, job: JobRun, adapter: Adapter, tasks: list[Task]) -> Steps:
         """Wait for submitted tasks to finish or fail; the error to report if time ran out first."""
         try:
-            yield from self._wait(adapter, [t for t in tasks if t.state in ("submitted", "running")])
+            yield from self._wait(job, adapter, [t for t in tasks if t.state in (TaskState.SUBMITTED, "running")])
         except _Stuck as exc:
             return ProviderError(
-                f"{exc} (job {self.job_id}); it is still running at {adapter.provider} and recorded in the ledger",
-                f"finish it later with: imgroute jobs resume {self.job_id}",
+                f"{exc} (job {job.id}); it is still running at {adapter.provider} and recorded in the ledger",
+                f"finish it later with: imgroute jobs resume {job.id}",
             )
         return None
 
-    def _save_results(self, shape, tasks, index_base) -> tuple[list[SavedImage], list[str]]:
-        """Download (or take from the spool), verify and save every recorded result."""
-        saved: list[SavedImage] = []
-        problems: list[str] = []
-        for task in tasks:
-            if task.state != "succeeded":
-                continue
-            for position, output in enumerate(task.outputs):
-                if position < len(task.saved):
-                    continue  # saved before (resume)
-                index = index_base + len(saved) + 1
-                self._emit("downloading", f"image {index}")
-                try:
-                    image = self._save_one(shape, task, output, index)
-                except OutputError as exc:
-                    problems.append(exc.message)
-                    continue
-                saved.append(image)
-                task.saved.append(image)
-                if not image.verified:
-                    problems.append(f"{image.path}: {shape.problem(image)}")
-        return saved, problems
-
-    def _wait(self, adapter: Adapter, pending: list[_Task]) -> Steps:
+    def _wait(self, job: JobRun, adapter: Adapter, pending: list[Task]) -> Steps:
         """Poll until every task has finished or failed. Waits before each round: a job polled the
         moment it was submitted is never done, and every poll is a request."""
-        waits = (
-            self.timing.waits(adapter.provider, adapter.poll_schedule)
-            if self.timing
-            else backoff(adapter.poll_schedule)
-        )
-        deadline = self._start + self.timeout
+        timing = self.timing
+        waits = timing.waits(adapter.provider, adapter.poll_schedule) if timing else backoff(adapter.poll_schedule)
+        deadline = job.start + self.timeout
         planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
         # The first wait counts from the last submit's answer, not from now: journaling it took
         # a moment, and the provider's clock started before that.
@@ -589,119 +436,132 @@ class JobRunner:
             already = 0.0
             planned += interval
             for task in list(pending):
-                task.polls += 1
-                try:
-                    poll = adapter.poll(self.http, task.handle)
-                except JobFailed as exc:
-                    task.state, task.error, task.moderated = "failed", str(exc), exc.moderated
-                    self.ledger.task_state(task.task_id, "failed", str(exc))
+                if self._poll_once(job, adapter, task, planned):
                     pending.remove(task)
-                    continue
-                except (ProviderTrouble, MalformedAnswer) as exc:
-                    # The job exists and may be paid for: keep asking until the deadline.
-                    self._emit("retrying", f"status check failed ({exc}); still waiting")
-                    continue
-                if poll.state == "succeeded":  # journaled once the slot is given back (see _submit_and_collect)
-                    self._record_outputs(task, poll.outputs, poll.usage or task.usage, into=self._pending)
-                    pending.remove(task)
-                    if self.timing is not None and task.sent_at is not None:
-                        self.timing.observe(adapter.provider, planned, task.polls, task.missed_at, poll.took)
-                else:
-                    task.missed_at = planned
-                    if poll.state != task.state:
-                        self.ledger.task_state(task.task_id, "running", poll.detail)
-                        task.state = poll.state
-                    progress = f" {poll.progress}%" if poll.progress is not None else ""
-                    self._emit(poll.state, f"{poll.detail}{progress}")
 
-    def _record_outputs(
-        self, task: _Task, outputs, usage: Usage | None, provider_job_id: str | None = None, into: list | None = None
-    ) -> None:
+    def _poll_once(self, job: JobRun, adapter: Adapter, task: Task, planned: float) -> bool:
+        """Ask once; True when the task has ended (succeeded, with its results recorded, or failed)."""
+        task.polls += 1
+        try:
+            poll = adapter.poll(self.http, task.handle)
+        except JobFailed as exc:
+            self._task_ended(task, TaskState.FAILED, str(exc), exc.moderated)
+            return True
+        except (ProviderTrouble, MalformedAnswer) as exc:
+            # The job exists and may be paid for: keep asking until the deadline.
+            self._emit("retrying", f"status check failed ({exc}); still waiting")
+            return False
+        if poll.state == "succeeded":  # journaled once the slot is given back (see _collect)
+            self._record_outputs(task, poll.outputs, poll.usage or task.usage, into=job.pending)
+            if self.timing is not None and task.sent_at is not None:
+                self.timing.observe(adapter.provider, planned, task.polls, task.missed_at, poll.took)
+            return True
+        task.missed_at = planned
+        if poll.state != task.state:
+            self.ledger.task_state(task.task_id, TaskState.RUNNING, poll.detail)
+            task.state = poll.state
+        progress = f" {poll.progress}%" if poll.progress is not None else ""
+        self._emit(poll.state, f"{poll.detail}{progress}")
+        return False
+
+    def _record_outputs(self, task: Task, outputs, usage: Usage | None, provider_job_id=None, into=None) -> None:
         """Make results durable before saving: URLs as they are, bytes into the spool. (URLs may
         wait in `into` until the next flush: until then the provider still has them.)"""
-        recorded = []
-        for position, output in enumerate(outputs):
-            if output.data is not None:
-                recorded.append({"spool": str(self._spool(f"{task.spec.client_ref}-{position}", output.data))})
-            else:
-                recorded.append({"url": output.url})
-        task.outputs, task.usage, task.state = recorded, usage, "succeeded"
+        recorded = [
+            self.outputs.spool(f"{task.spec.client_ref}-{position}", output.data)
+            if output.data is not None
+            else {"url": output.url}
+            for position, output in enumerate(outputs)
+        ]
+        task.outputs, task.usage, task.state = recorded, usage, TaskState.SUCCEEDED
         self.ledger.task_outputs(
             task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle, into
         )
 
-    def _spool(self, name: str, data: bytes) -> Path:
-        return atomic_write(private_dir(self.spool_dir) / name, data)
+    def _collect(self, job: JobRun, attempt: Attempt, tasks: list[Task], stuck, outcome: Outcome) -> Steps:
+        self.ledger.flush(job.pending)  # the results the polls saw, durable before any is downloaded
+        yield Later()  # downloading and saving hold no slot: jobs that do go first
+        saved, problems = self._save_results(job, attempt.shape, tasks)
+        return self._settle(job, attempt, tasks, saved, problems, stuck, outcome)
 
-    def _save_one(self, shape: _Shape, task: _Task, output: dict, index: int) -> SavedImage:
-        out_dir = self.output.out_dir
+    def _save_results(self, job: JobRun, shape: ImageShape, tasks: list[Task]) -> tuple[list[SavedImage], list[str]]:
+        """Download (or take from the spool), verify and save every recorded result."""
+        saved: list[SavedImage] = []
+        problems: list[str] = []
+        for task in tasks:
+            if task.state != TaskState.SUCCEEDED:
+                continue
+            for output in task.outputs[len(task.saved) :]:  # those saved before (resume) are skipped
+                index = len(job.saved) + len(saved) + 1
+                self._emit("downloading", f"image {index}")
+                try:
+                    image = self._save_one(job, shape, task, output, index)
+                except OutputError as exc:
+                    problems.append(exc.message)
+                    continue
+                saved.append(image)
+                task.saved.append(image)
+                if not image.verified:
+                    problems.append(f"{image.path}: {shape.problem(image)}")
+        return saved, problems
 
-        def stage(chunks):
-            return images.stage(out_dir, chunks, lambda info: None)
-
-        try:
-            if "spool" in output:
-                spooled = Path(output["spool"])
-                if not spooled.is_file():
-                    raise OutputError(f"{shape.provider}: image {index} was received but its spool file is gone")
-                staged = stage([spooled.read_bytes()])
-            else:
-                status, staged = self.http.download(output["url"], stage)
-                if staged is None:
-                    raise OutputError(
-                        f"{shape.provider}: result {output['url']} answered HTTP {status} (expired or missing)"
-                    )
-        except images.NotAnImage as exc:
-            raise OutputError(f"{shape.provider}: image {index} is not a usable image: {exc}") from None
-        except TransportFailure as exc:
-            raise OutputError(f"{shape.provider}: image {index} could not be downloaded: {exc}") from None
-        values = {
-            "slug": images.slug(shape.prompt),
-            "provider": shape.provider,
-            "model": shape.model.replace("/", "-"),
-            "index": str(index),
-            "job": self.job_id,
-            "quality": shape.quality or "",
-            "date": dt.date.today().isoformat(),
-        }
-        stem = images.render_name(self.output.name_template, values)
-        path = images.place(staged, out_dir, stem, adopt_identical=self._adopt, taken=self._claimed)
-        self._claimed.add(path)
-        info = staged.info
-        verified = shape.problem(info) is None
-        images.write_sidecar(
-            path,
-            {
-                "prompt": shape.prompt,
-                "provider": shape.provider,
-                "model": shape.model,
-                "job_id": self.job_id,
-                "provider_job_id": _provider_job_id(task.handle),
-                "quality": shape.quality,
-                "width": info.width,
-                "height": info.height,
-                "format": info.format,
-                "sha256": staged.sha256,
-                "estimated_cost_usd": usd_json(shape.per_image),
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            },
-        )
+    def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
+        image = self.outputs.save(shape, output, index, job.id, _provider_job_id(task.handle))
         self.ledger.add_file(
-            self.job_id,
+            job.id,
             task.task_id,
-            str(path),
-            staged.sha256,
-            staged.size,
-            info.format,
-            info.width,
-            info.height,
-            verified,
-            into=self._pending,
+            str(image.path),
+            image.sha256,
+            image.bytes,
+            image.format,
+            image.width,
+            image.height,
+            image.verified,
+            into=job.pending,
         )
         if "spool" in output:  # the spool is the only other copy: record the file before removing it
-            self._flush()
-            Path(output["spool"]).unlink(missing_ok=True)
-        return SavedImage(path, staged.sha256, info.format, info.width, info.height, staged.size, verified)
+            self.ledger.flush(job.pending)
+            self.outputs.discard(output)
+        return image
+
+    def _settle(self, job, attempt: Attempt, tasks, saved, problems, stuck, outcome: Outcome) -> AttemptEnd:
+        """Price what was delivered and decide how the attempt ended."""
+        actual, source = self._actual_cost(job, attempt, tasks)
+        final, status, trouble = outcome.final, outcome.status, outcome.trouble
+        failures = [t for t in tasks if t.state == TaskState.FAILED]
+        if final is None and stuck is not None:
+            final, status = stuck, JobState.RUNNING
+        if final is None and failures:
+            moderated = any(t.moderated for t in failures)
+            final = JobFailedError("; ".join(t.error for t in failures), _failure_hint(moderated))
+        if final is None and any(t.state == TaskState.UNKNOWN for t in tasks):
+            final, status = unknown_error(None, attempt.provider, job.id), JobState.UNKNOWN
+        if final is None and problems:
+            final = OutputError("; ".join(problems), "the images were saved as delivered; check them")
+        if final is None:
+            status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
+        error = str(trouble) if trouble else (final.message if final else None)
+        cost = str(actual) if actual is not None else None
+        self.ledger.attempt_state(attempt.id, status, error, cost, source, job.pending)
+        report = AttemptReport(
+            attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved)
+        )
+        job_status = JobState.FAILED if status in (AttemptState.FAILED, AttemptState.TROUBLE) else status
+        return AttemptEnd(report, tuple(saved), actual, source, final, job_status)
+
+    def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
+        offer = self.table.offer(attempt.provider, attempt.model)
+        delivered = [
+            Delivered(len(t.outputs), *_delivered_size(t), t.usage) for t in tasks if t.state == TaskState.SUCCEEDED
+        ]
+        if not delivered or offer is None:
+            return None, None
+        plan = self.table.providers[attempt.provider].plans.get(attempt.plan) or self.table.plan(attempt.provider, None)
+        spec = tasks[0].spec
+        quality = spec.quality or "high"
+        return price_models.of(offer).actual(offer, plan, quality, spec.resolution, job.request, delivered)
+
+    # -- plumbing -----------------------------------------------------------------------------
 
     def _adapter(self, provider: str) -> Adapter:
         if provider not in self.keys:
@@ -710,172 +570,118 @@ class JobRunner:
         return adapter_class(provider)(self.keys[provider], self.base_urls.get(provider))
 
     def _emit(self, state: str, message: str) -> None:
-        provider, model, estimate = self._current
-        self.on_event(Event(provider, model, state, message, estimate, self.clock() - self._start))
+        job = self.job
+        provider, model, estimate = job.current if job else ("", "", None)
+        self.on_event(Event(provider, model, state, message, estimate, self.clock() - (job.start if job else 0)))
 
     # -- resume -----------------------------------------------------------------------------
 
-    def resume(self, job_id: str, reroute: Callable[[Request, int], Route]) -> JobResult:
+    def resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> JobResult:
         """Finish a journaled job: poll and download what was submitted, never resubmit what may
         have been sent (except under an idempotency key), and route images never sent at all."""
-        return self._drive(self.steps_resume(job_id, reroute))
+        return drive(self.steps_resume(job_id, reroute), self.http.wait)
 
-    def steps_resume(self, job_id: str, reroute: Callable[[Request, int], Route]) -> Steps:
-        self._start = self.clock()
-        self.job_id = job_id
-        self._adopt = True
-        job = self.ledger.job(job_id)
-        request = Request.from_json(json.loads(job["request"]))
-        self.output = OutputOptions(Path(job["out_dir"] or "."), job["name_template"] or images.DEFAULT_NAME)
-        if self.output.out_dir.is_dir():
-            images.clean_stale_parts(self.output.out_dir)
-        files = {}
+    def steps_resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> Steps:
+        record = self.ledger.job(job_id)
+        request = Request.from_json(record.request)
+        max_cost = self.max_cost if self.max_cost is not None else record.max_cost
+        job = self.job = JobRun(job_id, request, self.clock(), max_cost)
+        job.estimate = record.estimate
+        out_dir = Path(record.out_dir or ".")
+        self.outputs = Outputs(out_dir, record.name_template or images.DEFAULT_NAME, self.spool_dir, self.http, True)
+        files: dict[int | None, list[SavedImage]] = {}
         for row in self.ledger.files(job_id):
-            self._claimed.add(Path(row["path"]))
-            files.setdefault(row["task_id"], []).append(
-                SavedImage(
-                    Path(row["path"]),
-                    row["sha256"],
-                    row["format"],
-                    row["width"],
-                    row["height"],
-                    row["bytes"],
-                    bool(row["verified"]),
-                )
-            )
-        saved: list[SavedImage] = [image for group in files.values() for image in group]
-        attempts: list[AttemptReport] = []
-        spent, sources = Decimal(0), set()
-        last_seq = 0
+            self.outputs.claimed.add(Path(row.path))
+            image = SavedImage(Path(row.path), row.sha256, row.format, row.width, row.height, row.bytes, row.verified)
+            files.setdefault(row.task_id, []).append(image)
+        job.saved = [image for group in files.values() for image in group]
+        by_attempt: dict[int, list[TaskRecord]] = {}
+        for task in self.ledger.tasks(job_id):
+            by_attempt.setdefault(task.attempt_seq, []).append(task)
         final_error: ImgrouteError | None = None
-        final_status = "succeeded"
+        final_status, last_seq = JobState.SUCCEEDED, 0
         for attempt in self.ledger.attempts(job_id):
-            last_seq = attempt["seq"]
-            rows = [t for t in self.ledger.tasks(job_id) if t["attempt_seq"] == attempt["seq"]]
-            end = yield from self._resume_attempt(attempt, rows, files, request, len(saved))
-            self._flush()
-            attempts.append(end.report)
-            saved.extend(end.images)
-            if end.actual is not None:
-                spent += end.actual
-                sources.add(end.source)
+            last_seq = attempt.seq
+            job.last = (attempt.provider, attempt.model, attempt.plan)
+            end = yield from self._resume_attempt(job, attempt, by_attempt.get(attempt.seq, []), files)
+            self.ledger.flush(job.pending)
+            job.add(end)
             if end.error is not None and final_error is None:
                 final_error, final_status = end.error, end.status
-        delivered = len(saved)
-        if final_error is None and delivered < request.n:
-            if self.max_cost is None and job["max_cost_usd"] is not None:
-                self.max_cost = Decimal(job["max_cost_usd"])
-            stored = Constraints.from_json(json.loads(job["request"]).get("constraints"))
-            route = reroute(request._replace(n=request.n - delivered), stored)
-            return (
-                yield from self._route_through(
-                    request, route, request.n - delivered, saved, attempts, spent, sources, first_seq=last_seq + 1
-                )
-            )
-        if final_error is None:
-            final_status = "succeeded"
-        last = attempts[-1] if attempts else None
-        result = self._finish(final_status, None, None, spent, sources, saved, attempts, final_error)
-        return result._replace(
-            provider=last.provider if last else None,
-            model=last.model if last else None,
-            plan=last.plan if last else None,
-            estimate=Decimal(job["estimate_usd"]) if job["estimate_usd"] else None,
-        )
+        if final_error is None and job.remaining > 0:  # images never sent: routed as `gen` would
+            stored = Constraints.from_json(record.request.get("constraints"))
+            route = reroute(request._replace(n=job.remaining), stored)
+            return (yield from self._route_through(job, route, first_seq=last_seq + 1))
+        return self._finish(job, final_status, final_error)
 
-    def _resume_attempt(self, attempt, rows, files, request, index_base) -> Steps:
-        provider, model = attempt["provider"], attempt["model"]
-        estimate = Decimal(attempt["estimate_usd"]) if attempt["estimate_usd"] else None
-        if attempt["state"] in ("succeeded", "trouble", "failed", "refused") and all(
-            r["state"] in ("succeeded", "failed") and len(files.get(r["id"], [])) >= _output_count(r) for r in rows
-        ):  # settled before the interruption: count it as it stands
-            actual = Decimal(attempt["actual_usd"]) if attempt["actual_usd"] else None
-            state = attempt["state"]
-            report = AttemptReport(
-                provider,
-                model,
-                attempt["plan"],
-                estimate,
-                state,
-                attempt["error"],
-                sum(len(files.get(r["id"], [])) for r in rows),
-            )
+    def _resume_attempt(self, job: JobRun, attempt: AttemptRecord, rows: list[TaskRecord], files) -> Steps:
+        report = AttemptReport(
+            attempt.provider, attempt.model, attempt.plan, attempt.estimate, attempt.state, attempt.error, 0
+        )
+        if _settled(attempt, rows, files):  # settled before the interruption: count it as it stands
             error = None
-            if state == "failed" and attempt["error"]:
-                error = JobFailedError(attempt["error"], _failure_hint("moderat" in attempt["error"].lower()))
-            return _AttemptEnd(report, (), actual, attempt["actual_source"], error, state)
+            if attempt.state == AttemptState.FAILED and attempt.error:
+                error = JobFailedError(attempt.error, _failure_hint("moderat" in attempt.error.lower()))
+            saved = sum(len(files.get(r.id, [])) for r in rows)
+            return AttemptEnd(
+                report._replace(images=saved), (), attempt.actual, attempt.actual_source, error, attempt.state
+            )
         if not rows:  # interrupted after the budget reservation, before anything was journaled to send
-            self.ledger.attempt_state(attempt["id"], "abandoned", "interrupted before sending")
-            report = AttemptReport(provider, model, attempt["plan"], estimate, "abandoned", None, 0)
-            return _AttemptEnd(report, (), None, None, None, "abandoned")
-        self._current = (provider, model, estimate)
-        adapter = self._adapter(provider)
-        tasks: list[_Task] = []
-        unknown_notes = []
+            self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "interrupted before sending")
+            return AttemptEnd(
+                report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
+            )
+        job.current = (attempt.provider, attempt.model, attempt.estimate)
+        adapter = self._adapter(attempt.provider)
+        tasks, unknown_notes = [], []
         for row in rows:
-            stored = json.loads(row["spec"])
-            spec = JobSpec.from_json(stored)
-            task = _Task(row["id"], spec, row["state"], json.loads(row["handle"]) if row["handle"] else None)
-            task.saved = list(files.get(row["id"], []))
-            if row["outputs"]:
-                recorded = json.loads(row["outputs"])
-                task.outputs = recorded["outputs"]
-                task.usage = Usage(**recorded["usage"]) if recorded["usage"] else None
-                task.state = "succeeded"
-            elif adapter.synchronous and task.state in ("submitted", "running"):
-                # An answer with images is recorded together with them; without them it was lost.
-                task.state = "unknown"
-                self.ledger.task_state(task.task_id, "unknown", "the answer was not recorded")
-                unknown_notes.append(_unknown_advice(provider, row))
-            elif task.state in ("submitting", "unknown"):
-                if adapter.idempotent_submit:
-                    self._emit("submitting", "replaying the submit under its idempotency key")
-                    try:
-                        yield from self._submit(adapter, task)
-                    except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
-                        unknown_notes.append(str(exc))
-                else:
-                    task.state = "unknown"
-                    self.ledger.task_state(task.task_id, "unknown", "interrupted while submitting")
-                    unknown_notes.append(_unknown_advice(provider, row))
-            elif task.state == "failed":
-                task.error = row["detail"]
+            task = yield from self._resumed_task(job, adapter, row, files, unknown_notes)
             tasks.append(task)
-        exact = json.loads(rows[0]["spec"]).get("exact_size", True)
-        shape = _shape_from_spec(tasks[0].spec, provider, exact, estimate)
+        shape = ImageShape.of(tasks[0].spec, attempt.provider, attempt.estimate)
+        resumed = Attempt(attempt.id, attempt.provider, attempt.model, attempt.plan, attempt.estimate, shape, adapter)
         stuck = None
-        if any(t.state in ("submitted", "running") for t in tasks):
-            yield from self._take_slot(provider, fresh=False)  # at the provider: counts against its limit
+        if any(t.state in (TaskState.SUBMITTED, TaskState.RUNNING) for t in tasks):
+            yield NeedSlot(attempt.provider, fresh=False)  # at the provider: counts against its limit
             try:
-                stuck = yield from self._await_tasks(adapter, tasks)
+                stuck = yield from self._await_tasks(job, adapter, tasks)
             finally:
-                self._give_slot(provider)
-        yield from self._before_saving()
-        saved, problems = self._save_results(shape, tasks, index_base)
-        final = None
+                self.slots.release(attempt.provider)
+        outcome = Outcome()
         if unknown_notes:
-            final = ProviderError("; ".join(unknown_notes), f"`imgroute jobs show {self.job_id}` has what is known")
-        return self._settle(
-            attempt["id"],
-            provider,
-            model,
-            attempt["plan"],
-            estimate,
-            tasks,
-            saved,
-            problems,
-            stuck,
-            None,
-            final,
-            "unknown" if unknown_notes else "failed",
-        )
+            hint = f"`imgroute jobs show {job.id}` has what is known"
+            outcome = Outcome(final=ProviderError("; ".join(unknown_notes), hint), status=JobState.UNKNOWN)
+        return (yield from self._collect(job, resumed, tasks, stuck, outcome))
+
+    def _resumed_task(self, job: JobRun, adapter: Adapter, row: TaskRecord, files, unknown_notes: list) -> Steps:
+        """A journaled request as a Task again: its results, or what can be done about it."""
+        task = Task(row.id, row.spec, row.state, row.handle)
+        task.saved = list(files.get(row.id, []))
+        if row.outputs is not None:
+            task.outputs, task.state = row.outputs, TaskState.SUCCEEDED
+            task.usage = Usage(**row.usage) if row.usage else None
+        elif adapter.synchronous and task.state in (TaskState.SUBMITTED, TaskState.RUNNING):
+            # An answer with images is recorded together with them; without them it was lost.
+            self._task_ended(task, TaskState.UNKNOWN, "the answer was not recorded")
+            unknown_notes.append(_unknown_advice(adapter.provider, row))
+        elif task.state in (TaskState.SUBMITTING, TaskState.UNKNOWN):
+            if adapter.idempotent_submit:
+                self._emit("submitting", "replaying the submit under its idempotency key")
+                try:
+                    yield from self._submit(job, adapter, task)
+                except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
+                    unknown_notes.append(str(exc))
+            else:
+                self._task_ended(task, TaskState.UNKNOWN, "interrupted while submitting")
+                unknown_notes.append(_unknown_advice(adapter.provider, row))
+        elif task.state == TaskState.FAILED:
+            task.error = row.detail
+        return task
 
 
-class _Stuck(Exception):
-    """Submitted, but not finished before the timeout: the job is still at the provider."""
+# -- pieces of the workflow ----------------------------------------------------------------------
 
 
-def job_spec(request: Request, assessment, count: int, client_ref: str) -> JobSpec:
+def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
     d = assessment.delivery
     return JobSpec(
         prompt=request.prompt,
@@ -890,63 +696,20 @@ def job_spec(request: Request, assessment, count: int, client_ref: str) -> JobSp
         client_ref=client_ref,
         images=tuple(image.source for image in request.images),
         mask=request.mask.source if request.mask else None,
+        exact_size=d.exact,
     )
 
 
-def rerouter(table: PricingTable, base: Constraints, extra_reasons) -> Callable[[Request, Constraints], Route]:
+def rerouter(table: PricingTable, base: Constraints, keys) -> Callable[[Request, Constraints], Route]:
     """How `resume` routes images a job never sent: as now configured, but only among the provider
     choices the job was made with (journaled with it)."""
     from imgroute.router import rank
 
     def reroute(request: Request, stored: Constraints) -> Route:
         within = base._replace(providers=stored.providers, exclude=stored.exclude, plans={**base.plans, **stored.plans})
-        return rank(request, table, within, extra_reasons)
+        return rank(request, table, within, keys)
 
     return reroute
-
-
-def _shape_from_spec(spec: JobSpec, provider: str, exact: bool, estimate: Decimal | None) -> _Shape:
-    per_image = estimate / spec.n if estimate is not None and spec.n else None
-    return _Shape(
-        spec.prompt, provider, spec.model, spec.quality, spec.output_format, spec.width, spec.height, exact, per_image
-    )
-
-
-def _output_count(row) -> int:
-    if row["outputs"]:
-        return len(json.loads(row["outputs"])["outputs"])
-    return row["images"] if row["state"] == "succeeded" else 0
-
-
-def _unknown_advice(provider: str, row) -> str:
-    when = dt.datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        f"{provider}: request {row['client_ref']} was about to be sent at {when} when imgroute stopped; whether "
-        f"it reached {provider} is unknown and {provider} offers no way to look it up, so it is not sent again. "
-        f"Check the {provider} dashboard for a job at that time"
-    )
-
-
-def unknown_error(exc: Exception, provider: str, job_id: str) -> ProviderError:
-    return ProviderError(
-        f"{exc}; the job may have been created and charged, so it was not sent again (job {job_id})",
-        f"check the {provider} dashboard before retrying; `imgroute jobs show {job_id}` has what is known",
-    )
-
-
-def budget_error(refused: BudgetRefused) -> BudgetError:
-    resets = refused.resets.strftime("%Y-%m-%d %H:%M")
-    return BudgetError(
-        f"{refused.period} budget: this needs {fmt_usd(refused.asked)}, {fmt_usd(refused.left)} is left of "
-        f"{fmt_usd(refused.cap)} (resets {resets})",
-        "raise it with `imgroute budget set`, or wait for the reset",
-    )
-
-
-def _failure_hint(moderated: bool) -> str:
-    if moderated:
-        return "change the prompt; a moderated job is not sent to another provider"
-    return "the provider failed the job; run it again, or pick another provider with --provider"
 
 
 def fallback_candidates(route: Route) -> list[Quote]:
@@ -957,12 +720,60 @@ def fallback_candidates(route: Route) -> list[Quote]:
     return sorted(usable, key=lambda q: (not q.eligible, q.cost, q.offer.provider, q.offer.model))
 
 
+def unknown_error(exc: Exception | None, provider: str, job_id: str) -> ProviderError:
+    what = str(exc) if exc else f"{provider}: what became of a request is unknown"
+    return ProviderError(
+        f"{what}; the job may have been created and charged, so it was not sent again (job {job_id})",
+        f"check the {provider} dashboard before retrying; `imgroute jobs show {job_id}` has what is known",
+    )
+
+
+def _over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
+    from imgroute.errors import BudgetError
+
+    return BudgetError(
+        f"{quote.offer.id} would take this job to {fmt_usd(job.spent + assessment.cost)}, over --max-cost "
+        f"{fmt_usd(job.max_cost)} ({fmt_usd(job.spent)} already spent on it)",
+        "raise --max-cost to let the job fall back further",
+    )
+
+
+def _failure_hint(moderated: bool) -> str:
+    if moderated:
+        return "change the prompt; a moderated job is not sent to another provider"
+    return "the provider failed the job; run it again, or pick another provider with --provider"
+
+
 def _next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
     index = candidates.index(quote)
     return candidates[index + 1] if index + 1 < len(candidates) else None
 
 
-def _delivered_size(task: _Task) -> tuple[int, int]:
+def _settled(attempt: AttemptRecord, rows: list[TaskRecord], files) -> bool:
+    """An attempt that had ended, every result of it saved, before the job was interrupted."""
+    ended = (AttemptState.SUCCEEDED, AttemptState.TROUBLE, AttemptState.FAILED, AttemptState.REFUSED)
+    return attempt.state in ended and all(
+        r.state in (TaskState.SUCCEEDED, TaskState.FAILED) and len(files.get(r.id, [])) >= _output_count(r)
+        for r in rows
+    )
+
+
+def _output_count(row: TaskRecord) -> int:
+    if row.outputs is not None:
+        return len(row.outputs)
+    return row.images if row.state == TaskState.SUCCEEDED else 0
+
+
+def _unknown_advice(provider: str, row: TaskRecord) -> str:
+    when = dt.datetime.fromtimestamp(row.created).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{provider}: request {row.client_ref} was about to be sent at {when} when imgroute stopped; whether "
+        f"it reached {provider} is unknown and {provider} offers no way to look it up, so it is not sent again. "
+        f"Check the {provider} dashboard for a job at that time"
+    )
+
+
+def _delivered_size(task: Task) -> tuple[int, int]:
     """The real size read from the first saved image, else the size that was asked for."""
     if task.saved:
         return task.saved[0].width, task.saved[0].height
@@ -973,43 +784,10 @@ def _provider_job_id(handle: dict) -> str | None:
     return handle.get("request_id") or handle.get("task_id") or handle.get("job_id")
 
 
-def result_to_json(result: JobResult, skipped: list[dict]) -> dict:
-    """`imgroute gen --json`: one object per job (design.md section 5)."""
-    return {
-        "job_id": result.job_id,
-        "status": result.status,
-        "provider": result.provider,
-        "model": result.model,
-        "plan": result.plan,
-        "cost_usd": usd_json(result.estimate),
-        "actual_cost_usd": usd_json(result.actual),
-        "actual_cost_source": result.actual_source,
-        "files": [str(image.path) for image in result.images],
-        "images": [
-            {
-                "path": str(i.path),
-                "format": i.format,
-                "width": i.width,
-                "height": i.height,
-                "bytes": i.bytes,
-                "sha256": i.sha256,
-                "verified": i.verified,
-            }
-            for i in result.images
-        ],
-        "attempts": [
-            {
-                "provider": a.provider,
-                "model": a.model,
-                "plan": a.plan,
-                "cost_usd": usd_json(a.estimate),
-                "state": a.state,
-                "error": a.error,
-                "images": a.images,
-            }
-            for a in result.attempts
-        ],
-        "skipped_without_key": skipped,
-        "elapsed_s": round(result.elapsed, 3),
-        "error": result.error.message if result.error else None,
-    }
+def preview(quote: Quote, request: Request, keys: dict[str, str], base_urls: dict[str, str | None]):
+    """The exact first request `gen` would send for this quote, key redacted (`--dry-run`)."""
+    a = quote.assessment
+    provider = quote.offer.provider
+    adapter = adapter_class(provider)(keys[provider], base_urls.get(provider))
+    prepared = adapter.prepare(job_spec(request, a, a.requests[0], "dry-run"))
+    return prepared._replace(headers={**prepared.headers, **adapter.redacted_headers()})

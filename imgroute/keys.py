@@ -78,17 +78,6 @@ def all_keys() -> dict[str, str]:
     return out
 
 
-def missing_key_reasons(available: dict[str, str]):
-    """A router filter: offers whose provider has no key are ruled out, saying how to add one."""
-
-    def reasons(offer) -> list[str]:
-        if offer.provider in available:
-            return []
-        return [f"no key: set {REGISTRY[offer.provider].key_env}, or run: imgroute keys set {offer.provider}"]
-
-    return reasons
-
-
 def list_keys() -> list[KeyInfo]:
     stored = _read_file()
     rows = []

@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
+from imgroute.models import OPEN_ATTEMPT_STATES, UNFINISHED_JOB_STATES, AttemptState, JobSpec, JobState, TaskState
 
 LEDGER_FILE = "ledger.sqlite"
 
-JOB_STATES = ("planned", "submitting", "submitted", "running", "succeeded", "failed", "unknown", "cancelled")
-# Attempts in these states may still cost money: they count at their estimate until settled.
-OPEN_STATES = ("planned", "submitting", "submitted", "running", "unknown")
-UNFINISHED_JOB_STATES = ("planned", "submitting", "submitted", "running", "unknown")
 PERIODS = ("daily", "monthly")
 
 
@@ -192,6 +189,173 @@ def _add_committed(db: sqlite3.Connection, created: float, delta: Decimal) -> No
     )
 
 
+# -- typed records: what the ledger hands back ---------------------------------------------------
+
+
+def _money(text: str | None) -> Decimal | None:
+    return Decimal(text) if text is not None else None
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+class JobRecord(NamedTuple):
+    id: str
+    created: float
+    updated: float
+    prompt: str
+    request: dict  # Request.to_json(), with "constraints"
+    route: dict  # the quotes as they were when the job was made
+    estimate: Decimal | None
+    state: JobState
+    actual: Decimal | None
+    actual_source: str | None
+    error: str | None
+    out_dir: str | None
+    name_template: str | None
+    max_cost: Decimal | None
+    row_key: str | None
+    exit_code: int | None
+    offer: str | None = None  # listings only: "provider model" of its last attempt
+    images: int | None = None  # listings only: files saved
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> JobRecord:
+        keys = row.keys()
+        return cls(
+            id=row["id"],
+            created=row["created"],
+            updated=row["updated"],
+            prompt=row["prompt"],
+            request=_json(row["request"]) or {},
+            route=_json(row["route"]) or {},
+            estimate=_money(row["estimate_usd"]),
+            state=JobState(row["state"]),
+            actual=_money(row["actual_usd"]),
+            actual_source=row["actual_source"],
+            error=row["error"],
+            out_dir=row["out_dir"],
+            name_template=row["name_template"],
+            max_cost=_money(row["max_cost_usd"]),
+            row_key=row["row_key"],
+            exit_code=row["exit_code"],
+            offer=row["offer"] if "offer" in keys else None,
+            images=row["images"] if "images" in keys else None,
+        )
+
+
+class RowJob(NamedTuple):
+    """What a batch rerun needs of a row's latest job."""
+
+    id: str
+    state: JobState
+    exit_code: int | None
+    error: str | None
+
+
+class AttemptRecord(NamedTuple):
+    id: int
+    job_id: str
+    seq: int
+    provider: str
+    model: str
+    plan: str
+    estimate: Decimal | None
+    breakdown: list[str]
+    state: AttemptState
+    actual: Decimal | None
+    actual_source: str | None
+    error: str | None
+    created: float
+    updated: float
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> AttemptRecord:
+        return cls(
+            row["id"],
+            row["job_id"],
+            row["seq"],
+            row["provider"],
+            row["model"],
+            row["plan"],
+            _money(row["estimate_usd"]),
+            _json(row["breakdown"]) or [],
+            AttemptState(row["state"]),
+            _money(row["actual_usd"]),
+            row["actual_source"],
+            row["error"],
+            row["created"],
+            row["updated"],
+        )
+
+
+class TaskRecord(NamedTuple):
+    """One request sent (or about to be) for an attempt."""
+
+    id: int
+    attempt_id: int
+    attempt_seq: int
+    seq: int
+    provider: str
+    client_ref: str
+    images: int
+    provider_job_id: str | None
+    handle: dict | None
+    state: TaskState
+    detail: str | None
+    spec: JobSpec | None
+    outputs: list[dict] | None  # recorded results: {"url": ...} or {"spool": path}
+    usage: dict | None
+    created: float
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> TaskRecord:
+        recorded = _json(row["outputs"]) or {}
+        spec = _json(row["spec"])
+        return cls(
+            id=row["id"],
+            attempt_id=row["attempt_id"],
+            attempt_seq=row["attempt_seq"],
+            seq=row["seq"],
+            provider=row["provider"],
+            client_ref=row["client_ref"],
+            images=row["images"],
+            provider_job_id=row["provider_job_id"],
+            handle=_json(row["handle"]),
+            state=TaskState(row["state"]),
+            detail=row["detail"],
+            spec=JobSpec.from_json(spec) if spec else None,
+            outputs=recorded.get("outputs") if row["outputs"] else None,
+            usage=recorded.get("usage"),
+            created=row["created"],
+        )
+
+
+class FileRecord(NamedTuple):
+    id: int
+    job_id: str
+    task_id: int | None
+    path: str
+    sha256: str
+    bytes: int
+    format: str
+    width: int
+    height: int
+    verified: bool
+    created: float
+
+    @classmethod
+    def of(cls, row: sqlite3.Row) -> FileRecord:
+        return cls(*(row[field] for field in cls._fields[:-2]), bool(row["verified"]), row["created"])
+
+
+class EventRecord(NamedTuple):
+    at: float
+    state: str
+    detail: str | None
+
+
 class BudgetRefused(Exception):
     def __init__(self, period: str, cap: Decimal, spent: Decimal, asked: Decimal, resets: dt.datetime):
         super().__init__(period)
@@ -230,7 +394,7 @@ def committed_cost(actual: str | None, estimate: str | None, state: str) -> Deci
     it may still be charged (in flight or unknown), else nothing (refused, never charged)."""
     if actual is not None:
         return Decimal(actual)
-    if state in OPEN_STATES and estimate is not None:
+    if state in OPEN_ATTEMPT_STATES and estimate is not None:
         return Decimal(estimate)
     return Decimal(0)
 
@@ -389,14 +553,15 @@ class Ledger:
             ),
         )
 
-    def jobs_for_rows(self, label: str) -> dict[str, sqlite3.Row]:
+    def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
         """The latest job of every row of one batch file (keys `label:row-id`; a label is hex)."""
         assert label.isalnum(), label  # nothing GLOB would read as a pattern
         rows = self._read(
-            "SELECT id, row_key, state, exit_code, error FROM jobs WHERE row_key GLOB ? ORDER BY created",
+            "SELECT row_key, id, state, exit_code, error FROM jobs WHERE row_key GLOB ? ORDER BY created",
             (f"{label}:*",),
         )
-        return {row["row_key"]: row for row in rows}  # later jobs of a row replace earlier ones
+        # later jobs of a row replace earlier ones
+        return {key: RowJob(job_id, JobState(state), code, error) for key, job_id, state, code, error in rows}
 
     def job_state(
         self,
@@ -413,7 +578,7 @@ class Ledger:
 
     def _job_state(self, job_id, state, error=None, actual=None, source=None, exit_code=None) -> tuple[str, tuple]:
         """The update (its event is written by a trigger, migration 5)."""
-        assert state in JOB_STATES, state
+        state = JobState(state)
         return (
             "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
             "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
@@ -568,11 +733,14 @@ class Ledger:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def job(self, job_id: str) -> sqlite3.Row | None:
-        return self._read_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    def job(self, job_id: str) -> JobRecord | None:
+        row = self._read_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.of(row) if row is not None else None
 
-    def find_job(self, prefix: str) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",))
+    def find_job(self, prefix: str) -> list[JobRecord]:
+        return [
+            JobRecord.of(r) for r in self._read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",))
+        ]
 
     def jobs(
         self,
@@ -581,7 +749,7 @@ class Ledger:
         since: float | None = None,
         until: float | None = None,
         limit: int = 20,
-    ) -> list[sqlite3.Row]:
+    ) -> list[JobRecord]:
         sql = [
             "SELECT jobs.*, (SELECT provider || ' ' || model FROM attempts WHERE job_id = jobs.id "
             "ORDER BY seq DESC LIMIT 1) AS offer, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id) AS images "
@@ -602,28 +770,32 @@ class Ledger:
             args.append(until)
         sql.append("ORDER BY created DESC LIMIT ?")
         args.append(limit)
-        return self._read(" ".join(sql), args)
+        return [JobRecord.of(r) for r in self._read(" ".join(sql), args)]
 
-    def attempts(self, job_id: str) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
+    def attempts(self, job_id: str) -> list[AttemptRecord]:
+        rows = self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [AttemptRecord.of(r) for r in rows]
 
-    def tasks(self, job_id: str) -> list[sqlite3.Row]:
-        return self._read(
-            "SELECT tasks.*, attempts.provider, attempts.model, attempts.plan, attempts.seq AS attempt_seq "
+    def tasks(self, job_id: str) -> list[TaskRecord]:
+        rows = self._read(
+            "SELECT tasks.*, attempts.provider, attempts.seq AS attempt_seq "
             "FROM tasks JOIN attempts ON attempts.id = attempt_id "
             "WHERE attempts.job_id = ? ORDER BY attempts.seq, tasks.seq",
             (job_id,),
         )
+        return [TaskRecord.of(r) for r in rows]
 
-    def files(self, job_id: str) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,))
+    def files(self, job_id: str) -> list[FileRecord]:
+        return [FileRecord.of(r) for r in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,))]
 
-    def events(self, job_id: str) -> list[sqlite3.Row]:
-        return self._read("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+    def events(self, job_id: str) -> list[EventRecord]:
+        rows = self._read("SELECT at, state, detail FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [EventRecord(*row) for row in rows]
 
-    def unfinished(self) -> list[sqlite3.Row]:
+    def unfinished(self) -> list[JobRecord]:
         marks = ",".join("?" * len(UNFINISHED_JOB_STATES))
-        return self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES)
+        rows = self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES)
+        return [JobRecord.of(r) for r in rows]
 
     # -- money ------------------------------------------------------------------------------
 

@@ -113,6 +113,9 @@ class PricingTable(NamedTuple):
     offers: tuple[Offer, ...]
     files: tuple[str, ...]
 
+    def offer(self, provider: str, model: str) -> Offer | None:
+        return next((o for o in self.offers if (o.provider, o.model) == (provider, model)), None)
+
     def plan(self, provider: str, name: str | None) -> Plan:
         info = self.providers[provider]
         if name is None:

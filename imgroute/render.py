@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from decimal import Decimal
@@ -11,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from imgroute import price_models
-from imgroute.money import fmt_rate, fmt_usd
-from imgroute.pricing import Offer, PricingTable
+from imgroute import report
+from imgroute.money import fmt_usd
+from imgroute.pricing import PricingTable
 from imgroute.router import Quote, Route
 
 WINNER = "*"
@@ -117,47 +116,12 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
 # -- providers --------------------------------------------------------------------------------
 
 
-def offer_capabilities(offer: Offer) -> dict:
-    sizes = offer.sizes
-    if sizes.mode == "pixels":
-        r = sizes.rules
-        size_text = (
-            f"any WxH, edges x{r.multiple_of}, <= {r.max_edge} px, "
-            f"{r.min_pixels / 1e6:.2f}-{r.max_pixels / 1e6:.2f} MP, <= {r.max_ratio.normalize():f}:1"
-        )
-    else:
-        size_text = "; ".join(f"{p.label} {'/'.join(p.tiers)}" for p in sizes.presets.values())
-    edit = offer.edit
-    if edit.supported:
-        edit_text = (
-            f"yes, up to {edit.max_images or '?'} images, {'mask' if edit.mask else 'no mask'}, {'/'.join(edit.inputs)}"
-        )
-    else:
-        edit_text = "no"
-    return {
-        "provider": offer.provider,
-        "model": offer.model,
-        "qualities": list(offer.qualities),
-        "quality_selectable": offer.quality_selectable,
-        "sizes": size_text,
-        "images_per_request": offer.images_per_request,
-        "split_across_requests": offer.split_across_requests,
-        "prompt_max_chars": offer.prompt_max_chars,
-        "edit": edit_text,
-        "price": price_summary(offer),
-    }
-
-
-def price_summary(offer: Offer) -> str:
-    return price_models.of(offer).summary(offer.price)
-
-
 def print_providers(console: Console, table: PricingTable) -> None:
     grid = Table(title="What each GPT Image 2 offer can do", title_justify="left")
     for column in ("provider", "model", "quality", "sizes", "n/req", "prompt", "edit", "price"):
         grid.add_column(column)
     for offer in table.offers:
-        caps = offer_capabilities(offer)
+        caps = report.offer_json(offer)
         qualities = "/".join(caps["qualities"]) + ("" if offer.quality_selectable else " (fixed)")
         n = str(offer.images_per_request) + (" (1 per task)" if offer.split_across_requests else "")
         grid.add_row(
@@ -174,46 +138,6 @@ def print_providers(console: Console, table: PricingTable) -> None:
 
 
 # -- pricing ----------------------------------------------------------------------------------
-
-
-def pricing_rows(table: PricingTable, today: dt.date, max_age_days: int) -> list[dict]:
-    rows = []
-
-    def add(provider: str, what: str, value: str, prov, origin: str) -> None:
-        age = (today - prov.observed).days
-        rows.append(
-            {
-                "provider": provider,
-                "what": what,
-                "value": value,
-                "source": prov.source,
-                "observed": prov.observed.isoformat(),
-                "age_days": age,
-                "stale": age > max_age_days,
-                "file": origin,
-            }
-        )
-
-    for info in table.providers.values():
-        for plan in info.plans.values():
-            if plan.usd_per_credit is not None:
-                value = f"{fmt_rate(plan.usd_per_credit.quantize(Decimal('0.00000001')).normalize())}/credit"
-                if plan.monthly_usd is not None:
-                    value += f" ({fmt_rate(plan.monthly_usd)}/month for {plan.credits_per_month:,} credits)"
-            else:
-                value = plan.description
-            label = f"plan {plan.name}" + (" (default)" if plan.default else "")
-            add(info.id, label, value, plan.provenance, "")
-    for offer in table.offers:
-        add(offer.provider, f"{offer.model} price", price_summary(offer), offer.price.provenance, offer.origin)
-        add(
-            offer.provider,
-            f"{offer.model} sizes",
-            offer_capabilities(offer)["sizes"],
-            offer.sizes.provenance,
-            offer.origin,
-        )
-    return rows
 
 
 def print_pricing(console: Console, rows: list[dict], notes: list[str]) -> None:
@@ -263,6 +187,29 @@ class JobProgress:
         if event.state in ("fallback", "retrying"):
             self.console.print(f"{event.provider}: {event.message}", style="yellow", markup=False)
         self._status.update(Text(line))
+
+
+def print_dry_run(console: Console, route: Route, data: dict) -> None:
+    """The quote, then the exact request `gen` would send (report.dry_run's dict)."""
+    print_quote(console, route)
+    sent = data["request"]
+    count = data["requests"]
+    console.print(f"\nwould send ({count} request{'s' if count > 1 else ''}; nothing was sent):")
+    console.print(f"{sent['method']} {sent['url']}", markup=False)
+    for header, value in sent["headers"].items():
+        console.print(f"{header}: {value}", markup=False)
+    if sent["files"]:
+        console.print("multipart/form-data:", markup=False)
+        for field, value in sent["body"].items():
+            console.print(f"  {field} = {value}", markup=False)
+        for part in sent["files"]:
+            console.print(f"  {part['field']} = @{part['path']}", markup=False)
+    else:
+        console.print(json.dumps(sent["body"], indent=2), markup=False)
+    choice = route.choice
+    inputs = choice.offer.edit.inputs
+    if any(not image.is_url for image in route.request.images) and inputs and set(inputs) <= {"url", "upload_service"}:
+        console.print(f"(local images are first uploaded to {choice.offer.provider}'s own storage)", markup=False)
 
 
 def print_job(console: Console, result, skipped: list[dict]) -> None:

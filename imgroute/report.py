@@ -5,7 +5,48 @@ Values in, plain JSON-ready dicts out. USD amounts are numbers rounded to 6 plac
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
+from imgroute import price_models
 from imgroute.models import Request
+from imgroute.money import fmt_rate, usd_json
+
+
+def quote_json(quote) -> dict:
+    """One offer's line of `imgroute quote --json`."""
+    a = quote.assessment
+    delivery = a.delivery
+    return {
+        "provider": a.offer.provider,
+        "model": a.model,
+        "plan": a.plan.name,
+        "eligible": quote.eligible,
+        "cost_usd": usd_json(a.cost),
+        "per_image_usd": usd_json(a.per_image),
+        "output": {
+            "width": delivery.width if delivery else None,
+            "height": delivery.height if delivery else None,
+            "quality": a.quality,
+            "exact_size": delivery.exact if delivery else None,
+            "resolution": delivery.resolution if delivery else None,
+            "aspect": delivery.aspect if delivery else None,
+        },
+        "requests": len(a.requests),
+        "reasons": list(quote.reasons),
+        "notes": list(a.notes),
+        "breakdown": [line.text for line in a.breakdown],
+    }
+
+
+def route_json(route) -> dict:
+    """`imgroute quote --json` (also journaled with every job, as its route)."""
+    choice = route.choice
+    return {
+        "request": request_json(route.request),
+        "choice": quote_json(choice) if choice else None,
+        "quotes": [quote_json(q) for q in route.quotes],
+    }
 
 
 def request_json(request: Request) -> dict:
@@ -19,3 +60,333 @@ def request_json(request: Request) -> dict:
         "mask": request.mask.source if request.mask else None,
         "format": request.output_format,
     }
+
+
+def job_result(result, skipped: list[dict]) -> dict:
+    """`imgroute gen --json`: one object per job (design.md section 5)."""
+    return {
+        "job_id": result.job_id,
+        "status": result.status,
+        "provider": result.provider,
+        "model": result.model,
+        "plan": result.plan,
+        "cost_usd": usd_json(result.estimate),
+        "actual_cost_usd": usd_json(result.actual),
+        "actual_cost_source": result.actual_source,
+        "files": [str(image.path) for image in result.images],
+        "images": [
+            {
+                "path": str(i.path),
+                "format": i.format,
+                "width": i.width,
+                "height": i.height,
+                "bytes": i.bytes,
+                "sha256": i.sha256,
+                "verified": i.verified,
+            }
+            for i in result.images
+        ],
+        "attempts": [
+            {
+                "provider": a.provider,
+                "model": a.model,
+                "plan": a.plan,
+                "cost_usd": usd_json(a.estimate),
+                "state": a.state,
+                "error": a.error,
+                "images": a.images,
+            }
+            for a in result.attempts
+        ],
+        "skipped_without_key": skipped,
+        "elapsed_s": round(result.elapsed, 3),
+        "error": result.error.message if result.error else None,
+    }
+
+
+# -- providers and pricing ------------------------------------------------------------------
+
+
+def offer_json(offer) -> dict:
+    """One offer of `imgroute providers --json`: what it can do."""
+    sizes = offer.sizes
+    if sizes.mode == "pixels":
+        r = sizes.rules
+        size_text = (
+            f"any WxH, edges x{r.multiple_of}, <= {r.max_edge} px, "
+            f"{r.min_pixels / 1e6:.2f}-{r.max_pixels / 1e6:.2f} MP, <= {r.max_ratio.normalize():f}:1"
+        )
+    else:
+        size_text = "; ".join(f"{p.label} {'/'.join(p.tiers)}" for p in sizes.presets.values())
+    edit = offer.edit
+    if edit.supported:
+        edit_text = (
+            f"yes, up to {edit.max_images or '?'} images, {'mask' if edit.mask else 'no mask'}, {'/'.join(edit.inputs)}"
+        )
+    else:
+        edit_text = "no"
+    return {
+        "provider": offer.provider,
+        "model": offer.model,
+        "qualities": list(offer.qualities),
+        "quality_selectable": offer.quality_selectable,
+        "sizes": size_text,
+        "images_per_request": offer.images_per_request,
+        "split_across_requests": offer.split_across_requests,
+        "prompt_max_chars": offer.prompt_max_chars,
+        "edit": edit_text,
+        "price": price_summary(offer),
+    }
+
+
+def price_summary(offer) -> str:
+    return price_models.of(offer).summary(offer.price)
+
+
+def pricing_rows(table, today: dt.date, max_age_days: int) -> list[dict]:
+    """`imgroute pricing --json` rows: every figure with its source, date and age."""
+    rows = []
+
+    def add(provider: str, what: str, value: str, prov, origin: str) -> None:
+        age = (today - prov.observed).days
+        rows.append(
+            {
+                "provider": provider,
+                "what": what,
+                "value": value,
+                "source": prov.source,
+                "observed": prov.observed.isoformat(),
+                "age_days": age,
+                "stale": age > max_age_days,
+                "file": origin,
+            }
+        )
+
+    for info in table.providers.values():
+        for plan in info.plans.values():
+            if plan.usd_per_credit is not None:
+                value = f"{fmt_rate(plan.usd_per_credit.quantize(Decimal('0.00000001')).normalize())}/credit"
+                if plan.monthly_usd is not None:
+                    value += f" ({fmt_rate(plan.monthly_usd)}/month for {plan.credits_per_month:,} credits)"
+            else:
+                value = plan.description
+            label = f"plan {plan.name}" + (" (default)" if plan.default else "")
+            add(info.id, label, value, plan.provenance, "")
+    for offer in table.offers:
+        add(offer.provider, f"{offer.model} price", price_summary(offer), offer.price.provenance, offer.origin)
+        add(
+            offer.provider,
+            f"{offer.model} sizes",
+            offer_json(offer)["sizes"],
+            offer.sizes.provenance,
+            offer.origin,
+        )
+    return rows
+
+
+# -- the ledger ---------------------------------------------------------------------------------
+
+
+def when(stamp: float) -> str:
+    return dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def job_listing(record) -> dict:
+    """One line of `imgroute jobs --json`."""
+    return {
+        "job_id": record.id,
+        "created": when(record.created),
+        "state": record.state,
+        "offer": record.offer,
+        "prompt": record.prompt,
+        "images": record.images,
+        "estimate_usd": usd_json(record.estimate),
+        "actual_usd": usd_json(record.actual),
+        "error": record.error,
+    }
+
+
+def job_details(record, attempts, tasks, files, events) -> dict:
+    """`imgroute jobs show --json`: everything the ledger knows about one job."""
+    return {
+        "job_id": record.id,
+        "created": when(record.created),
+        "state": record.state,
+        "prompt": record.prompt,
+        "request": {
+            **request_json(Request.from_json(record.request)),
+            "constraints": record.request.get("constraints"),
+        },
+        "estimate_usd": usd_json(record.estimate),
+        "actual_usd": usd_json(record.actual),
+        "actual_source": record.actual_source,
+        "error": record.error,
+        "out_dir": record.out_dir,
+        "quotes": [
+            {key: q[key] for key in ("provider", "model", "cost_usd", "eligible", "reasons")}
+            for q in record.route.get("quotes", [])
+        ],
+        "attempts": [
+            {
+                "seq": a.seq,
+                "provider": a.provider,
+                "model": a.model,
+                "plan": a.plan,
+                "state": a.state,
+                "estimate_usd": usd_json(a.estimate),
+                "actual_usd": usd_json(a.actual),
+                "actual_source": a.actual_source,
+                "error": a.error,
+                "breakdown": a.breakdown,
+            }
+            for a in attempts
+        ],
+        "tasks": [
+            {
+                "attempt": t.attempt_seq,
+                "provider": t.provider,
+                "client_ref": t.client_ref,
+                "provider_job_id": t.provider_job_id,
+                "state": t.state,
+                "images": t.images,
+                "detail": t.detail,
+                "sent": when(t.created),
+            }
+            for t in tasks
+        ],
+        "files": [
+            {
+                "path": f.path,
+                "sha256": f.sha256,
+                "bytes": f.bytes,
+                "format": f.format,
+                "width": f.width,
+                "height": f.height,
+                "verified": f.verified,
+            }
+            for f in files
+        ],
+        "history": [{"at": when(e.at), "state": e.state, "detail": e.detail} for e in events],
+    }
+
+
+def spend(summary: dict[str, list[dict]]) -> dict:
+    """`imgroute spend --json`: per grouping, each group's figures in USD."""
+    return {
+        name: [
+            {
+                "key": g["key"],
+                "attempts": g["attempts"],
+                "images": g["images"],
+                "estimated_usd": usd_json(g["estimated"]),
+                "actual_usd": usd_json(g["actual"]),
+                "in_flight_usd": usd_json(g["in_flight"]),
+                "drift_pct": g["drift_pct"],
+            }
+            for g in groups
+        ]
+        for name, groups in summary.items()
+    }
+
+
+def budget(states: list[dict]) -> list[dict]:
+    """`imgroute budget show --json`: each period's cap, what is spent and left, when it resets."""
+    return [
+        {
+            "period": s["period"],
+            "cap_usd": usd_json(s["cap"]),
+            "spent_usd": usd_json(s["spent"]),
+            "left_usd": usd_json(s["left"]),
+            "resets": s["resets"].strftime("%Y-%m-%d %H:%M"),
+        }
+        for s in states
+    ]
+
+
+# -- gen --------------------------------------------------------------------------------------
+
+
+def skipped_json(route) -> list[dict]:
+    """Offers that would have won, or been cheaper than the choice, but have no key."""
+    return [
+        {
+            "provider": q.offer.provider,
+            "model": q.offer.model,
+            "cost_usd": usd_json(q.cost),
+            "reason": q.reasons[0],
+        }
+        for q in route.skipped_for_keys()
+    ]
+
+
+def dry_run(quote, prepared) -> dict:
+    """`imgroute gen --dry-run --json`: the route's choice and the exact request, nothing sent."""
+    a = quote.assessment
+    return {
+        "dry_run": True,
+        "provider": quote.offer.provider,
+        "model": a.model,
+        "requests": len(a.requests),
+        "request": {
+            "method": prepared.method,
+            "url": prepared.url,
+            "headers": prepared.headers,
+            "body": abbreviate(prepared.body),
+            "files": [{"field": field, "path": path} for field, path in prepared.files],
+        },
+        "cost_usd": usd_json(quote.cost),
+    }
+
+
+def abbreviate(value):
+    """Data URIs are megabytes of base64; show their type and size instead."""
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+        return f"{value[: value.index(',') + 1]}... ({len(value):,} characters)"
+    if isinstance(value, dict):
+        return {key: abbreviate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [abbreviate(item) for item in value]
+    return value
+
+
+# -- batch --------------------------------------------------------------------------------------
+
+
+def batch_plan(plan, pacing: list[dict], bad_rows) -> dict:
+    """`imgroute batch --dry-run --json`: what would run, where, for how much, and what cannot."""
+    return {
+        "rows": len(plan.rows),
+        "images": sum(row.request.n for row, _, _ in plan.rows),
+        "estimated_usd": usd_json(plan.total),
+        "by_offer": [
+            {
+                "offer": o.offer_id,
+                "rows": o.rows,
+                "images": o.images,
+                "submits": o.submits,
+                "estimated_usd": usd_json(o.cost),
+            }
+            for o in plan.by_offer
+        ],
+        "pacing": pacing,
+        "unservable": [
+            {"line": row.line, "id": row.key, "prompt": row.request.prompt, "reason": why}
+            for row, why in plan.unservable
+        ],
+        "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad_rows],
+    }
+
+
+def batch_row(row_result) -> dict:
+    """One line of `imgroute batch --json`: gen's object for the row's job, and the row's outcome."""
+    result = row_result.result
+    line = job_result(result, []) if result is not None else {"status": row_result.outcome}
+    line.update(
+        {
+            "row": row_result.row.line,
+            "id": row_result.row.key,
+            "outcome": row_result.outcome,
+            "note": row_result.note or None,
+        }
+    )
+    return line

@@ -13,8 +13,8 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
-from imgroute.errors import UsageError
-from imgroute.models import InputImage, Ratio, Target, aspect_text
+from imgroute.errors import ConfigError, UsageError
+from imgroute.models import Constraints, InputImage, Ratio, Request, Target, aspect_text
 
 QUALITIES = ("low", "medium", "high")
 QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
@@ -174,3 +174,89 @@ def build_inputs(images: list[str] | None, mask: str | None) -> tuple[tuple[Inpu
                 "the mask must have the same pixel size as the first image",
             )
     return inputs, checked
+
+
+# -- a whole job --------------------------------------------------------------------------------
+
+
+def build_request(
+    prompt: str | None,
+    quality: str = "medium",
+    size: str | None = None,
+    aspect: str | None = None,
+    resolution: str | None = None,
+    n: int = 1,
+    images: list[str] | None = None,
+    mask: str | None = None,
+    output_format: str = "png",
+) -> Request:
+    """A Request from what a user typed (CLI flags, a batch row, the Python API), checked whole."""
+    target = build_target(size, aspect, resolution)
+    inputs, checked_mask = build_inputs(images, mask)
+    return Request(
+        prompt=check_prompt(prompt),
+        quality=parse_quality(quality),
+        target=target,
+        n=check_n(n),
+        images=inputs,
+        mask=checked_mask,
+        output_format=parse_format(output_format),
+    )
+
+
+def build_constraints(
+    table,
+    settings,
+    providers: list[str] | None = None,
+    exclude: list[str] | None = None,
+    max_cost: str | None = None,
+    plans: list[str] | None = None,
+) -> Constraints:
+    """Routing constraints from flags, over the plans chosen in config.yaml."""
+    chosen_plans = {}
+    for provider, plan in settings.plans.items():
+        problem = _plan_problem(table, provider, plan)
+        if problem:
+            raise ConfigError(f"{settings.path}: plans.{provider}: {problem[0]}", problem[1])
+        chosen_plans[provider] = plan
+    for item in plans or []:
+        provider, sep, plan = item.partition("=")
+        provider, plan = provider.strip(), plan.strip()
+        if not sep or not provider or not plan:
+            raise UsageError(f"--plan {item!r} is not PROVIDER=PLAN", "write it like --plan apiframe=growth")
+        problem = _plan_problem(table, provider, plan)
+        if problem:
+            raise UsageError(f"--plan {item}: {problem[0]}", problem[1])
+        chosen_plans[provider] = plan
+    return Constraints(
+        providers=frozenset(check_providers(providers, "--provider")),
+        exclude=frozenset(check_providers(exclude, "--exclude")),
+        max_cost=parse_money(max_cost, "--max-cost") if max_cost is not None else None,
+        plans=chosen_plans,
+    )
+
+
+def check_providers(values: list[str] | str | None, flag: str) -> list[str]:
+    """Provider ids, repeatable and comma- or space-separated; each must be known."""
+    from imgroute.providers import known
+
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for value in values or []:
+        for name in value.replace(",", " ").split():
+            name = name.strip().lower()
+            if name not in known():
+                raise UsageError(f"unknown provider {name!r} in {flag}", f"known providers: {', '.join(known())}")
+            out.append(name)
+    return out
+
+
+def _plan_problem(table, provider: str, plan: str) -> tuple[str, str] | None:
+    """(problem, hint) when the plan cannot be used, else None."""
+    if provider not in table.providers:
+        return f"unknown provider {provider!r}", f"known providers: {', '.join(table.providers)}"
+    plans = table.providers[provider].plans
+    if plan not in plans:
+        return f"{provider} has no plan {plan!r}", f"{provider} plans: {', '.join(plans)}; add yours in pricing.yaml"
+    return None

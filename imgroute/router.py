@@ -7,21 +7,23 @@ by provider id and model so the same input always gives the same order.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Collection
 from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute.costs import Assessment, assess
+from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError
 from imgroute.models import Constraints, Request
-from imgroute.money import fmt_usd, usd_json
+from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
-from imgroute.report import request_json
+from imgroute.providers import REGISTRY
 
 
 class Quote(NamedTuple):
     assessment: Assessment
     reasons: tuple[str, ...]  # everything that rules the offer out: capability and constraints
     priced_out: bool = False  # ruled out by --max-cost alone
+    needs_key: bool = False  # its provider has no key here (gen, batch, resume)
 
     @property
     def eligible(self) -> bool:
@@ -48,36 +50,45 @@ class Route(NamedTuple):
     def choice(self) -> Quote | None:
         return next(iter(self.eligible), None)
 
+    def skipped_for_keys(self) -> list[Quote]:
+        """Offers ruled out only for want of a key that would have won, or been cheaper than the choice."""
+        choice = self.choice
+        return [
+            q
+            for q in self.quotes
+            if q.needs_key and len(q.reasons) == 1 and (choice is None or (q.cost is not None and q.cost < choice.cost))
+        ]
+
     @property
     def only_priced_out(self) -> bool:
         """Nothing is eligible, but something could deliver within the other constraints."""
         return not self.eligible and any(q.priced_out for q in self.quotes)
 
 
-# Extra, caller-specific reasons to rule an offer out (gen: "no API key").
-ExtraReasons = Callable[[Offer], list[str]]
-
-
 def rank(
     request: Request,
     table: PricingTable,
     constraints: Constraints,
-    extra_reasons: ExtraReasons | None = None,
+    keys: Collection[str] | None = None,
 ) -> Route:
+    """Every offer priced and ranked. With `keys` (the providers a key is present for), offers of
+    other providers are ruled out too, saying how to add the key."""
     quotes = []
     for offer in table.offers:
         plan = table.plan(offer.provider, constraints.plans.get(offer.provider))
         assessment = assess(request, offer, plan)
         reasons = list(assessment.reasons)
         reasons.extend(_constraint_reasons(offer, constraints))
-        if extra_reasons is not None:
-            reasons.extend(extra_reasons(offer))
+        needs_key = keys is not None and offer.provider not in keys
+        if needs_key:
+            env = REGISTRY[offer.provider].key_env
+            reasons.append(f"no key: set {env}, or run: imgroute keys set {offer.provider}")
         priced_out = False
         limit = constraints.max_cost
         if limit is not None and assessment.cost is not None and assessment.cost > limit:
             priced_out = not reasons
             reasons.append(f"costs {fmt_usd(assessment.cost)}, over --max-cost {fmt_usd(limit)}")
-        quotes.append(Quote(assessment, tuple(reasons), priced_out))
+        quotes.append(Quote(assessment, tuple(reasons), priced_out, needs_key))
     quotes.sort(key=_order)
     return Route(request=request, quotes=tuple(quotes))
 
@@ -86,9 +97,9 @@ class RouteCache:
     """`rank` for the many rows of a batch. Pricing reads a prompt's length, never its words, so
     rows alike but for their wording share one ranking (a bounded number are kept)."""
 
-    def __init__(self, table: PricingTable, extra_reasons: ExtraReasons | None = None, size: int = 512):
+    def __init__(self, table: PricingTable, keys: Collection[str] | None = None, size: int = 512):
         self.table = table
-        self.extra_reasons = extra_reasons
+        self.keys = keys
         self.size = size
         self._quotes: dict[tuple, tuple[Quote, ...]] = {}
         self._lock = threading.Lock()  # a batch's workers share one cache
@@ -101,7 +112,7 @@ class RouteCache:
         with self._lock:
             quotes = self._quotes.get(key)
         if quotes is None:
-            quotes = rank(request, self.table, constraints, self.extra_reasons).quotes
+            quotes = rank(request, self.table, constraints, self.keys).quotes
             with self._lock:
                 if len(self._quotes) >= self.size:
                     del self._quotes[next(iter(self._quotes))]  # the oldest
@@ -129,38 +140,24 @@ def _order(quote: Quote) -> tuple:
     )
 
 
-# -- JSON (the contract in design.md section 5) -------------------------------------------------
-
-
-def quote_to_json(quote: Quote) -> dict:
-    a = quote.assessment
-    delivery = a.delivery
-    return {
-        "provider": a.offer.provider,
-        "model": a.model,
-        "plan": a.plan.name,
-        "eligible": quote.eligible,
-        "cost_usd": usd_json(a.cost),
-        "per_image_usd": usd_json(a.per_image),
-        "output": {
-            "width": delivery.width if delivery else None,
-            "height": delivery.height if delivery else None,
-            "quality": a.quality,
-            "exact_size": delivery.exact if delivery else None,
-            "resolution": delivery.resolution if delivery else None,
-            "aspect": delivery.aspect if delivery else None,
-        },
-        "requests": len(a.requests),
-        "reasons": list(quote.reasons),
-        "notes": list(a.notes),
-        "breakdown": [line.text for line in a.breakdown],
-    }
-
-
-def route_to_json(route: Route) -> dict:
-    choice = route.choice
-    return {
-        "request": request_json(route.request),
-        "choice": quote_to_json(choice) if choice else None,
-        "quotes": [quote_to_json(q) for q in route.quotes],
-    }
+def no_offer_error(route: Route) -> ImgrouteError:
+    """Why nothing can run: no key for any offer that could (exit 3), --max-cost alone (exit 8), or
+    no offer can deliver (exit 4)."""
+    skipped = route.skipped_for_keys()
+    if skipped:
+        cheapest = skipped[0]
+        return ConfigError(
+            f"no API key for any provider that can deliver this (cheapest: {cheapest.offer.provider} "
+            f"{cheapest.offer.model} at {fmt_usd(cheapest.cost)})",
+            cheapest.reasons[0].removeprefix("no key: "),
+        )
+    if route.only_priced_out:
+        cheapest = min(q.cost for q in route.quotes if q.priced_out)
+        return BudgetError(
+            f"every offer that can deliver this costs more than --max-cost (cheapest: {fmt_usd(cheapest)})",
+            "raise --max-cost, or ask for less (lower quality, smaller size, fewer images)",
+        )
+    return NoOfferError(
+        "no offer can deliver this request (reasons in the table above)",
+        "relax the size, aspect, quality or provider constraints",
+    )

@@ -1,4 +1,4 @@
-"""Many jobs on a few threads: a batch's jobs are step generators (see jobs.Steps), and only the
+"""Many jobs on a few threads: a batch's jobs are step generators (see steps.py), and only the
 steps that work (HTTP, journal, files) need a thread; waiting for a provider or a slot needs none.
 
 A thread per job spends its life asleep, and fifty of them cost more in handing Python's lock
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from imgroute import policy
-from imgroute.jobs import Cancelled, Later, NeedSlot, Pause, Steps
+from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Steps
 
 
 class Limits:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from imgroute.jobs import JobRunner, Pause, _Task
+from imgroute.jobs import JobRun, JobRunner, Task
 from imgroute.poll_timing import PollTiming
 from imgroute.providers.base import Output, Poll
+from imgroute.steps import Pause
 
 
 class Adapter:
@@ -34,10 +35,11 @@ class Clock:
 
 def runner(clock: Clock, timing: PollTiming) -> JobRunner:
     job = JobRunner.__new__(JobRunner)  # only what _wait touches
-    job.timing, job.clock, job._start, job.timeout = timing, clock, clock.now, 600.0
+    job.timing, job.clock, job.timeout = timing, clock, 600.0
     job.http = SimpleNamespace(scale=1.0)
     job.ledger = SimpleNamespace(task_outputs=lambda *args: None, task_state=lambda *args: None)
-    job._pending, job.on_event, job._current = [], lambda event: None, ("kie", "m", None)
+    job.on_event = lambda event: None
+    job.job = JobRun("j1", None, clock.now, None)
     return job
 
 
@@ -51,8 +53,8 @@ def drive(steps, clock: Clock) -> list[float]:
     return pauses
 
 
-def sent_task(at: float) -> _Task:
-    task = _Task(1, SimpleNamespace(client_ref="r1"), "submitted", {"task_id": "t1"})
+def sent_task(at: float) -> Task:
+    task = Task(1, SimpleNamespace(client_ref="r1"), "submitted", {"task_id": "t1"})
     task.sent_at = at
     return task
 
@@ -63,7 +65,7 @@ def test_the_first_poll_is_due_the_learned_time_after_the_submit_was_answered():
     task = sent_task(clock.now)
     clock.now += 0.05  # journaling the answer and waiting for a worker
     adapter = Adapter(clock, done_at=task.sent_at + 0.2)
-    pauses = drive(runner(clock, timing)._wait(adapter, [task]), clock)
+    pauses = drive((r := runner(clock, timing))._wait(r.job, adapter, [task]), clock)
     assert len(pauses) == 1 and abs(pauses[0] - 0.15) < 1e-9
     assert adapter.polled_at == [task.sent_at + 0.2]  # one poll, at the job's end
 
@@ -74,5 +76,5 @@ def test_a_late_start_never_makes_a_negative_pause_and_later_waits_are_whole():
     task = sent_task(clock.now)
     clock.now += 0.5  # the machine was busy: the expected time has already passed
     adapter = Adapter(clock, done_at=task.sent_at + 0.6)
-    pauses = drive(runner(clock, timing)._wait(adapter, [task]), clock)
+    pauses = drive((r := runner(clock, timing))._wait(r.job, adapter, [task]), clock)
     assert pauses[0] == 0.0 and all(p > 0 for p in pauses[1:]) and task.state == "succeeded"

@@ -37,10 +37,10 @@ def test_ledger_migrates_itself_from_version_1(tmp_path):
     old.close()
     ledger = Ledger(path)
     assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(ledger_module.MIGRATIONS)
-    assert ledger.job("j1")["out_dir"] is None  # new column, old row kept
+    assert ledger.job("j1").out_dir is None  # new column, old row kept
     assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     ledger.job_state("j1", "failed", "settled after the upgrade")  # its history is kept by a trigger now
-    assert [(e["state"], e["detail"]) for e in ledger.events("j1")] == [("failed", "settled after the upgrade")]
+    assert [(e.state, e.detail) for e in ledger.events("j1")] == [("failed", "settled after the upgrade")]
 
 
 def test_every_state_change_is_in_the_history(cli, fakes, isolated_home):

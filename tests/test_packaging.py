@@ -31,7 +31,7 @@ def test_wheel_contains_the_root_pricing_yaml(wheel):
     assert wheel.name.startswith(f"imgroute-{__version__}-")  # one version, written in imgroute/__init__.py
     with zipfile.ZipFile(wheel) as zf:
         assert zf.read("imgroute/pricing.yaml") == (ROOT / "pricing.yaml").read_bytes()
-        assert "imgroute/cli.py" in zf.namelist()
+        assert "imgroute/cli/__init__.py" in zf.namelist()
 
 
 def test_fresh_venv_with_the_wheel_runs_quote(wheel, tmp_path):

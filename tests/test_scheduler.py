@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from imgroute.jobs import Cancelled, NeedSlot, Pause
 from imgroute.scheduler import AT_SLOT, LATER, NEW, Limits, Scheduler, _RunQueue
+from imgroute.steps import Cancelled, NeedSlot, Pause
 
 
 def run_all(scheduler: Scheduler, jobs: list, timeout: float = 10.0) -> list:

@@ -10,8 +10,8 @@ try:
     main(["quote", "a lighthouse", "--quality", "high", "--json"])
 except SystemExit:
     pass
-heavy = sorted(m for m in ("httpx", "httpcore", "anyio", "h11", "sqlite3", "ssl", "imgroute.cli_gen",
-                            "imgroute.cli_ledger") if m in sys.modules)
+heavy = sorted(m for m in ("httpx", "httpcore", "anyio", "h11", "sqlite3", "ssl", "imgroute.cli.gen",
+                            "imgroute.cli.jobs", "imgroute.cli.batch") if m in sys.modules)
 print("HEAVY", heavy, file=sys.stderr)
 """
 

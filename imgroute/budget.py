@@ -1,0 +1,113 @@
+"""Money against caps: what a refusal says, the batch's pre-check, the state of each cap, and the
+spend summaries. The atomic check itself is the ledger's (one write transaction per reservation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+
+from imgroute.errors import BudgetError
+from imgroute.ledger import PERIODS, BudgetRefused, Ledger, SpendRow, committed_cost, period_reset, period_start
+from imgroute.money import fmt_usd
+
+
+def refusal_error(refused: BudgetRefused) -> BudgetError:
+    resets = refused.resets.strftime("%Y-%m-%d %H:%M")
+    return BudgetError(
+        f"{refused.period} budget: this needs {fmt_usd(refused.asked)}, {fmt_usd(refused.left)} is left of "
+        f"{fmt_usd(refused.cap)} (resets {resets})",
+        "raise it with `imgroute budget set`, or wait for the reset",
+    )
+
+
+def check_batch(ledger: Ledger, total: Decimal, total_cap: Decimal | None, now: dt.datetime | None = None) -> None:
+    """Refuse a batch whose estimate passes --max-total or what is left of a cap, before any row runs
+    (each job's reservation is still checked on its own when it runs)."""
+    if total_cap is not None and total > total_cap:
+        raise BudgetError(
+            f"the batch is estimated at {fmt_usd(total)}, over --max-total {fmt_usd(total_cap)}",
+            "raise --max-total, or run fewer rows",
+        )
+    now = now or dt.datetime.now()
+    for period, cap in ledger.budgets().items():
+        left = cap - ledger.spent_since(period_start(period, now).timestamp())
+        if total > left:
+            raise BudgetError(
+                f"the batch is estimated at {fmt_usd(total)}; the {period} budget has {fmt_usd(max(left, 0))} "
+                f"left of {fmt_usd(cap)} (resets {period_reset(period, now):%Y-%m-%d %H:%M})",
+                "raise it with `imgroute budget set`, or run fewer rows",
+            )
+
+
+def cap_states(ledger: Ledger, now: dt.datetime | None = None) -> list[dict]:
+    """Per period: {period, cap, spent, left, resets}, Decimal amounts (None: no cap)."""
+    now = now or dt.datetime.now()
+    caps = ledger.budgets()
+    states = []
+    for period in PERIODS:
+        spent = ledger.spent_since(period_start(period, now).timestamp())
+        cap = caps.get(period)
+        states.append(
+            {
+                "period": period,
+                "cap": cap,
+                "spent": spent,
+                "left": max(Decimal(0), cap - spent) if cap is not None else None,
+                "resets": period_reset(period, now),
+            }
+        )
+    return states
+
+
+# -- spend --------------------------------------------------------------------------------------
+
+GROUPINGS: dict[str, Callable[[SpendRow], str]] = {
+    "day": lambda r: dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d"),
+    "month": lambda r: dt.datetime.fromtimestamp(r.created).strftime("%Y-%m"),
+    "provider": lambda r: r.provider,
+    "quality": lambda r: r.quality or "-",
+    "total": lambda r: "all",
+}
+
+
+def spend_summary(rows: list[SpendRow]) -> dict[str, list[dict]]:
+    """Per grouping (day, month, provider, quality, total): each group's figures (see `summarize`)."""
+    return {name: summarize(rows, key) for name, key in GROUPINGS.items()}
+
+
+def summarize(rows: Iterable[SpendRow], key: Callable[[SpendRow], str]) -> list[dict]:
+    """Per group: attempts charged, images, estimated and actual USD, money still in flight, and the
+    drift between estimate and actual over the attempts that have both (Decimal amounts)."""
+    groups: dict[str, dict] = {}
+    for row in rows:
+        group = groups.setdefault(
+            key(row),
+            {
+                "key": key(row),
+                "attempts": 0,
+                "images": 0,
+                "estimated": Decimal(0),
+                "actual": Decimal(0),
+                "in_flight": Decimal(0),
+                "compared_est": Decimal(0),
+                "compared_act": Decimal(0),
+            },
+        )
+        if row.actual is not None:
+            group["attempts"] += 1
+            group["images"] += row.images
+            group["actual"] += row.actual
+            group["estimated"] += row.estimate or Decimal(0)
+            if row.estimate:
+                group["compared_est"] += row.estimate
+                group["compared_act"] += row.actual
+        else:
+            group["in_flight"] += committed_cost(None, str(row.estimate) if row.estimate else None, row.state)
+    result = []
+    for group in sorted(groups.values(), key=lambda g: g["key"]):
+        est, act = group.pop("compared_est"), group.pop("compared_act")
+        group["drift_pct"] = round(float((act - est) / est * 100), 2) if est else None
+        result.append(group)
+    return result

@@ -1,0 +1,87 @@
+"""The typer app: one module per command group, each parsing flags, calling the core, rendering.
+
+Domain errors become exit codes here, at the one boundary (`main`). Start-up matters (`quote` is run
+in loops by scripts): only what every command needs is imported at the top; a command's own module
+is imported only when the command line names it, and anything heavy (httpx, sqlite) only inside the
+command that uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError
+
+app = typer.Typer(
+    name="imgroute",
+    help="Route GPT Image 2 jobs to the cheapest provider that can really deliver them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from imgroute import __version__
+
+        print(f"imgroute {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
+
+
+# Command -> the module that registers it. typer builds every registered command on each run, and
+# `quote` should not pay for the others: only the module the command line names is imported (all of
+# them for --help, no command, or a typo, so that help and suggestions are whole).
+COMMAND_MODULES = {
+    "quote": "imgroute.cli.quote",
+    "providers": "imgroute.cli.quote",
+    "pricing": "imgroute.cli.quote",
+    "gen": "imgroute.cli.gen",
+    "edit": "imgroute.cli.gen",
+    "keys": "imgroute.cli.keys",
+    "jobs": "imgroute.cli.jobs",
+    "budget": "imgroute.cli.money",
+    "spend": "imgroute.cli.money",
+    "batch": "imgroute.cli.batch",
+}
+
+
+def register_commands(argv: list[str]) -> None:
+    name = next((arg for arg in argv if not arg.startswith("-")), None)
+    modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
+    for module in modules:
+        importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the app; map domain errors to one stderr line and the contract's exit code.
+
+    typer itself handles usage errors (exit 2) and Ctrl-C (exit 130) in standalone mode.
+    """
+    register_commands(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=argv, prog_name="imgroute")
+    except ImgrouteError as exc:
+        fail(exc.message, exc.hint, exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", None, EXIT_INTERRUPTED)
+
+
+def fail(message: str, hint: str | None, code: int) -> None:
+    text = f"error: {message}"
+    if hint:
+        text += f"; {hint}"
+    sys.stderr.write(text + "\n")
+    sys.exit(code)

@@ -1,0 +1,186 @@
+"""`imgroute batch FILE`: plan every row, show the cost, ask, then run concurrently and resumably."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgroute import config, policy
+from imgroute.cli import app
+from imgroute.cli.options import ExcludeOpt, JsonOpt, MaxCostOpt, PlanOpt, PricingOpt, ProviderOpt, RouteFlags, opt
+from imgroute.cli.session import Keys, check_out_dir, ledger, load_pricing
+from imgroute.errors import Interrupted, NoOfferError, UsageError
+from imgroute.money import fmt_usd
+
+
+@app.command()
+def batch(
+    file: Annotated[str, typer.Argument(help="JSON Lines or CSV, one job per row ('-' for stdin).")],
+    provider: ProviderOpt = None,
+    exclude: ExcludeOpt = None,
+    max_cost: MaxCostOpt = None,
+    max_total: Annotated[str | None, opt("--max-total", help="Most USD the whole batch may cost.")] = None,
+    plan: PlanOpt = None,
+    pricing: PricingOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.")] = Path("."),
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Jobs at the providers at once.")] = (
+        policy.DEFAULT_BATCH_CONCURRENCY
+    ),
+    timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait for each job.")] = (
+        policy.DEFAULT_JOB_TIMEOUT_S
+    ),
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse the whole file if any row is bad.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; send nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run without asking (needed without a terminal).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Many jobs from a file: planned and priced first, then run within every provider's limits."""
+    from imgroute import render, report
+    from imgroute.batch import parse_rows, read_text
+    from imgroute.batch import plan as make_plan
+    from imgroute.budget import check_batch
+    from imgroute.providers import provider_limits
+    from imgroute.request import parse_money
+    from imgroute.router import RouteCache
+
+    if concurrency < 1 or concurrency > 500:
+        raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
+    if timeout <= 0:
+        raise UsageError(f"--timeout {timeout:g} must be above zero", "give seconds, like --timeout 300")
+    total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
+    text, label = read_text(file)
+    rows, bad = parse_rows(text, label)
+    for item in bad:
+        sys.stderr.write(f"{label}:{item.line}: {item.problem}\n")
+    if bad and strict:
+        raise UsageError(f"{len(bad)} bad row(s) in {label}", "fix them, or drop --strict to skip them")
+    if not rows:
+        raise UsageError(f"no usable rows in {label}", "each row needs at least a prompt")
+    table = load_pricing(pricing)
+    settings = config.load_settings()
+    constraints = RouteFlags(provider, exclude, max_cost, plan).constraints(table, settings)
+    keys = Keys()
+    routes = RouteCache(table, keys.available)
+    the_plan = make_plan(rows, routes, constraints)
+    shown = report.batch_plan(the_plan, the_plan.pacing(provider_limits(settings.limits)), bad)
+    if as_json and dry_run:
+        render.print_json(shown)
+    elif not as_json:
+        render.print_batch_plan(render.stderr_console() if not dry_run else render.stdout_console(), shown)
+    if dry_run:
+        return
+    if not the_plan.rows:
+        raise NoOfferError("no row of the batch can be served", "see the reasons in the plan")
+    with ledger() as journal:
+        check_batch(journal, the_plan.total, total_cap)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to confirm the batch", "pass --yes to run it")
+        if not typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}?", err=True):
+            sys.stderr.write("nothing was sent\n")
+            return
+    again = _rerun_command(
+        file,
+        [
+            ("--provider", provider),
+            ("--exclude", exclude),
+            ("--max-cost", max_cost),
+            ("--max-total", max_total),
+            ("--plan", plan),
+            ("--pricing", pricing),
+            ("--out", out if out != Path(".") else None),
+            ("--concurrency", concurrency if concurrency != policy.DEFAULT_BATCH_CONCURRENCY else None),
+            ("--timeout", timeout if timeout != policy.DEFAULT_JOB_TIMEOUT_S else None),
+            ("--json", as_json),
+        ],
+    )
+    run = _Run(the_plan, routes, constraints, keys, check_out_dir(out), timeout, concurrency, settings, as_json)
+    run.go(hashlib.sha256(label.encode()).hexdigest()[:12], again)
+
+
+def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
+    """The same command, to finish an interrupted batch (its rows are found by file and content)."""
+    parts = ["imgroute", "batch", file]
+    for flag, value in options:
+        values = value if isinstance(value, list) else [value]
+        for one in values:
+            if one is True:
+                parts.append(flag)
+            elif one not in (None, False):
+                parts += [flag, f"{one:g}" if isinstance(one, float) else str(one)]
+    command = shlex.join([*parts, "--yes"])
+    return f"{command} (with the same rows on stdin)" if file == "-" else command
+
+
+class _Run:
+    """Running a planned batch: the rows' results reported as they end, the summary at the end."""
+
+    def __init__(self, the_plan, routes, constraints, keys, out_dir, timeout, concurrency, settings, as_json):
+        from imgroute import render
+
+        self.plan, self.routes, self.constraints, self.keys = the_plan, routes, constraints, keys
+        self.out_dir, self.timeout, self.concurrency, self.settings = out_dir, timeout, concurrency, settings
+        self.as_json = as_json
+        self.progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
+        self.counts = {"done": 0, "skipped": 0, "failed": 0, "unservable": 0, "not_started": 0}
+        self.worst = None
+        self.runner = None
+
+    def go(self, label: str, again: str) -> None:
+        from imgroute import render
+        from imgroute.batch_run import BatchRun
+        from imgroute.http import build_client
+        from imgroute.jobs import rerouter
+        from imgroute.scheduler import Limits
+
+        started = time.monotonic()
+        limits = Limits.from_settings(self.settings.limits, total=self.concurrency)
+        with build_client(pool_size=BatchRun.workers_for(self.concurrency)) as client, self.progress:
+            self.runner = BatchRun(
+                routes=self.routes,
+                base_constraints=self.constraints,
+                keys=self.keys.available,
+                base_urls=self.keys.base_urls,
+                out_dir=self.out_dir,
+                home=config.home(),
+                timeout=self.timeout,
+                concurrency=self.concurrency,
+                limits=limits,
+                client=client,
+                batch_label=label,
+                on_result=self.report,
+                reroute=rerouter(self.routes.table, self.constraints, self.keys.available),
+            )
+            try:
+                self.runner.run([row for row, _, _ in self.plan.rows])
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted: {self.counts['done']} rows done, the rows in flight were recorded",
+                    f"run the same command again to finish: {again}",
+                ) from None
+        if not self.as_json:
+            elapsed = time.monotonic() - started
+            render.print_batch_summary(
+                render.stdout_console(), self.counts, self.progress.spent, self.plan.total, elapsed
+            )
+        if self.counts["failed"] and self.worst is not None:
+            raise self.worst
+
+    def report(self, row_result) -> None:
+        from imgroute import report
+
+        self.counts[row_result.outcome] += 1
+        result = row_result.result
+        if result is not None and result.error is not None and self.worst is None:
+            self.worst = result.error
+        if self.as_json:
+            sys.stdout.write(json.dumps(report.batch_row(row_result)) + "\n")
+            sys.stdout.flush()
+        self.progress.update(row_result, running=self.runner.running)

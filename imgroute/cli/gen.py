@@ -1,0 +1,146 @@
+"""`imgroute gen` and `imgroute edit`: route among the offers you have keys for, submit, wait, save."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from imgroute import config
+from imgroute.cli import app
+from imgroute.cli.options import (
+    DEFAULT_NAME,
+    DEFAULT_TIMEOUT,
+    AspectOpt,
+    DryRunOpt,
+    ExcludeOpt,
+    FormatOpt,
+    ImageOpt,
+    JobFlags,
+    JsonOpt,
+    MaskOpt,
+    MaxCostOpt,
+    NameOpt,
+    NOpt,
+    OutOpt,
+    OutputFlags,
+    PlanOpt,
+    PricingOpt,
+    PromptArg,
+    ProviderOpt,
+    QualityOpt,
+    QuietOpt,
+    ResolutionOpt,
+    RouteFlags,
+    SizeOpt,
+    TimeoutOpt,
+)
+from imgroute.cli.session import Keys, check_name, check_out_dir, job_runner, load_pricing
+from imgroute.errors import UsageError
+
+
+@app.command()
+def gen(
+    prompt: PromptArg = None,
+    quality: QualityOpt = "medium",
+    size: SizeOpt = None,
+    aspect: AspectOpt = None,
+    resolution: ResolutionOpt = None,
+    n: NOpt = 1,
+    provider: ProviderOpt = None,
+    exclude: ExcludeOpt = None,
+    max_cost: MaxCostOpt = None,
+    plan: PlanOpt = None,
+    pricing: PricingOpt = None,
+    image: ImageOpt = None,
+    mask: MaskOpt = None,
+    output_format: FormatOpt = "png",
+    out: OutOpt = Path("."),
+    name: NameOpt = DEFAULT_NAME,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate: route to the cheapest offer you have a key for, submit, wait, save the images.
+
+    With --image (and --mask) it edits those images: see `imgroute edit`.
+    """
+    run_job(
+        JobFlags(prompt, quality, size, aspect, resolution, n, image, mask, output_format),
+        RouteFlags(provider, exclude, max_cost, plan, pricing),
+        OutputFlags(out, name, timeout, dry_run, quiet, as_json),
+    )
+
+
+@app.command()
+def edit(
+    prompt: PromptArg = None,
+    image: ImageOpt = None,
+    mask: MaskOpt = None,
+    quality: QualityOpt = "medium",
+    size: SizeOpt = None,
+    aspect: AspectOpt = None,
+    resolution: ResolutionOpt = None,
+    n: NOpt = 1,
+    provider: ProviderOpt = None,
+    exclude: ExcludeOpt = None,
+    max_cost: MaxCostOpt = None,
+    plan: PlanOpt = None,
+    pricing: PricingOpt = None,
+    output_format: FormatOpt = "png",
+    out: OutOpt = Path("."),
+    name: NameOpt = DEFAULT_NAME,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Edit images: --image PATH|URL (repeatable) and an optional --mask, routed like gen."""
+    if not image and mask is None:  # with a mask alone, the mask check explains better
+        raise UsageError(
+            "edit needs at least one --image", 'for example: imgroute edit "make it dusk" --image photo.png'
+        )
+    run_job(
+        JobFlags(prompt, quality, size, aspect, resolution, n, image, mask, output_format),
+        RouteFlags(provider, exclude, max_cost, plan, pricing),
+        OutputFlags(out, name, timeout, dry_run, quiet, as_json),
+    )
+
+
+def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
+    from imgroute import render, report
+    from imgroute.jobs import OutputOptions, preview
+    from imgroute.router import no_offer_error, rank
+
+    request = job.request()
+    if output.timeout <= 0:
+        raise UsageError(f"--timeout {output.timeout:g} must be above zero", "give seconds, like --timeout 300")
+    check_name(output.name)
+    table = load_pricing(where.pricing)
+    constraints = where.constraints(table, config.load_settings())
+    keys = Keys()
+    route = rank(request, table, constraints, keys.available)
+    if route.choice is None:
+        raise no_offer_error(route)
+    if output.dry_run:
+        data = report.dry_run(route.choice, preview(route.choice, request, keys.available, keys.base_urls))
+        if output.as_json:
+            render.print_json(data)
+        else:
+            render.print_dry_run(render.stdout_console(), route, data)
+        return
+    out_dir = check_out_dir(output.out)
+    silent = output.quiet or output.as_json
+    options = OutputOptions(out_dir, output.name)
+    with job_runner(table, keys, options, output.timeout, silent, constraints.max_cost) as runner:
+        result = runner.run(request, route, constraints=constraints)
+    skipped = report.skipped_json(route)
+    if output.as_json:
+        render.print_json(report.job_result(result, skipped))
+    elif output.quiet:
+        for image in result.images:
+            sys.stdout.write(f"{image.path}\n")
+    else:
+        render.print_job(render.stdout_console(), result, skipped)
+    if result.error is not None:
+        raise result.error

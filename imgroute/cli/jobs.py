@@ -1,0 +1,132 @@
+"""`imgroute jobs`: list, show and resume the jobs in the ledger."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from imgroute import config, policy
+from imgroute.cli import app
+from imgroute.cli.options import JsonOpt, opt, parse_day
+from imgroute.cli.session import Keys, job_runner, ledger, load_pricing
+from imgroute.errors import ImgrouteError, UsageError
+from imgroute.models import JobState
+
+jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def resolve_job(journal, job_id: str):
+    matches = journal.find_job(job_id.strip())
+    if not matches:
+        raise UsageError(f"no job {job_id!r} in the ledger", "list jobs with: imgroute jobs")
+    if len(matches) > 1:
+        raise UsageError(f"{job_id!r} matches {len(matches)} jobs", "give more characters of the id")
+    return matches[0]
+
+
+@jobs_app.callback()
+def jobs_list(
+    ctx: typer.Context,
+    state: Annotated[list[str] | None, opt("--state", help="Only jobs in these states (repeatable).")] = None,
+    provider: Annotated[str | None, opt("--provider", help="Only jobs tried at this provider.")] = None,
+    since: Annotated[str | None, opt("--since", help="Jobs created on or after YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, opt("--until", help="Jobs created before YYYY-MM-DD.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent jobs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from imgroute import render, report
+    from imgroute.request import check_providers
+
+    states = tuple(state or ())
+    for item in states:
+        if item not in JobState._value2member_map_:
+            raise UsageError(f"--state {item!r} is not a job state", f"use one of {', '.join(JobState)}")
+    if provider is not None:
+        check_providers(provider, "--provider")
+    if limit < 1:
+        raise UsageError(f"--limit {limit} must be at least 1", "for example --limit 50")
+    with ledger() as journal:
+        records = journal.jobs(
+            states,
+            provider,
+            parse_day(since, "--since").timestamp() if since else None,
+            parse_day(until, "--until").timestamp() if until else None,
+            limit,
+        )
+    data = [report.job_listing(record) for record in records]
+    if as_json:
+        render.print_json(data)
+    else:
+        render.print_jobs(render.stdout_console(), data)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="A job id, or its first characters.")], as_json: JsonOpt = False
+) -> None:
+    """Everything the ledger knows about one job."""
+    from imgroute import render, report
+
+    with ledger() as journal:
+        job = resolve_job(journal, job_id)
+        data = report.job_details(
+            job, journal.attempts(job.id), journal.tasks(job.id), journal.files(job.id), journal.events(job.id)
+        )
+    if as_json:
+        render.print_json(data)
+    else:
+        render.print_job_details(render.stdout_console(), data)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    job_id: Annotated[str | None, typer.Argument(help="The job to finish (or --all).", show_default=False)] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Every unfinished job.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait per job.")] = (
+        policy.DEFAULT_JOB_TIMEOUT_S
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print only the saved file paths.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Finish interrupted jobs: poll and download what was sent, never sending it again."""
+    from imgroute import render, report
+    from imgroute.jobs import OutputOptions, rerouter
+    from imgroute.request import build_constraints
+
+    if (job_id is None) == (not all_jobs):
+        raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
+    with ledger() as journal:
+        targets = [resolve_job(journal, job_id).id] if job_id else [r.id for r in journal.unfinished()]
+    table = load_pricing(None)
+    keys = Keys()
+    reroute = rerouter(table, build_constraints(table, config.load_settings()), keys.available)
+    results = []
+    worst: ImgrouteError | None = None
+    for target in targets:
+        output = OutputOptions(config.home())  # replaced by the job's own out_dir and name template
+        with job_runner(table, keys, output, timeout, quiet or as_json, None) as runner:
+            result = runner.resume(target, reroute)
+        results.append(result)
+        if result.error is not None and worst is None:
+            worst = result.error
+    if as_json:
+        render.print_json([report.job_result(r, []) for r in results])
+    elif quiet:
+        for result in results:
+            for image in result.images:
+                sys.stdout.write(f"{image.path}\n")
+    else:
+        console = render.stdout_console()
+        if not results:
+            console.print("no unfinished jobs")
+        for result in results:
+            console.print(f"job {result.job_id}: {result.status}", style="bold", markup=False)
+            render.print_job(console, result, [])
+    if worst is not None:
+        raise worst

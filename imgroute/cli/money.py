@@ -1,0 +1,80 @@
+"""`imgroute budget` (caps) and `imgroute spend` (what was spent, estimated against actual)."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+
+from imgroute.cli import app
+from imgroute.cli.options import JsonOpt, opt, parse_day
+from imgroute.cli.session import ledger
+from imgroute.errors import UsageError
+
+budget_app = typer.Typer(help="Daily and monthly spending caps.", no_args_is_help=True)
+app.add_typer(budget_app, name="budget")
+
+
+def _cap(text: str | None, flag: str) -> Decimal | None:
+    from imgroute.request import parse_money
+
+    if text is None or text.strip().lower() in ("none", "off"):
+        return None
+    return parse_money(text, flag)
+
+
+@budget_app.command("set")
+def budget_set(
+    daily: Annotated[str | None, opt("--daily", help="Most USD per calendar day ('none' to clear).")] = None,
+    monthly: Annotated[str | None, opt("--monthly", help="Most USD per calendar month ('none' to clear).")] = None,
+) -> None:
+    """Set spending caps, checked before every submit against what is spent and in flight."""
+    if daily is None and monthly is None:
+        raise UsageError("nothing to set", "give --daily USD and/or --monthly USD")
+    caps = {}
+    if daily is not None:
+        caps["daily"] = _cap(daily, "--daily")
+    if monthly is not None:
+        caps["monthly"] = _cap(monthly, "--monthly")
+    with ledger() as journal:
+        for period, cap in caps.items():
+            journal.set_budget(period, cap)
+    budget_show(as_json=False)
+
+
+@budget_app.command("show")
+def budget_show(as_json: JsonOpt = False) -> None:
+    """The caps, what is spent (including jobs in flight), what is left and when each resets."""
+    from imgroute import render, report
+    from imgroute.budget import cap_states
+
+    with ledger() as journal:
+        rows = report.budget(cap_states(journal))
+    if as_json:
+        render.print_json(rows)
+        return
+    for row in rows:
+        cap = f"${row['cap_usd']:g}" if row["cap_usd"] is not None else "no cap"
+        left = f", ${row['left_usd']:g} left" if row["left_usd"] is not None else ""
+        sys.stdout.write(f"{row['period']:<8} {cap}: ${row['spent_usd']:g} spent{left} (resets {row['resets']})\n")
+
+
+@app.command()
+def spend(
+    since: Annotated[str | None, opt("--since", help="Only spending on or after YYYY-MM-DD.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What was spent, by day, month, provider and quality: estimated vs actual, and the drift."""
+    from imgroute import render, report
+    from imgroute.budget import spend_summary
+
+    start = parse_day(since, "--since").timestamp() if since else None
+    with ledger() as journal:
+        rows = journal.spend_rows(start)
+    data = report.spend(spend_summary(rows))
+    if as_json:
+        render.print_json(data)
+    else:
+        render.print_spend(render.stdout_console(), data)

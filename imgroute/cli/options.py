@@ -1,0 +1,120 @@
+"""Options shared by several commands, written once: their flags and help, and the objects that
+carry them from a command into the core (`JobFlags` for what a job is, `RouteFlags` for where it
+may go, `OutputFlags` for where its images land)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated, NamedTuple
+
+import typer
+
+from imgroute import policy
+from imgroute.errors import UsageError
+from imgroute.models import Constraints, Request
+
+
+def opt(*names: str, help: str):
+    return typer.Option(*names, help=help, show_default=False)
+
+
+PromptArg = Annotated[
+    str | None, typer.Argument(help="What to draw. Read from stdin when omitted.", show_default=False)
+]
+QualityOpt = Annotated[str, typer.Option("--quality", "-q", help="low, medium or high.")]
+SizeOpt = Annotated[str | None, opt("--size", help="Exact pixels, WIDTHxHEIGHT.")]
+AspectOpt = Annotated[str | None, opt("--aspect", help="Aspect ratio W:H (default 1:1).")]
+ResolutionOpt = Annotated[str | None, opt("--resolution", help="1K, 2K or 4K (default 1K).")]
+NOpt = Annotated[int, typer.Option("--n", help="Images in the job.")]
+ProviderOpt = Annotated[list[str] | None, opt("--provider", help="Only these providers (repeatable).")]
+ExcludeOpt = Annotated[list[str] | None, opt("--exclude", help="Never these providers (repeatable).")]
+MaxCostOpt = Annotated[str | None, opt("--max-cost", help="Most USD to spend on the job.")]
+PlanOpt = Annotated[list[str] | None, opt("--plan", help="PROVIDER=PLAN, the plan you are on (repeatable).")]
+PricingOpt = Annotated[Path | None, opt("--pricing", help="A pricing file merged over the bundled table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+ImageOpt = Annotated[list[str] | None, opt("--image", help="Reference image to edit: a file or URL (repeatable).")]
+MaskOpt = Annotated[str | None, opt("--mask", help="PNG whose transparent pixels mark where to edit.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="png, jpeg or webp.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.")]
+NameOpt = Annotated[
+    str, typer.Option("--name", help="File name template: {slug} {provider} {model} {index} {job} {quality} {date}.")
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Most seconds to wait for the job.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the route and the exact request; send nothing.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only the saved file paths, one per line.")]
+
+DEFAULT_TIMEOUT = policy.DEFAULT_JOB_TIMEOUT_S
+DEFAULT_NAME = "{slug}-{provider}-{index}"
+
+
+class JobFlags(NamedTuple):
+    """What the job is: the flags every command that makes or prices a job takes."""
+
+    prompt: str | None
+    quality: str = "medium"
+    size: str | None = None
+    aspect: str | None = None
+    resolution: str | None = None
+    n: int = 1
+    images: list[str] | None = None
+    mask: str | None = None
+    output_format: str = "png"
+
+    def request(self) -> Request:
+        from imgroute.request import build_request
+
+        return build_request(
+            read_prompt(self.prompt),
+            self.quality,
+            self.size,
+            self.aspect,
+            self.resolution,
+            self.n,
+            self.images,
+            self.mask,
+            self.output_format,
+        )
+
+
+class RouteFlags(NamedTuple):
+    """Where the job may go, and at what price."""
+
+    providers: list[str] | None = None
+    exclude: list[str] | None = None
+    max_cost: str | None = None
+    plans: list[str] | None = None
+    pricing: Path | None = None
+
+    def constraints(self, table, settings) -> Constraints:
+        from imgroute.request import build_constraints
+
+        return build_constraints(table, settings, self.providers, self.exclude, self.max_cost, self.plans)
+
+
+class OutputFlags(NamedTuple):
+    """Where the images land, how long to wait, and what is printed."""
+
+    out: Path = Path(".")
+    name: str = DEFAULT_NAME
+    timeout: float = DEFAULT_TIMEOUT
+    dry_run: bool = False
+    quiet: bool = False
+    as_json: bool = False
+
+
+def read_prompt(prompt: str | None) -> str | None:
+    """The prompt argument, or stdin when it is omitted or `-` (None when there is neither)."""
+    if prompt is None or prompt == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            return None
+        return sys.stdin.read()
+    return prompt
+
+
+def parse_day(text: str, flag: str) -> dt.datetime:
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(text.strip()), dt.time())
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not a date", f"write it as YYYY-MM-DD, like {flag} 2026-11-01") from None

@@ -1,0 +1,129 @@
+"""`imgroute quote`, `providers` and `pricing`: what the table says, with no keys and no network."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgroute import config
+from imgroute.cli import app
+from imgroute.cli.options import (
+    AspectOpt,
+    ExcludeOpt,
+    ImageOpt,
+    JobFlags,
+    JsonOpt,
+    MaskOpt,
+    MaxCostOpt,
+    NOpt,
+    PlanOpt,
+    PricingOpt,
+    PromptArg,
+    ProviderOpt,
+    QualityOpt,
+    ResolutionOpt,
+    RouteFlags,
+    SizeOpt,
+    opt,
+)
+from imgroute.cli.session import load_pricing
+from imgroute.errors import UsageError
+
+pricing_app = typer.Typer(help="The pricing table: every figure with its source and date.", invoke_without_command=True)
+app.add_typer(pricing_app, name="pricing")
+
+
+@app.command()
+def quote(
+    prompt: PromptArg = None,
+    quality: QualityOpt = "medium",
+    size: SizeOpt = None,
+    aspect: AspectOpt = None,
+    resolution: ResolutionOpt = None,
+    n: NOpt = 1,
+    provider: ProviderOpt = None,
+    exclude: ExcludeOpt = None,
+    max_cost: MaxCostOpt = None,
+    plan: PlanOpt = None,
+    pricing: PricingOpt = None,
+    image: ImageOpt = None,
+    mask: MaskOpt = None,
+    as_json: JsonOpt = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic behind every price.")] = False,
+) -> None:
+    """What a job costs at every provider, which one wins, and why each other one lost."""
+    from imgroute import render, report
+    from imgroute.router import no_offer_error, rank
+
+    request = JobFlags(prompt, quality, size, aspect, resolution, n, image, mask).request()
+    table = load_pricing(pricing)
+    constraints = RouteFlags(provider, exclude, max_cost, plan).constraints(table, config.load_settings())
+    route = rank(request, table, constraints)
+    if as_json:
+        render.print_json(report.route_json(route))
+    else:
+        render.print_quote(render.stdout_console(), route, explain=explain)
+    if route.choice is None:
+        raise no_offer_error(route)
+
+
+@app.command()
+def providers(pricing: PricingOpt = None, as_json: JsonOpt = False) -> None:
+    """The capability matrix: what each offer can do, at a glance."""
+    from imgroute import render, report
+
+    table = load_pricing(pricing)
+    if as_json:
+        render.print_json([report.offer_json(o) for o in table.offers])
+    else:
+        render.print_providers(render.stdout_console(), table)
+
+
+@pricing_app.callback()
+def pricing_show(
+    ctx: typer.Context,
+    pricing: PricingOpt = None,
+    max_age: Annotated[
+        int | None, opt("--max-age", help="Warn about rows observed more than this many days ago.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every price and plan, with its source and the date it was observed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from imgroute import render, report
+
+    table = load_pricing(pricing)
+    limit = max_age if max_age is not None else config.load_settings().pricing_max_age_days
+    if limit < 1:
+        raise UsageError(f"--max-age {limit} must be at least 1", "give a number of days, like --max-age 90")
+    rows = report.pricing_rows(table, dt.date.today(), limit)
+    notes = [note for offer in table.offers for note in (f"{offer.id}: {n}" for n in offer.notes)]
+    if as_json:
+        render.print_json({"max_age_days": limit, "rows": rows, "notes": notes})
+    else:
+        render.print_pricing(render.stdout_console(), rows, notes)
+    stale = [r for r in rows if r["stale"]]
+    if stale:
+        oldest = max(stale, key=lambda r: r["age_days"])
+        sys.stderr.write(
+            f"warning: {len(stale)} of {len(rows)} rows were observed more than {limit} days ago "
+            f"(oldest: {oldest['provider']} {oldest['what']}, {oldest['observed']}); re-check their sources "
+            f"and update pricing.yaml, or raise pricing_max_age_days in config.yaml\n"
+        )
+
+
+@pricing_app.command("validate")
+def pricing_validate(
+    file: Annotated[Path, typer.Argument(help="A pricing file: a full table or an override.")],
+) -> None:
+    """Check a pricing file as imgroute would use it (merged over the bundled table)."""
+    from imgroute.pricing import load_table
+
+    table = load_table(file)
+    changed = [o.id for o in table.offers if o.origin == str(file)]
+    print(f"ok: {file}: {len(table.offers)} offers after merging; from this file: {', '.join(changed) or 'plans only'}")

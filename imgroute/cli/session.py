@@ -1,0 +1,103 @@
+"""What several commands open: the pricing table, the ledger, the keys, a job runner with its HTTP
+client and progress line, and the output directory check that comes before any money is spent."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from imgroute import config
+from imgroute.errors import Interrupted, UsageError
+
+
+def load_pricing(pricing_file: Path | None):
+    from imgroute.pricing import load_table
+
+    return load_table(pricing_file or config.user_pricing_file())
+
+
+def open_ledger(durable: bool = True):
+    from imgroute.ledger import LEDGER_FILE, Ledger
+
+    return Ledger(config.home() / LEDGER_FILE, durable=durable)
+
+
+@contextmanager
+def ledger() -> Iterator:
+    opened = open_ledger()
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+class Keys:
+    """The keys present here and the base-URL overrides, read once per command."""
+
+    def __init__(self):
+        from imgroute import keys as key_store
+
+        self.available = key_store.all_keys()
+        self.base_urls = key_store.all_base_urls()
+
+
+def check_out_dir(out: Path) -> Path:
+    """Make sure images can be written before any money is spent."""
+    out_dir = out.expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".imgroute-check-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot write images to {out_dir}: {reason}", "choose another --out directory") from None
+    return out_dir
+
+
+def check_name(template: str) -> None:
+    from imgroute import images
+
+    sample = {field: "x" for field in images.NAME_FIELDS}
+    try:
+        images.render_name(template, sample)
+    except ValueError as exc:
+        raise UsageError(str(exc), "for example --name '{slug}-{index}'") from None
+
+
+@contextmanager
+def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost) -> Iterator:
+    """A JobRunner with its HTTP client, ledger and progress line; Ctrl-C becomes exit 130."""
+    from imgroute import render
+    from imgroute.http import Http, build_client
+    from imgroute.jobs import JobRunner
+
+    journal = open_ledger()
+    progress = render.JobProgress(enabled=not silent)
+    runner = None
+    try:
+        with build_client() as client, progress:
+            runner = JobRunner(
+                table=table,
+                http=Http(client),
+                ledger=journal,
+                keys=keys.available,
+                base_urls=keys.base_urls,
+                output=output,
+                spool_dir=config.home() / "spool",
+                timeout=timeout,
+                max_cost=max_cost,
+                on_event=progress.update,
+            )
+            yield runner
+    except KeyboardInterrupt:
+        job = runner.job_id if runner is not None else None
+        if job is None:
+            raise Interrupted("interrupted before anything was sent", None) from None
+        raise Interrupted(
+            f"interrupted; job {job} is in the ledger and nothing is sent twice",
+            f"finish it with: imgroute jobs resume {job}",
+        ) from None
+    finally:
+        journal.close()

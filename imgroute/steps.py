@@ -1,0 +1,77 @@
+"""A job is a generator of steps: it yields where it must wait and returns its result.
+
+One thread can drive one job (`drive`: `gen`, `jobs resume`), or a scheduler can interleave many on
+a few threads (`scheduler.py`: `batch`). The job itself never knows which: it asks for a slot at
+its provider with `NeedSlot` and gives it back through its `Slots`, and the driver decides.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple, Protocol
+
+
+class Pause(NamedTuple):
+    """Wait `seconds` of the provider's time (scaled by IMGROUTE_TIME_SCALE) or, not scaled, of a
+    rate limit's."""
+
+    seconds: float
+    scaled: bool = True
+
+
+class NeedSlot(NamedTuple):
+    """A slot at `provider`, held from the first submit until the provider has finished. `fresh`:
+    nothing sent yet, so a stopped batch may cancel the job instead (Cancelled is raised here)."""
+
+    provider: str
+    fresh: bool
+
+
+class Later(NamedTuple):
+    """Nothing to wait for, but nothing urgent either (only saving is left): a scheduler first runs
+    the jobs that hold a provider's slot, so none holds it longer than it must."""
+
+
+class Cancelled(Exception):
+    """Raised into a job waiting for its first slot when the batch stops (Ctrl-C)."""
+
+
+Steps = Generator["Pause | NeedSlot | Later", None, Any]
+
+
+class Slots(Protocol):
+    """What a job gives back its slots to, and asks when its next submit may go."""
+
+    def release(self, provider: str) -> None: ...
+
+    def submit_delay(self, provider: str) -> float: ...
+
+
+class Unlimited:
+    """The slots of a single job: always free, submits never spaced."""
+
+    def release(self, provider: str) -> None:
+        pass
+
+    def submit_delay(self, provider: str) -> float:
+        return 0.0
+
+
+def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Run one job's steps on this thread: pauses are slept (Ctrl-C lands in the job, where it was
+    waiting, as it would in a plain call), a slot is granted at once, `Later` goes on."""
+    value = error = None
+    while True:
+        try:
+            need = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as done:
+            return done.value
+        value = error = None
+        if isinstance(need, Pause):
+            try:
+                (wait_scaled if need.scaled else sleep)(need.seconds)
+            except KeyboardInterrupt as exc:
+                error = exc
+        elif not isinstance(need, NeedSlot | Later):
+            error = AssertionError(f"a job asked for {need!r}")
