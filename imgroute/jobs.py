@@ -11,159 +11,45 @@ goes to a callback and results come back as values.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
 
-from imgroute import images, policy, price_models
+from imgroute import policy, price_models
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
 from imgroute.errors import ConfigError, ImgrouteError, Interrupted, JobFailedError, OutputError, ProviderError
 from imgroute.http import Http
-from imgroute.ledger import AttemptRecord, BudgetRefused, Ledger, TaskRecord
+from imgroute.job_state import (
+    Attempt,
+    AttemptEnd,
+    AttemptReport,
+    Event,
+    JobResult,
+    JobRun,
+    Outcome,
+    OutputOptions,
+    failure_hint,
+)
+from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import AttemptState, Constraints, JobSpec, JobState, Request, TaskState
 from imgroute.money import fmt_usd
 from imgroute.outputs import ImageShape, Outputs, SavedImage
-from imgroute.poll_timing import PollTiming, backoff
+from imgroute.poll_timing import PollTiming
 from imgroute.price_models import Delivered
 from imgroute.pricing import PricingTable
 from imgroute.providers import REGISTRY, adapter_class
-from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
 from imgroute.report import route_json
+from imgroute.resume import Resume
 from imgroute.router import Quote, Route
 from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Slots, Steps, Unlimited, drive
+from imgroute.tasks import Task, TaskRunner
 
 
-class Event(NamedTuple):
-    provider: str
-    model: str
-    state: str  # submitting | queued | running | downloading | retrying | fallback | ...
-    message: str
-    estimate: Decimal | None
-    elapsed: float
-
-
-class AttemptReport(NamedTuple):
-    provider: str
-    model: str
-    plan: str
-    estimate: Decimal | None
-    state: str  # an AttemptState
-    error: str | None
-    images: int
-
-
-class JobResult(NamedTuple):
-    job_id: str
-    status: str  # succeeded | failed | unknown | running | cancelled
-    provider: str | None  # the offer that delivered (or was last tried)
-    model: str | None
-    plan: str | None
-    estimate: Decimal | None
-    actual: Decimal | None
-    actual_source: str | None
-    images: tuple[SavedImage, ...]
-    attempts: tuple[AttemptReport, ...]
-    elapsed: float
-    error: ImgrouteError | None
-
-
-class OutputOptions(NamedTuple):
-    out_dir: Path
-    name_template: str = images.DEFAULT_NAME
-
-
-class AttemptEnd(NamedTuple):
-    report: AttemptReport
-    images: tuple[SavedImage, ...]
-    actual: Decimal | None
-    source: str | None
-    error: ImgrouteError | None  # set when the job must stop here
-    status: str  # what the job's status becomes if it stops here
-
-
-class Outcome(NamedTuple):
-    """How the sending went: trouble moves the job on, `final` stops it with `status`."""
-
-    trouble: ProviderTrouble | None = None
-    final: ImgrouteError | None = None
-    status: str = JobState.FAILED
-
-
-class Attempt(NamedTuple):
-    """One offer being tried (or resumed): what settling it needs to know."""
-
-    id: int
-    provider: str
-    model: str  # the offer's model (the ledger finds the offer by it)
-    plan: str
-    estimate: Decimal | None
-    shape: ImageShape
-    adapter: Adapter
-
-
-class Task:
-    """One request inside an attempt (Kie: one per image), as the run knows it."""
-
-    def __init__(self, task_id: int, spec: JobSpec, state: str, handle: dict | None = None):
-        self.task_id = task_id
-        self.spec = spec
-        self.state = state  # a TaskState
-        self.handle = handle or {}
-        self.outputs: list[dict] = []  # recorded results: {"url": ...} or {"spool": path}
-        self.usage: Usage | None = None
-        self.error: str | None = None
-        self.moderated = False
-        self.saved: list[SavedImage] = []
-        self.sent_at: float | None = None  # when this run's submit was answered (None: found in flight by a resume)
-        self.missed_at: float | None = None  # when (in the poll schedule) it was last seen not done
-        self.polls = 0
-
-
-class JobRun:
-    """Everything one job knows while it runs: the one place its state lives."""
-
-    def __init__(self, job_id: str, request: Request, start: float, max_cost: Decimal | None):
-        self.id = job_id
-        self.request = request
-        self.start = start
-        self.max_cost = max_cost  # over the whole job, every fallback included
-        self.estimate: Decimal | None = None
-        self.saved: list[SavedImage] = []
-        self.attempts: list[AttemptReport] = []
-        self.spent = Decimal(0)
-        self.sources: set[str] = set()
-        self.last: tuple[str | None, str | None, str | None] = (None, None, None)  # provider, model, plan
-        self.current: tuple[str, str, Decimal | None] = ("", "", None)  # for progress events
-        # Journal writes that may wait for the next commit (a saved file's record, an attempt's end):
-        # committed together, at the latest when the job ends. A kill before that loses nothing:
-        # resume finds the files by their content and settles the attempt again.
-        self.pending: list = []
-
-    @property
-    def remaining(self) -> int:
-        return self.request.n - len(self.saved)
-
-    def point_at(self, quote: Quote) -> None:
-        self.last = (quote.offer.provider, quote.assessment.model, quote.assessment.plan.name)
-
-    def add(self, end: AttemptEnd) -> None:
-        self.attempts.append(end.report)
-        self.saved.extend(end.images)
-        if end.actual is not None:
-            self.spent += end.actual
-            self.sources.add(end.source)
-
-
-class _Stuck(Exception):
-    """Submitted, but not finished before the timeout: the job is still at the provider."""
-
-
-class JobRunner:
+class JobRunner(Resume):
     def __init__(
         self,
         *,
@@ -196,6 +82,11 @@ class JobRunner:
         self.timing = timing  # batch: poll schedules learned from the jobs already finished
         self.job: JobRun | None = None
 
+    def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
+        self.job, self.outputs = job, outputs
+        self.tasks = TaskRunner(self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit)
+        return job
+
     @property
     def job_id(self) -> str | None:
         return self.job.id if self.job is not None else None
@@ -208,7 +99,7 @@ class JobRunner:
 
     def steps_run(self, request: Request, route: Route, row_key: str | None = None, constraints=None) -> Steps:
         """`run`, as steps a scheduler can interleave with other jobs' (see steps.py)."""
-        job = self.job = JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost)
+        job = self._begin(JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost), self.outputs)
         first = route.choice
         self.ledger.new_job(
             job.id,
@@ -334,7 +225,7 @@ class JobRunner:
         yield NeedSlot(offer.provider, fresh=True)
         try:
             outcome = yield from self._send_all(job, attempt, assessment, seq, tasks)
-            stuck = yield from self._await_tasks(job, adapter, tasks)
+            stuck = yield from self.tasks.await_all(job, adapter, tasks)
         finally:
             self.slots.release(offer.provider)
         return (yield from self._collect(job, attempt, tasks, stuck, outcome))
@@ -354,129 +245,19 @@ class JobRunner:
                 task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
                 task = Task(task_id, spec, TaskState.SUBMITTING)
                 tasks.append(task)
-                yield from self._submit(job, adapter, task, into=job.pending)  # committed just below
+                yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
             self.ledger.job_state(job.id, JobState.SUBMITTED, into=job.pending)
             self.ledger.flush(job.pending)
         except ProviderTrouble as exc:
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
             return Outcome(trouble=exc)
         except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
-            return Outcome(final=JobFailedError(str(exc), _failure_hint(exc.moderated)))
+            return Outcome(final=JobFailedError(str(exc), failure_hint(exc.moderated)))
         except SubmitUnknown as exc:
             return Outcome(final=unknown_error(exc, attempt.provider, job.id), status=JobState.UNKNOWN)
         return Outcome()
 
-    def _submit(self, job: JobRun, adapter: Adapter, task: Task, into: list | None = None) -> Steps:
-        """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it."""
-        self._emit("submitting", f"sending request {task.spec.client_ref}")
-        attempt = 0
-        while True:
-            try:
-                submission = adapter.submit(self.http, task.spec)
-            except ProviderTrouble as exc:
-                delay = self.http.submit_retry_delay(exc.kind, exc.retry_after, attempt, adapter.idempotent_submit)
-                if delay is None:
-                    self._task_ended(task, TaskState.FAILED, str(exc))
-                    raise
-                self._emit("retrying", f"{exc}; retrying in {delay:.1f}s")
-            except JobFailed as exc:
-                self._task_ended(task, TaskState.FAILED, str(exc), exc.moderated)
-                raise
-            except SubmitUnknown as exc:
-                delay = self.http.submit_retry_delay(None, None, attempt, adapter.idempotent_submit)
-                if delay is None:
-                    self._task_ended(task, TaskState.UNKNOWN, str(exc))
-                    raise
-                self._emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
-            else:
-                task.handle, task.sent_at = submission.handle, self.clock()
-                if submission.outputs:  # synchronous: id and images recorded together
-                    self._record_outputs(task, submission.outputs, submission.usage, submission.job_id)
-                else:
-                    self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
-                    task.state = TaskState.SUBMITTED
-                return
-            yield Pause(delay)
-            attempt += 1
-
-    def _task_ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:
-        task.state, task.moderated = state, moderated
-        task.error = detail if state == TaskState.FAILED else None
-        self.ledger.task_state(task.task_id, state, detail)
-
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
-
-    def _await_tasks(self, job: JobRun, adapter: Adapter, tasks: list[Task]) -> Steps:
-        """Wait for submitted tasks to finish or fail; the error to report if time ran out first."""
-        try:
-            yield from self._wait(job, adapter, [t for t in tasks if t.state in (TaskState.SUBMITTED, "running")])
-        except _Stuck as exc:
-            return ProviderError(
-                f"{exc} (job {job.id}); it is still running at {adapter.provider} and recorded in the ledger",
-                f"finish it later with: imgroute jobs resume {job.id}",
-            )
-        return None
-
-    def _wait(self, job: JobRun, adapter: Adapter, pending: list[Task]) -> Steps:
-        """Poll until every task has finished or failed. Waits before each round: a job polled the
-        moment it was submitted is never done, and every poll is a request."""
-        timing = self.timing
-        waits = timing.waits(adapter.provider, adapter.poll_schedule) if timing else backoff(adapter.poll_schedule)
-        deadline = job.start + self.timeout
-        planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
-        # The first wait counts from the last submit's answer, not from now: journaling it took
-        # a moment, and the provider's clock started before that.
-        sent = [t.sent_at for t in pending if t.sent_at is not None]
-        already = (self.clock() - max(sent)) / self.http.scale if sent and self.http.scale > 0 else 0.0
-        while pending:
-            interval = next(waits)
-            if self.clock() + interval * self.http.scale > deadline:
-                raise _Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
-            yield Pause(max(0.0, interval - already))
-            already = 0.0
-            planned += interval
-            for task in list(pending):
-                if self._poll_once(job, adapter, task, planned):
-                    pending.remove(task)
-
-    def _poll_once(self, job: JobRun, adapter: Adapter, task: Task, planned: float) -> bool:
-        """Ask once; True when the task has ended (succeeded, with its results recorded, or failed)."""
-        task.polls += 1
-        try:
-            poll = adapter.poll(self.http, task.handle)
-        except JobFailed as exc:
-            self._task_ended(task, TaskState.FAILED, str(exc), exc.moderated)
-            return True
-        except (ProviderTrouble, MalformedAnswer) as exc:
-            # The job exists and may be paid for: keep asking until the deadline.
-            self._emit("retrying", f"status check failed ({exc}); still waiting")
-            return False
-        if poll.state == "succeeded":  # journaled once the slot is given back (see _collect)
-            self._record_outputs(task, poll.outputs, poll.usage or task.usage, into=job.pending)
-            if self.timing is not None and task.sent_at is not None:
-                self.timing.observe(adapter.provider, planned, task.polls, task.missed_at, poll.took)
-            return True
-        task.missed_at = planned
-        if poll.state != task.state:
-            self.ledger.task_state(task.task_id, TaskState.RUNNING, poll.detail)
-            task.state = poll.state
-        progress = f" {poll.progress}%" if poll.progress is not None else ""
-        self._emit(poll.state, f"{poll.detail}{progress}")
-        return False
-
-    def _record_outputs(self, task: Task, outputs, usage: Usage | None, provider_job_id=None, into=None) -> None:
-        """Make results durable before saving: URLs as they are, bytes into the spool. (URLs may
-        wait in `into` until the next flush: until then the provider still has them.)"""
-        recorded = [
-            self.outputs.spool(f"{task.spec.client_ref}-{position}", output.data)
-            if output.data is not None
-            else {"url": output.url}
-            for position, output in enumerate(outputs)
-        ]
-        task.outputs, task.usage, task.state = recorded, usage, TaskState.SUCCEEDED
-        self.ledger.task_outputs(
-            task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle, into
-        )
 
     def _collect(self, job: JobRun, attempt: Attempt, tasks: list[Task], stuck, outcome: Outcome) -> Steps:
         self.ledger.flush(job.pending)  # the results the polls saw, durable before any is downloaded
@@ -533,7 +314,7 @@ class JobRunner:
             final, status = stuck, JobState.RUNNING
         if final is None and failures:
             moderated = any(t.moderated for t in failures)
-            final = JobFailedError("; ".join(t.error for t in failures), _failure_hint(moderated))
+            final = JobFailedError("; ".join(t.error for t in failures), failure_hint(moderated))
         if final is None and any(t.state == TaskState.UNKNOWN for t in tasks):
             final, status = unknown_error(None, attempt.provider, job.id), JobState.UNKNOWN
         if final is None and problems:
@@ -573,109 +354,6 @@ class JobRunner:
         job = self.job
         provider, model, estimate = job.current if job else ("", "", None)
         self.on_event(Event(provider, model, state, message, estimate, self.clock() - (job.start if job else 0)))
-
-    # -- resume -----------------------------------------------------------------------------
-
-    def resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> JobResult:
-        """Finish a journaled job: poll and download what was submitted, never resubmit what may
-        have been sent (except under an idempotency key), and route images never sent at all."""
-        return drive(self.steps_resume(job_id, reroute), self.http.wait)
-
-    def steps_resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> Steps:
-        record = self.ledger.job(job_id)
-        request = Request.from_json(record.request)
-        max_cost = self.max_cost if self.max_cost is not None else record.max_cost
-        job = self.job = JobRun(job_id, request, self.clock(), max_cost)
-        job.estimate = record.estimate
-        out_dir = Path(record.out_dir or ".")
-        self.outputs = Outputs(out_dir, record.name_template or images.DEFAULT_NAME, self.spool_dir, self.http, True)
-        files: dict[int | None, list[SavedImage]] = {}
-        for row in self.ledger.files(job_id):
-            self.outputs.claimed.add(Path(row.path))
-            image = SavedImage(Path(row.path), row.sha256, row.format, row.width, row.height, row.bytes, row.verified)
-            files.setdefault(row.task_id, []).append(image)
-        job.saved = [image for group in files.values() for image in group]
-        by_attempt: dict[int, list[TaskRecord]] = {}
-        for task in self.ledger.tasks(job_id):
-            by_attempt.setdefault(task.attempt_seq, []).append(task)
-        final_error: ImgrouteError | None = None
-        final_status, last_seq = JobState.SUCCEEDED, 0
-        for attempt in self.ledger.attempts(job_id):
-            last_seq = attempt.seq
-            job.last = (attempt.provider, attempt.model, attempt.plan)
-            end = yield from self._resume_attempt(job, attempt, by_attempt.get(attempt.seq, []), files)
-            self.ledger.flush(job.pending)
-            job.add(end)
-            if end.error is not None and final_error is None:
-                final_error, final_status = end.error, end.status
-        if final_error is None and job.remaining > 0:  # images never sent: routed as `gen` would
-            stored = Constraints.from_json(record.request.get("constraints"))
-            route = reroute(request._replace(n=job.remaining), stored)
-            return (yield from self._route_through(job, route, first_seq=last_seq + 1))
-        return self._finish(job, final_status, final_error)
-
-    def _resume_attempt(self, job: JobRun, attempt: AttemptRecord, rows: list[TaskRecord], files) -> Steps:
-        report = AttemptReport(
-            attempt.provider, attempt.model, attempt.plan, attempt.estimate, attempt.state, attempt.error, 0
-        )
-        if _settled(attempt, rows, files):  # settled before the interruption: count it as it stands
-            error = None
-            if attempt.state == AttemptState.FAILED and attempt.error:
-                error = JobFailedError(attempt.error, _failure_hint("moderat" in attempt.error.lower()))
-            saved = sum(len(files.get(r.id, [])) for r in rows)
-            return AttemptEnd(
-                report._replace(images=saved), (), attempt.actual, attempt.actual_source, error, attempt.state
-            )
-        if not rows:  # interrupted after the budget reservation, before anything was journaled to send
-            self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "interrupted before sending")
-            return AttemptEnd(
-                report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
-            )
-        job.current = (attempt.provider, attempt.model, attempt.estimate)
-        adapter = self._adapter(attempt.provider)
-        tasks, unknown_notes = [], []
-        for row in rows:
-            task = yield from self._resumed_task(job, adapter, row, files, unknown_notes)
-            tasks.append(task)
-        shape = ImageShape.of(tasks[0].spec, attempt.provider, attempt.estimate)
-        resumed = Attempt(attempt.id, attempt.provider, attempt.model, attempt.plan, attempt.estimate, shape, adapter)
-        stuck = None
-        if any(t.state in (TaskState.SUBMITTED, TaskState.RUNNING) for t in tasks):
-            yield NeedSlot(attempt.provider, fresh=False)  # at the provider: counts against its limit
-            try:
-                stuck = yield from self._await_tasks(job, adapter, tasks)
-            finally:
-                self.slots.release(attempt.provider)
-        outcome = Outcome()
-        if unknown_notes:
-            hint = f"`imgroute jobs show {job.id}` has what is known"
-            outcome = Outcome(final=ProviderError("; ".join(unknown_notes), hint), status=JobState.UNKNOWN)
-        return (yield from self._collect(job, resumed, tasks, stuck, outcome))
-
-    def _resumed_task(self, job: JobRun, adapter: Adapter, row: TaskRecord, files, unknown_notes: list) -> Steps:
-        """A journaled request as a Task again: its results, or what can be done about it."""
-        task = Task(row.id, row.spec, row.state, row.handle)
-        task.saved = list(files.get(row.id, []))
-        if row.outputs is not None:
-            task.outputs, task.state = row.outputs, TaskState.SUCCEEDED
-            task.usage = Usage(**row.usage) if row.usage else None
-        elif adapter.synchronous and task.state in (TaskState.SUBMITTED, TaskState.RUNNING):
-            # An answer with images is recorded together with them; without them it was lost.
-            self._task_ended(task, TaskState.UNKNOWN, "the answer was not recorded")
-            unknown_notes.append(_unknown_advice(adapter.provider, row))
-        elif task.state in (TaskState.SUBMITTING, TaskState.UNKNOWN):
-            if adapter.idempotent_submit:
-                self._emit("submitting", "replaying the submit under its idempotency key")
-                try:
-                    yield from self._submit(job, adapter, task)
-                except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
-                    unknown_notes.append(str(exc))
-            else:
-                self._task_ended(task, TaskState.UNKNOWN, "interrupted while submitting")
-                unknown_notes.append(_unknown_advice(adapter.provider, row))
-        elif task.state == TaskState.FAILED:
-            task.error = row.detail
-        return task
 
 
 # -- pieces of the workflow ----------------------------------------------------------------------
@@ -738,39 +416,9 @@ def _over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
     )
 
 
-def _failure_hint(moderated: bool) -> str:
-    if moderated:
-        return "change the prompt; a moderated job is not sent to another provider"
-    return "the provider failed the job; run it again, or pick another provider with --provider"
-
-
 def _next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
     index = candidates.index(quote)
     return candidates[index + 1] if index + 1 < len(candidates) else None
-
-
-def _settled(attempt: AttemptRecord, rows: list[TaskRecord], files) -> bool:
-    """An attempt that had ended, every result of it saved, before the job was interrupted."""
-    ended = (AttemptState.SUCCEEDED, AttemptState.TROUBLE, AttemptState.FAILED, AttemptState.REFUSED)
-    return attempt.state in ended and all(
-        r.state in (TaskState.SUCCEEDED, TaskState.FAILED) and len(files.get(r.id, [])) >= _output_count(r)
-        for r in rows
-    )
-
-
-def _output_count(row: TaskRecord) -> int:
-    if row.outputs is not None:
-        return len(row.outputs)
-    return row.images if row.state == TaskState.SUCCEEDED else 0
-
-
-def _unknown_advice(provider: str, row: TaskRecord) -> str:
-    when = dt.datetime.fromtimestamp(row.created).strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        f"{provider}: request {row.client_ref} was about to be sent at {when} when imgroute stopped; whether "
-        f"it reached {provider} is unknown and {provider} offers no way to look it up, so it is not sent again. "
-        f"Check the {provider} dashboard for a job at that time"
-    )
 
 
 def _delivered_size(task: Task) -> tuple[int, int]:

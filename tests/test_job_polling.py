@@ -1,15 +1,16 @@
 """A batch job's first poll: aimed at the provider's learned job time, counted from the moment the
 submit was answered (journaling and the scheduler's turn come out of the wait, not on top of it).
-White-box: JobRunner._wait driven by hand with a fake clock, adapter and ledger."""
+White-box: TaskRunner.wait driven by hand with a fake clock, adapter and ledger."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from imgroute.jobs import JobRun, JobRunner, Task
+from imgroute.job_state import JobRun
 from imgroute.poll_timing import PollTiming
 from imgroute.providers.base import Output, Poll
 from imgroute.steps import Pause
+from imgroute.tasks import Task, TaskRunner
 
 
 class Adapter:
@@ -33,14 +34,9 @@ class Clock:
         return self.now
 
 
-def runner(clock: Clock, timing: PollTiming) -> JobRunner:
-    job = JobRunner.__new__(JobRunner)  # only what _wait touches
-    job.timing, job.clock, job.timeout = timing, clock, 600.0
-    job.http = SimpleNamespace(scale=1.0)
-    job.ledger = SimpleNamespace(task_outputs=lambda *args: None, task_state=lambda *args: None)
-    job.on_event = lambda event: None
-    job.job = JobRun("j1", None, clock.now, None)
-    return job
+def runner(clock: Clock, timing: PollTiming) -> TaskRunner:
+    ledger = SimpleNamespace(task_outputs=lambda *args: None, task_state=lambda *args: None)
+    return TaskRunner(SimpleNamespace(scale=1.0), ledger, None, clock, 600.0, timing, lambda state, message: None)
 
 
 def drive(steps, clock: Clock) -> list[float]:
@@ -65,7 +61,7 @@ def test_the_first_poll_is_due_the_learned_time_after_the_submit_was_answered():
     task = sent_task(clock.now)
     clock.now += 0.05  # journaling the answer and waiting for a worker
     adapter = Adapter(clock, done_at=task.sent_at + 0.2)
-    pauses = drive((r := runner(clock, timing))._wait(r.job, adapter, [task]), clock)
+    pauses = drive(runner(clock, timing).wait(JobRun("j1", None, clock.now, None), adapter, [task]), clock)
     assert len(pauses) == 1 and abs(pauses[0] - 0.15) < 1e-9
     assert adapter.polled_at == [task.sent_at + 0.2]  # one poll, at the job's end
 
@@ -76,5 +72,5 @@ def test_a_late_start_never_makes_a_negative_pause_and_later_waits_are_whole():
     task = sent_task(clock.now)
     clock.now += 0.5  # the machine was busy: the expected time has already passed
     adapter = Adapter(clock, done_at=task.sent_at + 0.6)
-    pauses = drive((r := runner(clock, timing))._wait(r.job, adapter, [task]), clock)
+    pauses = drive(runner(clock, timing).wait(JobRun("j1", None, clock.now, None), adapter, [task]), clock)
     assert pauses[0] == 0.0 and all(p > 0 for p in pauses[1:]) and task.state == "succeeded"

@@ -1,0 +1,125 @@
+"""One job's state while it runs (JobRun), and the values a job reports (JobResult and its parts)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from imgroute import images
+from imgroute.errors import ImgrouteError
+from imgroute.models import JobState, Request
+from imgroute.outputs import ImageShape, SavedImage
+from imgroute.providers.base import Adapter, ProviderTrouble
+
+if TYPE_CHECKING:
+    from imgroute.router import Quote
+
+
+class Event(NamedTuple):
+    provider: str
+    model: str
+    state: str  # submitting | queued | running | downloading | retrying | fallback | ...
+    message: str
+    estimate: Decimal | None
+    elapsed: float
+
+
+class AttemptReport(NamedTuple):
+    provider: str
+    model: str
+    plan: str
+    estimate: Decimal | None
+    state: str  # an AttemptState
+    error: str | None
+    images: int
+
+
+class JobResult(NamedTuple):
+    job_id: str
+    status: str  # succeeded | failed | unknown | running | cancelled
+    provider: str | None  # the offer that delivered (or was last tried)
+    model: str | None
+    plan: str | None
+    estimate: Decimal | None
+    actual: Decimal | None
+    actual_source: str | None
+    images: tuple[SavedImage, ...]
+    attempts: tuple[AttemptReport, ...]
+    elapsed: float
+    error: ImgrouteError | None
+
+
+class OutputOptions(NamedTuple):
+    out_dir: Path
+    name_template: str = images.DEFAULT_NAME
+
+
+class AttemptEnd(NamedTuple):
+    report: AttemptReport
+    images: tuple[SavedImage, ...]
+    actual: Decimal | None
+    source: str | None
+    error: ImgrouteError | None  # set when the job must stop here
+    status: str  # what the job's status becomes if it stops here
+
+
+class Outcome(NamedTuple):
+    """How the sending went: trouble moves the job on, `final` stops it with `status`."""
+
+    trouble: ProviderTrouble | None = None
+    final: ImgrouteError | None = None
+    status: str = JobState.FAILED
+
+
+class Attempt(NamedTuple):
+    """One offer being tried (or resumed): what settling it needs to know."""
+
+    id: int
+    provider: str
+    model: str  # the offer's model (the ledger finds the offer by it)
+    plan: str
+    estimate: Decimal | None
+    shape: ImageShape
+    adapter: Adapter
+
+
+class JobRun:
+    """Everything one job knows while it runs: the one place its state lives."""
+
+    def __init__(self, job_id: str, request: Request, start: float, max_cost: Decimal | None):
+        self.id = job_id
+        self.request = request
+        self.start = start
+        self.max_cost = max_cost  # over the whole job, every fallback included
+        self.estimate: Decimal | None = None
+        self.saved: list[SavedImage] = []
+        self.attempts: list[AttemptReport] = []
+        self.spent = Decimal(0)
+        self.sources: set[str] = set()
+        self.last: tuple[str | None, str | None, str | None] = (None, None, None)  # provider, model, plan
+        self.current: tuple[str, str, Decimal | None] = ("", "", None)  # for progress events
+        # Journal writes that may wait for the next commit (a saved file's record, an attempt's end):
+        # committed together, at the latest when the job ends. A kill before that loses nothing:
+        # resume finds the files by their content and settles the attempt again.
+        self.pending: list = []
+
+    @property
+    def remaining(self) -> int:
+        return self.request.n - len(self.saved)
+
+    def point_at(self, quote: Quote) -> None:
+        self.last = (quote.offer.provider, quote.assessment.model, quote.assessment.plan.name)
+
+    def add(self, end: AttemptEnd) -> None:
+        self.attempts.append(end.report)
+        self.saved.extend(end.images)
+        if end.actual is not None:
+            self.spent += end.actual
+            self.sources.add(end.source)
+
+
+def failure_hint(moderated: bool) -> str:
+    if moderated:
+        return "change the prompt; a moderated job is not sent to another provider"
+    return "the provider failed the job; run it again, or pick another provider with --provider"

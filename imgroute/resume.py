@@ -1,0 +1,152 @@
+"""Resume: finish a journaled job from the ledger alone, through the same steps as a run.
+
+What was submitted is polled and downloaded, results recorded but not saved are fetched again, a
+submit whose fate is unknown is never sent again (except under an idempotency key, which replays
+it), and images never sent at all are routed as `gen` would, within the job's own choices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from imgroute import images
+from imgroute.errors import ImgrouteError, JobFailedError, ProviderError
+from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
+from imgroute.ledger import AttemptRecord, TaskRecord
+from imgroute.models import AttemptState, Constraints, JobState, Request, TaskState
+from imgroute.outputs import ImageShape, Outputs, SavedImage
+from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.router import Route
+from imgroute.steps import NeedSlot, Steps, drive
+from imgroute.tasks import Task
+
+
+class Resume:
+    """The resume half of jobs.JobRunner (a mixin: it uses the runner's ledger, tasks and steps)."""
+
+    def resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> JobResult:
+        """Finish a journaled job: poll and download what was submitted, never resubmit what may
+        have been sent (except under an idempotency key), and route images never sent at all."""
+        return drive(self.steps_resume(job_id, reroute), self.http.wait)
+
+    def steps_resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> Steps:
+        record = self.ledger.job(job_id)
+        request = Request.from_json(record.request)
+        max_cost = self.max_cost if self.max_cost is not None else record.max_cost
+        template = record.name_template or images.DEFAULT_NAME
+        outputs = Outputs(Path(record.out_dir or "."), template, self.spool_dir, self.http, resuming=True)
+        job = self._begin(JobRun(job_id, request, self.clock(), max_cost), outputs)
+        job.estimate = record.estimate
+        files: dict[int | None, list[SavedImage]] = {}
+        for row in self.ledger.files(job_id):
+            self.outputs.claimed.add(Path(row.path))
+            image = SavedImage(Path(row.path), row.sha256, row.format, row.width, row.height, row.bytes, row.verified)
+            files.setdefault(row.task_id, []).append(image)
+        job.saved = [image for group in files.values() for image in group]
+        by_attempt: dict[int, list[TaskRecord]] = {}
+        for task in self.ledger.tasks(job_id):
+            by_attempt.setdefault(task.attempt_seq, []).append(task)
+        final_error: ImgrouteError | None = None
+        final_status, last_seq = JobState.SUCCEEDED, 0
+        for attempt in self.ledger.attempts(job_id):
+            last_seq = attempt.seq
+            job.last = (attempt.provider, attempt.model, attempt.plan)
+            end = yield from self._resume_attempt(job, attempt, by_attempt.get(attempt.seq, []), files)
+            self.ledger.flush(job.pending)
+            job.add(end)
+            if end.error is not None and final_error is None:
+                final_error, final_status = end.error, end.status
+        if final_error is None and job.remaining > 0:  # images never sent: routed as `gen` would
+            stored = Constraints.from_json(record.request.get("constraints"))
+            route = reroute(request._replace(n=job.remaining), stored)
+            return (yield from self._route_through(job, route, first_seq=last_seq + 1))
+        return self._finish(job, final_status, final_error)
+
+    def _resume_attempt(self, job: JobRun, attempt: AttemptRecord, rows: list[TaskRecord], files) -> Steps:
+        report = AttemptReport(
+            attempt.provider, attempt.model, attempt.plan, attempt.estimate, attempt.state, attempt.error, 0
+        )
+        if _settled(attempt, rows, files):  # settled before the interruption: count it as it stands
+            error = None
+            if attempt.state == AttemptState.FAILED and attempt.error:
+                error = JobFailedError(attempt.error, failure_hint("moderat" in attempt.error.lower()))
+            saved = sum(len(files.get(r.id, [])) for r in rows)
+            return AttemptEnd(
+                report._replace(images=saved), (), attempt.actual, attempt.actual_source, error, attempt.state
+            )
+        if not rows:  # interrupted after the budget reservation, before anything was journaled to send
+            self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "interrupted before sending")
+            return AttemptEnd(
+                report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
+            )
+        job.current = (attempt.provider, attempt.model, attempt.estimate)
+        adapter = self._adapter(attempt.provider)
+        tasks, unknown_notes = [], []
+        for row in rows:
+            task = yield from self._resumed_task(job, adapter, row, files, unknown_notes)
+            tasks.append(task)
+        shape = ImageShape.of(tasks[0].spec, attempt.provider, attempt.estimate)
+        resumed = Attempt(attempt.id, attempt.provider, attempt.model, attempt.plan, attempt.estimate, shape, adapter)
+        stuck = None
+        if any(t.state in (TaskState.SUBMITTED, TaskState.RUNNING) for t in tasks):
+            yield NeedSlot(attempt.provider, fresh=False)  # at the provider: counts against its limit
+            try:
+                stuck = yield from self.tasks.await_all(job, adapter, tasks)
+            finally:
+                self.slots.release(attempt.provider)
+        outcome = Outcome()
+        if unknown_notes:
+            hint = f"`imgroute jobs show {job.id}` has what is known"
+            outcome = Outcome(final=ProviderError("; ".join(unknown_notes), hint), status=JobState.UNKNOWN)
+        return (yield from self._collect(job, resumed, tasks, stuck, outcome))
+
+    def _resumed_task(self, job: JobRun, adapter: Adapter, row: TaskRecord, files, unknown_notes: list) -> Steps:
+        """A journaled request as a Task again: its results, or what can be done about it."""
+        task = Task(row.id, row.spec, row.state, row.handle)
+        task.saved = list(files.get(row.id, []))
+        if row.outputs is not None:
+            task.outputs, task.state = row.outputs, TaskState.SUCCEEDED
+            task.usage = Usage(**row.usage) if row.usage else None
+        elif adapter.synchronous and task.state in (TaskState.SUBMITTED, TaskState.RUNNING):
+            # An answer with images is recorded together with them; without them it was lost.
+            self.tasks.ended(task, TaskState.UNKNOWN, "the answer was not recorded")
+            unknown_notes.append(_unknown_advice(adapter.provider, row))
+        elif task.state in (TaskState.SUBMITTING, TaskState.UNKNOWN):
+            if adapter.idempotent_submit:
+                self._emit("submitting", "replaying the submit under its idempotency key")
+                try:
+                    yield from self.tasks.submit(adapter, task)
+                except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
+                    unknown_notes.append(str(exc))
+            else:
+                self.tasks.ended(task, TaskState.UNKNOWN, "interrupted while submitting")
+                unknown_notes.append(_unknown_advice(adapter.provider, row))
+        elif task.state == TaskState.FAILED:
+            task.error = row.detail
+        return task
+
+
+def _settled(attempt: AttemptRecord, rows: list[TaskRecord], files) -> bool:
+    """An attempt that had ended, every result of it saved, before the job was interrupted."""
+    ended = (AttemptState.SUCCEEDED, AttemptState.TROUBLE, AttemptState.FAILED, AttemptState.REFUSED)
+    return attempt.state in ended and all(
+        r.state in (TaskState.SUCCEEDED, TaskState.FAILED) and len(files.get(r.id, [])) >= _output_count(r)
+        for r in rows
+    )
+
+
+def _output_count(row: TaskRecord) -> int:
+    if row.outputs is not None:
+        return len(row.outputs)
+    return row.images if row.state == TaskState.SUCCEEDED else 0
+
+
+def _unknown_advice(provider: str, row: TaskRecord) -> str:
+    when = dt.datetime.fromtimestamp(row.created).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{provider}: request {row.client_ref} was about to be sent at {when} when imgroute stopped; whether "
+        f"it reached {provider} is unknown and {provider} offers no way to look it up, so it is not sent again. "
+        f"Check the {provider} dashboard for a job at that time"
+    )

@@ -1,0 +1,172 @@
+"""One request at a provider, as a job knows it: sent under the submit rule, polled on the
+provider's learned schedule, its results made durable before anything is downloaded.
+
+A Task is the run's view of one journaled request (Kie: one per image). `TaskRunner` does what can
+happen to tasks; `jobs.JobRunner` decides what happens to the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from imgroute.errors import ProviderError
+from imgroute.http import Http
+from imgroute.ledger import Ledger
+from imgroute.models import JobSpec, TaskState
+from imgroute.outputs import Outputs, SavedImage
+from imgroute.poll_timing import PollTiming, backoff
+from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.steps import Pause, Steps
+
+if TYPE_CHECKING:
+    from imgroute.job_state import JobRun
+
+
+class Task:
+    """One request inside an attempt (Kie: one per image), as the run knows it."""
+
+    def __init__(self, task_id: int, spec: JobSpec, state: str, handle: dict | None = None):
+        self.task_id = task_id
+        self.spec = spec
+        self.state = state  # a TaskState
+        self.handle = handle or {}
+        self.outputs: list[dict] = []  # recorded results: {"url": ...} or {"spool": path}
+        self.usage: Usage | None = None
+        self.error: str | None = None
+        self.moderated = False
+        self.saved: list[SavedImage] = []
+        self.sent_at: float | None = None  # when this run's submit was answered (None: found in flight by a resume)
+        self.missed_at: float | None = None  # when (in the poll schedule) it was last seen not done
+        self.polls = 0
+
+
+class Stuck(Exception):
+    """Submitted, but not finished before the timeout: the job is still at the provider."""
+
+
+class TaskRunner:
+    """What can happen to one job's tasks: submitting, polling, recording their results."""
+
+    def __init__(
+        self,
+        http: Http,
+        ledger: Ledger,
+        outputs: Outputs,
+        clock: Callable[[], float],
+        timeout: float,
+        timing: PollTiming | None,
+        emit: Callable[[str, str], None],
+    ):
+        self.http, self.ledger, self.outputs, self.clock = http, ledger, outputs, clock
+        self.timeout, self.timing, self.emit = timeout, timing, emit
+
+    def submit(self, adapter: Adapter, task: Task, into: list | None = None) -> Steps:
+        """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it."""
+        self.emit("submitting", f"sending request {task.spec.client_ref}")
+        attempt = 0
+        while True:
+            try:
+                submission = adapter.submit(self.http, task.spec)
+            except ProviderTrouble as exc:
+                delay = self.http.submit_retry_delay(exc.kind, exc.retry_after, attempt, adapter.idempotent_submit)
+                if delay is None:
+                    self.ended(task, TaskState.FAILED, str(exc))
+                    raise
+                self.emit("retrying", f"{exc}; retrying in {delay:.1f}s")
+            except JobFailed as exc:
+                self.ended(task, TaskState.FAILED, str(exc), exc.moderated)
+                raise
+            except SubmitUnknown as exc:
+                delay = self.http.submit_retry_delay(None, None, attempt, adapter.idempotent_submit)
+                if delay is None:
+                    self.ended(task, TaskState.UNKNOWN, str(exc))
+                    raise
+                self.emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
+            else:
+                task.handle, task.sent_at = submission.handle, self.clock()
+                if submission.outputs:  # synchronous: id and images recorded together
+                    self.record(task, submission.outputs, submission.usage, submission.job_id)
+                else:
+                    self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
+                    task.state = TaskState.SUBMITTED
+                return
+            yield Pause(delay)
+            attempt += 1
+
+    def ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:
+        task.state, task.moderated = state, moderated
+        task.error = detail if state == TaskState.FAILED else None
+        self.ledger.task_state(task.task_id, state, detail)
+
+    def await_all(self, job: JobRun, adapter: Adapter, tasks: list[Task]) -> Steps:
+        """Wait for submitted tasks to finish or fail; the error to report if time ran out first."""
+        try:
+            yield from self.wait(job, adapter, [t for t in tasks if t.state in (TaskState.SUBMITTED, "running")])
+        except Stuck as exc:
+            return ProviderError(
+                f"{exc} (job {job.id}); it is still running at {adapter.provider} and recorded in the ledger",
+                f"finish it later with: imgroute jobs resume {job.id}",
+            )
+        return None
+
+    def wait(self, job: JobRun, adapter: Adapter, pending: list[Task]) -> Steps:
+        """Poll until every task has finished or failed. Waits before each round: a job polled the
+        moment it was submitted is never done, and every poll is a request."""
+        timing = self.timing
+        waits = timing.waits(adapter.provider, adapter.poll_schedule) if timing else backoff(adapter.poll_schedule)
+        deadline = job.start + self.timeout
+        planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
+        # The first wait counts from the last submit's answer, not from now: journaling it took
+        # a moment, and the provider's clock started before that.
+        sent = [t.sent_at for t in pending if t.sent_at is not None]
+        already = (self.clock() - max(sent)) / self.http.scale if sent and self.http.scale > 0 else 0.0
+        while pending:
+            interval = next(waits)
+            if self.clock() + interval * self.http.scale > deadline:
+                raise Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
+            yield Pause(max(0.0, interval - already))
+            already = 0.0
+            planned += interval
+            for task in list(pending):
+                if self.poll_once(job, adapter, task, planned):
+                    pending.remove(task)
+
+    def poll_once(self, job: JobRun, adapter: Adapter, task: Task, planned: float) -> bool:
+        """Ask once; True when the task has ended (succeeded, with its results recorded, or failed)."""
+        task.polls += 1
+        try:
+            poll = adapter.poll(self.http, task.handle)
+        except JobFailed as exc:
+            self.ended(task, TaskState.FAILED, str(exc), exc.moderated)
+            return True
+        except (ProviderTrouble, MalformedAnswer) as exc:
+            # The job exists and may be paid for: keep asking until the deadline.
+            self.emit("retrying", f"status check failed ({exc}); still waiting")
+            return False
+        if poll.state == "succeeded":  # journaled once the slot is given back (see JobRunner._collect)
+            self.record(task, poll.outputs, poll.usage or task.usage, into=job.pending)
+            if self.timing is not None and task.sent_at is not None:
+                self.timing.observe(adapter.provider, planned, task.polls, task.missed_at, poll.took)
+            return True
+        task.missed_at = planned
+        if poll.state != task.state:
+            self.ledger.task_state(task.task_id, TaskState.RUNNING, poll.detail)
+            task.state = poll.state
+        progress = f" {poll.progress}%" if poll.progress is not None else ""
+        self.emit(poll.state, f"{poll.detail}{progress}")
+        return False
+
+    def record(self, task: Task, outputs, usage: Usage | None, provider_job_id=None, into=None) -> None:
+        """Make results durable before saving: URLs as they are, bytes into the spool. (URLs may
+        wait in `into` until the next flush: until then the provider still has them.)"""
+        recorded = [
+            self.outputs.spool(f"{task.spec.client_ref}-{position}", output.data)
+            if output.data is not None
+            else {"url": output.url}
+            for position, output in enumerate(outputs)
+        ]
+        task.outputs, task.usage, task.state = recorded, usage, TaskState.SUCCEEDED
+        self.ledger.task_outputs(
+            task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle, into
+        )
