@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,8 +22,10 @@ from imgroute import policy
 from imgroute.batch import Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.http import Http
+from imgroute.images import DEFAULT_NAME
 from imgroute.jobs import JobResult, JobRunner, OutputOptions
 from imgroute.ledger import LEDGER_FILE, SharedLedger
+from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.poll_timing import PollTiming
 from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
@@ -32,12 +35,21 @@ from imgroute.steps import Steps
 # unservable row (4) is final.
 RETRYABLE_EXIT_CODES = (5, 7, 8, 130)
 WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
-UNFINISHED = ("planned", "submitting", "submitted", "running", "unknown")
+
+
+class Outcome(StrEnum):
+    """How a row of the batch ended, in this run."""
+
+    DONE = "done"
+    SKIPPED = "skipped"  # done by an earlier run
+    FAILED = "failed"
+    UNSERVABLE = "unservable"  # no offer can deliver it
+    NOT_STARTED = "not_started"  # the batch stopped first
 
 
 class RowResult(NamedTuple):
     row: Row
-    outcome: str  # done | skipped | failed | unservable | not_started
+    outcome: Outcome
     result: JobResult | None
     note: str = ""
 
@@ -146,7 +158,7 @@ class BatchRun:
     def _when_done(self, row: Row, finished: queue.SimpleQueue):
         def done(result: RowResult | None, error: BaseException | None) -> None:
             if error is not None:  # a bug in a step: report the row, keep the batch going
-                result = RowResult(row, "failed", None, f"internal error: {error!r}")
+                result = RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}")
             finished.put(result)
             with self._active_lock:  # after the put: "none active, queue empty" means all reported
                 self._active -= 1
@@ -163,14 +175,14 @@ class BatchRun:
 
     def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:
         if self.stop.is_set():
-            return RowResult(row, "not_started", None)
+            return RowResult(row, Outcome.NOT_STARTED, None)
         runner = JobRunner(
             table=self.routes.table,
             http=Http(self.client, sleep=scheduler.sleep),  # a retry's sleep gets a stand-in worker
             ledger=ledger,
             keys=self.keys,
             base_urls=self.base_urls,
-            output=OutputOptions(self.out_dir, row.name or "{slug}-{provider}-{index}"),
+            output=OutputOptions(self.out_dir, row.name or DEFAULT_NAME),
             spool_dir=self.home / "spool",
             timeout=self.timeout,
             max_cost=self.base.max_cost,
@@ -179,24 +191,24 @@ class BatchRun:
         )
         try:
             prior = self._priors.get(self.row_key(row))
-            if prior is not None and prior.state == "succeeded":
-                return RowResult(row, "skipped", None, f"done before (job {prior.id})")
-            if prior is not None and (prior.state in UNFINISHED or prior.exit_code == 7):
+            if prior is not None and prior.state == JobState.SUCCEEDED:
+                return RowResult(row, Outcome.SKIPPED, None, f"done before (job {prior.id})")
+            if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code == 7):
                 result = yield from runner.steps_resume(prior.id, self.reroute)
             elif prior is not None and prior.exit_code not in RETRYABLE_EXIT_CODES:
-                return RowResult(row, "failed", None, f"failed before, not retried: {prior.error}")
+                return RowResult(row, Outcome.FAILED, None, f"failed before, not retried: {prior.error}")
             else:
                 route = self.routes.rank(row.request, row_constraints(row, self.base))
                 if route.choice is None:
-                    return RowResult(row, "unservable", None, "no offer can deliver this row")
+                    return RowResult(row, Outcome.UNSERVABLE, None, "no offer can deliver this row")
                 result = yield from runner.steps_run(
                     row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
                 )
         except ImgrouteError as exc:
-            return RowResult(row, "failed", None, exc.message)
-        if result.status == "cancelled":
-            return RowResult(row, "not_started", result, "stopped before it was sent")
-        return RowResult(row, "done" if result.error is None else "failed", result)
+            return RowResult(row, Outcome.FAILED, None, exc.message)
+        if result.status == JobState.CANCELLED:
+            return RowResult(row, Outcome.NOT_STARTED, result, "stopped before it was sent")
+        return RowResult(row, Outcome.DONE if result.error is None else Outcome.FAILED, result)
 
 
 @contextmanager

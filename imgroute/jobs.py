@@ -195,7 +195,7 @@ class JobRunner(Resume):
                 job_state=JobState.SUBMITTING,
             )
         except BudgetRefused as refused:
-            return AttemptEnd(report._replace(error="budget"), (), None, None, refusal_error(refused), "failed")
+            return AttemptEnd(report._replace(error="budget"), (), None, None, refusal_error(refused), JobState.FAILED)
         try:
             return (yield from self._send_and_collect(job, attempt_id, seq, quote, assessment))
         except Cancelled as stopped:  # the batch stopped before this attempt sent anything

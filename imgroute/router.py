@@ -149,7 +149,7 @@ def no_offer_error(route: Route) -> ImgrouteError:
         return ConfigError(
             f"no API key for any provider that can deliver this (cheapest: {cheapest.offer.provider} "
             f"{cheapest.offer.model} at {fmt_usd(cheapest.cost)})",
-            cheapest.reasons[0].removeprefix("no key: "),
+            f"set {REGISTRY[cheapest.offer.provider].key_env}, or run: imgroute keys set {cheapest.offer.provider}",
         )
     if route.only_priced_out:
         cheapest = min(q.cost for q in route.quotes if q.priced_out)

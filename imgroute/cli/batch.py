@@ -43,7 +43,6 @@ def batch(
 ) -> None:
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
     from imgroute import render, report
-    from imgroute.batch import parse_rows, read_text
     from imgroute.batch import plan as make_plan
     from imgroute.budget import check_batch
     from imgroute.providers import provider_limits
@@ -55,14 +54,7 @@ def batch(
     if timeout <= 0:
         raise UsageError(f"--timeout {timeout:g} must be above zero", "give seconds, like --timeout 300")
     total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
-    text, label = read_text(file)
-    rows, bad = parse_rows(text, label)
-    for item in bad:
-        sys.stderr.write(f"{label}:{item.line}: {item.problem}\n")
-    if bad and strict:
-        raise UsageError(f"{len(bad)} bad row(s) in {label}", "fix them, or drop --strict to skip them")
-    if not rows:
-        raise UsageError(f"no usable rows in {label}", "each row needs at least a prompt")
+    rows, bad, label = _read_rows(file, strict)
     table = load_pricing(pricing)
     settings = config.load_settings()
     constraints = RouteFlags(provider, exclude, max_cost, plan).constraints(table, settings)
@@ -80,12 +72,9 @@ def batch(
         raise NoOfferError("no row of the batch can be served", "see the reasons in the plan")
     with ledger() as journal:
         check_batch(journal, the_plan.total, total_cap)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("no terminal to confirm the batch", "pass --yes to run it")
-        if not typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}?", err=True):
-            sys.stderr.write("nothing was sent\n")
-            return
+    if not yes and not _confirmed(the_plan):
+        sys.stderr.write("nothing was sent\n")
+        return
     again = _rerun_command(
         file,
         [
@@ -103,6 +92,27 @@ def batch(
     )
     run = _Run(the_plan, routes, constraints, keys, check_out_dir(out), timeout, concurrency, settings, as_json)
     run.go(hashlib.sha256(label.encode()).hexdigest()[:12], again)
+
+
+def _read_rows(file: str, strict: bool):
+    """The file's rows, its bad rows (each reported on stderr with its line) and its label."""
+    from imgroute.batch import parse_rows, read_text
+
+    text, label = read_text(file)
+    rows, bad = parse_rows(text, label)
+    for item in bad:
+        sys.stderr.write(f"{label}:{item.line}: {item.problem}\n")
+    if bad and strict:
+        raise UsageError(f"{len(bad)} bad row(s) in {label}", "fix them, or drop --strict to skip them")
+    if not rows:
+        raise UsageError(f"no usable rows in {label}", "each row needs at least a prompt")
+    return rows, bad, label
+
+
+def _confirmed(the_plan) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm the batch", "pass --yes to run it")
+    return typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}?", err=True)
 
 
 def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
@@ -124,18 +134,19 @@ class _Run:
 
     def __init__(self, the_plan, routes, constraints, keys, out_dir, timeout, concurrency, settings, as_json):
         from imgroute import render
+        from imgroute.batch_run import Outcome
 
         self.plan, self.routes, self.constraints, self.keys = the_plan, routes, constraints, keys
         self.out_dir, self.timeout, self.concurrency, self.settings = out_dir, timeout, concurrency, settings
         self.as_json = as_json
         self.progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
-        self.counts = {"done": 0, "skipped": 0, "failed": 0, "unservable": 0, "not_started": 0}
+        self.counts = dict.fromkeys(Outcome, 0)
         self.worst = None
         self.runner = None
 
     def go(self, label: str, again: str) -> None:
         from imgroute import render
-        from imgroute.batch_run import BatchRun
+        from imgroute.batch_run import BatchRun, Outcome
         from imgroute.http import build_client
         from imgroute.jobs import rerouter
         from imgroute.scheduler import Limits
@@ -162,7 +173,7 @@ class _Run:
                 self.runner.run([row for row, _, _ in self.plan.rows])
             except KeyboardInterrupt:
                 raise Interrupted(
-                    f"interrupted: {self.counts['done']} rows done, the rows in flight were recorded",
+                    f"interrupted: {self.counts[Outcome.DONE]} rows done, the rows in flight were recorded",
                     f"run the same command again to finish: {again}",
                 ) from None
         if not self.as_json:
@@ -170,7 +181,7 @@ class _Run:
             render.print_batch_summary(
                 render.stdout_console(), self.counts, self.progress.spent, self.plan.total, elapsed
             )
-        if self.counts["failed"] and self.worst is not None:
+        if self.counts[Outcome.FAILED] and self.worst is not None:
             raise self.worst
 
     def report(self, row_result) -> None:
