@@ -11,13 +11,12 @@ import json
 import os
 import re
 import struct
-import tempfile
 import unicodedata
 from collections.abc import Collection
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.files import atomic_write
+from imgroute.files import PART_PREFIX, atomic_write, temp_file
 
 FORMATS = ("png", "jpeg", "webp")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -134,9 +133,6 @@ def render_name(template: str, values: dict[str, str]) -> str:
 # -- saving -----------------------------------------------------------------------------------
 
 
-PART_PREFIX = ".imgroute-"
-
-
 def clean_stale_parts(out_dir: Path) -> int:
     """Remove temporary files left by imgroute processes that no longer run (killed mid-write)."""
     removed = 0
@@ -176,7 +172,7 @@ def stage(out_dir: Path, chunks, verify) -> Staged:
     import hashlib
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{PART_PREFIX}{os.getpid()}-", suffix=".part", dir=out_dir)
+    fd, tmp = temp_file(out_dir)
     path = Path(tmp)
     digest = hashlib.sha256()
     size = 0
@@ -215,7 +211,7 @@ _FILE_MODE = 0o666 & ~_read_umask()
 
 
 def _file_mode() -> int:
-    """What a plainly created file gets under the user's umask (mkstemp makes 0600)."""
+    """What a plainly created file gets under the user's umask (temporary files are made 0600)."""
     return _FILE_MODE
 
 

@@ -10,15 +10,20 @@ ceil(N/C) x T, CPU seconds per job, HTTP requests and status polls per job (coun
 and peak RSS; then how peak RSS grew from the smallest N to the largest.
 
 In the same runs, interleaved, a floor is measured: the same submits, polls and downloads sent by
-bare worker threads through imgroute's adapters and HTTP client, one thread per job as batch
-has, each sleeping exactly T before its first poll, with no planning, journal, files or output.
-It is what any thread-per-job Python client needs on this machine; `imgroute / floor` is what
-imgroute's own bookkeeping costs on top.
+a plain ThreadPoolExecutor of C bare threads (one per job in progress) through imgroute's adapters
+and HTTP client, each sleeping exactly T before its first poll, with no planning, journal, files
+or output. It is what any thread-per-job Python client needs on this machine; `imgroute / floor`
+is what imgroute's own bookkeeping and scheduling cost on top.
 
-Targets (issue #6): wall <= 1.2 x ideal, <= 3 polls per job, peak RSS <= 150 MB and within 20%
-between N=1000 and N=5000.
+Two comparison rows keep the scheduler's worth measured, in the same runs:
+- `threads`: imgroute's own JobRunner (journal, verified files, budgets) with a thread per job in a
+  plain ThreadPoolExecutor of C threads, instead of the scheduler's few workers;
+- `asyncio`: the floor's requests from one asyncio loop through httpx.AsyncClient.
 
-    python scripts/bench_batch.py [--n 1000 5000] [--c 50] [--t 0.2] [--runs 3]
+Targets (issue #12): imgroute / floor <= 1.15 at N=1,000 and N=5,000 (C=50, T=0.2 s, median of 5
+runs), <= 3 polls per job, peak RSS <= 150 MB and within 20% between N=1,000 and N=5,000.
+
+    python scripts/bench_batch.py [--n 1000 5000] [--c 50] [--t 0.2] [--runs 5]
 """
 
 from __future__ import annotations
@@ -118,30 +123,39 @@ def run_batch(n: int, c: int, t: float, fake_env: dict[str, str], work: Path) ->
     return measure(command + ["--out", str(home / "out")], n, c, t, fake_env, env)
 
 
-def run_floor(n: int, c: int, t: float, fake_env: dict[str, str]) -> dict:
-    command = [sys.executable, __file__, "--floor-worker", str(n), str(c), str(t)]
-    return measure(command, n, c, t, fake_env, {**os.environ, **fake_env})
+VARIANTS = ("floor", "threads", "asyncio")
 
 
-def floor_worker(n: int, c: int, t: float) -> None:
-    """The floor's subprocess: bare threads doing each job's requests, one JSON line per job."""
-    sys.path.insert(0, str(ROOT))
-    from concurrent.futures import ThreadPoolExecutor
+def run_variant(variant: str, n: int, c: int, t: float, fake_env: dict[str, str], work: Path) -> dict:
+    home = Path(tempfile.mkdtemp(prefix=f"{variant}-{n}-", dir=work))
+    command = [sys.executable, __file__, f"--{variant}-worker", str(n), str(c), str(t), str(home)]
+    return measure(command, n, c, t, fake_env, {**os.environ, **fake_env, "IMGROUTE_HOME": str(home)})
 
-    from imgroute.http import Http, build_client
+
+def _specs():
+    """One job spec per provider, as imgroute would route a low-quality row there."""
     from imgroute.jobs import job_spec
     from imgroute.models import Constraints, Request
     from imgroute.pricing import load_table
-    from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
     from imgroute.router import rank
 
     table = load_table()
-    specs = {}
+    specs, routes = {}, {}
     for provider in PROVIDERS:
         request = Request(prompt="catalogue item", quality="low")
-        choice = rank(request, table, Constraints(providers=frozenset({provider}))).choice
-        specs[provider] = job_spec(request, choice.assessment, 1, "floor")
+        routes[provider] = rank(request, table, Constraints(providers=frozenset({provider})))
+        specs[provider] = job_spec(request, routes[provider].choice.assessment, 1, "floor")
+    return table, specs, routes
 
+
+def floor_worker(n: int, c: int, t: float, home: str) -> None:
+    """The floor's subprocess: bare threads doing each job's requests, one JSON line per job."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgroute.http import Http, build_client
+    from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
+
+    _, specs, _ = _specs()
     with build_client(pool_size=2 * c) as client:
 
         def job(i: int) -> None:
@@ -161,19 +175,106 @@ def floor_worker(n: int, c: int, t: float) -> None:
             list(pool.map(job, range(n)))
 
 
+def threads_worker(n: int, c: int, t: float, home: str) -> None:
+    """imgroute's JobRunner with all its bookkeeping, a thread per job: what the scheduler replaced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgroute.http import Http, build_client
+    from imgroute.jobs import JobRunner, OutputOptions
+    from imgroute.keys import all_base_urls, all_keys
+    from imgroute.ledger import SharedLedger
+    from imgroute.poll_timing import PollTiming
+    from imgroute.scheduler import Limits
+
+    table, _, routes = _specs()
+    keys, base_urls = all_keys(), all_base_urls()
+    ledger = SharedLedger(Path(home) / "ledger.sqlite", durable=False)
+    slots, timing = Limits({p: (c, None) for p in PROVIDERS}), PollTiming()  # as batch shares them
+    with build_client(pool_size=2 * c) as client:
+
+        def job(i: int) -> None:
+            provider = row_provider(i)
+            runner = JobRunner(
+                table=table, http=Http(client), ledger=ledger, keys=keys, base_urls=base_urls,
+                output=OutputOptions(Path(home) / "out"), spool_dir=Path(home) / "spool", slots=slots, timing=timing,
+            )  # fmt: skip
+            route = routes[provider]
+            result = runner.run(route.request._replace(prompt=f"catalogue item {i}"), route)
+            if result.error is None:
+                sys.stdout.write('{"outcome": "done"}\n')
+
+        with ThreadPoolExecutor(c) as pool:
+            list(pool.map(job, range(n)))
+    ledger.close()
+
+
+def asyncio_worker(n: int, c: int, t: float, home: str) -> None:
+    """The floor's requests from one event loop: httpx.AsyncClient, C jobs in flight at once."""
+    import asyncio
+
+    import httpx
+
+    from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
+    from imgroute.providers.apiframe import _result_urls as apiframe_urls
+    from imgroute.providers.kie import _result_urls as kie_urls
+
+    _, specs, _ = _specs()
+    adapters = {p: adapter_class(p)(os.environ[KEY_ENV[p]], os.environ[BASE_URL_ENV[p]]) for p in PROVIDERS}
+
+    def status_url(provider: str, answer: dict) -> tuple[str, dict]:
+        adapter = adapters[provider]
+        if provider == "kie":
+            return f"{adapter.base}/api/v1/jobs/recordInfo", {"taskId": answer["data"]["taskId"]}
+        return f"{adapter.base}/v2/jobs/{answer['jobId']}", {}
+
+    def finished(provider: str, body: dict) -> list[str] | None:
+        if provider == "kie":
+            data = body["data"]
+            return kie_urls(data["resultJson"]) if data["state"] == "success" else None
+        return apiframe_urls(body["result"]) if body["status"] == "COMPLETED" else None
+
+    async def job(i: int, client: httpx.AsyncClient, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            provider = row_provider(i)
+            adapter = adapters[provider]
+            spec = specs[provider]._replace(prompt=f"catalogue item {i}", client_ref=f"async-{i}")
+            prepared = adapter.prepare(spec)
+            headers = {**prepared.headers, **adapter.auth_headers()}
+            answer = (await client.post(prepared.url, headers=headers, json=prepared.body)).json()
+            url, params = status_url(provider, answer)
+            await asyncio.sleep(t)
+            while (urls := finished(provider, (await client.get(url, params=params, headers=headers)).json())) is None:
+                await asyncio.sleep(0.01)
+            for result in urls:
+                await client.get(result)
+            sys.stdout.write('{"outcome": "done"}\n')
+
+    async def everything() -> None:
+        limits = httpx.Limits(max_connections=2 * c, max_keepalive_connections=2 * c)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            gate = asyncio.Semaphore(c)
+            await asyncio.gather(*(job(i, client, gate) for i in range(n)))
+
+    asyncio.run(everything())
+
+
 def median_of(runs: list[dict]) -> dict:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
+WORKERS = {"--floor-worker": floor_worker, "--threads-worker": threads_worker, "--asyncio-worker": asyncio_worker}
+
+
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--floor-worker":
-        floor_worker(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] in WORKERS:
+        sys.path.insert(0, str(ROOT))
+        WORKERS[sys.argv[1]](int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000], help="batch sizes (default 1000 5000)")
     parser.add_argument("--c", type=int, default=50, help="concurrency (default 50)")
     parser.add_argument("--t", type=float, default=0.2, help="simulated job time in seconds (default 0.2)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per batch size; medians are shown (default 3)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per batch size; medians are shown (default 5)")
     parser.add_argument("--port", type=int, default=8790, help="first port for the fakes")
     args = parser.parse_args()
 
@@ -183,24 +284,32 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.n:
-                batch, floor = [], []
-                for _ in range(args.runs):  # interleaved, so drift in the machine hits both alike
+                batch, others = [], {variant: [] for variant in VARIANTS}
+                for _ in range(args.runs):  # interleaved, so drift in the machine hits all alike
                     batch.append(run_batch(n, args.c, args.t, fake_env, Path(tmp)))
-                    floor.append(run_floor(n, args.c, args.t, fake_env))
-                results.append((n, median_of(batch), median_of(floor)))
+                    for variant in VARIANTS:
+                        others[variant].append(run_variant(variant, n, args.c, args.t, fake_env, Path(tmp)))
+                results.append((n, median_of(batch), {v: median_of(runs) for v, runs in others.items()}))
     finally:
         fakes.terminate()
         fakes.wait()
     print(f"concurrency {args.c}, job time {args.t:g} s, providers {', '.join(PROVIDERS)}, medians of {args.runs} runs")
-    for n, r, f in results:
-        ideal = math.ceil(n / args.c) * args.t
+    for n, r, others in results:
+        f = others["floor"]
         print(
-            f"N={n:>5}: {r['done']:.0f} done (exit {r['exit']:.0f}), wall {r['wall_s']:.2f} s / ideal {ideal:.2f} s "
-            f"= {r['ratio']:.2f}x (target <= 1.2); floor {f['wall_s']:.2f} s = {f['ratio']:.2f}x ideal, "
-            f"imgroute/floor {r['wall_s'] / f['wall_s']:.2f}x; CPU {r['cpu_per_job_ms']:.2f} ms/job "
-            f"(floor {f['cpu_per_job_ms']:.2f}); {r['requests_per_job']:.2f} requests/job, "
-            f"{r['polls_per_job']:.2f} polls/job (target <= 3); peak RSS {r['peak_rss_mb']:.0f} MB (target <= 150)"
+            f"N={n:>5}: imgroute {r['wall_s']:.2f} s = {r['ratio']:.2f}x ideal ({r['done']:.0f} done, exit "
+            f"{r['exit']:.0f}); floor {f['wall_s']:.2f} s = {f['ratio']:.2f}x; imgroute/floor "
+            f"{r['wall_s'] / f['wall_s']:.3f}x (target <= 1.15); CPU {r['cpu_per_job_ms']:.2f} ms/job (floor "
+            f"{f['cpu_per_job_ms']:.2f}); {r['requests_per_job']:.2f} requests/job, {r['polls_per_job']:.2f} "
+            f"polls/job (target <= 3); peak RSS {r['peak_rss_mb']:.0f} MB (target <= 150)"
         )
+        for variant in VARIANTS[1:]:
+            v = others[variant]
+            print(
+                f"         {variant:<8} {v['wall_s']:.2f} s = {v['ratio']:.2f}x ideal, "
+                f"{v['wall_s'] / f['wall_s']:.3f}x floor ({v['done']:.0f} done); CPU {v['cpu_per_job_ms']:.2f} ms/job; "
+                f"peak RSS {v['peak_rss_mb']:.0f} MB"
+            )
     if len(results) > 1:
         first, last = results[0], results[-1]
         growth = last[1]["peak_rss_mb"] / first[1]["peak_rss_mb"] - 1

@@ -14,21 +14,19 @@ import typer
 
 from imgroute import config, policy
 from imgroute.cli import app
-from imgroute.cli.options import ExcludeOpt, JsonOpt, MaxCostOpt, PlanOpt, PricingOpt, ProviderOpt, RouteFlags, opt
+from imgroute.cli.options import JsonOpt, RouteFlags, opt, takes
 from imgroute.cli.session import Keys, check_out_dir, ledger, load_pricing
 from imgroute.errors import Interrupted, NoOfferError, UsageError
 from imgroute.money import fmt_usd
 
 
 @app.command()
+@takes(RouteFlags)
 def batch(
+    where: RouteFlags,
+    *,
     file: Annotated[str, typer.Argument(help="JSON Lines or CSV, one job per row ('-' for stdin).")],
-    provider: ProviderOpt = None,
-    exclude: ExcludeOpt = None,
-    max_cost: MaxCostOpt = None,
     max_total: Annotated[str | None, opt("--max-total", help="Most USD the whole batch may cost.")] = None,
-    plan: PlanOpt = None,
-    pricing: PricingOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.")] = Path("."),
     concurrency: Annotated[int, typer.Option("--concurrency", help="Jobs at the providers at once.")] = (
         policy.DEFAULT_BATCH_CONCURRENCY
@@ -55,9 +53,9 @@ def batch(
         raise UsageError(f"--timeout {timeout:g} must be above zero", "give seconds, like --timeout 300")
     total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
     rows, bad, label = _read_rows(file, strict)
-    table = load_pricing(pricing)
+    table = load_pricing(where.pricing)
     settings = config.load_settings()
-    constraints = RouteFlags(provider, exclude, max_cost, plan).constraints(table, settings)
+    constraints = where.constraints(table, settings)
     keys = Keys()
     routes = RouteCache(table, keys.available)
     the_plan = make_plan(rows, routes, constraints)
@@ -78,12 +76,12 @@ def batch(
     again = _rerun_command(
         file,
         [
-            ("--provider", provider),
-            ("--exclude", exclude),
-            ("--max-cost", max_cost),
+            ("--provider", where.provider),
+            ("--exclude", where.exclude),
+            ("--max-cost", where.max_cost),
             ("--max-total", max_total),
-            ("--plan", plan),
-            ("--pricing", pricing),
+            ("--plan", where.plan),
+            ("--pricing", where.pricing),
             ("--out", out if out != Path(".") else None),
             ("--concurrency", concurrency if concurrency != policy.DEFAULT_BATCH_CONCURRENCY else None),
             ("--timeout", timeout if timeout != policy.DEFAULT_JOB_TIMEOUT_S else None),

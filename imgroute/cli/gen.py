@@ -3,108 +3,33 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from imgroute import config
 from imgroute.cli import app
-from imgroute.cli.options import (
-    DEFAULT_NAME,
-    DEFAULT_TIMEOUT,
-    AspectOpt,
-    DryRunOpt,
-    ExcludeOpt,
-    FormatOpt,
-    ImageOpt,
-    JobFlags,
-    JsonOpt,
-    MaskOpt,
-    MaxCostOpt,
-    NameOpt,
-    NOpt,
-    OutOpt,
-    OutputFlags,
-    PlanOpt,
-    PricingOpt,
-    PromptArg,
-    ProviderOpt,
-    QualityOpt,
-    QuietOpt,
-    ResolutionOpt,
-    RouteFlags,
-    SizeOpt,
-    TimeoutOpt,
-)
+from imgroute.cli.options import JobFlags, OutputFlags, RouteFlags, takes
 from imgroute.cli.session import Keys, check_name, check_out_dir, job_runner, load_pricing
 from imgroute.errors import UsageError
 
 
 @app.command()
-def gen(
-    prompt: PromptArg = None,
-    quality: QualityOpt = "medium",
-    size: SizeOpt = None,
-    aspect: AspectOpt = None,
-    resolution: ResolutionOpt = None,
-    n: NOpt = 1,
-    provider: ProviderOpt = None,
-    exclude: ExcludeOpt = None,
-    max_cost: MaxCostOpt = None,
-    plan: PlanOpt = None,
-    pricing: PricingOpt = None,
-    image: ImageOpt = None,
-    mask: MaskOpt = None,
-    output_format: FormatOpt = "png",
-    out: OutOpt = Path("."),
-    name: NameOpt = DEFAULT_NAME,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-    dry_run: DryRunOpt = False,
-    quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
+@takes(JobFlags, RouteFlags, OutputFlags)
+def gen(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
     """Generate: route to the cheapest offer you have a key for, submit, wait, save the images.
 
     With --image (and --mask) it edits those images: see `imgroute edit`.
     """
-    run_job(
-        JobFlags(prompt, quality, size, aspect, resolution, n, image, mask, output_format),
-        RouteFlags(provider, exclude, max_cost, plan, pricing),
-        OutputFlags(out, name, timeout, dry_run, quiet, as_json),
-    )
+    run_job(job, where, output)
 
 
 @app.command()
-def edit(
-    prompt: PromptArg = None,
-    image: ImageOpt = None,
-    mask: MaskOpt = None,
-    quality: QualityOpt = "medium",
-    size: SizeOpt = None,
-    aspect: AspectOpt = None,
-    resolution: ResolutionOpt = None,
-    n: NOpt = 1,
-    provider: ProviderOpt = None,
-    exclude: ExcludeOpt = None,
-    max_cost: MaxCostOpt = None,
-    plan: PlanOpt = None,
-    pricing: PricingOpt = None,
-    output_format: FormatOpt = "png",
-    out: OutOpt = Path("."),
-    name: NameOpt = DEFAULT_NAME,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
-    dry_run: DryRunOpt = False,
-    quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
+@takes(JobFlags, RouteFlags, OutputFlags)
+def edit(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
     """Edit images: --image PATH|URL (repeatable) and an optional --mask, routed like gen."""
-    if not image and mask is None:  # with a mask alone, the mask check explains better
+    if not job.image and job.mask is None:  # with a mask alone, the mask check explains better
         raise UsageError(
             "edit needs at least one --image", 'for example: imgroute edit "make it dusk" --image photo.png'
         )
-    run_job(
-        JobFlags(prompt, quality, size, aspect, resolution, n, image, mask, output_format),
-        RouteFlags(provider, exclude, max_cost, plan, pricing),
-        OutputFlags(out, name, timeout, dry_run, quiet, as_json),
-    )
+    run_job(job, where, output)
 
 
 def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:

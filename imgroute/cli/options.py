@@ -5,6 +5,8 @@ may go, `OutputFlags` for where its images land)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -58,39 +60,49 @@ class JobFlags(NamedTuple):
     aspect: str | None = None
     resolution: str | None = None
     n: int = 1
-    images: list[str] | None = None
+    image: list[str] | None = None
     mask: str | None = None
     output_format: str = "png"
+
+    OPTIONS = {
+        "prompt": PromptArg,
+        "quality": QualityOpt,
+        "size": SizeOpt,
+        "aspect": AspectOpt,
+        "resolution": ResolutionOpt,
+        "n": NOpt,
+        "image": ImageOpt,
+        "mask": MaskOpt,
+        "output_format": FormatOpt,
+    }
 
     def request(self) -> Request:
         from imgroute.request import build_request
 
-        return build_request(
-            read_prompt(self.prompt),
-            self.quality,
-            self.size,
-            self.aspect,
-            self.resolution,
-            self.n,
-            self.images,
-            self.mask,
-            self.output_format,
-        )
+        return build_request(read_prompt(self.prompt), *self[1:])
 
 
 class RouteFlags(NamedTuple):
     """Where the job may go, and at what price."""
 
-    providers: list[str] | None = None
+    provider: list[str] | None = None
     exclude: list[str] | None = None
     max_cost: str | None = None
-    plans: list[str] | None = None
+    plan: list[str] | None = None
     pricing: Path | None = None
+
+    OPTIONS = {
+        "provider": ProviderOpt,
+        "exclude": ExcludeOpt,
+        "max_cost": MaxCostOpt,
+        "plan": PlanOpt,
+        "pricing": PricingOpt,
+    }
 
     def constraints(self, table, settings) -> Constraints:
         from imgroute.request import build_constraints
 
-        return build_constraints(table, settings, self.providers, self.exclude, self.max_cost, self.plans)
+        return build_constraints(table, settings, self.provider, self.exclude, self.max_cost, self.plan)
 
 
 class OutputFlags(NamedTuple):
@@ -102,6 +114,43 @@ class OutputFlags(NamedTuple):
     dry_run: bool = False
     quiet: bool = False
     as_json: bool = False
+
+    OPTIONS = {
+        "out": OutOpt,
+        "name": NameOpt,
+        "timeout": TimeoutOpt,
+        "dry_run": DryRunOpt,
+        "quiet": QuietOpt,
+        "as_json": JsonOpt,
+    }
+
+
+def takes(*groups):
+    """Give a command the options of these groups, written once above, and call it with one
+    object per group: `@takes(JobFlags, RouteFlags) def quote(job, where, *, explain=...)`.
+
+    typer reads a command's parameters from its signature, so the wrapper's signature lists every
+    group's options (with their defaults) and then the command's own keyword-only ones."""
+
+    def decorate(command):
+        own = list(inspect.signature(command, eval_str=True).parameters.values())[len(groups) :]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        params = [
+            inspect.Parameter(name, keyword, default=group._field_defaults.get(name), annotation=kind)
+            for group in groups
+            for name, kind in group.OPTIONS.items()
+        ] + own
+
+        @functools.wraps(command)
+        def run(**values):
+            flags = [group(*(values.pop(name) for name in group._fields)) for group in groups]
+            return command(*flags, **values)
+
+        run.__signature__ = inspect.Signature(params)
+        run.__annotations__ = {param.name: param.annotation for param in params}
+        return run
+
+    return decorate
 
 
 def read_prompt(prompt: str | None) -> str | None:

@@ -11,25 +11,7 @@ import typer
 
 from imgroute import config
 from imgroute.cli import app
-from imgroute.cli.options import (
-    AspectOpt,
-    ExcludeOpt,
-    ImageOpt,
-    JobFlags,
-    JsonOpt,
-    MaskOpt,
-    MaxCostOpt,
-    NOpt,
-    PlanOpt,
-    PricingOpt,
-    PromptArg,
-    ProviderOpt,
-    QualityOpt,
-    ResolutionOpt,
-    RouteFlags,
-    SizeOpt,
-    opt,
-)
+from imgroute.cli.options import JobFlags, JsonOpt, PricingOpt, RouteFlags, opt, takes
 from imgroute.cli.session import load_pricing
 from imgroute.errors import UsageError
 
@@ -38,20 +20,11 @@ app.add_typer(pricing_app, name="pricing")
 
 
 @app.command()
+@takes(JobFlags, RouteFlags)
 def quote(
-    prompt: PromptArg = None,
-    quality: QualityOpt = "medium",
-    size: SizeOpt = None,
-    aspect: AspectOpt = None,
-    resolution: ResolutionOpt = None,
-    n: NOpt = 1,
-    provider: ProviderOpt = None,
-    exclude: ExcludeOpt = None,
-    max_cost: MaxCostOpt = None,
-    plan: PlanOpt = None,
-    pricing: PricingOpt = None,
-    image: ImageOpt = None,
-    mask: MaskOpt = None,
+    job: JobFlags,
+    where: RouteFlags,
+    *,
     as_json: JsonOpt = False,
     explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic behind every price.")] = False,
 ) -> None:
@@ -59,9 +32,9 @@ def quote(
     from imgroute import render, report
     from imgroute.router import no_offer_error, rank
 
-    request = JobFlags(prompt, quality, size, aspect, resolution, n, image, mask).request()
-    table = load_pricing(pricing)
-    constraints = RouteFlags(provider, exclude, max_cost, plan).constraints(table, config.load_settings())
+    request = job.request()
+    table = load_pricing(where.pricing)
+    constraints = where.constraints(table, config.load_settings())
     route = rank(request, table, constraints)
     if as_json:
         render.print_json(report.route_json(route))
