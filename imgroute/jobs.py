@@ -111,6 +111,7 @@ class JobRunner(Resume):
             self.outputs.name_template,
             str(self.max_cost) if self.max_cost is not None else None,
             row_key,
+            into=job.pending,  # committed with the first request's intent (or the job's end)
         )
         try:
             return (yield from self._route_through(job, route, first_seq=1))
@@ -125,7 +126,8 @@ class JobRunner(Resume):
             job.point_at(route.choice)
         candidates = fallback_candidates(route)
         for seq, quote in enumerate(candidates, start=first_seq):
-            self.ledger.flush(job.pending)  # the last attempt's end, before this one waits for anything
+            if seq > first_seq:  # the last attempt's end, before this one waits for anything
+                self.ledger.flush(job.pending)
             assessment = quote.assessment
             if job.remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
@@ -180,69 +182,60 @@ class JobRunner(Resume):
     # -- one offer --------------------------------------------------------------------------
 
     def _attempt(self, job: JobRun, seq: int, quote: Quote, assessment: Assessment) -> Steps:
+        """Try one offer: its slot, its requests journaled and sent, waited for, saved, settled."""
         offer, plan = quote.offer, assessment.plan
         job.current = (offer.provider, offer.model, assessment.cost)
         report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
+        tasks: list[Task] = []
         try:
-            attempt_id = self.ledger.reserve_attempt(
-                job.id,
-                seq,
-                offer.provider,
-                offer.model,
-                plan.name,
-                assessment.cost,
-                [line.text for line in assessment.breakdown],
-                job_state=JobState.SUBMITTING,
-            )
+            yield NeedSlot(offer.provider, fresh=True)
+        except Cancelled as stopped:  # the batch stopped before this attempt sent anything
+            return self._abandoned(report, stopped)
+        try:
+            attempt, outcome = yield from self._send_all(job, seq, quote, assessment, tasks)
+            stuck = (yield from self.tasks.await_all(job, attempt.adapter, tasks)) if attempt else None
         except BudgetRefused as refused:
             return AttemptEnd(report._replace(error="budget"), (), None, None, refusal_error(refused), JobState.FAILED)
-        try:
-            return (yield from self._send_and_collect(job, attempt_id, seq, quote, assessment))
-        except Cancelled as stopped:  # the batch stopped before this attempt sent anything
-            self.ledger.attempt_state(attempt_id, AttemptState.ABANDONED, str(stopped))
-            error = Interrupted(str(stopped), "run the batch again to send it")
-            return AttemptEnd(report._replace(state=AttemptState.ABANDONED), (), None, None, error, JobState.CANCELLED)
-
-    def _send_and_collect(self, job: JobRun, attempt_id: int, seq: int, quote: Quote, assessment) -> Steps:
-        offer = quote.offer
-        adapter = self._adapter(offer.provider)
-        d, request = assessment.delivery, job.request
-        shape = ImageShape(
-            request.prompt,
-            offer.provider,
-            offer.model,
-            assessment.quality,
-            request.output_format,
-            d.width,
-            d.height,
-            d.exact,
-            assessment.per_image,
-        )
-        attempt = Attempt(
-            attempt_id, offer.provider, offer.model, assessment.plan.name, assessment.cost, shape, adapter
-        )
-        tasks: list[Task] = []
-        yield NeedSlot(offer.provider, fresh=True)
-        try:
-            outcome = yield from self._send_all(job, attempt, assessment, seq, tasks)
-            stuck = yield from self.tasks.await_all(job, adapter, tasks)
+        except Cancelled as stopped:
+            return self._abandoned(report, stopped)
         finally:
             self.slots.release(offer.provider)
+        if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
+            trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
+            return AttemptEnd(trouble, (), None, None, None, JobState.FAILED)
         return (yield from self._collect(job, attempt, tasks, stuck, outcome))
 
-    def _send_all(self, job: JobRun, attempt: Attempt, assessment, seq: int, tasks: list[Task]) -> Steps:
-        """Journal and send each request of the attempt; how that went, as an Outcome."""
-        adapter = attempt.adapter
+    @staticmethod
+    def _abandoned(report: AttemptReport, stopped: Cancelled) -> AttemptEnd:
+        error = Interrupted(str(stopped), "run the batch again to send it")
+        return AttemptEnd(report._replace(state=AttemptState.ABANDONED), (), None, None, error, JobState.CANCELLED)
+
+    def _send_all(self, job: JobRun, seq: int, quote: Quote, assessment, tasks: list[Task]) -> Steps:
+        """Journal and send each request of the attempt: (the attempt, how the sending went).
+
+        The first request's intent is journaled with the attempt's budget reservation and the job's
+        own row, in the one commit that must precede any send. Raises BudgetRefused, or Cancelled
+        when the batch stops before anything was sent."""
+        offer = quote.offer
+        adapter = self._adapter(offer.provider)
+        attempt = None
         try:
             for index, count in enumerate(assessment.requests):
                 spec = job_spec(job.request, assessment, count, f"{job.id}-{seq}-{index}")
                 spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
                 # Wait for the provider's rate before the intent is journaled: a kill while waiting
                 # leaves nothing unknown.
-                delay = self.slots.submit_delay(attempt.provider)
+                delay = self.slots.submit_delay(offer.provider)
                 if delay > 0:
                     yield Pause(delay, scaled=False)
-                task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
+                if self.slots.stopping():
+                    if attempt is None:
+                        raise Cancelled("the batch was stopped before this job was sent")
+                    return attempt, Outcome(final=_stopped_partway(job, attempt), status=JobState.CANCELLED)
+                if attempt is None:
+                    attempt, task_id = self._open(job, seq, quote, assessment, adapter, spec)
+                else:
+                    task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
                 task = Task(task_id, spec, TaskState.SUBMITTING)
                 tasks.append(task)
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
@@ -250,12 +243,27 @@ class JobRunner(Resume):
             self.ledger.flush(job.pending)
         except ProviderTrouble as exc:
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
-            return Outcome(trouble=exc)
+            return attempt, Outcome(trouble=exc)
         except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
-            return Outcome(final=JobFailedError(str(exc), failure_hint(exc.moderated)))
+            return attempt, Outcome(final=JobFailedError(str(exc), failure_hint(exc.moderated)))
         except SubmitUnknown as exc:
-            return Outcome(final=unknown_error(exc, attempt.provider, job.id), status=JobState.UNKNOWN)
-        return Outcome()
+            return attempt, Outcome(final=unknown_error(exc, offer.provider, job.id), status=JobState.UNKNOWN)
+        return attempt, Outcome()
+
+    def _open(self, job: JobRun, seq: int, quote: Quote, assessment, adapter: Adapter, spec: JobSpec):
+        """The attempt's reservation and first request, journaled in one commit: (Attempt, task id)."""
+        offer, plan = quote.offer, assessment.plan.name
+        attempt_id, task_id = self.ledger.open_attempt(
+            job.id,
+            seq,
+            (offer.provider, offer.model, plan),
+            assessment.cost,
+            [line.text for line in assessment.breakdown],
+            (0, spec.client_ref, spec.n, spec.to_json()),
+            job.pending,
+        )
+        shape = _shape(job.request, quote, assessment)
+        return Attempt(attempt_id, offer.provider, offer.model, plan, assessment.cost, shape, adapter), task_id
 
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
 
@@ -375,6 +383,29 @@ def job_spec(request: Request, assessment: Assessment, count: int, client_ref: s
         images=tuple(image.source for image in request.images),
         mask=request.mask.source if request.mask else None,
         exact_size=d.exact,
+    )
+
+
+def _shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape:
+    """What the attempt's images must be, and what their names and sidecars say."""
+    d = assessment.delivery
+    return ImageShape(
+        request.prompt,
+        quote.offer.provider,
+        quote.offer.model,
+        assessment.quality,
+        request.output_format,
+        d.width,
+        d.height,
+        d.exact,
+        assessment.per_image,
+    )
+
+
+def _stopped_partway(job: JobRun, attempt: Attempt) -> Interrupted:
+    return Interrupted(
+        f"the batch was stopped after part of job {job.id} was sent to {attempt.provider}; the rest was not sent",
+        "run the batch again: it finishes what was sent and sends the rest",
     )
 
 

@@ -533,6 +533,7 @@ class Ledger:
         name_template: str,
         max_cost: str | None,
         row_key: str | None = None,
+        into: list | None = None,
     ) -> None:
         now = self.clock()
         self._write(  # its "planned" event is written by a trigger (migration 5)
@@ -551,6 +552,7 @@ class Ledger:
                 max_cost,
                 row_key,
             ),
+            into,
         )
 
     def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
@@ -608,32 +610,61 @@ class Ledger:
         now = now or dt.datetime.fromtimestamp(self.clock())
 
         def reserve(db: sqlite3.Connection) -> int:
-            asked = estimate or Decimal(0)
-            for period, cap in self.budgets(db).items():
-                spent = self.spent_since(period_start(period, now).timestamp(), db)
-                if spent + asked > cap:
-                    raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
-            stamp = self.clock()
-            _add_committed(db, stamp, asked)  # in flight: counts at its estimate until settled
-            if job_state:
-                db.execute(*self._job_state(job_id, job_state))
-            return db.execute(
-                "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
-                "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
-                (
-                    job_id,
-                    seq,
-                    provider,
-                    model,
-                    plan,
-                    str(estimate) if estimate is not None else None,
-                    json.dumps(breakdown),
-                    stamp,
-                    stamp,
-                ),
-            ).lastrowid
+            return self._reserve(db, job_id, seq, provider, model, plan, estimate, breakdown, now, job_state)
 
         return self._commit(reserve)
+
+    def _reserve(self, db, job_id, seq, provider, model, plan, estimate, breakdown, now, job_state) -> int:
+        """Inside a write transaction: check every cap, then insert the attempt (its reservation)."""
+        asked = estimate or Decimal(0)
+        for period, cap in self.budgets(db).items():
+            spent = self.spent_since(period_start(period, now).timestamp(), db)
+            if spent + asked > cap:
+                raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
+        stamp = self.clock()
+        _add_committed(db, stamp, asked)  # in flight: counts at its estimate until settled
+        if job_state:
+            db.execute(*self._job_state(job_id, job_state))
+        return db.execute(
+            "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+            (
+                job_id,
+                seq,
+                provider,
+                model,
+                plan,
+                str(estimate) if estimate is not None else None,
+                json.dumps(breakdown),
+                stamp,
+                stamp,
+            ),
+        ).lastrowid
+
+    def open_attempt(self, job_id: str, seq: int, offer: tuple, estimate, breakdown, task: tuple, before: list):
+        """The attempt's reservation (as `reserve_attempt`, the job becoming `submitting`) and its first
+        request's intent (as `task_submitting`), with the writes put off in `before` (the new job's
+        row), all in one commit: the one a job must make before its first request is sent.
+        (attempt id, task id); BudgetRefused leaves nothing written, `before` included."""
+        provider, model, plan = offer
+        task_seq, client_ref, images, spec = task
+        now = dt.datetime.fromtimestamp(self.clock())
+
+        def open_(db: sqlite3.Connection) -> tuple[int, int]:
+            for work in before:
+                work(db)
+            attempt_id = self._reserve(db, job_id, seq, provider, model, plan, estimate, breakdown, now, "submitting")
+            stamp = self.clock()
+            task_id = db.execute(
+                "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
+                "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)",
+                (attempt_id, task_seq, client_ref, images, json.dumps(spec), stamp, stamp),
+            ).lastrowid
+            return attempt_id, task_id
+
+        opened = self._commit(open_)
+        before.clear()
+        return opened
 
     def attempt_state(
         self,

@@ -33,7 +33,15 @@ class Limits:
         self._waiting: deque[tuple[str, Callable[[], None]]] = deque()
         self._in_use = 0
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self.clock = clock
+
+    def stop_sending(self) -> None:
+        """From now on no job sends a new request (a batch's Ctrl-C): `stopping` says so to each."""
+        self._stopping.set()
+
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     @classmethod
     def from_settings(cls, overrides, total: int | None = None) -> Limits:
@@ -218,6 +226,7 @@ class Scheduler:
     def stop(self) -> None:
         """Ctrl-C: jobs waiting for their first slot are cancelled; the others run to the end."""
         self.stopping = True
+        self.limits.stop_sending()
         for granted in self.limits.withdraw(lambda granted: granted.fresh):
             granted.cancel()
 

@@ -47,6 +47,10 @@ class Slots(Protocol):
 
     def submit_delay(self, provider: str) -> float: ...
 
+    def stopping(self) -> bool:
+        """True once no new request may be sent (a batch's Ctrl-C)."""
+        ...
+
 
 class Unlimited:
     """The slots of a single job: always free, submits never spaced."""
@@ -56,6 +60,9 @@ class Unlimited:
 
     def submit_delay(self, provider: str) -> float:
         return 0.0
+
+    def stopping(self) -> bool:
+        return False
 
 
 def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[float], None] = time.sleep) -> Any:
