@@ -16,9 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute.errors import UsageError
+from imgroute.errors import UsageError, quoted
 from imgroute.models import Constraints, Request
-from imgroute.request import build_request, check_providers
+from imgroute.request import build_request, check_providers, kind_of, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
     from imgroute.router import RouteCache
@@ -94,18 +94,18 @@ class Plan(NamedTuple):
 
 def read_text(source: str) -> tuple[str, str]:
     """(text, label) of the input: a file, or `-` for stdin."""
-    import sys
 
     if source == "-":
-        return sys.stdin.read(), "stdin"
+        return read_stdin("the batch rows"), "stdin"
     path = Path(source).expanduser()
     try:
         return path.read_text(encoding="utf-8"), str(path.resolve())
     except FileNotFoundError:
         raise UsageError(f"batch file {source} does not exist", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise UsageError(f"cannot read batch file {source}: {reason}", "give a JSON Lines or CSV file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"batch file {source} is not UTF-8 text", "save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read batch file {source}: {exc.strerror}", "give a JSON Lines or CSV file") from None
 
 
 def raw_rows(text: str, label: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -125,6 +125,13 @@ def raw_rows(text: str, label: str) -> Iterator[tuple[int, dict | None, str | No
                 continue
             yield number, value, None
         return
+    try:
+        yield from _csv_rows(text)
+    except csv.Error as exc:  # a cell over the csv module's limit (128 KB), or a broken quote
+        raise UsageError(f"the CSV cannot be read: {exc}", "keep each cell under 128 KB, and quotes paired") from None
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict | None, str | None]]:
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or "prompt" not in [f.strip() for f in reader.fieldnames]:
         yield 1, None, "a CSV batch needs a header row with a `prompt` column"
@@ -156,20 +163,25 @@ def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
     ids = [row.key for row in rows]
     if len(ids) != len(set(ids)):
         duplicate = next(k for k in ids if ids.count(k) > 1)
-        raise UsageError(f"two rows share the id {duplicate!r}", "give every row its own `id`")
+        raise UsageError(f"two rows share the id {quoted(duplicate)}", "give every row its own `id`")
     return rows, bad
 
 
 def _row(line: int, fields: dict) -> Row:
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        raise UsageError(f"unknown field {unknown[0]!r}", f"fields: {', '.join(FIELDS)}")
+        raise UsageError(f"unknown field {quoted(unknown[0])}", f"fields: {', '.join(FIELDS)}")
+    for field, value in fields.items():  # JSON may carry anything: only text (and numbers) are read
+        if field in ("image", "provider", "exclude") and isinstance(value, list):
+            value = next((v for v in value if not isinstance(v, str)), "")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise UsageError(f"{field} is {kind_of(value)}", f'give {field} as text, like "{field}": "..."')
     text = {k: v if isinstance(v, (list, int)) else str(v) for k, v in fields.items()}
     n = text.get("n", 1)
     try:
         n = int(n)
     except (TypeError, ValueError):
-        raise UsageError(f"n {n!r} is not a whole number", "for example n: 2") from None
+        raise UsageError(f"n {quoted(n)} is not a whole number", "for example n: 2") from None
     request = build_request(
         text.get("prompt"),
         text.get("quality", "medium"),

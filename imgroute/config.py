@@ -38,7 +38,7 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     from imgroute.pricing import read_yaml
 
     path = (home_dir or home()) / CONFIG_FILE
-    if not path.is_file():
+    if not path.exists():
         return Settings(path=path)
     raw = read_yaml(path, what="config file")
     if raw is None:

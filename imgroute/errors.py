@@ -8,6 +8,23 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+QUOTE_LIMIT = 80  # the most of a user's value an error line repeats
+
+
+def quoted(value) -> str:
+    """A value as an error line shows it: its repr, cut short (a 50 MB prompt is not echoed)."""
+    import reprlib
+
+    shown = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    shown.maxlevel, shown.maxstring, shown.maxother, shown.maxlist, shown.maxdict = 2, QUOTE_LIMIT, QUOTE_LIMIT, 4, 4
+    return shown.repr(value)
+
+
+def shown(value) -> str:
+    """A value as an error line shows it when quotes would be noise (numbers): cut short too."""
+    text = quoted(value) if isinstance(value, (list, dict, tuple)) else str(value)
+    return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 3] + "..."
+
 
 class ImgrouteError(Exception):
     exit_code = 1

@@ -36,7 +36,20 @@ class NotAnImage(ValueError):
 
 
 def sniff(head: bytes) -> ImageInfo:
-    """Format and pixel size from the first bytes of a file."""
+    """Format and pixel size from the first bytes of a file. NotAnImage for anything else, a header
+    cut short included, or one that claims no pixels."""
+    try:
+        info = _sniff(head)
+    except (struct.error, IndexError):
+        raise NotAnImage("its header is cut short") from None
+    if info.width < 1 or info.height < 1:
+        raise NotAnImage(f"its header claims {info.width}x{info.height} pixels")
+    return info
+
+
+def _sniff(head: bytes) -> ImageInfo:
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) < 26:
+        raise NotAnImage("its header is cut short")
     if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         color_type = head[25]

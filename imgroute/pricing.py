@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from imgroute.errors import ConfigError
+from imgroute.errors import ConfigError, quoted
 from imgroute.models import Ratio
 from imgroute.price_models import PRICE_MODELS, Price
 from imgroute.providers import known as known_providers
@@ -140,9 +140,12 @@ def read_yaml(path: Path, what: str = "pricing file") -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist", "check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"cannot read {what} {path}: {reason}", "check the file's permissions") from None
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read {what} {path}: it is a directory", "give a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {what} {path}: it is not UTF-8 text", "save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}", "check the file's permissions") from None
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster
     try:
         return yaml.load(text, Loader=loader)
@@ -151,6 +154,10 @@ def read_yaml(path: Path, what: str = "pricing file") -> Any:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or "cannot be parsed"
         raise ConfigError(f"{where}: not valid YAML: {problem}", "fix the YAML syntax") from None
+    except (ValueError, OverflowError) as exc:  # a well-formed value PyYAML cannot build: 2026-02-30
+        raise ConfigError(
+            f"{path}: a value cannot be read: {quoted(str(exc))}", "fix the value (dates as YYYY-MM-DD)"
+        ) from None
 
 
 def load_table(user_file: Path | None = None) -> PricingTable:

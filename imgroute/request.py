@@ -9,11 +9,12 @@ Size semantics (also in the README):
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 from pathlib import Path
 
-from imgroute.errors import ConfigError, UsageError
+from imgroute.errors import ConfigError, UsageError, quoted
 from imgroute.models import Constraints, InputImage, Ratio, Request, Target, aspect_text
 
 QUALITIES = ("low", "medium", "high")
@@ -37,36 +38,36 @@ _RATIO_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 def parse_size(text: str) -> tuple[int, int]:
     m = _SIZE_RE.match(text)
     if not m:
-        raise UsageError(f"--size {text!r} is not WIDTHxHEIGHT", "write it like --size 1536x1024")
+        raise UsageError(f"--size {quoted(text)} is not WIDTHxHEIGHT", "write it like --size 1536x1024")
     w, h = int(m.group(1)), int(m.group(2))
     if w == 0 or h == 0:
-        raise UsageError(f"--size {text!r} has a zero edge", "both edges must be at least 1 px")
+        raise UsageError(f"--size {quoted(text)} has a zero edge", "both edges must be at least 1 px")
     if max(w, h) > MAX_EDGE_ACCEPTED:
-        raise UsageError(f"--size {text!r} is absurdly large", "no provider goes past 3840 px")
+        raise UsageError(f"--size {quoted(text)} is absurdly large", "no provider goes past 3840 px")
     return w, h
 
 
 def parse_ratio(text: str, flag: str = "--aspect") -> Ratio:
     m = _RATIO_RE.match(text)
     if not m:
-        raise UsageError(f"{flag} {text!r} is not W:H", f"write it like {flag} 16:9")
+        raise UsageError(f"{flag} {quoted(text)} is not W:H", f"write it like {flag} 16:9")
     w, h = int(m.group(1)), int(m.group(2))
     if w == 0 or h == 0:
-        raise UsageError(f"{flag} {text!r} has a zero side", "both sides must be at least 1")
+        raise UsageError(f"{flag} {quoted(text)} has a zero side", "both sides must be at least 1")
     return Ratio.of(w, h)
 
 
 def parse_resolution(text: str) -> str:
     tier = text.strip().upper()
     if tier not in RESOLUTION_PIXELS:
-        raise UsageError(f"--resolution {text!r} is not a tier", f"use one of {', '.join(RESOLUTIONS)}")
+        raise UsageError(f"--resolution {quoted(text)} is not a tier", f"use one of {', '.join(RESOLUTIONS)}")
     return tier
 
 
 def parse_quality(text: str) -> str:
     q = text.strip().lower()
     if q not in QUALITY_RANK:
-        raise UsageError(f"--quality {text!r} is not a tier", "use low, medium or high")
+        raise UsageError(f"--quality {quoted(text)} is not a tier", "use low, medium or high")
     return q
 
 
@@ -91,7 +92,7 @@ def parse_format(text: str) -> str:
     fmt = text.strip().lower()
     fmt = "jpeg" if fmt == "jpg" else fmt
     if fmt not in OUTPUT_FORMATS:
-        raise UsageError(f"--format {text!r} is not an image format", "use png, jpeg or webp")
+        raise UsageError(f"--format {quoted(text)} is not an image format", "use png, jpeg or webp")
     return fmt
 
 
@@ -101,10 +102,38 @@ def check_n(n: int) -> int:
     return n
 
 
-def check_prompt(prompt: str | None) -> str:
+def check_prompt(prompt: str | None, where: str = "") -> str:
+    """The prompt, trimmed: text, not empty, with no NUL byte (which some providers cut the prompt at)."""
+    if prompt is not None and not isinstance(prompt, str):
+        hint = 'give it as a string: "prompt": "a lighthouse"'
+        raise UsageError(f"the prompt{where} is {kind_of(prompt)}, not text", hint)
     if prompt is None or not prompt.strip():
-        raise UsageError("the prompt is empty", 'give it as an argument (imgroute quote "a lighthouse") or on stdin')
+        raise UsageError("the prompt is empty", 'give it as an argument (imgroute gen "a lighthouse") or on stdin')
+    if "\x00" in prompt:
+        raise UsageError("the prompt contains a NUL byte", "remove the control characters from it")
     return prompt.strip()
+
+
+def read_stdin(what: str) -> str:
+    """All of stdin as text; bytes that are not UTF-8 are a usage error, not a traceback."""
+    import sys
+
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} on stdin is not UTF-8 text", "send UTF-8") from None
+
+
+def check_timeout(seconds: float, flag: str = "--timeout") -> float:
+    if not math.isfinite(seconds):
+        raise UsageError(f"{flag} {seconds:g} is not a number of seconds", f"give seconds, like {flag} 300")
+    if seconds <= 0:
+        raise UsageError(f"{flag} {seconds:g} must be above zero", f"give seconds, like {flag} 300")
+    return seconds
+
+
+def kind_of(value) -> str:
+    return {list: "a list", dict: "an object", bool: "true/false"}.get(type(value), type(value).__name__)
 
 
 def parse_money(text: str, flag: str) -> Decimal:
@@ -113,15 +142,16 @@ def parse_money(text: str, flag: str) -> Decimal:
     except ArithmeticError:
         amount = None
     if amount is None or not amount.is_finite():
-        raise UsageError(f"{flag} {text!r} is not an amount", f"write it in USD, like {flag} 0.25")
+        raise UsageError(f"{flag} {quoted(text)} is not an amount", f"write it in USD, like {flag} 0.25")
     if amount < 0:
-        raise UsageError(f"{flag} {text!r} is negative", f"give a positive USD amount to {flag}")
+        raise UsageError(f"{flag} {quoted(text)} is negative", f"give a positive USD amount to {flag}")
     return amount
 
 
 # -- reference images and masks ---------------------------------------------------------------
 
 MAX_INPUT_IMAGES = 16  # the most any provider takes
+MAX_INPUT_EDGE = 16_384  # WebP's own limit; no provider documents a larger input
 
 
 def inspect_input(source: str, flag: str) -> InputImage:
@@ -133,12 +163,15 @@ def inspect_input(source: str, flag: str) -> InputImage:
     if lowered.startswith(("http://", "https://")):
         return InputImage(text, is_url=True)
     if "://" in text or lowered.startswith("data:"):
-        raise UsageError(f"{flag} {text!r} is neither a file nor an http(s) URL", "give a local path or a public URL")
-    path = Path(text).expanduser()
+        hint = "give a local path or a public URL"
+        raise UsageError(f"{flag} {quoted(text)} is neither a file nor an http(s) URL", hint)
+    path = Path(text).expanduser().absolute()  # journaled: a resume may run elsewhere
     try:
         with open(path, "rb") as fh:
             head = fh.read(images.HEADER_BYTES)
-        size = path.stat().st_size
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - images.TAIL_BYTES))
+            tail = fh.read()
     except FileNotFoundError:
         raise UsageError(f"{flag} {text}: no such file", "check the path") from None
     except IsADirectoryError:
@@ -147,8 +180,19 @@ def inspect_input(source: str, flag: str) -> InputImage:
         raise UsageError(f"{flag} {text} cannot be read: {exc.strerror}", "check its permissions") from None
     try:
         info = images.sniff(head)
-    except images.NotAnImage:
+    except images.NotAnImage as exc:
+        if head[:4] in (b"\x89PNG", b"RIFF") or head[:3] == b"\xff\xd8\xff":
+            raise UsageError(f"{flag} {text} is not a usable image: {exc}", "export it again") from None
         raise UsageError(f"{flag} {text} is not a PNG, JPEG or WebP image", "convert it to PNG") from None
+    if max(info.width, info.height) > MAX_INPUT_EDGE:
+        raise UsageError(
+            f"{flag} {text} claims {info.width}x{info.height} pixels",
+            f"no provider takes images over {MAX_INPUT_EDGE} px",
+        )
+    try:
+        images.check_complete(info, head, tail, size)
+    except images.NotAnImage as exc:
+        raise UsageError(f"{flag} {text} is not a usable image: {exc}", "export it again") from None
     return InputImage(str(path), False, info.format, info.width, info.height, size, info.has_alpha)
 
 
@@ -223,7 +267,7 @@ def build_constraints(
         provider, sep, plan = item.partition("=")
         provider, plan = provider.strip(), plan.strip()
         if not sep or not provider or not plan:
-            raise UsageError(f"--plan {item!r} is not PROVIDER=PLAN", "write it like --plan apiframe=growth")
+            raise UsageError(f"--plan {quoted(item)} is not PROVIDER=PLAN", "write it like --plan apiframe=growth")
         problem = _plan_problem(table, provider, plan)
         if problem:
             raise UsageError(f"--plan {item}: {problem[0]}", problem[1])
@@ -247,7 +291,7 @@ def check_providers(values: list[str] | str | None, flag: str) -> list[str]:
         for name in value.replace(",", " ").split():
             name = name.strip().lower()
             if name not in known():
-                raise UsageError(f"unknown provider {name!r} in {flag}", f"known providers: {', '.join(known())}")
+                raise UsageError(f"unknown provider {quoted(name)} in {flag}", f"known providers: {', '.join(known())}")
             out.append(name)
     return out
 
@@ -255,8 +299,9 @@ def check_providers(values: list[str] | str | None, flag: str) -> list[str]:
 def _plan_problem(table, provider: str, plan: str) -> tuple[str, str] | None:
     """(problem, hint) when the plan cannot be used, else None."""
     if provider not in table.providers:
-        return f"unknown provider {provider!r}", f"known providers: {', '.join(table.providers)}"
+        return f"unknown provider {quoted(provider)}", f"known providers: {', '.join(table.providers)}"
     plans = table.providers[provider].plans
     if plan not in plans:
-        return f"{provider} has no plan {plan!r}", f"{provider} plans: {', '.join(plans)}; add yours in pricing.yaml"
+        known = ", ".join(plans)
+        return f"{provider} has no plan {quoted(plan)}", f"{provider} plans: {known}; add yours in pricing.yaml"
     return None

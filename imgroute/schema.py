@@ -10,7 +10,7 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from imgroute.errors import ConfigError
+from imgroute.errors import ConfigError, quoted, shown
 
 _MISSING = object()
 
@@ -76,7 +76,7 @@ class Field:
         if isinstance(self.value, bool) or not isinstance(self.value, int):
             raise self.fail(f"expected a whole number, found {_kind(self.value)}")
         if minimum is not None and self.value < minimum:
-            raise self.fail(f"{self.value} is below the minimum of {minimum}")
+            raise self.fail(f"{shown(self.value)} is below the minimum of {minimum}")
         return self.value
 
     def money(self) -> Decimal:
@@ -86,11 +86,11 @@ class Field:
         try:
             amount = Decimal(str(self.value).strip().lstrip("$"))
         except InvalidOperation:
-            raise self.fail(f"{self.value!r} is not a number") from None
+            raise self.fail(f"{quoted(self.value)} is not a number") from None
         if not amount.is_finite():
-            raise self.fail(f"{self.value!r} is not a finite number")
+            raise self.fail(f"{quoted(self.value)} is not a finite number")
         if amount < 0:
-            raise self.fail(f"{self.value} is negative", "prices and rates must be zero or more")
+            raise self.fail(f"{shown(self.value)} is negative", "prices and rates must be zero or more")
         return amount
 
     def date(self) -> dt.date:
@@ -103,12 +103,12 @@ class Field:
                 return dt.date.fromisoformat(self.value.strip())
             except ValueError:
                 pass
-        raise self.fail(f"{self.value!r} is not a date", "write dates as YYYY-MM-DD")
+        raise self.fail(f"{quoted(self.value)} is not a date", "write dates as YYYY-MM-DD")
 
     def choice(self, allowed: tuple[str, ...] | set[str]) -> str:
         value = self.text()
         if value not in allowed:
-            raise self.fail(f"'{value}' is not one of {', '.join(sorted(allowed))}")
+            raise self.fail(f"{quoted(value)} is not one of {', '.join(sorted(allowed))}")
         return value
 
     def text_list(self, allowed: tuple[str, ...] | set[str] | None = None) -> tuple[str, ...]:
@@ -122,11 +122,11 @@ def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
     if isinstance(value, bool):
-        return f"'{value}' (true/false)"
+        return f"{value} (true/false)"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
-    return f"'{value}'"
+        return f"the number {quoted(value)}"
+    return quoted(value) if not isinstance(value, str) else f"'{quoted(value)[1:-1]}'"

@@ -79,9 +79,15 @@ def main(argv: list[str] | None = None) -> None:
         fail("interrupted", None, EXIT_INTERRUPTED)
 
 
+MESSAGE_LIMIT = 2000  # one line, however much a provider or a file said
+
+
 def fail(message: str, hint: str | None, code: int) -> None:
     text = f"error: {message}"
     if hint:
         text += f"; {hint}"
+    text = " ".join(text.split())  # one line, always
+    if len(text) > MESSAGE_LIMIT:
+        text = text[: MESSAGE_LIMIT - 3] + "..."
     sys.stderr.write(text + "\n")
     sys.exit(code)

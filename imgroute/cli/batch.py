@@ -44,13 +44,12 @@ def batch(
     from imgroute.batch import plan as make_plan
     from imgroute.budget import check_batch
     from imgroute.providers import provider_limits
-    from imgroute.request import parse_money
+    from imgroute.request import check_timeout, parse_money
     from imgroute.router import RouteCache
 
     if concurrency < 1 or concurrency > 500:
         raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
-    if timeout <= 0:
-        raise UsageError(f"--timeout {timeout:g} must be above zero", "give seconds, like --timeout 300")
+    check_timeout(timeout)
     total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
     rows, bad, label = _read_rows(file, strict)
     table = load_pricing(where.pricing)

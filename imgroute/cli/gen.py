@@ -9,6 +9,7 @@ from imgroute.cli import app
 from imgroute.cli.options import JobFlags, OutputFlags, RouteFlags, takes
 from imgroute.cli.session import Keys, check_name, check_out_dir, job_runner, load_pricing
 from imgroute.errors import UsageError
+from imgroute.request import check_timeout
 
 
 @app.command()
@@ -38,8 +39,7 @@ def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
     from imgroute.router import no_offer_error, rank
 
     request = job.request()
-    if output.timeout <= 0:
-        raise UsageError(f"--timeout {output.timeout:g} must be above zero", "give seconds, like --timeout 300")
+    check_timeout(output.timeout)
     check_name(output.name)
     table = load_pricing(where.pricing)
     constraints = where.constraints(table, config.load_settings())

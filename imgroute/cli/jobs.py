@@ -11,7 +11,7 @@ from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, opt, parse_day
 from imgroute.cli.session import Keys, job_runner, ledger, load_pricing
-from imgroute.errors import ImgrouteError, UsageError
+from imgroute.errors import ImgrouteError, UsageError, quoted
 from imgroute.models import JobState
 
 jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
@@ -21,9 +21,9 @@ app.add_typer(jobs_app, name="jobs")
 def resolve_job(journal, job_id: str):
     matches = journal.find_job(job_id.strip())
     if not matches:
-        raise UsageError(f"no job {job_id!r} in the ledger", "list jobs with: imgroute jobs")
+        raise UsageError(f"no job {quoted(job_id)} in the ledger", "list jobs with: imgroute jobs")
     if len(matches) > 1:
-        raise UsageError(f"{job_id!r} matches {len(matches)} jobs", "give more characters of the id")
+        raise UsageError(f"{quoted(job_id)} matches {len(matches)} jobs", "give more characters of the id")
     return matches[0]
 
 
@@ -46,7 +46,7 @@ def jobs_list(
     states = tuple(state or ())
     for item in states:
         if item not in JobState._value2member_map_:
-            raise UsageError(f"--state {item!r} is not a job state", f"use one of {', '.join(JobState)}")
+            raise UsageError(f"--state {quoted(item)} is not a job state", f"use one of {', '.join(JobState)}")
     if provider is not None:
         check_providers(provider, "--provider")
     if limit < 1:
@@ -97,8 +97,9 @@ def jobs_resume(
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
     from imgroute import render, report
     from imgroute.jobs import OutputOptions, rerouter
-    from imgroute.request import build_constraints
+    from imgroute.request import build_constraints, check_timeout
 
+    check_timeout(timeout)
     if (job_id is None) == (not all_jobs):
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
     with ledger() as journal:

@@ -14,7 +14,7 @@ from typing import Annotated, NamedTuple
 import typer
 
 from imgroute import policy
-from imgroute.errors import UsageError
+from imgroute.errors import UsageError, quoted
 from imgroute.models import Constraints, Request
 
 
@@ -158,7 +158,9 @@ def read_prompt(prompt: str | None) -> str | None:
     if prompt is None or prompt == "-":
         if sys.stdin is None or sys.stdin.isatty():
             return None
-        return sys.stdin.read()
+        from imgroute.request import read_stdin
+
+        return read_stdin("the prompt")
     return prompt
 
 
@@ -166,4 +168,5 @@ def parse_day(text: str, flag: str) -> dt.datetime:
     try:
         return dt.datetime.combine(dt.date.fromisoformat(text.strip()), dt.time())
     except ValueError:
-        raise UsageError(f"{flag} {text!r} is not a date", f"write it as YYYY-MM-DD, like {flag} 2026-11-01") from None
+        hint = f"write it as YYYY-MM-DD, like {flag} 2026-11-01"
+        raise UsageError(f"{flag} {quoted(text)} is not a date", hint) from None

@@ -1,0 +1,122 @@
+"""Issue 13: every path a new user tried ends right, and no money is spent by mistake. Each test
+here failed before its fix, and each goes through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import pytest
+
+from tests.fakes.server import make_image
+from tests.test_gen_e2e import only
+
+
+def nothing_sent(fakes) -> bool:
+    return all(f.requests == [] for f in fakes.values())
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size (and nothing else is right)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+# -- 6: bad input that reached a provider and cost money ------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1"])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_refused(cli, fakes, timeout):
+    r = cli("gen", "x", "--timeout", timeout, "--out", "out", *only(fakes, "kie"))
+    assert r.code == 2 and len(r.err.splitlines()) == 1 and "--timeout" in r.err and nothing_sent(fakes)
+
+
+def test_a_prompt_with_a_nul_byte_is_refused_wherever_it_comes_from(cli, fakes, tmp_path):
+    assert cli("gen", "a\x00b", "--out", "out").code == 2
+    assert cli("gen", "--out", "out", stdin="a\x00b").code == 2
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "a\u0000b"}) + "\n")
+    r = cli("batch", str(rows), "--yes", "--strict")
+    assert r.code == 2 and "NUL byte" in r.err
+    (tmp_path / "rows.csv").write_text('prompt\n"a\x00b"\n')
+    assert cli("batch", str(tmp_path / "rows.csv"), "--yes", "--strict").code == 2
+    assert nothing_sent(fakes)
+
+
+@pytest.mark.parametrize("prompt", [["a", "list"], {"an": "object"}, 7, True, None])
+def test_a_jsonl_prompt_that_is_not_text_is_a_bad_row(cli, fakes, tmp_path, prompt):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": prompt, "provider": "kie"}) + "\n")
+    r = cli("batch", str(rows), "--yes", "--strict")
+    assert r.code == 2 and "rows.jsonl:1:" in r.err and nothing_sent(fakes)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (make_image(1024, 1024, "png", seed=2)[:-40], "truncated"),  # cut off mid-data
+        (png_claiming(0, 0), "0x0"),
+        (png_claiming(100_000, 100_000), "100000x100000"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "cut short"),  # a header cut short
+        (b"RIFF\x10\x00\x00\x00WEBPVP8X", "cut short"),
+    ],
+)
+def test_an_input_image_that_is_not_whole_is_refused_before_anything_is_sent(cli, fakes, tmp_path, data, says):
+    image = tmp_path / "in.png"
+    image.write_bytes(data)
+    r = cli("edit", "x", "--image", str(image), "--out", "out", *only(fakes, "openai"))
+    assert r.code == 2 and says in r.err and len(r.err.splitlines()) == 1, r.err
+    assert "Traceback" not in r.err and nothing_sent(fakes)
+
+
+# -- 8: tracebacks where one line belongs --------------------------------------------------------
+
+
+def test_an_impossible_date_in_a_pricing_file_or_config_is_one_line(cli, tmp_path, isolated_home):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: 1\nproviders:\n  kie:\n    observed: 2026-02-30\n")
+    r = cli("quote", "x", "--pricing", str(bad))
+    assert r.code == 3 and "Traceback" not in r.err and len(r.err.splitlines()) == 1 and str(bad) in r.err
+    isolated_home.mkdir()
+    (isolated_home / "config.yaml").write_text("pricing_max_age_days: 2026-02-30\n")
+    r = cli("pricing")
+    assert r.code == 3 and "Traceback" not in r.err and "config.yaml" in r.err
+
+
+def test_errors_never_echo_a_huge_value(cli, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(levels) + "\nversion: 1\nproviders:\n  kie:\n    observed: *a8\n")
+    r = cli("pricing", "validate", str(bomb))
+    assert r.code == 3 and len(r.err) < 2100, r.err[:300]
+    r = cli("quote", "x", "--size", "9" * 5_000_000)
+    assert r.code == 2 and len(r.err) < 300
+
+
+def test_a_config_yaml_that_is_a_directory_or_not_utf8_is_an_error(cli, isolated_home):
+    (isolated_home / "config.yaml").mkdir(parents=True)
+    r = cli("quote", "x")
+    assert r.code == 3 and "config.yaml" in r.err and "directory" in r.err
+    (isolated_home / "config.yaml").rmdir()
+    (isolated_home / "config.yaml").write_bytes(b"plans: \xff\n")
+    r = cli("quote", "x")
+    assert r.code == 3 and "UTF-8" in r.err and "permission" not in r.err
+
+
+def test_invalid_utf8_on_stdin_and_a_huge_csv_cell_are_one_line(cli, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a \xff lighthouse"), encoding="utf-8"))
+    from imgroute.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["quote"])
+    assert exit_.value.code == 2
+    big = tmp_path / "rows.csv"
+    big.write_text("prompt\n" + '"' + "x" * 200_000 + '"\n')
+    r = cli("batch", str(big), "--dry-run")
+    assert r.code == 2 and "Traceback" not in r.err and "128 KB" in r.err
