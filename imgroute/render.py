@@ -212,6 +212,12 @@ def print_dry_run(console: Console, route: Route, data: dict) -> None:
         console.print(f"(local images are first uploaded to {choice.offer.provider}'s own storage)", markup=False)
 
 
+def print_reasons(console: Console, route: Route) -> None:
+    """Why each offer cannot take the job, one line each (gen, edit: no table was shown)."""
+    for quote in route.quotes:
+        console.print(f"{quote.offer.id}: {'; '.join(quote.reasons)}", style="yellow", markup=False, soft_wrap=True)
+
+
 def print_job(console: Console, result, skipped: list[dict]) -> None:
     for attempt in result.attempts:
         if attempt.state not in ("succeeded",):

@@ -306,6 +306,23 @@ def budget(states: list[dict]) -> list[dict]:
 # -- gen --------------------------------------------------------------------------------------
 
 
+def job_failure(error, job_id: str | None, route) -> dict:
+    """gen's object when it ended before a job result existed (no offer, no key, Ctrl-C, bad flags):
+    the same keys, nulls where nothing is known, `error` set; and each offer's reasons if none could."""
+    failed = {key: None for key in JOB_KEYS}
+    failed.update(job_id=job_id, status="failed", files=[], images=[], attempts=[], error=error.message)
+    failed["skipped_without_key"] = skipped_json(route) if route is not None else []
+    if route is not None and route.choice is None:
+        failed["reasons"] = [{"offer": q.offer.id, "reasons": list(q.reasons)} for q in route.quotes]
+    return failed
+
+
+JOB_KEYS = (
+    "job_id", "status", "provider", "model", "plan", "cost_usd", "actual_cost_usd", "actual_cost_source", "files",
+    "images", "attempts", "skipped_without_key", "elapsed_s", "error",
+)  # fmt: skip
+
+
 def skipped_json(route) -> list[dict]:
     """Offers that would have won, or been cheaper than the choice, but have no key."""
     return [

@@ -140,9 +140,9 @@ def _order(quote: Quote) -> tuple:
     )
 
 
-def no_offer_error(route: Route) -> ImgrouteError:
+def no_offer_error(route: Route, reasons_at: str = "in the table above") -> ImgrouteError:
     """Why nothing can run: no key for any offer that could (exit 3), --max-cost alone (exit 8), or
-    no offer can deliver (exit 4)."""
+    no offer can deliver (exit 4). `reasons_at` says where the caller shows each offer's reasons."""
     skipped = route.skipped_for_keys()
     if skipped:
         cheapest = skipped[0]
@@ -158,6 +158,6 @@ def no_offer_error(route: Route) -> ImgrouteError:
             "raise --max-cost, or ask for less (lower quality, smaller size, fewer images)",
         )
     return NoOfferError(
-        "no offer can deliver this request (reasons in the table above)",
+        f"no offer can deliver this request (reasons {reasons_at})",
         "relax the size, aspect, quality or provider constraints",
     )

@@ -120,3 +120,70 @@ def test_invalid_utf8_on_stdin_and_a_huge_csv_cell_are_one_line(cli, tmp_path, m
     big.write_text("prompt\n" + '"' + "x" * 200_000 + '"\n')
     r = cli("batch", str(big), "--dry-run")
     assert r.code == 2 and "Traceback" not in r.err and "128 KB" in r.err
+
+
+# -- 9, 10, 11, 13: what a person (or a script) sees ---------------------------------------------
+
+
+def test_gen_that_finds_no_offer_says_why_and_json_gets_the_object(cli, fakes):
+    r = cli("gen", "x", "--aspect", "9:1", "--out", "out")
+    assert r.code == 4 and "table above" not in r.err
+    assert "kie/gpt-image-2-text-to-image: aspect 9:1 not offered" in r.err
+    data = cli("gen", "x", "--aspect", "9:1", "--out", "out", "--json").json()
+    assert data["status"] == "failed" and data["error"].startswith("no offer can deliver")
+    assert {q["offer"] for q in data["reasons"]} >= {"kie/gpt-image-2-text-to-image", "openai/gpt-image-2"}
+    assert "table above" not in cli("quote", "x", "--aspect", "9:1", "--json").err
+
+
+def test_gen_json_prints_its_object_on_every_failure(cli, fakes, monkeypatch):
+    from imgroute.providers import KEY_ENV
+
+    for env in KEY_ENV.values():
+        monkeypatch.delenv(env)
+    r = cli("gen", "x", "--out", "out", "--json")
+    assert r.code == 3 and r.json()["error"].startswith("no API key") and r.json()["job_id"] is None
+
+
+def test_batch_json_has_a_line_for_every_row(cli, fakes, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": "a", "provider": "kie"}) + "\n" + json.dumps({"prompt": "b", "aspect": "9:1"})
+    )
+    lines = [json.loads(line) for line in cli("batch", str(rows), "--yes", "--json", "--out", "o").out.splitlines()]
+    assert sorted((line["row"], line["outcome"]) for line in lines) == [(1, "done"), (2, "unservable")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["gen", "x", "--n", "abc"], ["quote", "x", "--bogus"], ["bach"], ["batch", "f", "--concurency", "3"]],
+)
+def test_usage_errors_are_one_line_not_a_panel(cli, args):
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith("error: ") and len(r.err.splitlines()) == 1
+    assert "╭" not in r.err and "--help" in r.err
+
+
+def test_ctrl_c_at_the_confirmation_prompt_exits_130(tmp_path, isolated_home):
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "a"}) + "\n")
+    env = {**os.environ, "KIE_API_KEY": "k"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", "batch", str(rows)], stdin=slave, stderr=subprocess.PIPE, env=env
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 20
+    while b"[y/N]" not in seen and time.monotonic() < deadline:
+        seen += os.read(proc.stderr.fileno(), 1024)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=20) == 130 and "Traceback" not in err and "interrupted" in err
+    os.close(master)

@@ -35,7 +35,7 @@ def _show_version(wanted: bool) -> None:
 @app.callback()
 def _options(
     version: bool = typer.Option(
-        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit.", metavar=""
     ),
 ) -> None:
     pass
@@ -66,17 +66,30 @@ def register_commands(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the app; map domain errors to one stderr line and the contract's exit code.
+    """Run the app; every way it can end becomes one stderr line and the contract's exit code.
 
-    typer itself handles usage errors (exit 2) and Ctrl-C (exit 130) in standalone mode.
-    """
+    typer runs outside its standalone mode, so that its usage errors (exit 2), a Ctrl-C at a prompt
+    (exit 130) and domain errors all end here, in imgroute's one-line form, not in a boxed panel."""
+    from typer._click import exceptions as click_errors
+
     register_commands(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, prog_name="imgroute")
+        code = app(args=argv, prog_name="imgroute", standalone_mode=False)
     except ImgrouteError as exc:
         fail(exc.message, exc.hint, exc.exit_code)
-    except KeyboardInterrupt:
+    except click_errors.NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "imgroute"
+        fail(exc.format_message(), f"see: {command} --help", exc.exit_code)
+    except click_errors.ClickException as exc:
+        fail(exc.format_message(), None, exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):  # Abort: Ctrl-C at a prompt
         fail("interrupted", None, EXIT_INTERRUPTED)
+    if code == EXIT_INTERRUPTED:
+        fail("interrupted", None, EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 MESSAGE_LIMIT = 2000  # one line, however much a provider or a file said

@@ -14,7 +14,7 @@ import typer
 
 from imgroute import config, policy
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, RouteFlags, opt, takes
+from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.cli.session import Keys, check_out_dir, ledger, load_pricing
 from imgroute.errors import Interrupted, NoOfferError, UsageError
 from imgroute.money import fmt_usd
@@ -34,10 +34,10 @@ def batch(
     timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait for each job.")] = (
         policy.DEFAULT_JOB_TIMEOUT_S
     ),
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse the whole file if any row is bad.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; send nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Run without asking (needed without a terminal).")] = False,
-    as_json: JsonOpt = False,
+    strict: Annotated[bool, flag("--strict", help="Refuse the whole file if any row is bad.")] = False,
+    dry_run: Annotated[bool, flag("--dry-run", help="Show the plan; send nothing.")] = False,
+    yes: Annotated[bool, flag("--yes", "-y", help="Run without asking (needed without a terminal).")] = False,
+    as_json: JsonLinesOpt = False,
 ) -> None:
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
     from imgroute import render, report
@@ -115,13 +115,13 @@ def _confirmed(the_plan) -> bool:
 def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
     """The same command, to finish an interrupted batch (its rows are found by file and content)."""
     parts = ["imgroute", "batch", file]
-    for flag, value in options:
+    for name, value in options:
         values = value if isinstance(value, list) else [value]
         for one in values:
             if one is True:
-                parts.append(flag)
+                parts.append(name)
             elif one not in (None, False):
-                parts += [flag, f"{one:g}" if isinstance(one, float) else str(one)]
+                parts += [name, f"{one:g}" if isinstance(one, float) else str(one)]
     command = shlex.join([*parts, "--yes"])
     return f"{command} (with the same rows on stdin)" if file == "-" else command
 
@@ -143,7 +143,7 @@ class _Run:
 
     def go(self, label: str, again: str) -> None:
         from imgroute import render
-        from imgroute.batch_run import BatchRun, Outcome
+        from imgroute.batch_run import BatchRun, Outcome, RowResult
         from imgroute.http import build_client
         from imgroute.jobs import rerouter
         from imgroute.scheduler import Limits
@@ -166,6 +166,8 @@ class _Run:
                 on_result=self.report,
                 reroute=rerouter(self.routes.table, self.constraints, self.keys.available),
             )
+            for row, why in self.plan.unservable:  # every row gets its line, these first
+                self.report(RowResult(row, Outcome.UNSERVABLE, None, why))
             try:
                 self.runner.run([row for row, _, _ in self.plan.rows])
             except KeyboardInterrupt:
@@ -191,4 +193,5 @@ class _Run:
         if self.as_json:
             sys.stdout.write(json.dumps(report.batch_row(row_result)) + "\n")
             sys.stdout.flush()
-        self.progress.update(row_result, running=self.runner.running)
+        if row_result.outcome != "unservable":  # the progress bar counts the rows that run
+            self.progress.update(row_result, running=self.runner.running)

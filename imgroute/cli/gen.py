@@ -8,7 +8,7 @@ from imgroute import config
 from imgroute.cli import app
 from imgroute.cli.options import JobFlags, OutputFlags, RouteFlags, takes
 from imgroute.cli.session import Keys, check_name, check_out_dir, job_runner, load_pricing
-from imgroute.errors import UsageError
+from imgroute.errors import ImgrouteError, UsageError
 from imgroute.request import check_timeout
 
 
@@ -34,6 +34,33 @@ def edit(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
 
 
 def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
+    """gen and edit: whatever happens, --json prints the job's object, with `error` set if it failed."""
+    from imgroute import render, report
+
+    attempt = _Attempt()
+    try:
+        _run(job, where, output, attempt)
+    except ImgrouteError as exc:
+        if output.as_json and not attempt.printed:
+            render.print_json(report.job_failure(exc, attempt.job_id, attempt.route))
+        elif attempt.route is not None and attempt.route.choice is None:
+            render.print_reasons(render.stderr_console(), attempt.route)
+        raise
+
+
+class _Attempt:
+    """What a gen got as far as, for its failure report."""
+
+    route = None
+    runner = None
+    printed = False
+
+    @property
+    def job_id(self) -> str | None:
+        return self.runner.job_id if self.runner is not None else None
+
+
+def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attempt) -> None:
     from imgroute import render, report
     from imgroute.jobs import OutputOptions, preview
     from imgroute.router import no_offer_error, rank
@@ -44,9 +71,9 @@ def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
     table = load_pricing(where.pricing)
     constraints = where.constraints(table, config.load_settings())
     keys = Keys()
-    route = rank(request, table, constraints, keys.available)
+    route = attempt.route = rank(request, table, constraints, keys.available)
     if route.choice is None:
-        raise no_offer_error(route)
+        raise no_offer_error(route, "in `reasons`" if output.as_json else "above")
     if output.dry_run:
         data = report.dry_run(route.choice, preview(route.choice, request, keys.available, keys.base_urls))
         if output.as_json:
@@ -58,10 +85,12 @@ def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
     silent = output.quiet or output.as_json
     options = OutputOptions(out_dir, output.name)
     with job_runner(table, keys, options, output.timeout, silent, constraints.max_cost) as runner:
+        attempt.runner = runner
         result = runner.run(request, route, constraints=constraints)
     skipped = report.skipped_json(route)
     if output.as_json:
         render.print_json(report.job_result(result, skipped))
+        attempt.printed = True
     elif output.quiet:
         for image in result.images:
             sys.stdout.write(f"{image.path}\n")

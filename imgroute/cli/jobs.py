@@ -9,7 +9,7 @@ import typer
 
 from imgroute import config, policy
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, opt, parse_day
+from imgroute.cli.options import JsonOpt, flag, opt, parse_day
 from imgroute.cli.session import Keys, job_runner, ledger, load_pricing
 from imgroute.errors import ImgrouteError, UsageError, quoted
 from imgroute.models import JobState
@@ -87,11 +87,11 @@ def jobs_show(
 @jobs_app.command("resume")
 def jobs_resume(
     job_id: Annotated[str | None, typer.Argument(help="The job to finish (or --all).", show_default=False)] = None,
-    all_jobs: Annotated[bool, typer.Option("--all", help="Every unfinished job.")] = False,
+    all_jobs: Annotated[bool, flag("--all", help="Every unfinished job.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait per job.")] = (
         policy.DEFAULT_JOB_TIMEOUT_S
     ),
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print only the saved file paths.")] = False,
+    quiet: Annotated[bool, flag("--quiet", help="Print only the saved file paths.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""

@@ -22,6 +22,11 @@ def opt(*names: str, help: str):
     return typer.Option(*names, help=help, show_default=False)
 
 
+def flag(*names: str, help: str):
+    """An on/off option: no `<bool>` after it in --help, it takes no value."""
+    return typer.Option(*names, help=help, metavar="")
+
+
 PromptArg = Annotated[
     str | None, typer.Argument(help="What to draw. Read from stdin when omitted.", show_default=False)
 ]
@@ -35,7 +40,8 @@ ExcludeOpt = Annotated[list[str] | None, opt("--exclude", help="Never these prov
 MaxCostOpt = Annotated[str | None, opt("--max-cost", help="Most USD to spend on the job.")]
 PlanOpt = Annotated[list[str] | None, opt("--plan", help="PROVIDER=PLAN, the plan you are on (repeatable).")]
 PricingOpt = Annotated[Path | None, opt("--pricing", help="A pricing file merged over the bundled table.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
+JsonOpt = Annotated[bool, flag("--json", help="One JSON object on stdout.")]
+JsonLinesOpt = Annotated[bool, flag("--json", help="One JSON object per row on stdout, as each row ends.")]
 ImageOpt = Annotated[list[str] | None, opt("--image", help="Reference image to edit: a file or URL (repeatable).")]
 MaskOpt = Annotated[str | None, opt("--mask", help="PNG whose transparent pixels mark where to edit.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="png, jpeg or webp.")]
@@ -44,8 +50,8 @@ NameOpt = Annotated[
     str, typer.Option("--name", help="File name template: {slug} {provider} {model} {index} {job} {quality} {date}.")
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Most seconds to wait for the job.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the route and the exact request; send nothing.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only the saved file paths, one per line.")]
+DryRunOpt = Annotated[bool, flag("--dry-run", help="Show the route and the exact request; send nothing.")]
+QuietOpt = Annotated[bool, flag("--quiet", help="Print only the saved file paths, one per line.")]
 
 DEFAULT_TIMEOUT = policy.DEFAULT_JOB_TIMEOUT_S
 DEFAULT_NAME = "{slug}-{provider}-{index}"

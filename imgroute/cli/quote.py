@@ -11,7 +11,7 @@ import typer
 
 from imgroute import config
 from imgroute.cli import app
-from imgroute.cli.options import JobFlags, JsonOpt, PricingOpt, RouteFlags, opt, takes
+from imgroute.cli.options import JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, takes
 from imgroute.cli.session import load_pricing
 from imgroute.errors import UsageError
 
@@ -26,7 +26,7 @@ def quote(
     where: RouteFlags,
     *,
     as_json: JsonOpt = False,
-    explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic behind every price.")] = False,
+    explain: Annotated[bool, flag("--explain", help="Show the arithmetic behind every price.")] = False,
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
     from imgroute import render, report
@@ -41,7 +41,7 @@ def quote(
     else:
         render.print_quote(render.stdout_console(), route, explain=explain)
     if route.choice is None:
-        raise no_offer_error(route)
+        raise no_offer_error(route, "in each quote's `reasons`" if as_json else "in the table above")
 
 
 @app.command()
