@@ -238,6 +238,9 @@ class JobRunner(Resume):
                     task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
                 task = Task(task_id, spec, TaskState.SUBMITTING)
                 tasks.append(task)
+                gap = self.slots.gap_left(offer.provider)  # a few ms at most: the journaling's jitter
+                if gap > 0:
+                    yield Pause(gap, scaled=False)
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
             self.ledger.job_state(job.id, JobState.SUBMITTED, into=job.pending)
             self.ledger.flush(job.pending)

@@ -223,7 +223,8 @@ class Tokens(PriceModel):
             return []
         return [
             f"{offer.provider}'s own table says {fmt_rate(published)}/image at {delivery.width}x{delivery.height} "
-            f"{quality}; the token model used here gives {fmt_usd(model_cost, 4)} (usage decides the real charge)"
+            f"{quality}; the token model used here gives {fmt_usd(model_cost, 4)} for the image output alone "
+            "(usage decides the real charge)"
         ]
 
 

@@ -16,14 +16,14 @@ from imgroute.pricing import PricingTable
 from imgroute.router import Quote, Route
 
 WINNER = "*"
-# Wide enough that a quote table does not wrap when piped into a file or a pager.
-PIPE_WIDTH = 160
+# Piped into a file, a pager or grep, no line is wrapped: a table is as wide as its content.
+PIPE_WIDTH = 100_000
 
 
 def stdout_console() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=PIPE_WIDTH)
+        console = Console(highlight=False, width=PIPE_WIDTH, soft_wrap=True)
     return console
 
 
@@ -38,11 +38,12 @@ def print_json(data: object) -> None:
 # -- quote ------------------------------------------------------------------------------------
 
 
-def print_quote(console: Console, route: Route, explain: bool = False) -> None:
+def print_quote(console: Console, route: Route, explain: bool = False, caveats: list[str] = ()) -> None:
+    """The quote table, the winner, notes; `caveats` (about the winner) go right under it."""
     table = Table(title=f"GPT Image 2: {_describe(route)}", title_justify="left")
     table.add_column("", width=1)
-    table.add_column("provider")
-    table.add_column("model")
+    table.add_column("offer", no_wrap=True)  # ids are typed back (--provider kie/...): never split them
+    table.add_column("plan")
     table.add_column("delivers")
     table.add_column("cost", justify="right")
     table.add_column("per image", justify="right")
@@ -53,8 +54,8 @@ def print_quote(console: Console, route: Route, explain: bool = False) -> None:
         style = "bold green" if quote is winner else ("" if quote.eligible else "dim")
         table.add_row(
             WINNER if quote is winner else "",
-            _provider_label(quote),
-            a.model,
+            a.offer.id,
+            a.plan.name if a.offer.price.uses_credits else "",
             _delivers(quote),
             fmt_usd(a.cost) if a.cost is not None else "-",
             fmt_usd(a.per_image) if a.per_image is not None else "-",
@@ -67,6 +68,8 @@ def print_quote(console: Console, route: Route, explain: bool = False) -> None:
             f"{WINNER} cheapest: {winner.offer.provider} {winner.offer.model} at {fmt_usd(winner.cost)}",
             style="bold",
         )
+    for caveat in caveats:
+        console.print(f"caveat: {caveat}", style="yellow", markup=False)
     for quote in route.quotes:
         if explain and quote.assessment.breakdown:
             console.print(Text(f"\n{_provider_label(quote)} {quote.offer.model}", style="bold"))

@@ -39,13 +39,16 @@ def quote_json(quote) -> dict:
     }
 
 
-def route_json(route) -> dict:
-    """`imgroute quote --json` (also journaled with every job, as its route)."""
-    choice = route.choice
+def route_json(route, caveats: list[str] = ()) -> dict:
+    """`imgroute quote --json` (also journaled with every job, as its route). `caveats` about the
+    winner join its notes."""
+    quotes = [quote_json(q) for q in route.quotes]
+    if route.choice is not None:
+        quotes[0]["notes"] = [*quotes[0]["notes"], *caveats]
     return {
         "request": request_json(route.request),
-        "choice": quote_json(choice) if choice else None,
-        "quotes": [quote_json(q) for q in route.quotes],
+        "choice": quotes[0] if route.choice is not None else None,
+        "quotes": quotes,
     }
 
 

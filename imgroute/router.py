@@ -6,6 +6,7 @@ by provider id and model so the same input always gives the same order.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Collection
 from decimal import Decimal
@@ -138,6 +139,37 @@ def _order(quote: Quote) -> tuple:
         quote.offer.provider,
         quote.offer.model,
     )
+
+
+def caveats(route: Route, today: dt.date, max_age_days: int) -> list[str]:
+    """What is worth knowing about the winner before paying: a size its provider does not publish,
+    and the figures its price rests on that are older than the staleness age."""
+    choice = route.choice
+    if choice is None:
+        return []
+    offer, plan, delivery = choice.offer, choice.assessment.plan, choice.assessment.delivery
+    notes = []
+    if delivery is not None and not delivery.exact:
+        notes.append(
+            f"{offer.provider} does not publish its pixel sizes: {delivery.width}x{delivery.height} is nominal, "
+            "and the image is checked by its aspect ratio only"
+        )
+    stale: dict[tuple, list[str]] = {}  # (observed, source) -> what rests on it
+    sources = (
+        ("price", offer.price.provenance),
+        ("sizes", offer.sizes.provenance),
+        (f"plan {plan.name}", plan.provenance),
+    )
+    for what, provenance in sources:
+        if (today - provenance.observed).days > max_age_days:
+            stale.setdefault((provenance.observed, provenance.source), []).append(what)
+    for (observed, source), whats in stale.items():
+        age = (today - observed).days
+        listed = whats[0] if len(whats) == 1 else f"{', '.join(whats[:-1])} and {whats[-1]}"
+        notes.append(
+            f"{offer.id} {listed} observed {observed}, {age} days ago (over {max_age_days}): re-check {source}"
+        )
+    return notes
 
 
 def no_offer_error(route: Route, reasons_at: str = "in the table above") -> ImgrouteError:

@@ -30,6 +30,7 @@ class Limits:
         self._total_free = total
         self._spacing = {p: 60.0 / rate for p, (_, rate) in limits.items() if rate}
         self._next = dict.fromkeys(self._spacing, 0.0)
+        self._sent: dict[str, float] = {}  # when the last submit to each provider went
         self._waiting: deque[tuple[str, Callable[[], None]]] = deque()
         self._in_use = 0
         self._lock = threading.Lock()
@@ -94,6 +95,19 @@ class Limits:
             at = max(now, self._next[provider])
             self._next[provider] = at + spacing
         return at - now
+
+    def gap_left(self, provider: str) -> float:
+        """Seconds still to wait, once a submit is journaled, so that no two sends to `provider`
+        come closer than its spacing: journaling takes a varying moment after the booked time
+        (`submit_delay`), and a slow commit must not let the next send crowd this one."""
+        spacing = self._spacing.get(provider)
+        if spacing is None:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            wait = max(0.0, self._sent.get(provider, -spacing) + spacing - now)
+            self._sent[provider] = now + wait
+        return wait
 
     def _can_take(self, provider: str) -> bool:
         return self._free.get(provider, 1) > 0 and (self._total_free is None or self._total_free > 0)

@@ -47,6 +47,8 @@ class Slots(Protocol):
 
     def submit_delay(self, provider: str) -> float: ...
 
+    def gap_left(self, provider: str) -> float: ...
+
     def stopping(self) -> bool:
         """True once no new request may be sent (a batch's Ctrl-C)."""
         ...
@@ -59,6 +61,9 @@ class Unlimited:
         pass
 
     def submit_delay(self, provider: str) -> float:
+        return 0.0
+
+    def gap_left(self, provider: str) -> float:
         return 0.0
 
     def stopping(self) -> bool:

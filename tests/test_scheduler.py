@@ -199,3 +199,13 @@ def test_stand_in_workers_are_bounded(monkeypatch):
     scheduler.close()
     assert [r for r, _ in results] == ["slept"] * 6
     assert most[0] <= 1 + 2  # the base worker and at most two stand-ins, however many sleep at once
+
+
+def test_a_slow_journal_cannot_let_the_next_send_crowd_the_last():
+    now = [100.0]
+    limits = Limits({"kie": (5, 60.0)}, clock=lambda: now[0])  # one a second
+    assert [limits.submit_delay("kie") for _ in range(2)] == [0.0, 1.0]  # booked for 100.0 and 101.0
+    now[0] = 100.4  # the first job's commit was slow: it sends only now
+    assert limits.gap_left("kie") == 0.0
+    now[0] = 101.0  # the second, on time, still keeps a second's distance from the first send
+    assert abs(limits.gap_left("kie") - 0.4) < 1e-9

@@ -30,16 +30,18 @@ def quote(
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
     from imgroute import render, report
-    from imgroute.router import no_offer_error, rank
+    from imgroute.router import caveats, no_offer_error, rank
 
     request = job.request()
     table = load_pricing(where.pricing)
-    constraints = where.constraints(table, config.load_settings())
+    settings = config.load_settings()
+    constraints = where.constraints(table, settings)
     route = rank(request, table, constraints)
+    warnings = caveats(route, dt.date.today(), settings.pricing_max_age_days)
     if as_json:
-        render.print_json(report.route_json(route))
+        render.print_json(report.route_json(route, caveats=warnings))
     else:
-        render.print_quote(render.stdout_console(), route, explain=explain)
+        render.print_quote(render.stdout_console(), route, explain=explain, caveats=warnings)
     if route.choice is None:
         raise no_offer_error(route, "in each quote's `reasons`" if as_json else "in the table above")
 
