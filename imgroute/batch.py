@@ -213,8 +213,10 @@ def _list(value) -> list[str]:
 
 def row_constraints(row: Row, base: Constraints) -> Constraints:
     """A row's own provider list narrows the command line's; its excludes add to them."""
-    if row.providers and base.providers:
-        providers = row.providers & base.providers or frozenset({"(none)"})  # disjoint: nothing left
+    if row.providers and base.providers:  # both may name providers or offers (provider/model)
+        kept = {s for s in row.providers if s in base.providers or s.split("/")[0] in base.providers}
+        kept |= {s for s in base.providers if s.split("/")[0] in row.providers}
+        providers = frozenset(kept) or frozenset({"(none)"})  # disjoint: nothing left
     else:
         providers = row.providers or base.providers
     return base._replace(providers=providers, exclude=base.exclude | row.exclude)

@@ -790,9 +790,11 @@ class Ledger:
         if states:
             sql.append(f"AND state IN ({','.join('?' * len(states))})")
             args.extend(states)
-        if provider:
-            sql.append("AND EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND provider = ?)")
-            args.append(provider)
+        if provider:  # a provider (kie) or an offer (piapi/gpt-image-2-preview)
+            name, _, model = provider.partition("/")
+            sql.append("AND EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND provider = ?")
+            sql.append("AND model = ?)" if model else ")")
+            args.extend([name, model] if model else [name])
         if since is not None:
             sql.append("AND created >= ?")
             args.append(since)

@@ -121,15 +121,14 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
 
 def print_providers(console: Console, table: PricingTable) -> None:
     grid = Table(title="What each GPT Image 2 offer can do", title_justify="left")
-    for column in ("provider", "model", "quality", "sizes", "n/req", "prompt", "edit", "price"):
-        grid.add_column(column)
+    for column in ("offer", "quality", "sizes", "n/req", "prompt", "edit", "price"):
+        grid.add_column(column, no_wrap=column == "offer")
     for offer in table.offers:
         caps = report.offer_json(offer)
         qualities = "/".join(caps["qualities"]) + ("" if offer.quality_selectable else " (fixed)")
         n = str(offer.images_per_request) + (" (1 per task)" if offer.split_across_requests else "")
         grid.add_row(
-            offer.provider,
-            offer.model,
+            offer.id,
             qualities,
             caps["sizes"],
             n,
@@ -263,7 +262,7 @@ def print_jobs(console: Console, rows: list[dict]) -> None:
         return
     grid = Table(title="Recent jobs", title_justify="left")
     for column in ("job", "created", "state", "offer", "images", "estimate", "actual", "prompt"):
-        grid.add_column(column, overflow="fold")
+        grid.add_column(column, overflow="fold", no_wrap=column in ("job", "offer"))
     for row in rows:
         style = {"succeeded": "", "failed": "red", "unknown": "yellow"}.get(row["state"], "cyan")
         grid.add_row(

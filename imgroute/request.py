@@ -273,15 +273,16 @@ def build_constraints(
             raise UsageError(f"--plan {item}: {problem[0]}", problem[1])
         chosen_plans[provider] = plan
     return Constraints(
-        providers=frozenset(check_providers(providers, "--provider")),
-        exclude=frozenset(check_providers(exclude, "--exclude")),
+        providers=frozenset(check_providers(providers, "--provider", table)),
+        exclude=frozenset(check_providers(exclude, "--exclude", table)),
         max_cost=parse_money(max_cost, "--max-cost") if max_cost is not None else None,
         plans=chosen_plans,
     )
 
 
-def check_providers(values: list[str] | str | None, flag: str) -> list[str]:
-    """Provider ids, repeatable and comma- or space-separated; each must be known."""
+def check_providers(values: list[str] | str | None, flag: str, table=None) -> list[str]:
+    """Provider ids (kie) or offer ids (piapi/gpt-image-2-preview), repeatable and comma- or
+    space-separated; each provider must be known, and with `table` each offer too."""
     from imgroute.providers import known
 
     if isinstance(values, str):
@@ -289,9 +290,13 @@ def check_providers(values: list[str] | str | None, flag: str) -> list[str]:
     out = []
     for value in values or []:
         for name in value.replace(",", " ").split():
-            name = name.strip().lower()
-            if name not in known():
+            provider, _, model = name.strip().partition("/")
+            name = provider.lower() + (f"/{model}" if model else "")
+            if provider.lower() not in known():
                 raise UsageError(f"unknown provider {quoted(name)} in {flag}", f"known providers: {', '.join(known())}")
+            if model and table is not None and all(o.id != name for o in table.offers):
+                offers = ", ".join(o.id for o in table.offers if o.provider == provider.lower())
+                raise UsageError(f"no offer {quoted(name)} in {flag}", f"{provider.lower()} offers: {offers}")
             out.append(name)
     return out
 

@@ -122,10 +122,11 @@ class RouteCache:
 
 
 def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:
+    """--provider and --exclude name providers (kie) or single offers (piapi/gpt-image-2-preview)."""
     reasons = []
-    if constraints.providers and offer.provider not in constraints.providers:
+    if constraints.providers and not {offer.provider, offer.id} & constraints.providers:
         reasons.append(f"not among --provider {', '.join(sorted(constraints.providers))}")
-    if offer.provider in constraints.exclude:
+    if {offer.provider, offer.id} & constraints.exclude:
         reasons.append("excluded by --exclude")
     return reasons
 

@@ -187,3 +187,47 @@ def test_ctrl_c_at_the_confirmation_prompt_exits_130(tmp_path, isolated_home):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=20) == 130 and "Traceback" not in err and "interrupted" in err
     os.close(master)
+
+
+# -- 12: piped output, narrow terminals ----------------------------------------------------------
+
+
+def test_piped_output_is_never_wrapped(cli, fakes):
+    job = cli("gen", "x" * 300, "--out", "out", "--quiet", *only(fakes, "kie"))
+    assert job.code == 0
+    listed = cli("jobs")
+    assert all(len(line) < 100_000 for line in listed.out.splitlines())
+    row = next(line for line in listed.out.splitlines() if "kie gpt-image-2-text-to-image" in line)
+    assert "succeeded" in row  # one row, one line: nothing folded onto the next
+    quote = cli("quote", "y" * 200, "--quality", "high")
+    assert any("kie/gpt-image-2-text-to-image" in line and "$0.03" in line for line in quote.out.splitlines())
+
+
+def test_ids_and_model_names_stay_whole_at_80_columns(cli, fakes, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    job = cli("gen", "x", "--out", "out", "--json", *only(fakes, "kie")).json()["job_id"]
+    assert job in cli("jobs").out
+    quote = cli("quote", "x", "--quality", "high").out
+    assert "piapi/gpt-image-2-preview" in quote and "piapi/gpt-image-2 " in quote
+    providers = cli("providers").out
+    assert "piapi/gpt-image-2-preview" in providers
+
+
+# -- 16: an offer id wherever a provider is accepted ---------------------------------------------
+
+
+def test_an_offer_id_pins_one_of_a_providers_models(cli, fakes, tmp_path):
+    data = cli("quote", "x", "--quality", "low", "--provider", "piapi/gpt-image-2-preview", "--json").json()
+    assert (data["choice"]["provider"], data["choice"]["model"]) == ("piapi", "gpt-image-2-preview")
+    data = cli("quote", "x", "--quality", "high", "--exclude", "kie/gpt-image-2-text-to-image", "--json").json()
+    assert data["choice"]["provider"] != "kie"
+    r = cli("quote", "x", "--provider", "piapi/gpt-image-2-prev")
+    assert r.code == 2 and "piapi/gpt-image-2-preview" in r.err
+    done = cli("gen", "x", "--quality", "low", "--provider", "piapi/gpt-image-2-preview", "--out", "o", "--json")
+    assert done.code == 0 and done.json()["model"] == "gpt-image-2-preview"
+    assert cli("jobs", "--provider", "piapi/gpt-image-2-preview", "--json").json()[0]["job_id"] == done.json()["job_id"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "x", "quality": "low", "provider": "piapi/gpt-image-2-preview"}) + "\n")
+    plan = cli("batch", str(rows), "--provider", "piapi", "--dry-run", "--json").json()
+    assert plan["by_offer"][0]["offer"] == "piapi/gpt-image-2-preview"
