@@ -121,8 +121,8 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
 
 def print_providers(console: Console, table: PricingTable) -> None:
     grid = Table(title="What each GPT Image 2 offer can do", title_justify="left")
-    for column in ("offer", "quality", "sizes", "n/req", "prompt", "edit", "price"):
-        grid.add_column(column, no_wrap=column == "offer")
+    for column in ("provider/model", "quality", "sizes", "n/req", "prompt", "edit", "price"):
+        grid.add_column(column, no_wrap=column == "provider/model")
     for offer in table.offers:
         caps = report.offer_json(offer)
         qualities = "/".join(caps["qualities"]) + ("" if offer.quality_selectable else " (fixed)")
