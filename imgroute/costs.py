@@ -100,11 +100,9 @@ def _deliverable_quality(wanted: str, offer: Offer) -> tuple[str | None, str | N
 
 
 def _split(n: int, offer: Offer) -> tuple[tuple[int, ...], str | None]:
+    """Images per request: a job larger than one request at this offer is sent as several, each
+    priced on its own (fal rounds each up to the cent) and journaled on its own."""
     per = offer.images_per_request
-    if n <= per:
-        return (n,), None
-    if not offer.split_across_requests:
-        return (), f"{n} images is more than the {per} {offer.provider} makes per request"
     full, rest = divmod(n, per)
     return (per,) * full + ((rest,) if rest else ()), None
 

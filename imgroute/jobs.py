@@ -184,8 +184,9 @@ class JobRunner(Resume):
     def _attempt(self, job: JobRun, seq: int, quote: Quote, assessment: Assessment) -> Steps:
         """Try one offer: its slot, its requests journaled and sent, waited for, saved, settled."""
         offer, plan = quote.offer, assessment.plan
-        job.current = (offer.provider, offer.model, assessment.cost)
-        report = AttemptReport(offer.provider, offer.model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
+        model = assessment.model  # an edit may use the offer's edit endpoint (fal's .../edit)
+        job.current = (offer.provider, model, assessment.cost)
+        report = AttemptReport(offer.provider, model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
         tasks: list[Task] = []
         try:
             yield NeedSlot(offer.provider, fresh=True)
@@ -259,14 +260,14 @@ class JobRunner(Resume):
         attempt_id, task_id = self.ledger.open_attempt(
             job.id,
             seq,
-            (offer.provider, offer.model, plan),
+            (offer.provider, assessment.model, plan),
             assessment.cost,
             [line.text for line in assessment.breakdown],
             (0, spec.client_ref, spec.n, spec.to_json()),
             job.pending,
         )
         shape = _shape(job.request, quote, assessment)
-        return Attempt(attempt_id, offer.provider, offer.model, plan, assessment.cost, shape, adapter), task_id
+        return Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter), task_id
 
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
 
@@ -395,7 +396,7 @@ def _shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape
     return ImageShape(
         request.prompt,
         quote.offer.provider,
-        quote.offer.model,
+        assessment.model,
         assessment.quality,
         request.output_format,
         d.width,

@@ -186,10 +186,12 @@ class Tokens(PriceModel):
                     + u.image_output * rates["image_output"]
                     + u.text_output * rates.get("text_output", rates["image_output"])
                 ) / MILLION
-            else:
+            else:  # the token model at the delivered size, reference images included (as estimated)
+                inputs = sum(tokens.input_image_tokens(i.width, i.height) for i in request.images)
                 cost = (
                     tokens.output_tokens(d.width, d.height, quality) * d.images * rates["image_output"]
                     + tokens.prompt_tokens(request.prompt) * rates["text_input"]
+                    + inputs * rates.get("image_input", Decimal(0))
                 ) / MILLION
             if price.round_up_per_request is not None:
                 cost = ceil_to(cost, price.round_up_per_request)

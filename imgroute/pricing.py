@@ -94,7 +94,6 @@ class Offer(NamedTuple):
     qualities: tuple[str, ...]
     quality_selectable: bool
     images_per_request: int
-    split_across_requests: bool
     prompt_max_chars: int
     output_formats: tuple[str, ...]
     sizes: SizeCaps
@@ -114,7 +113,9 @@ class PricingTable(NamedTuple):
     files: tuple[str, ...]
 
     def offer(self, provider: str, model: str) -> Offer | None:
-        return next((o for o in self.offers if (o.provider, o.model) == (provider, model)), None)
+        """The offer a journaled attempt was made at: by its model, or by its edit model."""
+        matches = [o for o in self.offers if o.provider == provider and model in (o.model, o.edit.model)]
+        return next((o for o in matches if o.model == model), matches[0] if matches else None)
 
     def plan(self, provider: str, name: str | None) -> Plan:
         info = self.providers[provider]
@@ -321,7 +322,6 @@ _OFFER_FIELDS = {
     "qualities",
     "quality_selectable",
     "images_per_request",
-    "split_across_requests",
     "prompt_max_chars",
     "output_formats",
     "sizes",
@@ -345,7 +345,6 @@ def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offe
         qualities=tuple(q for q in QUALITIES if q in qualities),
         quality_selectable=node.get("quality_selectable", True).boolean(),
         images_per_request=node.get("images_per_request").integer(minimum=1),
-        split_across_requests=node.get("split_across_requests", False).boolean(),
         prompt_max_chars=node.get("prompt_max_chars").integer(minimum=1),
         output_formats=node.get("output_formats", ["png"]).text_list(IMAGE_FORMATS),
         sizes=_sizes(node.get("sizes")),

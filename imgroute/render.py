@@ -101,7 +101,7 @@ def _delivers(quote: Quote) -> str:
     quality = a.quality or "?"
     if a.quality and not a.offer.quality_selectable:
         quality += " (fixed)"
-    tasks = f", {len(a.requests)} tasks" if len(a.requests) > 1 else ""
+    tasks = f", {len(a.requests)} requests" if len(a.requests) > 1 else ""
     return f"{a.delivery.label()} {quality}{tasks}"
 
 
@@ -126,7 +126,7 @@ def print_providers(console: Console, table: PricingTable) -> None:
     for offer in table.offers:
         caps = report.offer_json(offer)
         qualities = "/".join(caps["qualities"]) + ("" if offer.quality_selectable else " (fixed)")
-        n = str(offer.images_per_request) + (" (1 per task)" if offer.split_across_requests else "")
+        n = str(offer.images_per_request)
         grid.add_row(
             offer.id,
             qualities,

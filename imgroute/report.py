@@ -135,7 +135,6 @@ def offer_json(offer) -> dict:
         "quality_selectable": offer.quality_selectable,
         "sizes": size_text,
         "images_per_request": offer.images_per_request,
-        "split_across_requests": offer.split_across_requests,
         "prompt_max_chars": offer.prompt_max_chars,
         "edit": edit_text,
         "price": price_summary(offer),

@@ -152,9 +152,11 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
             if size == (target.width, target.height):
                 return Delivery(*size, exact=True, resolution=tier, aspect=label), None
         if all(size is None for size in tiers.values()):
+            pixels = target.width * target.height  # the tier nearest the pixels asked for
+            tier = min(tiers, key=lambda t: abs(math.log(RESOLUTION_PIXELS[t] / pixels)))
             return None, (
                 f"takes an aspect ratio and a tier, not pixels (sizes unpublished); "
-                f"ask --aspect {label} --resolution {next(iter(tiers))}"
+                f"ask --aspect {label} --resolution {tier}"
             )
         sizes = ", ".join(f"{w}x{h}" for w, h in (s for s in tiers.values() if s))
         return None, f"{target.width}x{target.height} not offered ({label} comes as {sizes})"

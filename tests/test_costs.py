@@ -117,9 +117,12 @@ def test_piapi_token_model_notes_its_own_disagreeing_estimate():
     assert any("$0.125" in note for note in a.notes)
 
 
-def test_too_many_images_for_one_request():
-    a = cost("fal/openai/gpt-image-2", n=5)
-    assert a.reasons == ("5 images is more than the 4 fal makes per request",)
+def test_a_job_larger_than_one_request_is_split_and_each_request_priced_on_its_own():
+    # Issue 13: n=5 used to rule fal out ("more than the 4 fal makes per request").
+    a = cost("fal/openai/gpt-image-2", "low", n=5)
+    assert a.reasons == () and a.requests == (4, 1)
+    assert a.cost == Decimal("0.03") + Decimal("0.01")  # 4 x $0.006 -> $0.03, 1 x $0.006 -> $0.01
+    assert cost("openai/gpt-image-2", "low", n=11).requests == (10, 1)
 
 
 def test_prompt_too_long_for_apiframe():

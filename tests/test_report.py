@@ -87,7 +87,7 @@ def test_providers_pricing_and_keys(cli):
     offers = cli("providers", "--json").json()
     assert set(offers[0]) == {
         "provider", "model", "qualities", "quality_selectable", "sizes", "images_per_request",
-        "split_across_requests", "prompt_max_chars", "edit", "price",
+        "prompt_max_chars", "edit", "price",
     }  # fmt: skip
     pricing = cli("pricing", "--json").json()
     assert set(pricing) == {"max_age_days", "rows", "notes"}

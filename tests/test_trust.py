@@ -231,3 +231,36 @@ def test_an_offer_id_pins_one_of_a_providers_models(cli, fakes, tmp_path):
     rows.write_text(json.dumps({"prompt": "x", "quality": "low", "provider": "piapi/gpt-image-2-preview"}) + "\n")
     plan = cli("batch", str(rows), "--provider", "piapi", "--dry-run", "--json").json()
     assert plan["by_offer"][0]["offer"] == "piapi/gpt-image-2-preview"
+
+
+# -- 17: jobs larger than one request ------------------------------------------------------------
+
+
+def test_a_job_larger_than_one_request_is_sent_as_several(cli, fakes):
+    r = cli("gen", "x", "--quality", "low", "--n", "5", "--out", "out", "--json", *only(fakes, "fal"))
+    assert r.code == 0, r.err
+    assert len(r.json()["files"]) == 5 and len(fakes["fal"].calls("/openai/gpt-image-2", "POST")) == 2
+    shown = cli("jobs", "show", r.json()["job_id"], "--json").json()
+    assert [t["images"] for t in shown["tasks"]] == [4, 1]  # journaled per request
+    r = cli("gen", "x", "--quality", "low", "--n", "11", "--out", "out", "--json", *only(fakes, "openai"))
+    assert r.code == 0, r.err
+    assert len(r.json()["files"]) == 11 and fakes["openai"].charges == 2
+
+
+def test_kies_size_hint_names_the_tier_that_matches_the_pixels(cli):
+    quotes = cli("quote", "x", "--size", "3840x2160", "--json").json()["quotes"]
+    kie = next(q for q in quotes if q["provider"] == "kie")
+    assert "--aspect 16:9 --resolution 4K" in kie["reasons"][0]
+    quotes = cli("quote", "x", "--size", "1280x720", "--json").json()["quotes"]
+    assert "--resolution 1K" in next(q for q in quotes if q["provider"] == "kie")["reasons"][0]
+
+
+def test_fal_edits_count_their_reference_images_in_the_actual_cost(cli, fakes, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(1024, 1024, "png", seed=5))
+    r = cli("edit", "x", "--image", str(photo), "--quality", "high", "--out", "o", "--json", *only(fakes, "fal"))
+    assert r.code == 0, r.err
+    assert r.json()["actual_cost_usd"] == r.json()["cost_usd"]  # no false drift in `spend`
+    shown = cli("jobs", "show", r.json()["job_id"], "--json").json()
+    assert shown["attempts"][0]["model"] == "openai/gpt-image-2/edit"  # recorded as the endpoint it used
+    assert cli("spend", "--json").json()["total"][0]["drift_pct"] == 0.0
