@@ -8,6 +8,7 @@ by images.stage/place instead, because an image must never replace an existing f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -52,6 +53,17 @@ def atomic_write(path: Path, data: bytes | str, mode: int = PRIVATE_FILE, durabl
 
 
 def private_dir(path: Path) -> Path:
-    """A directory only its owner can read (the home, the spool), made if missing."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    """A directory only its owner can read (the home, the spool), made if missing. (mkdir's mode
+    is filtered by the umask, so it is set again once made.)"""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """An empty file only its owner can read, unless it exists already (SQLite then creates its
+    -wal and -shm files with the same mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
     return path

@@ -20,7 +20,15 @@ from pathlib import Path
 from imgroute import policy, price_models
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
-from imgroute.errors import ConfigError, ImgrouteError, Interrupted, JobFailedError, OutputError, ProviderError
+from imgroute.errors import (
+    ConfigError,
+    ImgrouteError,
+    Interrupted,
+    JobFailedError,
+    OutputError,
+    ProviderError,
+    TroubleKind,
+)
 from imgroute.http import Http
 from imgroute.job_state import (
     Attempt,
@@ -143,11 +151,9 @@ class JobRunner(Resume):
             nxt = _next_after(candidates, quote)
             if nxt is not None:
                 self._emit("fallback", f"{end.report.error}; moving {job.remaining} image(s) to {nxt.offer.id}")
-        tried = "; ".join(f"{a.provider}: {a.error}" for a in job.attempts if a.error)
-        error = ProviderError(
-            f"no provider could take the job ({tried or 'no offer left to try'})",
-            "check the keys and balances of these providers, or try again later",
-        )
+        tried = "; ".join(a.error if a.error.startswith(a.provider) else f"{a.provider}: {a.error}"
+                          for a in job.attempts if a.error)  # fmt: skip
+        error = ProviderError(f"no provider could take the job ({tried or 'no offer left to try'})", _fix(job.troubles))
         return self._finish(job, JobState.FAILED, error)
 
     def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
@@ -170,7 +176,7 @@ class JobRunner(Resume):
             provider,
             model,
             plan,
-            job.estimate,
+            _estimate(job),
             actual,
             source,
             tuple(job.saved),
@@ -334,6 +340,8 @@ class JobRunner(Resume):
         if final is None:
             status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
         error = str(trouble) if trouble else (final.message if final else None)
+        if trouble is not None:
+            job.troubles.append((attempt.provider, trouble.kind))
         cost = str(actual) if actual is not None else None
         self.ledger.attempt_state(attempt.id, status, error, cost, source, job.pending)
         report = AttemptReport(
@@ -404,6 +412,23 @@ def _shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape
         d.exact,
         assessment.per_image,
     )
+
+
+def _estimate(job: JobRun) -> Decimal | None:
+    """The estimate of what delivered the images (after a fallback, not the offer that failed)."""
+    delivered = [a.estimate for a in job.attempts if a.images and a.estimate is not None]
+    return sum(delivered, Decimal(0)) if delivered else job.estimate
+
+
+def _fix(troubles: list[tuple[str, TroubleKind]]) -> str:
+    """What to do about the providers' troubles: a key refused, a balance too low, or wait."""
+    hints = []
+    for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.AUTH):
+        env = REGISTRY[provider].key_env if provider in REGISTRY else "its key"
+        hints.append(f"{provider} refused its key: check {env}, or run: imgroute keys set {provider}")
+    for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.CREDITS):
+        hints.append(f"{provider} says the balance is too low: top it up")
+    return "; ".join(hints) or "check the keys and balances of these providers, or try again later"
 
 
 def _stopped_partway(job: JobRun, attempt: Attempt) -> Interrupted:

@@ -51,13 +51,18 @@ def _read_file() -> dict[str, str]:
         raise ConfigError(f"cannot read keys file {path}: {type(exc).__name__}", "fix or remove the file") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f"keys file {path} is not a mapping of names to keys", "fix or remove the file")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:  # as ssh does with a private key: a key others can read is refused, not used
+        raise ConfigError(
+            f"the keys file {path} can be read by others (mode {mode:o})", f"make it private: chmod 600 {path}"
+        )
     return data
 
 
 def _write_file(data: dict[str, str]) -> None:
     path = keys_path()
     private_dir(path.parent)
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True))
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True))  # 0600
 
 
 def get_key(provider: str) -> str | None:
@@ -65,6 +70,12 @@ def get_key(provider: str) -> str | None:
     if value:
         return value
     return _read_file().get(provider) or None
+
+
+def set_in_environment(provider: str) -> str | None:
+    """The provider's key variable when it is set (it wins over the keys file)."""
+    env = REGISTRY[provider].key_env
+    return env if os.environ.get(env, "").strip() else None
 
 
 def all_keys() -> dict[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
+from imgroute.files import private_dir, private_file
 from imgroute.models import OPEN_ATTEMPT_STATES, UNFINISHED_JOB_STATES, AttemptState, JobSpec, JobState, TaskState
 
 LEDGER_FILE = "ledger.sqlite"
@@ -414,7 +415,7 @@ BUSY_SECONDS = 60  # how long to wait for another imgroute holding the ledger
 
 
 def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(private_dir(path.parent) / path.name)  # the journal of every job: 0700 home, 0600 file
     # One thread at a time uses a connection; batch closes its workers' connections afterwards.
     db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row

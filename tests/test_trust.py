@@ -264,3 +264,69 @@ def test_fal_edits_count_their_reference_images_in_the_actual_cost(cli, fakes, t
     shown = cli("jobs", "show", r.json()["job_id"], "--json").json()
     assert shown["attempts"][0]["model"] == "openai/gpt-image-2/edit"  # recorded as the endpoint it used
     assert cli("spend", "--json").json()["total"][0]["drift_pct"] == 0.0
+
+
+# -- 14: messages about keys and money; private files; the key only to its provider --------------
+
+
+def test_the_fallback_summary_shows_the_estimate_of_the_offer_that_delivered(cli, fakes):
+    fakes["kie"].credits = 0  # kie ($0.03) refuses; piapi's preview ($0.10) delivers
+    r = cli("gen", "x", "--quality", "high", "--out", "o", "--provider", "kie,piapi")
+    assert r.code == 0, r.err
+    assert "piapi gpt-image-2-preview (after 1 fallback(s)): estimated $0.10" in r.out
+
+
+def test_a_refused_key_says_so_and_how_to_set_it(cli, fakes):
+    fakes["kie"].key = "another-key-entirely-0000"
+    r = cli("gen", "x", "--out", "o", *only(fakes, "kie"))
+    assert r.code == 5 and "kie: kie:" not in r.err
+    assert "kie refused its key: check KIE_API_KEY, or run: imgroute keys set kie" in r.err
+
+
+def test_keys_set_warns_when_the_variable_wins(cli, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-shell")
+    r = cli("keys", "set", "openai", "--value", "sk-stored")
+    assert r.code == 0 and "$OPENAI_API_KEY is set here and wins" in r.err
+
+
+def test_a_keys_file_others_can_read_is_refused(cli, isolated_home):
+    assert cli("keys", "set", "kie", "--value", "kie-secret-123").code == 0
+    (isolated_home / "keys.json").chmod(0o644)
+    r = cli("keys", "list")
+    assert r.code == 3 and "chmod 600" in r.err and "kie-secret-123" not in r.err
+
+
+def test_the_home_and_the_ledger_are_private_whoever_makes_them(cli, fakes, isolated_home):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert cli("gen", "x", "--out", "o", *only(fakes, "kie")).code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(isolated_home.stat().st_mode) == 0o700
+    for name in ("ledger.sqlite", "ledger.sqlite-wal"):
+        path = isolated_home / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+def test_fal_never_sends_the_key_to_another_host(cli, fakes, monkeypatch):
+    fal = fakes["fal"]
+    stranger = fakes["kie"]  # another host:port that would see the key
+    real_route = fal.route
+
+    def route(request):
+        reply = real_route(request)
+        if request.method == "POST" and reply.status < 300:
+            body = json.loads(reply.body)
+            body["status_url"] = stranger.url + "/steal/status"
+            body["response_url"] = stranger.url + "/steal"
+            reply.body = json.dumps(body).encode()
+        return reply
+
+    monkeypatch.setattr(fal, "route", route)
+    r = cli("gen", "x", "--quality", "low", "--out", "o", "--json", *only(fakes, "fal"))
+    assert r.code == 0, r.err  # polled at fal's own documented URLs instead
+    assert not [q for q in stranger.requests if fal.key in str(q.headers)]

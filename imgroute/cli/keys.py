@@ -32,6 +32,9 @@ def keys_set(
             value = getpass.getpass(f"{provider} key (hidden): ")
     key_store.set_key(provider, value)
     sys.stdout.write(f"stored the {provider} key in {key_store.keys_path()}\n")
+    env = key_store.set_in_environment(provider)
+    if env:
+        sys.stderr.write(f"warning: ${env} is set here and wins over the stored key; unset it to use the stored one\n")
 
 
 @keys_app.command("list")

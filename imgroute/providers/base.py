@@ -168,7 +168,17 @@ class Adapter:
                 raise SubmitUnknown(f"{self.provider}: {self.clean(str(exc))}") from None
             raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", TroubleKind.UNREACHABLE) from None
 
+    def owns(self, url: str) -> bool:
+        """Whether `url` is on the provider's own origin (or its configured override): the only place
+        its key may be sent, whatever an answer points at."""
+        return _origin(url) == _origin(self.base)
+
     def get(self, http: Http, url: str, params: dict | None = None) -> httpx.Response:
+        if not self.owns(url):
+            raise ProviderTrouble(
+                f"{self.provider}: an answer pointed at {_origin(url)}, not {_origin(self.base)}; the key was not sent",
+                TroubleKind.SERVER,
+            )
         try:
             return http.get(url, headers=self.auth_headers(), params=params)
         except TransportFailure as exc:
@@ -193,6 +203,13 @@ class Adapter:
         kind = STATUS_KINDS.get(status) or (TroubleKind.SERVER if status >= 500 else TroubleKind.REJECTED)
         text = f"{self.provider}: HTTP {status}: {self.clean(message)}"
         return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

@@ -58,10 +58,22 @@ class FalAdapter(Adapter):
         try:
             body = self.json_of(response, "the submit answer")
             request_id = body["request_id"]
-            handle = {"request_id": request_id, "status_url": body["status_url"], "response_url": body["response_url"]}
+            handle = {
+                "request_id": request_id,
+                "status_url": self.own_url(body["status_url"], spec.model, request_id, "/status"),
+                "response_url": self.own_url(body["response_url"], spec.model, request_id, ""),
+            }
         except (MalformedAnswer, KeyError, TypeError) as exc:
             raise SubmitUnknown(f"{self.provider}: the submit answer could not be read: {exc}") from None
         return Submission(job_id=request_id, handle=handle)
+
+    def own_url(self, given: str, model: str, request_id: str, suffix: str) -> str:
+        """fal's docs say to use the URLs it returns; one on another host would get the key, so it
+        is replaced by the documented one on fal's own queue origin (owner/app/requests/id)."""
+        if isinstance(given, str) and self.owns(given):
+            return given
+        owner_app = "/".join(model.split("/")[:2])
+        return f"{self.base}/{owner_app}/requests/{request_id}{suffix}"
 
     def poll(self, http: Http, handle: dict) -> Poll:
         response = self.get(http, handle["status_url"])
