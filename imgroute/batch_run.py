@@ -52,6 +52,15 @@ class RowResult(NamedTuple):
     outcome: Outcome
     result: JobResult | None
     note: str = ""
+    exit_code: int | None = None  # a failed row's: its job's, or 1 for a failure inside imgroute
+
+    @property
+    def code(self) -> int | None:
+        if self.outcome != Outcome.FAILED:
+            return None
+        if self.result is not None and self.result.error is not None:
+            return self.result.error.exit_code
+        return self.exit_code or 1
 
 
 class BatchRun:
@@ -158,7 +167,7 @@ class BatchRun:
     def _when_done(self, row: Row, finished: queue.SimpleQueue):
         def done(result: RowResult | None, error: BaseException | None) -> None:
             if error is not None:  # a bug in a step: report the row, keep the batch going
-                result = RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}")
+                result = RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}", 1)
             finished.put(result)
             with self._active_lock:  # after the put: "none active, queue empty" means all reported
                 self._active -= 1
@@ -193,10 +202,13 @@ class BatchRun:
             prior = self._priors.get(self.row_key(row))
             if prior is not None and prior.state == JobState.SUCCEEDED:
                 return RowResult(row, Outcome.SKIPPED, None, f"done before (job {prior.id})")
-            if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code == 7):
+            if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code in RETRYABLE_EXIT_CODES):
+                # Finished from the ledger: what was delivered is kept, only the rest is sent
                 result = yield from runner.steps_resume(prior.id, self.reroute)
-            elif prior is not None and prior.exit_code not in RETRYABLE_EXIT_CODES:
-                return RowResult(row, Outcome.FAILED, None, f"failed before, not retried: {prior.error}")
+            elif prior is not None:
+                return RowResult(
+                    row, Outcome.FAILED, None, f"failed before, not retried: {prior.error}", prior.exit_code
+                )
             else:
                 route = self.routes.rank(row.request, row_constraints(row, self.base))
                 if route.choice is None:
@@ -205,7 +217,7 @@ class BatchRun:
                     row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
                 )
         except ImgrouteError as exc:
-            return RowResult(row, Outcome.FAILED, None, exc.message)
+            return RowResult(row, Outcome.FAILED, None, exc.message, exc.exit_code)
         if result.status == JobState.CANCELLED:
             return RowResult(row, Outcome.NOT_STARTED, result, "stopped before it was sent")
         return RowResult(row, Outcome.DONE if result.error is None else Outcome.FAILED, result)

@@ -115,7 +115,7 @@ class JobRunner(Resume):
             {**request.to_json(), "constraints": constraints.to_json() if constraints else None},
             route_json(route),
             str(first.cost) if first else None,
-            str(self.outputs.out_dir),
+            str(self.outputs.out_dir.absolute()),  # a resume may run from another directory
             self.outputs.name_template,
             str(self.max_cost) if self.max_cost is not None else None,
             row_key,
@@ -297,6 +297,7 @@ class JobRunner(Resume):
                     image = self._save_one(job, shape, task, output, index)
                 except OutputError as exc:
                     problems.append(exc.message)
+                    job.unsaved += 1
                     continue
                 saved.append(image)
                 task.saved.append(image)
@@ -336,7 +337,10 @@ class JobRunner(Resume):
         if final is None and any(t.state == TaskState.UNKNOWN for t in tasks):
             final, status = unknown_error(None, attempt.provider, job.id), JobState.UNKNOWN
         if final is None and problems:
-            final = OutputError("; ".join(problems), "the images were saved as delivered; check them")
+            hint = "the images were saved as delivered; check them"
+            if job.unsaved:  # nothing was saved of those: the results are recorded, fetch them again
+                hint = f"the results are recorded: fetch them again with: imgroute jobs resume {job.id}"
+            final = OutputError("; ".join(problems) + f" (job {job.id})", hint)
         if final is None:
             status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
         error = str(trouble) if trouble else (final.message if final else None)

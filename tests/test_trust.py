@@ -330,3 +330,50 @@ def test_fal_never_sends_the_key_to_another_host(cli, fakes, monkeypatch):
     r = cli("gen", "x", "--quality", "low", "--out", "o", "--json", *only(fakes, "fal"))
     assert r.code == 0, r.err  # polled at fal's own documented URLs instead
     assert not [q for q in stranger.requests if fal.key in str(q.headers)]
+
+
+# -- 3, 5, 7: where resume saves, what a failed download says, batch exit codes ------------------
+
+
+def test_resume_saves_where_gen_ran_not_where_it_is_run(cli, fakes, tmp_path, monkeypatch):
+    from imgroute.providers.kie import KieAdapter
+    from tests.test_ledger import interrupt_before_the_first_send
+
+    first, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    first.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(first)
+    interrupt_before_the_first_send(monkeypatch, KieAdapter)
+    assert cli("gen", "x", "--out", "shots", *only(fakes, "kie")).code == 130
+    monkeypatch.chdir(elsewhere)
+    done = cli("jobs", "resume", "--all", "--json")
+    assert done.code == 0, done.err
+    assert all(path.startswith(str(first / "shots")) for path in done.json()[0]["files"])
+    assert not (elsewhere / "shots").exists()
+
+
+def test_a_failed_download_names_the_job_and_the_command_that_recovers_it(cli, fakes):
+    fakes["kie"].inject("download", status=404, times=99)
+    r = cli("gen", "x", "--out", "o", "--json", *only(fakes, "kie"))
+    job = r.json()["job_id"]
+    assert r.code == 7 and "saved as delivered" not in r.err
+    assert job in r.err and f"imgroute jobs resume {job}" in r.err
+
+
+def test_a_batch_with_a_failed_row_exits_with_that_rows_code(cli, fakes, tmp_path, monkeypatch):
+    from imgroute import batch_run
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "x", "provider": "kie"}) + "\n")
+
+    def broken(self, *args):  # an internal error inside a row's steps
+        raise RuntimeError("a bug")
+        yield
+
+    working = batch_run.BatchRun._row_steps
+    monkeypatch.setattr(batch_run.BatchRun, "_row_steps", broken)
+    r = cli("batch", str(rows), "--yes", "--json", "--out", "o")
+    assert r.code == 1 and json.loads(r.out)["outcome"] == "failed"
+    monkeypatch.setattr(batch_run.BatchRun, "_row_steps", working)
+    fakes["kie"].outcome = "moderate"
+    rows.write_text(json.dumps({"prompt": "y", "provider": "kie"}) + "\n")
+    assert cli("batch", str(rows), "--yes", "--json", "--out", "o").code == 6

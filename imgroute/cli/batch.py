@@ -16,7 +16,7 @@ from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.cli.session import Keys, check_out_dir, ledger, load_pricing
-from imgroute.errors import Interrupted, NoOfferError, UsageError
+from imgroute.errors import ImgrouteError, Interrupted, NoOfferError, UsageError
 from imgroute.money import fmt_usd
 
 
@@ -138,7 +138,7 @@ class _Run:
         self.as_json = as_json
         self.progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
         self.counts = dict.fromkeys(Outcome, 0)
-        self.worst = None
+        self.failed = None  # the first failed row's error: the batch exits with its code
         self.runner = None
 
     def go(self, label: str, again: str) -> None:
@@ -180,16 +180,20 @@ class _Run:
             render.print_batch_summary(
                 render.stdout_console(), self.counts, self.progress.spent, self.plan.total, elapsed
             )
-        if self.counts[Outcome.FAILED] and self.worst is not None:
-            raise self.worst
+        if self.failed is not None:
+            raise self.failed
 
     def report(self, row_result) -> None:
         from imgroute import report
 
         self.counts[row_result.outcome] += 1
-        result = row_result.result
-        if result is not None and result.error is not None and self.worst is None:
-            self.worst = result.error
+        if row_result.code is not None and self.failed is None:  # the first failed row sets the exit code
+            result = row_result.result
+            error = result.error if result is not None and result.error is not None else None
+            self.failed = error or ImgrouteError(
+                f"row {row_result.row.line} failed: {row_result.note}", "see its line in the output"
+            )
+            self.failed.exit_code = row_result.code
         if self.as_json:
             sys.stdout.write(json.dumps(report.batch_row(row_result)) + "\n")
             sys.stdout.flush()
