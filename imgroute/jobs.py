@@ -92,7 +92,9 @@ class JobRunner(Resume):
 
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
         self.job, self.outputs = job, outputs
-        self.tasks = TaskRunner(self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit)
+        self.tasks = TaskRunner(
+            self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit, self.slots.stopping
+        )
         return job
 
     @property

@@ -676,21 +676,64 @@ class Ledger:
         source: str | None = None,
         into: list | None = None,
     ) -> None:
-        def update(db: sqlite3.Connection) -> None:
-            before = db.execute(
-                "SELECT created, actual_usd, estimate_usd, state FROM attempts WHERE id = ?", (attempt_id,)
-            ).fetchone()
-            db.execute(
-                "UPDATE attempts SET state = ?, updated = ?, error = ?, "
-                "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
-                (state, self.clock(), error, actual, source, attempt_id),
-            )
-            if before is not None:
-                created, old_actual, estimate, old_state = before
-                was = committed_cost(old_actual, estimate, old_state)
-                _add_committed(db, created, committed_cost(actual or old_actual, estimate, state) - was)
+        self._commit(lambda db: self._attempt_update(db, attempt_id, state, error, actual, source), into)
 
-        self._commit(update, into)
+    def _attempt_update(self, db, attempt_id, state, error, actual, source) -> None:
+        """Inside a write transaction: the attempt's new state, and the day's committed total with it."""
+        before = db.execute(
+            "SELECT created, actual_usd, estimate_usd, state FROM attempts WHERE id = ?", (attempt_id,)
+        ).fetchone()
+        db.execute(
+            "UPDATE attempts SET state = ?, updated = ?, error = ?, "
+            "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
+            (state, self.clock(), error, actual, source, attempt_id),
+        )
+        if before is not None:
+            created, old_actual, estimate, old_state = before
+            was = committed_cost(old_actual, estimate, old_state)
+            _add_committed(db, created, committed_cost(actual or old_actual, estimate, state) - was)
+
+    def settle_unknown(self, job_id: str, charged: bool) -> int:
+        """A person checked the provider's dashboard for the job's requests of unknown fate: they were
+        charged with their images lost, or never charged. Each is settled so; the money counts as
+        spent (its share of the attempt's estimate) or not at all, and the job ends. How many."""
+
+        def settle(db: sqlite3.Connection) -> int:
+            unknown = db.execute(
+                "SELECT tasks.id, tasks.images, attempts.id, attempts.estimate_usd, attempts.actual_usd, "
+                "(SELECT SUM(images) FROM tasks AS t WHERE t.attempt_id = attempts.id) FROM tasks "
+                "JOIN attempts ON attempts.id = tasks.attempt_id WHERE attempts.job_id = ? AND tasks.state = 'unknown'",
+                (job_id,),
+            ).fetchall()
+            detail = "settled by hand: charged, its images lost" if charged else "settled by hand: never charged"
+            lost: dict[int, tuple[Decimal, Decimal | None]] = {}
+            for task_id, images, attempt_id, estimate, actual, total in unknown:
+                db.execute("UPDATE tasks SET state = 'failed', detail = ?, updated = ? WHERE id = ?",
+                           (detail, self.clock(), task_id))  # fmt: skip
+                share = Decimal(estimate or 0) * images / (total or images)
+                so_far = lost.get(attempt_id, (Decimal(0), Decimal(actual) if actual is not None else None))
+                lost[attempt_id] = (so_far[0] + share, so_far[1])
+            for attempt_id, (share, actual) in lost.items():
+                if charged:
+                    cost = str((actual or Decimal(0)) + share)
+                    self._attempt_update(db, attempt_id, "failed", detail, cost, "settled by hand")
+                else:
+                    self._attempt_update(db, attempt_id, "trouble", detail, None, None)
+            if unknown:
+                error = (
+                    f"{detail}: {sum(row[1] for row in unknown)} image(s) lost"
+                    if charged
+                    else f"{detail}; `imgroute jobs resume {job_id}` sends those images again"
+                )
+                spent = None
+                if charged:  # the job's own total takes the charge too
+                    (before,) = db.execute("SELECT actual_usd FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                    spent = str(Decimal(before or 0) + sum(share for share, _ in lost.values()))
+                db.execute(*self._job_state(job_id, "failed", error, spent, "settled by hand" if charged else None,
+                                            exit_code=6 if charged else 5))  # fmt: skip
+            return len(unknown)
+
+        return self._commit(settle)
 
     # -- tasks ------------------------------------------------------------------------------
 

@@ -57,9 +57,10 @@ class TaskRunner:
         timeout: float,
         timing: PollTiming | None,
         emit: Callable[[str, str], None],
+        stopping: Callable[[], bool] = lambda: False,
     ):
         self.http, self.ledger, self.outputs, self.clock = http, ledger, outputs, clock
-        self.timeout, self.timing, self.emit = timeout, timing, emit
+        self.timeout, self.timing, self.emit, self.stopping = timeout, timing, emit, stopping
 
     def submit(self, adapter: Adapter, task: Task, into: list | None = None) -> Steps:
         """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it."""
@@ -68,8 +69,13 @@ class TaskRunner:
         while True:
             try:
                 submission = adapter.submit(self.http, task.spec)
+            except KeyboardInterrupt:  # the request is out and its answer will never be read
+                self.ended(task, TaskState.UNKNOWN, "interrupted while waiting for the answer")
+                raise
             except ProviderTrouble as exc:
                 delay = self.http.submit_retry_delay(exc.kind, exc.retry_after, attempt, adapter.idempotent_submit)
+                if delay is not None and self.stopping():  # a batch's Ctrl-C: nothing new is sent
+                    delay = None
                 if delay is None:
                     self.ended(task, TaskState.FAILED, str(exc))
                     raise

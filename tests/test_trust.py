@@ -377,3 +377,48 @@ def test_a_batch_with_a_failed_row_exits_with_that_rows_code(cli, fakes, tmp_pat
     fakes["kie"].outcome = "moderate"
     rows.write_text(json.dumps({"prompt": "y", "provider": "kie"}) + "\n")
     assert cli("batch", str(rows), "--yes", "--json", "--out", "o").code == 6
+
+
+# -- 4: jobs whose submit's fate is unknown can be settled ---------------------------------------
+
+
+def unknown_job(cli, fakes) -> str:
+    fakes["openai"].inject("submit", drop=True)  # generated and billed; the answer is lost
+    r = cli("gen", "x", "--quality", "low", "--out", "o", "--json", *only(fakes, "openai"))
+    assert r.code == 5 and r.json()["status"] == "unknown"
+    return r.json()["job_id"]
+
+
+def test_an_unknown_job_settled_as_charged_counts_as_spent_and_is_no_longer_in_flight(cli, fakes):
+    job = unknown_job(cli, fakes)
+    assert cli("spend", "--json").json()["total"][0]["in_flight_usd"] > 0
+    assert cli("jobs", "resume", "--all").code == 5
+    r = cli("jobs", "settle", job, "--charged")
+    assert r.code == 0 and "settled as charged" in r.out
+    total = cli("spend", "--json").json()["total"][0]
+    assert total["in_flight_usd"] == 0 and total["actual_usd"] > 0
+    assert cli("jobs", "resume", "--all").code == 0  # nothing left that never ends
+    assert cli("jobs", "show", job, "--json").json()["state"] == "failed"
+    assert cli("jobs", "settle", job, "--charged").code == 2  # nothing of unknown fate left
+    assert len(fakes["openai"].calls("/v1/images/generations")) == 1
+
+
+def test_an_unknown_job_settled_as_never_charged_is_sent_again_by_resume(cli, fakes):
+    job = unknown_job(cli, fakes)
+    assert cli("jobs", "settle", job, "--not-charged").code == 0
+    assert cli("spend", "--json").json()["total"][0]["in_flight_usd"] == 0
+    done = cli("jobs", "resume", job, "--json")
+    assert done.code == 0 and done.json()[0]["status"] == "succeeded", done.err
+    assert cli("jobs", "settle", job).code == 2  # one of the two flags is needed
+
+
+def test_ctrl_c_during_a_synchronous_request_does_not_promise_a_resume(cli, fakes, monkeypatch):
+    from imgroute.providers.openai import OpenAIAdapter
+
+    def interrupted(self, http, spec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OpenAIAdapter, "submit", interrupted)
+    r = cli("gen", "x", "--quality", "low", "--out", "o", *only(fakes, "openai"))
+    assert r.code == 130 and "whether it was charged is unknown" in r.err
+    assert "imgroute jobs settle" in r.err and "jobs resume" not in r.err

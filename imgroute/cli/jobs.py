@@ -84,6 +84,31 @@ def jobs_show(
         render.print_job_details(render.stdout_console(), data)
 
 
+@jobs_app.command("settle")
+def jobs_settle(
+    job_id: Annotated[str, typer.Argument(help="A job whose submit's fate is unknown.")],
+    charged: Annotated[
+        bool, flag("--charged", help="The provider's dashboard shows it charged (images lost).")
+    ] = False,
+    not_charged: Annotated[bool, flag("--not-charged", help="The dashboard shows no such job: never charged.")] = False,
+) -> None:
+    """Settle a job whose submit's fate is unknown, after checking the provider's dashboard."""
+    if charged == not_charged:
+        raise UsageError("say what the dashboard shows: --charged or --not-charged", "give exactly one of them")
+    with ledger() as journal:
+        job = resolve_job(journal, job_id)
+        settled = journal.settle_unknown(job.id, charged)
+    if not settled:
+        raise UsageError(f"job {job.id} has no request whose fate is unknown", f"see: imgroute jobs show {job.id}")
+    if charged:
+        print(f"job {job.id}: {settled} request(s) settled as charged, their images lost; counted as spent")
+    else:
+        print(
+            f"job {job.id}: {settled} request(s) settled as never charged; "
+            f"send them with: imgroute jobs resume {job.id}"
+        )
+
+
 @jobs_app.command("resume")
 def jobs_resume(
     job_id: Annotated[str | None, typer.Argument(help="The job to finish (or --all).", show_default=False)] = None,

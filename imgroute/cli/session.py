@@ -66,6 +66,30 @@ def check_name(template: str) -> None:
         raise UsageError(str(exc), "for example --name '{slug}-{index}'") from None
 
 
+def interrupted(runner, journal) -> Interrupted:
+    """What a Ctrl-C left, said as it is: a resume that will work, or a request whose fate only the
+    provider's dashboard can tell (its answer, with any images in it, is gone)."""
+    from imgroute.models import TaskState
+    from imgroute.providers import adapter_class
+
+    job = runner.job_id if runner is not None else None
+    if job is None or journal.job(job) is None:
+        return Interrupted("interrupted before anything was sent", None)
+    lost = [t for t in journal.tasks(job) if t.state == TaskState.UNKNOWN]
+    lost = [t for t in lost if not adapter_class(t.provider).idempotent_submit]  # (Apiframe replays)
+    if lost:
+        provider = lost[0].provider
+        return Interrupted(
+            f"interrupted while {provider} was answering job {job}: whether it was charged is unknown, and its "
+            "images, if any, were in the answer that was cut off; nothing is sent again",
+            f"check the {provider} dashboard, then: imgroute jobs settle {job} --charged (or --not-charged)",
+        )
+    return Interrupted(
+        f"interrupted; job {job} is in the ledger and nothing is sent twice",
+        f"finish it with: imgroute jobs resume {job}",
+    )
+
+
 @contextmanager
 def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost) -> Iterator:
     """A JobRunner with its HTTP client, ledger and progress line; Ctrl-C becomes exit 130."""
@@ -92,12 +116,6 @@ def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost
             )
             yield runner
     except KeyboardInterrupt:
-        job = runner.job_id if runner is not None else None
-        if job is None:
-            raise Interrupted("interrupted before anything was sent", None) from None
-        raise Interrupted(
-            f"interrupted; job {job} is in the ledger and nothing is sent twice",
-            f"finish it with: imgroute jobs resume {job}",
-        ) from None
+        raise interrupted(runner, journal) from None
     finally:
         journal.close()
