@@ -80,6 +80,7 @@ class BatchRun:
         batch_label: str,
         on_result: Callable[[RowResult], None],
         reroute,
+        on_stop: Callable[[int], None] | None = None,
     ):
         self.routes = routes
         self.base = base_constraints
@@ -96,6 +97,8 @@ class BatchRun:
         self.reroute = reroute
         self.timing = PollTiming()
         self.stop = threading.Event()
+        self.on_stop = on_stop or (lambda active: None)  # the first Ctrl-C is being acted on
+        self.left_running = 0  # jobs still at their providers when a second Ctrl-C stopped waiting
         self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
         self._active = 0  # rows started and not yet reported back
         self._active_lock = threading.Lock()
@@ -123,9 +126,10 @@ class BatchRun:
         try:
             with _ctrl_c_as_a_request() as asked:
                 self._feed(scheduler, ledger, iter(rows), asked)
-        finally:  # every row has been reported: no job is using a thread or a connection
+        finally:
             scheduler.close()
-            ledger.close()
+            if not self.left_running:  # every row has been reported: no job uses the connection
+                ledger.close()
         if asked.is_set():
             raise KeyboardInterrupt
 
@@ -150,10 +154,18 @@ class BatchRun:
             while self._active or not finished.empty():
                 if asked.is_set() and not self.stop.is_set():
                     self._stop(scheduler)
+                    self.on_stop(self._active)
                 self._report_one(finished)
+        except KeyboardInterrupt:
+            # A second Ctrl-C: stop waiting. Jobs already sent are journaled with their provider's
+            # id (or as unknown), so the next run of the file picks them up; the journal is left
+            # open for the threads still finishing a step (the process ends now).
+            self._stop(scheduler)
+            self.left_running = self._active
+            raise
         except BaseException:
-            # A second Ctrl-C, or a bug here: jobs already sent still run to the end and are
-            # recorded before the journal closes; there is no reporting them any more.
+            # A bug here: jobs already sent still run to the end and are recorded before the
+            # journal closes; there is no reporting them any more.
             self._stop(scheduler)
             while self._active or not finished.empty():
                 self._report_one(finished, report=False)

@@ -422,3 +422,46 @@ def test_ctrl_c_during_a_synchronous_request_does_not_promise_a_resume(cli, fake
     r = cli("gen", "x", "--quality", "low", "--out", "o", *only(fakes, "openai"))
     assert r.code == 130 and "whether it was charged is unknown" in r.err
     assert "imgroute jobs settle" in r.err and "jobs resume" not in r.err
+
+
+# -- 1: Ctrl-C during a batch stops every new submit at once; a second stops waiting -------------
+
+
+def test_ctrl_c_stops_new_submits_at_once_and_a_second_leaves_the_jobs_for_the_next_run(fakes, tmp_path, cli):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text("limits:\n  kie: {concurrency: 4, per_minute: 600}\n")
+    fakes["kie"].job_seconds = 6
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps({"prompt": f"owl {i}", "provider": "kie"}) for i in range(30)))
+    env = {**os.environ, "IMGROUTE_HOME": str(home), "IMGROUTE_TIME_SCALE": "1"}
+    command = [sys.executable, "-m", "imgroute", "batch", str(rows), "--yes", "--json", "--out", str(tmp_path / "o")]
+    proc = subprocess.Popen(
+        command + ["--concurrency", "4"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while fakes["kie"].charges < 2 and time.monotonic() < deadline:  # jobs are under way
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # within a second, nothing new goes out
+    sent = fakes["kie"].charges
+    time.sleep(1.0)
+    assert fakes["kie"].charges == sent
+    proc.send_signal(signal.SIGINT)  # and a second Ctrl-C does not wait for the jobs under way
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - started < 3, err
+    assert "stopping: no new request is sent" in err and "left at their providers" in err
+    assert "Traceback" not in err
+    fakes["kie"].job_seconds = None
+    env_home = {"IMGROUTE_HOME": str(home)}
+    done = subprocess.run(command, env={**os.environ, **env_home, "IMGROUTE_TIME_SCALE": "0"}, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert fakes["kie"].charges == 30  # the rerun finished what was left, and paid for nothing twice
+    assert len(list((tmp_path / "o").glob("*.png"))) == 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -16,7 +17,7 @@ from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.cli.session import Keys, check_out_dir, ledger, load_pricing
-from imgroute.errors import ImgrouteError, Interrupted, NoOfferError, UsageError
+from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, NoOfferError, UsageError
 from imgroute.money import fmt_usd
 
 
@@ -165,12 +166,15 @@ class _Run:
                 batch_label=label,
                 on_result=self.report,
                 reroute=rerouter(self.routes.table, self.constraints, self.keys.available),
+                on_stop=self.stopping,
             )
             for row, why in self.plan.unservable:  # every row gets its line, these first
                 self.report(RowResult(row, Outcome.UNSERVABLE, None, why))
             try:
                 self.runner.run([row for row, _, _ in self.plan.rows])
             except KeyboardInterrupt:
+                if self.runner.left_running:
+                    self.leave(again)
                 raise Interrupted(
                     f"interrupted: {self.counts[Outcome.DONE]} rows done, the rows in flight were recorded",
                     f"run the same command again to finish: {again}",
@@ -182,6 +186,25 @@ class _Run:
             )
         if self.failed is not None:
             raise self.failed
+
+    def stopping(self, active: int) -> None:
+        sys.stderr.write(
+            f"stopping: no new request is sent; waiting for the {active} job(s) already under way to finish "
+            "and be recorded (Ctrl-C again to leave them for the next run)\n"
+        )
+        sys.stderr.flush()
+
+    def leave(self, again: str) -> None:
+        """A second Ctrl-C: say what is left, and end the process at once (worker threads may be
+        inside a step; they must not run into the interpreter's shutdown)."""
+        left = self.runner.left_running
+        sys.stderr.write(
+            f"error: interrupted; {left} job(s) were left at their providers, journaled; run the same command "
+            f"again to finish them (nothing is sent twice): {again}\n"
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
     def report(self, row_result) -> None:
         from imgroute import report
