@@ -99,6 +99,7 @@ class BatchRun:
         self.stop = threading.Event()
         self.on_stop = on_stop or (lambda active: None)  # the first Ctrl-C is being acted on
         self.left_running = 0  # jobs still at their providers when a second Ctrl-C stopped waiting
+        self._held: dict[str, int] = {}  # rows another live imgroute has claimed: their pid
         self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
         self._active = 0  # rows started and not yet reported back
         self._active_lock = threading.Lock()
@@ -121,7 +122,11 @@ class BatchRun:
         """Run every row; on Ctrl-C stop starting new ones, let the jobs already sent finish and
         be recorded, then raise KeyboardInterrupt."""
         ledger = SharedLedger(self.home / LEDGER_FILE, durable=False)
-        self._priors = ledger.jobs_for_rows(self.label)  # what earlier runs of this file did
+        # Claim the rows first (one commit), then read what earlier runs did: a row another live
+        # imgroute runs is left to it, and one it has just finished is seen as done.
+        keys = [self.row_key(row) for row in rows]
+        self._held = ledger.claim(keys)
+        self._priors = ledger.jobs_for_rows(self.label)
         scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
         try:
             with _ctrl_c_as_a_request() as asked:
@@ -129,6 +134,7 @@ class BatchRun:
         finally:
             scheduler.close()
             if not self.left_running:  # every row has been reported: no job uses the connection
+                ledger.release([k for k in keys if k not in self._held])
                 ledger.close()
         if asked.is_set():
             raise KeyboardInterrupt
@@ -210,6 +216,9 @@ class BatchRun:
             slots=self.limits,
             timing=self.timing,
         )
+        holder = self._held.get(self.row_key(row))
+        if holder is not None:
+            return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")
         try:
             prior = self._priors.get(self.row_key(row))
             if prior is not None and prior.state == JobState.SUCCEEDED:

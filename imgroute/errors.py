@@ -77,6 +77,12 @@ class BudgetError(ImgrouteError):
     exit_code = 8
 
 
+class Busy(ImgrouteError):
+    """Another imgroute process is running this job (two never run the same one)."""
+
+    exit_code = 2
+
+
 class Interrupted(ImgrouteError):
     """Ctrl-C. What was already sent is in the ledger."""
 

@@ -52,6 +52,17 @@ def atomic_write(path: Path, data: bytes | str, mode: int = PRIVATE_FILE, durabl
     return path
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (one that left a temporary file, or holds a claim)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True
+
+
 def private_dir(path: Path) -> Path:
     """A directory only its owner can read (the home, the spool), made if missing. (mkdir's mode
     is filtered by the umask, so it is set again once made.)"""

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.files import PART_PREFIX, atomic_write, temp_file
+from imgroute.files import PART_PREFIX, atomic_write, process_alive, temp_file
 
 FORMATS = ("png", "jpeg", "webp")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -151,21 +151,11 @@ def clean_stale_parts(out_dir: Path) -> int:
     removed = 0
     for part in out_dir.glob(f"{PART_PREFIX}*.part"):
         pid = part.name[len(PART_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         part.unlink(missing_ok=True)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Staged(NamedTuple):

@@ -123,6 +123,7 @@ class JobRunner(Resume):
             row_key,
             into=job.pending,  # committed with the first request's intent (or the job's end)
         )
+        self.ledger.claim_new(job_key(job.id), into=job.pending)  # no `jobs resume` takes it meanwhile
         try:
             return (yield from self._route_through(job, route, first_seq=1))
         finally:
@@ -170,6 +171,7 @@ class JobRunner(Resume):
             exit_code=error.exit_code if error else 0,
             into=job.pending,
         )
+        self.ledger.release([job_key(job.id)], into=job.pending)
         self.ledger.flush(job.pending)
         provider, model, plan = job.last
         return JobResult(
@@ -402,6 +404,11 @@ def job_spec(request: Request, assessment: Assessment, count: int, client_ref: s
         mask=request.mask.source if request.mask else None,
         exact_size=d.exact,
     )
+
+
+def job_key(job_id: str) -> str:
+    """A job's claim in the ledger: held by the process running it."""
+    return f"job:{job_id}"
 
 
 def _shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape:

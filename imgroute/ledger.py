@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
-from imgroute.files import private_dir, private_file
+from imgroute.files import private_dir, private_file, process_alive
 from imgroute.models import OPEN_ATTEMPT_STATES, UNFINISHED_JOB_STATES, AttemptState, JobSpec, JobState, TaskState
 
 LEDGER_FILE = "ledger.sqlite"
@@ -163,13 +165,24 @@ def _migration_5(db: sqlite3.Connection) -> None:
     )
 
 
+def _migration_6(db: sqlite3.Connection) -> None:
+    """Claims: which process runs a job or a batch row, so that two never run the same one."""
+    db.execute(
+        "CREATE TABLE claims (key TEXT PRIMARY KEY, pid INTEGER NOT NULL, token TEXT NOT NULL, at REAL NOT NULL)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
+
+# This process's claims are told apart from an earlier process's with the same pid by this token.
+CLAIM_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _day(timestamp: float) -> str:
@@ -805,6 +818,52 @@ class Ledger:
             (job_id, task_id, path, sha256, size, fmt, width, height, int(verified), self.clock()),
             into,
         )
+
+    # -- claims: one process per job, one per batch row -------------------------------------------
+
+    def claim(self, keys: list[str], before: list | None = None) -> dict[str, int]:
+        """Claim these keys for this process, in one write transaction (with the writes put off in
+        `before`, if given). Keys another live process holds are left to it: {key: its pid}."""
+        pid, now = os.getpid(), self.clock()
+
+        def take(db: sqlite3.Connection) -> dict[str, int]:
+            for work in before or []:
+                work(db)
+            held = {}
+            for key in keys:
+                row = db.execute("SELECT pid, token FROM claims WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[1] != CLAIM_TOKEN and process_alive(row[0]):
+                    held[key] = row[0]
+                    continue
+                db.execute(
+                    "INSERT INTO claims (key, pid, token, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET pid = excluded.pid, token = excluded.token, at = excluded.at",
+                    (key, pid, CLAIM_TOKEN, now),
+                )
+            return held
+
+        held = self._commit(take)
+        if before:
+            before.clear()
+        return held
+
+    def claim_new(self, key: str, into: list) -> None:
+        """Claim a key nobody can hold yet (a new job's), in a commit that comes anyway (`into`)."""
+        self._commit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO claims (key, pid, token, at) VALUES (?, ?, ?, ?)",
+                (key, os.getpid(), CLAIM_TOKEN, self.clock()),
+            ),
+            into,
+        )
+
+    def release(self, keys: list[str], into: list | None = None) -> None:
+        """Give up this process's claims on these keys (or put it off `into` a later commit)."""
+
+        def drop(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM claims WHERE key = ? AND token = ?", [(k, CLAIM_TOKEN) for k in keys])
+
+        self._commit(drop, into)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imgroute import images
-from imgroute.errors import ImgrouteError, JobFailedError, ProviderError
+from imgroute.errors import Busy, ImgrouteError, JobFailedError, ProviderError
 from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
 from imgroute.ledger import AttemptRecord, TaskRecord
 from imgroute.models import AttemptState, Constraints, JobState, Request, TaskState
@@ -32,6 +32,10 @@ class Resume:
         return drive(self.steps_resume(job_id, reroute), self.http.wait)
 
     def steps_resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> Steps:
+        held = self.ledger.claim([f"job:{job_id}"])
+        if held:
+            pid = next(iter(held.values()))
+            raise Busy(f"job {job_id} is being run by another imgroute (pid {pid})", "let that one finish it")
         record = self.ledger.job(job_id)
         request = Request.from_json(record.request)
         max_cost = self.max_cost if self.max_cost is not None else record.max_cost

@@ -465,3 +465,45 @@ def test_ctrl_c_stops_new_submits_at_once_and_a_second_leaves_the_jobs_for_the_n
     assert done.returncode == 0, done.stderr
     assert fakes["kie"].charges == 30  # the rerun finished what was left, and paid for nothing twice
     assert len(list((tmp_path / "o").glob("*.png"))) == 30
+
+
+# -- 2: the same batch (or job) run by two processes at once is paid for once ---------------------
+
+
+def test_two_runs_of_one_batch_at_once_pay_once(fakes, tmp_path, isolated_home):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    isolated_home.mkdir(exist_ok=True)
+    (isolated_home / "config.yaml").write_text("limits:\n  kie: {concurrency: 4, per_minute: 6000}\n")
+    fakes["kie"].job_seconds = 0.3
+    rows = tmp_path / "same.jsonl"
+    rows.write_text("\n".join(json.dumps({"prompt": f"heron {i}", "provider": "kie"}) for i in range(10)))
+    command = [sys.executable, "-m", "imgroute", "batch", str(rows), "--yes", "--json", "--out", str(tmp_path / "o")]
+    env = {**os.environ, "IMGROUTE_TIME_SCALE": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
+    assert fakes["kie"].charges == 10  # not 18
+    notes = [json.loads(line)["note"] or "" for line in second.stdout.splitlines()]
+    assert len(notes) == 10 and all("another imgroute" in n or "done before" in n for n in notes)
+    assert len(list((tmp_path / "o").glob("*.png"))) == 10
+
+
+def test_resuming_a_job_another_live_process_runs_is_refused(cli, fakes, isolated_home):
+    import os
+    import sqlite3
+
+    fakes["kie"].steps = 10**9
+    job = cli("gen", "x", "--timeout", "0.2", "--out", "o", "--json", *only(fakes, "kie")).json()["job_id"]
+    db = sqlite3.connect(isolated_home / "ledger.sqlite")
+    db.execute("INSERT INTO claims VALUES (?, ?, 'someone-else', 0)", (f"job:{job}", os.getppid()))
+    db.commit()
+    r = cli("jobs", "resume", job)
+    assert r.code == 2 and "being run by another imgroute" in r.err
+    r = cli("jobs", "resume", "--all")
+    assert "skipped: job" in r.err and fakes["kie"].charges == 1

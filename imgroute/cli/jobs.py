@@ -11,7 +11,7 @@ from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, flag, opt, parse_day
 from imgroute.cli.session import Keys, job_runner, ledger, load_pricing
-from imgroute.errors import ImgrouteError, UsageError, quoted
+from imgroute.errors import Busy, ImgrouteError, UsageError, quoted
 from imgroute.models import JobState
 
 jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
@@ -136,8 +136,14 @@ def jobs_resume(
     worst: ImgrouteError | None = None
     for target in targets:
         output = OutputOptions(config.home())  # replaced by the job's own out_dir and name template
-        with job_runner(table, keys, output, timeout, quiet or as_json, None) as runner:
-            result = runner.resume(target, reroute)
+        try:
+            with job_runner(table, keys, output, timeout, quiet or as_json, None) as runner:
+                result = runner.resume(target, reroute)
+        except Busy as busy:
+            if job_id:  # the one asked for: say so (exit 2)
+                raise
+            sys.stderr.write(f"skipped: {busy.message}\n")  # --all: the other process finishes it
+            continue
         results.append(result)
         if result.error is not None and worst is None:
             worst = result.error
