@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError, quoted
-from imgroute.models import Constraints, Request
+from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
 from imgroute.request import build_request, check_providers, kind_of, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
     from imgroute.router import RouteCache
+
+# Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
+# result that could not be fetched, a stop before sending. A failed or moderated job (6) or an
+# unservable row (4) is final.
+RETRYABLE_EXIT_CODES = (5, 7, 8, 130)
 
 FIELDS = (
     "id",
@@ -64,10 +69,19 @@ class OfferPlan(NamedTuple):
 
 
 class Plan(NamedTuple):
-    rows: tuple[tuple[Row, str, Decimal], ...]  # (row, offer id, estimate) for every row that can run
+    rows: tuple[tuple[Row, str, Decimal], ...]  # (row, offer id, new spend) for every row left to run
     unservable: tuple[tuple[Row, str], ...]  # (row, why)
     by_offer: tuple[OfferPlan, ...]
-    total: Decimal
+    total: Decimal  # what this run is estimated to spend: rows done before cost nothing
+    done_before: tuple[tuple[Row, str | None], ...] = ()  # (row, where its images are)
+    not_retried: tuple[tuple[Row, str], ...] = ()  # (row, how it failed before)
+    whole: Decimal = Decimal(0)  # the whole file's estimate, rows done before included
+
+    def runs(self) -> list[Row]:
+        """The rows a run goes through, in the file's order: those left to do, and those done or
+        failed before (reported as such, sent nothing)."""
+        rows = [row for row, _, _ in self.rows] + [row for row, _ in (*self.done_before, *self.not_retried)]
+        return sorted(rows, key=lambda row: row.line)
 
     def pacing(self, limits: dict[str, tuple[int, float | None]]) -> list[dict]:
         """Per provider: the submits planned and the least time its submit rate allows for them."""
@@ -222,29 +236,59 @@ def row_constraints(row: Row, base: Constraints) -> Constraints:
     return base._replace(providers=providers, exclude=base.exclude | row.exclude)
 
 
-def plan(rows: list[Row], routes: RouteCache, base: Constraints) -> Plan:
-    """Route every row; keep only what the summary needs (routes are looked up again when a row
-    runs, from the same cache, so memory stays flat however long the file)."""
-    runnable = []
-    unservable = []
+def batch_label(label: str) -> str:
+    """The file's key in the ledger: the rows of one file are found again by it (hex: see
+    Ledger.jobs_for_rows)."""
+    return hashlib.sha256(label.encode()).hexdigest()[:12]
+
+
+def plan(rows: list[Row], routes: RouteCache, base: Constraints, priors: dict | None = None, label: str = "") -> Plan:
+    """Route every row left to do; keep only what the summary needs (routes are looked up again
+    when a row runs, from the same cache, so memory stays flat however long the file).
+
+    With `priors` (what earlier runs of this file did, by row key), rows done before are set aside,
+    rows that failed for good are not retried, and a row whose job is under way or partly delivered
+    is counted for what it still needs: nothing for a request already sent, the images still
+    missing otherwise."""
+    priors = priors or {}
+    runnable, unservable, done, final = [], [], [], []
     offers: dict[str, OfferPlan] = {}
-    total = Decimal(0)
+    total = whole = Decimal(0)
     for row in rows:
+        prior = priors.get(f"{label}:{row.key}")
+        if prior is not None and prior.state == "succeeded":
+            done.append((row, prior.out_dir))
+            earlier = routes.rank(row.request, row_constraints(row, base)).choice
+            whole += earlier.cost if earlier else Decimal(0)
+            continue
+        if (
+            prior is not None
+            and prior.state not in UNFINISHED_JOB_STATES
+            and prior.exit_code not in RETRYABLE_EXIT_CODES
+        ):
+            final.append((row, prior.error or "failed"))
+            continue
         route = routes.rank(row.request, row_constraints(row, base))
         choice = route.choice
         if choice is None:
             reasons = "; ".join(f"{q.offer.id}: {q.reasons[0]}" for q in route.quotes[:3])
             unservable.append((row, reasons))
             continue
-        runnable.append((row, choice.offer.id, choice.cost))
+        cost, submits = choice.cost, len(choice.assessment.requests)
+        whole += cost
+        if prior is not None:  # finished from the ledger: only what it still needs is new
+            under_way = prior.state in ("submitted", "running", "unknown")
+            missing = 0 if under_way else max(0, row.request.n - prior.images)
+            cost, submits = cost * missing / row.request.n, submits if missing else 0
+        runnable.append((row, choice.offer.id, cost))
         offer = choice.offer
         so_far = offers.get(offer.id) or OfferPlan(offer.id, offer.provider, 0, 0, Decimal(0), 0)
         offers[offer.id] = so_far._replace(
             rows=so_far.rows + 1,
             images=so_far.images + row.request.n,
-            cost=so_far.cost + choice.cost,
-            submits=so_far.submits + len(choice.assessment.requests),
+            cost=so_far.cost + cost,
+            submits=so_far.submits + submits,
         )
-        total += choice.cost
+        total += cost
     by_offer = tuple(sorted(offers.values(), key=lambda o: -o.cost))
-    return Plan(tuple(runnable), tuple(unservable), by_offer, total)
+    return Plan(tuple(runnable), tuple(unservable), by_offer, total, tuple(done), tuple(final), whole)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import policy
-from imgroute.batch import Row, row_constraints
+from imgroute.batch import RETRYABLE_EXIT_CODES, Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.http import Http
 from imgroute.images import DEFAULT_NAME
@@ -30,10 +30,6 @@ from imgroute.poll_timing import PollTiming
 from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
 
-# Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
-# result that could not be fetched, a stop before sending. A failed or moderated job (6) or an
-# unservable row (4) is final.
-RETRYABLE_EXIT_CODES = (5, 7, 8, 130)
 WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
 
 

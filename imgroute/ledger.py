@@ -266,6 +266,8 @@ class RowJob(NamedTuple):
     state: JobState
     exit_code: int | None
     error: str | None
+    images: int = 0  # files saved for it
+    out_dir: str | None = None
 
 
 class AttemptRecord(NamedTuple):
@@ -573,11 +575,12 @@ class Ledger:
         """The latest job of every row of one batch file (keys `label:row-id`; a label is hex)."""
         assert label.isalnum(), label  # nothing GLOB would read as a pattern
         rows = self._read(
-            "SELECT row_key, id, state, exit_code, error FROM jobs WHERE row_key GLOB ? ORDER BY created",
+            "SELECT row_key, id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), "
+            "out_dir FROM jobs WHERE row_key GLOB ? ORDER BY created",
             (f"{label}:*",),
         )
         # later jobs of a row replace earlier ones
-        return {key: RowJob(job_id, JobState(state), code, error) for key, job_id, state, code, error in rows}
+        return {key: RowJob(i, JobState(s), code, error, n, out) for key, i, s, code, error, n, out in rows}
 
     def job_state(
         self,

@@ -363,6 +363,7 @@ def print_batch_plan(console: Console, plan: dict) -> None:
         style="bold",
         markup=False,
     )
+    _print_earlier(console, plan)
     if plan["by_offer"]:
         grid = Table()
         for column in ("offer", "rows", "images", "estimated"):
@@ -389,33 +390,52 @@ def print_batch_plan(console: Console, plan: dict) -> None:
         console.print(f"{len(plan['bad_rows'])} bad row(s) skipped", style="yellow")
 
 
+def _print_earlier(console: Console, plan: dict) -> None:
+    """What earlier runs of the file did: rows done (and where their images are), rows not retried."""
+    if plan["done_before"]:
+        places = sorted({d["out_dir"] for d in plan["done_before"] if d["out_dir"]})
+        where = f"; their images are in {', '.join(places)}" if places else ""
+        console.print(f"{_count(len(plan['done_before']), 'row')} done before, not run again{where}", markup=False)
+    if plan["not_retried"]:
+        lines = [d["line"] for d in plan["not_retried"]]
+        console.print(f"{_lines(lines)}: failed before and not retried", style="yellow", markup=False)
+
+
+def print_nothing_left(console: Console, plan: dict) -> None:
+    console.print("nothing left to do", style="bold")
+    _print_earlier(console, plan)
+
+
 class BatchProgress:
     """Done / failed / running, spend so far against the estimate, rate and ETA, on stderr."""
 
-    def __init__(self, total: int, estimate: Decimal, enabled: bool = True):
-        self.total, self.estimate = total, estimate
+    def __init__(self, total: int, estimate: Decimal, enabled: bool = True, paced_seconds: float = 0.0):
+        """`paced_seconds`: the least time the providers' submit rates allow for the run (the ETA
+        is never shorter than what is left of it)."""
+        self.total, self.estimate, self.paced_seconds = total, estimate, paced_seconds
         self.console = Console(stderr=True, highlight=False)
         self.enabled = enabled and self.console.is_terminal
         self.spent = Decimal(0)
-        self.counts = {"done": 0, "failed": 0, "other": 0}
+        self.counts = {"done": 0, "failed": 0, "not_started": 0, "other": 0}
         self._progress = None
         self._task = None
 
     def __enter__(self) -> BatchProgress:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self._progress = Progress(
                 TextColumn("batch"),
                 BarColumn(bar_width=None),  # whatever the counts leave: they matter more
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[detail]}"),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[eta]}", style="cyan"),
                 console=self.console,
                 expand=True,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("batch", total=self.total, detail="")
+            eta = _clock(self.paced_seconds) if self.paced_seconds else "-:--:--"
+            self._task = self._progress.add_task("batch", total=self.total, detail="", eta=eta)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -423,7 +443,7 @@ class BatchProgress:
             self._progress.__exit__(*exc)
 
     def update(self, row_result, running: int = 0) -> None:
-        key = row_result.outcome if row_result.outcome in ("done", "failed") else "other"
+        key = row_result.outcome if row_result.outcome in self.counts else "other"
         self.counts[key] += 1
         if row_result.result is not None and row_result.result.actual is not None:
             self.spent += row_result.result.actual
@@ -431,7 +451,9 @@ class BatchProgress:
             finished = sum(self.counts.values())
             elapsed = self._progress.tasks[0].elapsed or 0
             rate = finished / elapsed * 60 if elapsed else 0
-            self._progress.update(self._task, completed=finished, detail=self._detail(running, rate))
+            by_rate = (self.total - finished) / (finished / elapsed) if finished and elapsed else 0.0
+            eta = max(by_rate, self.paced_seconds - elapsed, 0.0)  # pacing bounds it from below
+            self._progress.update(self._task, completed=finished, detail=self._detail(running, rate), eta=_clock(eta))
 
     # Room the other columns need at the least: "batch", a short bar, "4999/5000", "0:00:00", gaps.
     OTHER_COLUMNS = 40
@@ -444,21 +466,33 @@ class BatchProgress:
             f"{done} done, {failed} failed, {running} running, "
             f"{fmt_usd(self.spent)} of ~{fmt_usd(self.estimate)}, {rate:.0f}/min"
         )
+        if self.counts["not_started"]:  # stopped rows are not done
+            full += f", {self.counts['not_started']} not started"
         if len(full) + self.OTHER_COLUMNS <= self.console.width:
             return full
-        return f"{done} done {failed} failed {running} running ${self.spent:.2f}/~${self.estimate:.2f}"
+        short = f"{done} done {failed} failed {running} running ${self.spent:.2f}/~${self.estimate:.2f}"
+        return short + (f" {self.counts['not_started']} not started" if self.counts["not_started"] else "")
 
 
-def print_batch_summary(console: Console, counts: dict, spent: Decimal, estimate: Decimal, elapsed: float) -> None:
+def _clock(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def print_batch_summary(
+    console: Console, counts: dict, spent: Decimal, estimate: Decimal, whole: Decimal, elapsed: float
+) -> None:
+    """`estimate`: what this run was to spend; `whole`: the whole file's, rows done before included."""
     parts = [
         f"{counts[k]} {k.replace('_', ' ')}"
         for k in ("done", "skipped", "failed", "unservable", "not_started")
         if counts[k]
     ]
-    # A rerun skips rows paid for before: the plan's estimate covers them, this run's spend does not.
-    scope = " for the whole file" if counts["skipped"] else ""
+    # A rerun skips rows paid for before: the whole file's estimate covers them, this run's does not.
+    said = f"estimated {fmt_usd(whole)} for the whole file" if counts["skipped"] else f"estimated {fmt_usd(estimate)}"
+    if counts["skipped"] and estimate and estimate != whole:
+        said = f"{fmt_usd(estimate)} left to do; {said}"
     console.print(
-        f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} this run "
-        f"(estimated {fmt_usd(estimate)}{scope}) in {elapsed:.1f}s",
+        f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} this run ({said}) in {elapsed:.1f}s",
         markup=False,
     )

@@ -393,6 +393,8 @@ def batch_plan(plan, pacing: list[dict], bad_rows) -> dict:
             for row, why in plan.unservable
         ],
         "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad_rows],
+        "done_before": [{"line": row.line, "id": row.key, "out_dir": where} for row, where in plan.done_before],
+        "not_retried": [{"line": row.line, "id": row.key, "error": why} for row, why in plan.not_retried],
     }
 
 

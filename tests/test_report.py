@@ -49,7 +49,9 @@ def test_batch_plan_and_rows(cli, fakes, tmp_path):
         json.dumps({"prompt": "a", "provider": "kie"}) + "\n" + json.dumps({"prompt": "b", "aspect": "9:1"})
     )
     plan = cli("batch", str(rows), "--dry-run", "--json").json()
-    assert set(plan) == {"rows", "images", "estimated_usd", "by_offer", "pacing", "unservable", "bad_rows"}
+    assert set(plan) == {
+        "rows", "images", "estimated_usd", "by_offer", "pacing", "unservable", "bad_rows", "done_before", "not_retried"
+    }  # fmt: skip
     assert set(plan["by_offer"][0]) == {"offer", "rows", "images", "submits", "estimated_usd"}
     assert set(plan["pacing"][0]) == {"provider", "submits", "concurrency", "per_minute", "min_minutes"}
     assert set(plan["unservable"][0]) == {"line", "id", "prompt", "reason"}

@@ -507,3 +507,37 @@ def test_resuming_a_job_another_live_process_runs_is_refused(cli, fakes, isolate
     assert r.code == 2 and "being run by another imgroute" in r.err
     r = cli("jobs", "resume", "--all")
     assert "skipped: job" in r.err and fakes["kie"].charges == 1
+
+
+# -- 20: reruns plan and confirm what is left; the ETA knows the pacing --------------------------
+
+
+def test_a_rerun_of_a_finished_batch_is_planned_against_what_is_left(cli, fakes, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps({"prompt": f"kite {i}", "provider": "kie"}) for i in range(3)))
+    assert cli("batch", str(rows), "--yes", "--out", "o").code == 0
+    plan = cli("batch", str(rows), "--dry-run", "--json").json()
+    assert plan["rows"] == 0 and plan["estimated_usd"] == 0 and len(plan["done_before"]) == 3
+    human = cli("batch", str(rows), "--dry-run")
+    assert "3 rows done before, not run again; their images are in" in human.out and "/o" in human.out
+    again = cli("batch", str(rows), "--max-total", "0.01")  # no terminal, no --yes: nothing to ask
+    assert again.code == 0, again.err
+    assert fakes["kie"].charges == 3
+    rows.write_text(rows.read_text() + "\n" + json.dumps({"prompt": "kite 3", "provider": "kie"}))
+    plan = cli("batch", str(rows), "--dry-run", "--json").json()
+    assert plan["rows"] == 1 and plan["estimated_usd"] == 0.03  # only the new row costs money
+
+
+def test_the_eta_is_never_shorter_than_the_pacing_allows(monkeypatch):
+    from types import SimpleNamespace
+
+    from imgroute.render import BatchProgress
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    progress = BatchProgress(30, __import__("decimal").Decimal("0.9"), paced_seconds=300)
+    with progress:
+        progress.update(SimpleNamespace(outcome="done", result=None), running=1)
+        eta = progress._progress.tasks[0].fields["eta"]
+        assert eta.startswith("0:04:") or eta.startswith("0:05:")
+        progress.update(SimpleNamespace(outcome="not_started", result=None))
+        assert "1 not started" in progress._detail(0, 1.0)

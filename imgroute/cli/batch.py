@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -42,6 +41,7 @@ def batch(
 ) -> None:
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
     from imgroute import render, report
+    from imgroute.batch import batch_label
     from imgroute.batch import plan as make_plan
     from imgroute.budget import check_batch
     from imgroute.providers import provider_limits
@@ -58,7 +58,10 @@ def batch(
     constraints = where.constraints(table, settings)
     keys = Keys()
     routes = RouteCache(table, keys.available)
-    the_plan = make_plan(rows, routes, constraints)
+    file_key = batch_label(label)
+    with ledger() as journal:
+        priors = journal.jobs_for_rows(file_key)  # a rerun plans only what is left to do
+    the_plan = make_plan(rows, routes, constraints, priors, file_key)
     shown = report.batch_plan(the_plan, the_plan.pacing(provider_limits(settings.limits)), bad)
     if as_json and dry_run:
         render.print_json(shown)
@@ -66,11 +69,11 @@ def batch(
         render.print_batch_plan(render.stderr_console() if not dry_run else render.stdout_console(), shown)
     if dry_run:
         return
-    if not the_plan.rows:
+    if not the_plan.rows and not (the_plan.done_before or the_plan.not_retried):
         raise NoOfferError("no row of the batch can be served", "see the reasons in the plan")
     with ledger() as journal:
         check_batch(journal, the_plan.total, total_cap)
-    if not yes and not _confirmed(the_plan):
+    if the_plan.rows and not yes and not _confirmed(the_plan):  # (a finished file asks nothing)
         sys.stderr.write("nothing was sent\n")
         return
     again = _rerun_command(
@@ -88,8 +91,9 @@ def batch(
             ("--json", as_json),
         ],
     )
-    run = _Run(the_plan, routes, constraints, keys, check_out_dir(out), timeout, concurrency, settings, as_json)
-    run.go(hashlib.sha256(label.encode()).hexdigest()[:12], again)
+    paced = max((p["min_minutes"] or 0) for p in shown["pacing"]) * 60 if shown["pacing"] else 0.0
+    run = _Run(the_plan, routes, constraints, keys, check_out_dir(out), timeout, concurrency, settings, as_json, paced)
+    run.go(file_key, again)
 
 
 def _read_rows(file: str, strict: bool):
@@ -110,7 +114,8 @@ def _read_rows(file: str, strict: bool):
 def _confirmed(the_plan) -> bool:
     if not sys.stdin.isatty():
         raise UsageError("no terminal to confirm the batch", "pass --yes to run it")
-    return typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}?", err=True)
+    left = f" ({len(the_plan.done_before)} done before)" if the_plan.done_before else ""
+    return typer.confirm(f"Run {len(the_plan.rows)} jobs for about {fmt_usd(the_plan.total)}{left}?", err=True)
 
 
 def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
@@ -130,14 +135,15 @@ def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
 class _Run:
     """Running a planned batch: the rows' results reported as they end, the summary at the end."""
 
-    def __init__(self, the_plan, routes, constraints, keys, out_dir, timeout, concurrency, settings, as_json):
+    def __init__(self, the_plan, routes, constraints, keys, out_dir, timeout, concurrency, settings, as_json, paced):
         from imgroute import render
         from imgroute.batch_run import Outcome
 
         self.plan, self.routes, self.constraints, self.keys = the_plan, routes, constraints, keys
         self.out_dir, self.timeout, self.concurrency, self.settings = out_dir, timeout, concurrency, settings
         self.as_json = as_json
-        self.progress = render.BatchProgress(len(the_plan.rows), the_plan.total, enabled=not as_json)
+        self.rows = the_plan.runs()  # what earlier runs did too: each row gets its line
+        self.progress = render.BatchProgress(len(self.rows), the_plan.total, enabled=not as_json, paced_seconds=paced)
         self.counts = dict.fromkeys(Outcome, 0)
         self.failed = None  # the first failed row's error: the batch exits with its code
         self.runner = None
@@ -171,7 +177,7 @@ class _Run:
             for row, why in self.plan.unservable:  # every row gets its line, these first
                 self.report(RowResult(row, Outcome.UNSERVABLE, None, why))
             try:
-                self.runner.run([row for row, _, _ in self.plan.rows])
+                self.runner.run(self.rows)
             except KeyboardInterrupt:
                 if self.runner.left_running:
                     self.leave(again)
@@ -182,7 +188,7 @@ class _Run:
         if not self.as_json:
             elapsed = time.monotonic() - started
             render.print_batch_summary(
-                render.stdout_console(), self.counts, self.progress.spent, self.plan.total, elapsed
+                render.stdout_console(), self.counts, self.progress.spent, self.plan.total, self.plan.whole, elapsed
             )
         if self.failed is not None:
             raise self.failed
