@@ -12,7 +12,7 @@ import os
 import re
 import struct
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -219,9 +219,15 @@ def _file_mode() -> int:
 
 
 def place(
-    staged: Staged, out_dir: Path, stem: str, adopt_identical: bool = False, taken: Collection[Path] = ()
+    staged: Staged,
+    out_dir: Path,
+    stem: str,
+    adopt_identical: bool = False,
+    taken: Collection[Path] = (),
+    stems: Callable[[int], str] | None = None,
 ) -> Path:
-    """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ...
+    """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ... (or,
+    with `stems`, the names it gives for attempts 1, 2, ...: a template's next free index).
 
     With `adopt_identical` (resuming an interrupted save), a file already at one of those names
     with the very same bytes is taken as this image, instead of writing a second copy, unless it
@@ -230,7 +236,10 @@ def place(
     ext = EXTENSIONS[staged.info.format]
     os.chmod(staged.path, _file_mode())
     for attempt in range(1, 10_000):
-        name = f"{stem}.{ext}" if attempt == 1 else f"{stem}-{attempt}.{ext}"
+        if stems is not None:
+            name = f"{stems(attempt)}.{ext}"
+        else:
+            name = f"{stem}.{ext}" if attempt == 1 else f"{stem}-{attempt}.{ext}"
         final = out_dir / name
         try:
             os.link(staged.path, final)

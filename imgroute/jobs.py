@@ -254,6 +254,7 @@ class JobRunner(Resume):
                     yield Pause(gap, scaled=False)
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
             self.ledger.job_state(job.id, JobState.SUBMITTED, into=job.pending)
+            self.ledger.attempt_state(attempt.id, AttemptState.RUNNING, into=job.pending)
             self.ledger.flush(job.pending)
         except ProviderTrouble as exc:
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]

@@ -103,7 +103,12 @@ class Outputs:
             "date": dt.date.today().isoformat(),
         }
         stem = images.render_name(self.name_template, values)
-        path = images.place(staged, self.out_dir, stem, adopt_identical=self.resuming, taken=self.claimed)
+
+        def next_index(attempt: int) -> str:  # a name an earlier job took: the next free index, not -2
+            return images.render_name(self.name_template, {**values, "index": str(index + attempt - 1)})
+
+        stems = next_index if "{index}" in self.name_template else None
+        path = images.place(staged, self.out_dir, stem, self.resuming, self.claimed, stems)
         self.claimed.add(path)
         info = staged.info
         images.write_sidecar(

@@ -169,11 +169,12 @@ def load_table(user_file: Path | None = None) -> PricingTable:
     origins: list[str] = []
     if isinstance(raw, dict) and isinstance(raw.get("offers"), list):
         origins = [base_path.name] * len(raw["offers"])
+    provider_files: dict[str, str] = {}
     if user_file is not None:
         overlay = read_yaml(user_file)
-        raw, origins = merge_tables(raw, overlay, str(user_file), origins)
+        raw, origins, provider_files = merge_tables(raw, overlay, str(user_file), origins)
         files.append(str(user_file))
-    return build_table(raw, base_path.name, origins)
+    return build_table(raw, base_path.name, origins, provider_files)
 
 
 def load_file(path: Path) -> PricingTable:
@@ -183,16 +184,21 @@ def load_file(path: Path) -> PricingTable:
     return build_table(raw, str(path), [str(path)] * count)
 
 
-def merge_tables(base: Any, overlay: Any, overlay_file: str, origins: list[str]) -> tuple[dict, list[str]]:
+def merge_tables(base: Any, overlay: Any, overlay_file: str, origins: list[str]) -> tuple[dict, list[str], dict]:
+    """The bundled table with the user's file over it; which file each offer and provider last came
+    from (errors name that file)."""
     root = Field(overlay, "", overlay_file, _FIX_HINT)
     top = root.mapping({"version", "providers", "offers"})
     if "version" in top:
         _check_version(top["version"])
     merged = copy.deepcopy(base)
     if "providers" in top:
-        top["providers"].mapping()
+        provider_files = dict.fromkeys(top["providers"].mapping(), overlay_file)
         merged["providers"] = _deep_merge(merged.get("providers") or {}, top["providers"].value)
+    else:
+        provider_files = {}
     origins = list(origins)
+    listed: set[tuple] = set()
     if "offers" in top:
         offers = merged.setdefault("offers", [])
         for item in top["offers"].items():
@@ -200,14 +206,31 @@ def merge_tables(base: Any, overlay: Any, overlay_file: str, origins: list[str])
             key = (_plain(entry.get("provider")), _plain(entry.get("model")))
             if None in key:
                 raise item.fail("an offer needs 'provider' and 'model' to be matched or added")
+            if key in listed:
+                raise item.fail(f"offer {key[0]}/{key[1]} is listed twice in this file", "merge the two entries")
+            listed.add(key)
             index = next((i for i, o in enumerate(offers) if (o.get("provider"), o.get("model")) == key), None)
             if index is None:
+                missing = [name for name in NEW_OFFER_FIELDS if name not in entry]
+                if missing:  # most likely a typo in the model of an offer to change
+                    known = ", ".join(
+                        f"{o.get('provider')}/{o.get('model')}" for o in offers if o.get("provider") == key[0]
+                    )
+                    raise item.fail(
+                        f"no offer {key[0]}/{key[1]} to change (known: {known or 'none'}), and a new offer needs "
+                        f"{', '.join(missing)}",
+                        "fix the model name, or give every field of the new offer",
+                    )
                 offers.append(copy.deepcopy(item.value))
                 origins.append(overlay_file)
             else:
                 offers[index] = _deep_merge(offers[index], item.value)
                 origins[index] = overlay_file
-    return merged, origins
+    return merged, origins, provider_files
+
+
+# What a new offer in a user's file must give (a change to a known one may give any part).
+NEW_OFFER_FIELDS = ("source", "observed", "qualities", "images_per_request", "prompt_max_chars", "sizes", "price")
 
 
 def _plain(field: Field | None) -> Any:
@@ -226,12 +249,13 @@ def _deep_merge(base: Any, overlay: Any) -> Any:
 # -- validation -------------------------------------------------------------------------------
 
 
-def build_table(raw: Any, file: str, origins: list[str]) -> PricingTable:
+def build_table(raw: Any, file: str, origins: list[str], provider_files: dict | None = None) -> PricingTable:
     root = Field(raw, "", file, _FIX_HINT)
     top = root.mapping({"version", "providers", "offers"})
     _check_version(root.get("version"))
     providers = {}
     for pid, node in root.get("providers").mapping().items():
+        node = Field(node.value, node.path, (provider_files or {}).get(pid, file), node.hint)
         if pid not in known_providers():
             raise node.fail(f"unknown provider '{pid}'", f"known providers: {', '.join(known_providers())}")
         providers[pid] = _provider(pid, node)

@@ -220,7 +220,9 @@ def print_reasons(console: Console, route: Route) -> None:
         console.print(f"{quote.offer.id}: {'; '.join(quote.reasons)}", style="yellow", markup=False, soft_wrap=True)
 
 
-def print_job(console: Console, result, skipped: list[dict]) -> None:
+def print_job(console: Console, result, skipped: list[dict], within: frozenset[str] = frozenset()) -> None:
+    """`within`: the --provider choices the route was made among (then it is not 'the cheapest you
+    have a key for', but the cheapest of those)."""
     for attempt in result.attempts:
         if attempt.state not in ("succeeded",):
             console.print(
@@ -228,6 +230,8 @@ def print_job(console: Console, result, skipped: list[dict]) -> None:
             )
     if result.provider is not None and result.images:
         why = "cheapest offer you have a key for"
+        if within:
+            why = f"cheapest among --provider {', '.join(sorted(within))}"
         if len(result.attempts) > 1:
             why = f"after {len(result.attempts) - 1} fallback(s)"
         estimate = fmt_usd(result.estimate) if result.estimate is not None else "unknown"

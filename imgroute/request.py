@@ -108,7 +108,7 @@ def check_prompt(prompt: str | None, where: str = "") -> str:
         hint = 'give it as a string: "prompt": "a lighthouse"'
         raise UsageError(f"the prompt{where} is {kind_of(prompt)}, not text", hint)
     if prompt is None or not prompt.strip():
-        raise UsageError("the prompt is empty", 'give it as an argument (imgroute gen "a lighthouse") or on stdin')
+        raise UsageError("the prompt is empty", 'give it as the first argument ("a lighthouse at dusk") or on stdin')
     if "\x00" in prompt:
         raise UsageError("the prompt contains a NUL byte", "remove the control characters from it")
     return prompt.strip()

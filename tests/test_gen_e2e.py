@@ -153,7 +153,8 @@ def test_never_overwrites_an_existing_file(cli, fakes):
     out.mkdir()
     (out / "a-lighthouse-at-dusk-openai-1.png").write_bytes(b"mine")
     data = gen(cli, "--quality", "low", *only(fakes, "openai")).json()
-    assert data["files"] == ["out/a-lighthouse-at-dusk-openai-1-2.png"]
+    # the next free index (issue 13: a second run used to name it ...-openai-1-2.png)
+    assert data["files"] == ["out/a-lighthouse-at-dusk-openai-2.png"]
     assert (out / "a-lighthouse-at-dusk-openai-1.png").read_bytes() == b"mine"
 
 

@@ -541,3 +541,42 @@ def test_the_eta_is_never_shorter_than_the_pacing_allows(monkeypatch):
         assert eta.startswith("0:04:") or eta.startswith("0:05:")
         progress.update(SimpleNamespace(outcome="not_started", result=None))
         assert "1 not started" in progress._detail(0, 1.0)
+
+
+# -- the smaller ones ----------------------------------------------------------------------------
+
+
+def test_pricing_validate_names_the_file_and_reports_duplicates_and_typos(cli, tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("version: 1\nproviders:\n  kie:\n    plans:\n      standard:\n        usd_per_credit: '-1'\n")
+    r = cli("pricing", "validate", str(bad))
+    assert r.code == 3 and r.err.startswith(f"error: {bad}: providers.kie")
+    offer = {"provider": "kie", "model": "gpt-image-2-text-to-image", "prompt_max_chars": 100}
+    bad.write_text(json.dumps({"version": 1, "offers": [offer, offer]}))
+    r = cli("pricing", "validate", str(bad))
+    assert r.code == 3 and "listed twice" in r.err
+    bad.write_text(json.dumps({"version": 1, "offers": [{**offer, "model": "gpt-image-2-txt"}]}))
+    r = cli("pricing", "validate", str(bad))
+    assert r.code == 3 and "no offer kie/gpt-image-2-txt to change" in r.err and "missing field" not in r.err
+
+
+def test_a_second_run_takes_the_next_free_index(cli, fakes):
+    first = cli("gen", "x", "--out", "o", "--json", *only(fakes, "kie")).json()["files"]
+    second = cli("gen", "x", "--n", "2", "--out", "o", "--json", *only(fakes, "kie")).json()["files"]
+    assert [f.rsplit("/", 1)[1] for f in first + second] == ["x-kie-1.png", "x-kie-2.png", "x-kie-3.png"]
+
+
+def test_the_summary_does_not_claim_a_choice_that_provider_forced(cli, fakes):
+    r = cli("gen", "x", "--quality", "high", "--out", "o", "--provider", "openai")
+    assert "cheapest among --provider openai" in r.out and "you have a key for" not in r.out
+
+
+def test_an_attempt_shows_as_running_while_its_requests_run(cli, fakes):
+    fakes["kie"].steps = 10**9
+    job = cli("gen", "x", "--timeout", "0.2", "--out", "o", "--json", *only(fakes, "kie")).json()["job_id"]
+    assert cli("jobs", "show", job, "--json").json()["attempts"][0]["state"] == "running"
+
+
+def test_an_empty_stdin_does_not_suggest_another_command(cli):
+    r = cli("gen", "--out", "o", stdin="")
+    assert r.code == 2 and "imgroute quote" not in r.err

@@ -95,6 +95,6 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
         for image in result.images:
             sys.stdout.write(f"{image.path}\n")
     else:
-        render.print_job(render.stdout_console(), result, skipped)
+        render.print_job(render.stdout_console(), result, skipped, constraints.providers)
     if result.error is not None:
         raise result.error
