@@ -42,6 +42,8 @@ FIELDS = (
     "image",
     "mask",
     "format",
+    "background",
+    "moderation",
 )
 
 
@@ -206,6 +208,8 @@ def _row(line: int, fields: dict) -> Row:
         _list(text.get("image")),
         text.get("mask"),
         text.get("format", "png"),
+        text.get("background", "auto"),
+        text.get("moderation", "auto"),
     )
     providers = frozenset(check_providers(_list(text.get("provider")), "provider"))
     exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude"))

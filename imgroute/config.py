@@ -19,7 +19,7 @@ ENV_HOME = "IMGROUTE_HOME"
 CONFIG_FILE = "config.yaml"
 USER_PRICING_FILE = "pricing.yaml"
 
-_HINT = "fix config.yaml (fields: plans, pricing_max_age_days, limits)"
+_HINT = "fix config.yaml (fields: plans, pricing_max_age_days, limits, official_only, stated_quality)"
 
 
 def home() -> Path:
@@ -32,6 +32,8 @@ class Settings(NamedTuple):
     plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
     pricing_max_age_days: int = DEFAULT_PRICING_MAX_AGE_DAYS
     limits: Mapping[str, tuple[int, float | None]] = MappingProxyType({})  # provider -> (concurrency, per_min)
+    official_only: bool = False  # route only to offers that run OpenAI's own model
+    stated_quality: bool = False  # route only on quality tiers a provider states
 
 
 def load_settings(home_dir: Path | None = None) -> Settings:
@@ -44,7 +46,7 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     if raw is None:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
-    fields = root.mapping({"plans", "pricing_max_age_days", "limits"})
+    fields = root.mapping({"plans", "pricing_max_age_days", "limits", "official_only", "stated_quality"})
     plans = {}
     if "plans" in fields:
         plans = {provider: node.text() for provider, node in fields["plans"].mapping().items()}
@@ -62,7 +64,9 @@ def load_settings(home_dir: Path | None = None) -> Settings:
             concurrency = entry["concurrency"].integer(minimum=1) if "concurrency" in entry else None
             per_minute = float(entry["per_minute"].money()) if "per_minute" in entry else None
             limits[provider] = (concurrency, per_minute)
-    return Settings(path=path, plans=plans, pricing_max_age_days=max_age, limits=limits)
+    official_only = fields["official_only"].boolean() if "official_only" in fields else False
+    stated_quality = fields["stated_quality"].boolean() if "stated_quality" in fields else False
+    return Settings(path, plans, max_age, limits, official_only, stated_quality)
 
 
 def user_pricing_file(home_dir: Path | None = None) -> Path | None:

@@ -63,6 +63,10 @@ def assess(request: Request, offer: Offer, plan: Plan) -> Assessment:
         reasons.append(
             f"prompt is {len(request.prompt):,} characters; {offer.provider} takes at most {offer.prompt_max_chars:,}"
         )
+    if request.background not in offer.backgrounds:
+        reasons.append(f"cannot make a {request.background} background (only {', '.join(offer.backgrounds)})")
+    if request.moderation not in offer.moderations:
+        reasons.append(f"no {request.moderation} moderation setting (only {', '.join(offer.moderations)})")
     if request.output_format not in offer.output_formats:
         reasons.append(f"cannot output {request.output_format} (only {', '.join(offer.output_formats)})")
     reasons.extend(_edit_reasons(request, offer))

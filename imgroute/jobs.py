@@ -404,6 +404,8 @@ def job_spec(request: Request, assessment: Assessment, count: int, client_ref: s
         images=tuple(image.source for image in request.images),
         mask=request.mask.source if request.mask else None,
         exact_size=d.exact,
+        background=request.background,
+        moderation=request.moderation,
     )
 
 

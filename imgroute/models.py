@@ -122,6 +122,8 @@ class Request(NamedTuple):
     images: tuple[InputImage, ...] = ()
     mask: InputImage | None = None
     output_format: str = "png"
+    background: str = "auto"  # auto | opaque | transparent
+    moderation: str = "auto"  # auto | low
 
     def to_json(self) -> dict:
         return {
@@ -132,6 +134,8 @@ class Request(NamedTuple):
             "images": [image.to_json() for image in self.images],
             "mask": self.mask.to_json() if self.mask else None,
             "format": self.output_format,
+            "background": self.background,
+            "moderation": self.moderation,
         }
 
     @classmethod
@@ -145,6 +149,8 @@ class Request(NamedTuple):
             images=tuple(InputImage.from_json(image) for image in data.get("images") or ()),
             mask=InputImage.from_json(mask) if mask else None,
             output_format=data.get("format", "png"),
+            background=data.get("background", "auto"),
+            moderation=data.get("moderation", "auto"),
         )
 
 
@@ -155,6 +161,9 @@ class Constraints(NamedTuple):
     exclude: frozenset[str] = frozenset()
     max_cost: Decimal | None = None
     plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
+    official_only: bool = False  # only offers that run OpenAI's own model
+    stated_quality: bool = False  # only offers whose quality tier their provider states
+    deadline_s: float | None = None  # the job may take this long: admits offers that are slower but cheaper
 
     def to_json(self) -> dict:
         return {
@@ -162,6 +171,9 @@ class Constraints(NamedTuple):
             "exclude": sorted(self.exclude),
             "max_cost": str(self.max_cost) if self.max_cost is not None else None,
             "plans": dict(self.plans),
+            "official_only": self.official_only,
+            "stated_quality": self.stated_quality,
+            "deadline_s": self.deadline_s,
         }
 
     @classmethod
@@ -173,6 +185,9 @@ class Constraints(NamedTuple):
             exclude=frozenset(data.get("exclude") or ()),
             max_cost=Decimal(max_cost) if max_cost is not None else None,
             plans=MappingProxyType(dict(data.get("plans") or {})),
+            official_only=bool(data.get("official_only")),
+            stated_quality=bool(data.get("stated_quality")),
+            deadline_s=data.get("deadline_s"),
         )
 
 
@@ -192,6 +207,8 @@ class JobSpec(NamedTuple):
     images: tuple[str, ...] = ()  # reference images: local paths or URLs (after any upload)
     mask: str | None = None
     exact_size: bool = True  # False: the provider does not publish its pixels; only the ratio is checked
+    background: str = "auto"
+    moderation: str = "auto"
 
     def to_json(self) -> dict:
         return {**self._asdict(), "images": list(self.images)}

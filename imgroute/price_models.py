@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from imgroute.schema import Field
     from imgroute.sizing import Delivery
 
-TOKEN_KINDS = ("text_input", "image_input", "image_output", "text_output")
+TOKEN_KINDS = ("text_input", "cached_text_input", "image_input", "cached_image_input", "image_output", "text_output")
 
 
 class Price(NamedTuple):

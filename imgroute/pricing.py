@@ -87,6 +87,22 @@ class EditCaps(NamedTuple):
     provenance: Provenance | None
 
 
+IDENTITIES = ("official", "relay", "substitute")
+BACKGROUNDS = ("auto", "opaque", "transparent")
+MODERATIONS = ("auto", "low")
+
+
+class Identity(NamedTuple):
+    """What the offer really runs: OpenAI's model (`official`: OpenAI, or a host OpenAI or the
+    host marks as the official model), a `relay` that forwards to OpenAI, or a `substitute`
+    (another model, or a reverse-engineered channel, sold under the name)."""
+
+    kind: str
+    source: str | None
+    note: str = ""
+    declared: bool = True  # False: a user's offer that gave none (counted as a relay)
+
+
 class Offer(NamedTuple):
     provider: str
     model: str
@@ -101,6 +117,12 @@ class Offer(NamedTuple):
     price: Price
     notes: tuple[str, ...]
     origin: str  # the file that defined or last changed this offer
+    identity: Identity = None  # is it OpenAI's model, a relay of it, or something sold under its name
+    quality_stated: bool = True  # False: the provider never says which tier it delivers (Kie)
+    quality_note: str = ""  # why, when the tier is assumed
+    unsourced: dict = {}  # field -> why: values no source states (shown as assumed, never as fact)
+    backgrounds: tuple[str, ...] = ("auto",)
+    moderations: tuple[str, ...] = ("auto",)
 
     @property
     def id(self) -> str:
@@ -352,11 +374,33 @@ _OFFER_FIELDS = {
     "edit",
     "price",
     "notes",
+    "identity",
+    "quality_stated",
+    "quality_note",
+    "unsourced",
+    "background",
+    "moderation",
 }
+
+UNDECLARED_IDENTITY = Identity("relay", None, "no identity given: counted as a relay", declared=False)
+
+
+def _identity(node: Field | None) -> Identity:
+    if node is None:
+        return UNDECLARED_IDENTITY
+    fields = node.mapping({"kind", "source", "note"})
+    note = fields["note"].text() if "note" in fields else ""
+    return Identity(node.get("kind").choice(IDENTITIES), node.get("source").text(), note)
+
+
+def _unsourced(node: Field | None) -> dict[str, str]:
+    if node is None:
+        return {}
+    return {name: why.text() for name, why in node.mapping().items()}
 
 
 def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offer:
-    node.mapping(_OFFER_FIELDS)
+    fields = node.mapping(_OFFER_FIELDS)
     provider_node = node.get("provider")
     provider = provider_node.choice(known_providers())
     if provider not in providers:
@@ -376,7 +420,15 @@ def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offe
         price=_price(node.get("price"), qualities),
         notes=_notes(node),
         origin=origin,
+        identity=_identity(fields.get("identity")),
+        quality_stated=node.get("quality_stated", True).boolean(),
+        quality_note=fields["quality_note"].text() if "quality_note" in fields else "",
+        unsourced=_unsourced(fields.get("unsourced")),
+        backgrounds=node.get("background", ["auto"]).text_list(BACKGROUNDS),
+        moderations=node.get("moderation", ["auto"]).text_list(MODERATIONS),
     )
+    if not offer.quality_stated and not offer.quality_note:
+        raise node.fail("quality_stated: false needs a quality_note saying why the tier is assumed")
     if offer.price.uses_credits and not any(p.usd_per_credit is not None for p in providers[provider].plans.values()):
         raise node.get("price").fail(f"credit prices need a plan with usd_per_credit under providers.{provider}.plans")
     PRICE_MODELS[offer.price.model].validate(node.get("price"), offer)

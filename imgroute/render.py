@@ -12,7 +12,7 @@ from rich.text import Text
 
 from imgroute import report
 from imgroute.money import fmt_usd
-from imgroute.pricing import PricingTable
+from imgroute.pricing import Offer, PricingTable
 from imgroute.router import Quote, Route
 
 WINNER = "*"
@@ -44,6 +44,7 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
     table.add_column("", width=1)
     table.add_column("offer", no_wrap=True)  # ids are typed back (--provider kie/...): never split them
     table.add_column("plan")
+    table.add_column("model is")  # official / relay / substitute
     table.add_column("delivers")
     table.add_column("cost", justify="right")
     table.add_column("per image", justify="right")
@@ -56,6 +57,7 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
             WINNER if quote is winner else "",
             a.offer.id,
             a.plan.name if a.offer.price.uses_credits else "",
+            identity_label(a.offer),
             _delivers(quote),
             fmt_usd(a.cost) if a.cost is not None else "-",
             fmt_usd(a.per_image) if a.per_image is not None else "-",
@@ -82,6 +84,11 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
                 console.print(f"note: {quote.offer.provider} {quote.offer.model}: {note}", style="yellow")
 
 
+def identity_label(offer: Offer) -> str:
+    """official / relay / substitute; `relay?` for a user's offer that did not say."""
+    return offer.identity.kind + ("" if offer.identity.declared else "?")
+
+
 def _describe(route: Route) -> str:
     r = route.request
     return f"{_count(r.n, 'image')}, {r.quality} quality, {r.target}"
@@ -99,7 +106,9 @@ def _delivers(quote: Quote) -> str:
     if a.delivery is None:
         return "-"
     quality = a.quality or "?"
-    if a.quality and not a.offer.quality_selectable:
+    if a.quality and not a.offer.quality_stated:
+        quality += " (assumed)"
+    elif a.quality and not a.offer.quality_selectable:
         quality += " (fixed)"
     tasks = f", {len(a.requests)} requests" if len(a.requests) > 1 else ""
     return f"{a.delivery.label()} {quality}{tasks}"

@@ -33,10 +33,18 @@ def quote_json(quote) -> dict:
             "aspect": delivery.aspect if delivery else None,
         },
         "requests": len(a.requests),
+        "offer": a.offer.id,
+        "identity": identity_json(a.offer),
+        "quality_stated": a.offer.quality_stated,
         "reasons": list(quote.reasons),
         "notes": list(a.notes),
         "breakdown": [line.text for line in a.breakdown],
     }
+
+
+def identity_json(offer) -> dict:
+    identity = offer.identity
+    return {"kind": identity.kind, "source": identity.source, "note": identity.note, "declared": identity.declared}
 
 
 def route_json(route, caveats: list[str] = ()) -> dict:
@@ -138,6 +146,11 @@ def offer_json(offer) -> dict:
         "prompt_max_chars": offer.prompt_max_chars,
         "edit": edit_text,
         "price": price_summary(offer),
+        "identity": identity_json(offer),
+        "quality_stated": offer.quality_stated,
+        "background": list(offer.backgrounds),
+        "moderation": list(offer.moderations),
+        "unsourced": dict(offer.unsourced),
     }
 
 

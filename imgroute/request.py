@@ -96,6 +96,15 @@ def parse_format(text: str) -> str:
     return fmt
 
 
+def parse_choice(text: str, flag: str, allowed: tuple[str, ...]) -> str:
+    value = str(text).strip().lower()
+    if value not in allowed:
+        raise UsageError(
+            f"{flag} {quoted(text)} is not one of {', '.join(allowed)}", f"for example {flag} {allowed[0]}"
+        )
+    return value
+
+
 def check_n(n: int) -> int:
     if n < 1 or n > MAX_N:
         raise UsageError(f"--n {n} is out of range", f"ask for 1 to {MAX_N} images per job")
@@ -233,6 +242,8 @@ def build_request(
     images: list[str] | None = None,
     mask: str | None = None,
     output_format: str = "png",
+    background: str = "auto",
+    moderation: str = "auto",
 ) -> Request:
     """A Request from what a user typed (CLI flags, a batch row, the Python API), checked whole."""
     target = build_target(size, aspect, resolution)
@@ -245,6 +256,8 @@ def build_request(
         images=inputs,
         mask=checked_mask,
         output_format=parse_format(output_format),
+        background=parse_choice(background, "--background", ("auto", "opaque", "transparent")),
+        moderation=parse_choice(moderation, "--moderation", ("auto", "low")),
     )
 
 
@@ -255,6 +268,9 @@ def build_constraints(
     exclude: list[str] | None = None,
     max_cost: str | None = None,
     plans: list[str] | None = None,
+    official_only: bool = False,
+    stated_quality: bool = False,
+    deadline: str | None = None,
 ) -> Constraints:
     """Routing constraints from flags, over the plans chosen in config.yaml."""
     chosen_plans = {}
@@ -277,7 +293,25 @@ def build_constraints(
         exclude=frozenset(check_providers(exclude, "--exclude", table)),
         max_cost=parse_money(max_cost, "--max-cost") if max_cost is not None else None,
         plans=chosen_plans,
+        official_only=official_only or settings.official_only,
+        stated_quality=stated_quality or settings.stated_quality,
+        deadline_s=parse_duration(deadline, "--deadline") if deadline else None,
     )
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """Seconds from `90s`, `30m`, `24h`, `2d` (a bare number is seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = str(text).strip().lower()
+    unit = units.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"{flag} {quoted(text)} is not a duration", f"write it like {flag} 24h (or 30m, 2d)")
+    return seconds
 
 
 def check_providers(values: list[str] | str | None, flag: str, table=None) -> list[str]:

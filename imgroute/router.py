@@ -128,6 +128,10 @@ def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:
         reasons.append(f"not among --provider {', '.join(sorted(constraints.providers))}")
     if {offer.provider, offer.id} & constraints.exclude:
         reasons.append("excluded by --exclude")
+    if constraints.official_only and offer.identity.kind != "official":
+        reasons.append(f"not OpenAI's own model ({offer.identity.kind}; --official-only)")
+    if constraints.stated_quality and not offer.quality_stated:
+        reasons.append(f"its quality tier is assumed, not stated: {offer.quality_note} (--stated-quality)")
     return reasons
 
 
@@ -150,6 +154,10 @@ def caveats(route: Route, today: dt.date, max_age_days: int) -> list[str]:
         return []
     offer, plan, delivery = choice.offer, choice.assessment.plan, choice.assessment.delivery
     notes = []
+    if not offer.quality_stated and choice.assessment.quality:
+        notes.append(f"{offer.id} delivers {choice.assessment.quality} quality by assumption: {offer.quality_note}")
+    if not offer.identity.declared:
+        notes.append(f"{offer.id} says nothing of the model it runs: counted as a relay")
     if delivery is not None and not delivery.exact:
         notes.append(
             f"{offer.provider} does not publish its pixel sizes: {delivery.width}x{delivery.height} is nominal, "

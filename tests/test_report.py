@@ -8,7 +8,7 @@ from tests.test_gen_e2e import only
 
 QUOTE_KEYS = {
     "provider", "model", "plan", "eligible", "cost_usd", "per_image_usd", "output", "requests", "reasons", "notes",
-    "breakdown",
+    "breakdown", "offer", "identity", "quality_stated",
 }  # fmt: skip
 OUTPUT_KEYS = {"width", "height", "quality", "exact_size", "resolution", "aspect"}
 REQUEST_KEYS = {"prompt", "quality", "size", "aspect", "resolution", "n", "images", "mask", "format"}
@@ -89,7 +89,7 @@ def test_providers_pricing_and_keys(cli):
     offers = cli("providers", "--json").json()
     assert set(offers[0]) == {
         "provider", "model", "qualities", "quality_selectable", "sizes", "images_per_request",
-        "prompt_max_chars", "edit", "price",
+        "prompt_max_chars", "edit", "price", "identity", "quality_stated", "background", "moderation", "unsourced",
     }  # fmt: skip
     pricing = cli("pricing", "--json").json()
     assert set(pricing) == {"max_age_days", "rows", "notes"}

@@ -50,6 +50,13 @@ NameOpt = Annotated[
     str, typer.Option("--name", help="File name template: {slug} {provider} {model} {index} {job} {quality} {date}.")
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Most seconds to wait for the job.")]
+BackgroundOpt = Annotated[str, typer.Option("--background", help="auto, opaque or transparent.")]
+ModerationOpt = Annotated[str, typer.Option("--moderation", help="auto, or low (less strict, where offered).")]
+OfficialOnlyOpt = Annotated[bool, flag("--official-only", help="Only offers that run OpenAI's own model.")]
+StatedQualityOpt = Annotated[bool, flag("--stated-quality", help="Only offers that state the quality they deliver.")]
+DeadlineOpt = Annotated[
+    str | None, opt("--deadline", help="How long the job may take (24h): admits slower, cheaper offers.")
+]
 DryRunOpt = Annotated[bool, flag("--dry-run", help="Show the route and the exact request; send nothing.")]
 QuietOpt = Annotated[bool, flag("--quiet", help="Print only the saved file paths, one per line.")]
 
@@ -69,6 +76,8 @@ class JobFlags(NamedTuple):
     image: list[str] | None = None
     mask: str | None = None
     output_format: str = "png"
+    background: str = "auto"
+    moderation: str = "auto"
 
     OPTIONS = {
         "prompt": PromptArg,
@@ -80,6 +89,8 @@ class JobFlags(NamedTuple):
         "image": ImageOpt,
         "mask": MaskOpt,
         "output_format": FormatOpt,
+        "background": BackgroundOpt,
+        "moderation": ModerationOpt,
     }
 
     def request(self) -> Request:
@@ -96,6 +107,9 @@ class RouteFlags(NamedTuple):
     max_cost: str | None = None
     plan: list[str] | None = None
     pricing: Path | None = None
+    official_only: bool = False
+    stated_quality: bool = False
+    deadline: str | None = None
 
     OPTIONS = {
         "provider": ProviderOpt,
@@ -103,12 +117,15 @@ class RouteFlags(NamedTuple):
         "max_cost": MaxCostOpt,
         "plan": PlanOpt,
         "pricing": PricingOpt,
+        "official_only": OfficialOnlyOpt,
+        "stated_quality": StatedQualityOpt,
+        "deadline": DeadlineOpt,
     }
 
     def constraints(self, table, settings) -> Constraints:
         from imgroute.request import build_constraints
 
-        return build_constraints(table, settings, self.provider, self.exclude, self.max_cost, self.plan)
+        return build_constraints(table, settings, *self[:4], *self[5:])
 
 
 class OutputFlags(NamedTuple):

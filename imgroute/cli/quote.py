@@ -78,6 +78,9 @@ def pricing_show(
         raise UsageError(f"--max-age {limit} must be at least 1", "give a number of days, like --max-age 90")
     rows = report.pricing_rows(table, dt.date.today(), limit)
     notes = [note for offer in table.offers for note in (f"{offer.id}: {n}" for n in offer.notes)]
+    notes += [
+        f"{o.id}: {field} is unsourced (assumed): {why}" for o in table.offers for field, why in o.unsourced.items()
+    ]
     if as_json:
         render.print_json({"max_age_days": limit, "rows": rows, "notes": notes})
     else:

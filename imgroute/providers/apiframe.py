@@ -27,6 +27,7 @@ from imgroute.providers.base import (
     error_message,
     is_url,
 )
+from imgroute.providers.openai import _set
 
 RUNNING = {"QUEUED": "queued", "PROCESSING": "running"}
 MODERATION_WORDS = ("safety", "moderation", "content policy", "flagged")
@@ -50,6 +51,7 @@ class ApiframeAdapter(Adapter):
                 "aspect_ratio": spec.aspect,
                 "output_format": spec.output_format,
                 "number_of_images": spec.n,
+                **_set(background=spec.background, moderation=spec.moderation),
             },
         }
         if spec.images:

@@ -47,6 +47,7 @@ class OpenAIAdapter(Adapter):
             "n": spec.n,
             "output_format": spec.output_format,
             "user": spec.client_ref,
+            **_set(background=spec.background, moderation=spec.moderation),
         }
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
@@ -97,6 +98,11 @@ class OpenAIAdapter(Adapter):
         if code == "insufficient_quota" or (isinstance(code, str) and "billing" in code):
             return ProviderTrouble(str(trouble), TroubleKind.CREDITS)
         return trouble
+
+
+def _set(**values: str) -> dict:
+    """The optional fields that are not left to the provider's default ("auto")."""
+    return {name: value for name, value in values.items() if value != "auto"}
 
 
 def usage_of(raw) -> Usage | None:
