@@ -32,6 +32,7 @@ class Price(NamedTuple):
     # The provider's own per-image figures: "WxH" -> quality -> USD.
     published: dict[str, dict[str, Decimal]]
     published_provenance: Provenance | None
+    usd_per_quality: dict[str, Decimal] = {}  # flat by quality (Replicate)
 
     @property
     def uses_credits(self) -> bool:
@@ -326,8 +327,38 @@ class Flat(PriceModel):
         return f"{fmt_rate(price.usd_per_image)} per image, flat"
 
 
+class FlatByQuality(PriceModel):
+    """One price per image for each quality tier, whatever the size (Replicate's official model)."""
+
+    name = "usd_per_quality"
+    fields = frozenset({"usd_per_image"})
+
+    def parse(self, node, fields, qualities) -> dict:
+        from imgroute.request import QUALITIES
+
+        table = node.get("usd_per_image")
+        prices = {q: cell.money() for q, cell in table.mapping(set(QUALITIES)).items()}
+        for q in qualities:
+            if q not in prices:
+                raise table.fail(f"no price for quality '{q}', which the offer lists")
+        return {"usd_per_quality": prices}
+
+    def estimate(self, job: Job) -> Estimate:
+        each = job.offer.price.usd_per_quality[job.quality]
+        cost = each * job.n
+        line = Line(f"{fmt_usd(each, 6)}/image at {job.quality}, any size x {_images(job.n)} = {fmt_usd(cost, 6)}")
+        return Estimate(cost, (line,))
+
+    def actual(self, offer, plan, quality, tier, request, delivered) -> tuple[Decimal, str]:
+        return offer.price.usd_per_quality[quality] * sum(d.images for d in delivered), "list price"
+
+    def summary(self, price: Price) -> str:
+        cells = ", ".join(f"{q} {fmt_rate(v)}" for q, v in price.usd_per_quality.items())
+        return f"per image by quality, any size: {cells}"
+
+
 PRICE_MODELS: dict[str, PriceModel] = {
-    model.name: model for model in (Tokens(), Credits("quality"), Credits("resolution"), Flat())
+    model.name: model for model in (Tokens(), Credits("quality"), Credits("resolution"), Flat(), FlatByQuality())
 }
 
 

@@ -536,6 +536,7 @@ def _price(node: Field, qualities: tuple[str, ...]) -> Price:
         model_node.choice(tuple(PRICE_MODELS))  # names the known models
     fields = node.mapping({"model", "source", "observed", "published", "notes", *model.fields})
     values = {"usd_per_million": {}, "round_up_per_request": None, "credits_per_image": {}, "usd_per_image": None}
+    values["usd_per_quality"] = {}
     values.update(model.parse(node, fields, qualities))
     published, published_prov = _published(fields.get("published"))
     return Price(

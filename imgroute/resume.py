@@ -17,7 +17,7 @@ from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, Jo
 from imgroute.ledger import AttemptRecord, TaskRecord
 from imgroute.models import AttemptState, Constraints, JobState, Request, TaskState
 from imgroute.outputs import ImageShape, Outputs, SavedImage
-from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
 from imgroute.router import Route
 from imgroute.steps import NeedSlot, Steps, drive
 from imgroute.tasks import Task
@@ -106,6 +106,26 @@ class Resume:
             outcome = Outcome(final=ProviderError("; ".join(unknown_notes), hint), status=JobState.UNKNOWN)
         return (yield from self._collect(job, resumed, tasks, stuck, outcome))
 
+    def _find_lost(self, job: JobRun, adapter: Adapter, task: Task, row: TaskRecord, unknown_notes: list) -> Steps:
+        """A lost submit at a provider that can be asked: adopt the job it made, never send it again."""
+        self._emit("submitting", "looking the lost request up at the provider")
+        try:
+            found = adapter.find(self.http, task.spec, row.created)
+        except (ProviderTrouble, MalformedAnswer) as exc:
+            unknown_notes.append(f"{exc}; it is not sent again")
+            return
+        if found is None:
+            self.tasks.ended(task, TaskState.UNKNOWN, "not found among the provider's recent jobs")
+            unknown_notes.append(_unknown_advice(adapter.provider, row, looked=True))
+            return
+        task.handle = found.handle
+        if found.outputs:
+            self.tasks.record(task, found.outputs, found.usage, found.job_id)
+        else:
+            self.ledger.task_submitted(task.task_id, found.job_id, found.handle)
+            task.state = TaskState.SUBMITTED
+        yield from ()
+
     def _resumed_task(self, job: JobRun, adapter: Adapter, row: TaskRecord, files, unknown_notes: list) -> Steps:
         """A journaled request as a Task again: its results, or what can be done about it."""
         task = Task(row.id, row.spec, row.state, row.handle)
@@ -117,6 +137,8 @@ class Resume:
             # An answer with images is recorded together with them; without them it was lost.
             self.tasks.ended(task, TaskState.UNKNOWN, "the answer was not recorded")
             unknown_notes.append(_unknown_advice(adapter.provider, row))
+        elif task.state in (TaskState.SUBMITTING, TaskState.UNKNOWN) and adapter.findable:
+            yield from self._find_lost(job, adapter, task, row, unknown_notes)
         elif task.state in (TaskState.SUBMITTING, TaskState.UNKNOWN):
             if adapter.idempotent_submit:
                 self._emit("submitting", "replaying the submit under its idempotency key")
@@ -147,10 +169,11 @@ def _output_count(row: TaskRecord) -> int:
     return row.images if row.state == TaskState.SUCCEEDED else 0
 
 
-def _unknown_advice(provider: str, row: TaskRecord) -> str:
+def _unknown_advice(provider: str, row: TaskRecord, looked: bool = False) -> str:
     when = dt.datetime.fromtimestamp(row.created).strftime("%Y-%m-%d %H:%M:%S")
+    cannot = "it is not among its recent jobs" if looked else f"{provider} offers no way to look it up"
     return (
         f"{provider}: request {row.client_ref} was about to be sent at {when} when imgroute stopped; whether "
-        f"it reached {provider} is unknown and {provider} offers no way to look it up, so it is not sent again. "
+        f"it reached {provider} is unknown and {cannot}, so it is not sent again. "
         f"Check the {provider} dashboard for a job at that time"
     )

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Start the five provider fakes on loopback for trying imgroute by hand (no real provider).
+"""Start the provider fakes on loopback for trying imgroute by hand (no real provider).
 
     python scripts/fake_providers.py --port 8700
 
@@ -26,7 +26,7 @@ from tests.fakes import FAKES  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the imgroute provider fakes on 127.0.0.1.")
-    parser.add_argument("--port", type=int, default=8700, help="first port; the five fakes use PORT..PORT+4")
+    parser.add_argument("--port", type=int, default=8700, help="first port; each fake takes the next port")
     parser.add_argument("--steps", type=int, default=3, help="status polls a job takes before it finishes")
     parser.add_argument(
         "--job-seconds",

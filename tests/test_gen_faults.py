@@ -115,6 +115,8 @@ def test_fallback_is_said_in_the_human_summary(cli, fakes):
                 "piapi",
                 "--exclude",
                 "fal",
+                "--exclude",
+                "replicate",  # (added later: cheaper than Apiframe at low)
             ],
         ),
         ("fal", ["--quality", "low", "--exclude", "openai", "--exclude", "piapi"]),

@@ -13,11 +13,12 @@ ROUTES = {
     "piapi": (["--quality", "low"], (1024, 1024)),
     "kie": ([], (1024, 1024)),
     "apiframe": (["--quality", "low"], (1024, 1024)),
+    "replicate": (["--quality", "low"], (1024, 1024)),
 }
 PROVIDERS = list(ROUTES)
 # Synchronous providers answer with the images, so they have no status polls and some no downloads.
-POLLED = ["fal", "kie", "apiframe"]
-DOWNLOADED = ["fal", "piapi", "kie", "apiframe"]
+POLLED = ["fal", "kie", "apiframe", "replicate"]
+DOWNLOADED = ["fal", "piapi", "kie", "apiframe", "replicate"]
 
 
 def run(cli, fakes, provider, *extra):

@@ -60,7 +60,7 @@ def test_background_and_moderation_route_by_what_each_offer_takes(cli, fakes):
     openai = next(q for q in data["quotes"] if q["provider"] == "openai")
     assert "cannot make a transparent background" in openai["reasons"][0]
     _, data = quotes(cli, "--quality", "low", "--moderation", "low")
-    assert {q["provider"] for q in data["quotes"] if q["eligible"]} == {"openai", "apiframe"}
+    assert {q["provider"] for q in data["quotes"] if q["eligible"]} == {"openai", "apiframe", "replicate"}
     r = cli("gen", "x", "--quality", "low", "--background", "opaque", "--moderation", "low", "--out", "o",
             *only(fakes, "openai"))  # fmt: skip
     assert r.code == 0, r.err

@@ -22,6 +22,7 @@ def test_bundled_table_has_all_six_offers_with_provenance():
         "piapi/gpt-image-2-preview",
         "kie/gpt-image-2-text-to-image",
         "apiframe/gpt-image-2",
+        "replicate/openai/gpt-image-2",  # issue 14
     ]
     for offer in table.offers:
         for prov in (offer.provenance, offer.price.provenance, offer.sizes.provenance):

@@ -78,6 +78,15 @@ REGISTRY: dict[str, ProviderSpec] = {
             "https://docs-v2.apiframe.ai/docs/images/gpt-image-2",
             "not published; 429s are honoured",
         ),
+        ProviderSpec(
+            "replicate",
+            "REPLICATE_API_TOKEN",
+            "imgroute.providers.replicate:ReplicateAdapter",
+            10,
+            600.0,
+            "https://replicate.com/docs/reference/http",
+            "600 creates per minute (rate-limits doc); no concurrency cap found, 10 is conservative",
+        ),
     )
 }
 

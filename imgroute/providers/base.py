@@ -97,6 +97,7 @@ class Adapter:
     documented_origin: str = ""
     synchronous: bool = False
     idempotent_submit: bool = False  # the provider dedupes a repeated submit (Apiframe)
+    findable: bool = False  # a submit whose answer was lost can be looked up (Replicate: `find`)
     # Polling: first wait, growth factor, longest wait (seconds), suited to each provider's pace.
     poll_schedule: tuple[float, float, float] = (2.0, 1.5, 10.0)
 
@@ -113,6 +114,10 @@ class Adapter:
         raise NotImplementedError
 
     def poll(self, http: Http, handle: dict) -> Poll:
+        raise NotImplementedError
+
+    def find(self, http: Http, spec: JobSpec, sent_at: float) -> Submission | None:
+        """The job a lost submit made, if the provider can say (only where `findable`)."""
         raise NotImplementedError
 
     def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:

@@ -5,7 +5,15 @@ from tests.fakes.fal import FakeFal
 from tests.fakes.kie import FakeKie
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.piapi import FakePiAPI
+from tests.fakes.replicate import FakeReplicate
 
-FAKES = {"openai": FakeOpenAI, "fal": FakeFal, "piapi": FakePiAPI, "kie": FakeKie, "apiframe": FakeApiframe}
+FAKES = {
+    "openai": FakeOpenAI,
+    "fal": FakeFal,
+    "piapi": FakePiAPI,
+    "kie": FakeKie,
+    "apiframe": FakeApiframe,
+    "replicate": FakeReplicate,
+}
 
-__all__ = ["FAKES", "FakeApiframe", "FakeFal", "FakeKie", "FakeOpenAI", "FakePiAPI"]
+__all__ = ["FAKES", "FakeApiframe", "FakeFal", "FakeKie", "FakeOpenAI", "FakePiAPI", "FakeReplicate"]
