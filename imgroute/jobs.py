@@ -48,7 +48,8 @@ from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.poll_timing import PollTiming
 from imgroute.price_models import Delivered
 from imgroute.pricing import PricingTable
-from imgroute.providers import REGISTRY, adapter_class
+from imgroute.providers import adapter_class, known
+from imgroute.providers import spec as provider_spec
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
 from imgroute.report import route_json
 from imgroute.resume import Resume
@@ -374,8 +375,13 @@ class JobRunner(Resume):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _adapter(self, provider: str) -> Adapter:
+        if provider not in known():  # a relay declared in a pricing file this run did not load
+            raise ConfigError(
+                f"{provider} is not a provider this run knows: no loaded pricing file declares it",
+                "give the file that declares it: --pricing FILE (or put it in ~/.imgroute/pricing.yaml)",
+            )
         if provider not in self.keys:
-            env = REGISTRY[provider].key_env
+            env = provider_spec(provider).key_env
             raise ConfigError(f"no {provider} key", f"set {env}, or run: imgroute keys set {provider}")
         return adapter_class(provider)(self.keys[provider], self.base_urls.get(provider))
 
@@ -440,7 +446,7 @@ def _fix(troubles: list[tuple[str, TroubleKind]]) -> str:
     """What to do about the providers' troubles: a key refused, a balance too low, or wait."""
     hints = []
     for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.AUTH):
-        env = REGISTRY[provider].key_env if provider in REGISTRY else "its key"
+        env = provider_spec(provider).key_env if provider in known() else "its key"
         hints.append(f"{provider} refused its key: check {env}, or run: imgroute keys set {provider}")
     for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.CREDITS):
         hints.append(f"{provider} says the balance is too low: top it up")

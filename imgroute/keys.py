@@ -14,7 +14,9 @@ from typing import NamedTuple
 from imgroute import config
 from imgroute.errors import ConfigError, UsageError
 from imgroute.files import atomic_write, private_dir
-from imgroute.providers import REGISTRY
+from imgroute.providers import known
+from imgroute.providers import spec as provider_spec
+from imgroute.providers import specs as provider_specs
 
 KEYS_FILE = "keys.json"
 
@@ -32,13 +34,13 @@ def keys_path() -> Path:
 def provider_for(name: str) -> str:
     """Accept a provider id (`fal`) or its variable name (`FAL_KEY`)."""
     lowered = name.strip().lower()
-    if lowered in REGISTRY:
+    if lowered in known():
         return lowered
-    for spec in REGISTRY.values():
+    for spec in provider_specs():
         if name.strip().upper() == spec.key_env:
             return spec.id
-    known = ", ".join(f"{spec.id} ({spec.key_env})" for spec in REGISTRY.values())
-    raise UsageError(f"unknown key name {name!r}", f"use a provider id or its variable: {known}")
+    names = ", ".join(f"{spec.id} ({spec.key_env})" for spec in provider_specs())
+    raise UsageError(f"unknown key name {name!r}", f"use a provider id or its variable: {names}")
 
 
 def _read_file() -> dict[str, str]:
@@ -66,7 +68,7 @@ def _write_file(data: dict[str, str]) -> None:
 
 
 def get_key(provider: str) -> str | None:
-    value = os.environ.get(REGISTRY[provider].key_env, "").strip()
+    value = os.environ.get(provider_spec(provider).key_env, "").strip()
     if value:
         return value
     return _read_file().get(provider) or None
@@ -74,7 +76,7 @@ def get_key(provider: str) -> str | None:
 
 def set_in_environment(provider: str) -> str | None:
     """The provider's key variable when it is set (it wins over the keys file)."""
-    env = REGISTRY[provider].key_env
+    env = provider_spec(provider).key_env
     return env if os.environ.get(env, "").strip() else None
 
 
@@ -82,7 +84,7 @@ def all_keys() -> dict[str, str]:
     """Every key available, by provider."""
     stored = _read_file()
     out = {}
-    for spec in REGISTRY.values():
+    for spec in provider_specs():
         value = os.environ.get(spec.key_env, "").strip() or stored.get(spec.id)
         if value:
             out[spec.id] = value
@@ -92,7 +94,7 @@ def all_keys() -> dict[str, str]:
 def list_keys() -> list[KeyInfo]:
     stored = _read_file()
     rows = []
-    for spec in REGISTRY.values():
+    for spec in provider_specs():
         env = spec.key_env
         source = "env" if os.environ.get(env, "").strip() else ("file" if stored.get(spec.id) else "missing")
         rows.append(KeyInfo(spec.id, env, source))
@@ -121,7 +123,7 @@ def remove_key(provider: str) -> bool:
 
 def base_url(provider: str) -> str | None:
     """IMGROUTE_<PROVIDER>_BASE_URL replaces the scheme, host and port of the documented origin."""
-    env = REGISTRY[provider].base_url_env
+    env = provider_spec(provider).base_url_env
     raw = os.environ.get(env, "").strip()
     if not raw:
         return None
@@ -132,4 +134,4 @@ def base_url(provider: str) -> str | None:
 
 def all_base_urls() -> dict[str, str | None]:
     """Every provider's base-URL override (None where the documented origin applies)."""
-    return {provider: base_url(provider) for provider in REGISTRY}
+    return {provider: base_url(provider) for provider in known()}

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from imgroute.errors import ConfigError, quoted
 from imgroute.models import Ratio
 from imgroute.price_models import PRICE_MODELS, Price
-from imgroute.providers import known as known_providers
+from imgroute.providers import REGISTRY, RELAY_APIS, ProviderSpec
 from imgroute.request import QUALITIES, RESOLUTIONS
 from imgroute.schema import Field
 
@@ -49,6 +49,7 @@ class ProviderInfo(NamedTuple):
     name: str
     provenance: Provenance
     plans: dict[str, Plan]
+    relay: ProviderSpec | None = None  # a relay the file declares (not a built-in provider)
 
     @property
     def default_plan(self) -> Plan:
@@ -134,6 +135,10 @@ class PricingTable(NamedTuple):
     offers: tuple[Offer, ...]
     files: tuple[str, ...]
 
+    @property
+    def relays(self) -> tuple[ProviderSpec, ...]:
+        return tuple(info.relay for info in self.providers.values() if info.relay is not None)
+
     def offer(self, provider: str, model: str) -> Offer | None:
         """The offer a journaled attempt was made at: by its model, or by its edit model."""
         matches = [o for o in self.offers if o.provider == provider and model in (o.model, o.edit.model)]
@@ -196,7 +201,11 @@ def load_table(user_file: Path | None = None) -> PricingTable:
         overlay = read_yaml(user_file)
         raw, origins, provider_files = merge_tables(raw, overlay, str(user_file), origins)
         files.append(str(user_file))
-    return build_table(raw, base_path.name, origins, provider_files)
+    table = build_table(raw, base_path.name, origins, provider_files)
+    from imgroute.providers import declare
+
+    declare(table.relays)  # known from here on to keys, limits, routing and the adapters
+    return table
 
 
 def load_file(path: Path) -> PricingTable:
@@ -232,6 +241,9 @@ def merge_tables(base: Any, overlay: Any, overlay_file: str, origins: list[str])
                 raise item.fail(f"offer {key[0]}/{key[1]} is listed twice in this file", "merge the two entries")
             listed.add(key)
             index = next((i for i, o in enumerate(offers) if (o.get("provider"), o.get("model")) == key), None)
+            if index is None and "like" in entry:
+                item = _like(item, entry, offers)
+                entry = item.mapping()
             if index is None:
                 missing = [name for name in NEW_OFFER_FIELDS if name not in entry]
                 if missing:  # most likely a typo in the model of an offer to change
@@ -253,6 +265,33 @@ def merge_tables(base: Any, overlay: Any, overlay_file: str, origins: list[str])
 
 # What a new offer in a user's file must give (a change to a known one may give any part).
 NEW_OFFER_FIELDS = ("source", "observed", "qualities", "images_per_request", "prompt_max_chars", "sizes", "price")
+# What `like:` never copies: the other offer's identity, published examples and notes are its own.
+_NOT_INHERITED = ("identity", "notes", "like")
+
+
+def _like(item: Field, entry: dict[str, Field], offers: list[dict]) -> Field:
+    """A new offer written as `like: provider/model` plus what differs: the named offer's sizes,
+    qualities, limits and edit capabilities copied, its price replaced (with its own source)."""
+    name = entry["like"].text()
+    target = next((o for o in offers if f"{o.get('provider')}/{o.get('model')}" == name), None)
+    if target is None:
+        known = ", ".join(f"{o.get('provider')}/{o.get('model')}" for o in offers)
+        raise entry["like"].fail(f"no offer {quoted(name)} to be like", f"known offers: {known}")
+    price = entry.get("price")
+    for needed in ("source", "observed"):
+        if needed not in entry:
+            raise item.fail(f"an offer written with like: needs its own '{needed}'")
+        if price is None or not isinstance(price.value, dict) or needed not in price.value:
+            raise item.child("price", None if price is None else price.value).fail(
+                f"an offer written with like: needs its own price with its '{needed}'",
+                "give the price it charges, with where it says so",
+            )
+    base = {k: copy.deepcopy(v) for k, v in target.items() if k not in _NOT_INHERITED}
+    base["price"] = {k: v for k, v in base["price"].items() if k not in ("published", "source", "observed", "notes")}
+    if price.value.get("model", base["price"].get("model")) != base["price"].get("model"):
+        base["price"] = {}  # another price model: nothing of the old one applies
+    merged = _deep_merge(base, {k: v for k, v in item.value.items() if k != "like"})
+    return Field(merged, item.path, item.file, item.hint)
 
 
 def _plain(field: Field | None) -> Any:
@@ -278,9 +317,8 @@ def build_table(raw: Any, file: str, origins: list[str], provider_files: dict | 
     providers = {}
     for pid, node in root.get("providers").mapping().items():
         node = Field(node.value, node.path, (provider_files or {}).get(pid, file), node.hint)
-        if pid not in known_providers():
-            raise node.fail(f"unknown provider '{pid}'", f"known providers: {', '.join(known_providers())}")
         providers[pid] = _provider(pid, node)
+    _check_relay_keys(providers, provider_files or {}, file)
     offers = []
     seen = set()
     offer_items = top["offers"].items() if "offers" in top else []
@@ -319,8 +357,24 @@ def _notes(node: Field) -> tuple[str, ...]:
     return tuple(item.text() for item in notes.items())
 
 
+_RELAY_FIELDS = {"api", "base_url", "key_env", "concurrency", "per_minute", "docs"}
+_RELAY_HINT = "declare a relay with api: openai-images, base_url and key_env"
+
+
 def _provider(pid: str, node: Field) -> ProviderInfo:
-    fields = node.mapping({"name", "source", "observed", "plans", "notes"})
+    fields = node.mapping({"name", "source", "observed", "plans", "notes", *_RELAY_FIELDS})
+    relay = None
+    if pid in REGISTRY:
+        stray = sorted(_RELAY_FIELDS & set(fields))
+        if stray:
+            raise fields[stray[0]].fail(f"{pid} is built in; a relay is declared under its own id", _RELAY_HINT)
+    elif "api" not in fields:
+        raise node.fail(f"unknown provider '{pid}'", f"known providers: {', '.join(REGISTRY)}; or {_RELAY_HINT}")
+    else:
+        relay = _relay(pid, node, fields)
+    if relay is not None and "plans" not in fields:  # a relay bills in USD: one implicit plan
+        plans = {"payg": Plan(pid, "payg", "pay-as-you-go", None, None, None, True, _provenance(node), ())}
+        return ProviderInfo(pid, node.get("name", pid).text(), _provenance(node), plans, relay)
     plans = {}
     for name, plan_node in node.get("plans").mapping().items():
         plans[name] = _plan(pid, name, plan_node)
@@ -333,7 +387,60 @@ def _provider(pid: str, node: Field) -> ProviderInfo:
             f"exactly one plan must be the default (found: {found})",
             "mark one plan `default: true`; pick another per run with --plan or in config.yaml",
         )
-    return ProviderInfo(id=pid, name=node.get("name").text(), provenance=_provenance(node), plans=plans)
+    return ProviderInfo(pid, node.get("name", pid).text(), _provenance(node), plans, relay)
+
+
+def _relay(pid: str, node: Field, fields: dict[str, Field]) -> ProviderSpec:
+    """A declared relay's registry row, every field checked: its id becomes part of environment
+    variable names, and its key may only ever go to the origin it names."""
+    import re
+    from urllib.parse import urlsplit
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", pid):
+        raise node.fail(f"'{pid}' cannot be a provider id", "use lowercase letters, digits and _ (like myrelay)")
+    api = node.get("api").choice(tuple(RELAY_APIS))
+    url_node = node.get("base_url")
+    base_url = url_node.text().rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise url_node.fail(f"{quoted(base_url)} is not an http(s) base URL", "write it like https://relay.example.com")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise url_node.fail("a key would travel unencrypted over http", "use the relay's https:// URL")
+    if base_url.endswith("/v1"):  # as OpenAI SDK users write it; imgroute adds /v1/images/... itself
+        base_url = base_url[: -len("/v1")]
+    key_env = node.get("key_env").text()
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key_env):
+        raise fields["key_env"].fail(f"{quoted(key_env)} is not an environment variable name", "like MYRELAY_KEY")
+    per_minute = float(fields["per_minute"].money()) if "per_minute" in fields else None
+    if per_minute == 0:
+        raise fields["per_minute"].fail("0 submits per minute would never send", "give a rate above 0, or leave it out")
+    return ProviderSpec(
+        id=pid,
+        key_env=key_env,
+        adapter=RELAY_APIS[api],
+        concurrency=fields["concurrency"].integer(minimum=1) if "concurrency" in fields else 4,
+        per_minute=per_minute,
+        docs=fields["docs"].text() if "docs" in fields else base_url,
+        limits_source="declared in the pricing file" if {"concurrency", "per_minute"} & set(fields) else "default",
+        api=api,
+        base_url=base_url,
+    )
+
+
+def _check_relay_keys(providers: dict[str, ProviderInfo], files: dict[str, str], file: str) -> None:
+    """A relay never reads another provider's key variable: OpenAI's key must not go to a relay."""
+    owners = {spec.key_env: spec.id for spec in REGISTRY.values()}
+    for info in providers.values():
+        if info.relay is None:
+            continue
+        env = info.relay.key_env
+        if env in owners:
+            where = Field(env, f"providers.{info.id}.key_env", files.get(info.id, file))
+            raise where.fail(
+                f"{env} is {owners[env]}'s key; a relay needs a variable of its own",
+                f"name another one (like {info.id.upper()}_KEY) and put the relay's key there",
+            )
+        owners[env] = info.id
 
 
 def _plan(pid: str, name: str, node: Field) -> Plan:
@@ -402,7 +509,7 @@ def _unsourced(node: Field | None) -> dict[str, str]:
 def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offer:
     fields = node.mapping(_OFFER_FIELDS)
     provider_node = node.get("provider")
-    provider = provider_node.choice(known_providers())
+    provider = provider_node.choice((*REGISTRY, *providers))
     if provider not in providers:
         raise provider_node.fail(f"provider '{provider}' has no entry under providers:", "add it with its plans")
     qualities = node.get("qualities").text_list(QUALITIES)

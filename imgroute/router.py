@@ -17,7 +17,7 @@ from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferErro
 from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
-from imgroute.providers import REGISTRY
+from imgroute.providers import spec as provider_spec
 
 
 class Quote(NamedTuple):
@@ -82,7 +82,7 @@ def rank(
         reasons.extend(_constraint_reasons(offer, constraints))
         needs_key = keys is not None and offer.provider not in keys
         if needs_key:
-            env = REGISTRY[offer.provider].key_env
+            env = provider_spec(offer.provider).key_env
             reasons.append(f"no key: set {env}, or run: imgroute keys set {offer.provider}")
         priced_out = False
         limit = constraints.max_cost
@@ -187,10 +187,11 @@ def no_offer_error(route: Route, reasons_at: str = "in the table above") -> Imgr
     skipped = route.skipped_for_keys()
     if skipped:
         cheapest = skipped[0]
+        provider = cheapest.offer.provider
         return ConfigError(
-            f"no API key for any provider that can deliver this (cheapest: {cheapest.offer.provider} "
+            f"no API key for any provider that can deliver this (cheapest: {provider} "
             f"{cheapest.offer.model} at {fmt_usd(cheapest.cost)})",
-            f"set {REGISTRY[cheapest.offer.provider].key_env}, or run: imgroute keys set {cheapest.offer.provider}",
+            f"set {provider_spec(provider).key_env}, or run: imgroute keys set {provider}",
         )
     if route.only_priced_out:
         cheapest = min(q.cost for q in route.quotes if q.priced_out)

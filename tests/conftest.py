@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from imgroute.cli import main
-from imgroute.providers import KEY_ENV
+from imgroute.providers import KEY_ENV, declare
 
 KEY_VARS = tuple(KEY_ENV.values())
 
@@ -21,7 +21,8 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("IMGROUTE_HOME", str(home))
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
-    return home
+    yield home
+    declare(())  # a relay one test's pricing file declared is unknown to the next
 
 
 @dataclass

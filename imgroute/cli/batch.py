@@ -52,8 +52,8 @@ def batch(
         raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
     check_timeout(timeout)
     total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
+    table = load_pricing(where.pricing)  # first: a row may name a relay the file declares
     rows, bad, label = _read_rows(file, strict)
-    table = load_pricing(where.pricing)
     settings = config.load_settings()
     constraints = where.constraints(table, settings)
     keys = Keys()

@@ -9,7 +9,7 @@ import typer
 
 from imgroute import config, policy
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, flag, opt, parse_day
+from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
 from imgroute.cli.session import Keys, job_runner, ledger, load_pricing
 from imgroute.errors import Busy, ImgrouteError, UsageError, quoted
 from imgroute.models import JobState
@@ -47,11 +47,11 @@ def jobs_list(
     for item in states:
         if item not in JobState._value2member_map_:
             raise UsageError(f"--state {quoted(item)} is not a job state", f"use one of {', '.join(JobState)}")
-    if provider is not None:
-        check_providers(provider, "--provider")
     if limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1", "for example --limit 50")
     with ledger() as journal:
+        if provider is not None and not journal.jobs((), provider, limit=1):  # (a relay once used counts)
+            check_providers(provider, "--provider")
         records = journal.jobs(
             states,
             provider,
@@ -117,6 +117,7 @@ def jobs_resume(
         policy.DEFAULT_JOB_TIMEOUT_S
     ),
     quiet: Annotated[bool, flag("--quiet", help="Print only the saved file paths.")] = False,
+    pricing: PricingOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
@@ -129,7 +130,7 @@ def jobs_resume(
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
     with ledger() as journal:
         targets = [resolve_job(journal, job_id).id] if job_id else [r.id for r in journal.unfinished()]
-    table = load_pricing(None)
+    table = load_pricing(pricing)
     keys = Keys()
     reroute = rerouter(table, build_constraints(table, config.load_settings()), keys.available)
     results = []

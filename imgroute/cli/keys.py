@@ -14,14 +14,25 @@ keys_app = typer.Typer(help="API keys: set, list (names and sources only), remov
 app.add_typer(keys_app, name="keys")
 
 
+def _store():
+    """The key store, with the relays of the home pricing file known (their keys are keys too)."""
+    from imgroute import config
+    from imgroute import keys as key_store
+
+    if config.user_pricing_file() is not None:
+        from imgroute.cli.session import load_pricing
+
+        load_pricing(None)
+    return key_store
+
+
 @keys_app.command("set")
 def keys_set(
     name: Annotated[str, typer.Argument(help="Provider id (fal) or its variable (FAL_KEY).")],
     value: Annotated[str | None, opt("--value", help="The key; prompted for (hidden) when omitted.")] = None,
 ) -> None:
     """Store a key in the keys file (mode 0600)."""
-    from imgroute import keys as key_store
-
+    key_store = _store()
     provider = key_store.provider_for(name)
     if value is None:
         if sys.stdin is None or not sys.stdin.isatty():
@@ -40,9 +51,9 @@ def keys_set(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """Which keys are set and where each comes from (never the values)."""
-    from imgroute import keys as key_store
     from imgroute import render
 
+    key_store = _store()
     rows = key_store.list_keys()
     if as_json:
         render.print_json([row._asdict() for row in rows])
@@ -55,8 +66,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
 @keys_app.command("remove")
 def keys_remove(name: Annotated[str, typer.Argument(help="Provider id or its variable.")]) -> None:
     """Remove a key from the keys file (environment variables are yours to unset)."""
-    from imgroute import keys as key_store
-
+    key_store = _store()
     provider = key_store.provider_for(name)
     if key_store.remove_key(provider):
         sys.stdout.write(f"removed the {provider} key from {key_store.keys_path()}\n")

@@ -4,6 +4,10 @@ Data only (no httpx, no adapter imported), so `quote` reads it for free. Everyth
 from it: key variables, base-URL overrides, default limits, the ids that flags and files accept.
 Adding a provider is: its adapter module, one row here, its `pricing.yaml` rows, its fake, its
 README lines (tests/test_registry.py fails when one of them is missing).
+
+Relays a user declares in a pricing file (`providers: {myrelay: {api: openai-images, ...}}`) join
+at run time through `declare`, when that file is loaded; they speak an API imgroute already has an
+adapter for, so they need no code.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class ProviderSpec(NamedTuple):
     per_minute: float | None  # default submits per minute; None: no documented rate
     docs: str  # where its API is documented
     limits_source: str = ""  # why those defaults
+    api: str | None = None  # declared relays: the API they speak ("openai-images")
+    base_url: str | None = None  # declared relays: their origin (and path prefix), from the file
 
     @property
     def base_url_env(self) -> str:
@@ -90,26 +96,48 @@ REGISTRY: dict[str, ProviderSpec] = {
     )
 }
 
+# The adapter of each API a relay may declare.
+RELAY_APIS = {"openai-images": "imgroute.providers.relay:RelayAdapter"}
+
 # For tests and scripts; the package itself reads REGISTRY, so a provider registered at run time
 # (tests/test_registry.py) is known everywhere.
 KEY_ENV = {spec.id: spec.key_env for spec in REGISTRY.values()}
 BASE_URL_ENV = {spec.id: spec.base_url_env for spec in REGISTRY.values()}
 
+# The relays of the pricing table loaded last (replaced, not added to, by each load).
+_declared: dict[str, ProviderSpec] = {}
+
+
+def declare(relays) -> None:
+    """Make the relays a loaded pricing table declares known everywhere (keys, limits, routing)."""
+    _declared.clear()
+    _declared.update((relay.id, relay) for relay in relays)
+
+
+def specs() -> tuple[ProviderSpec, ...]:
+    return (*REGISTRY.values(), *_declared.values())
+
+
+def spec(provider: str) -> ProviderSpec:
+    return REGISTRY.get(provider) or _declared[provider]
+
 
 def known() -> tuple[str, ...]:
-    return tuple(REGISTRY)
+    return (*REGISTRY, *_declared)
 
 
 def adapter_class(provider: str) -> type[Adapter]:
-    module, _, name = REGISTRY[provider].adapter.partition(":")
-    return getattr(importlib.import_module(module), name)
+    found = spec(provider)
+    module, _, name = found.adapter.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cls.bound_to(found) if found.api else cls
 
 
 def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
     """Per provider: (jobs in progress at once, submits per minute or None): the registry's
     conservative defaults with config.yaml's `limits:` over them, field by field."""
     merged = {}
-    for spec in REGISTRY.values():
-        own = (overrides or {}).get(spec.id, (None, None))
-        merged[spec.id] = (own[0] or spec.concurrency, own[1] if own[1] is not None else spec.per_minute)
+    for entry in specs():
+        own = (overrides or {}).get(entry.id, (None, None))
+        merged[entry.id] = (own[0] or entry.concurrency, own[1] if own[1] is not None else entry.per_minute)
     return merged

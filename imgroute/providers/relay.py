@@ -1,0 +1,15 @@
+"""OpenAI-compatible relays a user declares in a pricing file: the OpenAI Images API under another
+base URL, with another key. No code per relay: `bound_to` makes the adapter of one declaration."""
+
+from __future__ import annotations
+
+from imgroute.providers.openai import OpenAIAdapter
+
+
+class RelayAdapter(OpenAIAdapter):
+    """`/v1/images/generations` and `/v1/images/edits` under the declared base URL (which may carry
+    a path prefix), Bearer auth with the key from the declared variable, b64 or URL results."""
+
+    @classmethod
+    def bound_to(cls, spec) -> type[RelayAdapter]:
+        return type(f"RelayAdapter[{spec.id}]", (cls,), {"provider": spec.id, "documented_origin": spec.base_url})
