@@ -24,6 +24,7 @@ from imgroute.errors import ImgrouteError
 from imgroute.http import Http
 from imgroute.images import DEFAULT_NAME
 from imgroute.jobs import JobResult, JobRunner, OutputOptions
+from imgroute.learned_sizes import Recorder
 from imgroute.ledger import LEDGER_FILE, SharedLedger
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.poll_timing import PollTiming
@@ -92,6 +93,7 @@ class BatchRun:
         self.on_result = on_result
         self.reroute = reroute
         self.timing = PollTiming()
+        self.delivered = Recorder(home)  # shared by the rows: sizes seen at unpublished presets
         self.stop = threading.Event()
         self.on_stop = on_stop or (lambda active: None)  # the first Ctrl-C is being acted on
         self.left_running = 0  # jobs still at their providers when a second Ctrl-C stopped waiting
@@ -211,6 +213,7 @@ class BatchRun:
             max_cost=self.base.max_cost,
             slots=self.limits,
             timing=self.timing,
+            delivered=self.delivered,
         )
         holder = self._held.get(self.row_key(row))
         if holder is not None:

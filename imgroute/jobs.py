@@ -41,6 +41,7 @@ from imgroute.job_state import (
     OutputOptions,
     failure_hint,
 )
+from imgroute.learned_sizes import Recorder
 from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import AttemptState, Constraints, JobSpec, JobState, Request, TaskState
 from imgroute.money import fmt_usd
@@ -75,6 +76,7 @@ class JobRunner(Resume):
         on_event: Callable[[Event], None] | None = None,
         slots: Slots | None = None,
         timing: PollTiming | None = None,
+        delivered: Recorder | None = None,
     ):
         self.table = table
         self.http = http
@@ -89,6 +91,7 @@ class JobRunner(Resume):
         self.on_event = on_event or (lambda event: None)
         self.slots = slots or Unlimited()  # batch: per-provider slots and submit spacing
         self.timing = timing  # batch: poll schedules learned from the jobs already finished
+        self.delivered = delivered  # sizes seen at presets whose pixels are unpublished
         self.job: JobRun | None = None
 
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
@@ -309,7 +312,19 @@ class JobRunner(Resume):
                 task.saved.append(image)
                 if not image.verified:
                     problems.append(f"{image.path}: {shape.problem(image)}")
+                else:
+                    self._learn(shape.provider, task.spec, image)
+        if self.delivered is not None:
+            self.delivered.flush()
         return saved, problems
+
+    def _learn(self, provider: str, spec, image: SavedImage) -> None:
+        """An image from a preset whose pixels are unpublished says what that preset delivers."""
+        if self.delivered is None or spec.exact_size or not (spec.aspect and spec.resolution):
+            return
+        offer = self.table.offer(provider, spec.model)
+        if offer is not None:
+            self.delivered.record(offer.id, spec.aspect, spec.resolution, image.width, image.height)
 
     def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
         image = self.outputs.save(shape, output, index, job.id, _provider_job_id(task.handle))

@@ -75,6 +75,7 @@ class SizeCaps(NamedTuple):
 class PresetRatio(NamedTuple):
     label: str  # as the provider spells it ("21:9", not "7:3"); sent as-is
     tiers: dict[str, tuple[int, int] | None]  # tier -> (width, height), None when unpublished
+    learned: dict = {}  # tier -> learned_sizes.Seen: what an unpublished tier has delivered before
 
 
 class EditCaps(NamedTuple):

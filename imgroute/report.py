@@ -31,6 +31,7 @@ def quote_json(quote) -> dict:
             "exact_size": delivery.exact if delivery else None,
             "resolution": delivery.resolution if delivery else None,
             "aspect": delivery.aspect if delivery else None,
+            "seen_before": delivery.seen if delivery else None,  # learned: delivered at this size N times
         },
         "requests": len(a.requests),
         "offer": a.offer.id,

@@ -158,7 +158,13 @@ def caveats(route: Route, today: dt.date, max_age_days: int) -> list[str]:
         notes.append(f"{offer.id} delivers {choice.assessment.quality} quality by assumption: {offer.quality_note}")
     if not offer.identity.declared:
         notes.append(f"{offer.id} says nothing of the model it runs: counted as a relay")
-    if delivery is not None and not delivery.exact:
+    if delivery is not None and delivery.seen:
+        notes.append(
+            f"{offer.provider} does not publish its pixel sizes: {delivery.width}x{delivery.height} is what "
+            f"{delivery.aspect} {delivery.resolution} delivered all {delivery.seen} times before (learned here), "
+            "and the image is checked by its aspect ratio only"
+        )
+    elif delivery is not None and not delivery.exact:
         notes.append(
             f"{offer.provider} does not publish its pixel sizes: {delivery.width}x{delivery.height} is nominal, "
             "and the image is checked by its aspect ratio only"

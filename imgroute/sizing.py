@@ -29,13 +29,16 @@ class Delivery(NamedTuple):
     resolution: str | None  # the provider's tier, for offers priced or chosen by tier
     aspect: str | None = None  # the provider's aspect label, for preset offers
     experimental: bool = False
+    seen: int = 0  # unpublished, but delivered at this size this many times before (learned_sizes)
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
     def label(self) -> str:
-        size = f"{self.width}x{self.height}" if self.exact else f"~{self.width}x{self.height}"
+        size = f"{self.width}x{self.height}" if self.exact or self.seen else f"~{self.width}x{self.height}"
+        if self.seen:
+            size += f" (seen {self.seen}x)"
         if self.resolution:
             return f"{self.aspect or Ratio.of(self.width, self.height)} {self.resolution} {size}"
         return size
@@ -151,6 +154,9 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
         for tier, size in tiers.items():
             if size == (target.width, target.height):
                 return Delivery(*size, exact=True, resolution=tier, aspect=label), None
+        for tier, seen in preset.learned.items():  # unpublished, but always delivered at this size
+            if seen.size == (target.width, target.height):
+                return Delivery(*seen.size, exact=False, resolution=tier, aspect=label, seen=seen.count), None
         if all(size is None for size in tiers.values()):
             pixels = target.width * target.height  # the tier nearest the pixels asked for
             tier = min(tiers, key=lambda t: abs(math.log(RESOLUTION_PIXELS[t] / pixels)))
@@ -165,5 +171,8 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
     size = tiers[target.resolution]
     if size is not None:
         return Delivery(*size, exact=True, resolution=target.resolution, aspect=label), None
+    seen = preset.learned.get(target.resolution)
+    if seen is not None and seen.size is not None:
+        return Delivery(*seen.size, exact=False, resolution=target.resolution, aspect=label, seen=seen.count), None
     width, height = best_size(ratio, RESOLUTION_PIXELS[target.resolution], _NOMINAL_RULES)
     return Delivery(width, height, exact=False, resolution=target.resolution, aspect=label), None

@@ -10,7 +10,7 @@ QUOTE_KEYS = {
     "provider", "model", "plan", "eligible", "cost_usd", "per_image_usd", "output", "requests", "reasons", "notes",
     "breakdown", "offer", "identity", "quality_stated",
 }  # fmt: skip
-OUTPUT_KEYS = {"width", "height", "quality", "exact_size", "resolution", "aspect"}
+OUTPUT_KEYS = {"width", "height", "quality", "exact_size", "resolution", "aspect", "seen_before"}
 REQUEST_KEYS = {"prompt", "quality", "size", "aspect", "resolution", "n", "images", "mask", "format"}
 JOB_KEYS = {
     "job_id", "status", "provider", "model", "plan", "cost_usd", "actual_cost_usd", "actual_cost_source", "files",

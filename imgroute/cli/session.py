@@ -13,9 +13,11 @@ from imgroute.errors import Interrupted, UsageError
 
 
 def load_pricing(pricing_file: Path | None):
+    """The table (bundled, with the user's file over it) and the preset sizes learned here."""
+    from imgroute import learned_sizes
     from imgroute.pricing import load_table
 
-    return load_table(pricing_file or config.user_pricing_file())
+    return learned_sizes.apply(load_table(pricing_file or config.user_pricing_file()), config.home())
 
 
 def open_ledger(durable: bool = True):
@@ -96,6 +98,7 @@ def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost
     from imgroute import render
     from imgroute.http import Http, build_client
     from imgroute.jobs import JobRunner
+    from imgroute.learned_sizes import Recorder
 
     journal = open_ledger()
     progress = render.JobProgress(enabled=not silent)
@@ -113,6 +116,7 @@ def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost
                 timeout=timeout,
                 max_cost=max_cost,
                 on_event=progress.update,
+                delivered=Recorder(config.home()),
             )
             yield runner
     except KeyboardInterrupt:
