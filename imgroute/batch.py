@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
-from imgroute.request import build_request, check_providers, kind_of, read_stdin
+from imgroute.request import build_request, check_providers, kind_of, parse_duration, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
     from imgroute.router import RouteCache
@@ -44,6 +44,7 @@ FIELDS = (
     "format",
     "background",
     "moderation",
+    "deadline",
 )
 
 
@@ -54,6 +55,7 @@ class Row(NamedTuple):
     providers: frozenset[str]
     exclude: frozenset[str]
     name: str | None  # output file name (stem) for this row
+    deadline_s: float | None = None  # how long this row may take (admits OpenAI Batch at 24h)
 
 
 class BadRow(NamedTuple):
@@ -215,7 +217,8 @@ def _row(line: int, fields: dict) -> Row:
     exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude"))
     canonical = json.dumps({k: fields[k] for k in sorted(fields)}, sort_keys=True, default=str)
     key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
-    return Row(line, key, request, providers, exclude, text.get("name"))
+    deadline = parse_duration(text["deadline"], "deadline") if "deadline" in text else None
+    return Row(line, key, request, providers, exclude, text.get("name"), deadline)
 
 
 def _list(value) -> list[str]:
@@ -237,7 +240,8 @@ def row_constraints(row: Row, base: Constraints) -> Constraints:
         providers = frozenset(kept) or frozenset({"(none)"})  # disjoint: nothing left
     else:
         providers = row.providers or base.providers
-    return base._replace(providers=providers, exclude=base.exclude | row.exclude)
+    deadline = row.deadline_s if row.deadline_s is not None else base.deadline_s
+    return base._replace(providers=providers, exclude=base.exclude | row.exclude, deadline_s=deadline)
 
 
 def batch_label(label: str) -> str:

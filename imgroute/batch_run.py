@@ -18,14 +18,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute import policy
+from imgroute import batch_window, policy
 from imgroute.batch import RETRYABLE_EXIT_CODES, Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.http import Http
 from imgroute.images import DEFAULT_NAME
 from imgroute.jobs import JobResult, JobRunner, OutputOptions
 from imgroute.learned_sizes import Recorder
-from imgroute.ledger import LEDGER_FILE, SharedLedger
+from imgroute.ledger import LEDGER_FILE, RowJob, SharedLedger
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.poll_timing import PollTiming
 from imgroute.scheduler import Limits, Scheduler
@@ -125,6 +125,7 @@ class BatchRun:
         keys = [self.row_key(row) for row in rows]
         self._held = ledger.claim(keys)
         self._priors = ledger.jobs_for_rows(self.label)
+        self._send_waiting_rows(rows, ledger)
         scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
         try:
             with _ctrl_c_as_a_request() as asked:
@@ -198,12 +199,30 @@ class BatchRun:
         if report:
             self.on_result(result)
 
-    def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:
-        if self.stop.is_set():
-            return RowResult(row, Outcome.NOT_STARTED, None)
-        runner = JobRunner(
+    def _send_waiting_rows(self, rows: list[Row], ledger: SharedLedger) -> None:
+        """New rows whose winner has a completion window (OpenAI Batch) go out together, one
+        provider batch per offer and endpoint; each is then collected like a row left running."""
+        waiting, by_key = [], {}
+        for row in rows:
+            key = self.row_key(row)
+            if key in self._held or key in self._priors:
+                continue
+            constraints = row_constraints(row, self.base)
+            route = self.routes.rank(row.request, constraints)
+            if route.choice is not None and route.choice.offer.window_s is not None:
+                waiting.append((key, row.request, route, constraints))
+                by_key[key] = row
+        if not waiting:
+            return
+        http = Http(self.client)
+        sent = batch_window.send(waiting, lambda key: self._runner(by_key[key], ledger, http), http, ledger)
+        for key, job_id in sent.items():
+            self._priors[key] = RowJob(job_id, JobState.SUBMITTED, None, None)
+
+    def _runner(self, row: Row, ledger: SharedLedger, http: Http) -> JobRunner:
+        return JobRunner(
             table=self.routes.table,
-            http=Http(self.client, sleep=scheduler.sleep),  # a retry's sleep gets a stand-in worker
+            http=http,
             ledger=ledger,
             keys=self.keys,
             base_urls=self.base_urls,
@@ -215,6 +234,12 @@ class BatchRun:
             timing=self.timing,
             delivered=self.delivered,
         )
+
+    def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:
+        if self.stop.is_set():
+            return RowResult(row, Outcome.NOT_STARTED, None)
+        # a retry's sleep gets a stand-in worker
+        runner = self._runner(row, ledger, Http(self.client, sleep=scheduler.sleep))
         holder = self._held.get(self.row_key(row))
         if holder is not None:
             return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")

@@ -62,6 +62,7 @@ class AttemptEnd(NamedTuple):
     source: str | None
     error: ImgrouteError | None  # set when the job must stop here
     status: str  # what the job's status becomes if it stops here
+    detached: bool = False  # sent, and left at the provider for `jobs resume` (--detach)
 
 
 class Outcome(NamedTuple):

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from imgroute import policy, price_models
 from imgroute.budget import refusal_error
@@ -43,7 +44,7 @@ from imgroute.job_state import (
 )
 from imgroute.learned_sizes import Recorder
 from imgroute.ledger import BudgetRefused, Ledger
-from imgroute.models import AttemptState, Constraints, JobSpec, JobState, Request, TaskState
+from imgroute.models import UNSENT, AttemptState, Constraints, JobSpec, JobState, Request, TaskState
 from imgroute.money import fmt_usd
 from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.poll_timing import PollTiming
@@ -92,6 +93,7 @@ class JobRunner(Resume):
         self.slots = slots or Unlimited()  # batch: per-provider slots and submit spacing
         self.timing = timing  # batch: poll schedules learned from the jobs already finished
         self.delivered = delivered  # sizes seen at presets whose pixels are unpublished
+        self.detach = False  # gen --detach: leave a sent job at a batch provider, do not wait
         self.job: JobRun | None = None
 
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
@@ -113,6 +115,30 @@ class JobRunner(Resume):
 
     def steps_run(self, request: Request, route: Route, row_key: str | None = None, constraints=None) -> Steps:
         """`run`, as steps a scheduler can interleave with other jobs' (see steps.py)."""
+        job = self._new_job(request, route, row_key, constraints)
+        try:
+            return (yield from self._route_through(job, route, first_seq=1))
+        finally:
+            self.ledger.flush(job.pending)
+
+    def journal_unsent(self, request: Request, route: Route, row_key: str | None, constraints) -> Unsent:
+        """A new job's first attempt journaled (job, reservation, every request's intent) and not
+        sent: its requests go out in one provider batch with other jobs' (batch_window.py), and
+        `resume` collects it. Raises BudgetRefused as a send would."""
+        job = self._new_job(request, route, row_key, constraints)
+        quote = route.choice
+        job.point_at(quote)
+        adapter = self._adapter(quote.offer.provider, quote.offer.model)
+        attempt, tasks = None, []
+        for index, count in enumerate(quote.assessment.requests):
+            spec = job_spec(request, quote.assessment, count, f"{job.id}-1-{index}")
+            attempt, task = self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec)
+            self.ledger.task_state(task.task_id, TaskState.SUBMITTING, UNSENT, into=job.pending)
+            tasks.append(task)
+        self.ledger.flush(job.pending)
+        return Unsent(job.id, attempt.id, tuple(tasks), adapter)
+
+    def _new_job(self, request: Request, route: Route, row_key: str | None, constraints) -> JobRun:
         job = self._begin(JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost), self.outputs)
         first = route.choice
         self.ledger.new_job(
@@ -128,10 +154,7 @@ class JobRunner(Resume):
             into=job.pending,  # committed with the first request's intent (or the job's end)
         )
         self.ledger.claim_new(job_key(job.id), into=job.pending)  # no `jobs resume` takes it meanwhile
-        try:
-            return (yield from self._route_through(job, route, first_seq=1))
-        finally:
-            self.ledger.flush(job.pending)
+        return job
 
     def _route_through(self, job: JobRun, route: Route, first_seq: int) -> Steps:
         """Walk the eligible offers in order until every image is delivered."""
@@ -150,6 +173,8 @@ class JobRunner(Resume):
             if job.max_cost is not None and job.spent + assessment.cost > job.max_cost:
                 return self._finish(job, JobState.FAILED, _over_max_cost(job, quote, assessment))
             end = yield from self._attempt(job, seq, quote, assessment)
+            if end.detached:
+                return self._detached(job)
             job.add(end)
             if end.error is not None:  # final: failed job, unknown submit, stuck, bad output, budget
                 return self._finish(job, end.status, end.error)
@@ -162,6 +187,16 @@ class JobRunner(Resume):
                           for a in job.attempts if a.error)  # fmt: skip
         error = ProviderError(f"no provider could take the job ({tried or 'no offer left to try'})", _fix(job.troubles))
         return self._finish(job, JobState.FAILED, error)
+
+    def _detached(self, job: JobRun) -> JobResult:
+        """Sent and journaled as submitted; `jobs resume` collects it (the claim is given up)."""
+        self.ledger.release([job_key(job.id)], into=job.pending)
+        self.ledger.flush(job.pending)
+        provider, model, plan = job.last
+        elapsed = self.clock() - job.start
+        return JobResult(
+            job.id, JobState.SUBMITTED, provider, model, plan, job.estimate, None, None, (), (), elapsed, None
+        )
 
     def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
         actual = job.spent if job.sources else None
@@ -208,6 +243,8 @@ class JobRunner(Resume):
             return self._abandoned(report, stopped)
         try:
             attempt, outcome = yield from self._send_all(job, seq, quote, assessment, tasks)
+            if self.detach and attempt and tasks and all(t.state == TaskState.SUBMITTED for t in tasks):
+                return AttemptEnd(report._replace(state=AttemptState.RUNNING), (), None, None, None, "", True)
             stuck = (yield from self.tasks.await_all(job, attempt.adapter, tasks)) if attempt else None
         except BudgetRefused as refused:
             return AttemptEnd(report._replace(error="budget"), (), None, None, refusal_error(refused), JobState.FAILED)
@@ -232,7 +269,7 @@ class JobRunner(Resume):
         own row, in the one commit that must precede any send. Raises BudgetRefused, or Cancelled
         when the batch stops before anything was sent."""
         offer = quote.offer
-        adapter = self._adapter(offer.provider)
+        adapter = self._adapter(offer.provider, offer.model)
         attempt = None
         try:
             for index, count in enumerate(assessment.requests):
@@ -247,11 +284,7 @@ class JobRunner(Resume):
                     if attempt is None:
                         raise Cancelled("the batch was stopped before this job was sent")
                     return attempt, Outcome(final=_stopped_partway(job, attempt), status=JobState.CANCELLED)
-                if attempt is None:
-                    attempt, task_id = self._open(job, seq, quote, assessment, adapter, spec)
-                else:
-                    task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
-                task = Task(task_id, spec, TaskState.SUBMITTING)
+                attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
                 tasks.append(task)
                 gap = self.slots.gap_left(offer.provider)  # a few ms at most: the journaling's jitter
                 if gap > 0:
@@ -268,6 +301,14 @@ class JobRunner(Resume):
         except SubmitUnknown as exc:
             return attempt, Outcome(final=unknown_error(exc, offer.provider, job.id), status=JobState.UNKNOWN)
         return attempt, Outcome()
+
+    def _journal_request(self, job, seq, quote, assessment, adapter, attempt, index: int, spec) -> tuple[Attempt, Task]:
+        """A request's intent: the first opens the attempt (one commit with its reservation)."""
+        if attempt is None:
+            attempt, task_id = self._open(job, seq, quote, assessment, adapter, spec)
+        else:
+            task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
+        return attempt, Task(task_id, spec, TaskState.SUBMITTING)
 
     def _open(self, job: JobRun, seq: int, quote: Quote, assessment, adapter: Adapter, spec: JobSpec):
         """The attempt's reservation and first request, journaled in one commit: (Attempt, task id)."""
@@ -352,7 +393,10 @@ class JobRunner(Resume):
         failures = [t for t in tasks if t.state == TaskState.FAILED]
         if final is None and stuck is not None:
             final, status = stuck, JobState.RUNNING
-        if final is None and failures:
+        if final is None and failures and all(t.never_ran for t in failures):
+            # dropped unrun and unbilled (an expired batch): the images move on like provider trouble
+            trouble = trouble or ProviderTrouble("; ".join(t.error for t in failures), TroubleKind.SERVER)
+        elif final is None and failures:
             moderated = any(t.moderated for t in failures)
             final = JobFailedError("; ".join(t.error for t in failures), failure_hint(moderated))
         if final is None and any(t.state == TaskState.UNKNOWN for t in tasks):
@@ -389,7 +433,7 @@ class JobRunner(Resume):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _adapter(self, provider: str) -> Adapter:
+    def _adapter(self, provider: str, model: str | None = None) -> Adapter:
         if provider not in known():  # a relay declared in a pricing file this run did not load
             raise ConfigError(
                 f"{provider} is not a provider this run knows: no loaded pricing file declares it",
@@ -398,7 +442,9 @@ class JobRunner(Resume):
         if provider not in self.keys:
             env = provider_spec(provider).key_env
             raise ConfigError(f"no {provider} key", f"set {env}, or run: imgroute keys set {provider}")
-        return adapter_class(provider)(self.keys[provider], self.base_urls.get(provider))
+        offer = self.table.offer(provider, model) if model else None
+        windowed = offer is not None and offer.window_s is not None
+        return adapter_class(provider, windowed)(self.keys[provider], self.base_urls.get(provider))
 
     def _emit(self, state: str, message: str) -> None:
         job = self.job
@@ -428,6 +474,15 @@ def job_spec(request: Request, assessment: Assessment, count: int, client_ref: s
         background=request.background,
         moderation=request.moderation,
     )
+
+
+class Unsent(NamedTuple):
+    """A job journaled up to its requests' intents, waiting to go out in a provider batch."""
+
+    job_id: str
+    attempt_id: int
+    tasks: tuple[Task, ...]
+    adapter: Adapter
 
 
 def job_key(job_id: str) -> str:
@@ -526,13 +581,13 @@ def _delivered_size(task: Task) -> tuple[int, int]:
 
 
 def _provider_job_id(handle: dict) -> str | None:
-    return handle.get("request_id") or handle.get("task_id") or handle.get("job_id")
+    return handle.get("request_id") or handle.get("task_id") or handle.get("job_id") or handle.get("batch")
 
 
 def preview(quote: Quote, request: Request, keys: dict[str, str], base_urls: dict[str, str | None]):
     """The exact first request `gen` would send for this quote, key redacted (`--dry-run`)."""
     a = quote.assessment
     provider = quote.offer.provider
-    adapter = adapter_class(provider)(keys[provider], base_urls.get(provider))
+    adapter = adapter_class(provider, quote.offer.window_s is not None)(keys[provider], base_urls.get(provider))
     prepared = adapter.prepare(job_spec(request, a, a.requests[0], "dry-run"))
     return prepared._replace(headers={**prepared.headers, **adapter.redacted_headers()})

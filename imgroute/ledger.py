@@ -769,10 +769,11 @@ class Ledger:
             into,
         )
 
-    def task_state(self, task_id: int, state: str, detail: str | None = None) -> None:
+    def task_state(self, task_id: int, state: str, detail: str | None = None, into: list | None = None) -> None:
         self._write(
             "UPDATE tasks SET state = ?, detail = COALESCE(?, detail), updated = ? WHERE id = ?",
             (state, detail, self.clock(), task_id),
+            into=into,
         )
 
     def task_outputs(

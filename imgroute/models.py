@@ -270,3 +270,9 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"  # results recorded
     FAILED = "failed"
     UNKNOWN = "unknown"  # sent, no usable answer
+
+
+# A task's detail while it waits for its provider batch to be sent (batch_window.py): a resume
+# that finds it so knows nothing reached the provider. Sending replaces it before the request goes.
+UNSENT = "waiting for its batch to be sent"
+SENDING_BATCH = "sent in a provider batch"

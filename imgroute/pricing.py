@@ -125,6 +125,7 @@ class Offer(NamedTuple):
     unsourced: dict = {}  # field -> why: values no source states (shown as assumed, never as fact)
     backgrounds: tuple[str, ...] = ("auto",)
     moderations: tuple[str, ...] = ("auto",)
+    window_s: float | None = None  # results come within this long, not at once (OpenAI Batch: 24h)
 
     @property
     def id(self) -> str:
@@ -488,6 +489,7 @@ _OFFER_FIELDS = {
     "unsourced",
     "background",
     "moderation",
+    "completion_window",
 }
 
 UNDECLARED_IDENTITY = Identity("relay", None, "no identity given: counted as a relay", declared=False)
@@ -534,6 +536,7 @@ def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offe
         unsourced=_unsourced(fields.get("unsourced")),
         backgrounds=node.get("background", ["auto"]).text_list(BACKGROUNDS),
         moderations=node.get("moderation", ["auto"]).text_list(MODERATIONS),
+        window_s=_window(fields.get("completion_window")),
     )
     if not offer.quality_stated and not offer.quality_note:
         raise node.fail("quality_stated: false needs a quality_note saying why the tier is assumed")
@@ -541,6 +544,18 @@ def _offer(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Offe
         raise node.get("price").fail(f"credit prices need a plan with usd_per_credit under providers.{provider}.plans")
     PRICE_MODELS[offer.price.model].validate(node.get("price"), offer)
     return offer
+
+
+def _window(node: Field | None) -> float | None:
+    if node is None:
+        return None
+    from imgroute.errors import UsageError
+    from imgroute.request import parse_duration
+
+    try:
+        return parse_duration(node.text(), "completion_window")
+    except UsageError:
+        raise node.fail(f"{quoted(node.value)} is not a duration", "write it like 24h") from None
 
 
 def _sizes(node: Field) -> SizeCaps:

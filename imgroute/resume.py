@@ -15,7 +15,7 @@ from imgroute import images
 from imgroute.errors import Busy, ImgrouteError, JobFailedError, ProviderError
 from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
 from imgroute.ledger import AttemptRecord, TaskRecord
-from imgroute.models import AttemptState, Constraints, JobState, Request, TaskState
+from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request, TaskState
 from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
 from imgroute.router import Route
@@ -80,13 +80,21 @@ class Resume:
             return AttemptEnd(
                 report._replace(images=saved), (), attempt.actual, attempt.actual_source, error, attempt.state
             )
+        if rows and all(r.state == TaskState.SUBMITTING and r.detail == UNSENT for r in rows):
+            # waited for a provider batch that was never sent: nothing reached the provider
+            for row in rows:
+                self.ledger.task_state(row.id, TaskState.FAILED, "never sent: its batch was not sent")
+            self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "its batch was never sent")
+            return AttemptEnd(
+                report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
+            )
         if not rows:  # interrupted after the budget reservation, before anything was journaled to send
             self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "interrupted before sending")
             return AttemptEnd(
                 report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
             )
         job.current = (attempt.provider, attempt.model, attempt.estimate)
-        adapter = self._adapter(attempt.provider)
+        adapter = self._adapter(attempt.provider, attempt.model)
         tasks, unknown_notes = [], []
         for row in rows:
             task = yield from self._resumed_task(job, adapter, row, files, unknown_notes)

@@ -35,6 +35,7 @@ class Task:
         self.usage: Usage | None = None
         self.error: str | None = None
         self.moderated = False
+        self.never_ran = False  # failed without running (an expired batch's request): not billed
         self.saved: list[SavedImage] = []
         self.sent_at: float | None = None  # when this run's submit was answered (None: found in flight by a resume)
         self.missed_at: float | None = None  # when (in the poll schedule) it was last seen not done
@@ -121,7 +122,7 @@ class TaskRunner:
         moment it was submitted is never done, and every poll is a request."""
         timing = self.timing
         waits = timing.waits(adapter.provider, adapter.poll_schedule) if timing else backoff(adapter.poll_schedule)
-        deadline = job.start + self.timeout
+        deadline = job.start + max(self.timeout, adapter.window_s * self.http.scale)
         planned = 0.0  # the schedule's time since the submits, not the clock's: see PollTiming.observe
         # The first wait counts from the last submit's answer, not from now: journaling it took
         # a moment, and the provider's clock started before that.
@@ -145,6 +146,7 @@ class TaskRunner:
             poll = adapter.poll(self.http, task.handle)
         except JobFailed as exc:
             self.ended(task, TaskState.FAILED, str(exc), exc.moderated)
+            task.never_ran = exc.never_ran
             return True
         except (ProviderTrouble, MalformedAnswer) as exc:
             # The job exists and may be paid for: keep asking until the deadline.

@@ -16,6 +16,7 @@ from imgroute.tasks import Task, TaskRunner
 class Adapter:
     provider = "kie"
     poll_schedule = (2.0, 1.5, 15.0)
+    window_s = 0.0
 
     def __init__(self, clock, done_at: float):
         self.clock, self.done_at, self.polled_at = clock, done_at, []

@@ -81,12 +81,24 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
         else:
             render.print_dry_run(render.stdout_console(), route, data)
         return
+    window = route.choice.offer.window_s
+    if output.detach and window is None:
+        raise UsageError(
+            f"--detach is for offers that take a while; {route.choice.offer.id} answers at once",
+            "drop --detach, or allow a batch offer with --deadline 24h",
+        )
     out_dir = check_out_dir(output.out)
     silent = output.quiet or output.as_json
     options = OutputOptions(out_dir, output.name)
     with job_runner(table, keys, options, output.timeout, silent, constraints.max_cost) as runner:
         attempt.runner = runner
+        runner.detach = output.detach
         result = runner.run(request, route, constraints=constraints)
+    if result.status == "submitted":
+        sys.stderr.write(
+            f"job {result.job_id} is at {result.provider} ({result.model}, results within {window / 3600:g}h); "
+            f"collect it with: imgroute jobs resume {result.job_id}\n"
+        )
     skipped = report.skipped_json(route)
     if output.as_json:
         render.print_json(report.job_result(result, skipped))

@@ -59,6 +59,9 @@ DeadlineOpt = Annotated[
 ]
 DryRunOpt = Annotated[bool, flag("--dry-run", help="Show the route and the exact request; send nothing.")]
 QuietOpt = Annotated[bool, flag("--quiet", help="Print only the saved file paths, one per line.")]
+DetachOpt = Annotated[
+    bool, flag("--detach", help="With an offer that takes a while (a batch): send, print the job id, do not wait.")
+]
 
 DEFAULT_TIMEOUT = policy.DEFAULT_JOB_TIMEOUT_S
 DEFAULT_NAME = "{slug}-{provider}-{index}"
@@ -137,6 +140,7 @@ class OutputFlags(NamedTuple):
     dry_run: bool = False
     quiet: bool = False
     as_json: bool = False
+    detach: bool = False
 
     OPTIONS = {
         "out": OutOpt,
@@ -145,6 +149,7 @@ class OutputFlags(NamedTuple):
         "dry_run": DryRunOpt,
         "quiet": QuietOpt,
         "as_json": JsonOpt,
+        "detach": DetachOpt,
     }
 
 

@@ -29,6 +29,7 @@ class ProviderSpec(NamedTuple):
     limits_source: str = ""  # why those defaults
     api: str | None = None  # declared relays: the API they speak ("openai-images")
     base_url: str | None = None  # declared relays: their origin (and path prefix), from the file
+    window_adapter: str | None = None  # "module:Class" for its offers that take a while (a batch API)
 
     @property
     def base_url_env(self) -> str:
@@ -47,6 +48,7 @@ REGISTRY: dict[str, ProviderSpec] = {
             5.0,
             "https://developers.openai.com/api/docs/guides/image-generation",
             "usage tier 1: 5 images per minute (tiers 2-5: 20, 50, 150, 250)",
+            window_adapter="imgroute.providers.openai_batch:OpenAIBatchAdapter",
         ),
         ProviderSpec(
             "fal",
@@ -126,9 +128,13 @@ def known() -> tuple[str, ...]:
     return (*REGISTRY, *_declared)
 
 
-def adapter_class(provider: str) -> type[Adapter]:
+def adapter_class(provider: str, windowed: bool = False) -> type[Adapter]:
+    """The provider's adapter; `windowed`: the one for its offers with a completion window."""
     found = spec(provider)
-    module, _, name = found.adapter.partition(":")
+    location = found.window_adapter if windowed else found.adapter
+    if location is None:
+        raise KeyError(f"{provider} has no adapter for offers with a completion window")
+    module, _, name = location.partition(":")
     cls = getattr(importlib.import_module(module), name)
     return cls.bound_to(found) if found.api else cls
 

@@ -81,9 +81,10 @@ STATUS_KINDS = {
 
 
 class JobFailed(Exception):
-    def __init__(self, message: str, moderated: bool = False):
+    def __init__(self, message: str, moderated: bool = False, never_ran: bool = False):
         super().__init__(message)
         self.moderated = moderated
+        self.never_ran = never_ran  # dropped unrun and not billed (an expired batch): the job may move on
 
 
 class SubmitUnknown(Exception):
@@ -100,6 +101,7 @@ class Adapter:
     findable: bool = False  # a submit whose answer was lost can be looked up (Replicate: `find`)
     # Polling: first wait, growth factor, longest wait (seconds), suited to each provider's pace.
     poll_schedule: tuple[float, float, float] = (2.0, 1.5, 10.0)
+    window_s: float = 0.0  # batch APIs: how long a job may take there (waited for, whatever --timeout says)
 
     def __init__(self, key: str, base_url: str | None = None):
         self.key = key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from imgroute.tokens import output_tokens
+from tests.fakes.openai_batch import BatchSide
 from tests.fakes.server import FakeProvider, Reply, Request, image_info, parse_multipart
 
 MODELS = {"gpt-image-2", "gpt-image-2-2026-04-21"}
@@ -29,14 +30,25 @@ def error(status: int, message: str, code: str | None, type_: str = "invalid_req
     return Reply(status, {"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
-class FakeOpenAI(FakeProvider):
+class FakeOpenAI(BatchSide, FakeProvider):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.edits: list[dict] = []
+        self.reset_batches()
 
     def reset(self) -> None:
         super().reset()
         self.edits.clear()
+        self.reset_batches()
+
+    def route_name(self, request: Request) -> str:
+        """Batch routes: the input file's upload, the batch's create (a submit), its polls, and the
+        download of its result files."""
+        if request.path == "/v1/files" and request.method == "POST":
+            return "upload"
+        if request.path.startswith("/v1/files/"):
+            return "result"
+        return super().route_name(request)
 
     name = "openai"
     key = "sk-test-openai-0123456789abcdef"
@@ -48,7 +60,8 @@ class FakeOpenAI(FakeProvider):
     def route(self, request: Request) -> Reply:
         if request.path.startswith("/files/"):
             return self.serve_file(request)
-        if request.method != "POST" or request.path not in (self.path, self.edit_path):
+        batch_side = request.path.startswith(("/v1/files", "/v1/batches"))
+        if not batch_side and (request.method != "POST" or request.path not in (self.path, self.edit_path)):
             return error(404, f"Unknown request URL: {request.method} {request.path}", "unknown_url")
         auth = request.header("Authorization") or ""
         if auth != f"Bearer {self.key}":
@@ -57,6 +70,8 @@ class FakeOpenAI(FakeProvider):
             return error(
                 401, f"Incorrect API key provided: {shown}. You can find your API key at ...", "invalid_api_key"
             )
+        if batch_side:
+            return self.batch_route(request) or error(404, f"Unknown request URL: {request.path}", "unknown_url")
         input_tokens = 0
         if request.path == self.edit_path:
             body, problem, input_tokens = self.edit_body(request)

@@ -1,0 +1,120 @@
+"""OpenAI's Batch API as an offer for jobs that can wait: routed only with --deadline, one batch
+for many rows, polled rarely, results decoded by custom_id, per-line failures, expiry billing, and
+kills and reruns that never pay twice; against the OpenAI fake's Batch side on loopback."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+BATCH = "openai/gpt-image-2-batch"
+
+
+def only_openai(fakes):
+    return [arg for other in fakes if other != "openai" for arg in ("--exclude", other)]
+
+
+def test_the_batch_offer_is_half_the_token_price_and_needs_a_deadline(cli):
+    plain = cli("quote", "a fox", "--quality", "high", "--provider", "openai", "--json").json()
+    quotes = {q["offer"]: q for q in plain["quotes"]}
+    assert not quotes[BATCH]["eligible"] and "--deadline 24h" in quotes[BATCH]["reasons"][0]
+    assert Decimal(str(quotes[BATCH]["cost_usd"])) * 2 == Decimal(str(quotes["openai/gpt-image-2"]["cost_usd"]))
+    waiting = cli("quote", "a fox", "--quality", "high", "--provider", "openai", "--deadline", "24h", "--json").json()
+    assert waiting["choice"]["offer"] == BATCH
+    short = cli("quote", "a fox", "--provider", "openai", "--deadline", "2h", "--json").json()
+    assert short["choice"]["offer"] == "openai/gpt-image-2"
+
+
+def test_gen_with_a_deadline_goes_through_one_batch_and_saves_the_image(cli, fakes):
+    r = cli("gen", "a fox", "--quality", "medium", "--deadline", "24h", *only_openai(fakes), "--out", "out", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert (data["provider"], data["model"]) == ("openai", "gpt-image-2-batch")
+    assert Path(data["files"][0]).is_file() and data["images"][0]["verified"]
+    fake = fakes["openai"]
+    (batch,) = fake.batches.values()
+    line = json.loads(fake.stored[batch["input_file_id"]]["bytes"])
+    assert line["body"]["model"] == "gpt-image-2" and line["url"] == "/v1/images/generations"
+    assert batch["metadata"] == {"imgroute": "1"} and fake.charges == 1
+    assert fake.calls("/v1/images/generations") == []  # nothing went to the synchronous API
+    assert all(r.header("Authorization") == f"Bearer {fake.key}" for r in fake.requests)
+    half = Decimal(str(data["actual_cost_usd"]))
+    assert half > 0
+
+
+def test_gen_detach_returns_the_job_at_once_and_resume_finishes_it(cli, fakes):
+    r = cli("gen", "a fox", "--deadline", "24h", "--detach", *only_openai(fakes), "--out", "out", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["status"] == "submitted" and data["files"] == []
+    assert len(fakes["openai"].batches) == 1
+    done = cli("jobs", "resume", data["job_id"], "--json")
+    assert done.code == 0, done.err
+    assert done.json()[0]["status"] == "succeeded" and Path(done.json()[0]["files"][0]).is_file()
+    assert len(fakes["openai"].batches) == 1 and fakes["openai"].charges == 1
+
+
+def rows_file(tmp_path, n=20, **extra):
+    rows = [json.dumps({"prompt": f"catalogue item {i}", "quality": "low", **extra}) for i in range(n)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_a_20_row_batch_with_a_deadline_goes_through_one_openai_batch(cli, fakes, tmp_path):
+    path = rows_file(tmp_path)
+    r = cli("batch", path, "--deadline", "24h", "--provider", "openai", "--yes", "--json", "--out", "out")
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert len(lines) == 20 and all(line["status"] == "succeeded" for line in lines)
+    assert {line["model"] for line in lines} == {"gpt-image-2-batch"}
+    fake = fakes["openai"]
+    assert len(fake.batches) == 1 and fake.charges == 20
+    (batch,) = fake.batches.values()
+    assert batch["request_counts"] == {"total": 20, "completed": 20, "failed": 0}
+    assert len(list((tmp_path / "out").glob("*.png"))) == 20
+    assert len(fake.calls("/v1/files", "POST")) == 1 and len(fake.calls("/v1/batches", "POST")) == 1
+    # the output file (its lines in another order) was downloaded once for all twenty rows
+    assert len([q for q in fake.calls("/v1/files/") if q.path.endswith("/content")]) == 1
+    again = cli("batch", path, "--deadline", "24h", "--provider", "openai", "--yes", "--json", "--out", "out")
+    assert again.code == 0 and len(fake.batches) == 1 and fake.charges == 20  # done before: nothing sent
+
+
+def test_a_row_deadline_field_admits_the_batch_offer_for_that_row_only(cli, fakes, tmp_path):
+    rows = [
+        json.dumps({"id": "slow", "prompt": "a slow fox", "quality": "low", "deadline": "24h"}),
+        json.dumps({"id": "fast", "prompt": "a fast fox", "quality": "low"}),
+    ]
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows))
+    r = cli("batch", str(tmp_path / "rows.jsonl"), "--provider", "openai", "--yes", "--json", "--out", "out")
+    assert r.code == 0, r.err
+    by_id = {line["id"]: line for line in map(json.loads, r.out.splitlines())}
+    assert by_id["slow"]["model"] == "gpt-image-2-batch" and by_id["fast"]["model"] == "gpt-image-2"
+
+
+def test_failed_lines_are_reported_per_row_and_an_expired_batch_bills_what_completed(
+    cli, fakes, tmp_path, isolated_home
+):
+    isolated_home.mkdir(exist_ok=True)  # (the synchronous fallbacks are not spaced at tier 1's 5 a minute)
+    (isolated_home / "config.yaml").write_text("limits:\n  openai: {concurrency: 5, per_minute: 6000}\n")
+    fake = fakes["openai"]
+    fake.batch_outcome = "expire"  # half the lines run; the rest come back batch_expired
+    path = rows_file(tmp_path, n=6)
+    text = Path(path).read_text().replace("catalogue item 0", "FORBIDDEN item 0")
+    Path(path).write_text(text)
+    r = cli("batch", path, "--deadline", "24h", "--provider", "openai", "--yes", "--json", "--out", "out")
+    lines = {line["row"]: line for line in map(json.loads, r.out.splitlines())}
+    assert r.code == 6, r.err  # the refused row fails the batch (exit 6)
+    assert lines[1]["status"] == "failed" and "safety system" in lines[1]["error"]
+    in_batch = [
+        n for n, line in lines.items() if line["model"] == "gpt-image-2-batch" and line["status"] == "succeeded"
+    ]
+    assert sorted(in_batch) == [2, 3]
+    # the three that never ran were not billed, and moved on to the next offer at once
+    moved = [line for line in lines.values() if line["model"] == "gpt-image-2"]
+    assert len(moved) == 3 and all(line["status"] == "succeeded" for line in moved)
+    assert all("expired before this request ran" in line["attempts"][0]["error"] for line in moved)
+    assert fake.charges == 2 + 3  # two batch lines, three synchronous requests
+    assert len(fake.calls("/v1/images/generations")) == 3
+    assert len(list((tmp_path / "out").glob("*.png"))) == 5
