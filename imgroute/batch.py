@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
+from imgroute.providers import lane
 from imgroute.request import build_request, check_providers, kind_of, parse_duration, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
@@ -70,6 +71,7 @@ class OfferPlan(NamedTuple):
     images: int
     cost: Decimal
     submits: int  # requests to send (Kie takes one image per request)
+    windowed: bool = False  # an offer with a completion window (OpenAI Batch): its own limits
 
 
 class Plan(NamedTuple):
@@ -90,8 +92,9 @@ class Plan(NamedTuple):
     def pacing(self, limits: dict[str, tuple[int, float | None]]) -> list[dict]:
         """Per provider: the submits planned and the least time its submit rate allows for them."""
         submits: dict[str, int] = {}
-        for offer in self.by_offer:
-            submits[offer.provider] = submits.get(offer.provider, 0) + offer.submits
+        for offer in self.by_offer:  # (a batch API's lane has its own limits: "openai:batch")
+            where = lane(offer.provider, offer.windowed)
+            submits[where] = submits.get(where, 0) + offer.submits
         paced = []
         for provider, count in sorted(submits.items()):
             concurrency, per_minute = limits.get(provider, (None, None))
@@ -290,7 +293,9 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints, priors: dict | 
             cost, submits = cost * missing / row.request.n, submits if missing else 0
         runnable.append((row, choice.offer.id, cost))
         offer = choice.offer
-        so_far = offers.get(offer.id) or OfferPlan(offer.id, offer.provider, 0, 0, Decimal(0), 0)
+        so_far = offers.get(offer.id) or OfferPlan(
+            offer.id, offer.provider, 0, 0, Decimal(0), 0, offer.window_s is not None
+        )
         offers[offer.id] = so_far._replace(
             rows=so_far.rows + 1,
             images=so_far.images + row.request.n,

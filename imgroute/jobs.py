@@ -50,7 +50,7 @@ from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.poll_timing import PollTiming
 from imgroute.price_models import Delivered
 from imgroute.pricing import PricingTable
-from imgroute.providers import adapter_class, known
+from imgroute.providers import adapter_class, known, lane
 from imgroute.providers import spec as provider_spec
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
 from imgroute.report import route_json
@@ -238,7 +238,7 @@ class JobRunner(Resume):
         report = AttemptReport(offer.provider, model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
         tasks: list[Task] = []
         try:
-            yield NeedSlot(offer.provider, fresh=True)
+            yield NeedSlot(_lane(offer), fresh=True)
         except Cancelled as stopped:  # the batch stopped before this attempt sent anything
             return self._abandoned(report, stopped)
         try:
@@ -251,7 +251,7 @@ class JobRunner(Resume):
         except Cancelled as stopped:
             return self._abandoned(report, stopped)
         finally:
-            self.slots.release(offer.provider)
+            self.slots.release(_lane(offer))
         if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
             trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
             return AttemptEnd(trouble, (), None, None, None, JobState.FAILED)
@@ -277,7 +277,7 @@ class JobRunner(Resume):
                 spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
                 # Wait for the provider's rate before the intent is journaled: a kill while waiting
                 # leaves nothing unknown.
-                delay = self.slots.submit_delay(offer.provider)
+                delay = self.slots.submit_delay(_lane(offer))
                 if delay > 0:
                     yield Pause(delay, scaled=False)
                 if self.slots.stopping():
@@ -286,7 +286,7 @@ class JobRunner(Resume):
                     return attempt, Outcome(final=_stopped_partway(job, attempt), status=JobState.CANCELLED)
                 attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
                 tasks.append(task)
-                gap = self.slots.gap_left(offer.provider)  # a few ms at most: the journaling's jitter
+                gap = self.slots.gap_left(_lane(offer))  # a few ms at most: the journaling's jitter
                 if gap > 0:
                     yield Pause(gap, scaled=False)
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
@@ -578,6 +578,11 @@ def _delivered_size(task: Task) -> tuple[int, int]:
     if task.saved:
         return task.saved[0].width, task.saved[0].height
     return task.spec.width, task.spec.height
+
+
+def _lane(offer) -> str:
+    """Which limits a job at this offer counts against (a batch API has its own)."""
+    return lane(offer.provider, offer.window_s is not None)
 
 
 def _provider_job_id(handle: dict) -> str | None:

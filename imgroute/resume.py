@@ -17,6 +17,7 @@ from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, Jo
 from imgroute.ledger import AttemptRecord, TaskRecord
 from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request, TaskState
 from imgroute.outputs import ImageShape, Outputs, SavedImage
+from imgroute.providers import lane
 from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
 from imgroute.router import Route
 from imgroute.steps import NeedSlot, Steps, drive
@@ -103,11 +104,12 @@ class Resume:
         resumed = Attempt(attempt.id, attempt.provider, attempt.model, attempt.plan, attempt.estimate, shape, adapter)
         stuck = None
         if any(t.state in (TaskState.SUBMITTED, TaskState.RUNNING) for t in tasks):
-            yield NeedSlot(attempt.provider, fresh=False)  # at the provider: counts against its limit
+            where = lane(attempt.provider, adapter.window_s > 0)
+            yield NeedSlot(where, fresh=False)  # at the provider: counts against its limit
             try:
                 stuck = yield from self.tasks.await_all(job, adapter, tasks)
             finally:
-                self.slots.release(attempt.provider)
+                self.slots.release(where)
         outcome = Outcome()
         if unknown_notes:
             hint = f"`imgroute jobs show {job.id}` has what is known"

@@ -118,3 +118,83 @@ def test_failed_lines_are_reported_per_row_and_an_expired_batch_bills_what_compl
     assert fake.charges == 2 + 3  # two batch lines, three synchronous requests
     assert len(fake.calls("/v1/images/generations")) == 3
     assert len(list((tmp_path / "out").glob("*.png"))) == 5
+
+
+def test_a_batch_killed_while_openai_runs_it_is_finished_by_a_rerun_with_every_image_saved_once(cli, fakes, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fake = fakes["openai"]
+    fake.steps = 10**6  # the batch runs until the test says otherwise
+    path = rows_file(tmp_path)
+    env = {**os.environ, "IMGROUTE_TIME_SCALE": "0.001"}
+    command = [sys.executable, "-m", "imgroute", "batch", path, "--deadline", "24h", "--provider", "openai"]
+    proc = subprocess.Popen([*command, "--yes", "--out", "out"], env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(b["_polls"] >= 2 for b in fake.batches.values()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(fake.batches) == 1 and fake.charges == 0  # sent, polled, nothing back yet
+    fake.steps = 1
+    r = cli("batch", path, "--deadline", "24h", "--provider", "openai", "--yes", "--json", "--out", "out")
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert len(lines) == 20 and all(line["status"] == "succeeded" for line in lines)
+    assert len(fake.batches) == 1 and fake.charges == 20  # picked up again, never sent twice
+    saved = sorted((tmp_path / "out").glob("*.png"))
+    assert len(saved) == 20  # once each: one file per row, each from its own job
+    assert len({json.loads(Path(f"{p}.json").read_text())["job_id"] for p in saved}) == 20
+
+
+def test_a_lost_create_is_found_by_its_metadata_and_adopted_never_sent_again(cli, fakes, tmp_path):
+    fake = fakes["openai"]
+    fake.inject("submit", drop=True)  # the batch is created, its answer never arrives
+    path = rows_file(tmp_path, n=4)
+    r = cli("batch", path, "--deadline", "24h", "--provider", "openai", "--yes", "--json", "--out", "out")
+    assert "looked up at OpenAI" in r.err
+    assert r.code == 0, r.err  # collecting the rows found the batch, and adopted it
+    assert len(fake.batches) == 1 and fake.charges == 4
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4
+    assert fake.calls("/v1/batches", "GET")  # the list that found it
+
+
+def test_a_refused_batch_sends_nothing_and_its_rows_fall_back(cli, fakes, tmp_path, isolated_home):
+    isolated_home.mkdir(exist_ok=True)
+    (isolated_home / "config.yaml").write_text("limits:\n  openai: {concurrency: 5, per_minute: 6000}\n")
+    fake = fakes["openai"]
+    fake.inject("submit", status=429, times=50)  # "Enqueued token limit reached" for every create
+    path = rows_file(tmp_path, n=3)
+    r = cli("batch", path, "--deadline", "24h", "--exclude", "fal,piapi,kie,apiframe,replicate", "--yes", "--json")
+    assert "the batch was refused" in r.err
+    assert fake.batches == {} and fake.charges == 0  # nothing was created, nothing billed
+
+
+def test_a_batch_that_fails_validation_fails_its_rows_and_bills_nothing(cli, fakes, tmp_path):
+    fakes["openai"].batch_outcome = "invalid"
+    r = cli("batch", rows_file(tmp_path, n=2), "--deadline", "24h", "--provider", "openai", "--yes", "--json")
+    assert r.code == 6
+    assert all("failed validation" in json.loads(line)["error"] for line in r.out.splitlines())
+    assert fakes["openai"].charges == 0
+
+
+def test_batches_are_polled_rarely_and_one_poll_serves_every_job_in_the_batch():
+    from imgroute.providers.openai_batch import OpenAIBatchAdapter
+
+    assert OpenAIBatchAdapter.poll_schedule[0] >= 60 and OpenAIBatchAdapter.poll_schedule[2] >= 300
+    assert OpenAIBatchAdapter.window_s == 24 * 3600
+
+
+def test_rows_whose_batch_file_was_refused_were_never_sent_and_are_routed_again(cli, fakes, tmp_path):
+    fake = fakes["openai"]
+    fake.inject("upload", status=400)  # the input file is refused once: nothing reached a batch
+    r = cli("batch", rows_file(tmp_path, n=3), "--deadline", "24h", "--provider", "openai", "--yes", "--json")
+    assert r.code == 0, r.err
+    assert "could not be uploaded" in r.err
+    lines = [json.loads(line) for line in r.out.splitlines()]
+    assert all(line["status"] == "succeeded" and line["model"] == "gpt-image-2-batch" for line in lines)
+    assert all(line["attempts"][0]["state"] == "abandoned" for line in lines)  # journaled unsent, then sent
+    assert len(fake.batches) == 3 and fake.charges == 3  # each row in a batch of its own, once

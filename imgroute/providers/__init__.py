@@ -139,6 +139,16 @@ def adapter_class(provider: str, windowed: bool = False) -> type[Adapter]:
     return cls.bound_to(found) if found.api else cls
 
 
+# Jobs at a provider's batch API (OpenAI Batch) wait in a pool of their own: its rate limits are
+# separate from the synchronous API's, and a job there mostly waits. A generous cap, no spacing.
+BATCH_LANE = (100, None)
+
+
+def lane(provider: str, windowed: bool) -> str:
+    """The limits a job counts against: its provider's, or its provider's batch API's."""
+    return f"{provider}:batch" if windowed else provider
+
+
 def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
     """Per provider: (jobs in progress at once, submits per minute or None): the registry's
     conservative defaults with config.yaml's `limits:` over them, field by field."""
@@ -146,4 +156,6 @@ def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
     for entry in specs():
         own = (overrides or {}).get(entry.id, (None, None))
         merged[entry.id] = (own[0] or entry.concurrency, own[1] if own[1] is not None else entry.per_minute)
+        if entry.window_adapter:
+            merged[lane(entry.id, True)] = BATCH_LANE
     return merged
