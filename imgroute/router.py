@@ -132,7 +132,7 @@ def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:
         reasons.append(f"not OpenAI's own model ({offer.identity.kind}; --official-only)")
     if offer.window_s is not None and (constraints.deadline_s or 0) < offer.window_s:
         window = _hours(offer.window_s)
-        reasons.append(f"results within {window}, not at once: only with --deadline {window} or more")
+        reasons.append(f"results within {window}: needs --deadline {window} or more")
     if constraints.stated_quality and not offer.quality_stated:
         reasons.append(f"its quality tier is assumed, not stated: {offer.quality_note} (--stated-quality)")
     return reasons
