@@ -198,3 +198,16 @@ def test_rows_whose_batch_file_was_refused_were_never_sent_and_are_routed_again(
     assert all(line["status"] == "succeeded" and line["model"] == "gpt-image-2-batch" for line in lines)
     assert all(line["attempts"][0]["state"] == "abandoned" for line in lines)  # journaled unsent, then sent
     assert len(fake.batches) == 3 and fake.charges == 3  # each row in a batch of its own, once
+
+
+def test_an_edit_with_a_deadline_is_a_json_edit_line_with_its_image_as_a_data_url(cli, fakes, tmp_path):
+    from tests.fakes.server import make_image
+
+    (tmp_path / "in.png").write_bytes(make_image(1024, 1024))
+    r = cli("edit", "make it blue", "--image", "in.png", "--deadline", "24h", *only_openai(fakes), "--json")
+    assert r.code == 0, r.err
+    assert r.json()["model"] == "gpt-image-2-batch"
+    (batch,) = fakes["openai"].batches.values()
+    line = json.loads(fakes["openai"].stored[batch["input_file_id"]]["bytes"])
+    assert batch["endpoint"] == line["url"] == "/v1/images/edits"
+    assert line["body"]["images"][0]["image_url"].startswith("data:image/png;base64,")

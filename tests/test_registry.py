@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from imgroute.pricing import bundled_path, load_table
-from imgroute.providers import REGISTRY, ProviderSpec, adapter_class
+from imgroute.providers import REGISTRY, ProviderSpec, adapter_class, lane, provider_limits
 from imgroute.providers.openai import OpenAIAdapter
 from tests.fakes import FAKES
 from tests.fakes.openai import FakeOpenAI
@@ -26,6 +26,10 @@ def test_every_registered_provider_has_an_adapter_a_fake_offers_limits_and_readm
         assert spec.concurrency >= 1 and (spec.per_minute is None or spec.per_minute > 0), spec.id
         assert spec.docs.startswith("https://") and spec.limits_source, spec.id
         assert spec.key_env in README and f"`{spec.id}`" in README, f"{spec.id}: not in the README"
+        windowed = [o for o in table.offers if o.provider == spec.id and o.window_s is not None]
+        if windowed:  # offers that take a while need the provider's batch adapter, and its limits lane
+            assert adapter_class(spec.id, windowed=True).window_s >= max(o.window_s for o in windowed), spec.id
+            assert lane(spec.id, True) in provider_limits(), spec.id
     assert set(FAKES) == set(REGISTRY)
 
 
