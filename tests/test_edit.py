@@ -186,6 +186,21 @@ def test_fal_edit_sends_data_uris_and_a_mask_url(cli, fakes, photos):
     assert r.json()["model"] == "openai/gpt-image-2/edit"
 
 
+def test_replicate_edit_sends_input_images_as_data_uris_and_refuses_a_mask(cli, fakes, photos):
+    r = edit(cli, "--image", str(photos / "photo.png"), "--quality", "low", *only(fakes, "replicate"))
+    assert r.code == 0, r.err
+    assert (r.json()["provider"], r.json()["model"]) == ("replicate", "openai/gpt-image-2")
+    body = fakes["replicate"].calls("/v1/models/openai/gpt-image-2/predictions", "POST")[0].json()
+    (uri,) = body["input"]["input_images"]
+    assert base64.b64decode(uri.split(",", 1)[1]) == (photos / "photo.png").read_bytes()
+    assert body["input"]["output_format"] == "png"
+    masked = edit(
+        cli, "--image", str(photos / "photo.png"), "--mask", str(photos / "mask.png"), "--provider", "replicate"
+    )
+    assert masked.code == 4 and "mask" in masked.out  # (its reasons, in the JSON object)
+    assert len(fakes["replicate"].calls("/v1/models/openai/gpt-image-2/predictions", "POST")) == 1
+
+
 @pytest.mark.parametrize("provider", ["kie", "apiframe"])
 def test_local_files_go_through_the_providers_upload_service(cli, fakes, photos, provider):
     r = edit(cli, "--image", str(photos / "photo.png"), "--quality", "low", *only(fakes, provider))
