@@ -1,3 +1,17 @@
-"""imgroute: route GPT Image 2 jobs to the cheapest provider that can really deliver them."""
+"""imgroute: route GPT Image 2 jobs to the cheapest provider that can really deliver them.
+
+The Python API (see imgroute/api.py): `imgroute.quote(...)`, `imgroute.generate(...)`,
+`imgroute.edit(...)`, and `plan`/`run` for the two halves of a job. Loaded on first use, so that
+`import imgroute` (and the CLI's start-up) stays light.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["quote", "generate", "edit", "plan", "run"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from imgroute import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'imgroute' has no attribute {name!r}")

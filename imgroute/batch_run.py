@@ -132,6 +132,7 @@ class BatchRun:
                 self._feed(scheduler, ledger, iter(rows), asked)
         finally:
             scheduler.close()
+            self.delivered.flush(force=True)
             if not self.left_running:  # every row has been reported: no job uses the connection
                 ledger.release([k for k in keys if k not in self._held])
                 ledger.close()

@@ -34,6 +34,7 @@ class Settings(NamedTuple):
     limits: Mapping[str, tuple[int, float | None]] = MappingProxyType({})  # provider -> (concurrency, per_min)
     official_only: bool = False  # route only to offers that run OpenAI's own model
     stated_quality: bool = False  # route only on quality tiers a provider states
+    profiles: Mapping[str, Mapping] = MappingProxyType({})  # serve: `model` names a set of routing hints
 
 
 def load_settings(home_dir: Path | None = None) -> Settings:
@@ -46,7 +47,7 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     if raw is None:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
-    fields = root.mapping({"plans", "pricing_max_age_days", "limits", "official_only", "stated_quality"})
+    fields = root.mapping({"plans", "pricing_max_age_days", "limits", "official_only", "stated_quality", "profiles"})
     plans = {}
     if "plans" in fields:
         plans = {provider: node.text() for provider, node in fields["plans"].mapping().items()}
@@ -66,7 +67,19 @@ def load_settings(home_dir: Path | None = None) -> Settings:
             limits[provider] = (concurrency, per_minute)
     official_only = fields["official_only"].boolean() if "official_only" in fields else False
     stated_quality = fields["stated_quality"].boolean() if "stated_quality" in fields else False
-    return Settings(path, plans, max_age, limits, official_only, stated_quality)
+    profiles = _profiles(fields["profiles"]) if "profiles" in fields else {}
+    return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles)
+
+
+def _profiles(node: Field) -> dict[str, dict]:
+    """Named sets of routing hints (`imgroute serve`: a request's `model` may name one)."""
+    from imgroute.api import ROUTING_HINTS
+
+    out = {}
+    allowed = {name for name, kwarg in ROUTING_HINTS.items() if kwarg is not None}
+    for name, hints in node.mapping().items():
+        out[name] = {key: value.value for key, value in hints.mapping(allowed).items()}
+    return out
 
 
 def user_pricing_file(home_dir: Path | None = None) -> Path | None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import NamedTuple
 
 from imgroute.files import atomic_write, private_dir
 
 FILE = "delivered-sizes.json"
+FLUSH_EVERY_S = 5.0
 
 
 class Seen(NamedTuple):
@@ -76,16 +78,21 @@ class Recorder:
         self.home = home
         self.pending: dict[tuple[str, str, str, str], int] = {}
         self._lock = threading.Lock()  # a batch's workers share one recorder
+        self._written: float | None = None  # when the file was last merged into
 
     def record(self, offer: str, aspect: str, tier: str, width: int, height: int) -> None:
         key = (offer, aspect, tier, f"{width}x{height}")
         with self._lock:
             self.pending[key] = self.pending.get(key, 0) + 1
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
+        """Merge what was seen into the file: at once the first time, then at most every few
+        seconds (a batch saves hundreds of images a minute), and whatever is left when `force`d."""
         with self._lock:
-            if self.pending:
+            now = time.monotonic()
+            if self.pending and (force or self._written is None or now - self._written >= FLUSH_EVERY_S):
                 self._merge()
+                self._written = now
 
     def _merge(self) -> None:
         path = self.home / FILE

@@ -55,6 +55,7 @@ COMMAND_MODULES = {
     "budget": "imgroute.cli.money",
     "spend": "imgroute.cli.money",
     "batch": "imgroute.cli.batch",
+    "serve": "imgroute.cli.serve",
 }
 
 

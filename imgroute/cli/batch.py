@@ -15,9 +15,9 @@ import typer
 from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
-from imgroute.cli.session import Keys, check_out_dir, ledger, load_pricing
 from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, NoOfferError, UsageError
 from imgroute.money import fmt_usd
+from imgroute.session import Keys, check_out_dir, ledger, load_pricing
 
 
 @app.command()

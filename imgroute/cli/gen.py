@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from imgroute import config
 from imgroute.cli import app
-from imgroute.cli.options import JobFlags, OutputFlags, RouteFlags, takes
-from imgroute.cli.session import Keys, check_name, check_out_dir, job_runner, load_pricing
+from imgroute.cli.options import JobFlags, OutputFlags, RouteFlags, read_prompt, takes
 from imgroute.errors import ImgrouteError, UsageError
-from imgroute.request import check_timeout
 
 
 @app.command()
@@ -61,40 +58,52 @@ class _Attempt:
 
 
 def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attempt) -> None:
-    from imgroute import render, report
-    from imgroute.jobs import OutputOptions, preview
-    from imgroute.router import no_offer_error, rank
+    from imgroute import api, render, report
+    from imgroute.jobs import preview
+    from imgroute.router import no_offer_error
 
-    request = job.request()
-    check_timeout(output.timeout)
-    check_name(output.name)
-    table = load_pricing(where.pricing)
-    constraints = where.constraints(table, config.load_settings())
-    keys = Keys()
-    route = attempt.route = rank(request, table, constraints, keys.available)
+    api.check_output(output.timeout, output.name)  # a bad flag is refused before anything else
+    planned = api.plan(
+        read_prompt(job.prompt),
+        **job.api_options(),
+        providers=where.provider,
+        exclude=where.exclude,
+        max_cost=where.max_cost,
+        plan=where.plan,
+        official_only=where.official_only,
+        stated_quality=where.stated_quality,
+        deadline=where.deadline,
+        pricing=where.pricing,
+    )
+    route = attempt.route = planned.route
     if route.choice is None:
         raise no_offer_error(route, "in `reasons`" if output.as_json else "above")
     if output.dry_run:
-        data = report.dry_run(route.choice, preview(route.choice, request, keys.available, keys.base_urls))
+        data = report.dry_run(
+            route.choice, preview(route.choice, planned.request, planned.keys.available, planned.keys.base_urls)
+        )
         if output.as_json:
             render.print_json(data)
         else:
             render.print_dry_run(render.stdout_console(), route, data)
         return
-    window = route.choice.offer.window_s
-    if output.detach and window is None:
-        raise UsageError(
-            f"--detach is for offers that take a while; {route.choice.offer.id} answers at once",
-            "drop --detach, or allow a batch offer with --deadline 24h",
-        )
-    out_dir = check_out_dir(output.out)
     silent = output.quiet or output.as_json
-    options = OutputOptions(out_dir, output.name)
-    with job_runner(table, keys, options, output.timeout, silent, constraints.max_cost) as runner:
+
+    def started(runner) -> None:
         attempt.runner = runner
-        runner.detach = output.detach
-        result = runner.run(request, route, constraints=constraints)
+
+    result = api.run(
+        planned,
+        out=output.out,
+        name=output.name,
+        timeout=output.timeout,
+        detach=output.detach,
+        progress=not silent,
+        on_runner=started,
+    )
+    constraints = planned.constraints
     if result.status == "submitted":
+        window = route.choice.offer.window_s
         sys.stderr.write(
             f"job {result.job_id} is at {result.provider} ({result.model}, results within {window / 3600:g}h); "
             f"collect it with: imgroute jobs resume {result.job_id}\n"

@@ -10,9 +10,9 @@ import typer
 from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
-from imgroute.cli.session import Keys, job_runner, ledger, load_pricing
 from imgroute.errors import Busy, ImgrouteError, UsageError, quoted
 from imgroute.models import JobState
+from imgroute.session import Keys, job_runner, ledger, load_pricing
 
 jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")

@@ -20,7 +20,7 @@ def _store():
     from imgroute import keys as key_store
 
     if config.user_pricing_file() is not None:
-        from imgroute.cli.session import load_pricing
+        from imgroute.session import load_pricing
 
         load_pricing(None)
     return key_store

@@ -10,8 +10,8 @@ import typer
 
 from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, opt, parse_day
-from imgroute.cli.session import ledger
 from imgroute.errors import UsageError
+from imgroute.session import ledger
 
 budget_app = typer.Typer(help="Daily and monthly spending caps.", no_args_is_help=True)
 app.add_typer(budget_app, name="budget")

@@ -101,6 +101,13 @@ class JobFlags(NamedTuple):
 
         return build_request(read_prompt(self.prompt), *self[1:])
 
+    def api_options(self) -> dict:
+        """Everything but the prompt, as the Python API's keyword arguments (imgroute.api.plan)."""
+        values = self._asdict()
+        del values["prompt"]
+        values["images"] = values.pop("image")
+        return values
+
 
 class RouteFlags(NamedTuple):
     """Where the job may go, and at what price."""

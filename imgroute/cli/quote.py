@@ -12,8 +12,8 @@ import typer
 from imgroute import config
 from imgroute.cli import app
 from imgroute.cli.options import JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, takes
-from imgroute.cli.session import load_pricing
 from imgroute.errors import UsageError
+from imgroute.session import load_pricing
 
 pricing_app = typer.Typer(help="The pricing table: every figure with its source and date.", invoke_without_command=True)
 app.add_typer(pricing_app, name="pricing")

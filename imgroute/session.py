@@ -1,5 +1,6 @@
-"""What several commands open: the pricing table, the ledger, the keys, a job runner with its HTTP
-client and progress line, and the output directory check that comes before any money is spent."""
+"""What several doors open (the CLI, the Python API, `serve`): the pricing table, the ledger, the keys,
+a job runner with its HTTP client and progress line, and the output directory check that comes
+before any money is spent."""
 
 from __future__ import annotations
 

@@ -1,0 +1,32 @@
+"""`imgroute serve`: an OpenAI-compatible Images endpoint on this machine (see imgroute/serve/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imgroute.cli import app
+from imgroute.cli.options import opt
+
+
+@app.command()
+def serve(
+    host: Annotated[str, opt("--host", help="Address to listen on (loopback unless a token is set).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8787,
+    token: Annotated[
+        str | None, opt("--token", help="Require `Authorization: Bearer TOKEN` (or set IMGROUTE_SERVE_TOKEN).")
+    ] = None,
+    out: Annotated[Path | None, opt("--out", help="Where served images go (default ~/.imgroute/served).")] = None,
+) -> None:
+    """Serve the OpenAI Images API: point an OpenAI client's base_url at it, and imgroute routes."""
+    from imgroute import config
+    from imgroute.errors import UsageError
+    from imgroute.serve import serve as run_server
+    from imgroute.serve import token_from_env
+    from imgroute.session import check_out_dir
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port} is out of range", "use 1 to 65535")
+    run_server(host, port, token_from_env(token), check_out_dir(out or config.home() / "served"))

@@ -1,0 +1,311 @@
+"""The OpenAI Images API over HTTP (Starlette): `POST /v1/images/generations`, `POST
+/v1/images/edits`, `GET /v1/models`, answered as OpenAI answers them, plus an `imgroute` report.
+
+Errors come in OpenAI's shape with the statuses the SDK maps to its exception classes, and with
+`x-should-retry: false` whenever a retry could pay again (an SDK retries 429 and 5xx by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from imgroute import errors
+from imgroute.files import private_dir
+from imgroute.money import usd_json
+from imgroute.serve.gateway import Gateway, Served
+from imgroute.serve.params import MODEL, ParamError, read_edit, read_generation
+
+MAX_JSON_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an edit's images and mask together
+MAX_FILES = 17  # 16 images and a mask
+BODY_SECONDS = 60.0  # a client that cannot send its body in this long is cut off (the job never starts)
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None, param=None, retry=None):
+        super().__init__(message)
+        self.status, self.type, self.code, self.param, self.retry = status, type_, code, param, retry
+
+
+def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlette:
+    async def generations(request: Request):
+        return await handle(request, "generations")
+
+    async def edits(request: Request):
+        return await handle(request, "edits")
+
+    async def models(request: Request):
+        started = time.monotonic()
+        try:
+            check_token(request, token)
+        except HttpError as exc:
+            return error_response(exc, started, request)
+        ids = [MODEL, *sorted(gateway.settings.profiles), *sorted(gateway.offers)]
+        data = [{"id": i, "object": "model", "created": 0, "owned_by": "imgroute"} for i in ids]
+        return JSONResponse({"object": "list", "data": data}, headers={"x-request-id": _request_id()})
+
+    async def handle(request: Request, kind: str):
+        started = time.monotonic()
+        try:
+            check_token(request, token)
+            if kind == "generations":
+                call = read_generation(await json_body(request), gateway.settings.profiles, gateway.offers)
+            else:
+                call = await edit_call(request, gateway, inputs_dir)
+        except HttpError as exc:
+            return error_response(exc, started, request)
+        except ParamError as exc:
+            return error_response(HttpError(400, str(exc), "invalid_request_error", None, exc.param), started, request)
+        if call.dry_run:
+            return dry_run_response(gateway, call, started, request)
+        retry = (request.headers.get("x-stainless-retry-count") or "0").strip() not in ("", "0")
+        served, joined = await gateway.run(call, retry)
+        response = job_response(served, call, started, request, joined)
+        log_line(request.method, request.url.path, response.status_code, served, started, joined)
+        return response
+
+    app = Starlette(
+        routes=[
+            Route("/v1/images/generations", generations, methods=["POST"]),
+            Route("/v1/images/edits", edits, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+    return app
+
+
+# -- reading requests ---------------------------------------------------------------------------
+
+
+def check_token(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise HttpError(401, "Incorrect or missing imgroute serve token.", "invalid_request_error", "invalid_api_key")
+
+
+async def body_bytes(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"The body is over {limit // 1024 // 1024 or 1} MB.", "invalid_request_error")
+    chunks, size = [], 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"The body is over {limit // 1024 // 1024 or 1} MB.", "invalid_request_error")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), BODY_SECONDS)
+    except TimeoutError:
+        raise HttpError(408, "The body was not sent in time.", "invalid_request_error") from None
+    return b"".join(chunks)
+
+
+async def json_body(request: Request):
+    raw = await body_bytes(request, MAX_JSON_BYTES)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "We could not parse the JSON body of your request.", "invalid_request_error") from None
+
+
+async def edit_call(request: Request, gateway: Gateway, inputs_dir: Path):
+    """The multipart edit: `image` or repeated `image[]`, an optional `mask`, string fields. The
+    files are kept (privately) as the job's inputs, so a resume can send them again."""
+    from starlette.datastructures import UploadFile
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HttpError(400, "The edit endpoint takes multipart/form-data.", "invalid_request_error")
+    raw = await body_bytes(request, MAX_UPLOAD_BYTES)
+
+    parsed = Request(request.scope, receive=_receiver(raw))
+    try:
+        form = await parsed.form(max_files=MAX_FILES, max_fields=64, max_part_size=MAX_JSON_BYTES)
+    except Exception as exc:  # python-multipart's errors differ by version: all are a bad body
+        raise HttpError(400, f"The multipart body could not be read: {exc}", "invalid_request_error") from None
+    fields: dict[str, str | list[str]] = {}
+    images: list[str] = []
+    mask = None
+    digest = hashlib.sha256()
+    folder = private_dir(inputs_dir / uuid.uuid4().hex[:12])
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            digest.update(name.encode() + hashlib.sha256(data).digest())
+            stem = Path(value.filename or "image").name or "image"
+            path = folder / f"{len(images) + (mask is not None)}-{stem}"
+            _write_private(path, data)
+            if name in ("image", "image[]"):
+                images.append(str(path))
+            elif name == "mask":
+                mask = str(path)
+            else:
+                raise HttpError(400, f"Unknown file field: '{name}'.", "invalid_request_error", None, name)
+        elif name.endswith("[]"):  # a list, as the SDK flattens one into form fields
+            fields.setdefault(name[:-2], []).append(value)
+        elif name in fields:
+            raise HttpError(400, f"'{name}' is given twice.", "invalid_request_error", None, name)
+        else:
+            fields[name] = value
+    return read_edit(fields, images, mask, digest.hexdigest(), gateway.settings.profiles, gateway.offers)
+
+
+def _receiver(raw: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return receive
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    from imgroute.files import atomic_write
+
+    atomic_write(path, data)
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+def job_response(served: Served, call, started: float, request: Request, joined: bool):
+    if served.error is not None:
+        return error_response(http_error(served), started, request, served)
+    result = served.result
+    data = [{"b64_json": base64.b64encode(Path(image.path).read_bytes()).decode(), "revised_prompt": None}
+            for image in result.images]  # fmt: skip
+    first = result.images[0] if result.images else None
+    body = {
+        "created": int(time.time()),
+        "data": data,
+        "output_format": call.output_format,
+        "quality": served.planned.route.choice.assessment.quality if served.planned else None,
+        "size": f"{first.width}x{first.height}" if first else None,
+        "imgroute": report(served, joined),
+    }
+    return JSONResponse(body, headers=headers(served, joined), status_code=200)
+
+
+def dry_run_response(gateway: Gateway, call, started: float, request: Request):
+    from imgroute.report import route_json
+
+    try:
+        planned = gateway.plan(call)
+    except errors.ImgrouteError as exc:
+        return error_response(http_error(Served(None, exc, None)), started, request)
+    route = planned.route
+    body = {"created": int(time.time()), "data": [], "imgroute": {"dry_run": True, **route_json(route)}}
+    return JSONResponse(body, headers={"x-request-id": _request_id()})
+
+
+def report(served: Served, joined: bool) -> dict:
+    result = served.result
+    return {
+        "job_id": result.job_id,
+        "status": str(result.status),
+        "provider": result.provider,
+        "model": result.model,
+        "estimated_cost_usd": usd_json(result.estimate),
+        "actual_cost_usd": usd_json(result.actual),
+        "files": [str(image.path) for image in result.images],
+        "joined": joined,  # a retry of a request already running, answered by that job
+    }
+
+
+def headers(served: Served, joined: bool) -> dict:
+    result = served.result
+    out = {"x-request-id": _request_id()}
+    if result is not None:
+        out["x-imgroute-job"] = result.job_id
+        out["x-imgroute-provider"] = f"{result.provider}/{result.model}"
+        if result.estimate is not None:
+            out["x-imgroute-estimated-cost"] = str(usd_json(result.estimate))
+        if result.actual is not None:
+            out["x-imgroute-actual-cost"] = str(usd_json(result.actual))
+    if joined:
+        out["x-imgroute-joined"] = "true"
+    return out
+
+
+def http_error(served: Served) -> HttpError:
+    """An imgroute error as OpenAI's status, type and code, and whether a retry is safe."""
+    error, result = served.error, served.result
+    message = error.message + (f" ({error.hint})" if error.hint else "")
+    status = str(result.status) if result is not None else None
+    unsafe = status in ("unknown", "running", "submitted") or (result is not None and bool(result.images))
+    if isinstance(error, errors.UsageError):
+        flag = re.search(r"--([a-z][a-z-]*)", error.message)  # the flag it names is the parameter
+        return HttpError(400, message, "invalid_request_error", None, flag.group(1).replace("-", "_") if flag else None)
+    if isinstance(error, errors.NoOfferError):
+        route = served.planned.route if served.planned is not None else None
+        reasons = [f"{q.offer.id}: {'; '.join(q.reasons)}" for q in route.quotes[:8]] if route else []
+        return HttpError(400, f"{error.message}: {' | '.join(reasons)}", "invalid_request_error", "no_offer")
+    if isinstance(error, errors.BudgetError):
+        return HttpError(429, message, "insufficient_quota", "budget_exceeded", retry=False)
+    if isinstance(error, errors.JobFailedError):
+        if "moderat" in message.lower() or "safety" in message.lower():
+            return HttpError(400, message, "image_generation_user_error", "moderation_blocked", retry=False)
+        return HttpError(502, message, "server_error", "job_failed", retry=False)
+    if isinstance(error, errors.ConfigError):
+        return HttpError(500, message, "server_error", "imgroute_config", retry=False)
+    if isinstance(error, errors.OutputError):
+        return HttpError(502, message, "server_error", "output_failed", retry=False)
+    if isinstance(error, errors.ProviderError):
+        if status in ("running", "submitted"):
+            return HttpError(504, message, "server_error", "still_running", retry=False)
+        code = "submit_unknown" if status == "unknown" else "provider_unavailable"
+        return HttpError(503 if not unsafe else 502, message, "server_error", code, retry=False if unsafe else None)
+    return HttpError(500, message, "server_error", "internal", retry=False)
+
+
+def error_response(exc: HttpError, started: float, request: Request, served: Served | None = None):
+    body = {"error": {"message": exc.args[0], "type": exc.type, "param": exc.param, "code": exc.code}}
+    extra = (
+        headers(served, False) if served is not None and served.result is not None else {"x-request-id": _request_id()}
+    )
+    if exc.retry is False:
+        extra["x-should-retry"] = "false"
+    if served is not None and served.result is not None:
+        body["imgroute"] = report(served, False)
+    return JSONResponse(body, status_code=exc.status, headers=extra)
+
+
+def _request_id() -> str:
+    return f"req_{uuid.uuid4().hex[:20]}"
+
+
+def log_line(method: str, path: str, status: int, served: Served, started: float, joined: bool) -> None:
+    """One line per job on stderr (never a key: only ids, offers and figures)."""
+    took = time.monotonic() - started
+    what = " (no job)"
+    if served.result is not None:
+        result = served.result
+        cost = result.actual if result.actual is not None else result.estimate
+        what = f" job {result.job_id} {result.status} at {result.provider}/{result.model} ${usd_json(cost)}"
+        what += " (a retry, joined)" if joined else ""
+    elif served.error is not None:
+        what = f" refused: {served.error.message[:160]}"
+    sys.stderr.write(f"{method} {path} {status}{what} {took:.2f}s\n")

@@ -1,0 +1,134 @@
+"""The core behind `imgroute serve`: each request an imgroute job, run on the same scheduler and
+per-provider limits as `batch`, in the same ledger as the CLI's jobs, with its images saved.
+
+What is read once (the pricing table, config, keys) is read at start-up. A request whose identity
+(its parameters and files) matches a job still running joins that job instead of paying again,
+and a client's retry (`x-stainless-retry-count`) of one that ended a moment ago gets its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from imgroute import api, config, policy
+from imgroute.errors import ImgrouteError
+from imgroute.serve.params import ImageCall
+
+RECENT_S = 600.0  # how long an ended job's answer is kept for a retry of its request
+
+
+class Served(NamedTuple):
+    """A job's end, as the HTTP layer answers it."""
+
+    result: object | None  # the JobResult (None when routing refused it)
+    error: ImgrouteError | None
+    planned: object | None  # api.Planned
+
+
+class Gateway:
+    def __init__(self, out_dir: Path, concurrency: int = 64):
+        from imgroute.http import build_client
+        from imgroute.learned_sizes import Recorder
+        from imgroute.ledger import LEDGER_FILE, SharedLedger
+        from imgroute.poll_timing import PollTiming
+        from imgroute.scheduler import Limits, Scheduler
+        from imgroute.session import Keys, load_pricing
+
+        self.table = load_pricing(None)
+        self.settings = config.load_settings()
+        self.keys = Keys()
+        self.out_dir = out_dir
+        self.client = build_client(pool_size=2 * concurrency)
+        self.ledger = SharedLedger(config.home() / LEDGER_FILE, durable=False)  # as batch: WAL, NORMAL
+        self.limits = Limits.from_settings(self.settings.limits)
+        self.scheduler = Scheduler(4, self.limits, policy.time_scale())
+        self.timing = PollTiming()
+        self.delivered = Recorder(config.home())
+        self._running: dict[str, asyncio.Future] = {}
+        self._recent: dict[str, tuple[float, Served]] = {}
+
+    @property
+    def offers(self) -> set[str]:
+        return {offer.id for offer in self.table.offers}
+
+    def plan(self, call: ImageCall):
+        return api.plan(**call.options, loaded=(self.table, self.settings, self.keys))
+
+    async def run(self, call: ImageCall, retry: bool) -> tuple[Served, bool]:
+        """The job for this call, and whether it was joined (a retry) rather than started."""
+        running = self._running.get(call.identity)
+        if running is not None:
+            return await asyncio.shield(running), True
+        recent = self._recent.get(call.identity)
+        if retry and recent is not None and time.monotonic() - recent[0] < RECENT_S:
+            return recent[1], True
+        future = asyncio.get_running_loop().create_future()
+        self._running[call.identity] = future
+
+        def ended(done: asyncio.Future) -> None:  # whether or not its client is still there
+            self._running.pop(call.identity, None)
+            self._forget_old()
+            self._recent[call.identity] = (time.monotonic(), done.result())
+
+        future.add_done_callback(ended)
+        return await self._start(call, future), False
+
+    async def _start(self, call: ImageCall, future: asyncio.Future) -> Served:
+        try:
+            planned = self.plan(call)
+            if planned.route.choice is None:
+                from imgroute.router import no_offer_error
+
+                served = Served(None, no_offer_error(planned.route, "below"), planned)
+                future.set_result(served)
+                return served
+            runner = self._runner(planned.constraints.max_cost)
+            steps = runner.steps_run(planned.request, planned.route, constraints=planned.constraints)
+        except ImgrouteError as exc:
+            served = Served(None, exc, None)
+            future.set_result(served)
+            return served
+        loop = asyncio.get_running_loop()
+
+        def done(result, error) -> None:  # on a scheduler worker
+            if error is not None and not isinstance(error, ImgrouteError):
+                error = ImgrouteError(f"internal error: {type(error).__name__}: {error}", "see the server's log")
+            served = Served(result, result.error if result is not None else error, planned)
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(served))
+
+        self.scheduler.start(steps, done)
+        return await asyncio.shield(future)
+
+    def _runner(self, max_cost):
+        from imgroute.http import Http
+        from imgroute.jobs import JobRunner, OutputOptions
+
+        return JobRunner(
+            table=self.table,
+            http=Http(self.client, sleep=self.scheduler.sleep),
+            ledger=self.ledger,
+            keys=self.keys.available,
+            base_urls=self.keys.base_urls,
+            output=OutputOptions(self.out_dir, api.DEFAULT_NAME),
+            spool_dir=config.home() / "spool",
+            timeout=policy.DEFAULT_JOB_TIMEOUT_S,
+            max_cost=max_cost,
+            slots=self.limits,
+            timing=self.timing,
+            delivered=self.delivered,
+        )
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (at, _) in self._recent.items() if now - at >= RECENT_S]:
+            del self._recent[key]
+
+    def close(self) -> None:
+        """After the last request: no job is left on the scheduler's workers."""
+        self.scheduler.close()
+        self.delivered.flush(force=True)
+        self.ledger.close()
+        self.client.close()

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""What `imgroute serve` adds to an image request, against the loopback fakes (jobs take T = 0).
+
+Starts the provider fakes and `imgroute serve` (each its own process, with only the OpenAI key, so
+every request is routed, journaled and saved, then answered by the OpenAI fake), then sends the
+same generation requests with C concurrent clients (1, 10, 50) through imgroute and, interleaved
+in the same run, straight to the fake as the floor. Prints per C the median latency of each, the
+added latency (imgroute's median minus the floor's), and requests per second of each.
+
+Targets (issue #15): added latency <= 15 ms per request at 10 clients (median of the runs), and
+imgroute's throughput within 1.3x of the floor's.
+
+    python scripts/bench_serve.py [--clients 1 10 50] [--requests 200] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk", "quality": "low", "size": "1024x1024"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_fakes(port: int) -> tuple[subprocess.Popen, dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "fake_providers.py"), "--port", str(port), "--steps", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    env = {}
+    while True:
+        line = proc.stdout.readline()
+        if not line or line.startswith("# Ctrl-C"):
+            break
+        match = re.match(r"export (\w+)=(\S+)", line)
+        if match and "TIME_SCALE" not in match.group(1):
+            env[match.group(1)] = match.group(2)
+    return proc, env
+
+
+def start_serve(fake_env: dict[str, str], home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    keep = {k: v for k, v in fake_env.items() if "OPENAI" in k}  # only OpenAI: one route, the sync fake
+    (home / "config.yaml").write_text("limits:\n  openai: {concurrency: 200, per_minute: 1000000}\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_KEY", "_API_TOKEN"))}
+    env.update(keep, IMGROUTE_HOME=str(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", "serve", "--port", str(port), "--out", str(home / "served")],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/models", timeout=1).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("imgroute serve did not start")
+
+
+def load(url: str, key: str, clients: int, requests: int) -> tuple[list[float], float]:
+    """`requests` generations from `clients` threads: each latency, and the wall time for all."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    left = iter(range(requests))
+
+    def client() -> None:
+        with httpx.Client(timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
+            while True:
+                with lock:
+                    i = next(left, None)
+                if i is None:
+                    return
+                start = time.perf_counter()
+                answer = http.post(f"{url}/images/generations", json={**BODY, "prompt": f"{BODY['prompt']} {i}"})
+                took = time.perf_counter() - start
+                if answer.status_code != 200 or not answer.json()["data"][0]["b64_json"]:
+                    raise SystemExit(f"{url}: HTTP {answer.status_code}: {answer.text[:200]}")
+                with lock:
+                    latencies.append(took)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--requests", type=int, default=200, help="requests per measurement (default 200)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per client count; medians shown (default 3)")
+    parser.add_argument("--port", type=int, default=8810, help="first port for the fakes")
+    args = parser.parse_args()
+    fakes, fake_env = start_fakes(args.port)
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    serve, url = start_serve(fake_env, work)
+    fake_url = fake_env["IMGROUTE_OPENAI_BASE_URL"] + "/v1"
+    fake_key = fake_env["OPENAI_API_KEY"]
+    try:
+        load(url, "unused", 4, 20)  # warm both paths
+        load(fake_url, fake_key, 4, 20)
+        print(f"{args.requests} requests per measurement, medians of {args.runs} runs")
+        for clients in args.clients:
+            rows = {"imgroute": [], "floor": []}
+            for _ in range(args.runs):
+                for name, (target, key) in (("floor", (fake_url, fake_key)), ("imgroute", (url, "unused"))):
+                    latencies, wall = load(target, key, clients, args.requests)
+                    rows[name].append((statistics.median(latencies), args.requests / wall))
+            own = statistics.median(r[0] for r in rows["imgroute"]) * 1000
+            floor = statistics.median(r[0] for r in rows["floor"]) * 1000
+            rps = statistics.median(r[1] for r in rows["imgroute"])
+            floor_rps = statistics.median(r[1] for r in rows["floor"])
+            target = " (target <= 15 ms)" if clients == 10 else ""
+            print(
+                f"clients {clients:>3}: latency {own:.1f} ms vs floor {floor:.1f} ms: added {own - floor:.1f} ms"
+                f"{target}; {rps:.0f} req/s vs floor {floor_rps:.0f} req/s: floor/imgroute {floor_rps / rps:.2f}x"
+                " (target <= 1.3)"
+            )
+        print(json.dumps({"home": str(work)}))
+    finally:
+        serve.terminate()
+        serve.wait(20)
+        fakes.terminate()
+        fakes.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""`imgroute serve` driven by the official `openai` SDK through loopback, against the provider fakes:
+generate and edit, errors as the SDK's exception classes, retries that pay once, concurrent
+clients, auth, and the README's curl examples."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from PIL import Image
+
+from tests.fakes.server import make_image
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+class Served:
+    def __init__(self, fakes, home: Path, token: str | None = None):
+        import uvicorn
+
+        from imgroute.serve.app import build_app
+        from imgroute.serve.gateway import Gateway
+
+        self.gateway = Gateway(home / "served")
+        app = build_app(self.gateway, token, home / "serve-inputs")
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def client(self, api_key: str = "unused", **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url, api_key=api_key, **kwargs)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.gateway.close()
+
+
+@pytest.fixture
+def served(fakes, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)  # no tier-1 submit spacing in tests
+    limits = "".join(f"  {name}: {{concurrency: 20, per_minute: 100000}}\n" for name in fakes)
+    (isolated_home / "config.yaml").write_text(f"limits:\n{limits}")
+    server = Served(fakes, isolated_home)
+    yield server
+    server.stop()
+
+
+def only(fakes, provider: str) -> dict:
+    return {"imgroute": {"provider": provider}}
+
+
+def png_size(b64: str) -> tuple[int, int]:
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        image.load()
+        return image.size
+
+
+def test_the_sdk_generates_through_imgroute_and_the_ledger_records_the_job(served, fakes, cli):
+    client = served.client()
+    response = client.images.generate(model="gpt-image-2", prompt="a lighthouse at dusk", quality="low")
+    assert png_size(response.data[0].b64_json) == (1024, 1024)
+    report = response.model_extra["imgroute"]
+    assert report["provider"] in fakes and report["estimated_cost_usd"] > 0
+    assert Path(report["files"][0]).is_file()  # also saved: a dropped client loses nothing paid for
+    assert response.size == "1024x1024" and response.output_format == "png"
+    (job,) = cli("jobs", "--json").json()
+    assert job["job_id"] == report["job_id"] and job["state"] == "succeeded" and job["actual_usd"] > 0
+    assert sum(fake.charges for fake in fakes.values()) == 1
+
+
+def test_headers_carry_the_job_and_its_costs(served, fakes):
+    raw = served.client().images.with_raw_response.generate(prompt="a fox", extra_body=only(fakes, "kie"))
+    assert raw.headers["x-imgroute-provider"] == "kie/gpt-image-2-text-to-image"
+    assert raw.headers["x-imgroute-estimated-cost"] == "0.03" and raw.headers["x-imgroute-job"]
+    assert raw.headers["x-request-id"].startswith("req_")
+
+
+def test_edit_with_one_image_several_images_and_a_mask(served, fakes, tmp_path):
+    client = served.client()
+    photo = make_image(1024, 1024)
+    one = client.images.edit(image=("photo.png", photo, "image/png"), prompt="make it dusk", quality="low")
+    assert png_size(one.data[0].b64_json) == (1024, 1024)
+    several = client.images.edit(
+        image=[("a.png", photo, "image/png"), ("b.png", make_image(1024, 1024, seed=3), "image/png")],
+        prompt="blend them",
+        extra_body=only(fakes, "openai"),
+    )
+    assert several.model_extra["imgroute"]["provider"] == "openai"
+    assert len(fakes["openai"].edits[-1]["images"]) == 2
+    mask = Image.new("RGBA", (1024, 1024), (0, 0, 0, 0))
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    masked = client.images.edit(
+        image=("photo.png", photo, "image/png"),
+        mask=("mask.png", buffer.getvalue(), "image/png"),
+        prompt="a window here",
+        extra_body=only(fakes, "openai"),
+    )
+    assert masked.data and fakes["openai"].edits[-1]["mask"] == buffer.getvalue()
+
+
+def test_moderation_arrives_as_bad_request_with_its_code_and_is_not_retried(served, fakes):
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().images.generate(prompt="FORBIDDEN thing", extra_body=only(fakes, "openai"))
+    assert caught.value.code == "moderation_blocked"
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    assert len(fakes["openai"].calls("/v1/images/generations")) == 1
+
+
+def test_a_budget_refusal_is_a_rate_limit_error_that_the_sdk_does_not_retry(served, fakes, cli):
+    assert cli("budget", "set", "--daily", "0.01").code == 0
+    with pytest.raises(openai.RateLimitError) as caught:
+        served.client().images.generate(prompt="a fox", quality="high", extra_body=only(fakes, "openai"))
+    assert caught.value.code == "budget_exceeded" and "budget" in caught.value.message
+    assert fakes["openai"].requests == []  # nothing sent, and no retry came back for more
+
+
+def test_bad_requests_name_the_parameter(served):
+    client = served.client()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(prompt="a fox", quality="ultra")
+    assert "quality" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(prompt="a fox", stream=True)
+    assert caught.value.param == "stream"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(prompt="a fox", model="dall-e-3")
+    assert caught.value.param == "model"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(prompt="a fox", extra_body={"imgroute": {"cheapest": True}})
+    assert caught.value.param == "imgroute.cheapest"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(prompt="a fox", size="1000x1000", extra_body={"imgroute": {"provider": "openai"}})
+    assert caught.value.code == "no_offer" and "multiples of 16" in caught.value.message
+
+
+def test_a_retry_after_a_dropped_connection_joins_the_job_and_pays_once(served, fakes):
+    fakes["openai"].inject("submit", delay=1.2)  # a slow generation: the client gives up first
+    client = served.client(timeout=0.5, max_retries=3)
+    response = client.images.generate(prompt="a slow fox", quality="low", extra_body=only(fakes, "openai"))
+    assert response.model_extra["imgroute"]["joined"] is True
+    assert fakes["openai"].charges == 1 and len(fakes["openai"].calls("/v1/images/generations")) == 1
+
+
+def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
+    results, errors = [], []
+
+    def one(i: int) -> None:
+        try:
+            results.append(served.client().images.generate(prompt=f"fox number {i}", extra_body=only(fakes, "kie")))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and len(results) == 10
+    assert len({r.model_extra["imgroute"]["job_id"] for r in results}) == 10
+    assert fakes["kie"].charges == 10
+
+
+def test_models_lists_the_model_and_every_offer(served):
+    ids = [model.id for model in served.client().models.list()]
+    assert ids[0] == "gpt-image-2" and "kie/gpt-image-2-text-to-image" in ids
+
+
+def test_a_pinned_offer_as_the_model_and_a_dry_run(served, fakes):
+    client = served.client()
+    pinned = client.images.generate(prompt="a fox", model="piapi/gpt-image-2-preview", quality="high")
+    assert pinned.model_extra["imgroute"]["model"] == "gpt-image-2-preview"
+    dry = client.images.generate(prompt="a fox", extra_body={"imgroute": {"dry_run": True}})
+    assert dry.data == [] and dry.model_extra["imgroute"]["choice"]["offer"]
+    assert sum(f.charges for f in fakes.values()) == 1
+
+
+def test_a_token_is_required_when_set(fakes, isolated_home):
+    server = Served(fakes, isolated_home, token="s3cret-token")
+    try:
+        with pytest.raises(openai.AuthenticationError):
+            server.client(api_key="wrong").images.generate(prompt="a fox")
+        ok = server.client(api_key="s3cret-token").images.generate(prompt="a fox", extra_body=only(fakes, "kie"))
+        assert ok.data
+    finally:
+        server.stop()
+
+
+def test_a_non_loopback_bind_needs_a_token(cli):
+    r = cli("serve", "--host", "0.0.0.0", "--port", "8799")
+    assert r.code == 2 and "spend your keys" in r.err and "--token" in r.err
+
+
+def test_serve_without_its_extra_says_how_to_install_it(cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    r = cli("serve")
+    assert r.code == 2 and "pip install 'imgroute[serve]'" in r.err
+
+
+def test_keys_never_appear_in_answers(served, fakes):
+    fakes["openai"].key = "sk-rotated-0000000000000000"  # the server's key is now refused, and echoed
+    with pytest.raises(openai.APIStatusError) as caught:
+        served.client(max_retries=0).images.generate(prompt="a fox", extra_body=only(fakes, "openai"))
+    assert served.gateway.keys.available["openai"] not in caught.value.response.text
+
+
+def test_the_readme_curl_examples_work(served, fakes, tmp_path):
+    block = README.split("<!-- serve-curl -->", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [c for c in re.split(r"\n(?=curl )", block.strip()) if c.startswith("curl")]
+    assert len(commands) >= 2
+    (tmp_path / "photo.png").write_bytes(make_image(1024, 1024))
+    for command in commands:
+        command = command.replace("127.0.0.1:8787", f"127.0.0.1:{served.port}")
+        out = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        answer = json.loads(out.stdout)
+        assert answer["data"][0]["b64_json"] and answer["imgroute"]["job_id"], answer
