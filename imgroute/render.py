@@ -6,6 +6,7 @@ import json
 import sys
 from decimal import Decimal
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -509,3 +510,65 @@ def print_batch_summary(
         f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} this run ({said}) in {elapsed:.1f}s",
         markup=False,
     )
+
+
+def print_advice(console: Console, data: dict) -> None:
+    """`imgroute advise`: the month with routing, a bar per single route, each plan's break-even."""
+    routed = data["routed_usd"]
+    console.print(
+        f"a month of {data['images_per_month']:g} images ({data['source']}): "
+        f"${routed:,.2f} with imgroute's routing (per-job minimum ${data['floor_usd']:,.2f})",
+        markup=False,
+    )
+    if data["unservable_rows"]:
+        console.print(
+            f"rows no offer can serve (left out): {', '.join(map(str, data['unservable_rows']))}", markup=False
+        )
+    priced = [m for m in data["by_offer"] if m["usd"] is not None]
+    widest = max([routed, *(m["usd"] for m in priced)], default=routed) or 1
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for header, justify in (
+        ("route", "left"),
+        ("plan", "left"),
+        ("month", "right"),
+        ("vs routing", "right"),
+        ("", "left"),
+    ):
+        table.add_column(header, justify=justify)
+    table.add_row("imgroute routing", "", f"${routed:,.2f}", "", _bar(routed, widest), style="bold")
+    for m in data["by_offer"]:
+        if m["excluded"]:
+            table.add_row(m["offer"], m["plan"], "-", m["excluded"], "")
+            continue
+        if m["usd"] is None:
+            rows = ", ".join(map(str, m["unservable_rows"][:6])) + ("..." if len(m["unservable_rows"]) > 6 else "")
+            table.add_row(m["offer"], m["plan"], "-", f"cannot serve rows {rows}", "")
+            continue
+        more = m["usd"] - routed
+        pct = f" ({m['saving_pct']:.0f}%)" if m["saving_pct"] is not None else ""
+        table.add_row(m["offer"], m["plan"], f"${m['usd']:,.2f}", f"+${more:,.2f}{pct}", _bar(m["usd"], widest))
+    console.print(table)
+    best = data["cheapest_single"]
+    if best:
+        console.print(
+            f"routing saves ${best['saving_usd']:,.2f} ({best['saving_pct']:.0f}%) a month against the cheapest "
+            f"single route, {best['offer']} ({best['plan']})",
+            markup=False,
+        )
+    for b in data["break_even"]:
+        status = "past it this month" if b["past_it"] else "not reached this month"
+        if b["images_per_month"] is None:
+            console.print(
+                f"{b['offer']} {b['plan']} (${b['monthly_usd']:g}/month): never pays off for this mix: {b['why']}",
+                markup=False,
+            )
+        else:
+            console.print(
+                f"{b['offer']} {b['plan']} (${b['monthly_usd']:g}/month): {b['why']}; this month "
+                f"{b['this_month_images']:,.0f} images: {status}, {b['unused_credits']:,.0f} credits unused",
+                markup=False,
+            )
+
+
+def _bar(value: float, widest: float, width: int = 30) -> str:
+    return "█" * max(1, round(value / widest * width)) if value else ""

@@ -425,3 +425,55 @@ def batch_row(row_result) -> dict:
         }
     )
     return line
+
+
+def advice(result, source: str) -> dict:
+    """`imgroute advise --json`: every figure of the month."""
+    routed, floor = result.routed_usd, result.floor_usd
+    singles = [m for m in result.by_offer if m.usd is not None]
+    cheapest = min(singles, key=lambda m: m.usd) if singles else None
+    return {
+        "source": source,
+        "images_per_month": usd_json(result.images),
+        "routed_usd": usd_json(routed),
+        "floor_usd": usd_json(floor),
+        "unservable_rows": list(result.unservable_rows),
+        "cheapest_single": (
+            {
+                "offer": cheapest.offer,
+                "plan": cheapest.plan,
+                "usd": usd_json(cheapest.usd),
+                "saving_usd": usd_json(cheapest.usd - routed),
+                "saving_pct": round(float((cheapest.usd - routed) / cheapest.usd * 100), 1) if cheapest.usd else None,
+            }
+            if cheapest
+            else None
+        ),
+        "by_offer": [
+            {
+                "offer": m.offer,
+                "plan": m.plan,
+                "usd": usd_json(m.usd),
+                "saving_usd": usd_json(m.usd - routed) if m.usd is not None else None,
+                "saving_pct": round(float((m.usd - routed) / m.usd * 100), 1) if m.usd else None,
+                "unservable_rows": list(m.unservable_rows),
+                "credits": usd_json(m.credits),
+                "unused_credits": usd_json(m.unused_credits),
+                "excluded": m.excluded or None,
+            }
+            for m in result.by_offer
+        ],
+        "break_even": [
+            {
+                "offer": b.offer,
+                "plan": b.plan,
+                "monthly_usd": usd_json(b.monthly_usd),
+                "images_per_month": b.images_per_month,
+                "this_month_images": usd_json(b.this_month_images),
+                "past_it": b.past,
+                "unused_credits": usd_json(b.unused_credits),
+                "why": b.why,
+            }
+            for b in result.break_even
+        ],
+    }

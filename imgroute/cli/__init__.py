@@ -56,6 +56,7 @@ COMMAND_MODULES = {
     "spend": "imgroute.cli.money",
     "batch": "imgroute.cli.batch",
     "serve": "imgroute.cli.serve",
+    "advise": "imgroute.cli.advise",
 }
 
 
