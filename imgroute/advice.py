@@ -213,10 +213,7 @@ def _by_offer(rows: list[MixRow], table, constraints) -> list[OfferMonth]:
                 total += a.cost * row.count
                 if plan.usd_per_credit:
                     credits += a.cost / plan.usd_per_credit * row.count
-            if not offer.price.uses_credits:
-                credits_used = None
-            else:
-                credits_used = credits
+            credits_used = credits if offer.price.uses_credits else None
             usd, unused = (None if missing else total), None
             if plan.monthly_usd is not None and plan.credits_per_month:
                 months = max(1, math.ceil(credits / plan.credits_per_month))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 
 MICRO = Decimal("0.000001")
@@ -20,9 +21,12 @@ def usd_json(amount: Decimal | None) -> float | None:
     return float(amount.quantize(MICRO, rounding=ROUND_HALF_EVEN))
 
 
+_PLACES = {places: Decimal(1).scaleb(-places) for places in range(0, 13)}
+
+
 def fmt_usd(amount: Decimal, places: int = 4) -> str:
     """Human USD: at least two decimals, more only where they matter (up to `places`)."""
-    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    q = amount.quantize(_PLACES.get(places) or Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
     text = f"{q:f}"
     if "." in text:
         whole, frac = text.split(".")
@@ -31,6 +35,7 @@ def fmt_usd(amount: Decimal, places: int = 4) -> str:
     return f"${text}"
 
 
+@functools.lru_cache(maxsize=256)  # a table has few rates, and a batch prints them thousands of times
 def fmt_rate(amount: Decimal) -> str:
     """A rate such as $/credit or $/1M tokens, with every significant digit kept."""
     text = f"{amount.normalize():f}"

@@ -7,7 +7,9 @@ model's name. Money is Decimal throughout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute import tokens
@@ -39,10 +41,46 @@ class Price(NamedTuple):
         return PRICE_MODELS[self.model].uses_credits
 
 
-class Line(NamedTuple):
-    """One step of the arithmetic, in words."""
+class Line:
+    """One step of the arithmetic, in words: given as text, or as a function that writes it when it
+    is first read (a batch or a month of advice prices thousands of jobs and shows few breakdowns)."""
 
-    text: str
+    __slots__ = ("_text", "_write")
+
+    def __init__(self, text: str | Callable[[], str]):
+        self._text, self._write = (None, text) if callable(text) else (text, None)
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text, self._write = self._write(), None
+        return self._text
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Line) and other.text == self.text
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Line({self.text!r})"
+
+
+def _output_line(per_request, out_tokens, delivery, quality, rate, cost) -> str:
+    return (
+        f"output: {_images(per_request)} x {out_tokens:,} tokens ({delivery.width}x{delivery.height} "
+        f"{quality}) x {fmt_rate(rate)}/1M = {fmt_usd(cost, 6)}"
+    )
+
+
+def _prompt_line(in_tokens, rate, cost) -> str:
+    return (
+        f"prompt: ~{in_tokens} tokens (a token per {tokens.CHARS_PER_TOKEN} characters, "
+        f"+ {tokens.PROMPT_OVERHEAD_TOKENS}) x {fmt_rate(rate)}/1M = {fmt_usd(cost, 6)}"
+    )
+
+
+def _total_line(total) -> str:
+    return f"total = {fmt_usd(total, 6)}"
 
 
 class Estimate(NamedTuple):
@@ -137,18 +175,8 @@ class Tokens(PriceModel):
             prompt_cost = in_tokens * in_rate / MILLION
             inputs_cost = sum(image_tokens) * image_rate / MILLION
             request_cost = output_cost + prompt_cost + inputs_cost
-            lines.append(
-                Line(
-                    f"output: {_images(per_request)} x {out_tokens:,} tokens ({delivery.width}x{delivery.height} "
-                    f"{quality}) x {fmt_rate(out_rate)}/1M = {fmt_usd(output_cost, 6)}"
-                )
-            )
-            lines.append(
-                Line(
-                    f"prompt: ~{in_tokens} tokens ({len(request.prompt)} chars / {tokens.CHARS_PER_TOKEN} "
-                    f"+ {tokens.PROMPT_OVERHEAD_TOKENS}) x {fmt_rate(in_rate)}/1M = {fmt_usd(prompt_cost, 6)}"
-                )
-            )
+            lines.append(Line(partial(_output_line, per_request, out_tokens, delivery, quality, out_rate, output_cost)))
+            lines.append(Line(partial(_prompt_line, in_tokens, in_rate, prompt_cost)))
             if image_tokens:
                 unknown = sum(1 for i in request.images if not i.width)
                 assumed = f"; {unknown} URL input(s) assumed 1024x1024" if unknown else ""
@@ -170,7 +198,7 @@ class Tokens(PriceModel):
             if count > 1:
                 lines.append(Line(f"{count} requests x {fmt_usd(request_cost, 6)}"))
             total += request_cost * count
-        lines.append(Line(f"total = {fmt_usd(total, 6)}"))
+        lines.append(Line(partial(_total_line, total)))
         return Estimate(total, tuple(lines))
 
     def actual(self, offer, plan, quality, tier, request, delivered) -> tuple[Decimal, str]:

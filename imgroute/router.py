@@ -18,6 +18,7 @@ from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
 from imgroute.providers import spec as provider_spec
+from imgroute.tokens import prompt_tokens
 
 
 class Quote(NamedTuple):
@@ -75,9 +76,9 @@ def rank(
     """Every offer priced and ranked. With `keys` (the providers a key is present for), offers of
     other providers are ruled out too, saying how to add the key."""
     quotes = []
+    plans = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
     for offer in table.offers:
-        plan = table.plan(offer.provider, constraints.plans.get(offer.provider))
-        assessment = assess(request, offer, plan)
+        assessment = assess(request, offer, plans[offer.provider])
         reasons = list(assessment.reasons)
         reasons.extend(_constraint_reasons(offer, constraints))
         needs_key = keys is not None and offer.provider not in keys
@@ -95,19 +96,22 @@ def rank(
 
 
 class RouteCache:
-    """`rank` for the many rows of a batch. Pricing reads a prompt's length, never its words, so
-    rows alike but for their wording share one ranking (a bounded number are kept)."""
+    """`rank` for the many rows of a batch. Pricing reads of a prompt only its token count and
+    whether it is over an offer's length limit, never its words, so rows alike but for their
+    wording share one ranking (a bounded number are kept)."""
 
-    def __init__(self, table: PricingTable, keys: Collection[str] | None = None, size: int = 512):
+    def __init__(self, table: PricingTable, keys: Collection[str] | None = None, size: int = 2048):
         self.table = table
         self.keys = keys
         self.size = size
+        self._limits = sorted({offer.prompt_max_chars for offer in table.offers})
         self._quotes: dict[tuple, tuple[Quote, ...]] = {}
         self._lock = threading.Lock()  # a batch's workers share one cache
 
     def rank(self, request: Request, constraints: Constraints) -> Route:
+        length = len(request.prompt)
         key = (
-            request._replace(prompt=len(request.prompt)),
+            request._replace(prompt=(prompt_tokens(request.prompt), sum(length > cap for cap in self._limits))),
             constraints._replace(plans=tuple(sorted(constraints.plans.items()))),
         )
         with self._lock:
