@@ -258,3 +258,56 @@ def _break_even(rows: list[MixRow], table, best: dict[int, Decimal], month: Offe
     past = images >= needed
     why = f"beats the best other route (${per_image:.4f}/image) from {needed:,} images a month"
     return BreakEven(offer.id, plan.name, plan.monthly_usd, needed, images, past, unused, why)
+
+
+# -- what routing saved ------------------------------------------------------------------------
+
+DEFAULT_OFFER = "openai/gpt-image-2"  # what a user picks without a router (config: default_offer)
+
+
+class Saving(NamedTuple):
+    period: str  # YYYY-MM, or "total"
+    jobs: int
+    spent: Decimal  # what the jobs cost (actual where known, else the estimate)
+    default_offer: str
+    at_default: Decimal | None  # None: the default offer could not have served every job
+    cheapest_offer: str | None
+    at_cheapest: Decimal | None
+
+
+def savings(records, table, constraints, default_offer: str = DEFAULT_OFFER) -> list[Saving]:
+    """Per month of succeeded jobs, and in total: what they cost, and what the same jobs would have
+    cost at the default offer and at the cheapest single offer (each at the plan in use)."""
+    import datetime as dt
+
+    months: dict[str, list] = {}
+    for record in records:
+        months.setdefault(dt.date.fromtimestamp(record.created).strftime("%Y-%m"), []).append(record)
+    periods = sorted(months.items())
+    if len(periods) != 1:
+        periods.append(("total", list(records)))
+    chosen = {p: table.plan(p, constraints.plans.get(p)).name for p in table.providers}
+    out = []
+    for period, group in periods:
+        rows = [MixRow(i, Request.from_json(r.request), Decimal(1)) for i, r in enumerate(group, start=1)]
+        spent = sum(((r.actual if r.actual is not None else r.estimate) or Decimal(0) for r in group), Decimal(0))
+        singles = [
+            m
+            for m in _by_offer(rows, table, constraints._replace(deadline_s=None, providers=frozenset()))
+            if m.plan == chosen[m.offer.split("/", 1)[0]]
+        ]
+        default = next((m for m in singles if m.offer == default_offer), None)
+        served = [m for m in singles if m.usd is not None and not m.excluded]
+        best = min(served, key=lambda m: m.usd) if served else None
+        out.append(
+            Saving(
+                period,
+                len(group),
+                spent,
+                default_offer,
+                default.usd if default is not None else None,
+                best.offer if best else None,
+                best.usd if best else None,
+            )
+        )
+    return out

@@ -35,6 +35,7 @@ class Settings(NamedTuple):
     official_only: bool = False  # route only to offers that run OpenAI's own model
     stated_quality: bool = False  # route only on quality tiers a provider states
     profiles: Mapping[str, Mapping] = MappingProxyType({})  # serve: `model` names a set of routing hints
+    default_offer: str = "openai/gpt-image-2"  # spend --savings: what a user would pick without imgroute
 
 
 def load_settings(home_dir: Path | None = None) -> Settings:
@@ -47,7 +48,9 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     if raw is None:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
-    fields = root.mapping({"plans", "pricing_max_age_days", "limits", "official_only", "stated_quality", "profiles"})
+    fields = root.mapping(
+        {"plans", "pricing_max_age_days", "limits", "official_only", "stated_quality", "profiles", "default_offer"}
+    )
     plans = {}
     if "plans" in fields:
         plans = {provider: node.text() for provider, node in fields["plans"].mapping().items()}
@@ -68,7 +71,10 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     official_only = fields["official_only"].boolean() if "official_only" in fields else False
     stated_quality = fields["stated_quality"].boolean() if "stated_quality" in fields else False
     profiles = _profiles(fields["profiles"]) if "profiles" in fields else {}
-    return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles)
+    default_offer = (
+        fields["default_offer"].text() if "default_offer" in fields else Settings._field_defaults["default_offer"]
+    )
+    return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles, default_offer)
 
 
 def _profiles(node: Field) -> dict[str, dict]:

@@ -572,3 +572,34 @@ def print_advice(console: Console, data: dict) -> None:
 
 def _bar(value: float, widest: float, width: int = 30) -> str:
     return "█" * max(1, round(value / widest * width)) if value else ""
+
+
+def print_savings(console: Console, data: dict) -> None:
+    """`imgroute spend --savings`: what the jobs cost, and what they would have cost without routing."""
+    if not data["savings"]:
+        console.print("no succeeded jobs in the ledger for that time")
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for header in ("period", "jobs", "spent", "at the default offer", "saved", "at the cheapest single offer", "saved"):
+        table.add_column(header, justify="left" if header.startswith(("period", "at")) else "right")
+
+    def money(value) -> str:
+        return f"${value:,.2f}" if value is not None else "-"
+
+    for row in data["savings"]:
+        default = (
+            f"{row['default_offer']} {money(row['at_default_usd'])}"
+            if row["at_default_usd"] is not None
+            else f"{row['default_offer']}: cannot serve them all"
+        )
+        cheapest = f"{row['cheapest_offer']} {money(row['at_cheapest_usd'])}" if row["cheapest_offer"] else "-"
+        table.add_row(
+            row["period"],
+            str(row["jobs"]),
+            money(row["spent_usd"]),
+            default,
+            money(row["saved_vs_default_usd"]),
+            cheapest,
+            money(row["saved_vs_cheapest_usd"]),
+        )
+    console.print(table)

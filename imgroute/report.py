@@ -477,3 +477,27 @@ def advice(result, source: str) -> dict:
             for b in result.break_even
         ],
     }
+
+
+def savings(rows) -> dict:
+    """`imgroute spend --savings --json`."""
+
+    def saved(other):
+        return usd_json(other - row.spent) if other is not None else None
+
+    out = []
+    for row in rows:
+        out.append(
+            {
+                "period": row.period,
+                "jobs": row.jobs,
+                "spent_usd": usd_json(row.spent),
+                "default_offer": row.default_offer,
+                "at_default_usd": usd_json(row.at_default),
+                "saved_vs_default_usd": saved(row.at_default),
+                "cheapest_offer": row.cheapest_offer,
+                "at_cheapest_usd": usd_json(row.at_cheapest),
+                "saved_vs_cheapest_usd": saved(row.at_cheapest),
+            }
+        )
+    return {"savings": out}

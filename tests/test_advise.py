@@ -89,3 +89,37 @@ def test_history_from_the_ledger_is_scaled_to_a_month(cli, fakes, tmp_path):
     assert data["routed_usd"] == pytest.approx(0.09, abs=1e-6)
     empty = cli("advise", "--since", "2999-01-01")
     assert empty.code == 2 and "--mix" in empty.err
+
+
+def test_spend_savings_prices_the_ledgers_jobs_at_the_default_and_the_cheapest_offer(cli, fakes, tmp_path):
+    fakes["kie"].inject("submit", status=500, times=1)  # one job's first try fails at Kie, then goes through
+    for i in range(3):
+        assert cli("gen", f"fox {i}", "--exclude", "fal,piapi,apiframe,replicate", "--out", "out").code == 0
+    fakes["openai"].outcome = "moderate"
+    assert cli("gen", "a refused fox", "--provider", "openai", "--out", "out").code == 6  # not counted
+    data = cli("spend", "--savings", "--json").json()
+    (month,) = data["savings"]
+
+    def at_openai(prompt: str) -> float:
+        quoted = cli("quote", prompt, "--provider", "openai/gpt-image-2", "--json").json()
+        return quoted["choice"]["cost_usd"]
+
+    # fox 0 fell back from Kie to OpenAI (its actual cost, from usage, is within a few tokens of the
+    # estimate); foxes 1 and 2 cost Kie's $0.03
+    assert month["jobs"] == 3 and month["spent_usd"] == pytest.approx(at_openai("fox 0") + 0.06, abs=1e-4)
+    everything_at_openai = sum(at_openai(f"fox {i}") for i in range(3))
+    assert month["default_offer"] == "openai/gpt-image-2"
+    assert month["at_default_usd"] == pytest.approx(everything_at_openai, abs=1e-6)
+    assert month["saved_vs_default_usd"] == pytest.approx(everything_at_openai - month["spent_usd"], abs=1e-6)
+    # all three at Kie would have been $0.09: the fallback made routing cost more than that, and it says so
+    assert month["cheapest_offer"] == "kie/gpt-image-2-text-to-image" and month["at_cheapest_usd"] == 0.09
+    assert month["saved_vs_cheapest_usd"] == pytest.approx(0.09 - month["spent_usd"], abs=1e-6) < 0
+    table = cli("spend", "--savings")
+    assert "at the default offer" in table.out and "openai/gpt-image-2" in table.out
+
+
+def test_the_default_offer_is_configurable_and_checked(cli, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.yaml").write_text("default_offer: fal/openai/gpt-image-9\n")
+    r = cli("spend", "--savings")
+    assert r.code == 3 and "default_offer" in r.err and "fal/openai/gpt-image-2" in r.err

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, opt, parse_day
+from imgroute.cli.options import JsonOpt, flag, opt, parse_day
 from imgroute.errors import UsageError
 from imgroute.session import ledger
 
@@ -64,6 +64,9 @@ def budget_show(as_json: JsonOpt = False) -> None:
 @app.command()
 def spend(
     since: Annotated[str | None, opt("--since", help="Only spending on or after YYYY-MM-DD.")] = None,
+    savings: Annotated[
+        bool, flag("--savings", help="What routing saved: the same jobs at the default offer and the cheapest one.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """What was spent, by day, month, provider and quality: estimated vs actual, and the drift."""
@@ -71,6 +74,9 @@ def spend(
     from imgroute.budget import spend_summary
 
     start = parse_day(since, "--since").timestamp() if since else None
+    if savings:
+        _savings(start, as_json)
+        return
     with ledger() as journal:
         rows = journal.spend_rows(start)
     data = report.spend(spend_summary(rows))
@@ -78,3 +84,26 @@ def spend(
         render.print_json(data)
     else:
         render.print_spend(render.stdout_console(), data)
+
+
+def _savings(start: float | None, as_json: bool) -> None:
+    """`spend --savings`: per month, the jobs' cost against the default offer and the cheapest one."""
+    from imgroute import advice, config, render, report
+    from imgroute.request import build_constraints
+    from imgroute.session import load_pricing
+
+    table = load_pricing(None)
+    settings = config.load_settings()
+    if all(offer.id != settings.default_offer for offer in table.offers):
+        raise UsageError(
+            f"{settings.path}: default_offer {settings.default_offer!r} is not an offer",
+            f"offers: {', '.join(o.id for o in table.offers)}",
+        )
+    with ledger() as journal:
+        records = journal.jobs(("succeeded",), None, start, None, 1_000_000)
+    rows = advice.savings(records, table, build_constraints(table, settings), settings.default_offer)
+    data = report.savings(rows)
+    if as_json:
+        render.print_json(data)
+    else:
+        render.print_savings(render.stdout_console(), data)
