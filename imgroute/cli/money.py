@@ -95,7 +95,9 @@ def _savings(start: float | None, as_json: bool) -> None:
     table = load_pricing(None)
     settings = config.load_settings()
     if all(offer.id != settings.default_offer for offer in table.offers):
-        raise UsageError(
+        from imgroute.errors import ConfigError
+
+        raise ConfigError(
             f"{settings.path}: default_offer {settings.default_offer!r} is not an offer",
             f"offers: {', '.join(o.id for o in table.offers)}",
         )
