@@ -22,6 +22,7 @@ from imgroute.errors import UsageError, quoted
 from imgroute.models import InputImage, Request
 from imgroute.request import build_request
 
+ADVICE_CACHE = 16384  # distinct job shapes kept while pricing a month (~10 KB each, freed after)
 DEFAULT_PROMPT_CHARS = 200  # a typical prompt: token-priced offers charge for its text
 MIX_FIELDS = ("quality", "size", "aspect", "resolution", "n", "count", "images", "mask", "prompt_chars")
 
@@ -166,7 +167,7 @@ def history_rows(records, days: float) -> list[MixRow]:
 def advise(rows: list[MixRow], table, constraints, routes=None) -> Advice:
     from imgroute.router import RouteCache
 
-    routes = routes or RouteCache(table)
+    routes = routes or RouteCache(table, size=ADVICE_CACHE)
     chosen = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
     routed = floor = Decimal(0)
     servable, unservable = [], []

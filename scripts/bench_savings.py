@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed routing runs; the median is shown")
     args = parser.parse_args()
 
-    from imgroute.advice import cheapest
+    from imgroute.advice import ADVICE_CACHE, cheapest
     from imgroute.costs import assess
     from imgroute.models import Constraints
     from imgroute.pricing import load_table
@@ -87,7 +87,7 @@ def main() -> None:
 
     timings, routed = [], None
     for _ in range(args.runs):
-        routes = RouteCache(table)  # a cold cache each run
+        routes = RouteCache(table, size=ADVICE_CACHE)  # a cold cache each run, sized as `advise` sizes it
         start = time.perf_counter()
         costs = [routes.rank(request, constraints).choice for request in requests]
         timings.append(time.perf_counter() - start)
