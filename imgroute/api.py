@@ -78,6 +78,7 @@ def plan(
     official_only: bool = False,
     stated_quality: bool = False,
     deadline: str | None = None,
+    rank: str = "price",
     pricing: str | Path | None = None,
     with_keys: bool = True,
     loaded: tuple | None = None,
@@ -85,7 +86,7 @@ def plan(
     """Check the job and route it: with `with_keys`, only among offers a key is present for.
     `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`)."""
     from imgroute.request import build_constraints, build_request
-    from imgroute.router import rank
+    from imgroute.router import rank as rank_offers
     from imgroute.session import Keys, load_pricing
 
     request = build_request(
@@ -106,8 +107,9 @@ def plan(
         official_only,
         stated_quality,
         deadline,
+        rank,
     )
-    route = rank(request, table, constraints, keys.available if keys else None)
+    route = rank_offers(request, table, constraints, keys.available if keys else None)
     return Planned(request, table, constraints, keys, route)
 
 

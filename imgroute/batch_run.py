@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import batch_window, policy
+from imgroute import history as history_store
 from imgroute.batch import RETRYABLE_EXIT_CODES, Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.http import Http
@@ -94,6 +95,7 @@ class BatchRun:
         self.reroute = reroute
         self.timing = PollTiming()
         self.delivered = Recorder(home)  # shared by the rows: sizes seen at unpublished presets
+        self.history = history_store.Recorder(home)  # and each offer's outcomes
         self.stop = threading.Event()
         self.on_stop = on_stop or (lambda active: None)  # the first Ctrl-C is being acted on
         self.left_running = 0  # jobs still at their providers when a second Ctrl-C stopped waiting
@@ -133,6 +135,7 @@ class BatchRun:
         finally:
             scheduler.close()
             self.delivered.flush(force=True)
+            self.history.flush(force=True)
             if not self.left_running:  # every row has been reported: no job uses the connection
                 ledger.release([k for k in keys if k not in self._held])
                 ledger.close()
@@ -234,6 +237,7 @@ class BatchRun:
             slots=self.limits,
             timing=self.timing,
             delivered=self.delivered,
+            history=self.history,
         )
 
     def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:

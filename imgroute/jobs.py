@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
+from imgroute import history as history_store
 from imgroute import policy, price_models
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
@@ -78,6 +79,7 @@ class JobRunner(Resume):
         slots: Slots | None = None,
         timing: PollTiming | None = None,
         delivered: Recorder | None = None,
+        history: history_store.Recorder | None = None,
     ):
         self.table = table
         self.http = http
@@ -93,6 +95,7 @@ class JobRunner(Resume):
         self.slots = slots or Unlimited()  # batch: per-provider slots and submit spacing
         self.timing = timing  # batch: poll schedules learned from the jobs already finished
         self.delivered = delivered  # sizes seen at presets whose pixels are unpublished
+        self.history = history  # each offer's outcomes and times, for quote and --rank expected
         self.detach = False  # gen --detach: leave a sent job at a batch provider, do not wait
         self.job: JobRun | None = None
 
@@ -413,11 +416,25 @@ class JobRunner(Resume):
             job.troubles.append((attempt.provider, trouble.kind))
         cost = str(actual) if actual is not None else None
         self.ledger.attempt_state(attempt.id, status, error, cost, source, job.pending)
+        self._remember(attempt, tasks, status, actual)
         report = AttemptReport(
             attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved)
         )
         job_status = JobState.FAILED if status in (AttemptState.FAILED, AttemptState.TROUBLE) else status
         return AttemptEnd(report, tuple(saved), actual, source, final, job_status)
+
+    def _remember(self, attempt: Attempt, tasks: list[Task], status: str, actual: Decimal | None) -> None:
+        """The offer's record: delivered, failed (what it was charged) or refused by moderation."""
+        offer = self.table.offer(attempt.provider, attempt.model)
+        if self.history is None or offer is None or status not in (AttemptState.SUCCEEDED, AttemptState.FAILED):
+            return
+        moderated = any(t.moderated for t in tasks)
+        outcome = "succeeded" if status == AttemptState.SUCCEEDED else ("moderated" if moderated else "failed")
+        sent = [t.sent_at for t in tasks if t.sent_at is not None]
+        took = self.clock() - min(sent) if sent else None
+        charged = actual if status == AttemptState.FAILED and actual else Decimal(0)
+        self.history.record(offer.id, outcome, charged, took)
+        self.history.flush()
 
     def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
         offer = self.table.offer(attempt.provider, attempt.model)

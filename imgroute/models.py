@@ -164,6 +164,7 @@ class Constraints(NamedTuple):
     official_only: bool = False  # only offers that run OpenAI's own model
     stated_quality: bool = False  # only offers whose quality tier their provider states
     deadline_s: float | None = None  # the job may take this long: admits offers that are slower but cheaper
+    rank: str = "price"  # or "expected": by expected dollars per delivered image, from the offers' history
 
     def to_json(self) -> dict:
         return {
@@ -174,6 +175,7 @@ class Constraints(NamedTuple):
             "official_only": self.official_only,
             "stated_quality": self.stated_quality,
             "deadline_s": self.deadline_s,
+            "rank": self.rank,
         }
 
     @classmethod
@@ -188,6 +190,7 @@ class Constraints(NamedTuple):
             official_only=bool(data.get("official_only")),
             stated_quality=bool(data.get("stated_quality")),
             deadline_s=data.get("deadline_s"),
+            rank=data.get("rank") or "price",
         )
 
 

@@ -49,12 +49,16 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
     table.add_column("delivers")
     table.add_column("cost", justify="right")
     table.add_column("per image", justify="right")
+    known = any(q.offer.history is not None and q.offer.history.enough for q in route.quotes)
+    if known:  # your own record of each offer, where it is long enough to say something
+        for header in ("delivered", "p50 / p95", "expected"):
+            table.add_column(header, justify="right")
     table.add_column("why not")
     winner = route.choice
     for quote in route.quotes:
         a = quote.assessment
         style = "bold green" if quote is winner else ("" if quote.eligible else "dim")
-        table.add_row(
+        cells = [
             WINNER if quote is winner else "",
             a.offer.id,
             a.plan.name if a.offer.price.uses_credits else "",
@@ -62,9 +66,10 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
             _delivers(quote),
             fmt_usd(a.cost) if a.cost is not None else "-",
             fmt_usd(a.per_image) if a.per_image is not None else "-",
-            _why_not(quote, winner),
-            style=style,
-        )
+        ]
+        if known:
+            cells.extend(_history_cells(quote))
+        table.add_row(*cells, _why_not(quote, winner), style=style)
     console.print(table)
     if winner:
         console.print(
@@ -83,6 +88,16 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
         elif not explain and quote.eligible:
             for note in quote.assessment.notes:
                 console.print(f"note: {quote.offer.provider} {quote.offer.model}: {note}", style="yellow")
+
+
+def _history_cells(quote: Quote) -> list[str]:
+    stats = quote.offer.history
+    if stats is None or not stats.enough:
+        return [f"{stats.attempts} jobs" if stats else "-", "", ""]
+    p50, p95 = stats.percentile(0.5), stats.percentile(0.95)
+    times = f"{p50:.0f}s / {p95:.0f}s" if p50 is not None else ""
+    expected = fmt_usd(quote.expected) if quote.expected is not None else ""
+    return [f"{stats.success_rate:.0%} of {stats.attempts}", times, expected]
 
 
 def identity_label(offer: Offer) -> str:

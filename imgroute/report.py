@@ -37,9 +37,27 @@ def quote_json(quote) -> dict:
         "offer": a.offer.id,
         "identity": identity_json(a.offer),
         "quality_stated": a.offer.quality_stated,
+        "history": history_json(a.offer.history),
+        "expected_per_image_usd": usd_json(quote.expected),
         "reasons": list(quote.reasons),
         "notes": list(a.notes),
         "breakdown": [line.text for line in a.breakdown],
+    }
+
+
+def history_json(stats) -> dict | None:
+    """What an offer has done here (null when it has no record)."""
+    if stats is None:
+        return None
+    return {
+        "attempts": stats.attempts,
+        "succeeded": stats.succeeded,
+        "failed": stats.failed,
+        "moderated": stats.moderated,
+        "charged_failures_usd": usd_json(stats.charged_usd),
+        "p50_s": stats.percentile(0.5),
+        "p95_s": stats.percentile(0.95),
+        "enough": stats.enough,
     }
 
 

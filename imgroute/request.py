@@ -271,6 +271,7 @@ def build_constraints(
     official_only: bool = False,
     stated_quality: bool = False,
     deadline: str | None = None,
+    rank: str = "price",
 ) -> Constraints:
     """Routing constraints from flags, over the plans chosen in config.yaml."""
     chosen_plans = {}
@@ -296,6 +297,7 @@ def build_constraints(
         official_only=official_only or settings.official_only,
         stated_quality=stated_quality or settings.stated_quality,
         deadline_s=parse_duration(deadline, "--deadline") if deadline else None,
+        rank=parse_choice(rank, "--rank", ("price", "expected")),
     )
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from imgroute.costs import Assessment, assess
 from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError
+from imgroute.history import MIN_ATTEMPTS as MIN_HISTORY
 from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
@@ -26,6 +27,7 @@ class Quote(NamedTuple):
     reasons: tuple[str, ...]  # everything that rules the offer out: capability and constraints
     priced_out: bool = False  # ruled out by --max-cost alone
     needs_key: bool = False  # its provider has no key here (gen, batch, resume)
+    expected: Decimal | None = None  # expected USD per delivered image, from enough history
 
     @property
     def eligible(self) -> bool:
@@ -90,8 +92,8 @@ def rank(
         if limit is not None and assessment.cost is not None and assessment.cost > limit:
             priced_out = not reasons
             reasons.append(f"costs {fmt_usd(assessment.cost)}, over --max-cost {fmt_usd(limit)}")
-        quotes.append(Quote(assessment, tuple(reasons), priced_out, needs_key))
-    quotes.sort(key=_order)
+        quotes.append(Quote(assessment, tuple(reasons), priced_out, needs_key, _expected(assessment)))
+    quotes.sort(key=_order if constraints.rank == "price" else _expected_order)
     return Route(request=request, quotes=tuple(quotes))
 
 
@@ -139,7 +141,26 @@ def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:
         reasons.append(f"results within {window}: needs --deadline {window} or more")
     if constraints.stated_quality and not offer.quality_stated:
         reasons.append(f"its quality tier is assumed, not stated: {offer.quality_note} (--stated-quality)")
+    stats = offer.history
+    if constraints.deadline_s is not None and stats is not None and stats.enough:
+        p95 = stats.percentile(0.95)
+        if p95 is not None and p95 > constraints.deadline_s:
+            reasons.append(f"took {p95:.0f}s or more on 5% of its jobs here (p95), over --deadline")
     return reasons
+
+
+def _expected(assessment: Assessment) -> Decimal | None:
+    """Expected USD per delivered image, where the offer's history here is long enough to say."""
+    stats = assessment.offer.history
+    if stats is None or not stats.enough or assessment.per_image is None:
+        return None
+    return stats.expected_per_image(assessment.per_image, 1.0)
+
+
+def _expected_order(quote: Quote) -> tuple:
+    """--rank expected: by expected cost per image where history says it, else by list price."""
+    per_image = quote.expected if quote.expected is not None else quote.assessment.per_image
+    return (not quote.eligible, per_image is None, per_image or Decimal(0), quote.offer.provider, quote.offer.model)
 
 
 def _hours(seconds: float) -> str:
@@ -157,7 +178,7 @@ def _order(quote: Quote) -> tuple:
     )
 
 
-def caveats(route: Route, today: dt.date, max_age_days: int) -> list[str]:
+def caveats(route: Route, today: dt.date, max_age_days: int, rank: str = "price") -> list[str]:
     """What is worth knowing about the winner before paying: a size its provider does not publish,
     and the figures its price rests on that are older than the staleness age."""
     choice = route.choice
@@ -165,6 +186,13 @@ def caveats(route: Route, today: dt.date, max_age_days: int) -> list[str]:
         return []
     offer, plan, delivery = choice.offer, choice.assessment.plan, choice.assessment.delivery
     notes = []
+    if rank == "expected":
+        thin = [q.offer.id for q in route.eligible if q.expected is None]
+        if thin:
+            notes.append(
+                f"too little history to rank by expected cost at {', '.join(thin)} (fewer than "
+                f"{MIN_HISTORY} jobs here): ranked by list price"
+            )
     if not offer.quality_stated and choice.assessment.quality:
         notes.append(f"{offer.id} delivers {choice.assessment.quality} quality by assumption: {offer.quality_note}")
     if not offer.identity.declared:

@@ -15,10 +15,11 @@ from imgroute.errors import Interrupted, UsageError
 
 def load_pricing(pricing_file: Path | None):
     """The table (bundled, with the user's file over it) and the preset sizes learned here."""
-    from imgroute import learned_sizes
+    from imgroute import history, learned_sizes
     from imgroute.pricing import load_table
 
-    return learned_sizes.apply(load_table(pricing_file or config.user_pricing_file()), config.home())
+    table = learned_sizes.apply(load_table(pricing_file or config.user_pricing_file()), config.home())
+    return history.apply(table, config.home())
 
 
 def open_ledger(durable: bool = True):
@@ -96,6 +97,7 @@ def interrupted(runner, journal) -> Interrupted:
 @contextmanager
 def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost) -> Iterator:
     """A JobRunner with its HTTP client, ledger and progress line; Ctrl-C becomes exit 130."""
+    from imgroute import history as history_store
     from imgroute import render
     from imgroute.http import Http, build_client
     from imgroute.jobs import JobRunner
@@ -118,9 +120,13 @@ def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost
                 max_cost=max_cost,
                 on_event=progress.update,
                 delivered=Recorder(config.home()),
+                history=history_store.Recorder(config.home()),
             )
             yield runner
     except KeyboardInterrupt:
         raise interrupted(runner, journal) from None
     finally:
+        if runner is not None:  # what the run observed, merged into the home's caches
+            runner.delivered.flush(force=True)
+            runner.history.flush(force=True)
         journal.close()

@@ -8,7 +8,7 @@ from tests.test_gen_e2e import only
 
 QUOTE_KEYS = {
     "provider", "model", "plan", "eligible", "cost_usd", "per_image_usd", "output", "requests", "reasons", "notes",
-    "breakdown", "offer", "identity", "quality_stated",
+    "breakdown", "offer", "identity", "quality_stated", "history", "expected_per_image_usd",
 }  # fmt: skip
 OUTPUT_KEYS = {"width", "height", "quality", "exact_size", "resolution", "aspect", "seen_before"}
 REQUEST_KEYS = {"prompt", "quality", "size", "aspect", "resolution", "n", "images", "mask", "format"}

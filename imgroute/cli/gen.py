@@ -73,6 +73,7 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
         official_only=where.official_only,
         stated_quality=where.stated_quality,
         deadline=where.deadline,
+        rank=where.rank,
         pricing=where.pricing,
     )
     route = attempt.route = planned.route

@@ -59,6 +59,9 @@ DeadlineOpt = Annotated[
 ]
 DryRunOpt = Annotated[bool, flag("--dry-run", help="Show the route and the exact request; send nothing.")]
 QuietOpt = Annotated[bool, flag("--quiet", help="Print only the saved file paths, one per line.")]
+RankOpt = Annotated[
+    str, opt("--rank", help="price, or expected: per delivered image, from your history (20+ jobs at an offer).")
+]
 DetachOpt = Annotated[
     bool, flag("--detach", help="With an offer that takes a while (a batch): send, print the job id, do not wait.")
 ]
@@ -120,6 +123,7 @@ class RouteFlags(NamedTuple):
     official_only: bool = False
     stated_quality: bool = False
     deadline: str | None = None
+    rank: str = "price"
 
     OPTIONS = {
         "provider": ProviderOpt,
@@ -130,6 +134,7 @@ class RouteFlags(NamedTuple):
         "official_only": OfficialOnlyOpt,
         "stated_quality": StatedQualityOpt,
         "deadline": DeadlineOpt,
+        "rank": RankOpt,
     }
 
     def constraints(self, table, settings) -> Constraints:

@@ -37,7 +37,7 @@ def quote(
     settings = config.load_settings()
     constraints = where.constraints(table, settings)
     route = rank(request, table, constraints)
-    warnings = caveats(route, dt.date.today(), settings.pricing_max_age_days)
+    warnings = caveats(route, dt.date.today(), settings.pricing_max_age_days, constraints.rank)
     if as_json:
         render.print_json(report.route_json(route, caveats=warnings))
     else:

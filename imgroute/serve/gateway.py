@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import api, config, policy
+from imgroute import history as history_store
 from imgroute.errors import ImgrouteError
 from imgroute.serve.params import ImageCall
 
@@ -47,6 +48,7 @@ class Gateway:
         self.scheduler = Scheduler(4, self.limits, policy.time_scale())
         self.timing = PollTiming()
         self.delivered = Recorder(config.home())
+        self.history = history_store.Recorder(config.home())
         self._running: dict[str, asyncio.Future] = {}
         self._recent: dict[str, tuple[float, Served]] = {}
 
@@ -119,6 +121,7 @@ class Gateway:
             slots=self.limits,
             timing=self.timing,
             delivered=self.delivered,
+            history=self.history,
         )
 
     def _forget_old(self) -> None:
@@ -130,5 +133,6 @@ class Gateway:
         """After the last request: no job is left on the scheduler's workers."""
         self.scheduler.close()
         self.delivered.flush(force=True)
+        self.history.flush(force=True)
         self.ledger.close()
         self.client.close()

@@ -1,0 +1,135 @@
+"""What each offer has done for you: how often its attempts delivered, failed or were refused by
+moderation, what its failures were charged, and how long it took from submit to saved.
+
+Kept per offer in `~/.imgroute/offer-history.json` (a cache of the ledger's outcomes, written when
+an attempt settles, so that `quote` reads it without opening sqlite) and attached to the offers
+when the table is loaded. With enough of it (MIN_ATTEMPTS), `quote` shows it and `--rank expected`
+ranks by the expected dollars per delivered image instead of the list price.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import NamedTuple
+
+from imgroute.files import atomic_write, private_dir
+
+FILE = "offer-history.json"
+MIN_ATTEMPTS = 20  # below this, an offer's record says too little to rank by
+KEEP_TIMES = 200  # the latest durations kept per offer, for p50/p95
+FLUSH_EVERY_S = 5.0
+
+
+class OfferStats(NamedTuple):
+    attempts: int
+    succeeded: int
+    failed: int  # failed at the provider (moderation included)
+    moderated: int
+    charged_usd: Decimal  # what failed attempts were charged, in total
+    times: tuple[float, ...]  # seconds from submit to saved, latest last
+
+    @property
+    def enough(self) -> bool:
+        return self.attempts >= MIN_ATTEMPTS
+
+    @property
+    def success_rate(self) -> float:
+        return self.succeeded / self.attempts if self.attempts else 0.0
+
+    def percentile(self, share: float) -> float | None:
+        if not self.times:
+            return None
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
+
+    def expected_per_image(self, list_per_image: Decimal, images_per_attempt: float) -> Decimal | None:
+        """List price over the success rate, plus what charged failures cost per delivered image."""
+        if not self.succeeded:
+            return None
+        rate = Decimal(self.succeeded) / Decimal(self.attempts)
+        delivered = Decimal(str(max(images_per_attempt, 1.0))) * self.succeeded
+        return list_per_image / rate + self.charged_usd / delivered
+
+
+def read(home: Path) -> dict[str, OfferStats]:
+    try:
+        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for offer, entry in raw.items() if isinstance(raw, dict) else ():
+        try:
+            out[offer] = OfferStats(
+                int(entry["attempts"]),
+                int(entry["succeeded"]),
+                int(entry["failed"]),
+                int(entry["moderated"]),
+                Decimal(str(entry["charged_usd"])),
+                tuple(float(t) for t in entry["times"][-KEEP_TIMES:]),
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            continue  # a damaged entry is no history
+    return out
+
+
+def apply(table, home: Path):
+    """The table with each offer's history attached (`offer.history`), where there is any."""
+    known = read(home)
+    if not known:
+        return table
+    return table._replace(offers=tuple(o._replace(history=known.get(o.id)) for o in table.offers))
+
+
+class Recorder:
+    """Collects one run's settled attempts; merges them into the file at most every few seconds."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.pending: list[tuple[str, str, Decimal, float | None]] = []
+        self._lock = threading.Lock()
+        self._written: float | None = None
+
+    def record(self, offer: str, outcome: str, charged: Decimal, took: float | None) -> None:
+        """`outcome`: succeeded, failed, moderated (trouble, where the provider never took the job, is
+        not the offer's record)."""
+        with self._lock:
+            self.pending.append((offer, outcome, charged, took))
+
+    def flush(self, force: bool = False) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self.pending and (force or self._written is None or now - self._written >= FLUSH_EVERY_S):
+                self._merge()
+                self._written = now
+
+    def _merge(self) -> None:
+        path = self.home / FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raw = {}
+        raw = raw if isinstance(raw, dict) else {}
+        for offer, outcome, charged, took in self.pending:
+            entry = raw.get(offer) if isinstance(raw.get(offer), dict) else {}
+            entry = {k: entry.get(k, 0) for k in ("attempts", "succeeded", "failed", "moderated")} | {
+                "charged_usd": str(Decimal(str(entry.get("charged_usd", "0"))) + charged),
+                "times": list(entry.get("times") or [])[-KEEP_TIMES:],
+            }
+            entry["attempts"] += 1
+            entry["succeeded" if outcome == "succeeded" else "failed"] += 1
+            if outcome == "moderated":
+                entry["moderated"] += 1
+            if took is not None and outcome == "succeeded":
+                entry["times"] = (entry["times"] + [round(took, 3)])[-KEEP_TIMES:]
+            raw[offer] = entry
+        self.pending.clear()
+        try:
+            private_dir(self.home)
+            atomic_write(path, json.dumps(raw, indent=1, sort_keys=True), durable=False)
+        except OSError:
+            pass  # a cache of outcomes that cannot be written changes no job
