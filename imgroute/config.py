@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
@@ -36,6 +37,7 @@ class Settings(NamedTuple):
     stated_quality: bool = False  # route only on quality tiers a provider states
     profiles: Mapping[str, Mapping] = MappingProxyType({})  # serve: `model` names a set of routing hints
     default_offer: str = "openai/gpt-image-2"  # spend --savings: what a user would pick without imgroute
+    credits: Mapping[str, tuple] = MappingProxyType({})  # provider -> (credits, expires): prepaid balances
 
 
 def load_settings(home_dir: Path | None = None) -> Settings:
@@ -49,7 +51,16 @@ def load_settings(home_dir: Path | None = None) -> Settings:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
     fields = root.mapping(
-        {"plans", "pricing_max_age_days", "limits", "official_only", "stated_quality", "profiles", "default_offer"}
+        {
+            "plans",
+            "pricing_max_age_days",
+            "limits",
+            "official_only",
+            "stated_quality",
+            "profiles",
+            "default_offer",
+            "credits",
+        }
     )
     plans = {}
     if "plans" in fields:
@@ -74,7 +85,21 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     default_offer = (
         fields["default_offer"].text() if "default_offer" in fields else Settings._field_defaults["default_offer"]
     )
-    return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles, default_offer)
+    prepaid = _credits(fields["credits"]) if "credits" in fields else {}
+    return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles, default_offer, prepaid)
+
+
+def _credits(node: Field) -> dict[str, tuple]:
+    """Prepaid balances: `credits: {apiframe: {credits: 12000, expires: 2026-12-31}}`."""
+    from imgroute.providers import known
+
+    out = {}
+    for provider, entry in node.mapping().items():
+        if provider not in known():
+            raise entry.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(known())}")
+        entry.mapping({"credits", "expires"})  # (refuses any other field)
+        out[provider] = (Decimal(entry.get("credits").integer(minimum=1)), entry.get("expires").date())
+    return out
 
 
 def _profiles(node: Field) -> dict[str, dict]:

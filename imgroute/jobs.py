@@ -18,8 +18,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
+from imgroute import credits, policy, price_models
 from imgroute import history as history_store
-from imgroute import policy, price_models
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
 from imgroute.errors import (
@@ -435,6 +435,9 @@ class JobRunner(Resume):
         charged = actual if status == AttemptState.FAILED and actual else Decimal(0)
         self.history.record(offer.id, outcome, charged, took)
         self.history.flush()
+        plan = self.table.providers[attempt.provider].plans.get(attempt.plan)
+        if actual and offer.price.uses_credits and plan is not None and plan.usd_per_credit:
+            credits.draw(self.history.home, attempt.provider, actual / plan.usd_per_credit)  # a prepaid balance
 
     def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
         offer = self.table.offer(attempt.provider, attempt.model)

@@ -137,6 +137,7 @@ class PricingTable(NamedTuple):
     providers: dict[str, ProviderInfo]
     offers: tuple[Offer, ...]
     files: tuple[str, ...]
+    balances: dict = {}  # provider -> credits.Balance: prepaid credits (attached at load)
 
     @property
     def relays(self) -> tuple[ProviderSpec, ...]:

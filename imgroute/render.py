@@ -570,6 +570,12 @@ def print_advice(console: Console, data: dict) -> None:
             f"single route, {best['offer']} ({best['plan']})",
             markup=False,
         )
+    for row in data.get("prepaid", []):
+        console.print(
+            f"prepaid {row['provider']} credits: {row['left']:,.0f} left, expiring {row['expires']}; at the pace "
+            f"so far ({row['per_day']:,.1f} a day) {row['expiring']:,.0f} will expire unused",
+            markup=False,
+        )
     for b in data["break_even"]:
         status = "past it this month" if b["past_it"] else "not reached this month"
         if b["images_per_month"] is None:

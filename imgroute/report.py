@@ -519,3 +519,18 @@ def savings(rows) -> dict:
             }
         )
     return {"savings": out}
+
+
+def balances(balances, today) -> list[dict]:
+    """`imgroute plans show --json` (and advise's `prepaid`): each prepaid balance and its outlook."""
+    return [
+        {
+            "provider": b.provider,
+            "bought": usd_json(b.bought),
+            "left": usd_json(b.left),
+            "expires": b.expires.isoformat(),
+            "per_day": usd_json(b.pace_per_day(today)),
+            "expiring": usd_json(b.expiring(today)),
+        }
+        for b in balances
+    ]

@@ -81,6 +81,9 @@ def rank(
     plans = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
     for offer in table.offers:
         assessment = assess(request, offer, plans[offer.provider])
+        balance = table.balances.get(offer.provider) if offer.price.uses_credits else None
+        if balance is not None and balance.left > 0:
+            assessment = assessment._replace(notes=(*assessment.notes, prepaid_note(balance)))
         reasons = list(assessment.reasons)
         reasons.extend(_constraint_reasons(offer, constraints))
         needs_key = keys is not None and offer.provider not in keys
@@ -161,6 +164,16 @@ def _expected_order(quote: Quote) -> tuple:
     """--rank expected: by expected cost per image where history says it, else by list price."""
     per_image = quote.expected if quote.expected is not None else quote.assessment.per_image
     return (not quote.eligible, per_image is None, per_image or Decimal(0), quote.offer.provider, quote.offer.model)
+
+
+def prepaid_note(balance) -> str:
+    """An offer paid from prepaid credits, and how many of them would expire unused at this pace."""
+    today = dt.date.today()
+    expiring = balance.expiring(today)
+    note = f"paid from your prepaid {balance.provider} credits ({balance.left:,.0f} left, expiring {balance.expires})"
+    if expiring > 0:
+        note += f"; at your pace {expiring:,.0f} of them expire unused, so using them costs nothing extra"
+    return note
 
 
 def _hours(seconds: float) -> str:

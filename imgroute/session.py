@@ -15,11 +15,11 @@ from imgroute.errors import Interrupted, UsageError
 
 def load_pricing(pricing_file: Path | None):
     """The table (bundled, with the user's file over it) and the preset sizes learned here."""
-    from imgroute import history, learned_sizes
+    from imgroute import credits, history, learned_sizes
     from imgroute.pricing import load_table
 
     table = learned_sizes.apply(load_table(pricing_file or config.user_pricing_file()), config.home())
-    return history.apply(table, config.home())
+    return credits.attach(history.apply(table, config.home()), config.home(), config.load_settings().credits)
 
 
 def open_ledger(durable: bool = True):

@@ -57,6 +57,7 @@ COMMAND_MODULES = {
     "batch": "imgroute.cli.batch",
     "serve": "imgroute.cli.serve",
     "advise": "imgroute.cli.advise",
+    "plans": "imgroute.cli.plans",
 }
 
 

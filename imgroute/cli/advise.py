@@ -49,6 +49,7 @@ def advise(
         rows, source = advice.history_rows(records, days), f"{len(records)} jobs since {dt.date.fromtimestamp(start)}"
     result = advice.advise(rows, table, constraints)
     data = report.advice(result, source)
+    data["prepaid"] = report.balances(table.balances.values(), dt.date.today())
     if plot is not None:
         from imgroute.plots import advice_charts
 

@@ -1,0 +1,116 @@
+"""Prepaid credits: a balance bought from a credit-priced provider (Apiframe, Kie), drawn down by
+each job's credit cost, and what will expire unused at the current pace.
+
+Kept in `~/.imgroute/credits.json` (set by `imgroute plans set PROVIDER --credits N --expires DATE`
+or by `credits:` in config.yaml), so that `quote` reads it without opening the ledger. Each settled
+attempt at the provider subtracts its credits (its actual cost over the plan's price per credit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import NamedTuple
+
+from imgroute.files import atomic_write, private_dir
+
+FILE = "credits.json"
+_lock = threading.Lock()  # a batch's workers draw down one file
+
+
+class Balance(NamedTuple):
+    provider: str
+    bought: Decimal
+    left: Decimal
+    expires: dt.date
+    since: dt.date  # when it was set: the pace is measured from here
+
+    def pace_per_day(self, today: dt.date) -> Decimal:
+        days = max(1, (today - self.since).days)
+        return (self.bought - self.left) / days
+
+    def expiring(self, today: dt.date) -> Decimal:
+        """Credits left over at expiry if use goes on at the pace since the balance was set."""
+        if today > self.expires:
+            return self.left
+        days_left = (self.expires - today).days + 1
+        return max(Decimal(0), self.left - self.pace_per_day(today) * days_left)
+
+
+def read(home: Path) -> dict[str, Balance]:
+    try:
+        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for provider, entry in raw.items() if isinstance(raw, dict) else ():
+        try:
+            out[provider] = Balance(
+                provider,
+                Decimal(str(entry["bought"])),
+                Decimal(str(entry["left"])),
+                dt.date.fromisoformat(entry["expires"]),
+                dt.date.fromisoformat(entry["since"]),
+            )
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            continue
+    return out
+
+
+def set_balance(home: Path, provider: str, credits: Decimal, expires: dt.date, today: dt.date | None = None) -> None:
+    with _lock:
+        raw = _raw(home)
+        raw[provider] = {
+            "bought": str(credits),
+            "left": str(credits),
+            "expires": expires.isoformat(),
+            "since": (today or dt.date.today()).isoformat(),
+        }
+        _write(home, raw)
+
+
+def sync_config(home: Path, configured: dict) -> None:
+    """Balances set in config.yaml (`credits: {apiframe: {credits: N, expires: DATE}}`): a new or
+    changed one starts again from its full amount; an unchanged one keeps its draw-down."""
+    known = read(home)
+    for provider, (credits, expires) in configured.items():
+        balance = known.get(provider)
+        if balance is None or balance.bought != credits or balance.expires != expires:
+            set_balance(home, provider, credits, expires)
+
+
+def draw(home: Path, provider: str, credits: Decimal) -> None:
+    """Subtract a settled attempt's credits from the provider's balance, if one is set."""
+    if credits <= 0:
+        return
+    with _lock:
+        raw = _raw(home)
+        entry = raw.get(provider)
+        if not isinstance(entry, dict) or "left" not in entry:
+            return
+        entry["left"] = str(max(Decimal(0), Decimal(str(entry["left"])) - credits))
+        _write(home, raw)
+
+
+def attach(table, home: Path, configured: dict):
+    """The table with the prepaid balances (config.yaml's brought up to date first)."""
+    if configured:
+        sync_config(home, configured)
+    balances = read(home)
+    return table._replace(balances=balances) if balances else table
+
+
+def _raw(home: Path) -> dict:
+    try:
+        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _write(home: Path, raw: dict) -> None:
+    private_dir(home)
+    atomic_write(home / FILE, json.dumps(raw, indent=1, sort_keys=True))
