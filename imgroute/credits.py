@@ -9,13 +9,12 @@ attempt at the provider subtracts its credits (its actual cost over the plan's p
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.files import atomic_write, private_dir
+from imgroute.home_cache import read_json, write_json
 
 FILE = "credits.json"
 _lock = threading.Lock()  # a batch's workers draw down one file
@@ -41,12 +40,8 @@ class Balance(NamedTuple):
 
 
 def read(home: Path) -> dict[str, Balance]:
-    try:
-        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
     out = {}
-    for provider, entry in raw.items() if isinstance(raw, dict) else ():
+    for provider, entry in read_json(home / FILE).items():
         try:
             out[provider] = Balance(
                 provider,
@@ -104,13 +99,8 @@ def attach(table, home: Path, configured: dict):
 
 
 def _raw(home: Path) -> dict:
-    try:
-        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return raw if isinstance(raw, dict) else {}
+    return read_json(home / FILE)
 
 
 def _write(home: Path, raw: dict) -> None:
-    private_dir(home)
-    atomic_write(home / FILE, json.dumps(raw, indent=1, sort_keys=True))
+    write_json(home / FILE, raw, durable=True)  # a balance is the user's own figure, not a cache

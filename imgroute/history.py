@@ -9,20 +9,16 @@ ranks by the expected dollars per delivered image instead of the list price.
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.files import atomic_write, private_dir
+from imgroute.home_cache import Merger, read_json
 
 FILE = "offer-history.json"
 MIN_ATTEMPTS = 20  # below this, an offer's record says too little to rank by
 KEEP_TIMES = 200  # the latest durations kept per offer, for p50/p95
-FLUSH_EVERY_S = 5.0
 
 
 class OfferStats(NamedTuple):
@@ -57,12 +53,8 @@ class OfferStats(NamedTuple):
 
 
 def read(home: Path) -> dict[str, OfferStats]:
-    try:
-        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
     out = {}
-    for offer, entry in raw.items() if isinstance(raw, dict) else ():
+    for offer, entry in read_json(home / FILE).items():
         try:
             out[offer] = OfferStats(
                 int(entry["attempts"]),
@@ -85,35 +77,25 @@ def apply(table, home: Path):
     return table._replace(offers=tuple(o._replace(history=known.get(o.id)) for o in table.offers))
 
 
-class Recorder:
-    """Collects one run's settled attempts; merges them into the file at most every few seconds."""
+class Recorder(Merger):
+    """Collects one run's settled attempts; merged into the file (see home_cache.Merger)."""
 
     def __init__(self, home: Path):
-        self.home = home
+        super().__init__(home, FILE)
         self.pending: list[tuple[str, str, Decimal, float | None]] = []
-        self._lock = threading.Lock()
-        self._written: float | None = None
 
     def record(self, offer: str, outcome: str, charged: Decimal, took: float | None) -> None:
         """`outcome`: succeeded, failed, moderated (trouble, where the provider never took the job, is
         not the offer's record)."""
-        with self._lock:
-            self.pending.append((offer, outcome, charged, took))
+        self.add((offer, outcome, charged, took))
 
-    def flush(self, force: bool = False) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if self.pending and (force or self._written is None or now - self._written >= FLUSH_EVERY_S):
-                self._merge()
-                self._written = now
+    def collect(self, change) -> None:
+        self.pending.append(change)
 
-    def _merge(self) -> None:
-        path = self.home / FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = {}
-        raw = raw if isinstance(raw, dict) else {}
+    def has_pending(self) -> bool:
+        return bool(self.pending)
+
+    def fold(self, raw: dict) -> None:
         for offer, outcome, charged, took in self.pending:
             entry = raw.get(offer) if isinstance(raw.get(offer), dict) else {}
             entry = {k: entry.get(k, 0) for k in ("attempts", "succeeded", "failed", "moderated")} | {
@@ -128,8 +110,3 @@ class Recorder:
                 entry["times"] = (entry["times"] + [round(took, 3)])[-KEEP_TIMES:]
             raw[offer] = entry
         self.pending.clear()
-        try:
-            private_dir(self.home)
-            atomic_write(path, json.dumps(raw, indent=1, sort_keys=True), durable=False)
-        except OSError:
-            pass  # a cache of outcomes that cannot be written changes no job

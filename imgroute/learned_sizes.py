@@ -12,16 +12,12 @@ so it is replaced atomically but not fsynced, and two processes merging at once 
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.files import atomic_write, private_dir
+from imgroute.home_cache import Merger, read_json
 
 FILE = "delivered-sizes.json"
-FLUSH_EVERY_S = 5.0
 
 
 class Seen(NamedTuple):
@@ -34,13 +30,8 @@ class Seen(NamedTuple):
 
 def read(home: Path) -> dict[str, dict[str, dict[str, Seen]]]:
     """offer id -> aspect label -> tier -> Seen. A missing or unreadable file is no observations."""
-    try:
-        raw = json.loads((home / FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    raw = read_json(home / FILE)
     out: dict[str, dict[str, dict[str, Seen]]] = {}
-    if not isinstance(raw, dict):
-        return out
     for offer, aspects in raw.items():
         for aspect, tiers in (aspects or {}).items() if isinstance(aspects, dict) else ():
             for tier, counts in (tiers or {}).items() if isinstance(tiers, dict) else ():
@@ -71,47 +62,28 @@ def _mapping(parent: dict, key: str) -> dict:
     return parent[key]
 
 
-class Recorder:
-    """Collects one run's deliveries and merges them into the file once, when the job is done."""
+class Recorder(Merger):
+    """Collects one run's deliveries; merged into the file (see home_cache.Merger)."""
 
     def __init__(self, home: Path):
-        self.home = home
+        super().__init__(home, FILE)
         self.pending: dict[tuple[str, str, str, str], int] = {}
-        self._lock = threading.Lock()  # a batch's workers share one recorder
-        self._written: float | None = None  # when the file was last merged into
 
     def record(self, offer: str, aspect: str, tier: str, width: int, height: int) -> None:
-        key = (offer, aspect, tier, f"{width}x{height}")
-        with self._lock:
-            self.pending[key] = self.pending.get(key, 0) + 1
+        self.add((offer, aspect, tier, f"{width}x{height}"))
 
-    def flush(self, force: bool = False) -> None:
-        """Merge what was seen into the file: at once the first time, then at most every few
-        seconds (a batch saves hundreds of images a minute), and whatever is left when `force`d."""
-        with self._lock:
-            now = time.monotonic()
-            if self.pending and (force or self._written is None or now - self._written >= FLUSH_EVERY_S):
-                self._merge()
-                self._written = now
+    def collect(self, key) -> None:
+        self.pending[key] = self.pending.get(key, 0) + 1
 
-    def _merge(self) -> None:
-        path = self.home / FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = {}
-        if not isinstance(raw, dict):
-            raw = {}
+    def has_pending(self) -> bool:
+        return bool(self.pending)
+
+    def fold(self, raw: dict) -> None:
         for (offer, aspect, tier, size), count in self.pending.items():
             counts = _mapping(_mapping(_mapping(raw, offer), aspect), tier)
             old = counts.get(size)
             counts[size] = (old if isinstance(old, int) and old > 0 else 0) + count
         self.pending.clear()
-        try:
-            private_dir(self.home)
-            atomic_write(path, json.dumps(raw, indent=1, sort_keys=True), durable=False)
-        except OSError:
-            pass  # an observation cache that cannot be written changes no job's outcome
 
 
 def apply(table, home: Path):

@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -42,34 +41,15 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fake_providers import launch  # noqa: E402
+
 PROVIDERS = ("kie", "apiframe")
 
 
 def start_fakes(port: int, seconds: float) -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "fake_providers.py"),
-            "--port",
-            str(port),
-            "--job-seconds",
-            str(seconds),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    env = {}
-    while True:
-        line = proc.stdout.readline()
-        if not line or line.startswith("# Ctrl-C"):
-            break
-        match = re.match(r"export (\w+)=(\S+)", line)
-        if match and "TIME_SCALE" not in match.group(1):
-            env[match.group(1)] = match.group(2)
-    if not env:
-        raise SystemExit(f"the fakes did not start (is port {port} free? try --port)")
-    return proc, env
+    return launch(port, "--job-seconds", str(seconds))
 
 
 def control(url: str, action: str, body: dict | None = None) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -31,6 +30,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fake_providers import launch  # noqa: E402
+
 BODY = {"model": "gpt-image-2", "prompt": "a lighthouse at dusk", "quality": "low", "size": "1024x1024"}
 
 
@@ -41,21 +44,7 @@ def free_port() -> int:
 
 
 def start_fakes(port: int) -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "fake_providers.py"), "--port", str(port), "--steps", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    env = {}
-    while True:
-        line = proc.stdout.readline()
-        if not line or line.startswith("# Ctrl-C"):
-            break
-        match = re.match(r"export (\w+)=(\S+)", line)
-        if match and "TIME_SCALE" not in match.group(1):
-            env[match.group(1)] = match.group(2)
-    return proc, env
+    return launch(port, "--steps", "0")
 
 
 def start_serve(fake_env: dict[str, str], home: Path) -> tuple[subprocess.Popen, str]:

@@ -24,6 +24,32 @@ from imgroute.providers import BASE_URL_ENV, KEY_ENV  # noqa: E402
 from tests.fakes import FAKES  # noqa: E402
 
 
+def launch(port: int, *options: str):
+    """Start this script in its own process (for the benchmarks): (the process, the environment it
+    printed: keys and IMGROUTE_*_BASE_URL overrides, without the time scale)."""
+    import re
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--port", str(port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    env = {}
+    while True:
+        line = proc.stdout.readline()
+        if not line or line.startswith("# Ctrl-C"):
+            break
+        match = re.match(r"export (\w+)=(\S+)", line)
+        if match and "TIME_SCALE" not in match.group(1):
+            env[match.group(1)] = match.group(2)
+    if not env:
+        proc.kill()
+        raise SystemExit(f"the fakes did not start (is port {port} free? try --port)")
+    return proc, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the imgroute provider fakes on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8700, help="first port; each fake takes the next port")
