@@ -234,3 +234,46 @@ def test_the_readme_curl_examples_work(served, fakes, tmp_path):
         assert out.returncode == 0, out.stderr
         answer = json.loads(out.stdout)
         assert answer["data"][0]["b64_json"] and answer["imgroute"]["job_id"], answer
+
+
+def test_an_oversized_body_is_refused_before_anything_runs(served, fakes):
+    import httpx
+
+    answer = httpx.post(f"{served.url}/images/generations", content=b"{" + b" " * (2 * 1024 * 1024) + b"}")
+    assert answer.status_code == 413 and "over 1 MB" in answer.json()["error"]["message"]
+    assert sum(f.charges for f in fakes.values()) == 0
+
+
+def test_ctrl_c_stops_the_server_with_exit_130(fakes, isolated_home, tmp_path):
+    import os
+    import signal
+    import sys
+
+    import httpx
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "IMGROUTE_HOME": str(isolated_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/images/generations",
+        json={"prompt": "a fox", "imgroute": {"provider": "kie"}},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "POST /v1/images/generations 200 job" in err and "stopped" in err
+    assert fakes["kie"].key not in err

@@ -51,12 +51,15 @@ def serve(host: str, port: int, token: str | None, out_dir: Path) -> None:
         f"imgroute serve: http://{host}:{port}/v1 (OpenAI Images API); images saved in {out_dir}; "
         f"{'token required' if token else 'no token (loopback only)'}; Ctrl-C stops\n"
     )
+    stopped = Interrupted("stopped; every job that was sent is in the ledger", "imgroute jobs shows them")
     try:
         server.run()  # Ctrl-C: stops accepting, lets the requests in progress (their jobs) finish
+    except KeyboardInterrupt:  # (uvicorn raises the signal again once it has shut down)
+        raise stopped from None
     finally:
         gateway.close()
     if server.should_exit:
-        raise Interrupted("stopped; every job that was sent is in the ledger", "imgroute jobs shows them")
+        raise stopped
 
 
 def token_from_env(token: str | None) -> str | None:
