@@ -116,6 +116,7 @@ class Job(NamedTuple):
 class PriceModel:
     name = ""
     uses_credits = False
+    reads_prompt = False  # whether the price depends on the prompt (its tokens), beyond its length limit
     fields: frozenset[str] = frozenset()  # what its `price:` mapping may hold, beside source/observed/notes
 
     def parse(self, node: Field, fields: dict[str, Field], qualities: tuple[str, ...]) -> dict:
@@ -145,6 +146,7 @@ class Tokens(PriceModel):
     prompt and input-image tokens, times the rates; fal rounds each request up to the cent."""
 
     name = "tokens"
+    reads_prompt = True
     fields = frozenset({"usd_per_million_tokens", "round_up_per_request_usd"})
 
     def parse(self, node, fields, qualities) -> dict:

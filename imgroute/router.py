@@ -12,6 +12,7 @@ from collections.abc import Collection
 from decimal import Decimal
 from typing import NamedTuple
 
+from imgroute import price_models
 from imgroute.costs import Assessment, assess
 from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError
 from imgroute.history import MIN_ATTEMPTS as MIN_HISTORY
@@ -74,13 +75,25 @@ def rank(
     table: PricingTable,
     constraints: Constraints,
     keys: Collection[str] | None = None,
+    memo: dict | None = None,
 ) -> Route:
     """Every offer priced and ranked. With `keys` (the providers a key is present for), offers of
-    other providers are ruled out too, saying how to add the key."""
+    other providers are ruled out too, saying how to add the key. `memo` (RouteCache's) keeps the
+    assessments of offers whose price does not read the prompt, for requests alike but for it."""
     quotes = []
     plans = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
+    shape = None if memo is None else request._replace(prompt=_over_limits(request.prompt, table))
     for offer in table.offers:
-        assessment = assess(request, offer, plans[offer.provider])
+        plan = plans[offer.provider]
+        if memo is not None and shape.prompt == 0 and not price_models.of(offer).reads_prompt:
+            key = (offer.id, plan.name, shape)  # (a prompt over a limit is said with its own length)
+            assessment = memo.get(key)
+            if assessment is None:
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                assessment = memo[key] = assess(request, offer, plan)
+        else:
+            assessment = assess(request, offer, plan)
         balance = table.balances.get(offer.provider) if offer.price.uses_credits else None
         if balance is not None and balance.left > 0:
             assessment = assessment._replace(notes=(*assessment.notes, prepaid_note(balance)))
@@ -100,6 +113,9 @@ def rank(
     return Route(request=request, quotes=tuple(quotes))
 
 
+MEMO_SIZE = 20_000  # assessments kept for prices that ignore the prompt (a few KB each)
+
+
 class RouteCache:
     """`rank` for the many rows of a batch. Pricing reads of a prompt only its token count and
     whether it is over an offer's length limit, never its words, so rows alike but for their
@@ -109,25 +125,30 @@ class RouteCache:
         self.table = table
         self.keys = keys
         self.size = size
-        self._limits = sorted({offer.prompt_max_chars for offer in table.offers})
+        self._assessed: dict = {}  # (offer, plan, shape) -> assessment: prices that ignore the prompt
         self._quotes: dict[tuple, tuple[Quote, ...]] = {}
         self._lock = threading.Lock()  # a batch's workers share one cache
 
     def rank(self, request: Request, constraints: Constraints) -> Route:
-        length = len(request.prompt)
         key = (
-            request._replace(prompt=(prompt_tokens(request.prompt), sum(length > cap for cap in self._limits))),
+            request._replace(prompt=(prompt_tokens(request.prompt), _over_limits(request.prompt, self.table))),
             constraints._replace(plans=tuple(sorted(constraints.plans.items()))),
         )
         with self._lock:
             quotes = self._quotes.get(key)
         if quotes is None:
-            quotes = rank(request, self.table, constraints, self.keys).quotes
+            quotes = rank(request, self.table, constraints, self.keys, self._assessed).quotes
             with self._lock:
                 if len(self._quotes) >= self.size:
                     del self._quotes[next(iter(self._quotes))]  # the oldest
                 self._quotes[key] = quotes
         return Route(request=request, quotes=quotes)
+
+
+def _over_limits(prompt: str, table: PricingTable) -> int:
+    """How many of the table's prompt-length limits the prompt is over: all that pricing reads of a
+    prompt's length, besides its tokens."""
+    return sum(len(prompt) > cap for cap in {offer.prompt_max_chars for offer in table.offers})
 
 
 def _constraint_reasons(offer: Offer, constraints: Constraints) -> list[str]:

@@ -9,6 +9,7 @@ Two kinds of offers:
 
 from __future__ import annotations
 
+import functools
 import math
 from decimal import Decimal
 from typing import NamedTuple
@@ -81,6 +82,7 @@ def _pixel_delivery(width: int, height: int, rules: PixelRules) -> Delivery:
     return Delivery(width, height, exact=True, resolution=None, experimental=experimental)
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked again for every job of the same size
 def pixel_rule_violation(width: int, height: int, rules: PixelRules) -> str | None:
     size = f"{width}x{height}"
     m = rules.multiple_of
@@ -98,6 +100,7 @@ def pixel_rule_violation(width: int, height: int, rules: PixelRules) -> str | No
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked again for every job of the same shape
 def best_size(ratio: Ratio, budget: int, rules: PixelRules) -> tuple[int, int] | None:
     """Largest size of exactly `ratio` on the grid within the budget and the rules.
 
