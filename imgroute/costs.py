@@ -41,7 +41,18 @@ class Assessment(NamedTuple):
         return None if self.cost is None or not self.n else self.cost / self.n
 
 
-def assess(request: Request, offer: Offer, plan: Plan) -> Assessment:
+class Fit(NamedTuple):
+    """What an offer can do with a request, before any price: the same for every plan, and for
+    every prompt under the offer's length limit (so `router.rank` keeps it across such jobs)."""
+
+    reasons: tuple[str, ...]
+    notes: tuple[str, ...]
+    delivery: Delivery | None
+    quality: str | None
+    requests: tuple[int, ...]
+
+
+def fit(request: Request, offer: Offer) -> Fit:
     reasons: list[str] = []
     notes: list[str] = []
 
@@ -70,6 +81,14 @@ def assess(request: Request, offer: Offer, plan: Plan) -> Assessment:
     if request.output_format not in offer.output_formats:
         reasons.append(f"cannot output {request.output_format} (only {', '.join(offer.output_formats)})")
     reasons.extend(_edit_reasons(request, offer))
+    return Fit(tuple(reasons), tuple(notes), delivery, quality, requests)
+
+
+def assess(request: Request, offer: Offer, plan: Plan, fitted: Fit | None = None) -> Assessment:
+    """The offer's fit for the request (`fitted`, if already known) and its price at `plan`."""
+    fitted = fitted or fit(request, offer)
+    reasons, notes = list(fitted.reasons), list(fitted.notes)
+    delivery, quality, requests = fitted.delivery, fitted.quality, fitted.requests
 
     cost, breakdown = None, ()
     if delivery is not None and quality is not None and requests:

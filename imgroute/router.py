@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute import price_models
-from imgroute.costs import Assessment, assess
+from imgroute.costs import Assessment, assess, fit
 from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError
 from imgroute.history import MIN_ATTEMPTS as MIN_HISTORY
 from imgroute.models import Constraints, Request
@@ -85,13 +85,8 @@ def rank(
     shape = None if memo is None else request._replace(prompt=_over_limits(request.prompt, table))
     for offer in table.offers:
         plan = plans[offer.provider]
-        if memo is not None and shape.prompt == 0 and not price_models.of(offer).reads_prompt:
-            key = (offer.id, plan.name, shape)  # (a prompt over a limit is said with its own length)
-            assessment = memo.get(key)
-            if assessment is None:
-                if len(memo) >= MEMO_SIZE:
-                    memo.clear()
-                assessment = memo[key] = assess(request, offer, plan)
+        if memo is not None and shape.prompt == 0:  # (a prompt over a limit is said with its own length)
+            assessment = _remembered(memo, request, offer, plan, shape)
         else:
             assessment = assess(request, offer, plan)
         balance = table.balances.get(offer.provider) if offer.price.uses_credits else None
@@ -143,6 +138,24 @@ class RouteCache:
                     del self._quotes[next(iter(self._quotes))]  # the oldest
                 self._quotes[key] = quotes
         return Route(request=request, quotes=quotes)
+
+
+def _remembered(memo: dict, request: Request, offer: Offer, plan, shape: Request) -> Assessment:
+    """From `memo`: the whole assessment where the price ignores the prompt, else the offer's fit
+    (priced again for this prompt's tokens)."""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    if not price_models.of(offer).reads_prompt:
+        key = (offer.id, plan.name, shape)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = assess(request, offer, plan)
+        return found
+    key = (offer.id, shape)
+    fitted = memo.get(key)
+    if fitted is None:
+        fitted = memo[key] = fit(request, offer)
+    return assess(request, offer, plan, fitted)
 
 
 def _over_limits(prompt: str, table: PricingTable) -> int:
