@@ -81,7 +81,7 @@ def rank(
     other providers are ruled out too, saying how to add the key. `memo` (RouteCache's) keeps the
     assessments of offers whose price does not read the prompt, for requests alike but for it."""
     quotes = []
-    plans = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
+    plans = _plans(table, constraints, memo)
     shape = None if memo is None else request._replace(prompt=_over_limits(request.prompt, table))
     for offer in table.offers:
         plan = plans[offer.provider]
@@ -138,6 +138,17 @@ class RouteCache:
                     del self._quotes[next(iter(self._quotes))]  # the oldest
                 self._quotes[key] = quotes
         return Route(request=request, quotes=quotes)
+
+
+def _plans(table: PricingTable, constraints: Constraints, memo: dict | None) -> dict:
+    """The plan in use at each provider (from `memo` when this cache has worked them out)."""
+    key = ("plans", tuple(sorted(constraints.plans.items())))
+    found = memo.get(key) if memo is not None else None
+    if found is None:
+        found = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
+        if memo is not None:
+            memo[key] = found
+    return found
 
 
 def _remembered(memo: dict, request: Request, offer: Offer, plan, shape: Request) -> Assessment:
