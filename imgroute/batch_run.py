@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import batch_window, policy
-from imgroute import history as history_store
 from imgroute.batch import RETRYABLE_EXIT_CODES, Row, row_constraints
 from imgroute.errors import ImgrouteError
 from imgroute.http import Http
 from imgroute.images import DEFAULT_NAME
 from imgroute.jobs import JobResult, JobRunner, OutputOptions
-from imgroute.learned_sizes import Recorder
 from imgroute.ledger import LEDGER_FILE, RowJob, SharedLedger
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
+from imgroute.observations import Observations
 from imgroute.poll_timing import PollTiming
 from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
@@ -94,8 +93,7 @@ class BatchRun:
         self.on_result = on_result
         self.reroute = reroute
         self.timing = PollTiming()
-        self.delivered = Recorder(home)  # shared by the rows: sizes seen at unpublished presets
-        self.history = history_store.Recorder(home)  # and each offer's outcomes
+        self.observations = Observations(home)  # shared by the rows
         self.stop = threading.Event()
         self.on_stop = on_stop or (lambda active: None)  # the first Ctrl-C is being acted on
         self.left_running = 0  # jobs still at their providers when a second Ctrl-C stopped waiting
@@ -134,8 +132,7 @@ class BatchRun:
                 self._feed(scheduler, ledger, iter(rows), asked)
         finally:
             scheduler.close()
-            self.delivered.flush(force=True)
-            self.history.flush(force=True)
+            self.observations.flush(force=True)
             if not self.left_running:  # every row has been reported: no job uses the connection
                 ledger.release([k for k in keys if k not in self._held])
                 ledger.close()
@@ -236,8 +233,7 @@ class BatchRun:
             max_cost=self.base.max_cost,
             slots=self.limits,
             timing=self.timing,
-            delivered=self.delivered,
-            history=self.history,
+            observations=self.observations,
         )
 
     def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:

@@ -18,8 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute import credits, policy, price_models
-from imgroute import history as history_store
+from imgroute import policy, price_models
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
 from imgroute.errors import (
@@ -43,10 +42,10 @@ from imgroute.job_state import (
     OutputOptions,
     failure_hint,
 )
-from imgroute.learned_sizes import Recorder
 from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import UNSENT, AttemptState, Constraints, JobSpec, JobState, Request, TaskState
 from imgroute.money import fmt_usd
+from imgroute.observations import Observations
 from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.poll_timing import PollTiming
 from imgroute.price_models import Delivered
@@ -78,8 +77,7 @@ class JobRunner(Resume):
         on_event: Callable[[Event], None] | None = None,
         slots: Slots | None = None,
         timing: PollTiming | None = None,
-        delivered: Recorder | None = None,
-        history: history_store.Recorder | None = None,
+        observations: Observations | None = None,
     ):
         self.table = table
         self.http = http
@@ -94,8 +92,7 @@ class JobRunner(Resume):
         self.on_event = on_event or (lambda event: None)
         self.slots = slots or Unlimited()  # batch: per-provider slots and submit spacing
         self.timing = timing  # batch: poll schedules learned from the jobs already finished
-        self.delivered = delivered  # sizes seen at presets whose pixels are unpublished
-        self.history = history  # each offer's outcomes and times, for quote and --rank expected
+        self.observations = observations  # sizes delivered, each offer's record, prepaid credits used
         self.detach = False  # gen --detach: leave a sent job at a batch provider, do not wait
         self.job: JobRun | None = None
 
@@ -356,19 +353,12 @@ class JobRunner(Resume):
                 task.saved.append(image)
                 if not image.verified:
                     problems.append(f"{image.path}: {shape.problem(image)}")
-                else:
-                    self._learn(shape.provider, task.spec, image)
-        if self.delivered is not None:
-            self.delivered.flush()
+                elif self.observations is not None:
+                    offer = self.table.offer(shape.provider, task.spec.model)
+                    self.observations.delivered(offer, task.spec, image.width, image.height)
+        if self.observations is not None:
+            self.observations.flush()  # (at most every few seconds: see home_cache.Merger)
         return saved, problems
-
-    def _learn(self, provider: str, spec, image: SavedImage) -> None:
-        """An image from a preset whose pixels are unpublished says what that preset delivers."""
-        if self.delivered is None or spec.exact_size or not (spec.aspect and spec.resolution):
-            return
-        offer = self.table.offer(provider, spec.model)
-        if offer is not None:
-            self.delivered.record(offer.id, spec.aspect, spec.resolution, image.width, image.height)
 
     def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
         image = self.outputs.save(shape, output, index, job.id, _provider_job_id(task.handle))
@@ -426,18 +416,15 @@ class JobRunner(Resume):
     def _remember(self, attempt: Attempt, tasks: list[Task], status: str, actual: Decimal | None) -> None:
         """The offer's record: delivered, failed (what it was charged) or refused by moderation."""
         offer = self.table.offer(attempt.provider, attempt.model)
-        if self.history is None or offer is None or status not in (AttemptState.SUCCEEDED, AttemptState.FAILED):
+        watched = self.observations
+        if watched is None or offer is None or status not in (AttemptState.SUCCEEDED, AttemptState.FAILED):
             return
         moderated = any(t.moderated for t in tasks)
         outcome = "succeeded" if status == AttemptState.SUCCEEDED else ("moderated" if moderated else "failed")
         sent = [t.sent_at for t in tasks if t.sent_at is not None]
         took = self.clock() - min(sent) if sent else None
-        charged = actual if status == AttemptState.FAILED and actual else Decimal(0)
-        self.history.record(offer.id, outcome, charged, took)
-        self.history.flush()
-        plan = self.table.providers[attempt.provider].plans.get(attempt.plan)
-        if actual and offer.price.uses_credits and plan is not None and plan.usd_per_credit:
-            credits.draw(self.history.home, attempt.provider, actual / plan.usd_per_credit)  # a prepaid balance
+        watched.settled(offer, self.table.providers[attempt.provider].plans.get(attempt.plan), outcome, actual, took)
+        watched.flush()
 
     def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
         offer = self.table.offer(attempt.provider, attempt.model)

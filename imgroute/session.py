@@ -97,11 +97,10 @@ def interrupted(runner, journal) -> Interrupted:
 @contextmanager
 def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost) -> Iterator:
     """A JobRunner with its HTTP client, ledger and progress line; Ctrl-C becomes exit 130."""
-    from imgroute import history as history_store
     from imgroute import render
     from imgroute.http import Http, build_client
     from imgroute.jobs import JobRunner
-    from imgroute.learned_sizes import Recorder
+    from imgroute.observations import Observations
 
     journal = open_ledger()
     progress = render.JobProgress(enabled=not silent)
@@ -119,14 +118,12 @@ def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost
                 timeout=timeout,
                 max_cost=max_cost,
                 on_event=progress.update,
-                delivered=Recorder(config.home()),
-                history=history_store.Recorder(config.home()),
+                observations=Observations(config.home()),
             )
             yield runner
     except KeyboardInterrupt:
         raise interrupted(runner, journal) from None
     finally:
         if runner is not None:  # what the run observed, merged into the home's caches
-            runner.delivered.flush(force=True)
-            runner.history.flush(force=True)
+            runner.observations.flush(force=True)
         journal.close()

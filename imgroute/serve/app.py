@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from imgroute import errors
-from imgroute.files import private_dir
+from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
 from imgroute.serve.gateway import Gateway, Served
 from imgroute.serve.params import MODEL, ParamError, read_edit, read_generation
@@ -153,7 +153,7 @@ async def edit_call(request: Request, gateway: Gateway, inputs_dir: Path):
             digest.update(name.encode() + hashlib.sha256(data).digest())
             stem = Path(value.filename or "image").name or "image"
             path = folder / f"{len(images) + (mask is not None)}-{stem}"
-            _write_private(path, data)
+            atomic_write(path, data)  # (0600, like every file imgroute keeps in the home)
             if name in ("image", "image[]"):
                 images.append(str(path))
             elif name == "mask":
@@ -180,12 +180,6 @@ def _receiver(raw: bytes):
         return {"type": "http.request", "body": raw, "more_body": False}
 
     return receive
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    from imgroute.files import atomic_write
-
-    atomic_write(path, data)
 
 
 # -- answers ------------------------------------------------------------------------------------

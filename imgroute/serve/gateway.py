@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import api, config, policy
-from imgroute import history as history_store
 from imgroute.errors import ImgrouteError
 from imgroute.serve.params import ImageCall
 
@@ -32,8 +31,8 @@ class Served(NamedTuple):
 class Gateway:
     def __init__(self, out_dir: Path, concurrency: int = 64):
         from imgroute.http import build_client
-        from imgroute.learned_sizes import Recorder
         from imgroute.ledger import LEDGER_FILE, SharedLedger
+        from imgroute.observations import Observations
         from imgroute.poll_timing import PollTiming
         from imgroute.scheduler import Limits, Scheduler
         from imgroute.session import Keys, load_pricing
@@ -47,8 +46,7 @@ class Gateway:
         self.limits = Limits.from_settings(self.settings.limits)
         self.scheduler = Scheduler(4, self.limits, policy.time_scale())
         self.timing = PollTiming()
-        self.delivered = Recorder(config.home())
-        self.history = history_store.Recorder(config.home())
+        self.observations = Observations(config.home())
         self._running: dict[str, asyncio.Future] = {}
         self._recent: dict[str, tuple[float, Served]] = {}
 
@@ -120,8 +118,7 @@ class Gateway:
             max_cost=max_cost,
             slots=self.limits,
             timing=self.timing,
-            delivered=self.delivered,
-            history=self.history,
+            observations=self.observations,
         )
 
     def _forget_old(self) -> None:
@@ -132,7 +129,6 @@ class Gateway:
     def close(self) -> None:
         """After the last request: no job is left on the scheduler's workers."""
         self.scheduler.close()
-        self.delivered.flush(force=True)
-        self.history.flush(force=True)
+        self.observations.flush(force=True)
         self.ledger.close()
         self.client.close()
