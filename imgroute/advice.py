@@ -78,8 +78,11 @@ def read_mix(path: Path) -> list[MixRow]:
     """A YAML list or a CSV (with a header) of rows; each a job shape and its count a month."""
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"the mix file {path} does not exist", "check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the mix file {path}: {exc}", "give a YAML or CSV file") from None
+        reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
+        raise UsageError(f"cannot read the mix file {path}: {reason}", "give a YAML or CSV file") from None
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(io.StringIO(text)))
         items = [
@@ -285,7 +288,7 @@ def savings(records, table, constraints, default_offer: str = DEFAULT_OFFER) -> 
     for record in records:
         months.setdefault(dt.date.fromtimestamp(record.created).strftime("%Y-%m"), []).append(record)
     periods = sorted(months.items())
-    if len(periods) != 1:
+    if len(periods) > 1:
         periods.append(("total", list(records)))
     chosen = {p: table.plan(p, constraints.plans.get(p)).name for p in table.providers}
     out = []

@@ -124,3 +124,12 @@ def test_the_default_offer_is_configurable_and_checked(cli, isolated_home):
     (isolated_home / "config.yaml").write_text("default_offer: fal/openai/gpt-image-9\n")
     r = cli("spend", "--savings")
     assert r.code == 3 and "default_offer" in r.err and "fal/openai/gpt-image-2" in r.err
+
+
+def test_a_new_user_with_no_history_gets_plain_answers(cli, tmp_path):
+    assert cli("spend", "--savings", "--json").json() == {"savings": []}
+    assert "no succeeded jobs" in cli("spend", "--savings").out
+    missing = cli("advise", "--mix", str(tmp_path / "nope.yaml"))
+    assert missing.code == 2 and "does not exist" in missing.err and "Errno" not in missing.err
+    typo = cli("plans", "set", "apifram", "--credits", "10", "--expires", "2099-01-01")
+    assert typo.code == 2 and "unknown provider 'apifram'" in typo.err and "apiframe" in typo.err

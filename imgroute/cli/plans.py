@@ -28,7 +28,11 @@ def plans_set(
     from imgroute import credits as prepaid
     from imgroute.session import load_pricing
 
+    from imgroute.providers import known
+
     table = load_pricing(None)
+    if provider not in known():
+        raise UsageError(f"unknown provider {provider!r}", f"known providers: {', '.join(known())}")
     priced_in_credits = {o.provider for o in table.offers if o.price.uses_credits}
     if provider not in priced_in_credits:
         raise UsageError(
