@@ -26,9 +26,8 @@ def plans_set(
     """Record a prepaid balance: quote marks offers it pays for, advise says what will expire."""
     from imgroute import config
     from imgroute import credits as prepaid
-    from imgroute.session import load_pricing
-
     from imgroute.providers import known
+    from imgroute.session import load_pricing
 
     table = load_pricing(None)
     if provider not in known():
