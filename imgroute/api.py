@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from imgroute import config, policy
+from imgroute import policy
 
 if TYPE_CHECKING:
     from imgroute.job_state import JobResult
@@ -87,13 +87,13 @@ def plan(
     `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`)."""
     from imgroute.request import build_constraints, build_request
     from imgroute.router import rank as rank_offers
-    from imgroute.session import Keys, load_pricing
+    from imgroute.session import Keys, load_table_and_settings
 
     request = build_request(
         prompt, quality, size, aspect, resolution, n, list(images or []), mask, output_format, background, moderation
     )
     if loaded is None:
-        table, settings = load_pricing(Path(pricing) if pricing is not None else None), config.load_settings()
+        table, settings = load_table_and_settings(Path(pricing) if pricing is not None else None)
         keys = Keys() if with_keys else None
     else:
         table, settings, keys = loaded

@@ -14,12 +14,19 @@ from imgroute.errors import Interrupted, UsageError
 
 
 def load_pricing(pricing_file: Path | None):
-    """The table (bundled, with the user's file over it) and the preset sizes learned here."""
+    """The table (bundled, with the user's file over it), with what the home's caches know."""
+    return load_table_and_settings(pricing_file)[0]
+
+
+def load_table_and_settings(pricing_file: Path | None):
+    """(table, config.yaml's settings), read once each. The table comes first: the relays it
+    declares are providers that config.yaml's `limits:` and `credits:` may name."""
     from imgroute import credits, history, learned_sizes
     from imgroute.pricing import load_table
 
     table = learned_sizes.apply(load_table(pricing_file or config.user_pricing_file()), config.home())
-    return credits.attach(history.apply(table, config.home()), config.home(), config.load_settings().credits)
+    settings = config.load_settings()
+    return credits.attach(history.apply(table, config.home()), config.home(), settings.credits), settings
 
 
 def open_ledger(durable: bool = True):

@@ -7,11 +7,10 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from imgroute import config
 from imgroute.cli import app
 from imgroute.cli.options import DeadlineOpt, JsonOpt, PlanOpt, PricingOpt, opt, parse_day
 from imgroute.errors import UsageError
-from imgroute.session import ledger, load_pricing
+from imgroute.session import ledger, load_table_and_settings
 
 
 @app.command()
@@ -35,8 +34,8 @@ def advise(
         raise UsageError("give --mix or --since, not both", "--mix prices a planned month, --since your history")
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot {plot} is not a .png or .svg file", "for example --plot month.png")
-    table = load_pricing(pricing)
-    constraints = build_constraints(table, config.load_settings(), plans=plan, deadline=deadline)
+    table, settings = load_table_and_settings(pricing)
+    constraints = build_constraints(table, settings, plans=plan, deadline=deadline)
     if mix is not None:
         rows, source = advice.read_mix(mix.expanduser()), str(mix)
     else:

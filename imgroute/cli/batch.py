@@ -17,7 +17,7 @@ from imgroute.cli import app
 from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, NoOfferError, UsageError
 from imgroute.money import fmt_usd
-from imgroute.session import Keys, check_out_dir, ledger, load_pricing
+from imgroute.session import Keys, check_out_dir, ledger, load_table_and_settings
 
 
 @app.command()
@@ -52,9 +52,8 @@ def batch(
         raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
     check_timeout(timeout)
     total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
-    table = load_pricing(where.pricing)  # first: a row may name a relay the file declares
+    table, settings = load_table_and_settings(where.pricing)  # first: a row may name a declared relay
     rows, bad, label = _read_rows(file, strict)
-    settings = config.load_settings()
     constraints = where.constraints(table, settings)
     keys = Keys()
     routes = RouteCache(table, keys.available)

@@ -12,7 +12,7 @@ from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
 from imgroute.errors import Busy, ImgrouteError, UsageError, quoted
 from imgroute.models import JobState
-from imgroute.session import Keys, job_runner, ledger, load_pricing
+from imgroute.session import Keys, job_runner, ledger, load_table_and_settings
 
 jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
@@ -130,9 +130,9 @@ def jobs_resume(
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
     with ledger() as journal:
         targets = [resolve_job(journal, job_id).id] if job_id else [r.id for r in journal.unfinished()]
-    table = load_pricing(pricing)
+    table, settings = load_table_and_settings(pricing)
     keys = Keys()
-    reroute = rerouter(table, build_constraints(table, config.load_settings()), keys.available)
+    reroute = rerouter(table, build_constraints(table, settings), keys.available)
     results = []
     worst: ImgrouteError | None = None
     for target in targets:

@@ -88,12 +88,11 @@ def spend(
 
 def _savings(start: float | None, as_json: bool) -> None:
     """`spend --savings`: per month, the jobs' cost against the default offer and the cheapest one."""
-    from imgroute import advice, config, render, report
+    from imgroute import advice, render, report
     from imgroute.request import build_constraints
-    from imgroute.session import load_pricing
+    from imgroute.session import load_table_and_settings
 
-    table = load_pricing(None)
-    settings = config.load_settings()
+    table, settings = load_table_and_settings(None)
     if all(offer.id != settings.default_offer for offer in table.offers):
         from imgroute.errors import ConfigError
 

@@ -13,7 +13,7 @@ from imgroute import config
 from imgroute.cli import app
 from imgroute.cli.options import JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, takes
 from imgroute.errors import UsageError
-from imgroute.session import load_pricing
+from imgroute.session import load_pricing, load_table_and_settings
 
 pricing_app = typer.Typer(help="The pricing table: every figure with its source and date.", invoke_without_command=True)
 app.add_typer(pricing_app, name="pricing")
@@ -33,8 +33,7 @@ def quote(
     from imgroute.router import caveats, no_offer_error, rank
 
     request = job.request()
-    table = load_pricing(where.pricing)
-    settings = config.load_settings()
+    table, settings = load_table_and_settings(where.pricing)
     constraints = where.constraints(table, settings)
     route = rank(request, table, constraints)
     warnings = caveats(route, dt.date.today(), settings.pricing_max_age_days, constraints.rank)

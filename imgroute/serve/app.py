@@ -49,11 +49,10 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
         return await handle(request, "edits")
 
     async def models(request: Request):
-        started = time.monotonic()
         try:
             check_token(request, token)
         except HttpError as exc:
-            return error_response(exc, started, request)
+            return error_response(exc)
         ids = [MODEL, *sorted(gateway.settings.profiles), *sorted(gateway.offers)]
         data = [{"id": i, "object": "model", "created": 0, "owned_by": "imgroute"} for i in ids]
         return JSONResponse({"object": "list", "data": data}, headers={"x-request-id": _request_id()})
@@ -67,14 +66,14 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
             else:
                 call = await edit_call(request, gateway, inputs_dir)
         except HttpError as exc:
-            return error_response(exc, started, request)
+            return error_response(exc)
         except ParamError as exc:
-            return error_response(HttpError(400, str(exc), "invalid_request_error", None, exc.param), started, request)
+            return error_response(HttpError(400, str(exc), "invalid_request_error", None, exc.param))
         if call.dry_run:
-            return dry_run_response(gateway, call, started, request)
+            return dry_run_response(gateway, call)
         retry = (request.headers.get("x-stainless-retry-count") or "0").strip() not in ("", "0")
         served, joined = await gateway.run(call, retry)
-        response = job_response(served, call, started, request, joined)
+        response = job_response(served, call, joined)
         log_line(request.method, request.url.path, response.status_code, served, started, joined)
         return response
 
@@ -185,9 +184,9 @@ def _receiver(raw: bytes):
 # -- answers ------------------------------------------------------------------------------------
 
 
-def job_response(served: Served, call, started: float, request: Request, joined: bool):
+def job_response(served: Served, call, joined: bool):
     if served.error is not None:
-        return error_response(http_error(served), started, request, served)
+        return error_response(http_error(served), served)
     result = served.result
     data = [{"b64_json": base64.b64encode(Path(image.path).read_bytes()).decode(), "revised_prompt": None}
             for image in result.images]  # fmt: skip
@@ -203,13 +202,13 @@ def job_response(served: Served, call, started: float, request: Request, joined:
     return JSONResponse(body, headers=headers(served, joined), status_code=200)
 
 
-def dry_run_response(gateway: Gateway, call, started: float, request: Request):
+def dry_run_response(gateway: Gateway, call):
     from imgroute.report import route_json
 
     try:
         planned = gateway.plan(call)
     except errors.ImgrouteError as exc:
-        return error_response(http_error(Served(None, exc, None)), started, request)
+        return error_response(http_error(Served(None, exc, None)))
     route = planned.route
     body = {"created": int(time.time()), "data": [], "imgroute": {"dry_run": True, **route_json(route)}}
     return JSONResponse(body, headers={"x-request-id": _request_id()})
@@ -275,7 +274,7 @@ def http_error(served: Served) -> HttpError:
     return HttpError(500, message, "server_error", "internal", retry=False)
 
 
-def error_response(exc: HttpError, started: float, request: Request, served: Served | None = None):
+def error_response(exc: HttpError, served: Served | None = None):
     body = {"error": {"message": exc.args[0], "type": exc.type, "param": exc.param, "code": exc.code}}
     extra = (
         headers(served, False) if served is not None and served.result is not None else {"x-request-id": _request_id()}

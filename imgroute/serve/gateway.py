@@ -35,10 +35,9 @@ class Gateway:
         from imgroute.observations import Observations
         from imgroute.poll_timing import PollTiming
         from imgroute.scheduler import Limits, Scheduler
-        from imgroute.session import Keys, load_pricing
+        from imgroute.session import Keys, load_table_and_settings
 
-        self.table = load_pricing(None)
-        self.settings = config.load_settings()
+        self.table, self.settings = load_table_and_settings(None)
         self.keys = Keys()
         self.out_dir = out_dir
         self.client = build_client(pool_size=2 * concurrency)
