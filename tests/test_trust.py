@@ -183,6 +183,9 @@ def test_ctrl_c_at_the_confirmation_prompt_exits_130(tmp_path, isolated_home):
     deadline = time.monotonic() + 20
     while b"[y/N]" not in seen and time.monotonic() < deadline:
         seen += os.read(proc.stderr.fileno(), 1024)
+    # The prompt is written before input() starts reading; a Ctrl-C in between can be swallowed by
+    # readline's own signal set-up, so give it a moment to be reading, as a person would.
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=20) == 130 and "Traceback" not in err and "interrupted" in err
