@@ -14,6 +14,7 @@ import email.utils
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
 import httpx
@@ -94,9 +95,11 @@ class Http:
         scale: float | None = None,
         on_event: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
+        generating: Callable[[], AbstractContextManager] = nullcontext,
     ):
         self.client = client
         self._sleep = sleep
+        self.generating = generating  # what a synchronous provider's long request runs under
         self.scale = policy.time_scale() if scale is None else scale
         self.on_event = on_event or (lambda message: None)
         self._rng = rng or _SHARED_RNG  # seeding a Random per job costs more than the job's own maths

@@ -13,7 +13,8 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from imgroute import policy
@@ -224,7 +225,7 @@ class Scheduler:
         self._ready = _RunQueue()
         self._base = workers
         self._workers = 0
-        self._sleeping = 0  # workers blocked in a retry's sleep (see `sleep`)
+        self._blocked = 0  # workers blocked in a retry's sleep or a generation (see `_stood_in`)
         self._count_lock = threading.Lock()
         for _ in range(workers):
             self._add_worker()
@@ -247,18 +248,30 @@ class Scheduler:
     def sleep(self, seconds: float) -> None:
         """A blocking sleep inside a step (an HTTP retry's backoff): another worker stands in for
         this one meanwhile, so one provider's 429s cannot stall every other job."""
+        with self._stood_in(capped=True):
+            time.sleep(seconds)
+
+    def generating(self) -> AbstractContextManager:
+        """For a request a synchronous provider holds open while it generates (OpenAI: up to
+        minutes): another worker stands in meanwhile, so a batch or a server runs as many of those
+        at once as the provider's slots allow, not as many as there are workers. No cap of its
+        own: each such request holds one of those slots."""
+        return self._stood_in(capped=False)
+
+    @contextmanager
+    def _stood_in(self, capped: bool) -> Iterator[None]:
         with self._count_lock:
-            self._sleeping += 1
-            short = (
-                self._workers - self._sleeping < self._base and self._workers < self._base + policy.MAX_STANDIN_WORKERS
+            self._blocked += 1
+            short = self._workers - self._blocked < self._base and (
+                not capped or self._workers < self._base + policy.MAX_STANDIN_WORKERS
             )
         if short:
             self._add_worker()
         try:
-            time.sleep(seconds)
+            yield
         finally:
             with self._count_lock:
-                self._sleeping -= 1
+                self._blocked -= 1
 
     def close(self) -> None:
         """After every job has ended: stop the threads."""
@@ -281,8 +294,8 @@ class Scheduler:
                 break
             job, error = item
             self._advance(job, error)
-            with self._count_lock:  # a stand-in whose sleeper woke up is no longer needed
-                surplus = self._workers - self._sleeping > self._base
+            with self._count_lock:  # a stand-in whose blocked worker woke up is no longer needed
+                surplus = self._workers - self._blocked > self._base
                 if surplus:
                     self._workers -= 1
             if surplus:

@@ -8,6 +8,7 @@ happen to tasks; `jobs.JobRunner` decides what happens to the job.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from imgroute.errors import ProviderError
@@ -69,7 +70,8 @@ class TaskRunner:
         attempt = 0
         while True:
             try:
-                submission = adapter.submit(self.http, task.spec)
+                with self.http.generating() if adapter.synchronous else nullcontext():
+                    submission = adapter.submit(self.http, task.spec)
             except KeyboardInterrupt:  # the request is out and its answer will never be read
                 self.ended(task, TaskState.UNKNOWN, "interrupted while waiting for the answer")
                 raise

@@ -239,6 +239,20 @@ def test_polls_per_job_stay_low(cli, fakes, tmp_path, monkeypatch):
     assert polls / 40 <= 3
 
 
+def test_synchronous_generations_run_as_many_at_once_as_the_slots_allow(cli, fakes, tmp_path):
+    # OpenAI holds each request open while it generates: a few workers must not cap how many run.
+    fakes["openai"].job_seconds = 0.4
+    rows = 12
+    path = write(tmp_path, "\n".join(json.dumps({"prompt": f"fox {i}", "provider": "openai"}) for i in range(rows)))
+    isolated = Path(os.environ["IMGROUTE_HOME"])
+    isolated.mkdir(exist_ok=True)
+    (isolated / "config.yaml").write_text("limits:\n  openai: {concurrency: 12, per_minute: 60000}\n")
+    r = cli("batch", path, "--yes", "--json", "--out", "out", "--concurrency", "12")
+    assert r.code == 0, r.err
+    assert fakes["openai"].charges == rows
+    assert fakes["openai"].peak_in_flight == rows  # all twelve at the provider at once, not four
+
+
 def test_sigkill_mid_batch_then_rerun_delivers_every_row_once(fakes, tmp_path, isolated_home, cli):
     # Apiframe's idempotency key makes even a submit cut off mid-flight reconcilable, so every row
     # must end delivered exactly once wherever the kill lands.

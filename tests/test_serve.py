@@ -178,6 +178,25 @@ def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
     assert fakes["kie"].charges == 10
 
 
+def test_ten_clients_of_a_synchronous_provider_generate_at_once(served, fakes):
+    fakes["openai"].job_seconds = 0.5  # OpenAI answers when the image is made
+    errors = []
+
+    def one(i: int) -> None:
+        try:
+            served.client().images.generate(prompt=f"fox number {i}", extra_body=only(fakes, "openai"))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and fakes["openai"].charges == 10
+    assert fakes["openai"].peak_in_flight == 10  # not capped by the server's few workers
+
+
 def test_models_lists_the_model_and_every_offer(served):
     ids = [model.id for model in served.client().models.list()]
     assert ids[0] == "gpt-image-2" and "kie/gpt-image-2-text-to-image" in ids

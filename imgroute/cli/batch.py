@@ -156,7 +156,9 @@ class _Run:
 
         started = time.monotonic()
         limits = Limits.from_settings(self.settings.limits, total=self.concurrency)
-        with build_client(pool_size=BatchRun.workers_for(self.concurrency)) as client, self.progress:
+        # a connection per worker, and one per job a synchronous provider holds open while it generates
+        pool = BatchRun.workers_for(self.concurrency) + self.concurrency
+        with build_client(pool_size=pool) as client, self.progress:
             self.runner = BatchRun(
                 routes=self.routes,
                 base_constraints=self.constraints,

@@ -107,7 +107,7 @@ class Gateway:
 
         return JobRunner(
             table=self.table,
-            http=Http(self.client, sleep=self.scheduler.sleep),
+            http=Http(self.client, sleep=self.scheduler.sleep, generating=self.scheduler.generating),
             ledger=self.ledger,
             keys=self.keys.available,
             base_urls=self.keys.base_urls,

@@ -112,6 +112,10 @@ class FakeOpenAI(BatchSide, FakeProvider):
             answer["usage"]["input_tokens_details"]["image_tokens"] = input_tokens
         return Reply(200, answer, {"x-request-id": f"req_{job_id}"})
 
+    def generation_seconds(self, request: Request) -> float:
+        """The Images API answers when the images are made: `job_seconds` after the request."""
+        return (self.job_seconds or 0.0) if request.path in (self.path, self.edit_path) else 0.0
+
     def edit_body(self, request: Request) -> tuple[dict, str | None, int]:
         """The multipart edit: form fields, one or more image parts, an optional PNG mask."""
         try:

@@ -172,6 +172,7 @@ class FakeProvider:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.charges = 0  # jobs the provider would bill
         self.in_flight = 0  # requests being handled right now
+        self.peak_in_flight = 0  # the most handled at once since the last reset
         self.last_activity = time.monotonic()
         self.images_billed = 0
         self.credits: int | None = None  # None: unlimited; 0: insufficient
@@ -191,6 +192,11 @@ class FakeProvider:
         """Stamp a new job with when it was created, on both clocks (timing, and what is reported)."""
         job["created"], job["created_at"] = time.monotonic(), time.time()
         return job
+
+    def generation_seconds(self, request: Request) -> float:
+        """How long a successful answer to `request` is held back: a synchronous provider keeps
+        the connection open while it generates. Asynchronous providers answer at once."""
+        return 0.0
 
     def still_running(self, job: dict) -> bool:
         """Whether a job is still running at this poll: for `job_seconds` after it was created,
@@ -227,7 +233,7 @@ class FakeProvider:
             self.faults.clear()
             self.jobs.clear()
             self.files.clear()
-            self.charges = self.images_billed = 0
+            self.charges = self.images_billed = self.peak_in_flight = 0
             self.key, self.steps = self.initial
             self.credits = None
             self.outcome = "succeed"
@@ -363,6 +369,7 @@ class FakeProvider:
                 with fake.lock:
                     fake.requests.append(request)
                     fake.in_flight += 1
+                    fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
                 try:
                     self._serve(request)
                 finally:
@@ -386,6 +393,8 @@ class FakeProvider:
                     return
                 with fake.lock:
                     reply = fake.route(request)
+                if reply.status == 200:
+                    time.sleep(fake.generation_seconds(request))  # outside the lock: others go on
                 if fault and fault.drop:  # the work is done (and billed), the answer is lost
                     self.close_connection = True
                     return
