@@ -104,6 +104,7 @@ class JobRun:
         # committed together, at the latest when the job ends. A kill before that loses nothing:
         # resume finds the files by their content and settles the attempt again.
         self.pending: list = []
+        self.spooled: list[dict] = []  # spooled answers whose saved files wait in `pending`: then removed
         self.unsaved = 0  # results that could not be downloaded or saved (resume fetches them again)
         self.troubles: list[tuple[str, str]] = []  # (provider, TroubleKind) that kept offers from it
 

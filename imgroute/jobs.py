@@ -119,7 +119,7 @@ class JobRunner(Resume):
         try:
             return (yield from self._route_through(job, route, first_seq=1))
         finally:
-            self.ledger.flush(job.pending)
+            self._commit(job)
 
     def journal_unsent(self, request: Request, route: Route, row_key: str | None, constraints) -> Unsent:
         """A new job's first attempt journaled (job, reservation, every request's intent) and not
@@ -135,7 +135,7 @@ class JobRunner(Resume):
             attempt, task = self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec)
             self.ledger.task_state(task.task_id, TaskState.SUBMITTING, UNSENT, into=job.pending)
             tasks.append(task)
-        self.ledger.flush(job.pending)
+        self._commit(job)
         return Unsent(job.id, attempt.id, tuple(tasks), adapter)
 
     def _new_job(self, request: Request, route: Route, row_key: str | None, constraints) -> JobRun:
@@ -165,7 +165,7 @@ class JobRunner(Resume):
         candidates = fallback_candidates(route)
         for seq, quote in enumerate(candidates, start=first_seq):
             if seq > first_seq:  # the last attempt's end, before this one waits for anything
-                self.ledger.flush(job.pending)
+                self._commit(job)
             assessment = quote.assessment
             if job.remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
@@ -191,7 +191,7 @@ class JobRunner(Resume):
     def _detached(self, job: JobRun) -> JobResult:
         """Sent and journaled as submitted; `jobs resume` collects it (the claim is given up)."""
         self.ledger.release([job_key(job.id)], into=job.pending)
-        self.ledger.flush(job.pending)
+        self._commit(job)
         provider, model, plan = job.last
         elapsed = self.clock() - job.start
         return JobResult(
@@ -211,7 +211,7 @@ class JobRunner(Resume):
             into=job.pending,
         )
         self.ledger.release([job_key(job.id)], into=job.pending)
-        self.ledger.flush(job.pending)
+        self._commit(job)
         provider, model, plan = job.last
         return JobResult(
             job.id,
@@ -290,9 +290,11 @@ class JobRunner(Resume):
                 if gap > 0:
                     yield Pause(gap, scaled=False)
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
+                if index + 1 < len(assessment.requests):
+                    self._commit(job)  # what it answered is durable before the next request goes
             self.ledger.job_state(job.id, JobState.SUBMITTED, into=job.pending)
             self.ledger.attempt_state(attempt.id, AttemptState.RUNNING, into=job.pending)
-            self.ledger.flush(job.pending)
+            self._commit(job)
         except ProviderTrouble as exc:
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
             return attempt, Outcome(trouble=exc)
@@ -328,7 +330,7 @@ class JobRunner(Resume):
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
 
     def _collect(self, job: JobRun, attempt: Attempt, tasks: list[Task], stuck, outcome: Outcome) -> Steps:
-        self.ledger.flush(job.pending)  # the results the polls saw, durable before any is downloaded
+        self._commit(job)  # the results the polls saw, durable before any is downloaded
         yield Later()  # downloading and saving hold no slot: jobs that do go first
         saved, problems = self._save_results(job, attempt.shape, tasks)
         return self._settle(job, attempt, tasks, saved, problems, stuck, outcome)
@@ -374,10 +376,18 @@ class JobRunner(Resume):
             image.verified,
             into=job.pending,
         )
-        if "spool" in output:  # the spool is the only other copy: record the file before removing it
-            self.ledger.flush(job.pending)
-            self.outputs.discard(output)
+        if "spool" in output:  # the spool is the only other copy: removed once the file's record is committed
+            job.spooled.append(output)
         return image
+
+    def _commit(self, job: JobRun) -> None:
+        """Commit the journal writes waiting in `job.pending`; then the spooled answers whose saved
+        files they record have served their purpose. (A kill before the commit leaves the spool
+        file: resume saves from it again and finds the file already there by its content.)"""
+        self.ledger.flush(job.pending)
+        for output in job.spooled:
+            self.outputs.discard(output)
+        job.spooled.clear()
 
     def _settle(self, job, attempt: Attempt, tasks, saved, problems, stuck, outcome: Outcome) -> AttemptEnd:
         """Price what was delivered and decide how the attempt ended."""

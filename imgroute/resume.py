@@ -59,7 +59,7 @@ class Resume:
             last_seq = attempt.seq
             job.last = (attempt.provider, attempt.model, attempt.plan)
             end = yield from self._resume_attempt(job, attempt, by_attempt.get(attempt.seq, []), files)
-            self.ledger.flush(job.pending)
+            self._commit(job)
             job.add(end)
             if end.error is not None and final_error is None:
                 final_error, final_status = end.error, end.status

@@ -94,8 +94,8 @@ class TaskRunner:
                 self.emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
             else:
                 task.handle, task.sent_at = submission.handle, self.clock()
-                if submission.outputs:  # synchronous: id and images recorded together
-                    self.record(task, submission.outputs, submission.usage, submission.job_id)
+                if submission.outputs:  # synchronous: id and images (spooled: durable) recorded together
+                    self.record(task, submission.outputs, submission.usage, submission.job_id, into)
                 else:
                     self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
                     task.state = TaskState.SUBMITTED

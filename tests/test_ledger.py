@@ -331,6 +331,28 @@ def test_sync_images_survive_a_crash_between_answer_and_save(cli, fakes, monkeyp
     assert fakes["openai"].charges == 1
 
 
+def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, tmp_path, isolated_home):
+    # The saved file's record and the spool's removal wait for the job's last commit: a kill just
+    # before it leaves the spool, and resume finds the saved file by its content (no second copy).
+    script = (
+        "import os, sys\n"
+        "from imgroute import jobs\n"
+        "jobs.JobRunner._commit = lambda self, job: os._exit(137) if job.spooled else self.ledger.flush(job.pending)\n"
+        "from imgroute.cli import main\n"
+        "sys.argv = ['imgroute', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    args = ["gen", "x", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai")]
+    killed = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True)
+    assert killed.returncode == 137, killed.stderr
+    assert list((isolated_home / "spool").iterdir()) and len(list((tmp_path / "out").glob("*.png"))) == 1
+    done = cli("jobs", "resume", "--all", "--json")
+    assert done.code == 0, done.err
+    assert len(done.json()[0]["files"]) == 1 and len(list((tmp_path / "out").glob("*.png"))) == 1
+    assert list((isolated_home / "spool").iterdir()) == []
+    assert fakes["openai"].charges == 1
+
+
 def test_resume_all_with_nothing_to_do(cli):
     r = cli("jobs", "resume", "--all")
     assert r.code == 0 and "no unfinished jobs" in r.out
