@@ -9,7 +9,6 @@ no job's outcome.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from pathlib import Path
@@ -20,13 +19,21 @@ from imgroute.files import atomic_write, private_dir
 def read_json(path: Path) -> dict:
     """The file's top-level mapping; {} when it is missing, unreadable or not a mapping."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, ValueError):
+        return {}
+    import json  # only now: `quote` with no such file (the usual case) need not load it
+
+    try:
+        raw = json.loads(text)
+    except ValueError:
         return {}
     return raw if isinstance(raw, dict) else {}
 
 
 def write_json(path: Path, raw: dict, durable: bool = False) -> None:
+    import json
+
     private_dir(path.parent)
     atomic_write(path, json.dumps(raw, indent=1, sort_keys=True), durable=durable)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from decimal import Decimal
 
@@ -33,6 +32,8 @@ def stderr_console() -> Console:
 
 
 def print_json(data: object) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
@@ -232,6 +233,8 @@ def print_dry_run(console: Console, route: Route, data: dict) -> None:
         for part in sent["files"]:
             console.print(f"  {part['field']} = @{part['path']}", markup=False)
     else:
+        import json
+
         console.print(json.dumps(sent["body"], indent=2), markup=False)
     choice = route.choice
     inputs = choice.offer.edit.inputs

@@ -4,7 +4,6 @@ before any money is spent."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +20,12 @@ def load_pricing(pricing_file: Path | None):
 def load_table_and_settings(pricing_file: Path | None):
     """(table, config.yaml's settings), read once each. The table comes first: the relays it
     declares are providers that config.yaml's `limits:` and `credits:` may name."""
-    from imgroute import credits, history, learned_sizes
-    from imgroute.pricing import load_table
+    from imgroute import credits, history, learned_sizes, table_cache
 
-    table = learned_sizes.apply(load_table(pricing_file or config.user_pricing_file()), config.home())
+    home = config.home()
+    table = learned_sizes.apply(table_cache.load(pricing_file or config.user_pricing_file(), home), home)
     settings = config.load_settings()
-    return credits.attach(history.apply(table, config.home()), config.home(), settings.credits), settings
+    return credits.attach(history.apply(table, home), home, settings.credits), settings
 
 
 def open_ledger(durable: bool = True):
@@ -56,6 +55,8 @@ class Keys:
 
 def check_out_dir(out: Path) -> Path:
     """Make sure images can be written before any money is spent."""
+    import tempfile
+
     out_dir = out.expanduser()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
