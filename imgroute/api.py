@@ -82,9 +82,11 @@ def plan(
     pricing: str | Path | None = None,
     with_keys: bool = True,
     loaded: tuple | None = None,
+    routes: Any = None,
 ) -> Planned:
     """Check the job and route it: with `with_keys`, only among offers a key is present for.
-    `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`)."""
+    `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`), and
+    `routes` its router.RouteCache over that table and those keys (jobs alike share a ranking)."""
     from imgroute.request import build_constraints, build_request
     from imgroute.router import rank as rank_offers
     from imgroute.session import Keys, load_table_and_settings
@@ -109,7 +111,10 @@ def plan(
         deadline,
         rank,
     )
-    route = rank_offers(request, table, constraints, keys.available if keys else None)
+    if routes is not None:
+        route = routes.rank(request, constraints)
+    else:
+        route = rank_offers(request, table, constraints, keys.available if keys else None)
     return Planned(request, table, constraints, keys, route)
 
 

@@ -34,6 +34,7 @@ class Gateway:
         from imgroute.ledger import LEDGER_FILE, SharedLedger
         from imgroute.observations import Observations
         from imgroute.poll_timing import PollTiming
+        from imgroute.router import RouteCache
         from imgroute.scheduler import Limits, Scheduler
         from imgroute.session import Keys, load_table_and_settings
 
@@ -45,6 +46,7 @@ class Gateway:
         self.limits = Limits.from_settings(self.settings.limits)
         self.scheduler = Scheduler(4, self.limits, policy.time_scale())
         self.timing = PollTiming()
+        self.routes = RouteCache(self.table, self.keys.available)  # requests alike share one ranking
         self.observations = Observations(config.home())
         self._running: dict[str, asyncio.Future] = {}
         self._recent: dict[str, tuple[float, Served]] = {}
@@ -54,7 +56,7 @@ class Gateway:
         return {offer.id for offer in self.table.offers}
 
     def plan(self, call: ImageCall):
-        return api.plan(**call.options, loaded=(self.table, self.settings, self.keys))
+        return api.plan(**call.options, loaded=(self.table, self.settings, self.keys), routes=self.routes)
 
     async def run(self, call: ImageCall, retry: bool) -> tuple[Served, bool]:
         """The job for this call, and whether it was joined (a retry) rather than started."""
