@@ -159,13 +159,14 @@ def test_a_retry_after_a_dropped_connection_joins_the_job_and_pays_once(served, 
     assert fakes["openai"].charges == 1 and len(fakes["openai"].calls("/v1/images/generations")) == 1
 
 
-def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
+def ten_clients_at_once(served, fakes, provider: str) -> tuple[list, list]:
+    """Ten SDK clients, each generating one image at the same time: (their results, their errors)."""
     results, errors = [], []
 
     def one(i: int) -> None:
         try:
-            results.append(served.client().images.generate(prompt=f"fox number {i}", extra_body=only(fakes, "kie")))
-        except Exception as exc:  # reported below
+            results.append(served.client().images.generate(prompt=f"fox number {i}", extra_body=only(fakes, provider)))
+        except Exception as exc:  # reported by the caller
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
@@ -173,6 +174,11 @@ def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
         thread.start()
     for thread in threads:
         thread.join(60)
+    return results, errors
+
+
+def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
+    results, errors = ten_clients_at_once(served, fakes, "kie")
     assert errors == [] and len(results) == 10
     assert len({r.model_extra["imgroute"]["job_id"] for r in results}) == 10
     assert fakes["kie"].charges == 10
@@ -180,19 +186,7 @@ def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
 
 def test_ten_clients_of_a_synchronous_provider_generate_at_once(served, fakes):
     fakes["openai"].job_seconds = 0.5  # OpenAI answers when the image is made
-    errors = []
-
-    def one(i: int) -> None:
-        try:
-            served.client().images.generate(prompt=f"fox number {i}", extra_body=only(fakes, "openai"))
-        except Exception as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    _, errors = ten_clients_at_once(served, fakes, "openai")
     assert errors == [] and fakes["openai"].charges == 10
     assert fakes["openai"].peak_in_flight == 10  # not capped by the server's few workers
 
