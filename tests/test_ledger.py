@@ -353,6 +353,31 @@ def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, t
     assert fakes["openai"].charges == 1
 
 
+def test_a_kill_before_a_jobs_second_request_keeps_what_the_first_answered(cli, fakes, tmp_path, isolated_home):
+    # n=11 at OpenAI is two requests: the first one's ten images are committed before the second goes.
+    script = (
+        "import os, sys\n"
+        "from imgroute.providers.openai import OpenAIAdapter\n"
+        "sent = []\n"
+        "original = OpenAIAdapter.submit\n"
+        "def submit(self, http, spec):\n"
+        "    if sent: os._exit(137)\n"
+        "    sent.append(1)\n"
+        "    return original(self, http, spec)\n"
+        "OpenAIAdapter.submit = submit\n"
+        "from imgroute.cli import main\n"
+        "sys.argv = ['imgroute', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    args = ["gen", "x", "--n", "11", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai")]
+    killed = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True)
+    assert killed.returncode == 137, killed.stderr
+    assert fakes["openai"].charges == 1
+    cli("jobs", "resume", "--all", "--json")
+    assert len(list((tmp_path / "out").glob("*.png"))) == 10  # the paid ten are saved, none lost
+    assert fakes["openai"].charges == 1  # and the second request, never sent, is not blindly sent now
+
+
 def test_resume_all_with_nothing_to_do(cli):
     r = cli("jobs", "resume", "--all")
     assert r.code == 0 and "no unfinished jobs" in r.out
