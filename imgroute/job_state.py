@@ -10,7 +10,7 @@ from imgroute import images
 from imgroute.errors import ImgrouteError
 from imgroute.models import JobState, Request
 from imgroute.outputs import ImageShape, SavedImage
-from imgroute.providers.base import Adapter, ProviderTrouble
+from imgroute.providers.base import Adapter, ProviderTrouble, Usage
 
 if TYPE_CHECKING:
     from imgroute.router import Quote
@@ -48,6 +48,7 @@ class JobResult(NamedTuple):
     attempts: tuple[AttemptReport, ...]
     elapsed: float
     error: ImgrouteError | None
+    usage: Usage | None = None  # the tokens the providers reported for the delivered images, summed
 
 
 class OutputOptions(NamedTuple):
@@ -104,6 +105,7 @@ class JobRun:
         # committed together, at the latest when the job ends. A kill before that loses nothing:
         # resume finds the files by their content and settles the attempt again.
         self.pending: list = []
+        self.usage: Usage | None = None  # what the providers reported for the images delivered so far
         self.spooled: list[dict] = []  # spooled answers whose saved files wait in `pending`: then removed
         self.unsaved = 0  # results that could not be downloaded or saved (resume fetches them again)
         self.troubles: list[tuple[str, str]] = []  # (provider, TroubleKind) that kept offers from it
@@ -111,6 +113,14 @@ class JobRun:
     @property
     def remaining(self) -> int:
         return self.request.n - len(self.saved)
+
+    def count_usage(self, reported) -> None:
+        """Add the usage some delivered requests reported (providers that report none add nothing)."""
+        for usage in reported:
+            if self.usage is None:
+                self.usage = usage
+            else:
+                self.usage = Usage(*(_sum(a, b) for a, b in zip(self.usage, usage, strict=True)))
 
     def point_at(self, quote: Quote) -> None:
         self.last = (quote.offer.provider, quote.assessment.model, quote.assessment.plan.name)
@@ -127,3 +137,7 @@ def failure_hint(moderated: bool) -> str:
     if moderated:
         return "change the prompt; a moderated job is not sent to another provider"
     return "the provider failed the job; run it again, or pick another provider with --provider"
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b

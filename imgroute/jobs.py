@@ -226,6 +226,7 @@ class JobRunner(Resume):
             tuple(job.attempts),
             self.clock() - job.start,
             error,
+            job.usage,
         )
 
     # -- one offer --------------------------------------------------------------------------
@@ -392,6 +393,7 @@ class JobRunner(Resume):
     def _settle(self, job, attempt: Attempt, tasks, saved, problems, stuck, outcome: Outcome) -> AttemptEnd:
         """Price what was delivered and decide how the attempt ended."""
         actual, source = self._actual_cost(job, attempt, tasks)
+        job.count_usage(t.usage for t in tasks if t.state == TaskState.SUCCEEDED and t.usage is not None)
         final, status, trouble = outcome.final, outcome.status, outcome.trouble
         failures = [t for t in tasks if t.state == TaskState.FAILED]
         if final is None and stuck is not None:

@@ -85,6 +85,17 @@ def test_the_sdk_generates_through_imgroute_and_the_ledger_records_the_job(serve
     assert sum(fake.charges for fake in fakes.values()) == 1
 
 
+def test_usage_is_the_tokens_the_provider_reported_and_absent_when_none_were(served, fakes):
+    client = served.client()
+    openai_job = client.images.generate(prompt="a fox", quality="low", extra_body=only(fakes, "openai"))
+    billed = fakes["openai"].calls("/v1/images/generations", "POST")
+    assert openai_job.usage is not None and openai_job.usage.output_tokens > 0
+    assert openai_job.usage.total_tokens == openai_job.usage.input_tokens + openai_job.usage.output_tokens
+    assert len(billed) == 1
+    kie_job = client.images.generate(prompt="a fox", extra_body=only(fakes, "kie"))  # Kie reports no tokens
+    assert kie_job.usage is None
+
+
 def test_headers_carry_the_job_and_its_costs(served, fakes):
     raw = served.client().images.with_raw_response.generate(prompt="a fox", extra_body=only(fakes, "kie"))
     assert raw.headers["x-imgroute-provider"] == "kie/gpt-image-2-text-to-image"
@@ -290,3 +301,14 @@ def test_ctrl_c_stops_the_server_with_exit_130(fakes, isolated_home, tmp_path):
     assert proc.returncode == 130, err
     assert "POST /v1/images/generations 200 job" in err and "stopped" in err
     assert fakes["kie"].key not in err
+
+
+def test_a_jobs_usage_sums_its_requests():
+    from imgroute.job_state import JobRun
+    from imgroute.providers.base import Usage
+
+    job = JobRun("j", None, 0.0, None)
+    job.count_usage([Usage(10, 0, 4000, 0), Usage(5, 2, 400, 1)])
+    assert job.usage == Usage(15, 2, 4400, 1, None)
+    job.count_usage([Usage(credits=6)])
+    assert job.usage.credits == 6 and job.usage.image_output == 4400

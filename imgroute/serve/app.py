@@ -199,7 +199,23 @@ def job_response(served: Served, call, joined: bool):
         "size": f"{first.width}x{first.height}" if first else None,
         "imgroute": report(served, joined),
     }
+    tokens = result.usage[:4] if result.usage is not None else ()
+    if any(tokens):  # only tokens a provider reported: never an estimate, nor a credit count, as usage
+        body["usage"] = usage_json(result.usage)
     return JSONResponse(body, headers=headers(served, joined), status_code=200)
+
+
+def usage_json(usage) -> dict:
+    """OpenAI's `usage` block from what the providers reported (image and text tokens summed)."""
+    text, image = usage.text_input, usage.image_input
+    output = usage.image_output + usage.text_output
+    return {
+        "input_tokens": text + image,
+        "input_tokens_details": {"image_tokens": image, "text_tokens": text},
+        "output_tokens": output,
+        "output_tokens_details": {"image_tokens": usage.image_output, "text_tokens": usage.text_output},
+        "total_tokens": text + image + output,
+    }
 
 
 def dry_run_response(gateway: Gateway, call):
