@@ -331,20 +331,21 @@ def test_sync_images_survive_a_crash_between_answer_and_save(cli, fakes, monkeyp
     assert fakes["openai"].charges == 1
 
 
+def killed_at(patch: str, *args: str) -> None:
+    """Run imgroute with `patch` (code that calls os._exit(137) where the kill should land)."""
+    script = f"import os, sys\n{patch}from imgroute.cli import main\nsys.argv = ['imgroute', *sys.argv[1:]]\nmain()\n"
+    killed = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True)
+    assert killed.returncode == 137, killed.stderr
+
+
 def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, tmp_path, isolated_home):
     # The saved file's record and the spool's removal wait for the job's last commit: a kill just
     # before it leaves the spool, and resume finds the saved file by its content (no second copy).
-    script = (
-        "import os, sys\n"
+    patch = (
         "from imgroute import jobs\n"
         "jobs.JobRunner._commit = lambda self, job: os._exit(137) if job.spooled else self.ledger.flush(job.pending)\n"
-        "from imgroute.cli import main\n"
-        "sys.argv = ['imgroute', *sys.argv[1:]]\n"
-        "main()\n"
     )
-    args = ["gen", "x", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai")]
-    killed = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True)
-    assert killed.returncode == 137, killed.stderr
+    killed_at(patch, "gen", "x", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai"))
     assert list((isolated_home / "spool").iterdir()) and len(list((tmp_path / "out").glob("*.png"))) == 1
     done = cli("jobs", "resume", "--all", "--json")
     assert done.code == 0, done.err
@@ -355,8 +356,7 @@ def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, t
 
 def test_a_kill_before_a_jobs_second_request_keeps_what_the_first_answered(cli, fakes, tmp_path, isolated_home):
     # n=11 at OpenAI is two requests: the first one's ten images are committed before the second goes.
-    script = (
-        "import os, sys\n"
+    patch = (
         "from imgroute.providers.openai import OpenAIAdapter\n"
         "sent = []\n"
         "original = OpenAIAdapter.submit\n"
@@ -365,13 +365,9 @@ def test_a_kill_before_a_jobs_second_request_keeps_what_the_first_answered(cli, 
         "    sent.append(1)\n"
         "    return original(self, http, spec)\n"
         "OpenAIAdapter.submit = submit\n"
-        "from imgroute.cli import main\n"
-        "sys.argv = ['imgroute', *sys.argv[1:]]\n"
-        "main()\n"
     )
-    args = ["gen", "x", "--n", "11", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai")]
-    killed = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True)
-    assert killed.returncode == 137, killed.stderr
+    out = str(tmp_path / "out")
+    killed_at(patch, "gen", "x", "--n", "11", "--out", out, "--quality", "low", *only(fakes, "openai"))
     assert fakes["openai"].charges == 1
     cli("jobs", "resume", "--all", "--json")
     assert len(list((tmp_path / "out").glob("*.png"))) == 10  # the paid ten are saved, none lost
