@@ -241,7 +241,7 @@ def test_polls_per_job_stay_low(cli, fakes, tmp_path, monkeypatch):
 
 def test_synchronous_generations_run_as_many_at_once_as_the_slots_allow(cli, fakes, tmp_path):
     # OpenAI holds each request open while it generates: a few workers must not cap how many run.
-    fakes["openai"].job_seconds = 0.4
+    fakes["openai"].job_seconds = 1.0  # long enough for every submit to be out before the first answer
     rows = 12
     path = write(tmp_path, "\n".join(json.dumps({"prompt": f"fox {i}", "provider": "openai"}) for i in range(rows)))
     isolated = Path(os.environ["IMGROUTE_HOME"])

@@ -196,7 +196,7 @@ def test_ten_clients_at_once_are_ten_jobs_within_the_limits(served, fakes):
 
 
 def test_ten_clients_of_a_synchronous_provider_generate_at_once(served, fakes):
-    fakes["openai"].job_seconds = 0.5  # OpenAI answers when the image is made
+    fakes["openai"].job_seconds = 1.5  # OpenAI answers when the image is made (slow enough to overlap)
     _, errors = ten_clients_at_once(served, fakes, "openai")
     assert errors == [] and fakes["openai"].charges == 10
     assert fakes["openai"].peak_in_flight == 10  # not capped by the server's few workers
