@@ -14,6 +14,7 @@ from imgroute.providers.base import Adapter, ProviderTrouble, Usage
 
 if TYPE_CHECKING:
     from imgroute.router import Quote
+    from imgroute.tasks import Task
 
 
 class Event(NamedTuple):
@@ -111,6 +112,12 @@ class JobRun:
         self.troubles: list[tuple[str, str]] = []  # (provider, TroubleKind) that kept offers from it
 
     @property
+    def delivered_estimate(self) -> Decimal | None:
+        """The estimate of what delivered the images (after a fallback, not the offer that failed)."""
+        delivered = [a.estimate for a in self.attempts if a.images and a.estimate is not None]
+        return sum(delivered, Decimal(0)) if delivered else self.estimate
+
+    @property
     def remaining(self) -> int:
         return self.request.n - len(self.saved)
 
@@ -141,3 +148,17 @@ def failure_hint(moderated: bool) -> str:
 
 def _sum(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else a + b
+
+
+class Unsent(NamedTuple):
+    """A job journaled up to its requests' intents, waiting to go out in a provider batch."""
+
+    job_id: str
+    attempt_id: int
+    tasks: tuple[Task, ...]
+    adapter: Adapter
+
+
+def job_key(job_id: str) -> str:
+    """A job's claim in the ledger: held by the process running it."""
+    return f"job:{job_id}"

@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
 
 from imgroute import policy, price_models
+from imgroute.attempt_spec import attempt_shape, delivered_size, job_spec, lane_of, provider_job_id
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
 from imgroute.errors import (
@@ -30,6 +30,14 @@ from imgroute.errors import (
     ProviderError,
     TroubleKind,
 )
+from imgroute.fallback import (
+    fallback_candidates,
+    next_after,
+    over_max_cost,
+    stopped_partway,
+    trouble_hint,
+    unknown_error,
+)
 from imgroute.http import Http
 from imgroute.job_state import (
     Attempt,
@@ -40,17 +48,18 @@ from imgroute.job_state import (
     JobRun,
     Outcome,
     OutputOptions,
+    Unsent,
     failure_hint,
+    job_key,
 )
 from imgroute.ledger import BudgetRefused, Ledger
-from imgroute.models import UNSENT, AttemptState, Constraints, JobSpec, JobState, Request, TaskState
-from imgroute.money import fmt_usd
+from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, Request, TaskState
 from imgroute.observations import Observations
 from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.poll_timing import PollTiming
 from imgroute.price_models import Delivered
 from imgroute.pricing import PricingTable
-from imgroute.providers import adapter_class, known, lane
+from imgroute.providers import adapter_class, known
 from imgroute.providers import spec as provider_spec
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
 from imgroute.report import route_json
@@ -171,7 +180,7 @@ class JobRunner(Resume):
                 assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
             job.point_at(quote)
             if job.max_cost is not None and job.spent + assessment.cost > job.max_cost:
-                return self._finish(job, JobState.FAILED, _over_max_cost(job, quote, assessment))
+                return self._finish(job, JobState.FAILED, over_max_cost(job, quote, assessment))
             end = yield from self._attempt(job, seq, quote, assessment)
             if end.detached:
                 return self._detached(job)
@@ -180,12 +189,14 @@ class JobRunner(Resume):
                 return self._finish(job, end.status, end.error)
             if job.remaining <= 0:
                 return self._finish(job, JobState.SUCCEEDED, None)
-            nxt = _next_after(candidates, quote)
+            nxt = next_after(candidates, quote)
             if nxt is not None:
                 self._emit("fallback", f"{end.report.error}; moving {job.remaining} image(s) to {nxt.offer.id}")
         tried = "; ".join(a.error if a.error.startswith(a.provider) else f"{a.provider}: {a.error}"
                           for a in job.attempts if a.error)  # fmt: skip
-        error = ProviderError(f"no provider could take the job ({tried or 'no offer left to try'})", _fix(job.troubles))
+        error = ProviderError(
+            f"no provider could take the job ({tried or 'no offer left to try'})", trouble_hint(job.troubles)
+        )
         return self._finish(job, JobState.FAILED, error)
 
     def _detached(self, job: JobRun) -> JobResult:
@@ -219,7 +230,7 @@ class JobRunner(Resume):
             provider,
             model,
             plan,
-            _estimate(job),
+            job.delivered_estimate,
             actual,
             source,
             tuple(job.saved),
@@ -239,7 +250,7 @@ class JobRunner(Resume):
         report = AttemptReport(offer.provider, model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
         tasks: list[Task] = []
         try:
-            yield NeedSlot(_lane(offer), fresh=True)
+            yield NeedSlot(lane_of(offer), fresh=True)
         except Cancelled as stopped:  # the batch stopped before this attempt sent anything
             return self._abandoned(report, stopped)
         try:
@@ -252,7 +263,7 @@ class JobRunner(Resume):
         except Cancelled as stopped:
             return self._abandoned(report, stopped)
         finally:
-            self.slots.release(_lane(offer))
+            self.slots.release(lane_of(offer))
         if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
             trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
             return AttemptEnd(trouble, (), None, None, None, JobState.FAILED)
@@ -278,16 +289,16 @@ class JobRunner(Resume):
                 spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
                 # Wait for the provider's rate before the intent is journaled: a kill while waiting
                 # leaves nothing unknown.
-                delay = self.slots.submit_delay(_lane(offer))
+                delay = self.slots.submit_delay(lane_of(offer))
                 if delay > 0:
                     yield Pause(delay, scaled=False)
                 if self.slots.stopping():
                     if attempt is None:
                         raise Cancelled("the batch was stopped before this job was sent")
-                    return attempt, Outcome(final=_stopped_partway(job, attempt), status=JobState.CANCELLED)
+                    return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
                 attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
                 tasks.append(task)
-                gap = self.slots.gap_left(_lane(offer))  # a few ms at most: the journaling's jitter
+                gap = self.slots.gap_left(lane_of(offer))  # a few ms at most: the journaling's jitter
                 if gap > 0:
                     yield Pause(gap, scaled=False)
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
@@ -325,7 +336,7 @@ class JobRunner(Resume):
             (0, spec.client_ref, spec.n, spec.to_json()),
             job.pending,
         )
-        shape = _shape(job.request, quote, assessment)
+        shape = attempt_shape(job.request, quote, assessment)
         return Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter), task_id
 
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
@@ -364,7 +375,7 @@ class JobRunner(Resume):
         return saved, problems
 
     def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
-        image = self.outputs.save(shape, output, index, job.id, _provider_job_id(task.handle))
+        image = self.outputs.save(shape, output, index, job.id, provider_job_id(task.handle))
         self.ledger.add_file(
             job.id,
             task.task_id,
@@ -441,7 +452,7 @@ class JobRunner(Resume):
     def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
         offer = self.table.offer(attempt.provider, attempt.model)
         delivered = [
-            Delivered(len(t.outputs), *_delivered_size(t), t.usage) for t in tasks if t.state == TaskState.SUCCEEDED
+            Delivered(len(t.outputs), *delivered_size(t), t.usage) for t in tasks if t.state == TaskState.SUCCEEDED
         ]
         if not delivered or offer is None:
             return None, None
@@ -469,149 +480,3 @@ class JobRunner(Resume):
         job = self.job
         provider, model, estimate = job.current if job else ("", "", None)
         self.on_event(Event(provider, model, state, message, estimate, self.clock() - (job.start if job else 0)))
-
-
-# -- pieces of the workflow ----------------------------------------------------------------------
-
-
-def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
-    d = assessment.delivery
-    return JobSpec(
-        prompt=request.prompt,
-        model=assessment.model,
-        quality=assessment.quality if assessment.offer.quality_selectable else None,
-        width=d.width,
-        height=d.height,
-        aspect=d.aspect,
-        resolution=d.resolution,
-        n=count,
-        output_format=request.output_format,
-        client_ref=client_ref,
-        images=tuple(image.source for image in request.images),
-        mask=request.mask.source if request.mask else None,
-        exact_size=d.exact,
-        background=request.background,
-        moderation=request.moderation,
-    )
-
-
-class Unsent(NamedTuple):
-    """A job journaled up to its requests' intents, waiting to go out in a provider batch."""
-
-    job_id: str
-    attempt_id: int
-    tasks: tuple[Task, ...]
-    adapter: Adapter
-
-
-def job_key(job_id: str) -> str:
-    """A job's claim in the ledger: held by the process running it."""
-    return f"job:{job_id}"
-
-
-def _shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape:
-    """What the attempt's images must be, and what their names and sidecars say."""
-    d = assessment.delivery
-    return ImageShape(
-        request.prompt,
-        quote.offer.provider,
-        assessment.model,
-        assessment.quality,
-        request.output_format,
-        d.width,
-        d.height,
-        d.exact,
-        assessment.per_image,
-    )
-
-
-def _estimate(job: JobRun) -> Decimal | None:
-    """The estimate of what delivered the images (after a fallback, not the offer that failed)."""
-    delivered = [a.estimate for a in job.attempts if a.images and a.estimate is not None]
-    return sum(delivered, Decimal(0)) if delivered else job.estimate
-
-
-def _fix(troubles: list[tuple[str, TroubleKind]]) -> str:
-    """What to do about the providers' troubles: a key refused, a balance too low, or wait."""
-    hints = []
-    for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.AUTH):
-        env = provider_spec(provider).key_env if provider in known() else "its key"
-        hints.append(f"{provider} refused its key: check {env}, or run: imgroute keys set {provider}")
-    for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.CREDITS):
-        hints.append(f"{provider} says the balance is too low: top it up")
-    return "; ".join(hints) or "check the keys and balances of these providers, or try again later"
-
-
-def _stopped_partway(job: JobRun, attempt: Attempt) -> Interrupted:
-    return Interrupted(
-        f"the batch was stopped after part of job {job.id} was sent to {attempt.provider}; the rest was not sent",
-        "run the batch again: it finishes what was sent and sends the rest",
-    )
-
-
-def rerouter(table: PricingTable, base: Constraints, keys) -> Callable[[Request, Constraints], Route]:
-    """How `resume` routes images a job never sent: as now configured, but only among the provider
-    choices the job was made with (journaled with it)."""
-    from imgroute.router import rank
-
-    def reroute(request: Request, stored: Constraints) -> Route:
-        within = base._replace(providers=stored.providers, exclude=stored.exclude, plans={**base.plans, **stored.plans})
-        return rank(request, table, within, keys)
-
-    return reroute
-
-
-def fallback_candidates(route: Route) -> list[Quote]:
-    """Offers to try in order: the eligible ones, then those ruled out only by --max-cost at the full
-    job size (they may fit for the images left after a partial delivery; the cumulative cost is
-    checked before each is tried)."""
-    usable = [q for q in route.quotes if q.eligible or q.priced_out]
-    return sorted(usable, key=lambda q: (not q.eligible, q.cost, q.offer.provider, q.offer.model))
-
-
-def unknown_error(exc: Exception | None, provider: str, job_id: str) -> ProviderError:
-    what = str(exc) if exc else f"{provider}: what became of a request is unknown"
-    return ProviderError(
-        f"{what}; the job may have been created and charged, so it was not sent again (job {job_id})",
-        f"check the {provider} dashboard before retrying; `imgroute jobs show {job_id}` has what is known",
-    )
-
-
-def _over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
-    from imgroute.errors import BudgetError
-
-    return BudgetError(
-        f"{quote.offer.id} would take this job to {fmt_usd(job.spent + assessment.cost)}, over --max-cost "
-        f"{fmt_usd(job.max_cost)} ({fmt_usd(job.spent)} already spent on it)",
-        "raise --max-cost to let the job fall back further",
-    )
-
-
-def _next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
-    index = candidates.index(quote)
-    return candidates[index + 1] if index + 1 < len(candidates) else None
-
-
-def _delivered_size(task: Task) -> tuple[int, int]:
-    """The real size read from the first saved image, else the size that was asked for."""
-    if task.saved:
-        return task.saved[0].width, task.saved[0].height
-    return task.spec.width, task.spec.height
-
-
-def _lane(offer) -> str:
-    """Which limits a job at this offer counts against (a batch API has its own)."""
-    return lane(offer.provider, offer.window_s is not None)
-
-
-def _provider_job_id(handle: dict) -> str | None:
-    return handle.get("request_id") or handle.get("task_id") or handle.get("job_id") or handle.get("batch")
-
-
-def preview(quote: Quote, request: Request, keys: dict[str, str], base_urls: dict[str, str | None]):
-    """The exact first request `gen` would send for this quote, key redacted (`--dry-run`)."""
-    a = quote.assessment
-    provider = quote.offer.provider
-    adapter = adapter_class(provider, quote.offer.window_s is not None)(keys[provider], base_urls.get(provider))
-    prepared = adapter.prepare(job_spec(request, a, a.requests[0], "dry-run"))
-    return prepared._replace(headers={**prepared.headers, **adapter.redacted_headers()})

@@ -114,7 +114,7 @@ def run_variant(variant: str, n: int, c: int, t: float, fake_env: dict[str, str]
 
 def _specs():
     """One job spec per provider, as imgroute would route a low-quality row there."""
-    from imgroute.jobs import job_spec
+    from imgroute.attempt_spec import job_spec
     from imgroute.models import Constraints, Request
     from imgroute.pricing import load_table
     from imgroute.router import rank

@@ -150,8 +150,8 @@ class _Run:
     def go(self, label: str, again: str) -> None:
         from imgroute import render
         from imgroute.batch_run import BatchRun, Outcome, RowResult
+        from imgroute.fallback import rerouter
         from imgroute.http import build_client
-        from imgroute.jobs import rerouter
         from imgroute.scheduler import Limits
 
         started = time.monotonic()

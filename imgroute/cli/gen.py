@@ -59,7 +59,7 @@ class _Attempt:
 
 def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attempt) -> None:
     from imgroute import api, render, report
-    from imgroute.jobs import preview
+    from imgroute.attempt_spec import preview
     from imgroute.router import no_offer_error
 
     api.check_output(output.timeout, output.name)  # a bad flag is refused before anything else

@@ -122,7 +122,8 @@ def jobs_resume(
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
     from imgroute import render, report
-    from imgroute.jobs import OutputOptions, rerouter
+    from imgroute.fallback import rerouter
+    from imgroute.jobs import OutputOptions
     from imgroute.request import build_constraints, check_timeout
 
     check_timeout(timeout)

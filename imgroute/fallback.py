@@ -1,0 +1,77 @@
+"""Where a job goes when an offer does not deliver, and what it says when it stops: the offers
+in the order they are tried, the reroute of a resumed job, and the errors and hints of its end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from imgroute.costs import Assessment
+from imgroute.errors import Interrupted, ProviderError, TroubleKind
+from imgroute.job_state import Attempt, JobRun
+from imgroute.models import Constraints, Request
+from imgroute.money import fmt_usd
+from imgroute.pricing import PricingTable
+from imgroute.providers import known
+from imgroute.providers import spec as provider_spec
+from imgroute.router import Quote, Route
+
+
+def fallback_candidates(route: Route) -> list[Quote]:
+    """Offers to try in order: the eligible ones, then those ruled out only by --max-cost at the full
+    job size (they may fit for the images left after a partial delivery; the cumulative cost is
+    checked before each is tried)."""
+    usable = [q for q in route.quotes if q.eligible or q.priced_out]
+    return sorted(usable, key=lambda q: (not q.eligible, q.cost, q.offer.provider, q.offer.model))
+
+
+def next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
+    index = candidates.index(quote)
+    return candidates[index + 1] if index + 1 < len(candidates) else None
+
+
+def over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
+    from imgroute.errors import BudgetError
+
+    return BudgetError(
+        f"{quote.offer.id} would take this job to {fmt_usd(job.spent + assessment.cost)}, over --max-cost "
+        f"{fmt_usd(job.max_cost)} ({fmt_usd(job.spent)} already spent on it)",
+        "raise --max-cost to let the job fall back further",
+    )
+
+
+def rerouter(table: PricingTable, base: Constraints, keys) -> Callable[[Request, Constraints], Route]:
+    """How `resume` routes images a job never sent: as now configured, but only among the provider
+    choices the job was made with (journaled with it)."""
+    from imgroute.router import rank
+
+    def reroute(request: Request, stored: Constraints) -> Route:
+        within = base._replace(providers=stored.providers, exclude=stored.exclude, plans={**base.plans, **stored.plans})
+        return rank(request, table, within, keys)
+
+    return reroute
+
+
+def trouble_hint(troubles: list[tuple[str, TroubleKind]]) -> str:
+    """What to do about the providers' troubles: a key refused, a balance too low, or wait."""
+    hints = []
+    for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.AUTH):
+        env = provider_spec(provider).key_env if provider in known() else "its key"
+        hints.append(f"{provider} refused its key: check {env}, or run: imgroute keys set {provider}")
+    for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.CREDITS):
+        hints.append(f"{provider} says the balance is too low: top it up")
+    return "; ".join(hints) or "check the keys and balances of these providers, or try again later"
+
+
+def unknown_error(exc: Exception | None, provider: str, job_id: str) -> ProviderError:
+    what = str(exc) if exc else f"{provider}: what became of a request is unknown"
+    return ProviderError(
+        f"{what}; the job may have been created and charged, so it was not sent again (job {job_id})",
+        f"check the {provider} dashboard before retrying; `imgroute jobs show {job_id}` has what is known",
+    )
+
+
+def stopped_partway(job: JobRun, attempt: Attempt) -> Interrupted:
+    return Interrupted(
+        f"the batch was stopped after part of job {job.id} was sent to {attempt.provider}; the rest was not sent",
+        "run the batch again: it finishes what was sent and sends the rest",
+    )
