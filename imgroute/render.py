@@ -70,15 +70,21 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
         ]
         if known:
             cells.extend(_history_cells(quote))
-        table.add_row(*cells, _why_not(quote, winner), style=style)
-    console.print(table)
+        table.add_row(*map(Text, cells), Text(_why_not(quote, winner)), style=style)  # as written: no markup
+    lines = []  # what follows the table, printed with it in one go (each print costs rich a pass)
     if winner:
-        console.print(
-            f"{WINNER} cheapest: {winner.offer.provider} {winner.offer.model} at {fmt_usd(winner.cost)}",
-            style="bold",
+        lines.append(
+            (f"{WINNER} cheapest: {winner.offer.provider} {winner.offer.model} at {fmt_usd(winner.cost)}", "bold")
         )
-    for caveat in caveats:
-        console.print(f"caveat: {caveat}", style="yellow", markup=False)
+    lines += [(f"caveat: {caveat}", "yellow") for caveat in caveats]
+    if not explain:
+        lines += [
+            (f"note: {quote.offer.provider} {quote.offer.model}: {note}", "yellow")
+            for quote in route.quotes
+            if quote.eligible
+            for note in quote.assessment.notes
+        ]
+    console.print(table, *(Text(line, style=style) for line, style in lines), sep="\n")
     for quote in route.quotes:
         if explain and quote.assessment.breakdown:
             console.print(Text(f"\n{_provider_label(quote)} {quote.offer.model}", style="bold"))
@@ -86,9 +92,6 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
                 console.print(f"  {line.text}")
             for note in quote.assessment.notes:
                 console.print(f"  note: {note}", style="yellow")
-        elif not explain and quote.eligible:
-            for note in quote.assessment.notes:
-                console.print(f"note: {quote.offer.provider} {quote.offer.model}: {note}", style="yellow")
 
 
 def _history_cells(quote: Quote) -> list[str]:
