@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from imgroute.job_state import JobResult
     from imgroute.models import Constraints, Request
     from imgroute.pricing import PricingTable
-    from imgroute.router import Route
+    from imgroute.router import Route, RouteCache
 
 DEFAULT_NAME = "{slug}-{provider}-{index}"
 
@@ -82,7 +82,7 @@ def plan(
     pricing: str | Path | None = None,
     with_keys: bool = True,
     loaded: tuple | None = None,
-    routes: Any = None,
+    routes: RouteCache | None = None,
 ) -> Planned:
     """Check the job and route it: with `with_keys`, only among offers a key is present for.
     `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`), and

@@ -239,8 +239,7 @@ class BatchRun:
     def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:
         if self.stop.is_set():
             return RowResult(row, Outcome.NOT_STARTED, None)
-        # a retry's sleep gets a stand-in worker
-        runner = self._runner(row, ledger, Http(self.client, sleep=scheduler.sleep, generating=scheduler.generating))
+        runner = self._runner(row, ledger, scheduler.http(self.client))
         holder = self._held.get(self.row_key(row))
         if holder is not None:
             return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")

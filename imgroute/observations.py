@@ -13,9 +13,9 @@ from imgroute import credits, history, learned_sizes
 
 class Observations:
     def __init__(self, home: Path):
-        self.home = home
         self.sizes = learned_sizes.Recorder(home)
         self.outcomes = history.Recorder(home)
+        self.draws = credits.Drawer(home)
 
     def delivered(self, offer, spec, width: int, height: int) -> None:
         """A verified image from a preset whose pixels are unpublished says what that preset makes."""
@@ -27,8 +27,9 @@ class Observations:
         charged = actual if outcome != "succeeded" and actual else Decimal(0)
         self.outcomes.record(offer.id, outcome, charged, took)
         if actual and offer.price.uses_credits and plan is not None and plan.usd_per_credit:
-            credits.draw(self.home, offer.provider, actual / plan.usd_per_credit)  # a prepaid balance, if set
+            self.draws.draw(offer.provider, actual / plan.usd_per_credit)  # a prepaid balance, if set
 
     def flush(self, force: bool = False) -> None:
         self.sizes.flush(force)
         self.outcomes.flush(force)
+        self.draws.flush(force)

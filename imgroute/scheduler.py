@@ -258,6 +258,13 @@ class Scheduler:
         own: each such request holds one of those slots."""
         return self._stood_in(capped=False)
 
+    def http(self, client):
+        """An Http on `client` for this scheduler's jobs: its blocking waits (a retry's sleep, a
+        synchronous generation) get a stand-in worker."""
+        from imgroute.http import Http
+
+        return Http(client, sleep=self.sleep, generating=self.generating)
+
     @contextmanager
     def _stood_in(self, capped: bool) -> Iterator[None]:
         with self._count_lock:

@@ -38,6 +38,11 @@ class Usage(NamedTuple):
     text_output: int = 0
     credits: int | None = None
 
+    @property
+    def reports_tokens(self) -> bool:
+        """Whether the provider said how many tokens it charged (Kie and Apiframe say only credits)."""
+        return any((self.text_input, self.image_input, self.image_output, self.text_output))
+
 
 class Submission(NamedTuple):
     job_id: str | None  # the provider's id; None for synchronous providers

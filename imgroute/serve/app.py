@@ -199,8 +199,7 @@ def job_response(served: Served, call, joined: bool):
         "size": f"{first.width}x{first.height}" if first else None,
         "imgroute": report(served, joined),
     }
-    tokens = result.usage[:4] if result.usage is not None else ()
-    if any(tokens):  # only tokens a provider reported: never an estimate, nor a credit count, as usage
+    if result.usage is not None and result.usage.reports_tokens:  # never an estimate, nor credits, as usage
         body["usage"] = usage_json(result.usage)
     return JSONResponse(body, headers=headers(served, joined), status_code=200)
 

@@ -104,12 +104,11 @@ class Gateway:
         return await asyncio.shield(future)
 
     def _runner(self, max_cost):
-        from imgroute.http import Http
         from imgroute.jobs import JobRunner, OutputOptions
 
         return JobRunner(
             table=self.table,
-            http=Http(self.client, sleep=self.scheduler.sleep, generating=self.scheduler.generating),
+            http=self.scheduler.http(self.client),
             ledger=self.ledger,
             keys=self.keys.available,
             base_urls=self.keys.base_urls,
