@@ -1,3 +1,3 @@
-from imgroute.cli import main
+from imgroute.cli import entry
 
-main()
+entry()

@@ -34,3 +34,22 @@ def test_version(cli):
 
     r = cli("--version")
     assert r.code == 0 and r.out == f"imgroute {__version__}\n"
+
+
+EXIT_PROBE = """
+import atexit, gc, sys
+atexit.register(lambda: print("FROZEN", gc.get_freeze_count() > 0, file=sys.stderr))
+sys.argv = ["imgroute", *sys.argv[1:]]
+from imgroute.cli import entry
+entry()
+"""
+
+
+def test_the_program_exits_without_collecting_its_heap_and_keeps_its_exit_code(tmp_path):
+    env = {"IMGROUTE_HOME": str(tmp_path)}
+    ok = subprocess.run([sys.executable, "-c", EXIT_PROBE, "quote", "a cat"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "FROZEN True" in ok.stderr, ok.stderr
+    assert "offer" in ok.stdout
+    bad = subprocess.run([sys.executable, "-c", EXIT_PROBE, "quote", "a cat", "--qualty", "high"], capture_output=True,
+                         text=True, env=env)  # fmt: skip
+    assert bad.returncode == 2 and "FROZEN True" in bad.stderr and "--quality" in bad.stderr

@@ -8,6 +8,7 @@ command that uses it.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 
@@ -93,6 +94,18 @@ def main(argv: list[str] | None = None) -> None:
     if code == EXIT_INTERRUPTED:
         fail("interrupted", None, EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def entry() -> None:
+    """The `imgroute` program: `main`, then a quicker exit. Python ends by collecting garbage over
+    every object still alive (typer, rich, pydantic, the pricing table: most of a quote's heap),
+    which cost a `quote` about a sixth of its time; frozen objects are skipped, and the operating
+    system takes the process's memory back whole. (Nothing of imgroute's waits on a finalizer at
+    exit: files are written, fsynced and closed, and the ledger closed, before `main` returns.)"""
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 MESSAGE_LIMIT = 2000  # one line, however much a provider or a file said
