@@ -170,6 +170,30 @@ def test_a_retry_after_a_dropped_connection_joins_the_job_and_pays_once(served, 
     assert fakes["openai"].charges == 1 and len(fakes["openai"].calls("/v1/images/generations")) == 1
 
 
+def test_a_retry_of_an_ended_request_gets_its_answer_while_it_is_among_the_newest(served, fakes, monkeypatch):
+    import httpx
+
+    from imgroute.serve import gateway
+
+    monkeypatch.setattr(gateway, "RECENT_MAX", 2)
+
+    def generate(prompt: str, retry: int = 0) -> dict:
+        body = {"prompt": prompt, "quality": "low", **only(fakes, "openai")}
+        retried = {"x-stainless-retry-count": str(retry)}
+        answer = httpx.post(f"{served.url}/images/generations", json=body, headers=retried)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["imgroute"]
+
+    first = generate("fox one")
+    assert generate("fox one", retry=1) == {**first, "joined": True}  # the ended job's answer, not a new job
+    generate("fox two")
+    generate("fox three")  # now the two newest: the first's answer is forgotten
+    assert generate("fox three", retry=1)["joined"] is True
+    again = generate("fox one", retry=1)
+    assert again["joined"] is False and again["job_id"] != first["job_id"]
+    assert fakes["openai"].charges == 4
+
+
 def ten_clients_at_once(served, fakes, provider: str) -> tuple[list, list]:
     """Ten SDK clients, each generating one image at the same time: (their results, their errors)."""
     results, errors = [], []

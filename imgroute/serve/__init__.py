@@ -6,6 +6,7 @@ imported only here, so `quote` keeps its start-up time.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import sys
@@ -47,6 +48,7 @@ def serve(host: str, port: int, token: str | None, out_dir: Path) -> None:
     gateway = Gateway(out_dir)
     app = build_app(gateway, token, config.home() / "serve-inputs")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    gc.freeze()  # what start-up built lives as long as the server: no collection need walk it again
     sys.stderr.write(
         f"imgroute serve: http://{host}:{port}/v1 (OpenAI Images API); images saved in {out_dir}; "
         f"{'token required' if token else 'no token (loopback only)'}; Ctrl-C stops\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,6 +19,7 @@ from imgroute.errors import ImgrouteError
 from imgroute.serve.params import ImageCall
 
 RECENT_S = 600.0  # how long an ended job's answer is kept for a retry of its request
+RECENT_MAX = 4096  # and at most this many (the newest): a retry comes seconds after its request
 
 
 class Served(NamedTuple):
@@ -49,7 +51,7 @@ class Gateway:
         self.routes = RouteCache(self.table, self.keys.available)  # requests alike share one ranking
         self.observations = Observations(config.home())
         self._running: dict[str, asyncio.Future] = {}
-        self._recent: dict[str, tuple[float, Served]] = {}
+        self._recent: OrderedDict[str, tuple[float, Served]] = OrderedDict()  # oldest first
 
     @property
     def offers(self) -> set[str]:
@@ -71,8 +73,9 @@ class Gateway:
 
         def ended(done: asyncio.Future) -> None:  # whether or not its client is still there
             self._running.pop(call.identity, None)
-            self._forget_old()
             self._recent[call.identity] = (time.monotonic(), done.result())
+            self._recent.move_to_end(call.identity)
+            self._forget_old()
 
         future.add_done_callback(ended)
         return await self._start(call, future), False
@@ -122,9 +125,12 @@ class Gateway:
         )
 
     def _forget_old(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, (at, _) in self._recent.items() if now - at >= RECENT_S]:
-            del self._recent[key]
+        """Drop the answers past RECENT_S or beyond RECENT_MAX. They are kept in the order their
+        jobs ended, so only the oldest few are looked at (a scan of all, per request, grew with
+        the traffic of the last ten minutes)."""
+        cutoff = time.monotonic() - RECENT_S
+        while self._recent and (len(self._recent) > RECENT_MAX or next(iter(self._recent.values()))[0] <= cutoff):
+            self._recent.popitem(last=False)
 
     def close(self) -> None:
         """After the last request: no job is left on the scheduler's workers."""
