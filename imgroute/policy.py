@@ -42,5 +42,7 @@ DEFAULT_BATCH_CONCURRENCY = 8
 # A worker blocked in an HTTP retry's backoff gets a stand-in, so one provider's 429s cannot stall
 # every other job; at most this many at once (a provider gone wrong must not spawn a thread per job).
 MAX_STANDIN_WORKERS = 16
+# A stand-in no longer needed waits this long to stand in again before its thread ends.
+SPARE_SECONDS = 30.0
 # Per-provider limits (jobs in progress, submits per minute) are defaults in the provider registry
 # (imgroute/providers/__init__.py), overridden in config.yaml `limits:`.

@@ -201,6 +201,65 @@ def test_stand_in_workers_are_bounded(monkeypatch):
     assert most[0] <= 1 + 2  # the base worker and at most two stand-ins, however many sleep at once
 
 
+class CountedThreads:
+    """The scheduler's threads, counted as they are made."""
+
+    def __init__(self, monkeypatch):
+        self.made: list[threading.Thread] = []
+        made, real = self.made, threading.Thread
+
+        class Counted(real):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        monkeypatch.setattr("imgroute.scheduler.threading.Thread", Counted)
+
+    def alive(self) -> int:
+        return sum(thread.is_alive() for thread in self.made)
+
+
+def generation():
+    """A synchronous provider's request, held open while it generates."""
+
+    def steps(scheduler):
+        yield Pause(0)
+        with scheduler.generating():
+            time.sleep(0.02)
+        return "made"
+
+    return steps
+
+
+def test_a_stand_in_no_longer_needed_parks_and_stands_in_again(monkeypatch):
+    threads = CountedThreads(monkeypatch)
+    scheduler = Scheduler(2, Limits({}), scale=1.0)
+    for _ in range(10):  # one generation after another, as a client of `serve` sends them
+        assert run_all(scheduler, [generation()(scheduler)]) == [("made", None)]
+    assert len(threads.made) == 2 + 1  # the two workers and one stand-in, not a thread per generation
+    results = run_all(scheduler, [generation()(scheduler) for _ in range(6)])  # six at once: six stand-ins
+    assert results == [("made", None)] * 6 and len(threads.made) == 2 + 6
+    scheduler.close()
+    deadline = time.monotonic() + 5
+    while threads.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threads.alive() == 0  # closing ends the parked spares too
+
+
+def test_a_parked_spare_ends_after_its_time(monkeypatch):
+    from imgroute import policy
+
+    monkeypatch.setattr(policy, "SPARE_SECONDS", 0.1)
+    threads = CountedThreads(monkeypatch)
+    scheduler = Scheduler(1, Limits({}), scale=1.0)
+    assert run_all(scheduler, [generation()(scheduler)]) == [("made", None)]
+    time.sleep(0.4)
+    assert len(threads.made) == 2 and threads.alive() == 1  # the worker; the spare has ended
+    assert run_all(scheduler, [generation()(scheduler)]) == [("made", None)]  # a new stand-in, as before
+    assert len(threads.made) == 3
+    scheduler.close()
+
+
 def test_a_slow_journal_cannot_let_the_next_send_crowd_the_last():
     now = [100.0]
     limits = Limits({"kie": (5, 60.0)}, clock=lambda: now[0])  # one a second
