@@ -127,6 +127,37 @@ def test_edit_with_one_image_several_images_and_a_mask(served, fakes, tmp_path):
     assert masked.data and fakes["openai"].edits[-1]["mask"] == buffer.getvalue()
 
 
+def test_an_edits_uploads_are_kept_only_while_its_job_may_be_resumed(served, fakes, isolated_home):
+    import httpx
+
+    inputs = isolated_home / "serve-inputs"
+    kept = lambda: sorted(p.name for p in inputs.iterdir()) if inputs.exists() else []  # noqa: E731
+    photo = make_image(1024, 1024)
+    form = {"prompt": "make it dusk", "quality": "low", "imgroute[provider]": "openai"}
+
+    def edit(retry: int = 0, extra: dict | None = None) -> httpx.Response:
+        files = [("image", ("photo.png", photo, "image/png")), *(extra or {}).items()]
+        headers = {"x-stainless-retry-count": str(retry)}
+        return httpx.post(f"{served.url}/images/edits", data=form, files=files, headers=headers, timeout=30)
+
+    done = edit()
+    assert done.status_code == 200 and kept() == []  # succeeded: nothing left to resume
+    again = edit(retry=1)  # the client's retry of it: answered from the ended job, its upload dropped
+    assert again.json()["imgroute"]["joined"] is True and kept() == []
+    refused = edit(extra={"picture": ("p.png", photo, "image/png")})
+    assert refused.status_code == 400 and kept() == []
+    fakes["openai"].inject("submit", drop=True)  # the submit's fate is unknown: `jobs resume` needs the image
+    unknown = httpx.post(
+        f"{served.url}/images/edits",
+        data={**form, "prompt": "make it night"},
+        files=[("image", ("photo.png", photo, "image/png"))],
+        timeout=30,
+    )
+    assert unknown.status_code == 502 and unknown.json()["error"]["code"] == "submit_unknown"
+    (folder,) = kept()
+    assert (inputs / folder / "0-photo.png").read_bytes() == photo
+
+
 def test_moderation_arrives_as_bad_request_with_its_code_and_is_not_retried(served, fakes):
     with pytest.raises(openai.BadRequestError) as caught:
         served.client().images.generate(prompt="FORBIDDEN thing", extra_body=only(fakes, "openai"))

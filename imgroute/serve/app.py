@@ -26,7 +26,7 @@ from starlette.routing import Route
 from imgroute import errors
 from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
-from imgroute.serve.gateway import Gateway, Served
+from imgroute.serve.gateway import Gateway, Served, discard_inputs
 from imgroute.serve.params import MODEL, ParamError, read_edit, read_generation
 
 MAX_JSON_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
@@ -70,6 +70,7 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
         except ParamError as exc:
             return error_response(HttpError(400, str(exc), "invalid_request_error", None, exc.param))
         if call.dry_run:
+            discard_inputs(call.inputs)
             return dry_run_response(gateway, call)
         retry = (request.headers.get("x-stainless-retry-count") or "0").strip() not in ("", "0")
         served, joined = await gateway.run(call, retry)
@@ -129,9 +130,8 @@ async def json_body(request: Request):
 
 async def edit_call(request: Request, gateway: Gateway, inputs_dir: Path):
     """The multipart edit: `image` or repeated `image[]`, an optional `mask`, string fields. The
-    files are kept (privately) as the job's inputs, so a resume can send them again."""
-    from starlette.datastructures import UploadFile
-
+    files are kept (privately) as the job's inputs, so a resume can send them again, until the
+    job can no longer be resumed (Gateway.run)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HttpError(400, "The edit endpoint takes multipart/form-data.", "invalid_request_error")
     raw = await body_bytes(request, MAX_UPLOAD_BYTES)
@@ -141,11 +141,21 @@ async def edit_call(request: Request, gateway: Gateway, inputs_dir: Path):
         form = await parsed.form(max_files=MAX_FILES, max_fields=64, max_part_size=MAX_JSON_BYTES)
     except Exception as exc:  # python-multipart's errors differ by version: all are a bad body
         raise HttpError(400, f"The multipart body could not be read: {exc}", "invalid_request_error") from None
+    folder = private_dir(inputs_dir / uuid.uuid4().hex[:12])
+    try:
+        return await _edit_from_form(form, folder, gateway)
+    except BaseException:  # refused: no job will read these files
+        discard_inputs(folder)
+        raise
+
+
+async def _edit_from_form(form, folder: Path, gateway: Gateway):
+    from starlette.datastructures import UploadFile
+
     fields: dict[str, str | list[str]] = {}
     images: list[str] = []
     mask = None
     digest = hashlib.sha256()
-    folder = private_dir(inputs_dir / uuid.uuid4().hex[:12])
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             data = await value.read()
@@ -165,7 +175,8 @@ async def edit_call(request: Request, gateway: Gateway, inputs_dir: Path):
             raise HttpError(400, f"'{name}' is given twice.", "invalid_request_error", None, name)
         else:
             fields[name] = value
-    return read_edit(fields, images, mask, digest.hexdigest(), gateway.settings.profiles, gateway.offers)
+    files = (folder, images, mask, digest.hexdigest())
+    return read_edit(fields, files, gateway.settings.profiles, gateway.offers)
 
 
 def _receiver(raw: bytes):

@@ -9,6 +9,7 @@ and a client's retry (`x-stainless-retry-count`) of one that ended a moment ago 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import NamedTuple
 
 from imgroute import api, config, policy
 from imgroute.errors import ImgrouteError
+from imgroute.models import UNFINISHED_JOB_STATES
 from imgroute.serve.params import ImageCall
 
 RECENT_S = 600.0  # how long an ended job's answer is kept for a retry of its request
@@ -28,6 +30,16 @@ class Served(NamedTuple):
     result: object | None  # the JobResult (None when routing refused it)
     error: ImgrouteError | None
     planned: object | None  # api.Planned
+
+
+def resumable(served: Served) -> bool:
+    """Whether `imgroute jobs resume` may take the job up again (and read its inputs)."""
+    return served.result is not None and served.result.status in UNFINISHED_JOB_STATES
+
+
+def discard_inputs(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Gateway:
@@ -61,18 +73,25 @@ class Gateway:
         return api.plan(**call.options, loaded=(self.table, self.settings, self.keys), routes=self.routes)
 
     async def run(self, call: ImageCall, retry: bool) -> tuple[Served, bool]:
-        """The job for this call, and whether it was joined (a retry) rather than started."""
+        """The job for this call, and whether it was joined (a retry) rather than started.
+
+        An edit's uploaded files are removed once its job has ended in a way no `jobs resume` can
+        take up again, and at once when it joins a job (which reads its own copy)."""
         running = self._running.get(call.identity)
         if running is not None:
+            discard_inputs(call.inputs)
             return await asyncio.shield(running), True
         recent = self._recent.get(call.identity)
         if retry and recent is not None and time.monotonic() - recent[0] < RECENT_S:
+            discard_inputs(call.inputs)
             return recent[1], True
         future = asyncio.get_running_loop().create_future()
         self._running[call.identity] = future
 
         def ended(done: asyncio.Future) -> None:  # whether or not its client is still there
             self._running.pop(call.identity, None)
+            if not resumable(done.result()):
+                discard_inputs(call.inputs)
             self._recent[call.identity] = (time.monotonic(), done.result())
             self._recent.move_to_end(call.identity)
             self._forget_old()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from imgroute.api import ROUTING_HINTS as HINTS
@@ -38,6 +39,7 @@ class ImageCall(NamedTuple):
     dry_run: bool
     identity: str  # the same request sent again (a client's retry) has the same identity
     output_format: str
+    inputs: Path | None = None  # the folder of an edit's uploaded files (see Gateway: kept while needed)
 
 
 def read_generation(body: Any, profiles: dict, offers: set[str]) -> ImageCall:
@@ -46,8 +48,10 @@ def read_generation(body: Any, profiles: dict, offers: set[str]) -> ImageCall:
     return _read(body, GENERATION_FIELDS, profiles, offers, images=[], mask=None, files_digest="")
 
 
-def read_edit(fields: dict[str, str], images: list[str], mask: str | None, digest: str, profiles, offers) -> ImageCall:
-    """Form fields (strings) with the uploaded files already saved (`images`, `mask`: paths)."""
+def read_edit(fields: dict[str, str], files: tuple, profiles, offers) -> ImageCall:
+    """Form fields (strings) with the uploaded files already saved: `files` is (their folder, the
+    images' paths, the mask's path or None, the digest of their names and contents)."""
+    inputs, images, mask, digest = files
     if not images:
         raise ParamError("Missing required parameter: 'image'.", "image")
     body: dict[str, Any] = {}
@@ -69,7 +73,9 @@ def read_edit(fields: dict[str, str], images: list[str], mask: str | None, diges
             body["imgroute"] = json.loads(body["imgroute"])
         except ValueError:
             raise ParamError("'imgroute' must be a JSON object of routing hints.", "imgroute") from None
-    return _read(body, EDIT_FIELDS, profiles, offers, images=images, mask=mask, files_digest=digest)
+    return _read(body, EDIT_FIELDS, profiles, offers, images=images, mask=mask, files_digest=digest)._replace(
+        inputs=inputs
+    )
 
 
 def _read(body: dict, allowed: set[str], profiles: dict, offers: set[str], images, mask, files_digest) -> ImageCall:
