@@ -225,6 +225,31 @@ def test_a_retry_of_an_ended_request_gets_its_answer_while_it_is_among_the_newes
     assert fakes["openai"].charges == 4
 
 
+def test_first_tries_of_one_request_at_once_are_jobs_of_their_own_unless_the_client_does_not_count(served, fakes):
+    import httpx
+
+    fakes["openai"].job_seconds = 1.0  # long enough for the requests to overlap
+    body = {"prompt": "the same fox", "quality": "low", **only(fakes, "openai")}
+    answers: dict[str, list] = {"counted": [], "uncounted": []}
+
+    def post(kind: str) -> None:
+        headers = {"x-stainless-retry-count": "0"} if kind == "counted" else {}  # as the SDK, or as curl
+        answer = httpx.post(f"{served.url}/images/generations", json=body, headers=headers, timeout=30)
+        answers[kind].append(answer.json()["imgroute"])
+
+    for kind in ("counted", "uncounted"):
+        threads = [threading.Thread(target=post, args=(kind,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join(30)
+    assert len({a["job_id"] for a in answers["counted"]}) == 3  # three images asked for, three made
+    assert len({a["job_id"] for a in answers["uncounted"]}) == 1  # a retry or not: it must not pay twice
+    assert sorted(a["joined"] for a in answers["uncounted"]) == [False, True, True]
+    assert fakes["openai"].charges == 3 + 1
+
+
 def ten_clients_at_once(served, fakes, provider: str) -> tuple[list, list]:
     """Ten SDK clients, each generating one image at the same time: (their results, their errors)."""
     results, errors = [], []

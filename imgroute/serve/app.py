@@ -72,8 +72,7 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
         if call.dry_run:
             discard_inputs(call.inputs)
             return dry_run_response(gateway, call)
-        retry = (request.headers.get("x-stainless-retry-count") or "0").strip() not in ("", "0")
-        served, joined = await gateway.run(call, retry)
+        served, joined = await gateway.run(call, tries_before(request))
         response = job_response(served, call, joined)
         log_line(request.method, request.url.path, response.status_code, served, started, joined)
         return response
@@ -177,6 +176,13 @@ async def _edit_from_form(form, folder: Path, gateway: Gateway):
             fields[name] = value
     files = (folder, images, mask, digest.hexdigest())
     return read_edit(fields, files, gateway.settings.profiles, gateway.offers)
+
+
+def tries_before(request: Request) -> int | None:
+    """How many times the client says it tried this request before (the OpenAI SDKs send
+    `x-stainless-retry-count`: 0 on a first try); None when it does not say."""
+    count = (request.headers.get("x-stainless-retry-count") or "").strip()
+    return int(count) if count.isdigit() else None
 
 
 def _receiver(raw: bytes):

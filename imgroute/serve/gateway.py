@@ -1,9 +1,10 @@
 """The core behind `imgroute serve`: each request an imgroute job, run on the same scheduler and
 per-provider limits as `batch`, in the same ledger as the CLI's jobs, with its images saved.
 
-What is read once (the pricing table, config, keys) is read at start-up. A request whose identity
-(its parameters and files) matches a job still running joins that job instead of paying again,
-and a client's retry (`x-stainless-retry-count`) of one that ended a moment ago gets its answer.
+What is read once (the pricing table, config, keys) is read at start-up. A client's retry of a
+request (its parameters and files, `x-stainless-retry-count` above 0) joins that request's job
+still running instead of paying again, or gets the answer of one that ended a moment ago; so does
+a request from a client that does not count its tries. A first try always gets its own job.
 """
 
 from __future__ import annotations
@@ -72,24 +73,31 @@ class Gateway:
     def plan(self, call: ImageCall):
         return api.plan(**call.options, loaded=(self.table, self.settings, self.keys), routes=self.routes)
 
-    async def run(self, call: ImageCall, retry: bool) -> tuple[Served, bool]:
+    async def run(self, call: ImageCall, tries: int | None) -> tuple[Served, bool]:
         """The job for this call, and whether it was joined (a retry) rather than started.
+
+        `tries` is the client's count of earlier tries of this request (`x-stainless-retry-count`),
+        None when it sends none. A retry, or a request from a client that does not say, joins the
+        same request's job still running; a retry also gets the answer of one that ended a moment
+        ago. A first try (0) always starts its own job: several clients asking at once for the
+        same image each want one of their own.
 
         An edit's uploaded files are removed once its job has ended in a way no `jobs resume` can
         take up again, and at once when it joins a job (which reads its own copy)."""
-        running = self._running.get(call.identity)
+        running = self._running.get(call.identity) if tries != 0 else None
         if running is not None:
             discard_inputs(call.inputs)
             return await asyncio.shield(running), True
         recent = self._recent.get(call.identity)
-        if retry and recent is not None and time.monotonic() - recent[0] < RECENT_S:
+        if tries and recent is not None and time.monotonic() - recent[0] < RECENT_S:
             discard_inputs(call.inputs)
             return recent[1], True
         future = asyncio.get_running_loop().create_future()
-        self._running[call.identity] = future
+        self._running[call.identity] = future  # (the latest such job, when first tries overlap)
 
         def ended(done: asyncio.Future) -> None:  # whether or not its client is still there
-            self._running.pop(call.identity, None)
+            if self._running.get(call.identity) is future:
+                del self._running[call.identity]
             if not resumable(done.result()):
                 discard_inputs(call.inputs)
             self._recent[call.identity] = (time.monotonic(), done.result())
