@@ -113,7 +113,7 @@ class Gateway:
             if planned.route.choice is None:
                 from imgroute.router import no_offer_error
 
-                served = Served(None, no_offer_error(planned.route, "below"), planned)
+                served = Served(None, no_offer_error(planned.route, "follow, offer by offer"), planned)
                 future.set_result(served)
                 return served
             runner = self._runner(planned.constraints.max_cost)
