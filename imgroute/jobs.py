@@ -62,7 +62,7 @@ from imgroute.pricing import PricingTable
 from imgroute.providers import adapter_class, known
 from imgroute.providers import spec as provider_spec
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
-from imgroute.report import route_json
+from imgroute.report import route_text
 from imgroute.resume import Resume
 from imgroute.router import Quote, Route
 from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Slots, Steps, Unlimited, drive
@@ -154,7 +154,7 @@ class JobRunner(Resume):
             job.id,
             request.prompt,
             {**request.to_json(), "constraints": constraints.to_json() if constraints else None},
-            route_json(route),
+            route_text(route),
             str(first.cost) if first else None,
             str(self.outputs.out_dir.absolute()),  # a resume may run from another directory
             self.outputs.name_template,

@@ -543,7 +543,7 @@ class Ledger:
         job_id: str,
         prompt: str,
         request: dict,
-        route: dict,
+        route: dict | str,  # (or its JSON text already written: report.route_text)
         estimate: str | None,
         out_dir: str,
         name_template: str,
@@ -561,7 +561,7 @@ class Ledger:
                 now,
                 prompt,
                 json.dumps(request),
-                json.dumps(route),
+                route if isinstance(route, str) else json.dumps(route),
                 estimate,
                 out_dir,
                 name_template,
