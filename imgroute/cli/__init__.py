@@ -100,8 +100,9 @@ def entry() -> None:
     """The `imgroute` program: `main`, then a quicker exit. Python ends by collecting garbage over
     every object still alive (typer, rich, pydantic, the pricing table: most of a quote's heap),
     which cost a `quote` about a sixth of its time; frozen objects are skipped, and the operating
-    system takes the process's memory back whole. (Nothing of imgroute's waits on a finalizer at
-    exit: files are written, fsynced and closed, and the ledger closed, before `main` returns.)"""
+    system takes the process's memory back whole. (Nothing of imgroute's waits on a collection at
+    exit: its files are written, fsynced and closed as they are made, and every ledger commit is
+    durable once made.)"""
     try:
         main()
     finally:
