@@ -57,6 +57,7 @@ QUICK_EXIT_FLOOR = FLOOR_PROGRAM.replace(
     'if __name__ == "__main__":\n    app()',
     'if __name__ == "__main__":\n    import gc\n\n    try:\n        app()\n    finally:\n        gc.freeze()',
 )
+assert QUICK_EXIT_FLOOR != FLOOR_PROGRAM, "the floor's ending changed: update QUICK_EXIT_FLOOR"
 
 TARGET = 1.15
 

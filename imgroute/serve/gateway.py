@@ -96,11 +96,12 @@ class Gateway:
         self._running[call.identity] = future  # (the latest such job, when first tries overlap)
 
         def ended(done: asyncio.Future) -> None:  # whether or not its client is still there
+            served = done.result()
             if self._running.get(call.identity) is future:
                 del self._running[call.identity]
-            if not resumable(done.result()):
+            if not resumable(served):
                 discard_inputs(call.inputs)
-            self._recent[call.identity] = (time.monotonic(), done.result())
+            self._recent[call.identity] = (time.monotonic(), served)
             self._recent.move_to_end(call.identity)
             self._forget_old()
 

@@ -73,12 +73,10 @@ def read_edit(fields: dict[str, str], files: tuple, profiles, offers) -> ImageCa
             body["imgroute"] = json.loads(body["imgroute"])
         except ValueError:
             raise ParamError("'imgroute' must be a JSON object of routing hints.", "imgroute") from None
-    return _read(body, EDIT_FIELDS, profiles, offers, images=images, mask=mask, files_digest=digest)._replace(
-        inputs=inputs
-    )
+    return _read(body, EDIT_FIELDS, profiles, offers, images=images, mask=mask, files_digest=digest, inputs=inputs)
 
 
-def _read(body: dict, allowed: set[str], profiles: dict, offers: set[str], images, mask, files_digest) -> ImageCall:
+def _read(body: dict, allowed: set[str], profiles, offers, images, mask, files_digest, inputs=None) -> ImageCall:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ParamError(f"Unknown parameter: '{unknown[0]}'.", unknown[0])
@@ -115,7 +113,7 @@ def _read(body: dict, allowed: set[str], profiles: dict, offers: set[str], image
         raise ParamError("Give either 'size' or the 'imgroute' aspect/resolution hints, not both.", "size")
     canonical = json.dumps({k: v for k, v in body.items() if k not in IGNORED}, sort_keys=True, default=str)
     identity = hashlib.sha256(f"{canonical}|{files_digest}".encode()).hexdigest()
-    return ImageCall(options, dry_run, identity, options.get("output_format", "png"))
+    return ImageCall(options, dry_run, identity, options.get("output_format", "png"), inputs)
 
 
 def _refuse_unsupported(body: dict) -> None:
