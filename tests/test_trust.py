@@ -176,7 +176,12 @@ def test_ctrl_c_at_the_confirmation_prompt_exits_130(tmp_path, isolated_home):
     env = {**os.environ, "KIE_API_KEY": "k"}
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "imgroute", "batch", str(rows)], stdin=slave, stderr=subprocess.PIPE, env=env
+        [sys.executable, "-m", "imgroute", "batch", str(rows)],
+        stdin=slave,
+        stderr=subprocess.PIPE,
+        env=env,
+        # as at a terminal: a test run started in the background inherits Ctrl-C ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(slave)
     seen = b""
@@ -193,6 +198,8 @@ def test_ctrl_c_at_the_confirmation_prompt_exits_130(tmp_path, isolated_home):
             break
         except subprocess.TimeoutExpired:
             continue
+    else:
+        proc.kill()  # never answered Ctrl-C: fail below rather than hang
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=20) == 130 and "Traceback" not in err and "interrupted" in err
     os.close(master)
