@@ -10,6 +10,11 @@ added latency (imgroute's median minus the floor's), and requests per second of 
 Targets (issue #15): added latency <= 15 ms per request at 10 clients (median of the runs), and
 imgroute's throughput within 1.3x of the floor's.
 
+Also measured in the same runs, as a reference: a bare gateway on the same stack (scripts/
+bare_gateway.py: uvicorn, Starlette and httpx forwarding each request to the fake, nothing else).
+What it adds is the cost of putting any HTTP server of this stack between a client and the fake;
+imgroute's own work per job is the rest.
+
     python scripts/bench_serve.py [--clients 1 10 50] [--requests 200] [--runs 3]
 """
 
@@ -48,16 +53,23 @@ def start_fakes(port: int) -> tuple[subprocess.Popen, dict[str, str]]:
 
 
 def start_serve(fake_env: dict[str, str], home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
     keep = {k: v for k, v in fake_env.items() if "OPENAI" in k}  # only OpenAI: one route, the sync fake
     (home / "config.yaml").write_text("limits:\n  openai: {concurrency: 200, per_minute: 1000000}\n")
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_KEY", "_API_TOKEN"))}
     env.update(keep, IMGROUTE_HOME=str(home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imgroute", "serve", "--port", str(port), "--out", str(home / "served")],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
+    command = [sys.executable, "-m", "imgroute", "serve", "--port", str(port), "--out", str(home / "served")]
+    return started(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL), port, "imgroute serve")
+
+
+def start_bare_gateway(fake_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, str(ROOT / "scripts" / "bare_gateway.py"), str(port)]
+    return started(subprocess.Popen(command, env={**os.environ, **fake_env}), port, "the bare gateway")
+
+
+def started(proc: subprocess.Popen, port: int, name: str) -> tuple[subprocess.Popen, str]:
+    """The process and its /v1 URL, once it answers."""
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -67,7 +79,17 @@ def start_serve(fake_env: dict[str, str], home: Path) -> tuple[subprocess.Popen,
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("imgroute serve did not start")
+    raise SystemExit(f"{name} did not start")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU a process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(url: str, key: str, clients: int, requests: int) -> tuple[list[float], float]:
@@ -110,34 +132,49 @@ def main() -> None:
     fakes, fake_env = start_fakes(args.port)
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     serve, url = start_serve(fake_env, work)
+    gateway, gateway_url = start_bare_gateway(fake_env)
     fake_url = fake_env["IMGROUTE_OPENAI_BASE_URL"] + "/v1"
     fake_key = fake_env["OPENAI_API_KEY"]
+    targets = {  # what is measured: its URL, the key it takes, and the process that answers it
+        "floor": (fake_url, fake_key, fakes),
+        "bare gateway": (gateway_url, fake_key, gateway),
+        "imgroute": (url, "unused", serve),
+    }
     try:
-        load(url, "unused", 4, 20)  # warm both paths
-        load(fake_url, fake_key, 4, 20)
+        for target, key, _ in targets.values():  # warm every path
+            load(target, key, 4, 20)
         print(f"{args.requests} requests per measurement, medians of {args.runs} runs")
         for clients in args.clients:
-            rows = {"imgroute": [], "floor": []}
+            rows = {name: [] for name in targets}
             for _ in range(args.runs):
-                for name, (target, key) in (("floor", (fake_url, fake_key)), ("imgroute", (url, "unused"))):
+                for name, (target, key, proc) in targets.items():
+                    before = cpu_seconds(proc.pid)
                     latencies, wall = load(target, key, clients, args.requests)
-                    rows[name].append((statistics.median(latencies), args.requests / wall))
-            own = statistics.median(r[0] for r in rows["imgroute"]) * 1000
-            floor = statistics.median(r[0] for r in rows["floor"]) * 1000
-            rps = statistics.median(r[1] for r in rows["imgroute"])
-            floor_rps = statistics.median(r[1] for r in rows["floor"])
+                    after = cpu_seconds(proc.pid)
+                    used = (after - before) / args.requests * 1000 if before is not None else float("nan")
+                    rows[name].append((statistics.median(latencies), args.requests / wall, used))
+            latency = {name: statistics.median(r[0] for r in runs) * 1000 for name, runs in rows.items()}
+            rps = {name: statistics.median(r[1] for r in runs) for name, runs in rows.items()}
+            cpu = {name: statistics.median(r[2] for r in runs) for name, runs in rows.items()}
+            floor = latency["floor"]
             target = " (target <= 15 ms)" if clients == 10 else ""
             print(
-                f"clients {clients:>3}: latency {own:.1f} ms vs floor {floor:.1f} ms: added {own - floor:.1f} ms"
-                f"{target}; {rps:.0f} req/s vs floor {floor_rps:.0f} req/s: floor/imgroute {floor_rps / rps:.2f}x"
-                " (target <= 1.3)"
+                f"clients {clients:>3}: latency {latency['imgroute']:.1f} ms vs floor {floor:.1f} ms: added "
+                f"{latency['imgroute'] - floor:.1f} ms{target}; {rps['imgroute']:.0f} req/s vs floor "
+                f"{rps['floor']:.0f} req/s: floor/imgroute {rps['floor'] / rps['imgroute']:.2f}x (target <= 1.3); "
+                f"CPU per request: imgroute {cpu['imgroute']:.2f} ms, fake {cpu['floor']:.2f} ms"
+            )
+            print(
+                f"             bare gateway: latency {latency['bare gateway']:.1f} ms: added "
+                f"{latency['bare gateway'] - floor:.1f} ms; {rps['bare gateway']:.0f} req/s: "
+                f"floor/gateway {rps['floor'] / rps['bare gateway']:.2f}x; CPU per request {cpu['bare gateway']:.2f} ms"
             )
         print(json.dumps({"home": str(work)}))
     finally:
-        serve.terminate()
-        serve.wait(20)
-        fakes.terminate()
-        fakes.wait(10)
+        for proc in (serve, gateway, fakes):
+            proc.terminate()
+        for proc in (serve, gateway, fakes):
+            proc.wait(20)
 
 
 if __name__ == "__main__":

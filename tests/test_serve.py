@@ -193,6 +193,25 @@ def test_bad_requests_name_the_parameter(served):
     assert caught.value.code == "no_offer" and "multiples of 16" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("asked", "param", "says"),
+    [
+        ({"n": 0}, "n", "n 0 is out of range"),
+        ({"quality": "hihg"}, "quality", "quality 'hihg' is not a tier"),
+        ({"output_format": "gif"}, "output_format", "output_format 'gif' is not an image format"),
+        ({"extra_body": {"imgroute": {"max_cost": -1}}}, "imgroute.max_cost", "to imgroute.max_cost"),
+        ({"extra_body": {"imgroute": {"aspect": "wide"}}}, "imgroute.aspect", "like imgroute.aspect 16:9"),
+        ({"extra_body": {"imgroute": {"exclude": ["nope"]}}}, "imgroute.exclude", "in imgroute.exclude"),
+    ],
+)
+def test_a_refused_value_is_named_as_the_api_parameter_not_a_cli_flag(served, fakes, asked, param, says):
+    with pytest.raises(openai.BadRequestError) as caught:
+        served.client().images.generate(prompt="a fox", **asked)
+    assert caught.value.param == param
+    assert says in caught.value.message and "--" not in caught.value.message
+    assert all(fake.requests == [] for fake in fakes.values())
+
+
 def test_a_retry_after_a_dropped_connection_joins_the_job_and_pays_once(served, fakes):
     fakes["openai"].inject("submit", delay=1.2)  # a slow generation: the client gives up first
     client = served.client(timeout=0.5, max_retries=3)

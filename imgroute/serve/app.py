@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import sys
 import time
 import uuid
@@ -27,7 +26,7 @@ from imgroute import errors
 from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
 from imgroute.serve.gateway import Gateway, Served, discard_inputs
-from imgroute.serve.params import MODEL, ParamError, read_edit, read_generation
+from imgroute.serve.params import MODEL, ParamError, in_api_terms, read_edit, read_generation
 
 MAX_JSON_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an edit's images and mask together
@@ -282,8 +281,8 @@ def http_error(served: Served) -> HttpError:
     status = str(result.status) if result is not None else None
     unsafe = status in ("unknown", "running", "submitted") or (result is not None and bool(result.images))
     if isinstance(error, errors.UsageError):
-        flag = re.search(r"--([a-z][a-z-]*)", error.message)  # the flag it names is the parameter
-        return HttpError(400, message, "invalid_request_error", None, flag.group(1).replace("-", "_") if flag else None)
+        text, param = in_api_terms(message)
+        return HttpError(400, text, "invalid_request_error", None, param)
     if isinstance(error, errors.NoOfferError):
         route = served.planned.route if served.planned is not None else None
         reasons = [f"{q.offer.id}: {'; '.join(q.reasons)}" for q in route.quotes[:8]] if route else []

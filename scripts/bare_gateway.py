@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""The thinnest gateway on `imgroute serve`'s stack (uvicorn, Starlette, httpx), for bench_serve.py.
+
+It forwards each `POST /v1/images/generations` body to the OpenAI fake and hands the answer back,
+and does nothing else: no routing, journal, budget, file or report. Measured next to imgroute serve
+in the same run, it shows what the HTTP hop itself costs, apart from what imgroute does per job.
+
+    python scripts/bare_gateway.py PORT   (with IMGROUTE_OPENAI_BASE_URL and OPENAI_API_KEY set)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+def build_app(upstream: str, key: str) -> Starlette:
+    # An async client: of the ways to make the call from Starlette, the cheapest (a thread per
+    # call, as imgroute's scheduler does for a synchronous provider, measured no faster here).
+    client = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
+
+    async def generations(request: Request) -> Response:
+        answer = await client.post(
+            f"{upstream}/v1/images/generations",
+            content=await request.body(),
+            headers={"content-type": "application/json"},
+        )
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    async def models(request: Request) -> Response:
+        return Response(b'{"object": "list", "data": []}', media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/v1/images/generations", generations, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    app = build_app(os.environ["IMGROUTE_OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"])
+    # The same server settings as `imgroute serve`.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
