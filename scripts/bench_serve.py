@@ -130,17 +130,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8810, help="first port for the fakes")
     args = parser.parse_args()
     fakes, fake_env = start_fakes(args.port)
-    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    serve, url = start_serve(fake_env, work)
-    gateway, gateway_url = start_bare_gateway(fake_env)
-    fake_url = fake_env["IMGROUTE_OPENAI_BASE_URL"] + "/v1"
-    fake_key = fake_env["OPENAI_API_KEY"]
-    targets = {  # what is measured: its URL, the key it takes, and the process that answers it
-        "floor": (fake_url, fake_key, fakes),
-        "bare gateway": (gateway_url, fake_key, gateway),
-        "imgroute": (url, "unused", serve),
-    }
+    running = [fakes]  # stopped at the end, also when a later one fails to start
     try:
+        work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+        serve, url = start_serve(fake_env, work)
+        running.append(serve)
+        gateway, gateway_url = start_bare_gateway(fake_env)
+        running.append(gateway)
+        fake_url = fake_env["IMGROUTE_OPENAI_BASE_URL"] + "/v1"
+        fake_key = fake_env["OPENAI_API_KEY"]
+        targets = {  # what is measured: its URL, the key it takes, and the process that answers it
+            "floor": (fake_url, fake_key, fakes),
+            "bare gateway": (gateway_url, fake_key, gateway),
+            "imgroute": (url, "unused", serve),
+        }
         for target, key, _ in targets.values():  # warm every path
             load(target, key, 4, 20)
         print(f"{args.requests} requests per measurement, medians of {args.runs} runs")
@@ -171,9 +174,9 @@ def main() -> None:
             )
         print(json.dumps({"home": str(work)}))
     finally:
-        for proc in (serve, gateway, fakes):
+        for proc in running:
             proc.terminate()
-        for proc in (serve, gateway, fakes):
+        for proc in running:
             proc.wait(20)
 
 
