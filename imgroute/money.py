@@ -25,14 +25,17 @@ _PLACES = {places: Decimal(1).scaleb(-places) for places in range(0, 13)}
 
 
 def fmt_usd(amount: Decimal, places: int = 4) -> str:
-    """Human USD: at least two decimals, more only where they matter (up to `places`)."""
+    """Human USD: cents from a dollar up ($48.19, not $48.1936: a sum of sub-cent prices); below a
+    dollar at least two decimals and more only where they matter, up to `places` ($0.0325)."""
+    if abs(amount) >= 1:
+        places = 2
     q = amount.quantize(_PLACES.get(places) or Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
     text = f"{q:f}"
     if "." in text:
         whole, frac = text.split(".")
         frac = frac.rstrip("0").ljust(2, "0")
         text = f"{whole}.{frac}"
-    return f"${text}"
+    return f"-${text[1:]}" if text.startswith("-") else f"${text}"
 
 
 @functools.lru_cache(maxsize=256)  # a table has few rates, and a batch prints them thousands of times
