@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
 from imgroute.providers import lane
-from imgroute.request import build_request, check_providers, kind_of, parse_duration, read_stdin
+from imgroute.request import build_request, check_providers, check_text, kind_of, parse_duration, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
     from imgroute.router import RouteCache
@@ -120,11 +120,10 @@ def read_text(source: str) -> tuple[str, str]:
         return read_stdin("the batch rows"), "stdin"
     path = Path(source).expanduser()
     try:
-        return path.read_text(encoding="utf-8"), str(path.resolve())
+        # A byte that is not UTF-8 is kept (surrogateescape) so that its row alone is refused, by line
+        return path.read_text(encoding="utf-8", errors="surrogateescape"), str(path.resolve())
     except FileNotFoundError:
         raise UsageError(f"batch file {source} does not exist", "check the path") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"batch file {source} is not UTF-8 text", "save it as UTF-8") from None
     except OSError as exc:
         raise UsageError(f"cannot read batch file {source}: {exc.strerror}", "give a JSON Lines or CSV file") from None
 
@@ -197,6 +196,10 @@ def _row(line: int, fields: dict) -> Row:
             value = next((v for v in value if not isinstance(v, str)), "")
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise UsageError(f"{field} is {kind_of(value)}", f'give {field} as text, like "{field}": "..."')
+    for field, value in fields.items():  # a byte that is not UTF-8 (kept by surrogateescape) is this row's fault
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                check_text(item, "the prompt" if field == "prompt" else field)
     text = {k: v if isinstance(v, (list, int)) else str(v) for k, v in fields.items()}
     n = text.get("n", 1)
     try:

@@ -45,6 +45,9 @@ class Target(NamedTuple):
     width: int | None = None  # set (with height) when the user asked for exact pixels
     height: int | None = None
     aspect_text: str | None = None  # as the user wrote it ("21:9"); `aspect` is reduced ("7:3")
+    # An edit given no size or aspect: the first image's pixels ("1536x1024") when its shape was
+    # taken from it, or FROM_URL when it was a URL (its shape unknown here: the default 1:1 stands).
+    from_image: str | None = None
 
     @property
     def aspect_label(self) -> str:
@@ -57,13 +60,17 @@ class Target(NamedTuple):
     def __str__(self) -> str:
         if self.exact:
             return f"{self.width}x{self.height}"
-        return f"{self.aspect_label} at {self.resolution}"
+        shape = f"{self.aspect_label} at {self.resolution}"
+        if self.from_image and self.from_image != FROM_URL:
+            shape += f" (the first image's shape, {self.from_image})"
+        return shape
 
     def to_json(self) -> dict:
         return {
             "size": f"{self.width}x{self.height}" if self.exact else None,
             "aspect": self.aspect_label,
             "resolution": self.resolution,
+            "aspect_from_image": self.from_image,
         }
 
     @classmethod
@@ -74,7 +81,15 @@ class Target(NamedTuple):
             return cls(aspect=Ratio.of(width, height), width=width, height=height)
         text = data.get("aspect") or "1:1"
         ratio = Ratio.parse(text)
-        return cls(aspect=ratio, resolution=data.get("resolution") or "1K", aspect_text=aspect_text(text, ratio))
+        return cls(
+            aspect=ratio,
+            resolution=data.get("resolution") or "1K",
+            aspect_text=aspect_text(text, ratio),
+            from_image=data.get("aspect_from_image"),
+        )
+
+
+FROM_URL = "url"  # Target.from_image: the first image was a URL, whose shape is not known here
 
 
 def aspect_text(text: str, ratio: Ratio) -> str | None:

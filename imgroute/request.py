@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 from imgroute.errors import ConfigError, UsageError, quoted
-from imgroute.models import Constraints, InputImage, Ratio, Request, Target, aspect_text
+from imgroute.models import FROM_URL, Constraints, InputImage, Ratio, Request, Target, aspect_text
 
 QUALITIES = ("low", "medium", "high")
 QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
@@ -71,7 +72,12 @@ def parse_quality(text: str) -> str:
     return q
 
 
-def build_target(size: str | None, aspect: str | None, resolution: str | None) -> Target:
+def build_target(
+    size: str | None, aspect: str | None, resolution: str | None, first_image: InputImage | None = None
+) -> Target:
+    """What the output should look like. Given no size and no aspect, an edit keeps the shape of
+    its first image (at 1K unless --resolution says otherwise: a 12 MP photo must not move to 4K
+    prices unasked); a generation is 1:1."""
     if size and (aspect or resolution):
         raise UsageError(
             "--size cannot be combined with --aspect or --resolution",
@@ -80,9 +86,44 @@ def build_target(size: str | None, aspect: str | None, resolution: str | None) -
     if size:
         w, h = parse_size(size)
         return Target(aspect=Ratio.of(w, h), width=w, height=h)
-    ratio = parse_ratio(aspect) if aspect else Ratio(1, 1)
-    text = aspect_text(aspect.replace(" ", ""), ratio) if aspect else None
-    return Target(aspect=ratio, resolution=parse_resolution(resolution) if resolution else "1K", aspect_text=text)
+    tier = parse_resolution(resolution) if resolution else "1K"
+    if aspect:
+        ratio = parse_ratio(aspect)
+        return Target(aspect=ratio, resolution=tier, aspect_text=aspect_text(aspect.replace(" ", ""), ratio))
+    if first_image is not None and first_image.is_url:
+        return Target(aspect=Ratio(1, 1), resolution=tier, from_image=FROM_URL)
+    if first_image is not None and first_image.width and first_image.height:
+        ratio = photo_ratio(first_image.width, first_image.height)
+        return Target(aspect=ratio, resolution=tier, from_image=f"{first_image.width}x{first_image.height}")
+    return Target(aspect=Ratio(1, 1), resolution=tier)
+
+
+PHOTO_RATIO_TOLERANCE = Fraction(1, 100)  # a photo's shape within 1%: 3000x2001 is 3:2
+
+
+def photo_ratio(width: int, height: int) -> Ratio:
+    """The simplest aspect ratio within 1% of a photo's: its exact ratio is often not on any
+    provider's grid (3000x2001 is 1000:667), and 1% is a distortion no eye sees. The candidates
+    are the continued-fraction convergents of width/height, simplest first."""
+    exact = Fraction(width, height)
+    for convergent in _convergents(exact):
+        if abs(convergent - exact) <= exact * PHOTO_RATIO_TOLERANCE:
+            return Ratio(convergent.numerator, convergent.denominator)
+    return Ratio.of(width, height)
+
+
+def _convergents(value: Fraction):
+    """p/q for each prefix of the continued fraction of `value` (all of them: it is rational)."""
+    p0, q0, p1, q1 = 0, 1, 1, 0
+    while True:
+        whole = value.numerator // value.denominator
+        p0, q0, p1, q1 = p1, q1, whole * p1 + p0, whole * q1 + q0
+        if q1:
+            yield Fraction(p1, q1)
+        rest = value - whole
+        if rest == 0:
+            return
+        value = 1 / rest
 
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
@@ -118,15 +159,37 @@ def check_prompt(prompt: str | None, where: str = "") -> str:
         raise UsageError(f"the prompt{where} is {kind_of(prompt)}, not text", hint)
     if prompt is None or not prompt.strip():
         raise UsageError("the prompt is empty", 'give it as the first argument ("a lighthouse at dusk") or on stdin')
+    check_text(prompt, f"the prompt{where}")
     if "\x00" in prompt:
         raise UsageError("the prompt contains a NUL byte", "remove the control characters from it")
     return prompt.strip()
 
 
+def check_text(text: str, what: str) -> str:
+    """Text that can be journaled and sent: UTF-8. Under a C or POSIX locale Python reads argv and
+    stdin with `surrogateescape`, so a Latin-1 byte arrives as a lone surrogate and fails only
+    later, when the text is written; here it is refused naming where it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ord(text[exc.start])
+        byte = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"character U+{char:04X}"
+        before = text[max(0, exc.start - 20) : exc.start].encode("utf-8", "replace").decode()
+        raise UsageError(
+            f"{what} has a {byte} that is not UTF-8, at character {exc.start + 1} (after {before!r})",
+            "save or send it as UTF-8 (for Latin-1 text: iconv -f latin1 -t utf-8)",
+        ) from None
+    return text
+
+
 def read_stdin(what: str) -> str:
-    """All of stdin as text; bytes that are not UTF-8 are a usage error, not a traceback."""
+    """All of stdin as text, whatever the locale: a byte that is not UTF-8 is kept as Python's C
+    locale keeps it (surrogateescape), for `check_text` to refuse naming where it is."""
     import sys
 
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is not None:
+        return raw.read().decode("utf-8", "surrogateescape")
     try:
         return sys.stdin.read()
     except UnicodeDecodeError:
@@ -167,7 +230,7 @@ def inspect_input(source: str, flag: str) -> InputImage:
     """A URL as given, or a local file read by its header: it must exist and really be an image."""
     from imgroute import images
 
-    text = source.strip()
+    text = check_text(source, flag).strip()
     lowered = text.lower()
     if lowered.startswith(("http://", "https://")):
         return InputImage(text, is_url=True)
@@ -246,8 +309,8 @@ def build_request(
     moderation: str = "auto",
 ) -> Request:
     """A Request from what a user typed (CLI flags, a batch row, the Python API), checked whole."""
-    target = build_target(size, aspect, resolution)
     inputs, checked_mask = build_inputs(images, mask)
+    target = build_target(size, aspect, resolution, inputs[0] if inputs else None)
     return Request(
         prompt=check_prompt(prompt),
         quality=parse_quality(quality),

@@ -57,7 +57,9 @@ def check_out_dir(out: Path) -> Path:
     """Make sure images can be written before any money is spent."""
     import tempfile
 
-    out_dir = out.expanduser()
+    from imgroute.request import check_text
+
+    out_dir = Path(check_text(str(out), "the --out folder")).expanduser()  # journaled: text, not bytes
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".imgroute-check-"):
@@ -70,7 +72,9 @@ def check_out_dir(out: Path) -> Path:
 
 def check_name(template: str) -> None:
     from imgroute import images
+    from imgroute.request import check_text
 
+    check_text(template, "--name")
     sample = {field: "x" for field in images.NAME_FIELDS}
     try:
         images.render_name(template, sample)

@@ -14,7 +14,7 @@ import math
 from decimal import Decimal
 from typing import NamedTuple
 
-from imgroute.models import Ratio, Target
+from imgroute.models import FROM_URL, Ratio, Target
 from imgroute.pricing import PixelRules, SizeCaps
 from imgroute.request import MIN_SHARE_OF_BUDGET, RESOLUTION_PIXELS
 
@@ -151,7 +151,8 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
     offered = ", ".join(p.label for p in caps.presets.values())
     preset = caps.presets.get(ratio)
     if preset is None:
-        return None, f"aspect {target.aspect_label} not offered (offers {offered})"
+        whose = " (the first image's shape)" if target.from_image and target.from_image != FROM_URL else ""
+        return None, f"aspect {target.aspect_label}{whose} not offered (offers {offered})"
     tiers, label = preset.tiers, preset.label
     if target.exact:
         for tier, size in tiers.items():

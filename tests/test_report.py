@@ -11,7 +11,9 @@ QUOTE_KEYS = {
     "breakdown", "offer", "identity", "quality_stated", "history", "expected_per_image_usd",
 }  # fmt: skip
 OUTPUT_KEYS = {"width", "height", "quality", "exact_size", "resolution", "aspect", "seen_before"}
-REQUEST_KEYS = {"prompt", "quality", "size", "aspect", "resolution", "n", "images", "mask", "format"}
+REQUEST_KEYS = {
+    "prompt", "quality", "size", "aspect", "resolution", "n", "images", "mask", "format", "aspect_from_image",
+}  # fmt: skip
 JOB_KEYS = {
     "job_id", "status", "provider", "model", "plan", "cost_usd", "actual_cost_usd", "actual_cost_source", "files",
     "images", "attempts", "skipped_without_key", "elapsed_s", "error",

@@ -195,13 +195,13 @@ def takes(*groups):
 
 def read_prompt(prompt: str | None) -> str | None:
     """The prompt argument, or stdin when it is omitted or `-` (None when there is neither)."""
+    from imgroute.request import check_text, read_stdin
+
     if prompt is None or prompt == "-":
         if sys.stdin is None or sys.stdin.isatty():
             return None
-        from imgroute.request import read_stdin
-
-        return read_stdin("the prompt")
-    return prompt
+        return check_text(read_stdin("the prompt"), "the prompt on stdin")
+    return check_text(prompt, "the prompt argument")
 
 
 def parse_day(text: str, flag: str) -> dt.datetime:

@@ -1,0 +1,125 @@
+"""Issue 23: the second new-user trial. Each test goes through the real CLI (or serve) and failed
+before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.test_gen_e2e import assert_image, only
+from tests.test_trust import nothing_sent
+
+
+def photo(tmp_path, width: int, height: int, name: str = "photo.png") -> str:
+    path = tmp_path / name
+    Image.new("RGB", (width, height), (40, 80, 120)).save(path)
+    return str(path)
+
+
+# -- 1: an edit keeps its photo's shape -------------------------------------------------------------
+
+
+def test_an_edit_of_a_wide_photo_keeps_its_shape_at_1k(cli, tmp_path):
+    data = cli("quote", "make it dusk", "--image", photo(tmp_path, 1536, 1024), "--json").json()
+    assert data["request"]["aspect"] == "3:2" and data["request"]["resolution"] == "1K"
+    assert data["request"]["aspect_from_image"] == "1536x1024"
+    by_offer = {q["offer"]: q for q in data["quotes"]}
+    assert (by_offer["openai/gpt-image-2"]["output"]["width"], by_offer["openai/gpt-image-2"]["output"]["height"]) == (
+        1248,
+        832,
+    )
+    kie = by_offer["kie/gpt-image-2-text-to-image"]
+    assert not kie["eligible"] and "aspect 3:2 (the first image's shape) not offered" in kie["reasons"][0]
+    choice = data["choice"]["output"]
+    assert choice["width"] * 2 == choice["height"] * 3
+
+
+def test_a_12_megapixel_photo_is_edited_at_1k_unless_resolution_says_otherwise(cli, tmp_path):
+    big = photo(tmp_path, 4000, 3000)
+    data = cli("quote", "x", "--image", big, "--provider", "openai/gpt-image-2", "--json").json()
+    assert (data["request"]["aspect"], data["request"]["resolution"]) == ("4:3", "1K")
+    assert (data["choice"]["output"]["width"], data["choice"]["output"]["height"]) == (1152, 864)
+    data = cli("quote", "x", "--image", big, "--resolution", "2K", "--provider", "openai", "--json").json()
+    assert (data["request"]["aspect"], data["request"]["resolution"]) == ("4:3", "2K")
+
+
+@pytest.mark.parametrize(
+    ("size", "aspect"),
+    [((3000, 2001), "3:2"), ((1170, 2532), "6:13"), ((1080, 1350), "4:5"), ((1000, 1001), "1:1")],
+)
+def test_a_photo_whose_ratio_is_not_round_takes_the_simplest_within_one_percent(cli, tmp_path, size, aspect):
+    data = cli("quote", "x", "--image", photo(tmp_path, *size), "--json").json()
+    assert data["request"]["aspect"] == aspect
+
+
+def test_an_explicit_size_or_aspect_still_wins_over_the_photo(cli, tmp_path):
+    wide = photo(tmp_path, 1536, 1024)
+    assert cli("quote", "x", "--image", wide, "--aspect", "1:1", "--json").json()["request"]["aspect"] == "1:1"
+    request = cli("quote", "x", "--image", wide, "--size", "1024x1024", "--json").json()["request"]
+    assert request["size"] == "1024x1024" and request["aspect_from_image"] is None
+
+
+def test_an_edit_through_gen_saves_an_image_of_the_photos_shape(cli, fakes, tmp_path):
+    wide = photo(tmp_path, 1536, 1024)
+    r = cli("edit", "make it dusk", "--image", wide, "--out", "out", "--json", *only(fakes, "openai"))
+    assert r.code == 0, r.err
+    assert_image(r.json()["files"][0], (1248, 832))
+
+
+# -- 5: a byte that is not UTF-8 ---------------------------------------------------------------------
+
+LATIN1 = b"caf\xe9 au lait"
+
+
+def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "imgroute", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("locale", [{"LANG": "C.UTF-8"}, {"LANG": "C", "LC_ALL": "C"}, {"LC_ALL": "POSIX"}])
+def test_a_latin1_byte_is_one_clean_error_from_argv_and_stdin_in_every_container_locale(fakes, locale):
+    argv = os.fsdecode(LATIN1)  # as Python hands a program its argv under these locales
+    for args, stdin, where in [
+        (("gen", argv, "--out", "out"), None, "the prompt argument"),
+        (("gen", "--out", "out"), LATIN1, "the prompt on stdin"),
+        (("gen", argv, "--dry-run"), None, "the prompt argument"),
+        (("quote", argv), None, "the prompt argument"),
+    ]:
+        done = run_cli(*args, stdin=stdin, env=locale)
+        err = done.stderr.decode()
+        assert done.returncode == 2, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"{where} has a byte 0xe9 that is not UTF-8, at character 4 (after 'caf')" in err
+    assert nothing_sent(fakes)
+
+
+def test_a_latin1_byte_in_a_batch_file_or_on_stdin_is_a_bad_row_with_its_line(cli, fakes, tmp_path):
+    rows = b'{"prompt": "a lighthouse"}\n{"prompt": "' + LATIN1 + b'"}\n'
+    (tmp_path / "rows.jsonl").write_bytes(rows)
+    for source, stdin in [(str(tmp_path / "rows.jsonl"), None), ("-", rows)]:
+        done = run_cli("batch", source, "--dry-run", "--json", stdin=stdin)
+        plan = json.loads(done.stdout)
+        assert done.returncode == 0, done.stderr
+        assert plan["rows"] == 1 and plan["bad_rows"][0]["line"] == 2
+        assert "the prompt has a byte 0xe9 that is not UTF-8" in plan["bad_rows"][0]["problem"]
+    assert nothing_sent(fakes)
+
+
+def test_a_json_body_with_a_lone_surrogate_is_refused_by_the_api_checks(tmp_path):
+    from imgroute import api
+    from imgroute.errors import UsageError
+
+    with pytest.raises(UsageError, match="the prompt has a byte 0xe9"):
+        api.quote("caf\udce9")
+    with pytest.raises(UsageError, match="--image has a"):
+        api.quote("x", images=[str(tmp_path / "caf\udce9.png")])
