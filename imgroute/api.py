@@ -89,6 +89,7 @@ def plan(
     `routes` its router.RouteCache over that table and those keys (jobs alike share a ranking)."""
     from imgroute.request import build_constraints, build_request
     from imgroute.router import rank as rank_offers
+    from imgroute.router import with_caveats
     from imgroute.session import Keys, load_table_and_settings
 
     request = build_request(
@@ -115,13 +116,15 @@ def plan(
         route = routes.rank(request, constraints)
     else:
         route = rank_offers(request, table, constraints, keys.available if keys else None)
+    route = with_caveats(route, settings.pricing_max_age_days, constraints.rank)
     return Planned(request, table, constraints, keys, route)
 
 
 def quote(prompt: str, **options) -> Route:
     """Every offer priced and ranked for this job (whatever keys are present): `route.choice` is
-    the winner, `route.quotes` every offer with its cost, delivery and the reasons it lost. Takes
-    the keyword arguments of `plan`."""
+    the winner, `route.quotes` every offer with its cost, delivery and the reasons it lost,
+    `route.caveats` what is worth knowing about the winner before paying. Takes the keyword
+    arguments of `plan`."""
     return plan(prompt, **options, with_keys=False).route
 
 
@@ -158,7 +161,8 @@ def run(
         if on_runner is not None:
             on_runner(runner)
         runner.detach = detach
-        return runner.run(planned.request, route, constraints=planned.constraints)
+        result = runner.run(planned.request, route, constraints=planned.constraints)
+    return result._replace(caveats=route.caveats)
 
 
 def check_output(timeout: float, name: str) -> None:
@@ -179,8 +183,9 @@ def generate(
     detach: bool = False,
     **options,
 ) -> JobResult:
-    """Route, send, wait, save: the JobResult (files, estimated and actual cost, attempts). A failed
-    job raises its error (exit code and all), with the JobResult as `error.result`."""
+    """Route, send, wait, save: the JobResult (files, estimated and actual cost, attempts, and the
+    winner's caveats). A failed job raises its error (exit code and all), with the JobResult as
+    `error.result`."""
     result = run(plan(prompt, **options), out=out, name=name, timeout=timeout, detach=detach)
     if result.error is not None:
         result.error.result = result

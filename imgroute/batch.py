@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
+from imgroute.policy import DEFAULT_PRICING_MAX_AGE_DAYS
 from imgroute.providers import lane
 from imgroute.request import build_request, check_providers, check_text, kind_of, parse_duration, read_stdin
 
@@ -82,6 +83,7 @@ class Plan(NamedTuple):
     done_before: tuple[tuple[Row, str | None], ...] = ()  # (row, where its images are)
     not_retried: tuple[tuple[Row, str], ...] = ()  # (row, how it failed before)
     whole: Decimal = Decimal(0)  # the whole file's estimate, rows done before included
+    caveats: tuple[str, ...] = ()  # about the offers the rows go to, each said once (router.caveats)
 
     def runs(self) -> list[Row]:
         """The rows a run goes through, in the file's order: those left to do, and those done or
@@ -256,7 +258,14 @@ def batch_label(label: str) -> str:
     return hashlib.sha256(label.encode()).hexdigest()[:12]
 
 
-def plan(rows: list[Row], routes: RouteCache, base: Constraints, priors: dict | None = None, label: str = "") -> Plan:
+def plan(
+    rows: list[Row],
+    routes: RouteCache,
+    base: Constraints,
+    priors: dict | None = None,
+    label: str = "",
+    max_age_days: int = DEFAULT_PRICING_MAX_AGE_DAYS,
+) -> Plan:
     """Route every row left to do; keep only what the summary needs (routes are looked up again
     when a row runs, from the same cache, so memory stays flat however long the file).
 
@@ -264,8 +273,12 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints, priors: dict | 
     rows that failed for good are not retried, and a row whose job is under way or partly delivered
     is counted for what it still needs: nothing for a request already sent, the images still
     missing otherwise."""
+    from imgroute.router import with_caveats
+
     priors = priors or {}
     runnable, unservable, done, final = [], [], [], []
+    caveats: dict[str, None] = {}  # in order, once each
+    caveats_seen: set[tuple[int, bool]] = set()  # rankings already read (rows alike share one)
     offers: dict[str, OfferPlan] = {}
     total = whole = Decimal(0)
     for row in rows:
@@ -295,6 +308,10 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints, priors: dict | 
             missing = 0 if under_way else max(0, row.request.n - prior.images)
             cost, submits = cost * missing / row.request.n, submits if missing else 0
         runnable.append((row, choice.offer.id, cost))
+        shape = (id(route.quotes), row.request.target.from_image is not None)
+        if shape not in caveats_seen:
+            caveats_seen.add(shape)
+            caveats.update(dict.fromkeys(with_caveats(route, max_age_days, base.rank).caveats))
         offer = choice.offer
         so_far = offers.get(offer.id) or OfferPlan(
             offer.id, offer.provider, 0, 0, Decimal(0), 0, offer.window_s is not None
@@ -307,4 +324,4 @@ def plan(rows: list[Row], routes: RouteCache, base: Constraints, priors: dict | 
         )
         total += cost
     by_offer = tuple(sorted(offers.values(), key=lambda o: -o.cost))
-    return Plan(tuple(runnable), tuple(unservable), by_offer, total, tuple(done), tuple(final), whole)
+    return Plan(tuple(runnable), tuple(unservable), by_offer, total, tuple(done), tuple(final), whole, tuple(caveats))

@@ -29,10 +29,13 @@ def shown(value) -> str:
 class ImgrouteError(Exception):
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None):
+        """`field`: the routing option the error is about (`max_cost`), by its Python API name, so
+        each door can name it its own way (--max-cost, max_cost=, imgroute.max_cost)."""
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.field = field
 
 
 class UsageError(ImgrouteError):

@@ -21,7 +21,7 @@ def fallback_candidates(route: Route) -> list[Quote]:
     job size (they may fit for the images left after a partial delivery; the cumulative cost is
     checked before each is tried)."""
     usable = [q for q in route.quotes if q.eligible or q.priced_out]
-    return sorted(usable, key=lambda q: (not q.eligible, q.cost, q.offer.provider, q.offer.model))
+    return sorted(usable, key=lambda q: (not q.eligible, q.rank_cost, q.offer.provider, q.offer.model))
 
 
 def next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
@@ -36,6 +36,7 @@ def over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
         f"{quote.offer.id} would take this job to {fmt_usd(job.spent + assessment.cost)}, over --max-cost "
         f"{fmt_usd(job.max_cost)} ({fmt_usd(job.spent)} already spent on it)",
         "raise --max-cost to let the job fall back further",
+        field="max_cost",
     )
 
 

@@ -50,6 +50,7 @@ class JobResult(NamedTuple):
     elapsed: float
     error: ImgrouteError | None
     usage: Usage | None = None  # the tokens the providers reported for the delivered images, summed
+    caveats: tuple[str, ...] = ()  # what was worth knowing about the route before paying (router.caveats)
 
 
 class OutputOptions(NamedTuple):

@@ -25,6 +25,7 @@ def quote_json(quote) -> dict:
         "eligible": quote.eligible,
         "cost_usd": usd_json(a.cost),
         "per_image_usd": usd_json(a.per_image),
+        "marginal_cost_usd": usd_json(quote.rank_cost),  # what routing ranked it by (prepaid credits)
         "output": {
             "width": delivery.width if delivery else None,
             "height": delivery.height if delivery else None,
@@ -67,28 +68,32 @@ def identity_json(offer) -> dict:
     return {"kind": identity.kind, "source": identity.source, "note": identity.note, "declared": identity.declared}
 
 
-def route_json(route, caveats: list[str] = ()) -> dict:
-    """`imgroute quote --json` (also journaled with every job, as its route). `caveats` about the
-    winner join its notes."""
+def route_json(route) -> dict:
+    """`imgroute quote --json`. The route's caveats about the winner join its notes, and are
+    listed on their own too."""
     quotes = [quote_json(q) for q in route.quotes]
     if route.choice is not None:
-        quotes[0]["notes"] = [*quotes[0]["notes"], *caveats]
+        quotes[0]["notes"] = [*quotes[0]["notes"], *route.caveats]
     return {
         "request": request_json(route.request),
         "choice": quotes[0] if route.choice is not None else None,
         "quotes": quotes,
+        "caveats": list(route.caveats),
     }
 
 
 def route_text(route) -> str:
-    """`route_json(route)` as JSON text, as every job journals its route. Requests alike but for
-    their wording share one ranking (router.RouteCache), and its quotes are written out once for
-    all of them (it was an eighth of the CPU a job of `serve` takes on its worker)."""
+    """`route_json(route)` as JSON text, as every job journals its route (its caveats listed once,
+    not also among the winner's notes). Requests alike but for their wording share one ranking
+    (router.RouteCache), and its quotes are written out once for all of them (it was an eighth of
+    the CPU a job of `serve` takes on its worker)."""
     import json  # (not at the top: `quote` does without it)
 
     choice, quotes = _quotes_text(route.quotes)
     request = json.dumps(request_json(route.request))
-    return f'{{"request": {request}, "choice": {choice if route.choice is not None else "null"}, "quotes": {quotes}}}'
+    chosen = choice if route.choice is not None else "null"
+    caveats = json.dumps(list(route.caveats))
+    return f'{{"request": {request}, "choice": {chosen}, "quotes": {quotes}, "caveats": {caveats}}}'
 
 
 _QUOTES_TEXT: dict[int, tuple[tuple, str, str]] = {}  # id(quotes) -> (those quotes, first's text, all)
@@ -165,6 +170,7 @@ def job_result(result, skipped: list[dict]) -> dict:
         "skipped_without_key": skipped,
         "elapsed_s": round(result.elapsed, 3),
         "error": result.error.message if result.error else None,
+        "caveats": list(result.caveats),
     }
 
 
@@ -380,6 +386,7 @@ def job_failure(error, job_id: str | None, route) -> dict:
     failed = {key: None for key in JOB_KEYS}
     failed.update(job_id=job_id, status="failed", files=[], images=[], attempts=[], error=error.message)
     failed["skipped_without_key"] = skipped_json(route) if route is not None else []
+    failed["caveats"] = list(route.caveats) if route is not None else []
     if route is not None and route.choice is None:
         failed["reasons"] = [{"offer": q.offer.id, "reasons": list(q.reasons)} for q in route.quotes]
     return failed
@@ -387,7 +394,7 @@ def job_failure(error, job_id: str | None, route) -> dict:
 
 JOB_KEYS = (
     "job_id", "status", "provider", "model", "plan", "cost_usd", "actual_cost_usd", "actual_cost_source", "files",
-    "images", "attempts", "skipped_without_key", "elapsed_s", "error",
+    "images", "attempts", "skipped_without_key", "elapsed_s", "error", "caveats",
 )  # fmt: skip
 
 
@@ -404,7 +411,7 @@ def skipped_json(route) -> list[dict]:
     ]
 
 
-def dry_run(quote, prepared) -> dict:
+def dry_run(quote, prepared, caveats=()) -> dict:
     """`imgroute gen --dry-run --json`: the route's choice and the exact request, nothing sent."""
     a = quote.assessment
     return {
@@ -420,6 +427,7 @@ def dry_run(quote, prepared) -> dict:
             "files": [{"field": field, "path": path} for field, path in prepared.files],
         },
         "cost_usd": usd_json(quote.cost),
+        "caveats": list(caveats),
     }
 
 
@@ -461,6 +469,7 @@ def batch_plan(plan, pacing: list[dict], bad_rows) -> dict:
         "bad_rows": [{"line": b.line, "problem": b.problem} for b in bad_rows],
         "done_before": [{"line": row.line, "id": row.key, "out_dir": where} for row, where in plan.done_before],
         "not_retried": [{"line": row.line, "id": row.key, "error": why} for row, why in plan.not_retried],
+        "caveats": list(plan.caveats),
     }
 
 

@@ -16,7 +16,7 @@ from imgroute import price_models
 from imgroute.costs import Assessment, assess, fit
 from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError
 from imgroute.history import MIN_ATTEMPTS as MIN_HISTORY
-from imgroute.models import Constraints, Request
+from imgroute.models import FROM_URL, Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
 from imgroute.providers import spec as provider_spec
@@ -29,6 +29,9 @@ class Quote(NamedTuple):
     priced_out: bool = False  # ruled out by --max-cost alone
     needs_key: bool = False  # its provider has no key here (gen, batch, resume)
     expected: Decimal | None = None  # expected USD per delivered image, from enough history
+    # What the job costs you beyond what you pay anyway, when that is less than its list price:
+    # credits already bought that would expire unused cost nothing (see `marginal_cost`).
+    marginal: Decimal | None = None
 
     @property
     def eligible(self) -> bool:
@@ -40,12 +43,19 @@ class Quote(NamedTuple):
 
     @property
     def cost(self) -> Decimal | None:
+        """The list price: what --max-cost, budgets and the ledger count."""
         return self.assessment.cost
+
+    @property
+    def rank_cost(self) -> Decimal | None:
+        """What routing ranks by: the marginal cost where prepaid credits make it lower."""
+        return self.marginal if self.marginal is not None else self.cost
 
 
 class Route(NamedTuple):
     request: Request
     quotes: tuple[Quote, ...]
+    caveats: tuple[str, ...] = ()  # about the winner, worth knowing before paying (see `caveats`)
 
     @property
     def eligible(self) -> tuple[Quote, ...]:
@@ -61,7 +71,9 @@ class Route(NamedTuple):
         return [
             q
             for q in self.quotes
-            if q.needs_key and len(q.reasons) == 1 and (choice is None or (q.cost is not None and q.cost < choice.cost))
+            if q.needs_key
+            and len(q.reasons) == 1
+            and (choice is None or (q.rank_cost is not None and q.rank_cost < choice.rank_cost))
         ]
 
     @property
@@ -90,8 +102,10 @@ def rank(
         else:
             assessment = assess(request, offer, plan)
         balance = table.balances.get(offer.provider) if offer.price.uses_credits else None
+        marginal = None
         if balance is not None and balance.left > 0:
-            assessment = assessment._replace(notes=(*assessment.notes, prepaid_note(balance)))
+            marginal = marginal_cost(assessment, balance, dt.date.today())
+            assessment = assessment._replace(notes=(*assessment.notes, prepaid_note(balance, assessment, marginal)))
         reasons = list(assessment.reasons)
         reasons.extend(_constraint_reasons(offer, constraints))
         needs_key = keys is not None and offer.provider not in keys
@@ -103,7 +117,7 @@ def rank(
         if limit is not None and assessment.cost is not None and assessment.cost > limit:
             priced_out = not reasons
             reasons.append(f"costs {fmt_usd(assessment.cost)}, over --max-cost {fmt_usd(limit)}")
-        quotes.append(Quote(assessment, tuple(reasons), priced_out, needs_key, _expected(assessment)))
+        quotes.append(Quote(assessment, tuple(reasons), priced_out, needs_key, _expected(assessment), marginal))
     quotes.sort(key=_order if constraints.rank == "price" else _expected_order)
     return Route(request=request, quotes=tuple(quotes))
 
@@ -211,13 +225,33 @@ def _expected_order(quote: Quote) -> tuple:
     return (not quote.eligible, per_image is None, per_image or Decimal(0), quote.offer.provider, quote.offer.model)
 
 
-def prepaid_note(balance) -> str:
-    """An offer paid from prepaid credits, and how many of them would expire unused at this pace."""
+def marginal_cost(assessment: Assessment, balance, today: dt.date) -> Decimal | None:
+    """What a job paid from a prepaid balance costs beyond what is paid anyway: nothing for the
+    credits that would otherwise expire unused at the pace since the balance was set, the plan's
+    price for the rest. None where that is the list price (or the job cannot be priced)."""
+    per_credit = assessment.plan.usd_per_credit
+    if assessment.cost is None or not per_credit:
+        return None
+    free = min(balance.expiring(today), balance.left)
+    if free <= 0:
+        return None
+    needed = assessment.cost / per_credit
+    return max(Decimal(0), needed - free) * per_credit
+
+
+def prepaid_note(balance, assessment: Assessment | None = None, marginal: Decimal | None = None) -> str:
+    """An offer paid from prepaid credits, how many of them would expire unused at this pace, and
+    the routing rule when that makes the job cheaper than its list price."""
     today = dt.date.today()
     expiring = balance.expiring(today)
     note = f"paid from your prepaid {balance.provider} credits ({balance.left:,.0f} left, expiring {balance.expires})"
     if expiring > 0:
         note += f"; at your pace {expiring:,.0f} of them expire unused, so using them costs nothing extra"
+    if assessment is not None and marginal is not None and assessment.cost is not None:
+        note += (
+            f"; ranked at {fmt_usd(marginal)}, what it costs beyond credits that would expire anyway "
+            f"(--max-cost and budgets count its list price, {fmt_usd(assessment.cost)})"
+        )
     return note
 
 
@@ -226,7 +260,7 @@ def _hours(seconds: float) -> str:
 
 
 def _order(quote: Quote) -> tuple:
-    cost = quote.cost
+    cost = quote.rank_cost
     return (
         not quote.eligible,
         cost is None,
@@ -234,6 +268,12 @@ def _order(quote: Quote) -> tuple:
         quote.offer.provider,
         quote.offer.model,
     )
+
+
+def with_caveats(route: Route, max_age_days: int, rank: str = "price", today: dt.date | None = None) -> Route:
+    """The route with its caveats: every door that pays (gen, edit, batch, serve, the Python API)
+    shows them before paying, as `quote` does."""
+    return route._replace(caveats=tuple(caveats(route, today or dt.date.today(), max_age_days, rank)))
 
 
 def caveats(route: Route, today: dt.date, max_age_days: int, rank: str = "price") -> list[str]:
@@ -244,6 +284,11 @@ def caveats(route: Route, today: dt.date, max_age_days: int, rank: str = "price"
         return []
     offer, plan, delivery = choice.offer, choice.assessment.plan, choice.assessment.delivery
     notes = []
+    if route.request.target.from_image == FROM_URL:
+        notes.append(
+            "the first image is a URL, whose shape imgroute does not know: the edit is made "
+            f"{route.request.target.aspect_label}; give --aspect W:H to keep the image's shape"
+        )
     if rank == "expected":
         thin = [q.offer.id for q in route.eligible if q.expected is None]
         if thin:
@@ -301,6 +346,7 @@ def no_offer_error(route: Route, reasons_at: str = "in the table above") -> Imgr
         return BudgetError(
             f"every offer that can deliver this costs more than --max-cost (cheapest: {fmt_usd(cheapest)})",
             "raise --max-cost, or ask for less (lower quality, smaller size, fewer images)",
+            field="max_cost",
         )
     return NoOfferError(
         f"no offer can deliver this request (reasons {reasons_at})",

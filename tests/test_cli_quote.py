@@ -17,7 +17,7 @@ def test_quote_json_contract(cli):
     r = cli("quote", "a lighthouse", "--quality", "high", "--json")
     assert r.code == 0
     data = r.json()
-    assert set(data) == {"request", "choice", "quotes"}
+    assert set(data) == {"request", "choice", "quotes", "caveats"}
     assert data["request"]["quality"] == "high" and data["request"]["prompt"] == "a lighthouse"
     assert data["choice"]["provider"] == "kie" and data["choice"]["cost_usd"] == 0.03
     first = data["quotes"][0]

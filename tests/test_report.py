@@ -8,7 +8,7 @@ from tests.test_gen_e2e import only
 
 QUOTE_KEYS = {
     "provider", "model", "plan", "eligible", "cost_usd", "per_image_usd", "output", "requests", "reasons", "notes",
-    "breakdown", "offer", "identity", "quality_stated", "history", "expected_per_image_usd",
+    "breakdown", "offer", "identity", "quality_stated", "history", "expected_per_image_usd", "marginal_cost_usd",
 }  # fmt: skip
 OUTPUT_KEYS = {"width", "height", "quality", "exact_size", "resolution", "aspect", "seen_before"}
 REQUEST_KEYS = {
@@ -16,7 +16,7 @@ REQUEST_KEYS = {
 }  # fmt: skip
 JOB_KEYS = {
     "job_id", "status", "provider", "model", "plan", "cost_usd", "actual_cost_usd", "actual_cost_source", "files",
-    "images", "attempts", "skipped_without_key", "elapsed_s", "error",
+    "images", "attempts", "skipped_without_key", "elapsed_s", "error", "caveats",
 }  # fmt: skip
 IMAGE_KEYS = {"path", "format", "width", "height", "bytes", "sha256", "verified"}
 ATTEMPT_KEYS = {"provider", "model", "plan", "cost_usd", "state", "error", "images"}
@@ -24,7 +24,7 @@ ATTEMPT_KEYS = {"provider", "model", "plan", "cost_usd", "state", "error", "imag
 
 def test_quote(cli):
     data = cli("quote", "a lighthouse", "--quality", "high", "--json").json()
-    assert set(data) == {"request", "choice", "quotes"}
+    assert set(data) == {"request", "choice", "quotes", "caveats"}
     assert set(data["request"]) == REQUEST_KEYS
     assert set(data["choice"]) == QUOTE_KEYS and data["choice"] == data["quotes"][0]
     for quote in data["quotes"]:
@@ -41,7 +41,7 @@ def test_gen_and_resume(cli, fakes):
     resumed = cli("jobs", "resume", data["job_id"], "--json").json()
     assert isinstance(resumed, list) and set(resumed[0]) == JOB_KEYS
     dry = cli("gen", "x", "--dry-run", "--json", *only(fakes, "kie")).json()
-    assert set(dry) == {"dry_run", "provider", "model", "requests", "request", "cost_usd"}
+    assert set(dry) == {"dry_run", "provider", "model", "requests", "request", "cost_usd", "caveats"}
     assert set(dry["request"]) == {"method", "url", "headers", "body", "files"}
 
 
@@ -52,7 +52,8 @@ def test_batch_plan_and_rows(cli, fakes, tmp_path):
     )
     plan = cli("batch", str(rows), "--dry-run", "--json").json()
     assert set(plan) == {
-        "rows", "images", "estimated_usd", "by_offer", "pacing", "unservable", "bad_rows", "done_before", "not_retried"
+        "rows", "images", "estimated_usd", "by_offer", "pacing", "unservable", "bad_rows", "done_before", "not_retried",
+        "caveats",
     }  # fmt: skip
     assert set(plan["by_offer"][0]) == {"offer", "rows", "images", "submits", "estimated_usd"}
     assert set(plan["pacing"][0]) == {"provider", "submits", "concurrency", "per_minute", "min_minutes"}

@@ -123,3 +123,98 @@ def test_a_json_body_with_a_lone_surrogate_is_refused_by_the_api_checks(tmp_path
         api.quote("caf\udce9")
     with pytest.raises(UsageError, match="--image has a"):
         api.quote("x", images=[str(tmp_path / "caf\udce9.png")])
+
+
+# -- 2: the caveats reach every door that pays -------------------------------------------------------
+
+KIE_ASSUMED = "kie/gpt-image-2-text-to-image delivers high quality by assumption"
+
+
+def test_gen_shows_the_winners_caveats_before_paying_and_json_carries_them(cli, fakes):
+    r = cli("gen", "a fox", "--quality", "high", "--out", "out", *only(fakes, "kie"))
+    assert r.code == 0 and f"caveat: {KIE_ASSUMED}" in r.err
+    data = cli("gen", "a fox", "--quality", "high", "--out", "out", "--json", *only(fakes, "kie")).json()
+    assert any(KIE_ASSUMED in caveat for caveat in data["caveats"])
+    dry = cli("gen", "a fox", "--quality", "high", "--dry-run", "--json", *only(fakes, "kie")).json()
+    assert any(KIE_ASSUMED in caveat for caveat in dry["caveats"])
+    assert cli("quote", "a fox", "--quality", "high", "--json").json()["caveats"] == dry["caveats"]
+
+
+def test_the_batch_plan_lists_the_caveats_of_the_offers_its_rows_go_to_once(cli, fakes, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"fox {i}", "quality": "high"}) + "\n" for i in range(3)))
+    plan = cli("batch", str(rows), "--dry-run", "--json", *only(fakes, "kie")).json()
+    assert sum(KIE_ASSUMED in caveat for caveat in plan["caveats"]) == 1
+
+
+def test_the_python_api_and_a_url_edit_say_their_caveats(fakes, tmp_path):
+    import imgroute
+
+    assert any(KIE_ASSUMED in c for c in imgroute.quote("a fox", quality="high").caveats)
+    result = imgroute.generate("a fox", quality="high", out=str(tmp_path), exclude=[p for p in fakes if p != "kie"])
+    assert any(KIE_ASSUMED in c for c in result.caveats)
+    url_edit = imgroute.quote("make it dusk", images=["https://example.com/photo.png"])
+    assert url_edit.request.target.aspect_label == "1:1"
+    assert any("the first image is a URL" in c and "--aspect" in c for c in url_edit.caveats)
+
+
+# -- 3: credits that would expire unused are drawn first -----------------------------------------------
+
+
+def prepaid(cli, credits: int = 12000) -> None:
+    import datetime as dt
+
+    expires = (dt.date.today() + dt.timedelta(days=25)).isoformat()
+    assert cli("plans", "set", "apiframe", "--credits", str(credits), "--expires", expires).code == 0
+
+
+def test_credits_that_would_expire_unused_win_the_route_at_their_marginal_cost(cli, fakes, isolated_home):
+    prepaid(cli)
+    data = cli("quote", "a lighthouse", "--quality", "high", "--json").json()
+    choice = data["choice"]
+    assert choice["offer"] == "apiframe/gpt-image-2"
+    assert (choice["cost_usd"], choice["marginal_cost_usd"]) == (0.23, 0.0)
+    assert any("ranked at $0.00" in note and "list price, $0.23" in note for note in choice["notes"])
+    kie = next(q for q in data["quotes"] if q["offer"] == "kie/gpt-image-2-text-to-image")
+    assert kie["cost_usd"] == kie["marginal_cost_usd"] == 0.03  # cash offers: the same figure
+    # --max-cost still counts the list value: $0.23 is over $0.10, so Kie's cash wins
+    capped = cli("quote", "a lighthouse", "--quality", "high", "--max-cost", "0.10", "--json").json()
+    assert capped["choice"]["offer"] == "kie/gpt-image-2-text-to-image"
+    r = cli("gen", "a lighthouse", "--quality", "high", "--out", "out", "--json")
+    assert r.code == 0 and r.json()["provider"] == "apiframe" and r.json()["cost_usd"] == 0.23
+    from imgroute import credits
+
+    assert credits.read(isolated_home)["apiframe"].left == 12000 - 23
+
+
+def test_a_balance_too_small_to_expire_unused_is_not_free(cli, fakes):
+    prepaid(cli, credits=10)  # 10 credits, less than one high image needs (23): 13 are paid at the plan's price
+    data = cli("quote", "a lighthouse", "--quality", "high", "--json").json()
+    apiframe = next(q for q in data["quotes"] if q["offer"] == "apiframe/gpt-image-2")
+    assert apiframe["marginal_cost_usd"] == 0.13 and data["choice"]["offer"] == "kie/gpt-image-2-text-to-image"
+
+
+# -- 15: serve's max_cost refusal is the client's to change ----------------------------------------------
+
+
+def test_serve_refuses_over_max_cost_with_a_400_naming_the_parameter_and_says_the_caveats(fakes, isolated_home):
+    import openai
+
+    from tests.test_serve import Served
+
+    server = Served(fakes, isolated_home)
+    try:
+        with pytest.raises(openai.BadRequestError) as caught:
+            server.client(max_retries=0).images.generate(
+                prompt="a fox", quality="high", extra_body={"imgroute": {"max_cost": 0.001}}
+            )
+        error = caught.value.body
+        assert error["param"] == "imgroute.max_cost" and "--max-cost" not in error["message"]
+        assert caught.value.response.headers["x-should-retry"] == "false"
+        assert nothing_sent(fakes)
+        image = server.client().images.generate(
+            prompt="a fox", quality="high", extra_body={"imgroute": {"provider": "kie"}}
+        )
+        assert any(KIE_ASSUMED in caveat for caveat in image.model_extra["imgroute"]["caveats"])  # (2)
+    finally:
+        server.stop()

@@ -60,7 +60,7 @@ def batch(
     file_key = batch_label(label)
     with ledger() as journal:
         priors = journal.jobs_for_rows(file_key)  # a rerun plans only what is left to do
-    the_plan = make_plan(rows, routes, constraints, priors, file_key)
+    the_plan = make_plan(rows, routes, constraints, priors, file_key, settings.pricing_max_age_days)
     shown = report.batch_plan(the_plan, the_plan.pacing(provider_limits(settings.limits)), bad)
     if as_json and dry_run:
         render.print_json(shown)

@@ -80,15 +80,17 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
     if route.choice is None:
         raise no_offer_error(route, "in `reasons`" if output.as_json else "above")
     if output.dry_run:
-        data = report.dry_run(
-            route.choice, preview(route.choice, planned.request, planned.keys.available, planned.keys.base_urls)
-        )
+        prepared = preview(route.choice, planned.request, planned.keys.available, planned.keys.base_urls)
+        data = report.dry_run(route.choice, prepared, route.caveats)
         if output.as_json:
             render.print_json(data)
         else:
             render.print_dry_run(render.stdout_console(), route, data)
         return
     silent = output.quiet or output.as_json
+    if not output.as_json:  # before paying, as `quote` shows them (--json carries them in its object)
+        for caveat in route.caveats:
+            sys.stderr.write(f"caveat: {caveat}\n")
 
     def started(runner) -> None:
         attempt.runner = runner

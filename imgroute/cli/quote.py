@@ -30,17 +30,16 @@ def quote(
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
     from imgroute import render, report
-    from imgroute.router import caveats, no_offer_error, rank
+    from imgroute.router import no_offer_error, rank, with_caveats
 
     request = job.request()
     table, settings = load_table_and_settings(where.pricing)
     constraints = where.constraints(table, settings)
-    route = rank(request, table, constraints)
-    warnings = caveats(route, dt.date.today(), settings.pricing_max_age_days, constraints.rank)
+    route = with_caveats(rank(request, table, constraints), settings.pricing_max_age_days, constraints.rank)
     if as_json:
-        render.print_json(report.route_json(route, caveats=warnings))
+        render.print_json(report.route_json(route))
     else:
-        render.print_quote(render.stdout_console(), route, explain=explain, caveats=warnings)
+        render.print_quote(render.stdout_console(), route, explain=explain, caveats=route.caveats)
     if route.choice is None:
         raise no_offer_error(route, "in each quote's `reasons`" if as_json else "in the table above")
 

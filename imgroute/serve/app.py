@@ -256,6 +256,7 @@ def report(served: Served, joined: bool) -> dict:
         "actual_cost_usd": usd_json(result.actual),
         "files": [str(image.path) for image in result.images],
         "joined": joined,  # a retry of a request already running, answered by that job
+        "caveats": list(served.planned.route.caveats) if served.planned is not None else [],
     }
 
 
@@ -287,7 +288,10 @@ def http_error(served: Served) -> HttpError:
         route = served.planned.route if served.planned is not None else None
         reasons = [f"{q.offer.id}: {'; '.join(q.reasons)}" for q in route.quotes[:8]] if route else []
         return HttpError(400, f"{error.message}: {' | '.join(reasons)}", "invalid_request_error", "no_offer")
-    if isinstance(error, errors.BudgetError):
+    if isinstance(error, errors.BudgetError) and error.field is not None:  # the request's own limit: change it
+        text, _ = in_api_terms(message)
+        return HttpError(400, text, "invalid_request_error", "max_cost_exceeded", f"imgroute.{error.field}", False)
+    if isinstance(error, errors.BudgetError):  # a cap of the server's: it resets (the time is in the message)
         return HttpError(429, message, "insufficient_quota", "budget_exceeded", retry=False)
     if isinstance(error, errors.JobFailedError):
         if "moderat" in message.lower() or "safety" in message.lower():
