@@ -22,12 +22,16 @@ RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_JOB_TIMEOUT_S = 600.0
 
 
+TIME_SCALE_ENV = "IMGROUTE_TIME_SCALE"
+
+
 def time_scale() -> float:
     """IMGROUTE_TIME_SCALE multiplies every wait imgroute chooses (polls, backoff, Retry-After).
 
-    Only for running against local fakes: 0.01 makes a 2 s poll take 20 ms.
+    Only for running against local fakes: 0.01 makes a 2 s poll take 20 ms. (session.Keys refuses
+    it, and a value that is not a number from 0 to 1, unless every keyed provider is on loopback.)
     """
-    raw = os.environ.get("IMGROUTE_TIME_SCALE")
+    raw = os.environ.get(TIME_SCALE_ENV)
     if not raw:
         return 1.0
     try:

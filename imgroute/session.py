@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imgroute import config
-from imgroute.errors import Interrupted, UsageError
+from imgroute.errors import ConfigError, Interrupted, UsageError
 
 
 def load_pricing(pricing_file: Path | None):
@@ -44,13 +44,59 @@ def ledger() -> Iterator:
 
 
 class Keys:
-    """The keys present here and the base-URL overrides, read once per command."""
+    """The keys present here and the base-URL overrides, read once per command (by every door that
+    can send: gen, edit, batch, jobs resume, serve, the Python API)."""
 
     def __init__(self):
         from imgroute import keys as key_store
 
         self.available = key_store.all_keys()
         self.base_urls = key_store.all_base_urls()
+        check_time_scale(self.available, self.base_urls)
+
+
+def check_time_scale(keys, base_urls: dict[str, str | None]) -> None:
+    """IMGROUTE_TIME_SCALE shortens every wait imgroute chooses (polls, backoff): meant for the local
+    fakes only. Against a real provider it would poll and back off many times too fast, so it is
+    refused unless every provider a key is present for is reached on loopback."""
+    import os
+
+    from imgroute.policy import TIME_SCALE_ENV
+    from imgroute.providers import adapter_class
+
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    if not raw:
+        return
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = float("nan")
+    if not 0 <= scale <= 1:
+        raise ConfigError(f"{TIME_SCALE_ENV}={raw!r} is not a number from 0 to 1", f"unset {TIME_SCALE_ENV}")
+    if scale == 1:
+        return
+    for provider in sorted(keys):
+        origin = base_urls.get(provider) or adapter_class(provider).documented_origin
+        if not is_loopback_url(origin):
+            raise ConfigError(
+                f"{TIME_SCALE_ENV}={raw} would make imgroute poll and back off "
+                f"{'without waiting' if scale == 0 else f'{1 / scale:g}x faster'}, which is only for the local fakes, "
+                f"but {provider} is reached at {origin}",
+                f"unset {TIME_SCALE_ENV}, or point {provider} at a fake on 127.0.0.1 too",
+            )
+
+
+def is_loopback_url(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_out_dir(out: Path) -> Path:
