@@ -138,6 +138,7 @@ def test_a_bad_declaration_fails_validate_with_the_field_path(cli, tmp_path, swa
 def test_gen_at_a_relay_sends_its_own_key_to_its_own_base_url_and_saves_the_image(cli, relay, monkeypatch):
     server, file = relay
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-openai-must-not-travel-0123")
+    monkeypatch.delenv("IMGROUTE_TIME_SCALE")  # (refused while the OpenAI key would reach OpenAI itself)
     r = cli("gen", "a lighthouse", "--provider", "myrelay", "--pricing", str(file), "--out", "out", "--json")
     assert r.code == 0, r.err
     data = r.json()
