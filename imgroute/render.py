@@ -7,10 +7,10 @@ from decimal import Decimal
 
 from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from imgroute import report
+from imgroute.layout import Column, Grid, print_wrapped
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
 from imgroute.router import Quote, Route
@@ -28,7 +28,10 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:  # as stdout: a log file gets whole lines
+        console = Console(stderr=True, highlight=False, width=PIPE_WIDTH, soft_wrap=True)
+    return console
 
 
 def print_json(data: object) -> None:
@@ -42,19 +45,25 @@ def print_json(data: object) -> None:
 
 def print_quote(console: Console, route: Route, explain: bool = False, caveats: list[str] = ()) -> None:
     """The quote table, the winner, notes; `caveats` (about the winner) go right under it."""
-    table = Table(title=f"GPT Image 2: {_describe(route)}", title_justify="left")
-    table.add_column("", width=1)
-    table.add_column("offer", no_wrap=True)  # ids are typed back (--provider kie/...): never split them
-    table.add_column("plan")
-    table.add_column("model is")  # official / relay / substitute
-    table.add_column("delivers")
-    table.add_column("cost", justify="right")
-    table.add_column("per image", justify="right")
+    # On a narrow terminal the least needed columns go first; then one block per offer.
+    columns = [
+        Column("", head=True),
+        Column("offer", head=True),  # ids are typed back (--provider kie/...): never split them
+        Column("plan", drop=2),
+        Column("model is"),  # official / relay / substitute
+        Column("delivers"),
+        Column("cost", "right", head=True),
+        Column("per image", "right", drop=1, head=True),
+    ]
     known = any(q.offer.history is not None and q.offer.history.enough for q in route.quotes)
     if known:  # your own record of each offer, where it is long enough to say something
-        for header in ("delivered", "p50 / p95", "expected"):
-            table.add_column(header, justify="right")
-    table.add_column("why not")
+        columns += [
+            Column("delivered", "right", drop=3),
+            Column("p50 / p95", "right", drop=0),
+            Column("expected", "right", drop=4, head=True),
+        ]
+    columns.append(Column("why not", wrap=True, min_width=20))
+    grid = Grid(columns, title=f"GPT Image 2: {_describe(route)}")
     winner = route.choice
     for quote in route.quotes:
         a = quote.assessment
@@ -70,7 +79,7 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
         ]
         if known:
             cells.extend(_history_cells(quote))
-        table.add_row(*map(Text, cells), Text(_why_not(quote, winner)), style=style)  # as written: no markup
+        grid.add_row(*cells, _why_not(quote, winner), style=style)  # as written: no markup
     lines = []  # what follows the table, printed with it in one go (each print costs rich a pass)
     if winner:
         lines.append(
@@ -84,7 +93,7 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
             if quote.eligible
             for note in quote.assessment.notes
         ]
-    console.print(table, *(Text(line, style=style) for line, style in lines), sep="\n")
+    grid.print(console, *(Text(line, style=style) for line, style in lines))
     for quote in route.quotes:
         if explain and quote.assessment.breakdown:
             console.print(Text(f"\n{_provider_label(quote)} {quote.offer.model}", style="bold"))
@@ -149,9 +158,16 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
 
 
 def print_providers(console: Console, table: PricingTable) -> None:
-    grid = Table(title="What each GPT Image 2 offer can do", title_justify="left")
-    for column in ("provider/model", "quality", "sizes", "n/req", "prompt", "edit", "price"):
-        grid.add_column(column, no_wrap=column == "provider/model")
+    columns = [
+        Column("provider/model", head=True),
+        Column("quality"),
+        Column("sizes", wrap=True, min_width=20),
+        Column("n/req", label="images per request"),
+        Column("prompt", label="prompt limit"),
+        Column("edit", wrap=True, min_width=20),
+        Column("price", wrap=True, min_width=20),
+    ]
+    grid = Grid(columns, title="What each GPT Image 2 offer can do")
     for offer in table.offers:
         caps = report.offer_json(offer)
         qualities = "/".join(caps["qualities"]) + ("" if offer.quality_selectable else " (fixed)")
@@ -165,16 +181,21 @@ def print_providers(console: Console, table: PricingTable) -> None:
             caps["edit"],
             caps["price"],
         )
-    console.print(grid)
+    grid.print(console)
 
 
 # -- pricing ----------------------------------------------------------------------------------
 
 
 def print_pricing(console: Console, rows: list[dict], notes: list[str]) -> None:
-    grid = Table(title="Pricing table: every figure with its source", title_justify="left")
-    for column in ("provider", "what", "value", "observed", "source"):
-        grid.add_column(column, overflow="fold")
+    columns = [
+        Column("provider", head=True),
+        Column("what", head=True),
+        Column("value", wrap=True, min_width=20),
+        Column("observed", head=True),
+        Column("source", wrap=True),  # a URL: one word, never broken
+    ]
+    grid = Grid(columns, title="Pricing table: every figure with its source")
     for row in rows:
         observed = f"{row['observed']} ({row['age_days']}d)"
         grid.add_row(
@@ -184,7 +205,7 @@ def print_pricing(console: Console, rows: list[dict], notes: list[str]) -> None:
             Text(observed, style="yellow" if row["stale"] else ""),
             row["source"],
         )
-    console.print(grid)
+    grid.print(console)
     for note in notes:
         console.print(f"note: {note}", style="dim")
 
@@ -278,7 +299,7 @@ def print_job(console: Console, result, skipped: list[dict], within: frozenset[s
         console.print(f"  {image.path}  {image.width}x{image.height} {image.format}{flag}", markup=False)
     for item in skipped:
         console.print(
-            f"note: skipped {item['provider']} {item['model']} (${item['cost_usd']}): {item['reason']}",
+            f"note: skipped {item['provider']} {item['model']} ({_money(item['cost_usd'])}): {item['reason']}",
             style="dim",
             markup=False,
         )
@@ -295,9 +316,17 @@ def print_jobs(console: Console, rows: list[dict]) -> None:
     if not rows:
         console.print("no jobs in the ledger yet")
         return
-    grid = Table(title="Recent jobs", title_justify="left")
-    for column in ("job", "created", "state", "offer", "images", "estimate", "actual", "prompt"):
-        grid.add_column(column, overflow="fold", no_wrap=column in ("job", "offer"))
+    columns = [
+        Column("job", head=True),
+        Column("created", head=True),
+        Column("state", head=True),
+        Column("offer"),
+        Column("images", drop=0),
+        Column("estimate", drop=2, head=True),
+        Column("actual", head=True),
+        Column("prompt", wrap=True, drop=1, min_width=20),
+    ]
+    grid = Grid(columns, title="Recent jobs")
     for row in rows:
         style = {"succeeded": "", "failed": "red", "unknown": "yellow"}.get(row["state"], "cyan")
         grid.add_row(
@@ -310,59 +339,83 @@ def print_jobs(console: Console, rows: list[dict]) -> None:
             _money(row["actual_usd"]),
             row["prompt"][:40],
         )
-    console.print(grid)
+    grid.print(console)
 
 
 def print_job_details(console: Console, data: dict) -> None:
-    console.print(f"job {data['job_id']}  {data['state']}  created {data['created']}", style="bold", markup=False)
-    console.print(f"prompt: {data['prompt']}", markup=False)
-    console.print(
+    """Lines of facts; on a narrow terminal wrapped between words, never inside a date."""
+    created = data["created"]
+    print_wrapped(console, f"job {data['job_id']}  {data['state']}  created {created}", (created,), "bold", "  ")
+    print_wrapped(console, f"prompt: {data['prompt']}", indent="  ")
+    print_wrapped(
+        console,
         f"estimate {_money(data['estimate_usd'])}, actual {_money(data['actual_usd'])}"
         + (f" ({data['actual_source']})" if data["actual_source"] else ""),
-        markup=False,
+        indent="  ",
     )
     if data["error"]:
-        console.print(f"error: {data['error']}", style="red", markup=False)
+        print_wrapped(console, f"error: {data['error']}", style="red", indent="  ")
     for attempt in data["attempts"]:
-        console.print(
+        print_wrapped(
+            console,
             f"attempt {attempt['seq']}: {attempt['provider']} {attempt['model']} ({attempt['plan']}) "
             f"{attempt['state']}, est {_money(attempt['estimate_usd'])}, actual {_money(attempt['actual_usd'])}"
             + (f": {attempt['error']}" if attempt["error"] else ""),
-            markup=False,
+            indent="  ",
         )
     for task in data["tasks"]:
-        console.print(
+        print_wrapped(
+            console,
             f"  request {task['client_ref']} sent {task['sent']}: {task['state']}, provider id "
             f"{task['provider_job_id'] or 'not received'}" + (f" ({task['detail']})" if task["detail"] else ""),
-            markup=False,
+            (task["sent"] or "",),
+            indent="    ",
         )
     for item in data["files"]:
         mark = "" if item["verified"] else " (did not match the request)"
-        console.print(
+        print_wrapped(
+            console,
             f"  {item['path']}  {item['width']}x{item['height']} {item['format']} sha256 {item['sha256'][:16]}{mark}",
-            markup=False,
+            (str(item["path"]),),
+            indent="    ",
         )
-    console.print("history: " + " -> ".join(event["state"] for event in data["history"]), style="dim", markup=False)
+    print_wrapped(
+        console, "history: " + " -> ".join(event["state"] for event in data["history"]), style="dim", indent="  "
+    )
 
 
 def print_spend(console: Console, data: dict) -> None:
     for name in ("day", "month", "provider", "quality", "total"):
         rows = data[name]
-        grid = Table(title=f"by {name}" if name != "total" else "total", title_justify="left")
-        for column in (name, "attempts", "images", "estimated", "actual", "drift", "in flight"):
-            grid.add_column(column, justify="left" if column == name else "right")
+        columns = [
+            Column(name, head=True),
+            Column("attempts", "right", drop=0),
+            Column("images", "right", drop=1),
+            Column("estimated", "right", head=True),
+            Column("actual", "right", head=True),
+            Column("drift", "right", head=True),
+            Column("in flight", "right", drop=2),
+        ]
+        grid = Grid(columns, title=f"by {name}" if name != "total" else "total")
         for row in rows:
-            drift = "-" if row["drift_pct"] is None else f"{row['drift_pct']:+.1f}%"
             grid.add_row(
                 str(row["key"]),
                 str(row["attempts"]),
                 str(row["images"]),
                 _money(row["estimated_usd"]),
                 _money(row["actual_usd"]),
-                drift,
+                _drift(row["drift_pct"]),
                 _money(row["in_flight_usd"]),
             )
-        console.print(grid)
+        grid.print(console)
+
+
+def _drift(pct: float | None) -> str:
+    """+1.5%, -0.3%; a drift that rounds to nothing has no sign."""
+    if pct is None:
+        return "-"
+    text = f"{pct:+.1f}%"
+    return text[1:] if text in ("+0.0%", "-0.0%") else text
 
 
 # -- batch ------------------------------------------------------------------------------------
@@ -400,12 +453,16 @@ def print_batch_plan(console: Console, plan: dict) -> None:
     )
     _print_earlier(console, plan)
     if plan["by_offer"]:
-        grid = Table()
-        for column in ("offer", "rows", "images", "estimated"):
-            grid.add_column(column, justify="left" if column == "offer" else "right")
+        columns = [
+            Column("offer", head=True),
+            Column("rows", "right", drop=1, head=True),
+            Column("images", "right", drop=0, head=True),
+            Column("estimated", "right", head=True),
+        ]
+        grid = Grid(columns)
         for row in plan["by_offer"]:
             grid.add_row(row["offer"], str(row["rows"]), str(row["images"]), _money(row["estimated_usd"]))
-        console.print(grid)
+        grid.print(console)
     for pace in plan["pacing"]:
         if pace["min_minutes"] is not None and pace["min_minutes"] >= 1:  # worth knowing before saying yes
             console.print(
@@ -525,7 +582,8 @@ def print_batch_summary(
     ]
     # A rerun skips rows paid for before: the whole file's estimate covers them, this run's does not.
     said = f"estimated {fmt_usd(whole)} for the whole file" if counts["skipped"] else f"estimated {fmt_usd(estimate)}"
-    if counts["skipped"] and estimate and estimate != whole:
+    left = counts["done"] + counts["failed"] + counts["not_started"]  # rows this run had to do
+    if counts["skipped"] and left and estimate and estimate != whole:
         said = f"{fmt_usd(estimate)} left to do; {said}"
     console.print(
         f"batch: {', '.join(parts) or 'nothing to do'}; spent {fmt_usd(spent)} this run ({said}) in {elapsed:.1f}s",
@@ -547,15 +605,14 @@ def print_advice(console: Console, data: dict) -> None:
         )
     priced = [m for m in data["by_offer"] if m["usd"] is not None]
     widest = max([routed, *(m["usd"] for m in priced)], default=routed) or 1
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    for header, justify in (
-        ("route", "left"),
-        ("plan", "left"),
-        ("month", "right"),
-        ("vs routing", "right"),
-        ("", "left"),
-    ):
-        table.add_column(header, justify=justify)
+    columns = [
+        Column("route", head=True),
+        Column("plan", head=True),
+        Column("month", "right", head=True),
+        Column("vs routing", "right", wrap=True, min_width=20),
+        Column("", drop=0),  # the bar: the first to go
+    ]
+    table = Grid(columns, box=box.SIMPLE_HEAD, show_edge=False)
     table.add_row("imgroute routing", "", f"${routed:,.2f}", "", _bar(routed, widest), style="bold")
     for m in data["by_offer"]:
         if m["excluded"]:
@@ -568,7 +625,7 @@ def print_advice(console: Console, data: dict) -> None:
         more = m["usd"] - routed
         pct = f" ({m['saving_pct']:.0f}%)" if m["saving_pct"] is not None else ""
         table.add_row(m["offer"], m["plan"], f"${m['usd']:,.2f}", f"+${more:,.2f}{pct}", _bar(m["usd"], widest))
-    console.print(table)
+    table.print(console)
     best = data["cheapest_single"]
     if best:
         console.print(
@@ -606,9 +663,16 @@ def print_savings(console: Console, data: dict) -> None:
     if not data["savings"]:
         console.print("no succeeded jobs in the ledger for that time")
         return
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    for header in ("period", "jobs", "spent", "at the default offer", "saved", "at the cheapest single offer", "saved"):
-        table.add_column(header, justify="left" if header.startswith(("period", "at")) else "right")
+    columns = [
+        Column("period", head=True),
+        Column("jobs", "right", head=True),
+        Column("spent", "right", head=True),
+        Column("at the default offer"),  # an offer id and its cost: whole
+        Column("saved", "right", label="saved vs the default"),
+        Column("at the cheapest single offer"),
+        Column("saved", "right", label="saved vs the cheapest"),
+    ]
+    table = Grid(columns, box=box.SIMPLE_HEAD, show_edge=False)
 
     def money(value) -> str:
         return f"${value:,.2f}" if value is not None else "-"
@@ -629,4 +693,4 @@ def print_savings(console: Console, data: dict) -> None:
             cheapest,
             money(row["saved_vs_cheapest_usd"]),
         )
-    console.print(table)
+    table.print(console)
