@@ -231,7 +231,7 @@ class JobRecord(NamedTuple):
     max_cost: Decimal | None
     row_key: str | None
     exit_code: int | None
-    offer: str | None = None  # listings only: "provider model" of its last attempt
+    offer: str | None = None  # listings only: "provider/model" of its last attempt
     images: int | None = None  # listings only: files saved
 
     @classmethod
@@ -889,7 +889,7 @@ class Ledger:
         limit: int = 20,
     ) -> list[JobRecord]:
         sql = [
-            "SELECT jobs.*, (SELECT provider || ' ' || model FROM attempts WHERE job_id = jobs.id "
+            "SELECT jobs.*, (SELECT provider || '/' || model FROM attempts WHERE job_id = jobs.id "
             "ORDER BY seq DESC LIMIT 1) AS offer, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id) AS images "
             "FROM jobs WHERE 1=1"
         ]

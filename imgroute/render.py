@@ -43,8 +43,10 @@ def print_json(data: object) -> None:
 # -- quote ------------------------------------------------------------------------------------
 
 
-def print_quote(console: Console, route: Route, explain: bool = False, caveats: list[str] = ()) -> None:
-    """The quote table, the winner, notes; `caveats` (about the winner) go right under it."""
+def print_quote(console: Console, route: Route, explain: bool = False, caveats: tuple[str, ...] | None = None) -> None:
+    """The quote table, the winner, notes; the caveats about the winner (the route's, unless given)
+    go right under it."""
+    caveats = route.caveats if caveats is None else caveats
     # On a narrow terminal the least needed columns go first; then one block per offer.
     columns = [
         Column("", head=True),
@@ -82,13 +84,11 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
         grid.add_row(*cells, _why_not(quote, winner), style=style)  # as written: no markup
     lines = []  # what follows the table, printed with it in one go (each print costs rich a pass)
     if winner:
-        lines.append(
-            (f"{WINNER} cheapest: {winner.offer.provider} {winner.offer.model} at {fmt_usd(winner.cost)}", "bold")
-        )
+        lines.append((f"{WINNER} cheapest: {winner.offer.id} at {_ranked_at(winner)}", "bold"))
     lines += [(f"caveat: {caveat}", "yellow") for caveat in caveats]
     if not explain:
         lines += [
-            (f"note: {quote.offer.provider} {quote.offer.model}: {note}", "yellow")
+            (f"note: {quote.offer.id}: {note}", "yellow")
             for quote in route.quotes
             if quote.eligible
             for note in quote.assessment.notes
@@ -96,11 +96,11 @@ def print_quote(console: Console, route: Route, explain: bool = False, caveats: 
     grid.print(console, *(Text(line, style=style) for line, style in lines))
     for quote in route.quotes:
         if explain and quote.assessment.breakdown:
-            console.print(Text(f"\n{_provider_label(quote)} {quote.offer.model}", style="bold"))
+            console.print(Text(f"\n{_provider_label(quote)}", style="bold"))
             for line in quote.assessment.breakdown:
-                console.print(f"  {line.text}")
+                console.print(f"  {line.text}", markup=False)
             for note in quote.assessment.notes:
-                console.print(f"  note: {note}", style="yellow")
+                console.print(f"  note: {note}", style="yellow", markup=False)
 
 
 def _history_cells(quote: Quote) -> list[str]:
@@ -126,8 +126,8 @@ def _describe(route: Route) -> str:
 def _provider_label(quote: Quote) -> str:
     a = quote.assessment
     if a.offer.price.uses_credits:
-        return f"{a.offer.provider} ({a.plan.name})"
-    return a.offer.provider
+        return f"{a.offer.id} ({a.plan.name} plan)"
+    return a.offer.id
 
 
 def _delivers(quote: Quote) -> str:
@@ -144,14 +144,26 @@ def _delivers(quote: Quote) -> str:
 
 
 def _why_not(quote: Quote, winner: Quote | None) -> str:
+    """Why an eligible offer lost: by how much, in what routing ranks by (the marginal cost)."""
     if quote.reasons:
         return "; ".join(quote.reasons)
     if winner is None or quote is winner:
         return ""
-    extra = quote.cost - winner.cost
+    extra = quote.rank_cost - winner.rank_cost
     if extra == 0:
         return f"same cost; {winner.offer.provider} wins the tie by name"
-    return f"{fmt_usd(extra)} more than {winner.offer.provider}"
+    credits = " (paid from credits that would expire)" if winner.marginal is not None else ""
+    return f"{fmt_usd(extra)} more than {winner.offer.provider}{credits}"
+
+
+def _ranked_at(winner: Quote) -> str:
+    """The winner's price, and its marginal cost when prepaid credits made it win."""
+    if winner.marginal is None:
+        return fmt_usd(winner.cost)
+    return (
+        f"{fmt_usd(winner.marginal)} beyond prepaid credits that would expire unused "
+        f"(list price {fmt_usd(winner.cost)}, which --max-cost and budgets count)"
+    )
 
 
 # -- providers --------------------------------------------------------------------------------
@@ -235,7 +247,7 @@ class JobProgress:
         if self._status is None:
             return
         estimate = f" est {fmt_usd(event.estimate)}" if event.estimate is not None else ""
-        line = f"{event.provider} {event.model}: {event.state} {event.message} ({event.elapsed:.0f}s{estimate})"
+        line = f"{event.provider}/{event.model}: {event.state} {event.message} ({event.elapsed:.0f}s{estimate})"
         if event.state in ("fallback", "retrying"):
             self.console.print(f"{event.provider}: {event.message}", style="yellow", markup=False)
         self._status.update(Text(line))
@@ -278,7 +290,7 @@ def print_job(console: Console, result, skipped: list[dict], within: frozenset[s
     for attempt in result.attempts:
         if attempt.state not in ("succeeded",):
             console.print(
-                f"{attempt.provider} {attempt.model}: {attempt.state}: {attempt.error}", style="yellow", markup=False
+                f"{attempt.provider}/{attempt.model}: {attempt.state}: {attempt.error}", style="yellow", markup=False
             )
     if result.provider is not None and result.images:
         why = "cheapest offer you have a key for"
@@ -290,7 +302,7 @@ def print_job(console: Console, result, skipped: list[dict], within: frozenset[s
         actual = fmt_usd(result.actual) if result.actual is not None else "unknown"
         source = f" ({result.actual_source})" if result.actual_source else ""
         console.print(
-            f"{result.provider} {result.model} ({why}): estimated {estimate}, "
+            f"{result.provider}/{result.model} ({why}): estimated {estimate}, "
             f"actual {actual}{source}, {len(result.images)} image(s) in {result.elapsed:.1f}s, job {result.job_id}",
             markup=False,
         )
@@ -299,7 +311,7 @@ def print_job(console: Console, result, skipped: list[dict], within: frozenset[s
         console.print(f"  {image.path}  {image.width}x{image.height} {image.format}{flag}", markup=False)
     for item in skipped:
         console.print(
-            f"note: skipped {item['provider']} {item['model']} ({_money(item['cost_usd'])}): {item['reason']}",
+            f"note: skipped {item['provider']}/{item['model']} ({_money(item['cost_usd'])}): {item['reason']}",
             style="dim",
             markup=False,
         )
@@ -358,7 +370,7 @@ def print_job_details(console: Console, data: dict) -> None:
     for attempt in data["attempts"]:
         print_wrapped(
             console,
-            f"attempt {attempt['seq']}: {attempt['provider']} {attempt['model']} ({attempt['plan']}) "
+            f"attempt {attempt['seq']}: {attempt['provider']}/{attempt['model']} ({attempt['plan']}) "
             f"{attempt['state']}, est {_money(attempt['estimate_usd'])}, actual {_money(attempt['actual_usd'])}"
             + (f": {attempt['error']}" if attempt["error"] else ""),
             indent="  ",
@@ -479,7 +491,9 @@ def print_batch_plan(console: Console, plan: dict) -> None:
             markup=False,
         )
     if plan["bad_rows"]:
-        console.print(f"{len(plan['bad_rows'])} bad row(s) skipped", style="yellow")
+        console.print(f"{_count(len(plan['bad_rows']), 'bad row')} skipped", style="yellow")
+    for caveat in plan.get("caveats", ()):  # about the offers the rows go to: before anything is paid
+        console.print(f"caveat: {caveat}", style="yellow", markup=False)
 
 
 def _print_earlier(console: Console, plan: dict) -> None:

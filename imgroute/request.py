@@ -394,8 +394,13 @@ def check_providers(values: list[str] | str | None, flag: str, table=None) -> li
             if provider.lower() not in known():
                 raise UsageError(f"unknown provider {quoted(name)} in {flag}", f"known providers: {', '.join(known())}")
             if model and table is not None and all(o.id != name for o in table.offers):
-                offers = ", ".join(o.id for o in table.offers if o.provider == provider.lower())
-                raise UsageError(f"no offer {quoted(name)} in {flag}", f"{provider.lower()} offers: {offers}")
+                # what a job's output names is its model, which for an edit may be the offer's edit
+                # model (kie/gpt-image-2-image-to-image): input takes it as its offer
+                same = table.offer(provider.lower(), model)
+                if same is None:
+                    offers = ", ".join(o.id for o in table.offers if o.provider == provider.lower())
+                    raise UsageError(f"no offer {quoted(name)} in {flag}", f"{provider.lower()} offers: {offers}")
+                name = same.id
             out.append(name)
     return out
 

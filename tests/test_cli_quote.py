@@ -9,7 +9,7 @@ def test_quote_table_marks_the_winner_and_says_why_others_lost(cli):
     winner = next(line for line in r.out.splitlines() if line.startswith("│ *"))
     assert "kie" in winner and "$0.03" in winner
     assert "$0.07 more than kie" in r.out
-    assert "cheapest: kie gpt-image-2-text-to-image at $0.03" in r.out
+    assert "cheapest: kie/gpt-image-2-text-to-image at $0.03" in r.out
     assert r.err == ""
 
 

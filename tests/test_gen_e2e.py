@@ -89,14 +89,14 @@ def test_request_bodies_and_auth_headers_are_as_documented(cli, fakes):
         assert gen(cli, *args, *only(fakes, provider)).code == 0
     openai_req = fakes["openai"].calls("/v1/images/generations")[0]
     assert openai_req.header("Authorization") == f"Bearer {fakes['openai'].key}"
-    assert openai_req.json() | {"user": "x"} == {
+    assert openai_req.json() | {"safety_identifier": "x"} == {  # `user` is deprecated for it
         "model": "gpt-image-2",
         "prompt": "a lighthouse at dusk",
         "size": "1024x1024",
         "quality": "low",
         "n": 1,
         "output_format": "png",
-        "user": "x",
+        "safety_identifier": "x",
     }
     fal_req = fakes["fal"].calls("/openai/gpt-image-2", "POST")[0]
     assert fal_req.header("Authorization") == f"Key {fakes['fal'].key}"
@@ -144,7 +144,7 @@ def test_quiet_prints_only_paths(cli, fakes):
 def test_human_summary(cli, fakes):
     r = cli("gen", "a lighthouse", "--out", "out", "--quality", "low", *only(fakes, "openai"))
     assert r.code == 0
-    assert "openai gpt-image-2 (cheapest offer you have a key for): estimated $0.0059, actual" in r.out
+    assert "openai/gpt-image-2 (cheapest offer you have a key for): estimated $0.0059, actual" in r.out
     assert "out/a-lighthouse-openai-1.png" in r.out
 
 

@@ -71,7 +71,7 @@ def test_jobs_list_show_and_filters(cli, fakes):
     assert any(q["reasons"] for q in shown["quotes"])
     assert shown["tasks"][0]["provider_job_id"].startswith("req_")
     human = cli("jobs", "show", bad["job_id"])
-    assert "attempt 1: kie gpt-image-2-text-to-image (standard) failed" in human.out
+    assert "attempt 1: kie/gpt-image-2-text-to-image (standard) failed" in human.out
 
 
 @pytest.mark.parametrize(

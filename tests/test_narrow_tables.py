@@ -102,7 +102,7 @@ def test_quote_at_each_width(cli, terminal, width, layout):
     shown = "\n".join(lines)
     assert ("┃" in shown) == (layout != "blocks") and (layout == "blocks" or layout in lines)
     assert any("results within 24h: needs" in line for line in lines)  # why not: at word boundaries
-    assert "* cheapest: kie gpt-image-2-text-to-image at $0.03" in lines
+    assert "* cheapest: kie/gpt-image-2-text-to-image at $0.03" in lines
 
 
 @pytest.mark.parametrize(
@@ -243,7 +243,7 @@ def test_jobs_and_jobs_show(cli, terminal, jobs_home, width):
         assert any(ids[prompt] in line and whole(cost).search(line) for line in lines)
     failed = jobs[0]
     show = cli("jobs", "show", failed["job_id"])
-    readable(show.out, width, (failed["job_id"], failed["created"]), ("kie", "gpt-image-2-text-to-image", "$0.03"))
+    readable(show.out, width, (failed["job_id"], failed["created"]), ("kie/gpt-image-2-text-to-image", "$0.03"))
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -335,8 +335,8 @@ def test_a_skipped_offer_is_priced_like_everything_else(cli, fakes, monkeypatch)
             monkeypatch.delenv(KEY_ENV[provider], raising=False)
     r = cli("gen", "a lighthouse", "--quality", "high", "--out", "out")
     assert r.code == 0, r.err
-    assert "note: skipped openai gpt-image-2 ($0.2108): " in r.out
-    assert "note: skipped kie gpt-image-2-text-to-image ($0.03): " in r.out
+    assert "note: skipped openai/gpt-image-2 ($0.2108): " in r.out
+    assert "note: skipped kie/gpt-image-2-text-to-image ($0.03): " in r.out
 
 
 @pytest.mark.parametrize(

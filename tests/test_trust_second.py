@@ -236,3 +236,39 @@ def test_a_time_scale_left_set_against_a_real_origin_is_refused(cli, fakes, monk
     r = cli("gen", "a fox", "--out", "out")
     assert r.code == 3 and "IMGROUTE_TIME_SCALE='fast' is not a number from 0 to 1" in r.err
     assert cli("quote", "a fox").code == 0  # quote sends nothing: no waits to shorten
+
+
+def test_the_human_dry_run_and_the_batch_plan_show_the_caveats(cli, fakes, tmp_path):
+    r = cli("gen", "a fox", "--quality", "high", "--dry-run", *only(fakes, "kie"))
+    assert r.code == 0 and f"caveat: {KIE_ASSUMED}" in r.out
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "a fox", "quality": "high"}) + "\n")
+    plan = cli("batch", str(rows), "--dry-run", *only(fakes, "kie"))
+    assert plan.out.count(f"caveat: {KIE_ASSUMED}") == 1
+
+
+def test_the_quote_says_why_expiring_credits_won(cli):
+    prepaid(cli)
+    r = cli("quote", "a lighthouse", "--quality", "high")
+    assert "* cheapest: apiframe/gpt-image-2 at $0.00 beyond prepaid credits that would expire unused" in r.out
+    assert "(list price $0.23, which --max-cost and budgets count)" in r.out
+    assert "$0.03 more than apiframe (paid from credits that would expire)" in r.out
+
+
+# -- 11: one form of an offer's name, everywhere ---------------------------------------------------------
+
+
+def test_offer_names_are_printed_as_provider_slash_model_and_taken_back_as_input(cli, fakes, tmp_path):
+    wide = photo(tmp_path, 1024, 768)  # 4:3, which Kie offers
+    r = cli("edit", "make it dusk", "--image", wide, "--out", "out", *only(fakes, "kie"))
+    assert r.code == 0, r.err
+    assert "kie/gpt-image-2-image-to-image (cheapest" in r.out  # the edit model, as the job ran
+    listed = cli("jobs").out
+    assert "kie/gpt-image-2-image-to-image" in listed and "kie gpt-image" not in listed
+    # what was printed is accepted back, where offers are named
+    assert cli("jobs", "--provider", "kie/gpt-image-2-image-to-image", "--json").json()[0]["offer"] == (
+        "kie/gpt-image-2-image-to-image"
+    )
+    quoted = cli("quote", "x", "--image", wide, "--provider", "kie/gpt-image-2-image-to-image", "--json").json()
+    assert quoted["choice"]["offer"] == "kie/gpt-image-2-text-to-image"
+    assert cli("quote", "x", "--provider", "kie/gpt-image-3").code == 2
