@@ -1,4 +1,4 @@
-"""`imgroute keys`: set, list (names and sources, never values), remove, path."""
+"""`imgroute keys`: set, list (names and sources, never values), remove, path, check."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, opt
+from imgroute.cli.options import JsonOpt, flag, opt
 
-keys_app = typer.Typer(help="API keys: set, list (names and sources only), remove.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: set, list (names and sources only), remove, check (free).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
@@ -80,3 +80,105 @@ def keys_path() -> None:
     from imgroute import keys as key_store
 
     sys.stdout.write(f"{key_store.keys_path()}\n")
+
+
+@keys_app.command("check")
+def keys_check(
+    name: Annotated[
+        str | None, typer.Argument(help="Only this provider (id or variable).", show_default=False, metavar="PROVIDER")
+    ] = None,
+    update: Annotated[
+        bool, flag("--update", help="Set a prepaid plan to the balance the provider reports (keeps its expiry).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check each key present with a call its provider documents as free (nothing is generated or
+    paid): valid, refused or unknown, and the balance where the answer has one, beside the credits
+    imgroute tracks. Exit 0 when every checked key is valid, 3 when one is refused, 5 when a
+    provider could not be reached."""
+    from imgroute import config, key_check, render
+    from imgroute import credits as prepaid
+    from imgroute.errors import ConfigError
+    from imgroute.http import Http, build_client
+    from imgroute.session import check_time_scale
+
+    key_store = _store()
+    rows = [row for row in key_store.list_keys() if row.source != "missing"]
+    if name is not None:
+        provider = key_store.provider_for(name)
+        rows = [row for row in rows if row.provider == provider]
+        if not rows:
+            env = next(r.env for r in key_store.list_keys() if r.provider == provider)
+            raise ConfigError(f"no {provider} key is set (${env} or the keys file)", f"imgroute keys set {provider}")
+    if not rows:
+        raise ConfigError("no provider keys are set, so there is nothing to check", "imgroute keys set PROVIDER")
+    keys, base_urls = key_store.all_keys(), key_store.all_base_urls()
+    check_time_scale(keys, base_urls)  # (only for the local fakes, as every door that sends)
+    home = config.home()
+    configured = config.load_settings().credits
+    if configured:
+        prepaid.sync_config(home, configured)
+    with build_client() as client:
+        results = key_check.check(rows, keys, base_urls, Http(client), prepaid.read(home), configured)
+    ask = not as_json and not update and _at_a_terminal()
+    plans = {}
+    for checked in results:
+        plans[checked.provider] = None
+        if not checked.differs:
+            continue
+        if checked.in_config:
+            plans[checked.provider] = "config"
+        elif update:
+            key_check.update_plan(home, checked)
+            plans[checked.provider] = "updated"
+        else:
+            plans[checked.provider] = "ask" if ask else "offered"
+    if as_json:
+        render.print_json([key_check.as_json(checked, plans[checked.provider]) for checked in results])
+    else:
+        for checked in results:
+            sys.stdout.write(_line(checked, plans[checked.provider], key_store.keys_path()) + "\n")
+    for checked in results:  # at a terminal, after the results: one question per plan that differs
+        if plans[checked.provider] == "ask" and _confirm(checked):
+            updated = key_check.update_plan(home, checked)
+            sys.stdout.write(f"{checked.provider}: {updated.left:,f} prepaid credits, expiring {updated.expires}\n")
+    code = key_check.exit_code(results)
+    if code:
+        raise typer.Exit(code)
+
+
+def _at_a_terminal() -> bool:
+    """A person can answer a question (without one, a plan changes only with --update)."""
+    return sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _confirm(checked) -> bool:
+    return typer.confirm(
+        f"set the {checked.provider} plan to {checked.balance:,f} credits left "
+        f"(expiry kept: {checked.tracked.expires})?",
+        default=False,
+    )
+
+
+def _line(checked, plan: str | None, keys_file) -> str:
+    """One provider's result: never the key, only where it comes from."""
+    where = f"${checked.env}" if checked.source == "env" else f"the {checked.provider} key in {keys_file}"
+    text = f"{checked.provider:<9} {checked.state:<8} {checked.route or '-'}"
+    if checked.state == "refused":
+        text += f": {where} was refused"
+    if checked.detail:
+        text += f" ({checked.detail})" if checked.state == "refused" else f": {checked.detail}"
+    if not checked.reached:
+        text += "; the provider could not be reached"
+    if checked.balance is not None:
+        shown = f"{checked.balance:,f}" if checked.unit == "credits" else f"{checked.balance:,.2f}"
+        text += f"; balance {shown} {checked.unit}"
+    if checked.tracked is not None and checked.unit == "credits":
+        tracked = checked.tracked
+        text += f"; imgroute tracks {tracked.left:,f} of {tracked.bought:,f} left, expiring {tracked.expires}"
+        text += {
+            "updated": f"; plan updated to {checked.balance:,f}, expiring {tracked.expires}",
+            "offered": f"; to set the plan to it: imgroute keys check {checked.provider} --update",
+            "config": "; the plan is set in config.yaml (credits:): change it there",
+        }.get(plan, "")
+    return text

@@ -16,6 +16,7 @@ from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
+    KeyCheck,
     MalformedAnswer,
     Output,
     Poll,
@@ -24,6 +25,7 @@ from imgroute.providers.base import (
     Submission,
     SubmitUnknown,
     Usage,
+    as_balance,
     error_message,
     is_url,
 )
@@ -41,6 +43,23 @@ class ApiframeAdapter(Adapter):
 
     def auth_headers(self) -> dict:
         return {"X-API-Key": self.key}
+
+    def check_key(self, http: Http) -> KeyCheck:
+        """`GET /v2/me` ("Useful for verifying credentials", Apiframe's OpenAPI spec in its Node SDK,
+        apiframe-ai/apiframe-nodejs-sdk `openapi.json`): the team's credit balance in
+        `team.credits`; 401 for a missing or wrong key, 403 for an inactive one."""
+        response, unreachable = self.ask_free(http, f"{self.base}/v2/me")
+        if unreachable:
+            return unreachable
+        verdict = self.key_verdict(response, "GET /v2/me", refused=(401, 403))
+        if verdict.state != "valid":
+            return verdict
+        try:
+            team = response.json().get("team") or {}
+        except (ValueError, AttributeError):
+            return verdict
+        balance = as_balance(team.get("credits")) if isinstance(team, dict) else None
+        return verdict._replace(balance=balance, unit="credits" if balance is not None else None)
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         body = {
@@ -70,7 +89,11 @@ class ApiframeAdapter(Adapter):
         return Submission(job_id=job_id, handle={"job_id": job_id})
 
     def upload(self, http: Http, path: str) -> str:
-        """Apiframe takes URLs: local files go through POST /v2/uploads (kept ~1-2 h) first."""
+        """Apiframe takes URLs: local files go through POST /v2/uploads (kept ~1-2 h) first.
+
+        Confirmed by Apiframe's OpenAPI spec (apiframe-ai/apiframe-nodejs-sdk `openapi.json`, commit
+        9f9b464, and its `src/resources/uploads.ts`): a multipart body whose required part is
+        `file`, answered 201 with an `Upload` whose required `url` is the CDN URL to pass on."""
         response = self.post_file(http, f"{self.base}/v2/uploads", path)
         if response.status_code >= 400:
             raise self.failure(response)

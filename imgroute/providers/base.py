@@ -13,6 +13,7 @@ Submission / Poll values or one of three errors. It never reads config, prices o
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 import httpx
@@ -58,6 +59,22 @@ class Poll(NamedTuple):
     outputs: tuple[Output, ...] = ()
     usage: Usage | None = None
     took: float | None = None  # finished jobs: seconds from creation to completion, by the provider's own clock
+
+
+class KeyCheck(NamedTuple):
+    """What a free, documented call said about a key (`imgroute keys check`).
+
+    state: "valid" (the provider accepted the key), "refused" (it refused it), or "unknown" (no
+    verdict: no free route is documented, the key may not read that route, or the provider could
+    not be reached: then `reached` is False). `balance` is the account's balance where the answer
+    carries one, in `unit` ("credits", or a currency code such as "USD")."""
+
+    state: str
+    detail: str = ""
+    route: str = ""  # the free route asked (method and URL path), for the user to see
+    balance: Decimal | None = None
+    unit: str | None = None
+    reached: bool = True
 
 
 class PreparedRequest(NamedTuple):
@@ -126,6 +143,38 @@ class Adapter:
     def find(self, http: Http, spec: JobSpec, sent_at: float) -> Submission | None:
         """The job a lost submit made, if the provider can say (only where `findable`)."""
         raise NotImplementedError
+
+    def check_key(self, http: Http) -> KeyCheck:
+        """Ask a route the provider documents as free whether the key is good (and, where the
+        answer has it, the balance). Nothing is generated, nothing is paid."""
+        return KeyCheck("unknown", f"{self.provider} documents no free route to check a key with")
+
+    def ask_free(
+        self, http: Http, url: str, headers: dict | None = None
+    ) -> tuple[httpx.Response | None, KeyCheck | None]:
+        """GET a free route with the key (the usual auth headers, unless `headers`): (the answer,
+        None), or (None, the KeyCheck of a provider that could not be reached: no answer, 5xx, 429)."""
+        from urllib.parse import urlsplit
+
+        route = f"GET {urlsplit(url).path}"
+        try:
+            response = http.get(url, headers=headers or self.auth_headers())
+        except TransportFailure as exc:
+            return None, KeyCheck("unknown", self.clean(str(exc)), route, reached=False)
+        if response.status_code >= 500 or response.status_code == 429:
+            body = _json_or_none(response)
+            message = self.clean(error_message(body, response.text[:200] or ""))
+            return None, KeyCheck("unknown", f"HTTP {response.status_code}: {message}", route, reached=False)
+        return response, None
+
+    def key_verdict(self, response: httpx.Response, route: str, refused: tuple[int, ...] = (401, 403)) -> KeyCheck:
+        """The plain reading: 2xx valid, `refused` statuses refused (with the provider's message,
+        the key redacted from it), anything else unknown."""
+        if 200 <= response.status_code < 300:
+            return KeyCheck("valid", "", route)
+        message = self.clean(error_message(_json_or_none(response), response.text[:200] or ""))
+        state = "refused" if response.status_code in refused else "unknown"
+        return KeyCheck(state, f"HTTP {response.status_code}: {message}".rstrip(": "), route)
 
     def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
         """Make local reference images reachable the way the provider takes them.
@@ -215,6 +264,24 @@ class Adapter:
         kind = STATUS_KINDS.get(status) or (TroubleKind.SERVER if status >= 500 else TroubleKind.REJECTED)
         text = f"{self.provider}: HTTP {status}: {self.clean(message)}"
         return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def as_balance(value) -> Decimal | None:
+    """A balance figure from an answer (a number, or a numeric string), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
 
 
 def _origin(url: str) -> str:

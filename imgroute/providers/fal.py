@@ -14,6 +14,7 @@ from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
+    KeyCheck,
     MalformedAnswer,
     Output,
     Poll,
@@ -21,6 +22,7 @@ from imgroute.providers.base import (
     ProviderTrouble,
     Submission,
     SubmitUnknown,
+    as_balance,
     data_uri,
     error_message,
     is_url,
@@ -32,10 +34,41 @@ RUNNING = {"IN_QUEUE": "queued", "IN_PROGRESS": "running"}
 class FalAdapter(Adapter):
     provider = "fal"
     documented_origin = "https://queue.fal.run"
+    platform_origin = "https://api.fal.ai"  # fal's Platform APIs (account, billing)
     poll_schedule = (0.5, 1.5, 3.0)  # fal's clients poll every 0.1-0.5 s; a CLI needs less
+
+    def __init__(self, key: str, base_url: str | None = None):
+        super().__init__(key, base_url)
+        # IMGROUTE_FAL_BASE_URL replaces both of fal's origins (the fakes serve both).
+        self.platform_base = (base_url or self.platform_origin).rstrip("/")
 
     def auth_headers(self) -> dict:
         return {"Authorization": f"Key {self.key}"}
+
+    def check_key(self, http: Http) -> KeyCheck:
+        """`GET https://api.fal.ai/v1/account/billing?expand=credits` (fal docs, Platform APIs,
+        platform-apis/v1/account/billing): the account and its credit balance in `credits.currency`.
+        It needs a key that may read billing (fal's BILLING, READONLY and FULL key presets): a key
+        made for inference only gets 403, which says nothing about the key, so it is "unknown"; a
+        locked account's 403 ("User is locked", fal.md, Authentication) is a refusal."""
+        route = "GET /v1/account/billing"
+        response, unreachable = self.ask_free(http, f"{self.platform_base}/v1/account/billing?expand=credits")
+        if unreachable:
+            return unreachable
+        verdict = self.key_verdict(response, route, refused=(401,))
+        if response.status_code == 403:
+            locked = "locked" in verdict.detail.lower()
+            hint = "" if locked else " (this key may not read billing; generating may still work)"
+            return verdict._replace(state="refused" if locked else "unknown", detail=verdict.detail + hint)
+        if verdict.state != "valid":
+            return verdict
+        try:
+            credits = response.json().get("credits") or {}
+        except (ValueError, AttributeError):
+            return verdict
+        balance = as_balance(credits.get("current_balance")) if isinstance(credits, dict) else None
+        unit = str(credits.get("currency") or "USD") if balance is not None else None
+        return verdict._replace(balance=balance, unit=unit)
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         body = {

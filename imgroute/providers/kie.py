@@ -16,6 +16,7 @@ from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
+    KeyCheck,
     MalformedAnswer,
     Output,
     Poll,
@@ -23,6 +24,7 @@ from imgroute.providers.base import (
     ProviderTrouble,
     Submission,
     SubmitUnknown,
+    as_balance,
 )
 
 # Body codes, from Kie's error table.
@@ -39,6 +41,10 @@ CODE_KINDS = {
     500: TroubleKind.SERVER,
     501: TroubleKind.SERVER,
 }
+# Codes of recordInfo that end a task (docs.kie.ai/market/common/get-task-detail, Error codes):
+# 422 "Validation error in original request: check the failMsg", 501 "Generation failed: check
+# failMsg". The task was accepted and then failed, as a `state: fail` task is.
+TASK_FAILED_CODES = {422, 501}
 RUNNING = {"waiting": "queued", "queuing": "queued", "generating": "running"}
 MODERATION_WORDS = ("content policy", "flagged", "sensitive", "moderation", "safety")
 
@@ -101,9 +107,12 @@ class KieAdapter(Adapter):
         response = self.get(http, f"{self.base}/api/v1/jobs/recordInfo", params={"taskId": handle["task_id"]})
         body = self.json_of(response, "the recordInfo answer")
         code = _code(body, response.status_code)
+        fields = body if isinstance(body, dict) else {}
+        data = fields.get("data") if isinstance(fields.get("data"), dict) else {}
+        if code in TASK_FAILED_CODES:
+            raise self._failed(data, fallback=str(fields.get("msg") or fields.get("message") or f"code {code}"))
         if code != 200:
-            raise self.trouble(code, body, response)
-        data = body.get("data") or {}
+            raise self.trouble(code, fields, response)
         state = str(data.get("state", "")).lower()
         if state in RUNNING:
             return Poll(RUNNING[state], detail=state)
@@ -111,10 +120,37 @@ class KieAdapter(Adapter):
             urls = _result_urls(data.get("resultJson"))
             return Poll("succeeded", detail=state, outputs=tuple(Output(url=u) for u in urls), took=_took(data))
         if state == "fail":
-            message = self.clean(str(data.get("failMsg") or f"failCode {data.get('failCode')}"))
-            moderated = any(word in message.lower() for word in MODERATION_WORDS)
-            raise JobFailed(f"{self.provider}: {message}", moderated=moderated)
+            raise self._failed(data, fallback=f"failCode {data.get('failCode')}")
         return Poll("running", detail=state or "unknown state")
+
+    def _failed(self, data: dict, fallback: str) -> JobFailed:
+        """A task Kie ended as failed: its failMsg (or the answer's message) as the reason."""
+        message = self.clean(str(data.get("failMsg") or fallback))
+        moderated = any(word in message.lower() for word in MODERATION_WORDS)
+        return JobFailed(f"{self.provider}: {message}", moderated=moderated)
+
+    def check_key(self, http: Http) -> KeyCheck:
+        """`GET /api/v1/chat/credit` (kie.md, 6. Credits balance): free; `data` is the account's
+        remaining credits. A bad key is `code: 401`, with HTTP 200 or 401 (kie.md, Open questions 6)."""
+        route = "GET /api/v1/chat/credit"
+        response, unreachable = self.ask_free(http, f"{self.base}/api/v1/chat/credit")
+        if unreachable:
+            return unreachable
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        code = _code(body, response.status_code)
+        fields = body if isinstance(body, dict) else {}
+        message = self.clean(str(fields.get("msg") or fields.get("message") or ""))
+        if code in (401, 403):
+            return KeyCheck("refused", f"code {code}: {message}".rstrip(": "), route)
+        if code in (429, 455) or code >= 500:
+            return KeyCheck("unknown", f"code {code}: {message}".rstrip(": "), route, reached=False)
+        if code != 200 or not isinstance(body, dict):
+            return KeyCheck("unknown", f"code {code}: {message}".rstrip(": "), route)
+        balance = as_balance(body.get("data"))
+        return KeyCheck("valid", "", route, balance, "credits" if balance is not None else None)
 
     def trouble(self, code: int, body: dict, response) -> ProviderTrouble:
         from imgroute.http import retry_after_seconds

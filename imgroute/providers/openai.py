@@ -14,6 +14,7 @@ from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
+    KeyCheck,
     MalformedAnswer,
     Output,
     PreparedRequest,
@@ -34,6 +35,11 @@ class OpenAIAdapter(Adapter):
     path = "/v1/images/generations"
     edit_path = "/v1/images/edits"
     image_field = "image[]"  # the SDK's name for repeated image parts
+    # Our request's marker as OpenAI's end-user field. `user` is deprecated in favour of
+    # `safety_identifier` (openai-python 3.63, `types/image_generate_params.py` and
+    # `image_edit_params.py`: "A non-empty value takes precedence over the deprecated `user`
+    # parameter"); relays keep `user`, which is what they document.
+    end_user_field = "safety_identifier"
 
     def auth_headers(self) -> dict:
         return {"Authorization": f"Bearer {self.key}"}
@@ -46,9 +52,16 @@ class OpenAIAdapter(Adapter):
             "quality": spec.quality,
             "n": spec.n,
             "output_format": spec.output_format,
-            "user": spec.client_ref,
+            self.end_user_field: spec.client_ref,
             **_set(background=spec.background, moderation=spec.moderation),
         }
+
+    def check_key(self, http: Http) -> KeyCheck:
+        """`GET /v1/models`: free, and refused (401) for a wrong key (openai-compat.md, Other
+        endpoints; the SDK's `models.list`)."""
+        url = f"{self.base}/v1/models"
+        response, unreachable = self.ask_free(http, url)
+        return unreachable or self.key_verdict(response, "GET /v1/models")
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         if not spec.images:

@@ -80,7 +80,12 @@ class OpenAIBatchAdapter(OpenAIAdapter):
     def line(self, spec: JobSpec) -> dict:
         """One request of the input file: the Images API's JSON body under our `custom_id`."""
         body = {**self.body(spec), "model": spec.model.removesuffix(BATCH_MODEL_SUFFIX)}
-        if spec.images:  # a JSON line cannot carry a multipart upload: the JSON edit body
+        # A JSON line cannot carry a multipart upload: the JSON edit body. Confirmed by OpenAI's
+        # OpenAPI spec (openai/openai-openapi `openapi.yaml`, commit f85dbe2, 2026-08-21):
+        # POST /images/edits takes application/json `EditImageBodyJsonParam`, `images` (required,
+        # 1-16) and `mask` each an `ImageRefParam` with exactly one of `image_url` (an https URL or
+        # a data URL, up to 20,971,520 characters) or `file_id`. (The SDK sends only multipart.)
+        if spec.images:
             body["images"] = [{"image_url": _image_url(p)} for p in spec.images]
             if spec.mask:
                 body["mask"] = {"image_url": _image_url(spec.mask)}

@@ -16,6 +16,7 @@ from imgroute.models import JobSpec
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
+    KeyCheck,
     MalformedAnswer,
     Output,
     Poll,
@@ -44,6 +45,12 @@ class ReplicateAdapter(Adapter):
 
     def auth_headers(self) -> dict:
         return {"Authorization": f"Bearer {self.key}"}
+
+    def check_key(self, http: Http) -> KeyCheck:
+        """`GET /v1/account` (the classic client's `accounts.current`, `replicate/account.py`):
+        free, 401 for a bad token (replicate.md, Authentication). It carries no balance."""
+        response, unreachable = self.ask_free(http, f"{self.base}/v1/account")
+        return unreachable or self.key_verdict(response, "GET /v1/account", refused=(401, 403))
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         size = f"{spec.width}x{spec.height}" if spec.exact_size else spec.aspect  # a published size, else a ratio

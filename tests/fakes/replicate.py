@@ -1,14 +1,31 @@
-"""Fake Replicate: the official openai/gpt-image-2 model's predictions, as the HTTP API documents them.
+"""Fake Replicate: the official openai/gpt-image-2 model's predictions, held to the classic client
+replicate 1.0.7 (`replicate/prediction.py`, `model.py`, `account.py`, `run.py`), its recorded
+answers (replicate-python `tests/cassettes`) and providers/replicate.md.
 
-`POST /v1/models/openai/gpt-image-2/predictions` (Bearer token, `{"input": {...}}`) answers 201 with
-the prediction; with `Prefer: wait` it holds on and answers finished when the job is quick
-(`steps == 0`), else in `starting`. `GET /v1/predictions/{id}` walks starting -> processing ->
-succeeded (or failed). `GET /v1/predictions?created_after=` lists the account's predictions, newest
-first, in pages. Outputs are URLs; each output image is billed when the prediction succeeds.
+- `POST /v1/models/openai/gpt-image-2/predictions` (Bearer token, `{"input": {...}}`), or
+  `POST /v1/predictions` with `"version": "openai/gpt-image-2"` (replicate.md, 2. Create), answers
+  201 with the prediction. `Prefer: wait` / `Prefer: wait=N` (N 1-60, default 60) holds the
+  request until the prediction finishes or the wait runs out (replicate.md, 3. Sync mode): a job
+  of `job_seconds` finishes while held and is answered `succeeded`; one longer than the wait is
+  answered in `starting` ("If this time is exceeded the prediction will be returned in a
+  `starting` state"). The answer carries `Preference-Applied`, echoing the preference (cassette
+  `test_models_predictions_create_blocking[True-10].yaml`: `Preference-Applied: wait=10`). A job
+  timed in polls (`steps`, no `job_seconds`) has no wall-clock length: its wait is over at once.
+- `GET /v1/predictions/{id}` walks starting -> processing -> succeeded (or failed);
+  `POST /v1/predictions/{id}/cancel` answers the prediction `canceled` (replicate.md, 7. Cancel);
+  `GET /v1/predictions?created_after=` lists the account's predictions, newest first, in pages.
+- `GET /v1/models/openai/gpt-image-2` (the client's `models.get`: the `Model` fields it requires),
+  `GET /v1/account` (`Account`: type, username, name, github_url), free, for `keys check`.
+- Errors are problem details (`application/problem+json`: title, detail, status) (replicate.md,
+  Error body). Outputs are URLs; each output image is billed when the prediction succeeds.
+
+No request-id header appears in Replicate's recorded answers (cassettes): none is sent; they do
+carry `ratelimit-remaining` / `ratelimit-reset`, and so do these answers.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from tests.fakes.server import FakeProvider, Reply, Request, decode_data_uri, image_info
@@ -37,7 +54,11 @@ INPUT_FIELDS = {
     "prompt", "quality", "aspect_ratio", "number_of_images", "background", "moderation", "output_format",
     "output_compression", "input_images", "user_id", "openai_api_key",
 }  # fmt: skip
+BODY_FIELDS = {"input", "webhook", "webhook_events_filter", "stream"}  # `prediction_create_params.py`
+MODEL = "openai/gpt-image-2"
 PAGE = 100
+DEFAULT_WAIT = 60
+ACCOUNT = {"type": "user", "username": "imgroute-tests", "name": "imgroute tests", "github_url": None}
 
 
 def problem(status: int, title: str, detail: str) -> Reply:
@@ -50,31 +71,79 @@ def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def wait_seconds(prefer: str | None) -> int | None:
+    """`Prefer: wait` -> 60, `Prefer: wait=N` -> N (clamped to 1-60: out-of-range values are
+    undocumented), anything else -> None."""
+    if not prefer or not prefer.strip().startswith("wait"):
+        return None
+    _, _, value = prefer.strip().partition("=")
+    try:
+        return min(DEFAULT_WAIT, max(1, int(value))) if value else DEFAULT_WAIT
+    except ValueError:
+        return DEFAULT_WAIT
+
+
 class FakeReplicate(FakeProvider):
     name = "replicate"
     key = "r8_test0123456789abcdefABCDEF"
+
+    def answer_headers(self, reply: Reply) -> dict:
+        return {"ratelimit-remaining": "599", "ratelimit-reset": "1"}
+
+    def error_reply(self, status: int, retry_after: float | None) -> Reply:
+        reply = problem(status, "Request was throttled" if status == 429 else "Server error", f"injected {status}")
+        if retry_after is not None:
+            reply.headers["Retry-After"] = f"{retry_after:g}"
+        return reply
 
     def route(self, request: Request) -> Reply:
         if request.path.startswith("/files/"):
             return self.serve_file(request)
         if request.header("Authorization") != f"Bearer {self.key}":
             return problem(401, "Unauthenticated", "You did not pass a valid authentication token")
-        if request.method == "POST" and request.path == "/v1/models/openai/gpt-image-2/predictions":
+        if request.method == "POST" and request.path == f"/v1/models/{MODEL}/predictions":
             return self.create(request)
+        if request.method == "POST" and request.path == "/v1/predictions":
+            return self.create(request, by_version=True)
         if request.method == "GET" and request.path == "/v1/predictions":
             return self.listing(request)
-        if request.method == "GET" and request.path.startswith("/v1/predictions/"):
-            job = self.jobs.get(request.path.rsplit("/", 1)[1])
+        if request.method == "GET" and request.path == f"/v1/models/{MODEL}":
+            return Reply(200, self.model())
+        if request.method == "GET" and request.path == "/v1/account":
+            return Reply(200, ACCOUNT)
+        if request.path.startswith("/v1/predictions/"):
+            parts = request.path.removeprefix("/v1/predictions/").split("/")
+            job = self.jobs.get(parts[0])
             if job is None:
                 return problem(404, "Not found", "The requested resource could not be found.")
-            return Reply(200, self.advance(job))
+            if request.method == "GET" and len(parts) == 1:
+                return Reply(200, self.advance(job))
+            if request.method == "POST" and parts[1:] == ["cancel"]:
+                return Reply(200, self.cancel(job))
         return problem(404, "Not found", f"No route for {request.method} {request.path}")
 
-    def create(self, request: Request) -> Reply:
-        body = request.json() or {}
-        extra = set(body) - {"input", "webhook", "webhook_events_filter"}
+    def route_name(self, request: Request) -> str:
+        if request.path.endswith("/cancel"):
+            return "cancel"
+        return super().route_name(request)
+
+    # -- create -----------------------------------------------------------------------------
+
+    def create(self, request: Request, by_version: bool = False) -> Reply:
+        try:
+            body = request.json() or {}
+        except ValueError:
+            return problem(400, "Bad request", "The body is not valid JSON")
+        allowed = BODY_FIELDS | ({"version"} if by_version else set())
+        extra = set(body) - allowed
         if extra:
             return problem(422, "Input validation failed", f"Additional property {sorted(extra)[0]} is not allowed")
+        if by_version and body.get("version") != MODEL:  # the owner/name form, for official models
+            return problem(
+                422,
+                "Invalid version or not permitted",
+                "The specified version does not exist (or perhaps you don't have permission to use it?)",
+            )
         data = body.get("input") or {}
         problems = [f"input.{f}: unknown" for f in set(data) - INPUT_FIELDS]
         if not isinstance(data.get("prompt"), str) or not data["prompt"]:
@@ -96,27 +165,65 @@ class FakeReplicate(FakeProvider):
         if self.credits == 0:
             return problem(402, "Insufficient credit", "You have insufficient credit to run this model.")
         prediction_id = self.new_id("pred")
-        job = self.clock_job({"id": prediction_id, "polls": 0, "input": data, "outcome": self.outcome, "urls": None})
+        job = self.clock_job(
+            {"id": prediction_id, "polls": 0, "input": data, "outcome": self.outcome, "urls": None, "canceled": False}
+        )
         self.jobs[prediction_id] = job
-        if (request.header("Prefer") or "").startswith("wait") and self.steps == 0 and self.job_seconds is None:
-            job["polls"] = 1  # finished while the create was held open
-        return Reply(201, self.view(job))
+        prefer = request.header("Prefer")
+        wait = wait_seconds(prefer)
+        if wait is None:
+            return Reply(201, self.view(job))
+        applied = {"Preference-Applied": prefer.strip()}
+        if self.job_seconds is None:  # timed in polls: the wait is over at once
+            if self.steps == 0:
+                job["polls"] = 1  # finished while the create was held open
+            return Reply(201, self.view(job), applied)
+        hold = max(0.0, min(float(wait), job["created"] + self.job_seconds - time.monotonic()))
+
+        def after_the_wait() -> Reply:
+            if not self.still_running(job):
+                job["polls"] = max(job["polls"], 1)
+            return Reply(201, self.view(job), applied)
+
+        return Reply(201, self.view(job), applied, hold=(hold, after_the_wait))
+
+    # -- predictions ------------------------------------------------------------------------
 
     def advance(self, job: dict) -> dict:
         job["polls"] += 1
         return self.view(job)
 
+    def cancel(self, job: dict) -> dict:
+        """A running prediction is canceled (not billed here: billing of a canceled run of this
+        per-image model is not stated, replicate.md Open questions 1); a finished one is returned."""
+        if job["urls"] is None and not job.get("ended"):
+            job["canceled"] = True
+        return self.view(job)
+
     def view(self, job: dict) -> dict:
         data = job["input"]
+        urls = {
+            "get": f"{self.url}/v1/predictions/{job['id']}",
+            "cancel": f"{self.url}/v1/predictions/{job['id']}/cancel",
+            "web": f"https://replicate.com/p/{job['id']}",
+        }
         prediction = {
-            "id": job["id"], "model": "openai/gpt-image-2", "version": "hidden", "input": data, "logs": "",
-            "output": None, "error": None, "data_removed": False, "created_at": iso(job["created_at"]),
-            "source": "api",
-            "urls": {"get": f"{self.url}/v1/predictions/{job['id']}", "web": f"https://replicate.com/p/{job['id']}"},
+            "id": job["id"], "model": MODEL, "version": "hidden", "input": data, "logs": "", "output": None,
+            "error": None, "data_removed": False, "created_at": iso(job["created_at"]), "started_at": None,
+            "completed_at": None, "metrics": None, "source": "api", "urls": urls,
         }  # fmt: skip
+        if job["canceled"]:
+            job.setdefault("completed_at", time.time())
+            prediction.update(status="canceled", completed_at=iso(job["completed_at"]))
+            prediction["metrics"] = {"total_time": job["completed_at"] - job["created_at"]}
+            return prediction
         if job["polls"] == 0 or self.still_running(job):
             prediction["status"] = "starting" if job["polls"] <= 1 else "processing"
+            if prediction["status"] == "processing":
+                prediction["started_at"] = iso(job["created_at"])
             return prediction
+        job["ended"] = True
+        prediction["started_at"] = iso(job["created_at"])
         prediction["completed_at"] = iso(job["completed_at"])
         prediction["metrics"] = {"predict_time": 0.1, "total_time": job["completed_at"] - job["created_at"]}
         if job["outcome"] == "succeed":
@@ -131,6 +238,25 @@ class FakeReplicate(FakeProvider):
             error = "The input or output was flagged as sensitive. (E005)" if moderated else "Prediction failed."
             prediction.update(status="failed", error=error)
         return prediction
+
+    def model(self) -> dict:
+        """The model, with every field the client's `Model` requires (`replicate/model.py`). An
+        official model hides its version (replicate.md: `"version": "hidden"`): no latest_version."""
+        return {
+            "url": f"https://replicate.com/{MODEL}",
+            "owner": "openai",
+            "name": "gpt-image-2",
+            "description": "OpenAI's GPT Image 2",
+            "visibility": "public",
+            "github_url": None,
+            "paper_url": None,
+            "license_url": None,
+            "run_count": len(self.jobs),
+            "cover_image_url": None,
+            "default_example": None,
+            "latest_version": None,
+            "is_official": True,
+        }
 
     def listing(self, request: Request) -> Reply:
         after = (request.query.get("created_after") or [None])[0]

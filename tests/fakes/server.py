@@ -13,7 +13,17 @@ request is recorded (method, path, headers, body), every job the provider would 
     fake.inject("submit", delay=2.0)                        # slow answer
 
 The same can be done from another process: POST /_control/inject with the keyword arguments as
-JSON, POST /_control/reset, GET /_control/state.
+JSON, POST /_control/reset, GET /_control/state, POST /_control/set (any name in `settable`).
+
+The rule of these fakes: they are held to the providers, not to imgroute's adapters. Each accepts
+what its provider documents (with the documented defaults applied), answers every field the
+provider's official client reads, and refuses what the provider refuses, in its own error shape.
+Routes, fields and codes cite the provider notes (`providers/<name>.md`, the section) or the
+official client's source; where no source says, the fake marks it `undocumented` and can serve
+each plausible shape (a switch in `settable`), so an adapter is tested against all of them. Every
+answer carries the provider's request-id header where the provider documents one
+(`request_id_header`), errors included. tests/test_conformance_*.py drive the fakes with the
+official clients.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import itertools
 import json
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -87,8 +99,18 @@ def parse_multipart(request) -> tuple[dict[str, list[str]], dict[str, list[tuple
 
 
 class Reply:
-    def __init__(self, status: int = 200, body: Any = b"", headers: dict | None = None):
+    """An answer. `hold` = (seconds, then): the connection is held that long (outside the fake's
+    lock, as a provider holds a request open), then `then()` makes the answer actually sent."""
+
+    def __init__(
+        self,
+        status: int = 200,
+        body: Any = b"",
+        headers: dict | None = None,
+        hold: tuple[float, Callable[[], Reply]] | None = None,
+    ):
         self.status = status
+        self.hold = hold
         self.headers = dict(headers or {})
         if isinstance(body, (dict, list)):
             self.body = json.dumps(body).encode()
@@ -160,6 +182,9 @@ class FakeProvider:
 
     name = "fake"
     key = "test-key"
+    request_id_header: str | None = None  # the provider's request-id header, on every answer
+    # What POST /_control/set may change (subclasses add their `undocumented` switches).
+    settable: tuple[str, ...] = ("credits", "outcome", "steps", "key", "job_seconds", "alike")
 
     def __init__(self, key: str | None = None, port: int = 0, steps: int = 2):
         self.key = key or self.key
@@ -341,8 +366,16 @@ class FakeProvider:
         return "submit" if request.method == "POST" else "poll"
 
     def error_reply(self, status: int, retry_after: float | None) -> Reply:
+        """An injected error status, in the provider's own error shape (subclasses override)."""
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
         return Reply(status, {"error": {"message": f"injected {status}", "type": "server_error"}}, headers)
+
+    def new_request_id(self) -> str:
+        return uuid.uuid4().hex
+
+    def answer_headers(self, reply: Reply) -> dict:
+        """Headers every answer carries (the request id), unless the route set its own."""
+        return {self.request_id_header: self.new_request_id()} if self.request_id_header else {}
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -395,6 +428,11 @@ class FakeProvider:
                     reply = fake.route(request)
                 if reply.status == 200:
                     time.sleep(fake.generation_seconds(request))  # outside the lock: others go on
+                while reply.hold is not None:  # a request the provider holds open (Prefer: wait)
+                    seconds, then = reply.hold
+                    time.sleep(seconds)
+                    with fake.lock:
+                        reply = then()
                 if fault and fault.drop:  # the work is done (and billed), the answer is lost
                     self.close_connection = True
                     return
@@ -405,7 +443,9 @@ class FakeProvider:
 
             def _send(self, reply: Reply, truncate: bool = False) -> None:
                 self.send_response(reply.status)
-                for name, value in reply.headers.items():
+                headers = {k.lower(): (k, v) for k, v in fake.answer_headers(reply).items()}
+                headers.update({k.lower(): (k, v) for k, v in reply.headers.items()})
+                for name, value in headers.values():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
                 if truncate:
@@ -428,7 +468,7 @@ class FakeProvider:
             self.reset()
         elif action == "set":
             for field, value in request.json().items():
-                if field in ("credits", "outcome", "steps", "key", "job_seconds", "alike"):
+                if field in self.settable:
                     setattr(self, field, value)
         elif action != "state":
             return Reply(404, {"error": f"unknown control {action}"})
