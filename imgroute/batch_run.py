@@ -9,11 +9,7 @@ failed for reasons worth retrying.
 
 from __future__ import annotations
 
-import queue
-import signal
-import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
@@ -28,6 +24,7 @@ from imgroute.ledger import LEDGER_FILE, RowJob, SharedLedger
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.observations import Observations
 from imgroute.poll_timing import PollTiming
+from imgroute.pool import JobPool
 from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
 
@@ -94,13 +91,10 @@ class BatchRun:
         self.reroute = reroute
         self.timing = PollTiming()
         self.observations = Observations(home)  # shared by the rows
-        self.stop = threading.Event()
-        self.on_stop = on_stop or (lambda active: None)  # the first Ctrl-C is being acted on
-        self.left_running = 0  # jobs still at their providers when a second Ctrl-C stopped waiting
+        self.on_stop = on_stop or (lambda sent: None)  # a stop is being acted on: `sent` jobs are awaited
+        self.pool: JobPool | None = None  # while `run` runs
         self._held: dict[str, int] = {}  # rows another live imgroute has claimed: their pid
         self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
-        self._active = 0  # rows started and not yet reported back
-        self._active_lock = threading.Lock()
 
     @staticmethod
     def workers_for(concurrency: int) -> int:
@@ -110,15 +104,17 @@ class BatchRun:
 
     @property
     def running(self) -> int:
-        """Jobs at the providers right now (for the progress line)."""
-        return self.limits.in_use()
+        """Jobs at the providers right now: sent, not yet ended (for the progress line)."""
+        return self.pool.sent if self.pool is not None else 0
 
     def row_key(self, row: Row) -> str:
         return f"{self.label}:{row.key}"
 
-    def run(self, rows: list[Row]) -> None:
-        """Run every row; on Ctrl-C stop starting new ones, let the jobs already sent finish and
-        be recorded, then raise KeyboardInterrupt."""
+    def run(self, rows: list[Row], on_stop=None, idle=None) -> None:
+        """Run every row; on a stop request (the first Ctrl-C or SIGTERM, or `request_stop`) send
+        nothing new, let the jobs already sent finish and be recorded, then raise
+        KeyboardInterrupt. `on_stop(sent)` is told how many jobs a stop waits for; `idle` is
+        called between results (a closed stdout is looked for there)."""
         ledger = SharedLedger(self.home / LEDGER_FILE, durable=False)
         # Claim the rows first (one commit), then read what earlier runs did: a row another live
         # imgroute runs is left to it, and one it has just finished is seen as done.
@@ -127,78 +123,46 @@ class BatchRun:
         self._priors = ledger.jobs_for_rows(self.label)
         self._send_waiting_rows(rows, ledger)
         scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
+        self.pool = self.pool_for(scheduler)
         try:
-            with _ctrl_c_as_a_request() as asked:
-                self._feed(scheduler, ledger, iter(rows), asked)
+            self.pool.run(
+                rows,
+                lambda row, sent: self._row_steps(row, ledger, scheduler, sent),
+                self._ended,
+                self.on_result,
+                on_stop or self.on_stop,
+                idle or (lambda: None),
+            )
         finally:
             scheduler.close()
             self.observations.flush(force=True)
             if not self.left_running:  # every row has been reported: no job uses the connection
                 ledger.release([k for k in keys if k not in self._held])
                 ledger.close()
-        if asked.is_set():
-            raise KeyboardInterrupt
 
-    def _feed(self, scheduler: Scheduler, ledger: SharedLedger, pending, asked: threading.Event) -> None:
-        """Start rows and report them as they end. A Ctrl-C (`asked`) is acted on here, between
-        two steps of this loop, so a row's result is never half reported."""
-        finished: queue.SimpleQueue[RowResult] = queue.SimpleQueue()
-        # Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
-        # cap keeps memory flat however long the file is. Rows done at their provider and only
-        # waiting to be saved (which goes after everything else) do not count against it, up to
-        # one per slot: past that the workers are behind, and more rows would only wait in memory.
+    def pool_for(self, scheduler) -> JobPool:
+        """Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
+        cap keeps memory flat however long the file is. Rows done at their provider and only
+        waiting to be saved (which goes after everything else) do not count against it, up to one
+        per slot: past that the workers are behind, and more rows would only wait in memory."""
         ahead = self.concurrency + max(8, self.concurrency // 2)
-        try:
-            for row in pending:
-                if asked.is_set():
-                    break
-                with self._active_lock:
-                    self._active += 1
-                scheduler.start(self._row_steps(row, ledger, scheduler), self._when_done(row, finished))
-                while self._active - min(scheduler.unhurried(), self.concurrency) >= ahead and not asked.is_set():
-                    self._report_one(finished)
-            while self._active or not finished.empty():
-                if asked.is_set() and not self.stop.is_set():
-                    self._stop(scheduler)
-                    self.on_stop(self._active)
-                self._report_one(finished)
-        except KeyboardInterrupt:
-            # A second Ctrl-C: stop waiting. Jobs already sent are journaled with their provider's
-            # id (or as unknown), so the next run of the file picks them up; the journal is left
-            # open for the threads still finishing a step (the process ends now).
-            self._stop(scheduler)
-            self.left_running = self._active
-            raise
-        except BaseException:
-            # A bug here: jobs already sent still run to the end and are recorded before the
-            # journal closes; there is no reporting them any more.
-            self._stop(scheduler)
-            while self._active or not finished.empty():
-                self._report_one(finished, report=False)
-            raise
+        return JobPool(scheduler, ahead, slack=lambda: min(scheduler.unhurried(), self.concurrency))
 
-    def _stop(self, scheduler: Scheduler) -> None:
-        """Rows not yet started stay unstarted; jobs waiting for their first slot are cancelled."""
-        self.stop.set()
-        scheduler.stop()
+    def request_stop(self) -> None:
+        """Stop as a Ctrl-C does (stdout was closed): nothing new is sent, what was sent finishes."""
+        if self.pool is not None:
+            self.pool.request_stop()
 
-    def _when_done(self, row: Row, finished: queue.SimpleQueue):
-        def done(result: RowResult | None, error: BaseException | None) -> None:
-            if error is not None:  # a bug in a step: report the row, keep the batch going
-                result = RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}", 1)
-            finished.put(result)
-            with self._active_lock:  # after the put: "none active, queue empty" means all reported
-                self._active -= 1
+    @property
+    def left_running(self) -> int:
+        """Jobs still at their providers when a second signal stopped the wait."""
+        return self.pool.left if self.pool is not None else 0
 
-        return done
-
-    def _report_one(self, finished: queue.SimpleQueue, report: bool = True) -> None:
-        try:
-            result = finished.get(timeout=0.5)  # a timeout, so a Ctrl-C is never stuck here
-        except queue.Empty:
-            return
-        if report:
-            self.on_result(result)
+    @staticmethod
+    def _ended(row: Row, result: RowResult | None, error: BaseException | None) -> RowResult:
+        if error is not None:  # a bug in a step: report the row, keep the batch going
+            return RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}", 1)
+        return result
 
     def _send_waiting_rows(self, rows: list[Row], ledger: SharedLedger) -> None:
         """New rows whose winner has a completion window (OpenAI Batch) go out together, one
@@ -220,7 +184,7 @@ class BatchRun:
         for key, job_id in sent.items():
             self._priors[key] = RowJob(job_id, JobState.SUBMITTED, None, None)
 
-    def _runner(self, row: Row, ledger: SharedLedger, http: Http) -> JobRunner:
+    def _runner(self, row: Row, ledger: SharedLedger, http: Http, sent=None) -> JobRunner:
         return JobRunner(
             table=self.routes.table,
             http=http,
@@ -234,12 +198,13 @@ class BatchRun:
             slots=self.limits,
             timing=self.timing,
             observations=self.observations,
+            on_sent=sent,
         )
 
-    def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler) -> Steps:
-        if self.stop.is_set():
+    def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler, sent) -> Steps:
+        if self.pool.stopping.is_set():
             return RowResult(row, Outcome.NOT_STARTED, None)
-        runner = self._runner(row, ledger, scheduler.http(self.client))
+        runner = self._runner(row, ledger, scheduler.http(self.client), sent)
         holder = self._held.get(self.row_key(row))
         if holder is not None:
             return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")
@@ -266,24 +231,3 @@ class BatchRun:
         if result.status == JobState.CANCELLED:
             return RowResult(row, Outcome.NOT_STARTED, result, "stopped before it was sent")
         return RowResult(row, Outcome.DONE if result.error is None else Outcome.FAILED, result)
-
-
-@contextmanager
-def _ctrl_c_as_a_request():
-    """The first Ctrl-C sets the event instead of raising wherever the main thread happens to be
-    (a result half written to stdout). The next raises KeyboardInterrupt as usual: the batch stops
-    reporting but still waits for the jobs already sent; one more leaves them to the next run."""
-    asked = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield asked
-        return
-
-    def request(signum, frame) -> None:
-        asked.set()
-        signal.signal(signal.SIGINT, previous)
-
-    previous = signal.signal(signal.SIGINT, request)
-    try:
-        yield asked
-    finally:
-        signal.signal(signal.SIGINT, previous)

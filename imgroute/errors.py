@@ -87,9 +87,16 @@ class Busy(ImgrouteError):
 
 
 class Interrupted(ImgrouteError):
-    """Ctrl-C. What was already sent is in the ledger."""
+    """Ctrl-C or SIGTERM (the CLI exits 130 or 143, signals.exit_code). What was already sent is in
+    the ledger."""
 
     exit_code = 130
+
+
+class StdoutClosed(ImgrouteError):
+    """The reader of stdout went away (`| head -1`): what was sent was finished and saved."""
+
+    exit_code = 141
 
 
 EXIT_INTERRUPTED = Interrupted.exit_code

@@ -87,7 +87,10 @@ class JobRunner(Resume):
         slots: Slots | None = None,
         timing: PollTiming | None = None,
         observations: Observations | None = None,
+        on_sent: Callable[[], None] | None = None,
     ):
+        """`on_sent`: called once, when the job first sends a request (or, resumed, finds one under
+        way at its provider): from then on a stop waits for it rather than cancelling it."""
         self.table = table
         self.http = http
         self.ledger = ledger
@@ -104,6 +107,7 @@ class JobRunner(Resume):
         self.observations = observations  # sizes delivered, each offer's record, prepaid credits used
         self.detach = False  # gen --detach: leave a sent job at a batch provider, do not wait
         self.job: JobRun | None = None
+        self._on_sent = on_sent
 
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
         self.job, self.outputs = job, outputs
@@ -115,6 +119,12 @@ class JobRunner(Resume):
     @property
     def job_id(self) -> str | None:
         return self.job.id if self.job is not None else None
+
+    def mark_sent(self) -> None:
+        """The job has a request out at its provider (see `on_sent`)."""
+        if self._on_sent is not None:
+            self._on_sent()
+            self._on_sent = None
 
     # -- a new job --------------------------------------------------------------------------
 
@@ -291,7 +301,7 @@ class JobRunner(Resume):
                 # leaves nothing unknown.
                 delay = self.slots.submit_delay(lane_of(offer))
                 if delay > 0:
-                    yield Pause(delay, scaled=False)
+                    yield Pause(delay, scaled=False, before_send=True)  # a stop ends this wait at once
                 if self.slots.stopping():
                     if attempt is None:
                         raise Cancelled("the batch was stopped before this job was sent")
@@ -301,6 +311,7 @@ class JobRunner(Resume):
                 gap = self.slots.gap_left(lane_of(offer))  # a few ms at most: the journaling's jitter
                 if gap > 0:
                     yield Pause(gap, scaled=False)
+                self.mark_sent()
                 yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
                 if index + 1 < len(assessment.requests):
                     self._commit(job)  # what it answered is durable before the next request goes

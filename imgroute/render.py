@@ -20,17 +20,25 @@ WINNER = "*"
 PIPE_WIDTH = 100_000
 
 
+class Terminal(Console):
+    """rich's Console, but a reader that went away (`| head -1`) is a broken pipe for the CLI to end
+    quietly with 141, as Unix tools do (rich's own answer is exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
-    console = Console(highlight=False)
+    console = Terminal(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=PIPE_WIDTH, soft_wrap=True)
+        console = Terminal(highlight=False, width=PIPE_WIDTH, soft_wrap=True)
     return console
 
 
 def stderr_console() -> Console:
-    console = Console(stderr=True, highlight=False)
+    console = Terminal(stderr=True, highlight=False)
     if not console.is_terminal:  # as stdout: a log file gets whole lines
-        console = Console(stderr=True, highlight=False, width=PIPE_WIDTH, soft_wrap=True)
+        console = Terminal(stderr=True, highlight=False, width=PIPE_WIDTH, soft_wrap=True)
     return console
 
 
@@ -229,7 +237,7 @@ class JobProgress:
     """A live status line on stderr while a job runs; silent when stderr is not a terminal."""
 
     def __init__(self, enabled: bool = True):
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Terminal(stderr=True, highlight=False)
         self.enabled = enabled and self.console.is_terminal
         self._status = None
 
@@ -519,7 +527,7 @@ class BatchProgress:
         """`paced_seconds`: the least time the providers' submit rates allow for the run (the ETA
         is never shorter than what is left of it)."""
         self.total, self.estimate, self.paced_seconds = total, estimate, paced_seconds
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Terminal(stderr=True, highlight=False)
         self.enabled = enabled and self.console.is_terminal
         self.spent = Decimal(0)
         self.counts = {"done": 0, "failed": 0, "not_started": 0, "other": 0}

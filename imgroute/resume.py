@@ -104,6 +104,7 @@ class Resume:
         resumed = Attempt(attempt.id, attempt.provider, attempt.model, attempt.plan, attempt.estimate, shape, adapter)
         stuck = None
         if any(t.state in (TaskState.SUBMITTED, TaskState.RUNNING) for t in tasks):
+            self.mark_sent()  # under way at its provider: a stop waits for it
             where = lane(attempt.provider, adapter.window_s > 0)
             yield NeedSlot(where, fresh=False)  # at the provider: counts against its limit
             try:
@@ -151,6 +152,7 @@ class Resume:
             yield from self._find_lost(job, adapter, task, row, unknown_notes)
         elif task.state in (TaskState.SUBMITTING, TaskState.UNKNOWN):
             if adapter.idempotent_submit:
+                self.mark_sent()
                 self._emit("submitting", "replaying the submit under its idempotency key")
                 try:
                     yield from self.tasks.submit(adapter, task)

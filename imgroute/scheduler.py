@@ -137,11 +137,12 @@ class Limits:
 
 
 class _Job:
-    __slots__ = ("steps", "on_done")
+    __slots__ = ("steps", "on_done", "before_send")
 
     def __init__(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]):
         self.steps = steps
         self.on_done = on_done
+        self.before_send = False  # pausing before a send: a stop ends the pause at once
 
 
 _Item = tuple[_Job, BaseException | None] | None  # a job to advance (and what to raise in it), or "stop"
@@ -204,6 +205,19 @@ class _RunQueue:
                     self._work.wait()
                     self._idle -= 1
 
+    def hurry(self, which: Callable[[_Item], bool]) -> None:
+        """End at once the pauses of the jobs `which` picks (a stop: their sends will not go)."""
+        with self._work:
+            kept = [entry for entry in self._timers if not which(entry[2])]
+            if len(kept) == len(self._timers):
+                return
+            for entry in self._timers:
+                if which(entry[2]):
+                    self._ranks[AT_SLOT].append(entry[2])
+            self._timers = kept
+            heapq.heapify(self._timers)
+            self._wake()
+
     def waiting(self, rank: int) -> int:
         """Jobs of this rank waiting for a worker (a glance, without the lock)."""
         return len(self._ranks[rank])
@@ -245,11 +259,14 @@ class Scheduler:
         return self._ready.waiting(LATER)
 
     def stop(self) -> None:
-        """Ctrl-C: jobs waiting for their first slot are cancelled; the others run to the end."""
+        """Ctrl-C: jobs waiting for their first slot are cancelled, and jobs pausing before a send
+        (their turn at a provider's rate, a 429's retry) wake now to find they may not send; the
+        others run to the end."""
         self.stopping = True
         self.limits.stop_sending()
         for granted in self.limits.withdraw(lambda granted: granted.fresh):
             granted.cancel()
+        self._ready.hurry(lambda item: item is not None and item[0].before_send)
 
     def sleep(self, seconds: float) -> None:
         """A blocking sleep inside a step (an HTTP retry's backoff): another worker stands in for
@@ -348,7 +365,11 @@ class Scheduler:
             job.on_done(None, exc)
             return
         if isinstance(need, Pause):
-            self._later(need.seconds * (self.scale if need.scaled else 1.0), job)
+            job.before_send = need.before_send
+            if need.before_send and self.stopping:
+                self._ready.put((job, None), AT_SLOT)  # stopped: no waiting for a send that will not go
+            else:
+                self._later(need.seconds * (self.scale if need.scaled else 1.0), job)
         elif isinstance(need, Later):
             self._ready.put((job, None), LATER)
         elif isinstance(need, NeedSlot):

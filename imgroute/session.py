@@ -133,21 +133,23 @@ def interrupted(runner, journal) -> Interrupted:
     provider's dashboard can tell (its answer, with any images in it, is gone)."""
     from imgroute.models import TaskState
     from imgroute.providers import adapter_class
+    from imgroute.signals import stop_word
 
+    stopped = stop_word()  # interrupted (Ctrl-C), or terminated (SIGTERM): the same stop
     job = runner.job_id if runner is not None else None
     if job is None or journal.job(job) is None:
-        return Interrupted("interrupted before anything was sent", None)
+        return Interrupted(f"{stopped} before anything was sent", None)
     lost = [t for t in journal.tasks(job) if t.state == TaskState.UNKNOWN]
     lost = [t for t in lost if not adapter_class(t.provider).idempotent_submit]  # (Apiframe replays)
     if lost:
         provider = lost[0].provider
         return Interrupted(
-            f"interrupted while {provider} was answering job {job}: whether it was charged is unknown, and its "
+            f"{stopped} while {provider} was answering job {job}: whether it was charged is unknown, and its "
             "images, if any, were in the answer that was cut off; nothing is sent again",
             f"check the {provider} dashboard, then: imgroute jobs settle {job} --charged (or --not-charged)",
         )
     return Interrupted(
-        f"interrupted; job {job} is in the ledger and nothing is sent twice",
+        f"{stopped}; job {job} is in the ledger and nothing is sent twice",
         f"finish it with: imgroute jobs resume {job}",
     )
 

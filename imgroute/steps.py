@@ -14,10 +14,12 @@ from typing import Any, NamedTuple, Protocol
 
 class Pause(NamedTuple):
     """Wait `seconds` of the provider's time (scaled by IMGROUTE_TIME_SCALE) or, not scaled, of a
-    rate limit's."""
+    rate limit's. `before_send`: the wait comes before a request is sent (its turn at a provider's
+    rate, a 429's retry); a stop ends it at once, since what follows will not be sent."""
 
     seconds: float
     scaled: bool = True
+    before_send: bool = False
 
 
 class NeedSlot(NamedTuple):

@@ -77,21 +77,21 @@ class TaskRunner:
                 raise
             except ProviderTrouble as exc:
                 delay = self.http.submit_retry_delay(exc.kind, exc.retry_after, attempt, adapter.idempotent_submit)
-                if delay is not None and self.stopping():  # a batch's Ctrl-C: nothing new is sent
-                    delay = None
-                if delay is None:
+                if delay is None or self.stopping():  # a batch's stop: nothing is sent again
                     self.ended(task, TaskState.FAILED, str(exc))
                     raise
                 self.emit("retrying", f"{exc}; retrying in {delay:.1f}s")
+                failure: tuple[TaskState, Exception] = (TaskState.FAILED, exc)
             except JobFailed as exc:
                 self.ended(task, TaskState.FAILED, str(exc), exc.moderated)
                 raise
             except SubmitUnknown as exc:
                 delay = self.http.submit_retry_delay(None, None, attempt, adapter.idempotent_submit)
-                if delay is None:
+                if delay is None or self.stopping():  # (a replay under its idempotency key is left to a resume)
                     self.ended(task, TaskState.UNKNOWN, str(exc))
                     raise
                 self.emit("retrying", f"{exc}; retrying with the same idempotency key in {delay:.1f}s")
+                failure = (TaskState.UNKNOWN, exc)
             else:
                 task.handle, task.sent_at = submission.handle, self.clock()
                 if submission.outputs:  # synchronous: id and images (spooled: durable) recorded together
@@ -100,7 +100,11 @@ class TaskRunner:
                     self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
                     task.state = TaskState.SUBMITTED
                 return
-            yield Pause(delay)
+            yield Pause(delay, before_send=True)  # a stop ends this wait, and then nothing is sent again
+            if self.stopping():
+                state, error = failure
+                self.ended(task, state, str(error))
+                raise error
             attempt += 1
 
     def ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:

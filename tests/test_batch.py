@@ -392,7 +392,7 @@ def test_rows_in_memory_stay_bounded_when_saving_falls_behind(tmp_path):
         on_result=reported.append, reroute=None,
     )  # fmt: skip
     scheduler = BehindScheduler()
-    run._feed(scheduler, ledger=None, pending=iter(rows), asked=threading.Event())
+    run.pool_for(scheduler).run(rows, lambda row, sent: None, BatchRun._ended, reported.append)
     assert len(reported) == 600
     assert scheduler.most <= 10 + 8 + 10  # the rows ahead of slots, plus one saving per slot
 

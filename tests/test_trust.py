@@ -473,7 +473,7 @@ def test_ctrl_c_stops_new_submits_at_once_and_a_second_leaves_the_jobs_for_the_n
     started = time.monotonic()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and time.monotonic() - started < 3, err
-    assert "stopping: no new request is sent" in err and "left at their providers" in err
+    assert "interrupted: no new request is sent" in err and "left at their providers" in err
     assert "Traceback" not in err
     fakes["kie"].job_seconds = None
     env_home = {"IMGROUTE_HOME": str(home)}

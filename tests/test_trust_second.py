@@ -272,3 +272,130 @@ def test_offer_names_are_printed_as_provider_slash_model_and_taken_back_as_input
     quoted = cli("quote", "x", "--image", wide, "--provider", "kie/gpt-image-2-image-to-image", "--json").json()
     assert quoted["choice"]["offer"] == "kie/gpt-image-2-text-to-image"
     assert cli("quote", "x", "--provider", "kie/gpt-image-3").code == 2
+
+
+# -- 7: a stop sends nothing new, waits only for what was sent, and SIGTERM is Ctrl-C -------------------
+
+
+def start_batch(tmp_path, rows: list[dict], *args: str, **popen) -> subprocess.Popen:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    command = [sys.executable, "-m", "imgroute", "batch", str(path), "--yes", "--json", "--out", str(tmp_path / "o")]
+    return subprocess.Popen(command + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_for(condition, limit: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "waited too long"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("signum", "code", "word"), [(2, 130, "interrupted"), (15, 143, "terminated")])
+def test_a_stop_ends_rows_waiting_for_their_turn_at_once(fakes, tmp_path, isolated_home, signum, code, word):
+    import time
+
+    # OpenAI's default pace: 5 submits a minute, so after the first row the next waits 12 s for its turn
+    proc = start_batch(tmp_path, [{"prompt": f"fox {i}", "provider": "openai", "quality": "low"} for i in range(8)])
+    wait_for(lambda: fakes["openai"].charges >= 1)
+    proc.send_signal(signum)
+    stopped = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert time.monotonic() - stopped < 5  # not the minute the paced rows would have waited
+    assert f"{word}: no new request is sent" in err and "Traceback" not in err
+    assert f"error: {word}: 1 row done, 7 rows not started (nothing was sent for them)" in err
+    outcomes = [json.loads(line)["outcome"] for line in out.splitlines()]
+    assert sorted(outcomes) == ["done"] + ["not_started"] * 7
+    assert fakes["openai"].charges == 1
+
+
+def test_a_second_stop_leaves_the_sent_jobs_even_when_sigint_came_in_ignored(fakes, tmp_path, isolated_home):
+    import signal
+    import time
+
+    isolated_home.mkdir()
+    (isolated_home / "config.yaml").write_text("limits:\n  kie: {concurrency: 3, per_minute: 6000}\n")
+    fakes["kie"].job_seconds = 8
+    ignored = signal.SIG_IGN  # as a shell starts a background job: SIGINT ignored from the start
+    rows = [{"prompt": f"owl {i}", "provider": "kie"} for i in range(10)]
+    proc = start_batch(tmp_path, rows, preexec_fn=lambda: signal.signal(signal.SIGINT, ignored))
+    wait_for(lambda: fakes["kie"].charges >= 3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "interrupted: no new request is sent; waiting for the 3 jobs already sent" in err
+    assert "3 jobs already sent were left at their providers, journaled" in err
+    assert fakes["kie"].charges == 3
+    fakes["kie"].job_seconds = None
+
+
+# -- 8: a closed stdout ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [("pricing",), ("providers",), ("spend",), ("quote", "a fox", "--explain"), ("jobs", "--json")]
+)
+def test_a_read_only_command_whose_reader_went_away_ends_quietly_with_141(isolated_home, args):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_a_batch_whose_reader_went_away_stops_sending_finishes_what_was_sent_and_exits_141(
+    fakes, tmp_path, isolated_home
+):
+    isolated_home.mkdir()
+    (isolated_home / "config.yaml").write_text("limits:\n  kie: {concurrency: 2, per_minute: 6000}\n")
+    fakes["kie"].job_seconds = 0.3
+    rows = [{"prompt": f"heron {i}", "provider": "kie"} for i in range(20)]
+    proc = start_batch(tmp_path, rows, "--concurrency", "2")
+    first = json.loads(proc.stdout.readline())  # `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 141, err
+    assert first["outcome"] == "done" and "Traceback" not in err
+    assert "stdout was closed: no new request is sent" in err
+    assert "error: stdout was closed: " in err and "what was sent was finished and saved" in err
+    charged = fakes["kie"].charges
+    assert charged < 20
+    saved = len(list((tmp_path / "o").glob("*.png")))
+    assert saved == charged  # every job sent was finished and its image saved
+    fakes["kie"].job_seconds = None
+    again = start_batch(tmp_path, rows, "--concurrency", "2")
+    again.communicate(timeout=60)
+    assert again.returncode == 0 and fakes["kie"].charges == 20  # the rest, and nothing twice
+
+
+# -- 9: gen --detach prints the job id on stdout -----------------------------------------------------------
+
+
+def test_gen_detach_prints_the_job_id_on_stdout(cli, fakes):
+    r = cli("gen", "a fox", "--deadline", "24h", "--detach", "--provider", "openai", "--out", "out")
+    assert r.code == 0, r.err
+    job = r.out.strip()
+    assert len(job) == 12 and f"collect it with: imgroute jobs resume {job}" in r.err
+    assert cli("jobs", "show", job, "--json").json()["state"] == "submitted"
+
+
+def test_sigterm_stops_gen_as_ctrl_c_does_and_exits_143(fakes, tmp_path, isolated_home):
+    fakes["kie"].job_seconds = 8
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", "gen", "an owl", "--out", str(tmp_path), *only(fakes, "kie")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: fakes["kie"].charges >= 1)
+    proc.terminate()
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 143, err
+    assert "error: terminated; job " in err and "finish it with: imgroute jobs resume" in err
+    fakes["kie"].job_seconds = None

@@ -8,13 +8,14 @@ command that uses it.
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import sys
 
 import typer
 
-from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError
+from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, StdoutClosed
 
 app = typer.Typer(
     name="imgroute",
@@ -76,11 +77,23 @@ def main(argv: list[str] | None = None) -> None:
     (exit 130) and domain errors all end here, in imgroute's one-line form, not in a boxed panel."""
     from typer._click import exceptions as click_errors
 
+    from imgroute import signals
+
+    signals.install()
     register_commands(sys.argv[1:] if argv is None else argv)
+    guard_commands(app)
     try:
         code = app(args=argv, prog_name="imgroute", standalone_mode=False)
+    except Interrupted as exc:  # Ctrl-C or SIGTERM: the same stop, told apart by the exit code
+        fail(exc.message, exc.hint, signals.exit_code())
+    except StdoutClosed as exc:  # what was paid for is saved; the message goes where it can be read
+        signals.discard_stdout()
+        fail(exc.message, exc.hint, exc.exit_code)
     except ImgrouteError as exc:
         fail(exc.message, exc.hint, exc.exit_code)
+    except ReaderGone:  # a reader such as `head` went away: quietly, as Unix tools end
+        signals.discard_stdout()
+        sys.exit(signals.EXIT_STDOUT_CLOSED)
     except click_errors.NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n")
         sys.exit(exc.exit_code)
@@ -90,10 +103,42 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as exc:
         fail(exc.format_message(), None, exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):  # Abort: Ctrl-C at a prompt
-        fail("interrupted", None, EXIT_INTERRUPTED)
+        fail(signals.stop_word(), None, signals.exit_code())
     if code == EXIT_INTERRUPTED:
-        fail("interrupted", None, EXIT_INTERRUPTED)
+        fail(signals.stop_word(), None, signals.exit_code())
+    try:
+        sys.stdout.flush()  # a closed stdout is found here, not in the interpreter's exit
+    except BrokenPipeError:
+        signals.discard_stdout()
+        sys.exit(signals.EXIT_STDOUT_CLOSED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+class ReaderGone(Exception):
+    """A command's stdout was closed by its reader. (Not an OSError: typer turns a broken pipe into
+    exit 1, and `| head -1` is no failure.)"""
+
+
+def guard_commands(typer_app: typer.Typer) -> None:
+    """Every command and group callback of the app, with a broken pipe raised as ReaderGone."""
+    infos = [*typer_app.registered_commands, typer_app.registered_callback]
+    for group in typer_app.registered_groups:
+        guard_commands(group.typer_instance)
+    for info in infos:
+        if info is not None and info.callback is not None and not hasattr(info.callback, "reader_guarded"):
+            info.callback = _guarded(info.callback)
+
+
+def _guarded(callback):
+    @functools.wraps(callback)  # (typer reads the parameters through __wrapped__)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise ReaderGone() from exc
+
+    run.reader_guarded = True
+    return run
 
 
 def entry() -> None:

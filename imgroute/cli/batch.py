@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -12,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from imgroute import config, policy
+from imgroute import config, policy, signals
 from imgroute.cli import app
 from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
-from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, NoOfferError, UsageError
+from imgroute.errors import ImgrouteError, Interrupted, NoOfferError, StdoutClosed, UsageError
 from imgroute.money import fmt_usd
 from imgroute.session import Keys, check_out_dir, ledger, load_table_and_settings
 
@@ -146,6 +147,7 @@ class _Run:
         self.counts = dict.fromkeys(Outcome, 0)
         self.failed = None  # the first failed row's error: the batch exits with its code
         self.runner = None
+        self.stdout_gone = False  # its reader went away: the batch stops as on Ctrl-C, then exits 141
 
     def go(self, label: str, again: str) -> None:
         from imgroute import render
@@ -178,14 +180,11 @@ class _Run:
             for row, why in self.plan.unservable:  # every row gets its line, these first
                 self.report(RowResult(row, Outcome.UNSERVABLE, None, why))
             try:
-                self.runner.run(self.rows)
+                self.runner.run(self.rows, idle=self.watch_stdout)
             except KeyboardInterrupt:
                 if self.runner.left_running:
                     self.leave(again)
-                raise Interrupted(
-                    f"interrupted: {self.counts[Outcome.DONE]} rows done, the rows in flight were recorded",
-                    f"run the same command again to finish: {again}",
-                ) from None
+                raise self.stopped(again) from None
         if not self.as_json:
             elapsed = time.monotonic() - started
             render.print_batch_summary(
@@ -194,11 +193,22 @@ class _Run:
         if self.failed is not None:
             raise self.failed
 
-    def stopping(self, active: int) -> None:
-        sys.stderr.write(
-            f"stopping: no new request is sent; waiting for the {active} job(s) already under way to finish "
-            "and be recorded (Ctrl-C again to leave them for the next run)\n"
-        )
+    def stopped(self, again: str) -> ImgrouteError:
+        """How the stopped run ended, counted as it is: rows done, and rows never sent."""
+        from imgroute.batch_run import Outcome
+
+        done, unsent = self.counts[Outcome.DONE], self.counts[Outcome.NOT_STARTED]
+        said = f"{_rows(done)} done, {_rows(unsent)} not started (nothing was sent for them)"
+        hint = f"run the same command again to finish (nothing is sent twice): {again}"
+        if self.stdout_gone:
+            return StdoutClosed(f"stdout was closed: {said}; what was sent was finished and saved", hint)
+        return Interrupted(f"{signals.stop_word()}: {said}", hint)
+
+    def stopping(self, sent: int) -> None:
+        why = "stdout was closed" if self.stdout_gone else f"{signals.stop_word()}"
+        again = "" if self.stdout_gone else " (Ctrl-C again to leave them for the next run)"
+        waiting = f"waiting for the {_jobs(sent)} already sent to finish and be recorded{again}" if sent else ""
+        sys.stderr.write(f"{why}: no new request is sent{'; ' + waiting if waiting else ''}\n")
         sys.stderr.flush()
 
     def leave(self, again: str) -> None:
@@ -206,12 +216,24 @@ class _Run:
         inside a step; they must not run into the interpreter's shutdown)."""
         left = self.runner.left_running
         sys.stderr.write(
-            f"error: interrupted; {left} job(s) were left at their providers, journaled; run the same command "
-            f"again to finish them (nothing is sent twice): {again}\n"
+            f"error: {signals.stop_word()}; {_jobs(left)} already sent were left at their providers, journaled; "
+            f"run the same command again to finish them (nothing is sent twice): {again}\n"
         )
-        sys.stdout.flush()
+        with contextlib.suppress(BrokenPipeError):
+            sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(signals.exit_code())
+
+    def watch_stdout(self) -> None:
+        """Between results: a reader of stdout that went away (`| head -1`) stops the batch as
+        Ctrl-C does (found here before the next row's line would fail to be written)."""
+        if not self.stdout_gone and signals.stdout_closed():
+            self.stdout_lost()
+
+    def stdout_lost(self) -> None:
+        self.stdout_gone = True
+        signals.discard_stdout()
+        self.runner.request_stop()
 
     def report(self, row_result) -> None:
         from imgroute import report
@@ -224,8 +246,19 @@ class _Run:
                 f"row {row_result.row.line} failed: {row_result.note}", "see its line in the output"
             )
             self.failed.exit_code = row_result.code
-        if self.as_json:
-            sys.stdout.write(json.dumps(report.batch_row(row_result)) + "\n")
-            sys.stdout.flush()
+        if self.as_json and not self.stdout_gone:
+            try:
+                sys.stdout.write(json.dumps(report.batch_row(row_result)) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self.stdout_lost()
         if row_result.outcome != "unservable":  # the progress bar counts the rows that run
             self.progress.update(row_result, running=self.runner.running)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"

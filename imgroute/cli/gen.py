@@ -105,16 +105,17 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
         on_runner=started,
     )
     constraints = planned.constraints
-    if result.status == "submitted":
-        window = route.choice.offer.window_s
-        sys.stderr.write(
-            f"job {result.job_id} is at {result.provider} ({result.model}, results within {window / 3600:g}h); "
-            f"collect it with: imgroute jobs resume {result.job_id}\n"
-        )
     skipped = report.skipped_json(route)
     if output.as_json:
         render.print_json(report.job_result(result, skipped))
         attempt.printed = True
+    elif result.status == "submitted":  # --detach: the id is the data (J=$(imgroute gen ... --detach))
+        window = route.choice.offer.window_s
+        sys.stdout.write(f"{result.job_id}\n")
+        sys.stderr.write(
+            f"job {result.job_id} is at {result.provider}/{result.model} (results within {window / 3600:g}h); "
+            f"collect it with: imgroute jobs resume {result.job_id}\n"
+        )
     elif output.quiet:
         for image in result.images:
             sys.stdout.write(f"{image.path}\n")
