@@ -399,3 +399,23 @@ def test_sigterm_stops_gen_as_ctrl_c_does_and_exits_143(fakes, tmp_path, isolate
     assert proc.returncode == 143, err
     assert "error: terminated; job " in err and "finish it with: imgroute jobs resume" in err
     fakes["kie"].job_seconds = None
+
+
+# -- 10: jobs resume --all resumes them together ----------------------------------------------------------
+
+
+def test_resume_all_collects_the_jobs_together_each_with_its_own_time(cli, fakes):
+    jobs = []
+    for i in range(3):
+        r = cli("gen", f"fox {i}", "--deadline", "24h", "--detach", "--provider", "openai", "--out", "out", "--json")
+        assert r.code == 0, r.err
+        jobs.append(r.json()["job_id"])
+    openai = fakes["openai"]
+    before = len(openai.requests)
+    done = cli("jobs", "resume", "--all", "--json")
+    assert done.code == 0, done.err
+    results = done.json()
+    assert sorted(r["job_id"] for r in results) == sorted(jobs)
+    assert all(r["status"] == "succeeded" and len(r["files"]) == 1 for r in results)
+    looks = [r.path.rsplit("/", 1)[-1] for r in openai.requests[before:] if r.path.startswith("/v1/batches/")]
+    assert len(set(looks[:3])) == 3, looks  # each job's first look came before any job's second: together

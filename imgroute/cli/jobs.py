@@ -10,7 +10,7 @@ import typer
 from imgroute import config, policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
-from imgroute.errors import Busy, ImgrouteError, UsageError, quoted
+from imgroute.errors import Busy, ImgrouteError, Interrupted, UsageError, quoted
 from imgroute.models import JobState
 from imgroute.session import Keys, job_runner, ledger, load_table_and_settings
 
@@ -112,7 +112,7 @@ def jobs_settle(
 @jobs_app.command("resume")
 def jobs_resume(
     job_id: Annotated[str | None, typer.Argument(help="The job to finish (or --all).", show_default=False)] = None,
-    all_jobs: Annotated[bool, flag("--all", help="Every unfinished job.")] = False,
+    all_jobs: Annotated[bool, flag("--all", help="Every unfinished job, all at once.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait per job.")] = (
         policy.DEFAULT_JOB_TIMEOUT_S
     ),
@@ -121,9 +121,7 @@ def jobs_resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
-    from imgroute import render, report
     from imgroute.fallback import rerouter
-    from imgroute.jobs import OutputOptions
     from imgroute.request import build_constraints, check_timeout
 
     check_timeout(timeout)
@@ -134,33 +132,87 @@ def jobs_resume(
     table, settings = load_table_and_settings(pricing)
     keys = Keys()
     reroute = rerouter(table, build_constraints(table, settings), keys.available)
-    results = []
-    worst: ImgrouteError | None = None
-    for target in targets:
+    shown = _Shown(quiet, as_json)
+    if job_id:
+        from imgroute.jobs import OutputOptions
+
         output = OutputOptions(config.home())  # replaced by the job's own out_dir and name template
-        try:
-            with job_runner(table, keys, output, timeout, quiet or as_json, None) as runner:
-                result = runner.resume(target, reroute)
-        except Busy as busy:
-            if job_id:  # the one asked for: say so (exit 2)
-                raise
-            sys.stderr.write(f"skipped: {busy.message}\n")  # --all: the other process finishes it
-            continue
-        results.append(result)
-        if result.error is not None and worst is None:
-            worst = result.error
-    if as_json:
-        render.print_json([report.job_result(r, []) for r in results])
-    elif quiet:
-        for result in results:
+        with job_runner(table, keys, output, timeout, quiet or as_json, None) as runner:
+            shown.add(runner.resume(targets[0], reroute))
+    elif targets:
+        _resume_all(targets, table, keys, settings, timeout, reroute, shown)
+    shown.end()
+
+
+def _resume_all(targets, table, keys, settings, timeout, reroute, shown) -> None:
+    """Every unfinished job at once (resume_all.py); a job another imgroute runs is skipped."""
+    from imgroute import signals
+    from imgroute.resume_all import resume_all
+
+    def report(resumed) -> None:
+        if isinstance(resumed.error, Busy):  # the other process finishes it
+            sys.stderr.write(f"skipped: {resumed.error.message}\n")
+        elif resumed.error is not None:  # an error inside the job's steps: it ends that job only
+            error = resumed.error
+            if not isinstance(error, ImgrouteError):
+                error = ImgrouteError(
+                    f"job {resumed.job_id}: internal error: {error!r}", "see the ledger: imgroute jobs show"
+                )
+            shown.failed(resumed.job_id, error)
+        else:
+            shown.add(resumed.result)
+
+    def stopping(sent: int) -> None:
+        sys.stderr.write(
+            f"{signals.stop_word()}: no new request is sent; waiting for the {sent} job(s) under way "
+            "(Ctrl-C again to leave them for the next run)\n"
+        )
+
+    try:
+        resume_all(targets, table, keys, settings, timeout, reroute, report, stopping)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{signals.stop_word()}: {len(shown.results)} of {len(targets)} job(s) finished here",
+            "the others are in the ledger as they were: run imgroute jobs resume --all again",
+        ) from None
+
+
+class _Shown:
+    """What `jobs resume` prints: each job as it ends (a JSON list at the end), and the first
+    failure's error to exit with."""
+
+    def __init__(self, quiet: bool, as_json: bool):
+        self.quiet, self.as_json = quiet, as_json
+        self.results: list = []
+        self.worst: ImgrouteError | None = None
+
+    def add(self, result) -> None:
+        from imgroute import render
+
+        self.results.append(result)
+        if result.error is not None and self.worst is None:
+            self.worst = result.error
+        if self.as_json:
+            return
+        if self.quiet:
             for image in result.images:
                 sys.stdout.write(f"{image.path}\n")
-    else:
+            return
         console = render.stdout_console()
-        if not results:
-            console.print("no unfinished jobs")
-        for result in results:
-            console.print(f"job {result.job_id}: {result.status}", style="bold", markup=False)
-            render.print_job(console, result, [])
-    if worst is not None:
-        raise worst
+        console.print(f"job {result.job_id}: {result.status}", style="bold", markup=False)
+        render.print_job(console, result, [])
+
+    def failed(self, job_id: str, error: ImgrouteError) -> None:
+        sys.stderr.write(f"job {job_id}: {error.message}\n")
+        if self.worst is None:
+            self.worst = error
+
+    def end(self) -> None:
+        from imgroute import render, report
+
+        if self.as_json:
+            render.print_json([report.job_result(r, []) for r in self.results])
+        elif not self.results and not self.quiet and self.worst is None:
+            render.stdout_console().print("no unfinished jobs")
+        if self.worst is not None:
+            raise self.worst
