@@ -67,7 +67,16 @@ def unknown_error(exc: Exception | None, provider: str, job_id: str) -> Provider
     what = str(exc) if exc else f"{provider}: what became of a request is unknown"
     return ProviderError(
         f"{what}; the job may have been created and charged, so it was not sent again (job {job_id})",
-        f"check the {provider} dashboard before retrying; `imgroute jobs show {job_id}` has what is known",
+        settle_hint(provider, job_id),
+    )
+
+
+def settle_hint(provider: str, job_id: str) -> str:
+    """The way forward from a request whose fate is unknown: the dashboard, then `jobs settle`."""
+    return (
+        f"look for it on the {provider} dashboard (`imgroute jobs show {job_id}` has when it was sent), then "
+        f"settle it: imgroute jobs settle {job_id} --charged (its images are lost) or --not-charged "
+        f"(then imgroute jobs resume {job_id} sends it again)"
     )
 
 

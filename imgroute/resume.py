@@ -13,6 +13,7 @@ from pathlib import Path
 
 from imgroute import images
 from imgroute.errors import Busy, ImgrouteError, JobFailedError, ProviderError
+from imgroute.fallback import settle_hint
 from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
 from imgroute.ledger import AttemptRecord, TaskRecord
 from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request, TaskState
@@ -113,7 +114,7 @@ class Resume:
                 self.slots.release(where)
         outcome = Outcome()
         if unknown_notes:
-            hint = f"`imgroute jobs show {job.id}` has what is known"
+            hint = settle_hint(attempt.provider, job.id)
             outcome = Outcome(final=ProviderError("; ".join(unknown_notes), hint), status=JobState.UNKNOWN)
         return (yield from self._collect(job, resumed, tasks, stuck, outcome))
 
@@ -159,7 +160,8 @@ class Resume:
                 except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
                     unknown_notes.append(str(exc))
             else:
-                self.tasks.ended(task, TaskState.UNKNOWN, "interrupted while submitting")
+                detail = row.detail if row.state == TaskState.UNKNOWN and row.detail else "interrupted while submitting"
+                self.tasks.ended(task, TaskState.UNKNOWN, detail)
                 unknown_notes.append(_unknown_advice(adapter.provider, row))
         elif task.state == TaskState.FAILED:
             task.error = row.detail
@@ -182,10 +184,14 @@ def _output_count(row: TaskRecord) -> int:
 
 
 def _unknown_advice(provider: str, row: TaskRecord, looked: bool = False) -> str:
+    """What is known of a request whose fate is not: when it went, and what cut it off."""
     when = dt.datetime.fromtimestamp(row.created).strftime("%Y-%m-%d %H:%M:%S")
     cannot = "it is not among its recent jobs" if looked else f"{provider} offers no way to look it up"
+    if row.state == TaskState.SUBMITTING:  # journaled, and the process ended before any answer
+        happened = f"was being sent at {when} when imgroute stopped"
+    else:  # sent, and its answer was lost: a dropped connection, a timeout, an unreadable body
+        happened = f"was sent at {when} and its answer was lost ({row.detail or 'no usable answer'})"
     return (
-        f"{provider}: request {row.client_ref} was about to be sent at {when} when imgroute stopped; whether "
-        f"it reached {provider} is unknown and {cannot}, so it is not sent again. "
-        f"Check the {provider} dashboard for a job at that time"
+        f"{provider}: request {row.client_ref} {happened}; whether it reached {provider} is unknown and "
+        f"{cannot}, so it is not sent again"
     )

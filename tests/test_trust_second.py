@@ -419,3 +419,19 @@ def test_resume_all_collects_the_jobs_together_each_with_its_own_time(cli, fakes
     assert all(r["status"] == "succeeded" and len(r["files"]) == 1 for r in results)
     looks = [r.path.rsplit("/", 1)[-1] for r in openai.requests[before:] if r.path.startswith("/v1/batches/")]
     assert len(set(looks[:3])) == 3, looks  # each job's first look came before any job's second: together
+
+
+# -- 12: a dropped submit names the way forward --------------------------------------------------------------
+
+
+def test_a_dropped_submit_names_jobs_settle_and_resume_says_what_happened(cli, fakes):
+    fakes["openai"].inject("submit", drop=True)
+    r = cli("gen", "a fox", "--out", "out", "--json", *only(fakes, "openai"))
+    assert r.code == 5
+    job = r.json()["job_id"]
+    assert f"imgroute jobs settle {job} --charged" in r.err and "--not-charged" in r.err
+    resumed = cli("jobs", "resume", job)
+    assert resumed.code == 5
+    assert "its answer was lost" in resumed.err and "when imgroute stopped" not in resumed.err
+    assert f"imgroute jobs settle {job} --charged" in resumed.err
+    assert fakes["openai"].charges == 1  # the dropped one only: nothing was sent again
