@@ -167,15 +167,18 @@ def _csv_rows(text: str) -> Iterator[tuple[int, dict | None, str | None]]:
 
 
 def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
+    """The rows of a file (its `label` is its resolved path, or "stdin"). A relative image or mask
+    path in a file is read from the file's own folder, as a row is written next to its images."""
     rows: list[Row] = []
     bad: list[BadRow] = []
     seen: dict[str, int] = {}
+    folder = Path(label).parent if label != "stdin" else Path.cwd()
     for line, fields, problem in raw_rows(text, label):
         if problem:
             bad.append(BadRow(line, problem))
             continue
         try:
-            row = _row(line, fields)
+            row = _row(line, fields, folder)
         except UsageError as exc:
             bad.append(BadRow(line, exc.message))
             continue
@@ -189,7 +192,7 @@ def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
     return rows, bad
 
 
-def _row(line: int, fields: dict) -> Row:
+def _row(line: int, fields: dict, folder: Path) -> Row:
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise UsageError(f"unknown field {quoted(unknown[0])}", f"fields: {', '.join(FIELDS)}")
@@ -215,8 +218,8 @@ def _row(line: int, fields: dict) -> Row:
         text.get("aspect"),
         text.get("resolution"),
         n,
-        _list(text.get("image")),
-        text.get("mask"),
+        [_beside(folder, image) for image in _list(text.get("image"))],
+        _beside(folder, text["mask"]) if "mask" in text else None,
         text.get("format", "png"),
         text.get("background", "auto"),
         text.get("moderation", "auto"),
@@ -227,6 +230,14 @@ def _row(line: int, fields: dict) -> Row:
     key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
     deadline = parse_duration(text["deadline"], "deadline") if "deadline" in text else None
     return Row(line, key, request, providers, exclude, text.get("name"), deadline)
+
+
+def _beside(folder: Path, source: str) -> str:
+    """A row's image path read from the batch file's folder (URLs and absolute paths as given)."""
+    if "://" in source or source.lower().startswith("data:"):
+        return source
+    path = Path(source).expanduser()
+    return source if path.is_absolute() else str(folder / path)
 
 
 def _list(value) -> list[str]:

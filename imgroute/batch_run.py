@@ -24,6 +24,7 @@ from imgroute.ledger import LEDGER_FILE, RowJob, SharedLedger
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.observations import Observations
 from imgroute.poll_timing import PollTiming
+from imgroute.resume import recorded_result
 from imgroute.pool import JobPool
 from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
@@ -210,8 +211,10 @@ class BatchRun:
             return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")
         try:
             prior = self._priors.get(self.row_key(row))
-            if prior is not None and prior.state == JobState.SUCCEEDED:
-                return RowResult(row, Outcome.SKIPPED, None, f"done before (job {prior.id})")
+            if prior is not None and prior.state == JobState.SUCCEEDED:  # with its files, as recorded
+                return RowResult(
+                    row, Outcome.SKIPPED, recorded_result(ledger, prior.id), f"done before (job {prior.id})"
+                )
             if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code in RETRYABLE_EXIT_CODES):
                 # Finished from the ledger: what was delivered is kept, only the rest is sent
                 result = yield from runner.steps_resume(prior.id, self.reroute)

@@ -559,7 +559,8 @@ class BatchProgress:
     def update(self, row_result, running: int = 0) -> None:
         key = row_result.outcome if row_result.outcome in self.counts else "other"
         self.counts[key] += 1
-        if row_result.result is not None and row_result.result.actual is not None:
+        done_before = row_result.outcome == "skipped"  # (its recorded cost was spent by an earlier run)
+        if row_result.result is not None and row_result.result.actual is not None and not done_before:
             self.spent += row_result.result.actual
         if self._progress is not None:
             finished = sum(self.counts.values())

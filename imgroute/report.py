@@ -488,6 +488,14 @@ def batch_row(row_result) -> dict:
     return line
 
 
+def bad_row(bad) -> dict:
+    """A line of `imgroute batch --json` for a row that could not be read (skipped, nothing sent)."""
+    failed = {key: None for key in JOB_KEYS}
+    failed.update(status="failed", files=[], images=[], attempts=[], skipped_without_key=[], caveats=[])
+    failed.update(error=bad.problem, row=bad.line, id=None, outcome="bad_row", note=bad.problem)
+    return failed
+
+
 def advice(result, source: str) -> dict:
     """`imgroute advise --json`: every figure of the month."""
     routed, floor = result.routed_usd, result.floor_usd

@@ -168,6 +168,35 @@ class Resume:
         return task
 
 
+def recorded_result(ledger, job_id: str) -> JobResult:
+    """A finished job as the ledger has it (a batch's row done by an earlier run): its files,
+    costs and attempts, nothing sent."""
+    record = ledger.job(job_id)
+    attempts = ledger.attempts(job_id)
+    images = tuple(
+        SavedImage(Path(f.path), f.sha256, f.format, f.width, f.height, f.bytes, f.verified)
+        for f in ledger.files(job_id)
+    )
+    last = next(
+        (a for a in reversed(attempts) if a.state == AttemptState.SUCCEEDED), attempts[-1] if attempts else None
+    )
+    reports = tuple(AttemptReport(a.provider, a.model, a.plan, a.estimate, a.state, a.error, 0) for a in attempts)
+    return JobResult(
+        job_id,
+        record.state,
+        last.provider if last else None,
+        last.model if last else None,
+        last.plan if last else None,
+        record.estimate,
+        record.actual,
+        record.actual_source,
+        images,
+        reports,
+        0.0,
+        None,
+    )
+
+
 def _settled(attempt: AttemptRecord, rows: list[TaskRecord], files) -> bool:
     """An attempt that had ended, every result of it saved, before the job was interrupted."""
     ended = (AttemptState.SUCCEEDED, AttemptState.TROUBLE, AttemptState.FAILED, AttemptState.REFUSED)

@@ -435,3 +435,48 @@ def test_a_dropped_submit_names_jobs_settle_and_resume_says_what_happened(cli, f
     assert "its answer was lost" in resumed.err and "when imgroute stopped" not in resumed.err
     assert f"imgroute jobs settle {job} --charged" in resumed.err
     assert fakes["openai"].charges == 1  # the dropped one only: nothing was sent again
+
+
+# -- 13: a line for every row, files of rows done before, images beside the file --------------------------
+
+
+def test_batch_json_has_a_line_for_every_row_and_a_rerun_names_the_files_done_before(cli, fakes, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": "a fox", "provider": "kie"})
+        + "\n"
+        + json.dumps({"prompt": "a fox", "quality": "ultra"})
+        + "\n"
+    )
+    first = [json.loads(line) for line in cli("batch", str(rows), "--yes", "--json", "--out", "o").out.splitlines()]
+    assert sorted((line["row"], line["outcome"]) for line in first) == [(1, "done"), (2, "bad_row")]
+    bad = next(line for line in first if line["outcome"] == "bad_row")
+    assert "ultra" in bad["error"] and bad["files"] == []
+    done = next(line for line in first if line["outcome"] == "done")
+    again = cli("batch", str(rows), "--yes", "--json", "--out", "o")
+    skipped = next(json.loads(line) for line in again.out.splitlines() if json.loads(line)["row"] == 1)
+    assert skipped["outcome"] == "skipped" and skipped["files"] == done["files"] and skipped["job_id"] == done["job_id"]
+    assert fakes["kie"].charges == 1
+
+
+def test_image_paths_in_a_batch_file_are_read_from_the_files_folder(cli, fakes, tmp_path, monkeypatch):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    photo(folder, 1024, 768, "wide.png")
+    rows = folder / "rows.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": "make it dusk", "image": "wide.png", "provider": "openai"})
+        + "\n"
+        + json.dumps({"prompt": "make it dawn", "image": "missing.png", "provider": "openai"})
+        + "\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the file's folder
+    plan = cli("batch", str(rows), "--dry-run", "--json")
+    assert plan.code == 0, plan.err
+    data = plan.json()
+    assert data["rows"] == 1 and data["bad_rows"][0]["line"] == 2
+    assert str(folder / "missing.png") in data["bad_rows"][0]["problem"]
+    only_bad = folder / "bad.jsonl"
+    only_bad.write_text(json.dumps({"prompt": "x", "image": "missing.png"}) + "\n")
+    r = cli("batch", str(only_bad), "--yes")
+    assert r.code == 2 and "at least a prompt" not in r.err and "1 row refused" in r.err

@@ -93,6 +93,7 @@ def batch(
     )
     paced = max((p["min_minutes"] or 0) for p in shown["pacing"]) * 60 if shown["pacing"] else 0.0
     run = _Run(the_plan, routes, constraints, keys, check_out_dir(out), timeout, concurrency, settings, as_json, paced)
+    run.bad = bad  # each gets its --json line too
     run.go(file_key, again)
 
 
@@ -106,8 +107,10 @@ def _read_rows(file: str, strict: bool):
         sys.stderr.write(f"{label}:{item.line}: {item.problem}\n")
     if bad and strict:
         raise UsageError(f"{len(bad)} bad row(s) in {label}", "fix them, or drop --strict to skip them")
+    if not rows and bad:
+        raise UsageError(f"no usable rows in {label}: {_rows(len(bad))} refused, each said above", "fix them")
     if not rows:
-        raise UsageError(f"no usable rows in {label}", "each row needs at least a prompt")
+        raise UsageError(f"no rows in {label}", "each row needs at least a prompt")
     return rows, bad, label
 
 
@@ -148,9 +151,10 @@ class _Run:
         self.failed = None  # the first failed row's error: the batch exits with its code
         self.runner = None
         self.stdout_gone = False  # its reader went away: the batch stops as on Ctrl-C, then exits 141
+        self.bad = []  # the file's bad rows (batch.BadRow): each gets its --json line too
 
     def go(self, label: str, again: str) -> None:
-        from imgroute import render
+        from imgroute import render, report
         from imgroute.batch_run import BatchRun, Outcome, RowResult
         from imgroute.fallback import rerouter
         from imgroute.http import build_client
@@ -177,7 +181,10 @@ class _Run:
                 reroute=rerouter(self.routes.table, self.constraints, self.keys.available),
                 on_stop=self.stopping,
             )
-            for row, why in self.plan.unservable:  # every row gets its line, these first
+            if self.as_json:  # every row gets its line: the bad ones first, then those no offer serves
+                for item in self.bad:
+                    self.write_line(report.bad_row(item))
+            for row, why in self.plan.unservable:
                 self.report(RowResult(row, Outcome.UNSERVABLE, None, why))
             try:
                 self.runner.run(self.rows, idle=self.watch_stdout)
@@ -224,6 +231,16 @@ class _Run:
         sys.stderr.flush()
         os._exit(signals.exit_code())
 
+    def write_line(self, data: dict) -> None:
+        """One JSON line on stdout, as its row ends (a closed stdout stops the batch: see below)."""
+        if self.stdout_gone:
+            return
+        try:
+            sys.stdout.write(json.dumps(data) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.stdout_lost()
+
     def watch_stdout(self) -> None:
         """Between results: a reader of stdout that went away (`| head -1`) stops the batch as
         Ctrl-C does (found here before the next row's line would fail to be written)."""
@@ -246,12 +263,8 @@ class _Run:
                 f"row {row_result.row.line} failed: {row_result.note}", "see its line in the output"
             )
             self.failed.exit_code = row_result.code
-        if self.as_json and not self.stdout_gone:
-            try:
-                sys.stdout.write(json.dumps(report.batch_row(row_result)) + "\n")
-                sys.stdout.flush()
-            except BrokenPipeError:
-                self.stdout_lost()
+        if self.as_json:
+            self.write_line(report.batch_row(row_result))
         if row_result.outcome != "unservable":  # the progress bar counts the rows that run
             self.progress.update(row_result, running=self.runner.running)
 
