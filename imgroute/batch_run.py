@@ -24,8 +24,8 @@ from imgroute.ledger import LEDGER_FILE, RowJob, SharedLedger
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.observations import Observations
 from imgroute.poll_timing import PollTiming
-from imgroute.resume import recorded_result
 from imgroute.pool import JobPool
+from imgroute.resume import recorded_result
 from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
 
