@@ -28,7 +28,7 @@ MIX_FIELDS = ("quality", "size", "aspect", "resolution", "n", "count", "images",
 
 
 class MixRow(NamedTuple):
-    line: int
+    line: int | str  # its row in the mix file, or (history) the job id it stands for
     request: Request
     count: Decimal  # jobs a month (history scaled to a month may be fractional)
 
@@ -41,7 +41,7 @@ class OfferMonth(NamedTuple):
     offer: str
     plan: str
     usd: Decimal | None  # None: it cannot serve every row
-    unservable_rows: tuple[int, ...]
+    unservable_rows: tuple[int | str, ...]
     credits: Decimal | None = None  # credits the month uses (credit-priced plans)
     unused_credits: Decimal | None = None  # monthly plans: what the month leaves unused
     excluded: str = ""  # why the constraints rule it out (a batch offer without --deadline), if they do
@@ -62,7 +62,7 @@ class Advice(NamedTuple):
     rows: tuple[MixRow, ...]
     routed_usd: Decimal
     floor_usd: Decimal
-    unservable_rows: tuple[int, ...]  # rows no offer can serve (left out of every figure)
+    unservable_rows: tuple[int | str, ...]  # rows (or jobs) no offer can serve (left out of every figure)
     by_offer: tuple[OfferMonth, ...]
     break_even: tuple[BreakEven, ...]
 
@@ -156,12 +156,10 @@ def _text(value) -> str | None:
 
 
 def history_rows(records, days: float) -> list[MixRow]:
-    """The ledger's succeeded jobs over `days`, scaled to a 30-day month, one row per job."""
+    """The ledger's succeeded jobs over `days`, scaled to a 30-day month, one row per job (named
+    by its job id, which `imgroute jobs show` takes)."""
     scale = Decimal(30) / Decimal(str(max(days, 1.0)))
-    rows = []
-    for number, record in enumerate(records, start=1):
-        rows.append(MixRow(number, Request.from_json(record.request), scale))
-    return rows
+    return [MixRow(record.id, Request.from_json(record.request), scale) for record in records]
 
 
 # -- pricing it --------------------------------------------------------------------------------
@@ -174,7 +172,7 @@ def advise(rows: list[MixRow], table, constraints, routes=None) -> Advice:
     chosen = {provider: table.plan(provider, constraints.plans.get(provider)) for provider in table.providers}
     routed = floor = Decimal(0)
     servable, unservable = [], []
-    best: dict[int, Decimal] = {}  # row line -> its cost by the route imgroute picks
+    best: dict[int | str, Decimal] = {}  # row line (or job id) -> its cost by the route imgroute picks
     for row in rows:
         route = routes.rank(row.request, constraints)
         if route.choice is None:
@@ -239,7 +237,7 @@ def _monthly(table, month: OfferMonth) -> bool:
     return plan.monthly_usd is not None and bool(plan.credits_per_month)
 
 
-def _break_even(rows: list[MixRow], table, best: dict[int, Decimal], month: OfferMonth) -> BreakEven:
+def _break_even(rows: list[MixRow], table, best: dict, month: OfferMonth) -> BreakEven:
     offer = next(o for o in table.offers if o.id == month.offer)
     plan = table.providers[offer.provider].plans[month.plan]
     images = other_usd = credits = Decimal(0)

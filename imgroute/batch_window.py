@@ -22,6 +22,7 @@ from imgroute.http import Http
 from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import SENDING_BATCH, UNSENT, AttemptState, JobState, TaskState
 from imgroute.providers.base import ProviderTrouble, SubmitUnknown
+from imgroute.words import count
 
 
 def send(
@@ -84,4 +85,4 @@ def _send_one(adapter, http: Http, ledger: Ledger, lines: list, offer_id: str, s
         ledger.job_state(member.job_id, JobState.SUBMITTED, into=pending)
         ledger.attempt_state(member.attempt_id, AttemptState.RUNNING, into=pending)
     ledger.flush(pending)
-    say(f"{offer_id}: {len(lines)} request(s) sent as batch {submissions[0].job_id}; results within 24h")
+    say(f"{offer_id}: {count(len(lines), 'request')} sent as batch {submissions[0].job_id}; results within 24h")

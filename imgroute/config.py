@@ -20,7 +20,18 @@ ENV_HOME = "IMGROUTE_HOME"
 CONFIG_FILE = "config.yaml"
 USER_PRICING_FILE = "pricing.yaml"
 
-_HINT = "fix config.yaml (fields: plans, pricing_max_age_days, limits, official_only, stated_quality)"
+# The fields config.yaml may have: the one list both the check and its hint read.
+CONFIG_FIELDS = (
+    "plans",
+    "pricing_max_age_days",
+    "limits",
+    "official_only",
+    "stated_quality",
+    "profiles",
+    "default_offer",
+    "credits",
+)
+_HINT = "fix config.yaml"
 
 
 def home() -> Path:
@@ -50,18 +61,7 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     if raw is None:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
-    fields = root.mapping(
-        {
-            "plans",
-            "pricing_max_age_days",
-            "limits",
-            "official_only",
-            "stated_quality",
-            "profiles",
-            "default_offer",
-            "credits",
-        }
-    )
+    fields = root.mapping(set(CONFIG_FIELDS))
     plans = {}
     if "plans" in fields:
         plans = {provider: node.text() for provider, node in fields["plans"].mapping().items()}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from imgroute import policy, price_models
+from imgroute import policy, price_models, words
 from imgroute.attempt_spec import attempt_shape, delivered_size, job_spec, lane_of, provider_job_id
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
@@ -201,7 +201,9 @@ class JobRunner(Resume):
                 return self._finish(job, JobState.SUCCEEDED, None)
             nxt = next_after(candidates, quote)
             if nxt is not None:
-                self._emit("fallback", f"{end.report.error}; moving {job.remaining} image(s) to {nxt.offer.id}")
+                self._emit(
+                    "fallback", f"{end.report.error}; moving {words.count(job.remaining, 'image')} to {nxt.offer.id}"
+                )
         tried = "; ".join(a.error if a.error.startswith(a.provider) else f"{a.provider}: {a.error}"
                           for a in job.attempts if a.error)  # fmt: skip
         error = ProviderError(

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from imgroute.errors import ConfigError
 from imgroute.files import private_dir, private_file, process_alive
 from imgroute.models import OPEN_ATTEMPT_STATES, UNFINISHED_JOB_STATES, AttemptState, JobSpec, JobState, TaskState
+from imgroute.words import count
 
 LEDGER_FILE = "ledger.sqlite"
 
@@ -737,7 +738,7 @@ class Ledger:
                     self._attempt_update(db, attempt_id, "trouble", detail, None, None)
             if unknown:
                 error = (
-                    f"{detail}: {sum(row[1] for row in unknown)} image(s) lost"
+                    f"{detail}: {count(sum(row[1] for row in unknown), 'image')} lost"
                     if charged
                     else f"{detail}; `imgroute jobs resume {job_id}` sends those images again"
                 )

@@ -14,6 +14,7 @@ from imgroute.layout import Column, Grid, print_wrapped
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
 from imgroute.router import Quote, Route
+from imgroute.words import count
 
 WINNER = "*"
 # Piped into a file, a pager or grep, no line is wrapped: a table is as wide as its content.
@@ -128,7 +129,7 @@ def identity_label(offer: Offer) -> str:
 
 def _describe(route: Route) -> str:
     r = route.request
-    return f"{_count(r.n, 'image')}, {r.quality} quality, {r.target}"
+    return f"{count(r.n, 'image')}, {r.quality} quality, {r.target}"
 
 
 def _provider_label(quote: Quote) -> str:
@@ -305,13 +306,13 @@ def print_job(console: Console, result, skipped: list[dict], within: frozenset[s
         if within:
             why = f"cheapest among --provider {', '.join(sorted(within))}"
         if len(result.attempts) > 1:
-            why = f"after {len(result.attempts) - 1} fallback(s)"
+            why = f"after {count(len(result.attempts) - 1, 'fallback')}"
         estimate = fmt_usd(result.estimate) if result.estimate is not None else "unknown"
         actual = fmt_usd(result.actual) if result.actual is not None else "unknown"
         source = f" ({result.actual_source})" if result.actual_source else ""
         console.print(
-            f"{result.provider}/{result.model} ({why}): estimated {estimate}, "
-            f"actual {actual}{source}, {len(result.images)} image(s) in {result.elapsed:.1f}s, job {result.job_id}",
+            f"{result.provider}/{result.model} ({why}): estimated {estimate}, actual {actual}{source}, "
+            f"{count(len(result.images), 'image')} in {result.elapsed:.1f}s, job {result.job_id}",
             markup=False,
         )
     for image in result.images:
@@ -332,9 +333,10 @@ def _money(value: float | None) -> str:
     return "-" if value is None else fmt_usd(Decimal(str(value)))
 
 
-def print_jobs(console: Console, rows: list[dict]) -> None:
+def print_jobs(console: Console, rows: list[dict], filtered: bool = False) -> None:
+    """`filtered`: the listing was narrowed (--state, --provider, --since, --until)."""
     if not rows:
-        console.print("no jobs in the ledger yet")
+        console.print("no jobs match" if filtered else "no jobs in the ledger yet")
         return
     columns = [
         Column("job", head=True),
@@ -445,10 +447,6 @@ def _minutes(minutes: float) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def _by_reason(items: list[dict]) -> dict[str, list[int]]:
     grouped: dict[str, list[int]] = {}
     for item in items:
@@ -466,7 +464,7 @@ def _lines(lines: list[int], shown: int = 5) -> str:
 
 def print_batch_plan(console: Console, plan: dict) -> None:
     console.print(
-        f"Batch plan: {_count(plan['rows'], 'row')}, {_count(plan['images'], 'image')}, "
+        f"Batch plan: {count(plan['rows'], 'row')}, {count(plan['images'], 'image')}, "
         f"about {_money(plan['estimated_usd'])}",
         style="bold",
         markup=False,
@@ -499,7 +497,7 @@ def print_batch_plan(console: Console, plan: dict) -> None:
             markup=False,
         )
     if plan["bad_rows"]:
-        console.print(f"{_count(len(plan['bad_rows']), 'bad row')} skipped", style="yellow")
+        console.print(f"{count(len(plan['bad_rows']), 'bad row')} skipped", style="yellow")
     for caveat in plan.get("caveats", ()):  # about the offers the rows go to: before anything is paid
         console.print(f"caveat: {caveat}", style="yellow", markup=False)
 
@@ -509,7 +507,7 @@ def _print_earlier(console: Console, plan: dict) -> None:
     if plan["done_before"]:
         places = sorted({d["out_dir"] for d in plan["done_before"] if d["out_dir"]})
         where = f"; their images are in {', '.join(places)}" if places else ""
-        console.print(f"{_count(len(plan['done_before']), 'row')} done before, not run again{where}", markup=False)
+        console.print(f"{count(len(plan['done_before']), 'row')} done before, not run again{where}", markup=False)
     if plan["not_retried"]:
         lines = [d["line"] for d in plan["not_retried"]]
         console.print(f"{_lines(lines)}: failed before and not retried", style="yellow", markup=False)
@@ -618,14 +616,12 @@ def print_advice(console: Console, data: dict) -> None:
     """`imgroute advise`: the month with routing, a bar per single route, each plan's break-even."""
     routed = data["routed_usd"]
     console.print(
-        f"a month of {data['images_per_month']:g} images ({data['source']}): "
+        f"a month of {data['images_per_month']:,g} images ({data['source']}): "
         f"${routed:,.2f} with imgroute's routing (per-job minimum ${data['floor_usd']:,.2f})",
         markup=False,
     )
     if data["unservable_rows"]:
-        console.print(
-            f"rows no offer can serve (left out): {', '.join(map(str, data['unservable_rows']))}", markup=False
-        )
+        console.print(f"{_unserved(data['unservable_rows'], 12)} no offer can serve (left out)", markup=False)
     priced = [m for m in data["by_offer"] if m["usd"] is not None]
     widest = max([routed, *(m["usd"] for m in priced)], default=routed) or 1
     columns = [
@@ -642,8 +638,7 @@ def print_advice(console: Console, data: dict) -> None:
             table.add_row(m["offer"], m["plan"], "-", m["excluded"], "")
             continue
         if m["usd"] is None:
-            rows = ", ".join(map(str, m["unservable_rows"][:6])) + ("..." if len(m["unservable_rows"]) > 6 else "")
-            table.add_row(m["offer"], m["plan"], "-", f"cannot serve rows {rows}", "")
+            table.add_row(m["offer"], m["plan"], "-", f"cannot serve {_unserved(m['unservable_rows'])}", "")
             continue
         more = m["usd"] - routed
         pct = f" ({m['saving_pct']:.0f}%)" if m["saving_pct"] is not None else ""
@@ -675,6 +670,13 @@ def print_advice(console: Console, data: dict) -> None:
                 f"{b['this_month_images']:,.0f} images: {status}, {b['unused_credits']:,.0f} credits unused",
                 markup=False,
             )
+
+
+def _unserved(rows: list, shown: int = 6) -> str:
+    """Rows of a mix file (by their number), or jobs of the ledger (by their id, for `jobs show`)."""
+    noun = "job" if rows and isinstance(rows[0], str) else "row"
+    listed = ", ".join(map(str, rows[:shown])) + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
+    return f"{noun}{'s' if len(rows) > 1 else ''} {listed}"
 
 
 def _bar(value: float, widest: float, width: int = 30) -> str:

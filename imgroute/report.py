@@ -503,7 +503,7 @@ def advice(result, source: str) -> dict:
     cheapest = min(singles, key=lambda m: m.usd) if singles else None
     return {
         "source": source,
-        "images_per_month": usd_json(result.images),
+        "images_per_month": _amount(result.images),
         "routed_usd": usd_json(routed),
         "floor_usd": usd_json(floor),
         "unservable_rows": list(result.unservable_rows),
@@ -526,8 +526,8 @@ def advice(result, source: str) -> dict:
                 "saving_usd": usd_json(m.usd - routed) if m.usd is not None else None,
                 "saving_pct": round(float((m.usd - routed) / m.usd * 100), 1) if m.usd else None,
                 "unservable_rows": list(m.unservable_rows),
-                "credits": usd_json(m.credits),
-                "unused_credits": usd_json(m.unused_credits),
+                "credits": _amount(m.credits),
+                "unused_credits": _amount(m.unused_credits),
                 "excluded": m.excluded or None,
             }
             for m in result.by_offer
@@ -538,14 +538,20 @@ def advice(result, source: str) -> dict:
                 "plan": b.plan,
                 "monthly_usd": usd_json(b.monthly_usd),
                 "images_per_month": b.images_per_month,
-                "this_month_images": usd_json(b.this_month_images),
+                "this_month_images": _amount(b.this_month_images),
                 "past_it": b.past,
-                "unused_credits": usd_json(b.unused_credits),
+                "unused_credits": _amount(b.unused_credits),
                 "why": b.why,
             }
             for b in result.break_even
         ],
     }
+
+
+def _amount(value: Decimal | None) -> float | None:
+    """A count that may be fractional (images or credits in a month scaled from history): one
+    decimal, not money's six places (125.0, not 124.999998)."""
+    return None if value is None else round(float(value), 1)
 
 
 def savings(rows) -> dict:

@@ -37,8 +37,12 @@ class Field:
         for key, value in self.value.items():
             key_text = str(key)
             if allowed is not None and key_text not in allowed:
+                import difflib
+
                 known = ", ".join(sorted(allowed))
-                raise self.child(key_text, value).fail(f"unknown field (known: {known})")
+                close = difflib.get_close_matches(key_text, sorted(allowed), n=1)
+                meant = f"did you mean {close[0]}? " if close else ""
+                raise self.child(key_text, value).fail(f"unknown field ({meant}known: {known})")
             out[key_text] = self.child(key_text, value)
         return out
 

@@ -72,7 +72,7 @@ def test_bad_rows_are_reported_with_their_line_numbers():
 def test_strict_refuses_the_whole_file(cli, fakes, tmp_path):
     path = write(tmp_path, JSONL + "\n{broken")
     r = cli("batch", path, "--strict", "--yes")
-    assert r.code == 2 and "1 bad row(s)" in r.err and f"{path}:4: not valid JSON" in r.err
+    assert r.code == 2 and "1 bad row in" in r.err and f"{path}:4: not valid JSON" in r.err
     assert all(f.requests == [] for f in fakes.values())
 
 

@@ -96,7 +96,7 @@ def test_fallback_is_said_in_the_human_summary(cli, fakes):
     r = cli("gen", "a lighthouse", "--out", "out", "--quality", "high")
     assert r.code == 0, r.err
     assert "kie/gpt-image-2-text-to-image: trouble: kie: code 402: Credits insufficient" in r.out
-    assert "piapi/gpt-image-2-preview (after 1 fallback(s))" in r.out
+    assert "piapi/gpt-image-2-preview (after 1 fallback)" in r.out
 
 
 @pytest.mark.parametrize(

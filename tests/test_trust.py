@@ -289,7 +289,7 @@ def test_the_fallback_summary_shows_the_estimate_of_the_offer_that_delivered(cli
     fakes["kie"].credits = 0  # kie ($0.03) refuses; piapi's preview ($0.10) delivers
     r = cli("gen", "x", "--quality", "high", "--out", "o", "--provider", "kie,piapi")
     assert r.code == 0, r.err
-    assert "piapi/gpt-image-2-preview (after 1 fallback(s)): estimated $0.10" in r.out
+    assert "piapi/gpt-image-2-preview (after 1 fallback): estimated $0.10" in r.out
 
 
 def test_a_refused_key_says_so_and_how_to_set_it(cli, fakes):

@@ -480,3 +480,25 @@ def test_image_paths_in_a_batch_file_are_read_from_the_files_folder(cli, fakes, 
     only_bad.write_text(json.dumps({"prompt": "x", "image": "missing.png"}) + "\n")
     r = cli("batch", str(only_bad), "--yes")
     assert r.code == 2 and "at least a prompt" not in r.err and "1 row refused" in r.err
+
+
+# -- 14: wording and numbers --------------------------------------------------------------------------------
+
+
+def test_words_and_numbers_read_right(cli, fakes, isolated_home):
+    assert cli("jobs").out.strip() == "no jobs in the ledger yet"
+    assert cli("gen", "a fox", "--out", "out", *only(fakes, "kie")).code == 0
+    assert cli("jobs", "--state", "planned").out.strip() == "no jobs match"
+    advised = cli("advise", "--since", "2026-01-01", "--json").json()
+    assert advised["images_per_month"] == round(advised["images_per_month"], 1)
+    r = cli("nosuchcommand")
+    assert r.err.startswith("error: No such command 'nosuchcommand'; see: imgroute --help")
+    (isolated_home / "config.yaml").write_text("plan: {apiframe: growth}\n")
+    assert "did you mean plans?" in cli("quote", "x").err
+
+
+@pytest.mark.parametrize("command", [("gen",), ("batch",), ("jobs",), ("advise",), ("quote",)])
+def test_help_names_what_to_write_not_python_types(cli, command):
+    r = cli(*command, "--help")
+    assert r.code == 0
+    assert "<bool>" not in r.out and "<list[str]>" not in r.out and "<str>" not in r.out

@@ -43,6 +43,26 @@ def _options(
     pass
 
 
+def _help_without_python_types() -> None:
+    """typer's --help shows Python types (`--help <bool>`, `PROMPT <str>`). A flag takes no value,
+    and an argument with a metavar says what to write already; neither shows a type. (The other
+    options name their values themselves: options.opt and options.flag.)"""
+    from typer.core import TyperArgument, TyperOption
+
+    if getattr(TyperOption, "imgroute_plain", False):
+        return
+    option_type, argument_type = TyperOption.display_type_rich, TyperArgument.display_type_rich
+
+    def option(self, ctx):
+        return None if self.is_flag and self.metavar is None else option_type(self, ctx)
+
+    def argument(self, ctx):
+        return None if self.metavar is not None else argument_type(self, ctx)
+
+    TyperOption.display_type_rich, TyperArgument.display_type_rich = option, argument
+    TyperOption.imgroute_plain = True
+
+
 # Command -> the module that registers it. typer builds every registered command on each run, and
 # `quote` should not pay for the others: only the module the command line names is imported (all of
 # them for --help, no command, or a typo, so that help and suggestions are whole).
@@ -65,6 +85,8 @@ COMMAND_MODULES = {
 
 def register_commands(argv: list[str]) -> None:
     name = next((arg for arg in argv if not arg.startswith("-")), None)
+    if "--help" in argv or "-h" in argv:  # (only help reads how options are shown)
+        _help_without_python_types()
     modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
     for module in modules:
         importlib.import_module(module)
@@ -99,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click_errors.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "imgroute"
-        fail(exc.format_message(), f"see: {command} --help", exc.exit_code)
+        fail(exc.format_message().rstrip("."), f"see: {command} --help", exc.exit_code)
     except click_errors.ClickException as exc:
         fail(exc.format_message(), None, exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):  # Abort: Ctrl-C at a prompt

@@ -15,14 +15,18 @@ from imgroute.session import ledger, load_table_and_settings
 
 @app.command()
 def advise(
-    mix: Annotated[Path | None, opt("--mix", help="A month of work: YAML list or CSV of rows with a count.")] = None,
+    mix: Annotated[
+        Path | None, opt("--mix", help="A month of work: YAML list or CSV of rows with a count.", metavar="FILE")
+    ] = None,
     since: Annotated[
-        str | None, opt("--since", help="Or the ledger's jobs since YYYY-MM-DD (default: 30 days).")
+        str | None, opt("--since", help="Or the ledger's jobs since YYYY-MM-DD (default: 30 days).", metavar="DATE")
     ] = None,
     plan: PlanOpt = None,
     deadline: DeadlineOpt = None,
     pricing: PricingOpt = None,
-    plot: Annotated[Path | None, opt("--plot", help="Also draw the charts into FILE.png or FILE.svg.")] = None,
+    plot: Annotated[
+        Path | None, opt("--plot", help="Also draw the charts into FILE.png or FILE.svg.", metavar="FILE")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What a month costs with imgroute's routing, at every single offer and plan, and from how

@@ -19,6 +19,7 @@ from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.errors import ImgrouteError, Interrupted, NoOfferError, StdoutClosed, UsageError
 from imgroute.money import fmt_usd
 from imgroute.session import Keys, check_out_dir, ledger, load_table_and_settings
+from imgroute.words import count
 
 
 @app.command()
@@ -26,15 +27,17 @@ from imgroute.session import Keys, check_out_dir, ledger, load_table_and_setting
 def batch(
     where: RouteFlags,
     *,
-    file: Annotated[str, typer.Argument(help="JSON Lines or CSV, one job per row ('-' for stdin).")],
-    max_total: Annotated[str | None, opt("--max-total", help="Most USD the whole batch may cost.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.")] = Path("."),
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Jobs at the providers at once.")] = (
+    file: Annotated[str, typer.Argument(help="JSON Lines or CSV, one job per row ('-' for stdin).", metavar="FILE")],
+    max_total: Annotated[
+        str | None, opt("--max-total", help="Most USD the whole batch may cost.", metavar="USD")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.", metavar="DIR")] = Path("."),
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Jobs at the providers at once.", metavar="N")] = (
         policy.DEFAULT_BATCH_CONCURRENCY
     ),
-    timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait for each job.")] = (
-        policy.DEFAULT_JOB_TIMEOUT_S
-    ),
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Most seconds to wait for each job.", metavar="SECONDS")
+    ] = (policy.DEFAULT_JOB_TIMEOUT_S),
     strict: Annotated[bool, flag("--strict", help="Refuse the whole file if any row is bad.")] = False,
     dry_run: Annotated[bool, flag("--dry-run", help="Show the plan; send nothing.")] = False,
     yes: Annotated[bool, flag("--yes", "-y", help="Run without asking (needed without a terminal).")] = False,
@@ -106,9 +109,9 @@ def _read_rows(file: str, strict: bool):
     for item in bad:
         sys.stderr.write(f"{label}:{item.line}: {item.problem}\n")
     if bad and strict:
-        raise UsageError(f"{len(bad)} bad row(s) in {label}", "fix them, or drop --strict to skip them")
+        raise UsageError(f"{count(len(bad), 'bad row')} in {label}", "fix them, or drop --strict to skip them")
     if not rows and bad:
-        raise UsageError(f"no usable rows in {label}: {_rows(len(bad))} refused, each said above", "fix them")
+        raise UsageError(f"no usable rows in {label}: {count(len(bad), 'row')} refused, each said above", "fix them")
     if not rows:
         raise UsageError(f"no rows in {label}", "each row needs at least a prompt")
     return rows, bad, label
@@ -205,7 +208,7 @@ class _Run:
         from imgroute.batch_run import Outcome
 
         done, unsent = self.counts[Outcome.DONE], self.counts[Outcome.NOT_STARTED]
-        said = f"{_rows(done)} done, {_rows(unsent)} not started (nothing was sent for them)"
+        said = f"{count(done, 'row')} done, {count(unsent, 'row')} not started (nothing was sent for them)"
         hint = f"run the same command again to finish (nothing is sent twice): {again}"
         if self.stdout_gone:
             return StdoutClosed(f"stdout was closed: {said}; what was sent was finished and saved", hint)
@@ -214,7 +217,7 @@ class _Run:
     def stopping(self, sent: int) -> None:
         why = "stdout was closed" if self.stdout_gone else f"{signals.stop_word()}"
         again = "" if self.stdout_gone else " (Ctrl-C again to leave them for the next run)"
-        waiting = f"waiting for the {_jobs(sent)} already sent to finish and be recorded{again}" if sent else ""
+        waiting = f"waiting for the {count(sent, 'job')} already sent to finish and be recorded{again}" if sent else ""
         sys.stderr.write(f"{why}: no new request is sent{'; ' + waiting if waiting else ''}\n")
         sys.stderr.flush()
 
@@ -223,7 +226,7 @@ class _Run:
         inside a step; they must not run into the interpreter's shutdown)."""
         left = self.runner.left_running
         sys.stderr.write(
-            f"error: {signals.stop_word()}; {_jobs(left)} already sent were left at their providers, journaled; "
+            f"error: {signals.stop_word()}; {count(left, 'job')} already sent were left at their providers, journaled; "
             f"run the same command again to finish them (nothing is sent twice): {again}\n"
         )
         with contextlib.suppress(BrokenPipeError):
@@ -267,11 +270,3 @@ class _Run:
             self.write_line(report.batch_row(row_result))
         if row_result.outcome != "unservable":  # the progress bar counts the rows that run
             self.progress.update(row_result, running=self.runner.running)
-
-
-def _rows(count: int) -> str:
-    return f"{count} row" if count == 1 else f"{count} rows"
-
-
-def _jobs(count: int) -> str:
-    return f"{count} job" if count == 1 else f"{count} jobs"

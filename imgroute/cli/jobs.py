@@ -13,6 +13,7 @@ from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
 from imgroute.errors import Busy, ImgrouteError, Interrupted, UsageError, quoted
 from imgroute.models import JobState
 from imgroute.session import Keys, job_runner, ledger, load_table_and_settings
+from imgroute.words import count
 
 jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
@@ -30,11 +31,15 @@ def resolve_job(journal, job_id: str):
 @jobs_app.callback()
 def jobs_list(
     ctx: typer.Context,
-    state: Annotated[list[str] | None, opt("--state", help="Only jobs in these states (repeatable).")] = None,
-    provider: Annotated[str | None, opt("--provider", help="Only jobs tried at this provider.")] = None,
-    since: Annotated[str | None, opt("--since", help="Jobs created on or after YYYY-MM-DD.")] = None,
-    until: Annotated[str | None, opt("--until", help="Jobs created before YYYY-MM-DD.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20,
+    state: Annotated[
+        list[str] | None, opt("--state", help="Only jobs in these states (repeatable).", metavar="STATE")
+    ] = None,
+    provider: Annotated[
+        str | None, opt("--provider", help="Only jobs tried at this provider or offer.", metavar="NAME")
+    ] = None,
+    since: Annotated[str | None, opt("--since", help="Jobs created on or after YYYY-MM-DD.", metavar="DATE")] = None,
+    until: Annotated[str | None, opt("--until", help="Jobs created before YYYY-MM-DD.", metavar="DATE")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.", metavar="N")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent jobs, newest first."""
@@ -63,12 +68,13 @@ def jobs_list(
     if as_json:
         render.print_json(data)
     else:
-        render.print_jobs(render.stdout_console(), data)
+        render.print_jobs(render.stdout_console(), data, filtered=bool(states or provider or since or until))
 
 
 @jobs_app.command("show")
 def jobs_show(
-    job_id: Annotated[str, typer.Argument(help="A job id, or its first characters.")], as_json: JsonOpt = False
+    job_id: Annotated[str, typer.Argument(help="A job id, or its first characters.", metavar="JOB")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Everything the ledger knows about one job."""
     from imgroute import render, report
@@ -86,7 +92,7 @@ def jobs_show(
 
 @jobs_app.command("settle")
 def jobs_settle(
-    job_id: Annotated[str, typer.Argument(help="A job whose submit's fate is unknown.")],
+    job_id: Annotated[str, typer.Argument(help="A job whose submit's fate is unknown.", metavar="JOB")],
     charged: Annotated[
         bool, flag("--charged", help="The provider's dashboard shows it charged (images lost).")
     ] = False,
@@ -101,19 +107,21 @@ def jobs_settle(
     if not settled:
         raise UsageError(f"job {job.id} has no request whose fate is unknown", f"see: imgroute jobs show {job.id}")
     if charged:
-        print(f"job {job.id}: {settled} request(s) settled as charged, their images lost; counted as spent")
+        print(f"job {job.id}: {count(settled, 'request')} settled as charged, their images lost; counted as spent")
     else:
         print(
-            f"job {job.id}: {settled} request(s) settled as never charged; "
+            f"job {job.id}: {count(settled, 'request')} settled as never charged; "
             f"send them with: imgroute jobs resume {job.id}"
         )
 
 
 @jobs_app.command("resume")
 def jobs_resume(
-    job_id: Annotated[str | None, typer.Argument(help="The job to finish (or --all).", show_default=False)] = None,
+    job_id: Annotated[
+        str | None, typer.Argument(help="The job to finish (or --all).", show_default=False, metavar="JOB")
+    ] = None,
     all_jobs: Annotated[bool, flag("--all", help="Every unfinished job, all at once.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait per job.")] = (
+    timeout: Annotated[float, typer.Option("--timeout", help="Most seconds to wait per job.", metavar="SECONDS")] = (
         policy.DEFAULT_JOB_TIMEOUT_S
     ),
     quiet: Annotated[bool, flag("--quiet", help="Print only the saved file paths.")] = False,
@@ -164,7 +172,7 @@ def _resume_all(targets, table, keys, settings, timeout, reroute, shown) -> None
 
     def stopping(sent: int) -> None:
         sys.stderr.write(
-            f"{signals.stop_word()}: no new request is sent; waiting for the {sent} job(s) under way "
+            f"{signals.stop_word()}: no new request is sent; waiting for the {count(sent, 'job')} under way "
             "(Ctrl-C again to leave them for the next run)\n"
         )
 
@@ -172,7 +180,7 @@ def _resume_all(targets, table, keys, settings, timeout, reroute, shown) -> None
         resume_all(targets, table, keys, settings, timeout, reroute, report, stopping)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"{signals.stop_word()}: {len(shown.results)} of {len(targets)} job(s) finished here",
+            f"{signals.stop_word()}: {len(shown.results)} of {count(len(targets), 'job')} finished here",
             "the others are in the ledger as they were: run imgroute jobs resume --all again",
         ) from None
 

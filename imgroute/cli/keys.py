@@ -28,8 +28,10 @@ def _store():
 
 @keys_app.command("set")
 def keys_set(
-    name: Annotated[str, typer.Argument(help="Provider id (fal) or its variable (FAL_KEY).")],
-    value: Annotated[str | None, opt("--value", help="The key; prompted for (hidden) when omitted.")] = None,
+    name: Annotated[str, typer.Argument(help="Provider id (fal) or its variable (FAL_KEY).", metavar="NAME")],
+    value: Annotated[
+        str | None, opt("--value", help="The key; prompted for (hidden) when omitted.", metavar="KEY")
+    ] = None,
 ) -> None:
     """Store a key in the keys file (mode 0600)."""
     key_store = _store()
@@ -64,7 +66,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
 
 
 @keys_app.command("remove")
-def keys_remove(name: Annotated[str, typer.Argument(help="Provider id or its variable.")]) -> None:
+def keys_remove(name: Annotated[str, typer.Argument(help="Provider id or its variable.", metavar="NAME")]) -> None:
     """Remove a key from the keys file (environment variables are yours to unset)."""
     key_store = _store()
     provider = key_store.provider_for(name)

@@ -27,8 +27,12 @@ def _cap(text: str | None, flag: str) -> Decimal | None:
 
 @budget_app.command("set")
 def budget_set(
-    daily: Annotated[str | None, opt("--daily", help="Most USD per calendar day ('none' to clear).")] = None,
-    monthly: Annotated[str | None, opt("--monthly", help="Most USD per calendar month ('none' to clear).")] = None,
+    daily: Annotated[
+        str | None, opt("--daily", help="Most USD per calendar day ('none' to clear).", metavar="USD")
+    ] = None,
+    monthly: Annotated[
+        str | None, opt("--monthly", help="Most USD per calendar month ('none' to clear).", metavar="USD")
+    ] = None,
 ) -> None:
     """Set spending caps, checked before every submit against what is spent and in flight."""
     if daily is None and monthly is None:
@@ -63,7 +67,7 @@ def budget_show(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def spend(
-    since: Annotated[str | None, opt("--since", help="Only spending on or after YYYY-MM-DD.")] = None,
+    since: Annotated[str | None, opt("--since", help="Only spending on or after YYYY-MM-DD.", metavar="DATE")] = None,
     savings: Annotated[
         bool, flag("--savings", help="What routing saved: the same jobs at the default offer and the cheapest one.")
     ] = False,

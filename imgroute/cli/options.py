@@ -18,8 +18,10 @@ from imgroute.errors import UsageError, quoted
 from imgroute.models import Constraints, Request
 
 
-def opt(*names: str, help: str):
-    return typer.Option(*names, help=help, show_default=False)
+def opt(*names: str, help: str, metavar: str | None = None):
+    """An option with a value, shown in --help as what to write (`--provider NAME`), not as its
+    Python type (`<list[str]>`)."""
+    return typer.Option(*names, help=help, show_default=False, metavar=metavar)
 
 
 def flag(*names: str, help: str):
@@ -28,39 +30,61 @@ def flag(*names: str, help: str):
 
 
 PromptArg = Annotated[
-    str | None, typer.Argument(help="What to draw. Read from stdin when omitted.", show_default=False)
+    str | None,
+    typer.Argument(help="What to draw. Read from stdin when omitted.", show_default=False, metavar="PROMPT"),
 ]
-QualityOpt = Annotated[str, typer.Option("--quality", "-q", help="low, medium or high.")]
-SizeOpt = Annotated[str | None, opt("--size", help="Exact pixels, WIDTHxHEIGHT.")]
-AspectOpt = Annotated[str | None, opt("--aspect", help="Aspect ratio W:H (default 1:1).")]
-ResolutionOpt = Annotated[str | None, opt("--resolution", help="1K, 2K or 4K (default 1K).")]
-NOpt = Annotated[int, typer.Option("--n", help="Images in the job.")]
-ProviderOpt = Annotated[list[str] | None, opt("--provider", help="Only these providers (repeatable).")]
-ExcludeOpt = Annotated[list[str] | None, opt("--exclude", help="Never these providers (repeatable).")]
-MaxCostOpt = Annotated[str | None, opt("--max-cost", help="Most USD to spend on the job.")]
-PlanOpt = Annotated[list[str] | None, opt("--plan", help="PROVIDER=PLAN, the plan you are on (repeatable).")]
-PricingOpt = Annotated[Path | None, opt("--pricing", help="A pricing file merged over the bundled table.")]
+QualityOpt = Annotated[str, typer.Option("--quality", "-q", help="low, medium or high.", metavar="TIER")]
+SizeOpt = Annotated[str | None, opt("--size", help="Exact pixels, WIDTHxHEIGHT.", metavar="WxH")]
+AspectOpt = Annotated[str | None, opt("--aspect", help="Aspect ratio W:H (default 1:1).", metavar="W:H")]
+ResolutionOpt = Annotated[str | None, opt("--resolution", help="1K, 2K or 4K (default 1K).", metavar="TIER")]
+NOpt = Annotated[int, typer.Option("--n", "-n", help="Images in the job.", metavar="N")]
+ProviderOpt = Annotated[
+    list[str] | None, opt("--provider", help="Only these providers or offers (repeatable).", metavar="NAME")
+]
+ExcludeOpt = Annotated[
+    list[str] | None, opt("--exclude", help="Never these providers or offers (repeatable).", metavar="NAME")
+]
+MaxCostOpt = Annotated[str | None, opt("--max-cost", help="Most USD to spend on the job.", metavar="USD")]
+PlanOpt = Annotated[list[str] | None, opt("--plan", help="The plan you are on (repeatable).", metavar="PROVIDER=PLAN")]
+PricingOpt = Annotated[
+    Path | None, opt("--pricing", help="A pricing file merged over the bundled table.", metavar="FILE")
+]
 JsonOpt = Annotated[bool, flag("--json", help="One JSON object on stdout.")]
 JsonLinesOpt = Annotated[bool, flag("--json", help="One JSON object per row on stdout, as each row ends.")]
-ImageOpt = Annotated[list[str] | None, opt("--image", help="Reference image to edit: a file or URL (repeatable).")]
-MaskOpt = Annotated[str | None, opt("--mask", help="PNG whose transparent pixels mark where to edit.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="png, jpeg or webp.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.")]
-NameOpt = Annotated[
-    str, typer.Option("--name", help="File name template: {slug} {provider} {model} {index} {job} {quality} {date}.")
+ImageOpt = Annotated[
+    list[str] | None, opt("--image", help="Reference image to edit: a file or URL (repeatable).", metavar="PATH|URL")
 ]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Most seconds to wait for the job.")]
-BackgroundOpt = Annotated[str, typer.Option("--background", help="auto, opaque or transparent.")]
-ModerationOpt = Annotated[str, typer.Option("--moderation", help="auto, or low (less strict, where offered).")]
+MaskOpt = Annotated[str | None, opt("--mask", help="PNG whose transparent pixels mark where to edit.", metavar="PNG")]
+FormatOpt = Annotated[str, typer.Option("--format", help="png, jpeg or webp.", metavar="FORMAT")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.", metavar="DIR")]
+NameOpt = Annotated[
+    str,
+    typer.Option(
+        "--name",
+        help="File name template: {slug} {provider} {model} {index} {job} {quality} {date}.",
+        metavar="TEMPLATE",
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Most seconds to wait for the job.", metavar="SECONDS")]
+BackgroundOpt = Annotated[str, typer.Option("--background", help="auto, opaque or transparent.", metavar="KIND")]
+ModerationOpt = Annotated[
+    str, typer.Option("--moderation", help="auto, or low (less strict, where offered).", metavar="LEVEL")
+]
 OfficialOnlyOpt = Annotated[bool, flag("--official-only", help="Only offers that run OpenAI's own model.")]
 StatedQualityOpt = Annotated[bool, flag("--stated-quality", help="Only offers that state the quality they deliver.")]
 DeadlineOpt = Annotated[
-    str | None, opt("--deadline", help="How long the job may take (24h): admits slower, cheaper offers.")
+    str | None,
+    opt("--deadline", help="How long the job may take (24h): admits slower, cheaper offers.", metavar="DURATION"),
 ]
 DryRunOpt = Annotated[bool, flag("--dry-run", help="Show the route and the exact request; send nothing.")]
 QuietOpt = Annotated[bool, flag("--quiet", help="Print only the saved file paths, one per line.")]
 RankOpt = Annotated[
-    str, opt("--rank", help="price, or expected: per delivered image, from your history (20+ jobs at an offer).")
+    str,
+    opt(
+        "--rank",
+        help="price, or expected: per delivered image, from your history (20+ jobs at an offer).",
+        metavar="HOW",
+    ),
 ]
 DetachOpt = Annotated[
     bool, flag("--detach", help="With an offer that takes a while (a batch): send, print the job id, do not wait.")

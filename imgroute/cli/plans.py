@@ -19,9 +19,9 @@ app.add_typer(plans_app, name="plans")
 
 @plans_app.command("set")
 def plans_set(
-    provider: Annotated[str, typer.Argument(help="A credit-priced provider (apiframe, kie).")],
-    credits: Annotated[int, typer.Option("--credits", help="Credits bought (the balance starts here).")],
-    expires: Annotated[str, opt("--expires", help="The day they expire, YYYY-MM-DD.")],
+    provider: Annotated[str, typer.Argument(help="A credit-priced provider (apiframe, kie).", metavar="PROVIDER")],
+    credits: Annotated[int, typer.Option("--credits", help="Credits bought (the balance starts here).", metavar="N")],
+    expires: Annotated[str, opt("--expires", help="The day they expire, YYYY-MM-DD.", metavar="DATE")],
 ) -> None:
     """Record a prepaid balance: quote marks offers it pays for, advise says what will expire."""
     from imgroute import config

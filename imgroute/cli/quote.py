@@ -61,7 +61,7 @@ def pricing_show(
     ctx: typer.Context,
     pricing: PricingOpt = None,
     max_age: Annotated[
-        int | None, opt("--max-age", help="Warn about rows observed more than this many days ago.")
+        int | None, opt("--max-age", help="Warn about rows observed more than this many days ago.", metavar="DAYS")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -95,7 +95,7 @@ def pricing_show(
 
 @pricing_app.command("validate")
 def pricing_validate(
-    file: Annotated[Path, typer.Argument(help="A pricing file: a full table or an override.")],
+    file: Annotated[Path, typer.Argument(help="A pricing file: a full table or an override.", metavar="FILE")],
 ) -> None:
     """Check a pricing file as imgroute would use it (merged over the bundled table)."""
     from imgroute.pricing import load_table

@@ -13,12 +13,17 @@ from imgroute.cli.options import opt
 
 @app.command()
 def serve(
-    host: Annotated[str, opt("--host", help="Address to listen on (loopback unless a token is set).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8787,
+    host: Annotated[
+        str, opt("--host", help="Address to listen on (loopback unless a token is set).", metavar="ADDRESS")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.", metavar="PORT")] = 8787,
     token: Annotated[
-        str | None, opt("--token", help="Require `Authorization: Bearer TOKEN` (or set IMGROUTE_SERVE_TOKEN).")
+        str | None,
+        opt("--token", help="Require `Authorization: Bearer TOKEN` (or set IMGROUTE_SERVE_TOKEN).", metavar="TOKEN"),
     ] = None,
-    out: Annotated[Path | None, opt("--out", help="Where served images go (default ~/.imgroute/served).")] = None,
+    out: Annotated[
+        Path | None, opt("--out", help="Where served images go (default ~/.imgroute/served).", metavar="DIR")
+    ] = None,
 ) -> None:
     """Serve the OpenAI Images API: point an OpenAI client's base_url at it, and imgroute routes."""
     from imgroute import config
