@@ -39,6 +39,26 @@ def home() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".imgroute"
 
 
+def in_home(path: Path) -> bool:
+    """Whether `path` lies in the home (then what imgroute writes there is owner-only too)."""
+    try:
+        return path.expanduser().resolve().is_relative_to(home().resolve())
+    except OSError:
+        return False
+
+
+def home_warning() -> str | None:
+    """A warning when the home exists and others may read it: keys, the ledger and images live
+    there. (It is made 0700 by every command that makes it.)"""
+    from imgroute.files import wider_than_private
+
+    where = home()
+    mode = wider_than_private(where)
+    if mode is None:
+        return None
+    return f"warning: {where} can be read by others (mode {mode:o}); make it private: chmod 700 {where}"
+
+
 class Settings(NamedTuple):
     path: Path
     plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name

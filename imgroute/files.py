@@ -64,12 +64,27 @@ def process_alive(pid: int) -> bool:
 
 
 def private_dir(path: Path) -> Path:
-    """A directory only its owner can read (the home, the spool), made if missing. (mkdir's mode
-    is filtered by the umask, so it is set again once made.)"""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-        os.chmod(path, PRIVATE_DIR)
+    """A directory only its owner can read (the home, the spool), made if missing, and so is each
+    folder made on the way to it (`mkdir -p` would make those with the umask's mode: a first
+    `imgroute serve` left ~/.imgroute 0755). mkdir's mode is filtered by the umask, so it is set
+    again once made."""
+    if path.is_dir():
+        return path
+    missing = [path, *(parent for parent in path.parents if not parent.exists())]
+    for folder in reversed([p for p in missing if not p.is_dir()]):
+        with contextlib.suppress(FileExistsError):  # (another process made it meanwhile)
+            folder.mkdir(mode=PRIVATE_DIR)
+            os.chmod(folder, PRIVATE_DIR)
     return path
+
+
+def wider_than_private(path: Path) -> int | None:
+    """The mode of a directory others may read or enter, else None (also when it is missing)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    return mode if mode & 0o077 else None
 
 
 def private_file(path: Path) -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.files import PART_PREFIX, atomic_write, process_alive, temp_file
+from imgroute.files import PART_PREFIX, PRIVATE_FILE, atomic_write, process_alive, temp_file
 
 FORMATS = ("png", "jpeg", "webp")
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -225,6 +225,7 @@ def place(
     adopt_identical: bool = False,
     taken: Collection[Path] = (),
     stems: Callable[[int], str] | None = None,
+    private: bool = False,
 ) -> Path:
     """Give a staged file its final name without ever overwriting: stem.ext, stem-2.ext, ... (or,
     with `stems`, the names it gives for attempts 1, 2, ...: a template's next free index).
@@ -232,9 +233,11 @@ def place(
     With `adopt_identical` (resuming an interrupted save), a file already at one of those names
     with the very same bytes is taken as this image, instead of writing a second copy, unless it
     is in `taken`: already another image of the same job (a provider may send two alike).
+    `private`: the folder is imgroute's home (served images): the file stays owner-only.
     """
     ext = EXTENSIONS[staged.info.format]
-    os.chmod(staged.path, _file_mode())
+    if not private:  # (staged 0600: a file in imgroute's home stays owner-only)
+        os.chmod(staged.path, _file_mode())
     for attempt in range(1, 10_000):
         if stems is not None:
             name = f"{stems(attempt)}.{ext}"
@@ -263,7 +266,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_sidecar(image_path: Path, record: dict) -> Path:
+def write_sidecar(image_path: Path, record: dict, private: bool = False) -> Path:
     """The job's facts next to the image, atomically: image.png -> image.png.json."""
     sidecar = image_path.with_name(image_path.name + ".json")
-    return atomic_write(sidecar, json.dumps(record, indent=2) + "\n", mode=_file_mode(), durable=False)
+    mode = PRIVATE_FILE if private else _file_mode()
+    return atomic_write(sidecar, json.dumps(record, indent=2) + "\n", mode=mode, durable=False)

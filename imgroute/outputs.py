@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute import images
+from imgroute import config, images
 from imgroute.errors import OutputError
 from imgroute.files import atomic_write, private_dir
 from imgroute.http import Http, TransportFailure
@@ -83,6 +83,7 @@ class Outputs:
         self.http = http
         self.resuming = resuming  # an identical file already at the intended name is ours
         self.claimed: set[Path] = set()  # files recorded for this job's images: never adopted by another
+        self.private = config.in_home(out_dir)  # (serve's default folder): owner-only files, as the home's
         if resuming and out_dir.is_dir():
             images.clean_stale_parts(out_dir)
 
@@ -108,7 +109,7 @@ class Outputs:
             return images.render_name(self.name_template, {**values, "index": str(index + attempt - 1)})
 
         stems = next_index if "{index}" in self.name_template else None
-        path = images.place(staged, self.out_dir, stem, self.resuming, self.claimed, stems)
+        path = images.place(staged, self.out_dir, stem, self.resuming, self.claimed, stems, self.private)
         self.claimed.add(path)
         info = staged.info
         images.write_sidecar(
@@ -127,6 +128,7 @@ class Outputs:
                 "estimated_cost_usd": usd_json(shape.per_image),
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             },
+            self.private,
         )
         verified = shape.problem(info) is None
         return SavedImage(path, staged.sha256, info.format, info.width, info.height, staged.size, verified)

@@ -502,3 +502,73 @@ def test_help_names_what_to_write_not_python_types(cli, command):
     r = cli(*command, "--help")
     assert r.code == 0
     assert "<bool>" not in r.out and "<list[str]>" not in r.out and "<str>" not in r.out
+
+
+# -- 16: serve keeps the home private, its paths to itself, and its log honest ----------------------------
+
+
+def test_serve_as_the_first_command_keeps_the_home_and_its_images_owner_only(fakes, isolated_home, tmp_path):
+    import socket
+    import stat
+
+    import openai
+
+    assert not isolated_home.exists()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgroute", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    try:
+        wait_for(lambda: _listening(port))
+        image = client.images.generate(prompt="a fox", extra_body={"imgroute": {"provider": "kie"}})
+        saved = image.model_extra["imgroute"]["files"][0]
+        not_an_image = tmp_path / "notimage.png"
+        not_an_image.write_bytes(b"this is not an image at all")
+        with pytest.raises(openai.BadRequestError) as caught, open(not_an_image, "rb") as upload:
+            client.images.edit(image=upload, prompt="make it dusk")
+    finally:
+        proc.terminate()  # SIGTERM: the same clean stop as Ctrl-C
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    message = caught.value.body["message"]
+    assert "'notimage.png'" in message and "serve-inputs" not in message and str(isolated_home) not in message
+    for folder in (isolated_home, isolated_home / "served", isolated_home / "serve-inputs"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(saved + ".json").st_mode) == 0o600
+    assert "nothing charged" not in err and "$0.03" in err  # the log: what the job cost
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_every_command_warns_when_the_home_is_open_to_others(cli, isolated_home):
+    assert cli("keys", "list").err == ""
+    isolated_home.mkdir(mode=0o755)
+    isolated_home.chmod(0o755)
+    r = cli("quote", "x")
+    assert r.code == 0 and f"warning: {isolated_home} can be read by others (mode 755)" in r.err
+    assert f"chmod 700 {isolated_home}" in r.err
+
+
+def test_the_serve_log_never_shows_an_estimate_as_money_spent():
+    from types import SimpleNamespace
+
+    from imgroute.serve.app import _charged
+
+    failed = SimpleNamespace(actual=None, status="failed", estimate=None)
+    assert _charged(failed) == "nothing charged"
+    unknown = SimpleNamespace(actual=None, status="unknown", estimate=__import__("decimal").Decimal("0.2108"))
+    assert _charged(unknown) == "charge not known yet (estimated $0.2108)"
+    paid = SimpleNamespace(actual=__import__("decimal").Decimal("0.03"), status="succeeded", estimate=None)
+    assert _charged(paid) == "$0.03"

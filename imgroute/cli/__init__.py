@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     signals.install()
     register_commands(sys.argv[1:] if argv is None else argv)
     guard_commands(app)
+    _warn_if_home_is_open()
     try:
         code = app(args=argv, prog_name="imgroute", standalone_mode=False)
     except Interrupted as exc:  # Ctrl-C or SIGTERM: the same stop, told apart by the exit code
@@ -161,6 +162,14 @@ def _guarded(callback):
 
     run.reader_guarded = True
     return run
+
+
+def _warn_if_home_is_open() -> None:
+    from imgroute.config import home_warning
+
+    warning = home_warning()
+    if warning:
+        sys.stderr.write(warning + "\n")
 
 
 def entry() -> None:

@@ -34,4 +34,8 @@ def serve(
 
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port} is out of range", "use 1 to 65535")
-    run_server(host, port, token_from_env(token), check_out_dir(out or config.home() / "served"))
+    if out is None:  # the home's own folder: owner-only, as the home is
+        from imgroute.files import private_dir
+
+        out = private_dir(config.home() / "served")
+    run_server(host, port, token_from_env(token), check_out_dir(out))

@@ -69,8 +69,9 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
         except ParamError as exc:
             return error_response(HttpError(400, str(exc), "invalid_request_error", None, exc.param))
         if call.dry_run:
+            response = dry_run_response(gateway, call)
             discard_inputs(call.inputs)
-            return dry_run_response(gateway, call)
+            return response
         served, joined = await gateway.run(call, tries_before(request))
         response = job_response(served, call, joined)
         log_line(request.method, request.url.path, response.status_code, served, started, joined)
@@ -153,6 +154,7 @@ async def _edit_from_form(form, folder: Path, gateway: Gateway):
     fields: dict[str, str | list[str]] = {}
     images: list[str] = []
     mask = None
+    uploads: list[tuple[str, str]] = []  # (saved path, the client's own name for it)
     digest = hashlib.sha256()
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
@@ -161,6 +163,7 @@ async def _edit_from_form(form, folder: Path, gateway: Gateway):
             stem = Path(value.filename or "image").name or "image"
             path = folder / f"{len(images) + (mask is not None)}-{stem}"
             atomic_write(path, data)  # (0600, like every file imgroute keeps in the home)
+            uploads.append((str(path), f"'{stem}'"))
             if name in ("image", "image[]"):
                 images.append(str(path))
             elif name == "mask":
@@ -174,7 +177,8 @@ async def _edit_from_form(form, folder: Path, gateway: Gateway):
         else:
             fields[name] = value
     files = (folder, images, mask, digest.hexdigest())
-    return read_edit(fields, files, gateway.settings.profiles, gateway.offers)
+    call = read_edit(fields, files, gateway.settings.profiles, gateway.offers)
+    return call._replace(uploads=tuple(uploads))
 
 
 def tries_before(request: Request) -> int | None:
@@ -202,7 +206,7 @@ def _receiver(raw: bytes):
 
 def job_response(served: Served, call, joined: bool):
     if served.error is not None:
-        return error_response(http_error(served), served)
+        return error_response(http_error(served, call), served)
     result = served.result
     data = [{"b64_json": base64.b64encode(Path(image.path).read_bytes()).decode(), "revised_prompt": None}
             for image in result.images]  # fmt: skip
@@ -239,9 +243,13 @@ def dry_run_response(gateway: Gateway, call):
     try:
         planned = gateway.plan(call)
     except errors.ImgrouteError as exc:
-        return error_response(http_error(Served(None, exc, None)))
+        return error_response(http_error(Served(None, exc, None), call))
     route = planned.route
-    body = {"created": int(time.time()), "data": [], "imgroute": {"dry_run": True, **route_json(route)}}
+    report = route_json(route)
+    report["request"]["images"] = [call.in_client_terms(image) for image in report["request"]["images"]]
+    if report["request"]["mask"]:
+        report["request"]["mask"] = call.in_client_terms(report["request"]["mask"])
+    body = {"created": int(time.time()), "data": [], "imgroute": {"dry_run": True, **report}}
     return JSONResponse(body, headers={"x-request-id": _request_id()})
 
 
@@ -275,10 +283,13 @@ def headers(served: Served, joined: bool) -> dict:
     return out
 
 
-def http_error(served: Served) -> HttpError:
-    """An imgroute error as OpenAI's status, type and code, and whether a retry is safe."""
+def http_error(served: Served, call=None) -> HttpError:
+    """An imgroute error as OpenAI's status, type and code, and whether a retry is safe. An edit's
+    uploads are named as the client named them (the server's paths are its own business)."""
     error, result = served.error, served.result
     message = error.message + (f" ({error.hint})" if error.hint else "")
+    if call is not None:
+        message = call.in_client_terms(message)
     status = str(result.status) if result is not None else None
     unsafe = status in ("unknown", "running", "submitted") or (result is not None and bool(result.images))
     if isinstance(error, errors.UsageError):
@@ -321,6 +332,16 @@ def error_response(exc: HttpError, served: Served | None = None):
     return JSONResponse(body, status_code=exc.status, headers=extra)
 
 
+def _charged(result) -> str:
+    """What a job cost, as far as is known: never an estimate shown as money spent."""
+    if result.actual is not None:
+        return f"${usd_json(result.actual)}"
+    if str(result.status) in ("unknown", "running", "submitted"):
+        estimate = f" (estimated ${usd_json(result.estimate)})" if result.estimate is not None else ""
+        return f"charge not known yet{estimate}"
+    return "nothing charged"
+
+
 def _request_id() -> str:
     return f"req_{uuid.uuid4().hex[:20]}"
 
@@ -331,8 +352,7 @@ def log_line(method: str, path: str, status: int, served: Served, started: float
     what = " (no job)"
     if served.result is not None:
         result = served.result
-        cost = result.actual if result.actual is not None else result.estimate
-        what = f" job {result.job_id} {result.status} at {result.provider}/{result.model} ${usd_json(cost)}"
+        what = f" job {result.job_id} {result.status} at {result.provider}/{result.model} {_charged(result)}"
         what += " (a retry, joined)" if joined else ""
     elif served.error is not None:
         what = f" refused: {served.error.message[:160]}"

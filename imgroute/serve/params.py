@@ -58,6 +58,13 @@ class ImageCall(NamedTuple):
     identity: str  # the same request sent again (a client's retry) has the same identity
     output_format: str
     inputs: Path | None = None  # the folder of an edit's uploaded files (see Gateway: kept while needed)
+    uploads: tuple[tuple[str, str], ...] = ()  # (where an upload was saved, the name the client gave it)
+
+    def in_client_terms(self, text: str) -> str:
+        """A message with each saved upload's path (the server's own) as the client named it."""
+        for saved, name in self.uploads:
+            text = text.replace(saved, name)
+        return text
 
 
 def read_generation(body: Any, profiles: dict, offers: set[str]) -> ImageCall:
