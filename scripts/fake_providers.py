@@ -14,6 +14,7 @@ serves until Ctrl-C. Faults can be injected while it runs, e.g.:
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from imgroute.providers import BASE_URL_ENV, KEY_ENV  # noqa: E402
-from tests.fakes import FAKES  # noqa: E402
+
+
+def fail(message: str, code: int = 2) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+try:
+    from tests.fakes import FAKES  # noqa: E402
+except ModuleNotFoundError as missing:  # the fakes make real images with Pillow, a test dependency
+    fail(f"the fakes need {missing.name} ({'Pillow' if missing.name == 'PIL' else missing.name}); install the "
+         "test extras: pip install -e '.[dev]'")  # fmt: skip
 
 
 def launch(port: int, *options: str):
@@ -58,13 +70,21 @@ def main() -> None:
         "--job-seconds",
         type=float,
         default=None,
-        help="Kie and Apiframe jobs finish after this long instead (benchmarks)",
+        help="jobs at Kie, Apiframe, fal and Replicate finish after this long instead (benchmarks)",
     )
     args = parser.parse_args()
 
     servers = []
     for offset, (name, cls) in enumerate(FAKES.items()):
-        server = cls(port=args.port + offset, steps=args.steps)
+        port = args.port + offset
+        try:
+            server = cls(port=port, steps=args.steps)
+        except OSError as exc:
+            for _, started in servers:
+                started.stop()
+            why = "is taken" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            fail(f"port {port} (for the {name} fake) {why}; the fakes take {len(FAKES)} ports from --port: "
+                 f"choose others, like --port {args.port + 100}")  # fmt: skip
         server.job_seconds = args.job_seconds
         servers.append((name, server.start()))
     print("# paste into another shell:")
