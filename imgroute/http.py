@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from imgroute import __version__, policy
+from imgroute import __version__, debug, policy
 from imgroute.errors import TroubleKind
 
 # Failures that prove the request never left this machine.
@@ -60,6 +60,8 @@ def build_client(transport: httpx.BaseTransport | None = None, pool_size: int = 
         follow_redirects=True,
     )
     client._cookies = _NoCookies()  # httpx has no switch for it; tests/test_http.py checks it holds
+    if debug.enabled():  # -v / --debug / IMGROUTE_DEBUG: every exchange of this client traced on stderr
+        debug.trace(client)
     return client
 
 

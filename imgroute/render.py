@@ -231,6 +231,23 @@ def print_pricing(console: Console, rows: list[dict], notes: list[str]) -> None:
         console.print(f"note: {note}", style="dim")
 
 
+# -- config -----------------------------------------------------------------------------------
+
+
+def print_config(console: Console, settings) -> None:
+    """`imgroute config`: each setting, its value and where it comes from."""
+    import json
+
+    grid = Grid(
+        [Column("setting", head=True), Column("value", wrap=True, min_width=20), Column("from", wrap=True)],
+        title="Settings in effect",
+    )
+    for setting in settings:
+        value = setting.value if isinstance(setting.value, str) else json.dumps(setting.value)
+        grid.add_row(setting.name, value, setting.source)
+    grid.print(console)
+
+
 # -- gen --------------------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ def test_version(cli):
     from imgroute import __version__
 
     r = cli("--version")
-    assert r.code == 0 and r.out == f"imgroute {__version__}\n"
+    assert r.code == 0 and r.out.splitlines()[0] == f"imgroute {__version__}"
 
 
 EXIT_PROBE = """

@@ -21,16 +21,17 @@ app = typer.Typer(
     name="imgroute",
     help="Route GPT Image 2 jobs to the cheapest provider that can really deliver them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion; offers complete (options.py)
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # (a docstring's line breaks are not help's: markdown joins them)
 )
 
 
 def _show_version(wanted: bool) -> None:
     if wanted:
-        from imgroute import __version__
+        from imgroute.config_view import version_text
 
-        print(f"imgroute {__version__}")
+        print(version_text())
         raise typer.Exit()
 
 
@@ -39,8 +40,17 @@ def _options(
     version: bool = typer.Option(
         False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit.", metavar=""
     ),
+    debug: bool = typer.Option(
+        False,
+        "-v",
+        "--debug",
+        help="Trace each HTTP exchange on stderr (keys and image data hidden; also IMGROUTE_DEBUG=1).",
+        metavar="",
+    ),
 ) -> None:
-    pass
+    from imgroute import debug as trace
+
+    trace.switch(debug)  # on every run, so that an in-process run does not inherit the last one's
 
 
 def _help_without_python_types() -> None:
@@ -80,6 +90,7 @@ COMMAND_MODULES = {
     "serve": "imgroute.cli.serve",
     "advise": "imgroute.cli.advise",
     "plans": "imgroute.cli.plans",
+    "config": "imgroute.cli.config",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, flag, opt
+from imgroute.cli.options import JsonOpt, complete_providers, flag, opt
 
 keys_app = typer.Typer(help="API keys: set, list (names and sources only), remove, check (free).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -28,7 +28,12 @@ def _store():
 
 @keys_app.command("set")
 def keys_set(
-    name: Annotated[str, typer.Argument(help="Provider id (fal) or its variable (FAL_KEY).", metavar="NAME")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Provider id (fal) or its variable (FAL_KEY).", metavar="NAME", autocompletion=complete_providers
+        ),
+    ],
     value: Annotated[
         str | None, opt("--value", help="The key; prompted for (hidden) when omitted.", metavar="KEY")
     ] = None,
@@ -66,7 +71,11 @@ def keys_list(as_json: JsonOpt = False) -> None:
 
 
 @keys_app.command("remove")
-def keys_remove(name: Annotated[str, typer.Argument(help="Provider id or its variable.", metavar="NAME")]) -> None:
+def keys_remove(
+    name: Annotated[
+        str, typer.Argument(help="Provider id or its variable.", metavar="NAME", autocompletion=complete_providers)
+    ],
+) -> None:
     """Remove a key from the keys file (environment variables are yours to unset)."""
     key_store = _store()
     provider = key_store.provider_for(name)
@@ -87,7 +96,13 @@ def keys_path() -> None:
 @keys_app.command("check")
 def keys_check(
     name: Annotated[
-        str | None, typer.Argument(help="Only this provider (id or variable).", show_default=False, metavar="PROVIDER")
+        str | None,
+        typer.Argument(
+            help="Only this provider (id or variable).",
+            show_default=False,
+            metavar="PROVIDER",
+            autocompletion=complete_providers,
+        ),
     ] = None,
     update: Annotated[
         bool, flag("--update", help="Set a prepaid plan to the balance the provider reports (keeps its expiry).")

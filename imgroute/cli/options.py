@@ -18,10 +18,46 @@ from imgroute.errors import UsageError, quoted
 from imgroute.models import Constraints, Request
 
 
-def opt(*names: str, help: str, metavar: str | None = None):
+def opt(*names: str, help: str, metavar: str | None = None, complete=None):
     """An option with a value, shown in --help as what to write (`--provider NAME`), not as its
-    Python type (`<list[str]>`)."""
-    return typer.Option(*names, help=help, show_default=False, metavar=metavar)
+    Python type (`<list[str]>`); `complete` lists what a shell may complete it with."""
+    return typer.Option(*names, help=help, show_default=False, metavar=metavar, autocompletion=complete)
+
+
+# -- shell completion (imgroute --install-completion): what the pricing table names --------------
+
+
+def _table():
+    """The pricing table for completion, or None: a bad pricing file must not break the shell."""
+    from imgroute.errors import ImgrouteError
+    from imgroute.session import load_pricing
+
+    try:
+        return load_pricing(None)
+    except ImgrouteError:
+        return None
+
+
+def complete_offers(incomplete: str) -> list[str]:
+    """Provider ids and offer ids, as --provider and --exclude take them."""
+    table = _table()
+    names = [*table.providers, *(offer.id for offer in table.offers)] if table else []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_plans(incomplete: str) -> list[str]:
+    """PROVIDER=PLAN for every provider with more than one plan."""
+    table = _table()
+    providers = table.providers.items() if table else ()
+    pairs = [f"{p}={plan}" for p, info in providers if len(info.plans) > 1 for plan in info.plans]
+    return [pair for pair in pairs if pair.startswith(incomplete)]
+
+
+def complete_providers(incomplete: str) -> list[str]:
+    from imgroute.providers import known
+
+    _table()  # (a relay a pricing file declares is a provider too)
+    return [name for name in known() if name.startswith(incomplete)]
 
 
 def flag(*names: str, help: str):
@@ -39,13 +75,18 @@ AspectOpt = Annotated[str | None, opt("--aspect", help="Aspect ratio W:H (defaul
 ResolutionOpt = Annotated[str | None, opt("--resolution", help="1K, 2K or 4K (default 1K).", metavar="TIER")]
 NOpt = Annotated[int, typer.Option("--n", "-n", help="Images in the job.", metavar="N")]
 ProviderOpt = Annotated[
-    list[str] | None, opt("--provider", help="Only these providers or offers (repeatable).", metavar="NAME")
+    list[str] | None,
+    opt("--provider", help="Only these providers or offers (repeatable).", metavar="NAME", complete=complete_offers),
 ]
 ExcludeOpt = Annotated[
-    list[str] | None, opt("--exclude", help="Never these providers or offers (repeatable).", metavar="NAME")
+    list[str] | None,
+    opt("--exclude", help="Never these providers or offers (repeatable).", metavar="NAME", complete=complete_offers),
 ]
 MaxCostOpt = Annotated[str | None, opt("--max-cost", help="Most USD to spend on the job.", metavar="USD")]
-PlanOpt = Annotated[list[str] | None, opt("--plan", help="The plan you are on (repeatable).", metavar="PROVIDER=PLAN")]
+PlanOpt = Annotated[
+    list[str] | None,
+    opt("--plan", help="The plan you are on (repeatable).", metavar="PROVIDER=PLAN", complete=complete_plans),
+]
 PricingOpt = Annotated[
     Path | None, opt("--pricing", help="A pricing file merged over the bundled table.", metavar="FILE")
 ]

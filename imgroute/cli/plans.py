@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from imgroute.cli import app
-from imgroute.cli.options import JsonOpt, opt
+from imgroute.cli.options import JsonOpt, complete_providers, opt
 from imgroute.errors import UsageError
 
 plans_app = typer.Typer(help="Prepaid credits you have bought from credit-priced providers.", no_args_is_help=True)
@@ -19,7 +19,12 @@ app.add_typer(plans_app, name="plans")
 
 @plans_app.command("set")
 def plans_set(
-    provider: Annotated[str, typer.Argument(help="A credit-priced provider (apiframe, kie).", metavar="PROVIDER")],
+    provider: Annotated[
+        str,
+        typer.Argument(
+            help="A credit-priced provider (apiframe, kie).", metavar="PROVIDER", autocompletion=complete_providers
+        ),
+    ],
     credits: Annotated[int, typer.Option("--credits", help="Credits bought (the balance starts here).", metavar="N")],
     expires: Annotated[str, opt("--expires", help="The day they expire, YYYY-MM-DD.", metavar="DATE")],
 ) -> None:

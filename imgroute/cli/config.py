@@ -1,0 +1,26 @@
+"""`imgroute config`: the settings in effect and where each comes from (see imgroute/config_view.py)."""
+
+from __future__ import annotations
+
+from imgroute.cli import app
+from imgroute.cli.options import JsonOpt, OfficialOnlyOpt, PlanOpt, PricingOpt, StatedQualityOpt
+
+
+@app.command("config")
+def config_show(
+    pricing: PricingOpt = None,
+    plan: PlanOpt = None,
+    official_only: OfficialOnlyOpt = False,
+    stated_quality: StatedQualityOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The settings in effect (defaults, config.yaml, environment, flags) and where each comes from;
+    keys by name and source only."""
+    from imgroute import render
+    from imgroute.config_view import effective
+
+    settings = effective(pricing, plan, official_only, stated_quality)
+    if as_json:
+        render.print_json({"settings": {s.name: {"value": s.value, "source": s.source} for s in settings}})
+    else:
+        render.print_config(render.stdout_console(), settings)
