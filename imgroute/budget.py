@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from imgroute.errors import BudgetError
 from imgroute.ledger import PERIODS, BudgetRefused, Ledger, SpendRow, committed_cost, period_reset, period_start
+from imgroute.models import OPEN_ATTEMPT_STATES
 from imgroute.money import fmt_usd
 
 
@@ -42,18 +43,22 @@ def check_batch(ledger: Ledger, total: Decimal, total_cap: Decimal | None, now: 
 
 
 def cap_states(ledger: Ledger, now: dt.datetime | None = None) -> list[dict]:
-    """Per period: {period, cap, spent, left, resets}, Decimal amounts (None: no cap)."""
+    """Per period: {period, cap, spent, possibly_charged, left, resets}, Decimal amounts (None: no
+    cap). `spent` counts what is in flight and what failed requests may have been charged (until
+    settled); `possibly_charged` is that last part."""
     now = now or dt.datetime.now()
     caps = ledger.budgets()
     states = []
     for period in PERIODS:
-        spent = ledger.spent_since(period_start(period, now).timestamp())
+        start = period_start(period, now).timestamp()
+        spent = ledger.spent_since(start)
         cap = caps.get(period)
         states.append(
             {
                 "period": period,
                 "cap": cap,
                 "spent": spent,
+                "possibly_charged": ledger.at_risk_since(start),
                 "left": max(Decimal(0), cap - spent) if cap is not None else None,
                 "resets": period_reset(period, now),
             }
@@ -79,7 +84,10 @@ def spend_summary(rows: list[SpendRow]) -> dict[str, list[dict]]:
 
 def summarize(rows: Iterable[SpendRow], key: Callable[[SpendRow], str]) -> list[dict]:
     """Per group: attempts charged, images, estimated and actual USD, money still in flight, and the
-    drift between estimate and actual over the attempts that have both (Decimal amounts)."""
+    drift between estimate and actual over the attempts that have both (Decimal amounts).
+
+    In flight is what may yet be charged: open attempts at their estimate, and what failed requests
+    may have been charged (`possibly_charged`, also given on its own), never counted as spent."""
     groups: dict[str, dict] = {}
     for row in rows:
         group = groups.setdefault(
@@ -91,6 +99,7 @@ def summarize(rows: Iterable[SpendRow], key: Callable[[SpendRow], str]) -> list[
                 "estimated": Decimal(0),
                 "actual": Decimal(0),
                 "in_flight": Decimal(0),
+                "possibly_charged": Decimal(0),
                 "compared_est": Decimal(0),
                 "compared_act": Decimal(0),
             },
@@ -105,6 +114,10 @@ def summarize(rows: Iterable[SpendRow], key: Callable[[SpendRow], str]) -> list[
                 group["compared_act"] += row.actual
         else:
             group["in_flight"] += committed_cost(None, str(row.estimate) if row.estimate else None, row.state)
+        if row.at_risk:  # failed requests, charge unknown (as ledger.committed_cost counts them)
+            group["possibly_charged"] += row.at_risk
+            if row.actual is not None or row.state not in OPEN_ATTEMPT_STATES:  # (else inside its estimate)
+                group["in_flight"] += row.at_risk
     result = []
     for group in sorted(groups.values(), key=lambda g: g["key"]):
         est, act = group.pop("compared_est"), group.pop("compared_act")

@@ -32,9 +32,12 @@ def next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
 def over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
     from imgroute.errors import BudgetError
 
+    so_far = [f"{fmt_usd(job.spent)} already spent on it"] if job.spent or not job.at_risk else []
+    if job.at_risk:  # failed requests whose charge is unknown count as if charged, until settled
+        so_far.append(f"{fmt_usd(job.at_risk)} possibly charged for failed requests")
     return BudgetError(
-        f"{quote.offer.id} would take this job to {fmt_usd(job.spent + assessment.cost)}, over --max-cost "
-        f"{fmt_usd(job.max_cost)} ({fmt_usd(job.spent)} already spent on it)",
+        f"{quote.offer.id} would take this job to {fmt_usd(job.committed + assessment.cost)}, over --max-cost "
+        f"{fmt_usd(job.max_cost)} ({', '.join(so_far)})",
         "raise --max-cost to let the job fall back further",
         field="max_cost",
     )
@@ -77,6 +80,14 @@ def settle_hint(provider: str, job_id: str) -> str:
         f"look for it on the {provider} dashboard (`imgroute jobs show {job_id}` has when it was sent), then "
         f"settle it: imgroute jobs settle {job_id} --charged (its images are lost) or --not-charged "
         f"(then imgroute jobs resume {job_id} sends it again)"
+    )
+
+
+def charge_unknown_note(provider: str, job_id: str) -> str:
+    """What follows a failure whose charge the provider does not state: the way to settle it."""
+    return (
+        f"whether {provider} charged for it is unknown, so it counts as possibly charged: check the {provider} "
+        f"dashboard, then settle it: imgroute jobs settle {job_id} --charged or --not-charged"
     )
 
 

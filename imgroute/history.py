@@ -26,8 +26,9 @@ class OfferStats(NamedTuple):
     succeeded: int
     failed: int  # failed at the provider (moderation included)
     moderated: int
-    charged_usd: Decimal  # what failed attempts were charged, in total
+    charged_usd: Decimal  # what failed attempts were charged, in total (where the provider says)
     times: tuple[float, ...]  # seconds from submit to saved, latest last
+    charge_unknown: int = 0  # failed attempts whose charge the provider does not state (not in charged_usd)
 
     @property
     def enough(self) -> bool:
@@ -63,6 +64,7 @@ def read(home: Path) -> dict[str, OfferStats]:
                 int(entry["moderated"]),
                 Decimal(str(entry["charged_usd"])),
                 tuple(float(t) for t in entry["times"][-KEEP_TIMES:]),
+                int(entry.get("charge_unknown", 0)),
             )
         except (KeyError, TypeError, ValueError, ArithmeticError):
             continue  # a damaged entry is no history
@@ -82,12 +84,13 @@ class Recorder(Merger):
 
     def __init__(self, home: Path):
         super().__init__(home, FILE)
-        self.pending: list[tuple[str, str, Decimal, float | None]] = []
+        self.pending: list[tuple[str, str, Decimal, float | None, bool]] = []
 
-    def record(self, offer: str, outcome: str, charged: Decimal, took: float | None) -> None:
+    def record(self, offer: str, outcome: str, charged: Decimal, took: float | None, charge_unknown=False) -> None:
         """`outcome`: succeeded, failed, moderated (trouble, where the provider never took the job, is
-        not the offer's record)."""
-        self.add((offer, outcome, charged, took))
+        not the offer's record). `charge_unknown`: a failure the provider did not say it charged for
+        (counted as a failure; its charge is not in `charged`)."""
+        self.add((offer, outcome, charged, took, charge_unknown))
 
     def collect(self, change) -> None:
         self.pending.append(change)
@@ -96,9 +99,10 @@ class Recorder(Merger):
         return bool(self.pending)
 
     def fold(self, raw: dict) -> None:
-        for offer, outcome, charged, took in self.pending:
+        for offer, outcome, charged, took, charge_unknown in self.pending:
             entry = raw.get(offer) if isinstance(raw.get(offer), dict) else {}
-            entry = {k: entry.get(k, 0) for k in ("attempts", "succeeded", "failed", "moderated")} | {
+            counts = ("attempts", "succeeded", "failed", "moderated", "charge_unknown")
+            entry = {k: entry.get(k, 0) for k in counts} | {
                 "charged_usd": str(Decimal(str(entry.get("charged_usd", "0"))) + charged),
                 "times": list(entry.get("times") or [])[-KEEP_TIMES:],
             }
@@ -106,6 +110,8 @@ class Recorder(Merger):
             entry["succeeded" if outcome == "succeeded" else "failed"] += 1
             if outcome == "moderated":
                 entry["moderated"] += 1
+            if charge_unknown:
+                entry["charge_unknown"] += 1
             if took is not None and outcome == "succeeded":
                 entry["times"] = (entry["times"] + [round(took, 3)])[-KEEP_TIMES:]
             raw[offer] = entry

@@ -34,6 +34,7 @@ class AttemptReport(NamedTuple):
     state: str  # an AttemptState
     error: str | None
     images: int
+    at_risk: Decimal | None = None  # possibly charged for requests that failed without saying (until settled)
 
 
 class JobResult(NamedTuple):
@@ -51,6 +52,7 @@ class JobResult(NamedTuple):
     error: ImgrouteError | None
     usage: Usage | None = None  # the tokens the providers reported for the delivered images, summed
     caveats: tuple[str, ...] = ()  # what was worth knowing about the route before paying (router.caveats)
+    at_risk: Decimal | None = None  # possibly charged for failed requests, not yet settled (`jobs settle`)
 
 
 class OutputOptions(NamedTuple):
@@ -66,6 +68,7 @@ class AttemptEnd(NamedTuple):
     error: ImgrouteError | None  # set when the job must stop here
     status: str  # what the job's status becomes if it stops here
     detached: bool = False  # sent, and left at the provider for `jobs resume` (--detach)
+    at_risk: Decimal = Decimal(0)  # possibly charged for requests that failed without saying
 
 
 class Outcome(NamedTuple):
@@ -86,6 +89,7 @@ class Attempt(NamedTuple):
     estimate: Decimal | None
     shape: ImageShape
     adapter: Adapter
+    images: int | None = None  # the images it was for (None, resumed: those of its journaled requests)
 
 
 class JobRun:
@@ -100,6 +104,9 @@ class JobRun:
         self.saved: list[SavedImage] = []
         self.attempts: list[AttemptReport] = []
         self.spent = Decimal(0)
+        # Possibly charged: requests a provider failed without saying whether it charged (their
+        # images moved on). Counted with `spent` against --max-cost until settled by hand.
+        self.at_risk = Decimal(0)
         self.sources: set[str] = set()
         self.last: tuple[str | None, str | None, str | None] = (None, None, None)  # provider, model, plan
         self.current: tuple[str, str, Decimal | None] = ("", "", None)  # for progress events
@@ -117,6 +124,11 @@ class JobRun:
         """The estimate of what delivered the images (after a fallback, not the offer that failed)."""
         delivered = [a.estimate for a in self.attempts if a.images and a.estimate is not None]
         return sum(delivered, Decimal(0)) if delivered else self.estimate
+
+    @property
+    def committed(self) -> Decimal:
+        """What the job has cost, or may have: spent, plus what failed requests may have been charged."""
+        return self.spent + self.at_risk
 
     @property
     def remaining(self) -> int:
@@ -139,6 +151,7 @@ class JobRun:
         if end.actual is not None:
             self.spent += end.actual
             self.sources.add(end.source)
+        self.at_risk += end.at_risk
 
 
 def failure_hint(moderated: bool) -> str:

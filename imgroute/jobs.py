@@ -2,11 +2,14 @@
 
 For each eligible offer, cheapest first: reserve the attempt against the budgets, journal the
 intent, submit, record the provider's id, wait, record the results, download, verify, save, record.
-Provider trouble that is not the user's fault moves the remaining images to the next offer; a job
-the provider failed, or a submit whose fate is unknown, stops the run (sending it anywhere else could
-pay twice). `resume` finishes a journaled job from the ledger alone, never submitting again what may
-have been sent, through the same collect and settle steps as a run. Nothing here prints: progress
-goes to a callback and results come back as values.
+Provider trouble that is not the user's fault moves the remaining images to the next offer, and so
+does a request the provider ran and failed without an image when its adapter marks the charge unknown
+(its share of the estimate counts as possibly charged, against the caps and --max-cost, until `jobs
+settle`); a job the provider failed otherwise (moderation included), or a submit whose fate is
+unknown, stops the run (sending it anywhere else could pay twice). `resume` finishes a journaled job
+from the ledger alone, never submitting again what may have been sent, through the same collect and
+settle steps as a run. Nothing here prints: progress goes to a callback and results come back as
+values.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from imgroute.errors import (
     TroubleKind,
 )
 from imgroute.fallback import (
+    charge_unknown_note,
     fallback_candidates,
     next_after,
     over_max_cost,
@@ -175,13 +179,16 @@ class JobRunner(Resume):
         self.ledger.claim_new(job_key(job.id), into=job.pending)  # no `jobs resume` takes it meanwhile
         return job
 
-    def _route_through(self, job: JobRun, route: Route, first_seq: int) -> Steps:
-        """Walk the eligible offers in order until every image is delivered."""
+    def _route_through(self, job: JobRun, route: Route, first_seq: int, skip: frozenset[str] = frozenset()) -> Steps:
+        """Walk the eligible offers in order until every image is delivered. `skip`: offers a resumed
+        job has already seen fail it (a run never comes back to an offer it left)."""
         self.http.on_event = lambda message: self._emit("retrying", message)
-        job.estimate = route.choice.cost if route.choice else None
-        if route.choice:
-            job.point_at(route.choice)
-        candidates = fallback_candidates(route)
+        candidates = [q for q in fallback_candidates(route) if q.offer.id not in skip]
+        choice = route.choice if route.choice and route.choice.offer.id not in skip else None
+        choice = choice or next((q for q in candidates if q.eligible), None)
+        job.estimate = choice.cost if choice else None
+        if choice:
+            job.point_at(choice)
         for seq, quote in enumerate(candidates, start=first_seq):
             if seq > first_seq:  # the last attempt's end, before this one waits for anything
                 self._commit(job)
@@ -189,7 +196,7 @@ class JobRunner(Resume):
             if job.remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
             job.point_at(quote)
-            if job.max_cost is not None and job.spent + assessment.cost > job.max_cost:
+            if job.max_cost is not None and job.committed + assessment.cost > job.max_cost:
                 return self._finish(job, JobState.FAILED, over_max_cost(job, quote, assessment))
             end = yield from self._attempt(job, seq, quote, assessment)
             if end.detached:
@@ -206,6 +213,11 @@ class JobRunner(Resume):
                 )
         tried = "; ".join(a.error if a.error.startswith(a.provider) else f"{a.provider}: {a.error}"
                           for a in job.attempts if a.error)  # fmt: skip
+        errored = [a for a in job.attempts if a.error]
+        if errored and all(a.state == AttemptState.FAILED_AT_RISK for a in errored):
+            # every offer tried failed the job itself (and may have charged): that is how it ended
+            error = JobFailedError(f"{tried}; no other offer was left to try (job {job.id})", failure_hint(False))
+            return self._finish(job, JobState.FAILED, error)
         error = ProviderError(
             f"no provider could take the job ({tried or 'no offer left to try'})", trouble_hint(job.troubles)
         )
@@ -250,6 +262,7 @@ class JobRunner(Resume):
             self.clock() - job.start,
             error,
             job.usage,
+            at_risk=job.at_risk or None,
         )
 
     # -- one offer --------------------------------------------------------------------------
@@ -324,6 +337,8 @@ class JobRunner(Resume):
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
             return attempt, Outcome(trouble=exc)
         except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
+            if tasks and tasks[-1].state == TaskState.FAILED_AT_RISK:  # the images may move on
+                return attempt, Outcome()
             return attempt, Outcome(final=JobFailedError(str(exc), failure_hint(exc.moderated)))
         except SubmitUnknown as exc:
             return attempt, Outcome(final=unknown_error(exc, offer.provider, job.id), status=JobState.UNKNOWN)
@@ -350,7 +365,8 @@ class JobRunner(Resume):
             job.pending,
         )
         shape = attempt_shape(job.request, quote, assessment)
-        return Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter), task_id
+        attempt = Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter)
+        return attempt._replace(images=assessment.n), task_id
 
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
 
@@ -420,6 +436,9 @@ class JobRunner(Resume):
         job.count_usage(t.usage for t in tasks if t.state == TaskState.SUCCEEDED and t.usage is not None)
         final, status, trouble = outcome.final, outcome.status, outcome.trouble
         failures = [t for t in tasks if t.state == TaskState.FAILED]
+        # Ran and failed without an image, the charge unstated: the images move on, the share is at risk
+        unsettled = [t for t in tasks if t.state == TaskState.FAILED_AT_RISK]
+        at_risk = _share(attempt, tasks, unsettled)
         if final is None and stuck is not None:
             final, status = stuck, JobState.RUNNING
         if final is None and failures and all(t.never_ran for t in failures):
@@ -437,29 +456,38 @@ class JobRunner(Resume):
             final = OutputError("; ".join(problems) + f" (job {job.id})", hint)
         if final is None:
             status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
+            if unsettled:
+                status = AttemptState.FAILED_AT_RISK
         error = str(trouble) if trouble else (final.message if final else None)
+        if unsettled:  # said with the way to settle it, wherever the attempt is shown
+            failed = "; ".join(t.error or "failed" for t in unsettled)
+            error = "; ".join(filter(None, (error, failed, charge_unknown_note(attempt.provider, job.id))))
         if trouble is not None:
             job.troubles.append((attempt.provider, trouble.kind))
         cost = str(actual) if actual is not None else None
-        self.ledger.attempt_state(attempt.id, status, error, cost, source, job.pending)
+        risk = str(at_risk) if at_risk is not None else None
+        self.ledger.attempt_state(attempt.id, status, error, cost, source, job.pending, at_risk=risk)
         self._remember(attempt, tasks, status, actual)
         report = AttemptReport(
-            attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved)
+            attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved), at_risk
         )
-        job_status = JobState.FAILED if status in (AttemptState.FAILED, AttemptState.TROUBLE) else status
-        return AttemptEnd(report, tuple(saved), actual, source, final, job_status)
+        ended = (AttemptState.FAILED, AttemptState.TROUBLE, AttemptState.FAILED_AT_RISK)
+        job_status = JobState.FAILED if status in ended else status
+        return AttemptEnd(report, tuple(saved), actual, source, final, job_status, at_risk=at_risk or Decimal(0))
 
     def _remember(self, attempt: Attempt, tasks: list[Task], status: str, actual: Decimal | None) -> None:
-        """The offer's record: delivered, failed (what it was charged) or refused by moderation."""
+        """The offer's record: delivered, failed (what it was charged, where known) or refused by moderation."""
         offer = self.table.offer(attempt.provider, attempt.model)
         watched = self.observations
-        if watched is None or offer is None or status not in (AttemptState.SUCCEEDED, AttemptState.FAILED):
+        ended = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.FAILED_AT_RISK)
+        if watched is None or offer is None or status not in ended:
             return
         moderated = any(t.moderated for t in tasks)
         outcome = "succeeded" if status == AttemptState.SUCCEEDED else ("moderated" if moderated else "failed")
         sent = [t.sent_at for t in tasks if t.sent_at is not None]
         took = self.clock() - min(sent) if sent else None
-        watched.settled(offer, self.table.providers[attempt.provider].plans.get(attempt.plan), outcome, actual, took)
+        plan = self.table.providers[attempt.provider].plans.get(attempt.plan)
+        watched.settled(offer, plan, outcome, actual, took, charge_unknown=status == AttemptState.FAILED_AT_RISK)
         watched.flush()
 
     def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
@@ -493,3 +521,12 @@ class JobRunner(Resume):
         job = self.job
         provider, model, estimate = job.current if job else ("", "", None)
         self.on_event(Event(provider, model, state, message, estimate, self.clock() - (job.start if job else 0)))
+
+
+def _share(attempt: Attempt, tasks: list[Task], failed: list[Task]) -> Decimal | None:
+    """The failed requests' share of the attempt's estimate (Kie makes one image a request: two of
+    three delivered leave a third at risk); None when none failed so."""
+    if not failed or attempt.estimate is None:
+        return None
+    planned = attempt.images or sum(t.spec.n for t in tasks)
+    return attempt.estimate * sum(t.spec.n for t in failed) / planned

@@ -173,6 +173,14 @@ def _migration_6(db: sqlite3.Connection) -> None:
     )
 
 
+def _migration_7_possibly_charged(db: sqlite3.Connection) -> None:
+    """What a failed attempt may have been charged: the share of its estimate for requests the
+    provider ran and failed without saying whether it charged (AttemptState.FAILED_AT_RISK).
+    It counts against the caps until `jobs settle` makes it spent or nothing. (No attempt before this
+    had such a share: the day totals of migration 4 need nothing added.)"""
+    db.execute("ALTER TABLE attempts ADD COLUMN at_risk_usd TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -180,6 +188,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7_possibly_charged,
 ]
 
 # This process's claims are told apart from an earlier process's with the same pid by this token.
@@ -189,6 +198,11 @@ CLAIM_TOKEN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 def _day(timestamp: float) -> str:
     """The local calendar day a moment falls on: budgets reset at local midnight."""
     return dt.date.fromtimestamp(timestamp).isoformat()
+
+
+def _with_source(source: str | None, added: str = "settled by hand") -> str:
+    """An actual cost's sources with one more: "list price, settled by hand"."""
+    return ", ".join(sorted({*(source.split(", ") if source else ()), added}))
 
 
 def _add_committed(db: sqlite3.Connection, created: float, delta: Decimal) -> None:
@@ -286,6 +300,7 @@ class AttemptRecord(NamedTuple):
     error: str | None
     created: float
     updated: float
+    at_risk: Decimal | None = None  # possibly charged for failed requests, until settled (migration 7)
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> AttemptRecord:
@@ -304,6 +319,7 @@ class AttemptRecord(NamedTuple):
             row["error"],
             row["created"],
             row["updated"],
+            _money(row["at_risk_usd"]),
         )
 
 
@@ -392,6 +408,16 @@ class SpendRow(NamedTuple):
     estimate: Decimal | None
     actual: Decimal | None
     images: int
+    at_risk: Decimal | None = None  # possibly charged (failed, charge unknown): never spent until settled
+
+
+class Settled(NamedTuple):
+    """What `settle` did: requests of unknown fate settled, failed requests of unknown charge
+    settled, and what those counted as spent (nothing when settled as never charged)."""
+
+    unknown: int
+    failed: int
+    failed_usd: Decimal
 
 
 def period_start(period: str, now: dt.datetime) -> dt.datetime:
@@ -406,14 +432,13 @@ def period_reset(period: str, now: dt.datetime) -> dt.datetime:
     return (start + dt.timedelta(days=32)).replace(day=1)
 
 
-def committed_cost(actual: str | None, estimate: str | None, state: str) -> Decimal:
+def committed_cost(actual: str | None, estimate: str | None, state: str, at_risk: str | None = None) -> Decimal:
     """What an attempt counts against a budget: its actual cost once known, else its estimate while
-    it may still be charged (in flight or unknown), else nothing (refused, never charged)."""
-    if actual is not None:
-        return Decimal(actual)
-    if state in OPEN_ATTEMPT_STATES and estimate is not None:
-        return Decimal(estimate)
-    return Decimal(0)
+    it may still be charged (in flight or unknown), else nothing (refused, never charged); plus what
+    it may have been charged for requests that failed without saying (`at_risk`, until settled)."""
+    if actual is None and state in OPEN_ATTEMPT_STATES and estimate is not None:
+        return Decimal(estimate)  # (the whole estimate: any share at risk is inside it)
+    return (Decimal(actual) if actual is not None else Decimal(0)) + (Decimal(at_risk) if at_risk else Decimal(0))
 
 
 def run_in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -692,65 +717,112 @@ class Ledger:
         actual: str | None = None,
         source: str | None = None,
         into: list | None = None,
+        at_risk: str | None = None,
     ) -> None:
-        self._commit(lambda db: self._attempt_update(db, attempt_id, state, error, actual, source), into)
+        """`at_risk`: what the attempt may have been charged for requests that failed without saying
+        (counted against the caps until settled); every state change sets it anew."""
+        self._commit(lambda db: self._attempt_update(db, attempt_id, state, error, actual, source, at_risk), into)
 
-    def _attempt_update(self, db, attempt_id, state, error, actual, source) -> None:
+    def _attempt_update(self, db, attempt_id, state, error, actual, source, at_risk=None) -> None:
         """Inside a write transaction: the attempt's new state, and the day's committed total with it."""
         before = db.execute(
-            "SELECT created, actual_usd, estimate_usd, state FROM attempts WHERE id = ?", (attempt_id,)
+            "SELECT created, actual_usd, estimate_usd, state, at_risk_usd FROM attempts WHERE id = ?", (attempt_id,)
         ).fetchone()
         db.execute(
-            "UPDATE attempts SET state = ?, updated = ?, error = ?, "
+            "UPDATE attempts SET state = ?, updated = ?, error = ?, at_risk_usd = ?, "
             "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
-            (state, self.clock(), error, actual, source, attempt_id),
+            (state, self.clock(), error, at_risk, actual, source, attempt_id),
         )
         if before is not None:
-            created, old_actual, estimate, old_state = before
-            was = committed_cost(old_actual, estimate, old_state)
-            _add_committed(db, created, committed_cost(actual or old_actual, estimate, state) - was)
+            created, old_actual, estimate, old_state, old_at_risk = before
+            was = committed_cost(old_actual, estimate, old_state, old_at_risk)
+            _add_committed(db, created, committed_cost(actual or old_actual, estimate, state, at_risk) - was)
 
-    def settle_unknown(self, job_id: str, charged: bool) -> int:
-        """A person checked the provider's dashboard for the job's requests of unknown fate: they were
-        charged with their images lost, or never charged. Each is settled so; the money counts as
-        spent (its share of the attempt's estimate) or not at all, and the job ends. How many."""
+    def settle(self, job_id: str, charged: bool) -> Settled:
+        """A person checked the provider's dashboard for the job's requests whose fate or charge is
+        unknown, and found them charged or not.
 
-        def settle(db: sqlite3.Connection) -> int:
+        Requests of unknown fate: charged with their images lost, or never charged; the money counts
+        as spent (its share of the attempt's estimate) or not at all, and the job ends (failed).
+        Failed requests whose charge was unknown (their images moved on to another offer): their
+        share at risk becomes spent or nothing, and the job keeps its own state (a job that delivered
+        through a fallback stays succeeded; only its total spent grows when charged)."""
+
+        def settle(db: sqlite3.Connection) -> Settled:
             unknown = db.execute(
-                "SELECT tasks.id, tasks.images, attempts.id, attempts.estimate_usd, attempts.actual_usd, "
+                "SELECT tasks.id, tasks.images, attempts.id, attempts.estimate_usd, "
                 "(SELECT SUM(images) FROM tasks AS t WHERE t.attempt_id = attempts.id) FROM tasks "
                 "JOIN attempts ON attempts.id = tasks.attempt_id WHERE attempts.job_id = ? AND tasks.state = 'unknown'",
                 (job_id,),
             ).fetchall()
+            risky = db.execute(
+                "SELECT tasks.id, tasks.attempt_id, tasks.detail FROM tasks JOIN attempts ON attempts.id = "
+                "tasks.attempt_id WHERE attempts.job_id = ? AND attempts.at_risk_usd IS NOT NULL AND tasks.state = ?",
+                (job_id, TaskState.FAILED_AT_RISK),
+            ).fetchall()
             detail = "settled by hand: charged, its images lost" if charged else "settled by hand: never charged"
-            lost: dict[int, tuple[Decimal, Decimal | None]] = {}
-            for task_id, images, attempt_id, estimate, actual, total in unknown:
+            verdict = "settled by hand: charged" if charged else "settled by hand: never charged"
+            lost: dict[int, Decimal] = {}  # attempt id -> the share of its requests of unknown fate
+            for task_id, images, attempt_id, estimate, total in unknown:
                 db.execute("UPDATE tasks SET state = 'failed', detail = ?, updated = ? WHERE id = ?",
                            (detail, self.clock(), task_id))  # fmt: skip
                 share = Decimal(estimate or 0) * images / (total or images)
-                so_far = lost.get(attempt_id, (Decimal(0), Decimal(actual) if actual is not None else None))
-                lost[attempt_id] = (so_far[0] + share, so_far[1])
-            for attempt_id, (share, actual) in lost.items():
-                if charged:
-                    cost = str((actual or Decimal(0)) + share)
-                    self._attempt_update(db, attempt_id, "failed", detail, cost, "settled by hand")
-                else:
-                    self._attempt_update(db, attempt_id, "trouble", detail, None, None)
+                lost[attempt_id] = lost.get(attempt_id, Decimal(0)) + share
+            failures: dict[int, list[str]] = {}  # attempt id -> what its failed requests said
+            for task_id, attempt_id, said in risky:
+                db.execute("UPDATE tasks SET detail = ?, updated = ? WHERE id = ?",
+                           (f"{said}; {verdict}" if said else verdict, self.clock(), task_id))  # fmt: skip
+                failures.setdefault(attempt_id, []).append(said or "failed")
+            at_risk = Decimal(0)
+            for attempt_id in dict.fromkeys([*lost, *failures]):
+                at_risk += self._settle_attempt(db, attempt_id, lost.get(attempt_id), failures.get(attempt_id), charged)
+            charge = sum(lost.values(), Decimal(0)) + at_risk if charged else Decimal(0)
             if unknown:
                 error = (
                     f"{detail}: {count(sum(row[1] for row in unknown), 'image')} lost"
                     if charged
                     else f"{detail}; `imgroute jobs resume {job_id}` sends those images again"
                 )
-                spent = None
-                if charged:  # the job's own total takes the charge too
-                    (before,) = db.execute("SELECT actual_usd FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                    spent = str(Decimal(before or 0) + sum(share for share, _ in lost.values()))
+                spent = self._job_spent(db, job_id, charge) if charged else None
                 db.execute(*self._job_state(job_id, "failed", error, spent, "settled by hand" if charged else None,
                                             exit_code=6 if charged else 5))  # fmt: skip
-            return len(unknown)
+            elif charge:  # the job keeps its state; its total spent takes the charge
+                (source,) = db.execute("SELECT actual_source FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                db.execute(
+                    "UPDATE jobs SET actual_usd = ?, actual_source = ?, updated = ? WHERE id = ?",
+                    (self._job_spent(db, job_id, charge), _with_source(source), self.clock(), job_id),
+                )
+            return Settled(len(unknown), len(risky), at_risk if charged else Decimal(0))
 
         return self._commit(settle)
+
+    def _settle_attempt(self, db, attempt_id: int, lost: Decimal | None, failures: list[str] | None, charged: bool):
+        """One attempt's verdict: its share of unknown fate (`lost`) and its share at risk become spent
+        (charged) or nothing. Its state: failed or trouble (requests of unknown fate, as ever), failed
+        (a failure of unknown charge), else as it was. What was at risk."""
+        state, error, actual, source, at_risk = db.execute(
+            "SELECT state, error, actual_usd, actual_source, at_risk_usd FROM attempts WHERE id = ?", (attempt_id,)
+        ).fetchone()
+        risk = Decimal(at_risk) if at_risk is not None else Decimal(0)
+        said = []
+        if lost is not None:
+            state = AttemptState.FAILED if charged else AttemptState.TROUBLE
+            said.append("settled by hand: charged, its images lost" if charged else "settled by hand: never charged")
+        elif state == AttemptState.FAILED_AT_RISK:
+            state = AttemptState.FAILED
+        if failures:
+            verdict = "charged" if charged else "never charged"
+            said.insert(0, f"{'; '.join(failures)}; settled by hand: {verdict}")
+        cost = None
+        if charged and (lost or risk):
+            cost = str((Decimal(actual) if actual is not None else Decimal(0)) + (lost or Decimal(0)) + risk)
+        source = _with_source(source) if cost else None
+        self._attempt_update(db, attempt_id, state, "; ".join(said) or error, cost, source)
+        return risk
+
+    def _job_spent(self, db, job_id: str, charge: Decimal) -> str:
+        (before,) = db.execute("SELECT actual_usd FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return str(Decimal(before or 0) + charge)
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -949,6 +1021,7 @@ class Ledger:
     def spend_rows(self, since: float | None = None) -> list[SpendRow]:
         rows = self._read(
             "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
+            "attempts.at_risk_usd, "
             "json_extract(jobs.request, '$.quality') AS quality, "
             "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
             " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
@@ -964,9 +1037,19 @@ class Ledger:
                 Decimal(r["estimate_usd"]) if r["estimate_usd"] is not None else None,
                 Decimal(r["actual_usd"]) if r["actual_usd"] is not None else None,
                 r["images"],
+                _money(r["at_risk_usd"]),
             )
             for r in rows
         ]
+
+    def at_risk_since(self, since: float) -> Decimal:
+        """What attempts made on or after the local day of `since` may have been charged for requests
+        that failed without saying (counted in `spent_since` until settled)."""
+        rows = self._read(
+            "SELECT at_risk_usd FROM attempts WHERE at_risk_usd IS NOT NULL AND created >= ?",
+            (dt.datetime.combine(dt.date.fromtimestamp(since), dt.time()).timestamp(),),
+        )
+        return sum((Decimal(amount) for (amount,) in rows), Decimal(0))
 
     def budgets(self, db: sqlite3.Connection | None = None) -> dict[str, Decimal]:
         rows = self._read("SELECT * FROM budgets", (), db)

@@ -269,13 +269,18 @@ class AttemptState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the provider failed the job, or its output was bad
+    # The provider ran a request and failed it without an image, and does not say whether it charged
+    # (JobFailed.charge_unknown): the job moved on; the failed share (`at_risk` in the ledger) counts
+    # against the caps and --max-cost until `imgroute jobs settle` says charged or not (then FAILED).
+    FAILED_AT_RISK = "failed_at_risk"
     TROUBLE = "trouble"  # the provider could not take it: the job moved on
     UNKNOWN = "unknown"
     REFUSED = "refused"  # by a budget
     ABANDONED = "abandoned"  # stopped before anything was sent
 
 
-# Attempts in these states may still cost money: they count at their estimate until settled.
+# Attempts in these states may still cost money: they count at their estimate until settled. (A
+# FAILED_AT_RISK attempt counts what it delivered plus its failed share: ledger.committed_cost.)
 OPEN_ATTEMPT_STATES = (AttemptState.PLANNED, AttemptState.RUNNING, AttemptState.UNKNOWN)
 
 
@@ -287,6 +292,9 @@ class TaskState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # results recorded
     FAILED = "failed"
+    # Ran and failed without an image, its charge not stated (JobFailed.charge_unknown): its images
+    # moved on. Kept after `jobs settle`, whose verdict is on the attempt (and in the task's detail).
+    FAILED_AT_RISK = "failed_at_risk"
     UNKNOWN = "unknown"  # sent, no usable answer
 
 

@@ -22,10 +22,14 @@ class Observations:
         if offer is not None and not spec.exact_size and spec.aspect and spec.resolution:
             self.sizes.record(offer.id, spec.aspect, spec.resolution, width, height)
 
-    def settled(self, offer, plan, outcome: str, actual: Decimal | None, took: float | None) -> None:
-        """An attempt that ended at the provider: `outcome` succeeded, failed or moderated."""
-        charged = actual if outcome != "succeeded" and actual else Decimal(0)
-        self.outcomes.record(offer.id, outcome, charged, took)
+    def settled(
+        self, offer, plan, outcome: str, actual: Decimal | None, took: float | None, charge_unknown: bool = False
+    ) -> None:
+        """An attempt that ended at the provider: `outcome` succeeded, failed or moderated.
+        `charge_unknown`: it failed without the provider saying what it charged (a failure whose
+        charge is not known: nothing is counted as charged; `actual` is what it delivered)."""
+        charged = actual if outcome != "succeeded" and actual and not charge_unknown else Decimal(0)
+        self.outcomes.record(offer.id, outcome, charged, took, charge_unknown)
         if actual and offer.price.uses_credits and plan is not None and plan.usd_per_credit:
             self.draws.draw(offer.provider, actual / plan.usd_per_credit)  # a prepaid balance, if set
 

@@ -2,13 +2,16 @@
 
 What was submitted is polled and downloaded, results recorded but not saved are fetched again, a
 submit whose fate is unknown is never sent again (except under an idempotency key, which replays
-it), and images never sent at all are routed as `gen` would, within the job's own choices.
+it), a request the provider failed without saying whether it charged is over (its images moved on;
+its offer is not tried again), and images never sent at all are routed as `gen` would, within the
+job's own choices.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 from imgroute import images
@@ -56,8 +59,12 @@ class Resume:
             by_attempt.setdefault(task.attempt_seq, []).append(task)
         final_error: ImgrouteError | None = None
         final_status, last_seq = JobState.SUCCEEDED, 0
+        left: set[str] = set()  # offers that failed the job without saying whether they charged
         for attempt in self.ledger.attempts(job_id):
             last_seq = attempt.seq
+            if any(r.state == TaskState.FAILED_AT_RISK for r in by_attempt.get(attempt.seq, [])):
+                offer = self.table.offer(attempt.provider, attempt.model)
+                left.add(offer.id if offer is not None else f"{attempt.provider}/{attempt.model}")
             job.last = (attempt.provider, attempt.model, attempt.plan)
             end = yield from self._resume_attempt(job, attempt, by_attempt.get(attempt.seq, []), files)
             self._commit(job)
@@ -67,21 +74,21 @@ class Resume:
         if final_error is None and job.remaining > 0:  # images never sent: routed as `gen` would
             stored = Constraints.from_json(record.request.get("constraints"))
             route = reroute(request._replace(n=job.remaining), stored)
-            return (yield from self._route_through(job, route, first_seq=last_seq + 1))
+            return (yield from self._route_through(job, route, first_seq=last_seq + 1, skip=frozenset(left)))
         return self._finish(job, final_status, final_error)
 
     def _resume_attempt(self, job: JobRun, attempt: AttemptRecord, rows: list[TaskRecord], files) -> Steps:
         report = AttemptReport(
             attempt.provider, attempt.model, attempt.plan, attempt.estimate, attempt.state, attempt.error, 0
-        )
+        )._replace(at_risk=attempt.at_risk)
         if _settled(attempt, rows, files):  # settled before the interruption: count it as it stands
             error = None
-            if attempt.state == AttemptState.FAILED and attempt.error:
+            if attempt.state == AttemptState.FAILED and attempt.error and not _moved_on(rows):
                 error = JobFailedError(attempt.error, failure_hint("moderat" in attempt.error.lower()))
             saved = sum(len(files.get(r.id, [])) for r in rows)
-            return AttemptEnd(
-                report._replace(images=saved), (), attempt.actual, attempt.actual_source, error, attempt.state
-            )
+            report = report._replace(images=saved)
+            end = AttemptEnd(report, (), attempt.actual, attempt.actual_source, error, attempt.state)
+            return end._replace(at_risk=attempt.at_risk or Decimal(0))  # (a failure of unknown charge: over)
         if rows and all(r.state == TaskState.SUBMITTING and r.detail == UNSENT for r in rows):
             # waited for a provider batch that was never sent: nothing reached the provider
             for row in rows:
@@ -163,8 +170,8 @@ class Resume:
                 detail = row.detail if row.state == TaskState.UNKNOWN and row.detail else "interrupted while submitting"
                 self.tasks.ended(task, TaskState.UNKNOWN, detail)
                 unknown_notes.append(_unknown_advice(adapter.provider, row))
-        elif task.state == TaskState.FAILED:
-            task.error = row.detail
+        elif task.state in (TaskState.FAILED, TaskState.FAILED_AT_RISK):
+            task.error = row.detail  # over: never polled or sent again
         return task
 
 
@@ -180,7 +187,9 @@ def recorded_result(ledger, job_id: str) -> JobResult:
     last = next(
         (a for a in reversed(attempts) if a.state == AttemptState.SUCCEEDED), attempts[-1] if attempts else None
     )
-    reports = tuple(AttemptReport(a.provider, a.model, a.plan, a.estimate, a.state, a.error, 0) for a in attempts)
+    reports = tuple(
+        AttemptReport(a.provider, a.model, a.plan, a.estimate, a.state, a.error, 0, a.at_risk) for a in attempts
+    )
     return JobResult(
         job_id,
         record.state,
@@ -194,16 +203,30 @@ def recorded_result(ledger, job_id: str) -> JobResult:
         reports,
         0.0,
         None,
+        at_risk=sum((a.at_risk for a in attempts if a.at_risk is not None), Decimal(0)) or None,
     )
 
 
 def _settled(attempt: AttemptRecord, rows: list[TaskRecord], files) -> bool:
     """An attempt that had ended, every result of it saved, before the job was interrupted."""
-    ended = (AttemptState.SUCCEEDED, AttemptState.TROUBLE, AttemptState.FAILED, AttemptState.REFUSED)
-    return attempt.state in ended and all(
-        r.state in (TaskState.SUCCEEDED, TaskState.FAILED) and len(files.get(r.id, [])) >= _output_count(r)
-        for r in rows
+    ended = (
+        AttemptState.SUCCEEDED,
+        AttemptState.TROUBLE,
+        AttemptState.FAILED,
+        AttemptState.FAILED_AT_RISK,
+        AttemptState.REFUSED,
     )
+    over = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.FAILED_AT_RISK)
+    return attempt.state in ended and all(
+        r.state in over and len(files.get(r.id, [])) >= _output_count(r) for r in rows
+    )
+
+
+def _moved_on(rows: list[TaskRecord]) -> bool:
+    """Whether what the attempt did not deliver moved on: every request that failed, failed without
+    the provider saying whether it charged (so stays true once `jobs settle` has said)."""
+    failed = [r for r in rows if r.state != TaskState.SUCCEEDED]
+    return bool(failed) and all(r.state == TaskState.FAILED_AT_RISK for r in failed)
 
 
 def _output_count(row: TaskRecord) -> int:

@@ -83,7 +83,7 @@ class TaskRunner:
                 self.emit("retrying", f"{exc}; retrying in {delay:.1f}s")
                 failure: tuple[TaskState, Exception] = (TaskState.FAILED, exc)
             except JobFailed as exc:
-                self.ended(task, TaskState.FAILED, str(exc), exc.moderated)
+                self.failed(task, exc)
                 raise
             except SubmitUnknown as exc:
                 delay = self.http.submit_retry_delay(None, None, attempt, adapter.idempotent_submit)
@@ -109,8 +109,15 @@ class TaskRunner:
 
     def ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:
         task.state, task.moderated = state, moderated
-        task.error = detail if state == TaskState.FAILED else None
+        task.error = detail if state in (TaskState.FAILED, TaskState.FAILED_AT_RISK) else None
         self.ledger.task_state(task.task_id, state, detail)
+
+    def failed(self, task: Task, exc: JobFailed) -> None:
+        """The provider failed the request: finally, or (as its adapter marks it) without saying
+        whether it charged, its images free to move on (a moderated failure is always final)."""
+        moved_on = exc.charge_unknown and not exc.moderated
+        self.ended(task, TaskState.FAILED_AT_RISK if moved_on else TaskState.FAILED, str(exc), exc.moderated)
+        task.never_ran = exc.never_ran
 
     def await_all(self, job: JobRun, adapter: Adapter, tasks: list[Task]) -> Steps:
         """Wait for submitted tasks to finish or fail; the error to report if time ran out first."""
@@ -151,8 +158,7 @@ class TaskRunner:
         try:
             poll = adapter.poll(self.http, task.handle)
         except JobFailed as exc:
-            self.ended(task, TaskState.FAILED, str(exc), exc.moderated)
-            task.never_ran = exc.never_ran
+            self.failed(task, exc)
             return True
         except (ProviderTrouble, MalformedAnswer) as exc:
             # The job exists and may be paid for: keep asking until the deadline.

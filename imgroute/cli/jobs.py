@@ -81,38 +81,81 @@ def jobs_show(
 
     with ledger() as journal:
         job = resolve_job(journal, job_id)
-        data = report.job_details(
-            job, journal.attempts(job.id), journal.tasks(job.id), journal.files(job.id), journal.events(job.id)
-        )
+        attempts = journal.attempts(job.id)
+        data = report.job_details(job, attempts, journal.tasks(job.id), journal.files(job.id), journal.events(job.id))
     if as_json:
         render.print_json(data)
-    else:
-        render.print_job_details(render.stdout_console(), data)
+        return
+    console = render.stdout_console()
+    render.print_job_details(console, data)
+    _possibly_charged(console, job.id, attempts)
+
+
+def _possibly_charged(console, job_id: str, attempts) -> None:
+    """What each attempt may have been charged for requests that failed without the provider saying,
+    and how to settle it (the attempt's line above has its state, failed_at_risk)."""
+    from imgroute.layout import print_wrapped
+    from imgroute.money import fmt_usd
+
+    for attempt in attempts:
+        if attempt.at_risk is not None:
+            print_wrapped(
+                console,
+                f"attempt {attempt.seq}: {fmt_usd(attempt.at_risk)} possibly charged by {attempt.provider} for failed "
+                f"requests (counted against the budgets until settled); check the {attempt.provider} dashboard, then: "
+                f"imgroute jobs settle {job_id} --charged or --not-charged",
+                style="yellow",
+                indent="    ",
+            )
 
 
 @jobs_app.command("settle")
 def jobs_settle(
-    job_id: Annotated[str, typer.Argument(help="A job whose submit's fate is unknown.", metavar="JOB")],
-    charged: Annotated[
-        bool, flag("--charged", help="The provider's dashboard shows it charged (images lost).")
+    job_id: Annotated[
+        str, typer.Argument(help="A job with a request whose fate, or whose charge, is unknown.", metavar="JOB")
+    ],
+    charged: Annotated[bool, flag("--charged", help="The provider's dashboard shows it charged.")] = False,
+    not_charged: Annotated[
+        bool, flag("--not-charged", help="The dashboard shows no such job, or no charge: never charged.")
     ] = False,
-    not_charged: Annotated[bool, flag("--not-charged", help="The dashboard shows no such job: never charged.")] = False,
 ) -> None:
-    """Settle a job whose submit's fate is unknown, after checking the provider's dashboard."""
+    """Settle a job's requests whose fate is unknown, or that failed without the provider saying
+    whether it charged, after checking the provider's dashboard."""
+    from imgroute.job_state import job_key
+    from imgroute.money import fmt_usd
+
     if charged == not_charged:
         raise UsageError("say what the dashboard shows: --charged or --not-charged", "give exactly one of them")
     with ledger() as journal:
         job = resolve_job(journal, job_id)
-        settled = journal.settle_unknown(job.id, charged)
-    if not settled:
-        raise UsageError(f"job {job.id} has no request whose fate is unknown", f"see: imgroute jobs show {job.id}")
-    if charged:
-        print(f"job {job.id}: {count(settled, 'request')} settled as charged, their images lost; counted as spent")
-    else:
+        held = journal.claim([job_key(job.id)])  # not while another imgroute runs it (it would not know)
+        if held:
+            pid = next(iter(held.values()))
+            raise Busy(f"job {job.id} is being run by another imgroute (pid {pid})", "settle it once that one ends")
+        try:
+            settled = journal.settle(job.id, charged)
+        finally:
+            journal.release([job_key(job.id)])
+    if not settled.unknown and not settled.failed:
+        raise UsageError(
+            f"job {job.id} has no request whose fate or charge is unknown", f"see: imgroute jobs show {job.id}"
+        )
+    if settled.unknown and charged:
         print(
-            f"job {job.id}: {count(settled, 'request')} settled as never charged; "
+            f"job {job.id}: {count(settled.unknown, 'request')} settled as charged, their images lost; counted as spent"
+        )
+    elif settled.unknown:
+        print(
+            f"job {job.id}: {count(settled.unknown, 'request')} settled as never charged; "
             f"send them with: imgroute jobs resume {job.id}"
         )
+    if settled.failed and charged:
+        print(
+            f"job {job.id}: {count(settled.failed, 'failed request')} settled as charged; "
+            f"{fmt_usd(settled.failed_usd)} counted as spent"
+        )
+    elif settled.failed:
+        print(f"job {job.id}: {count(settled.failed, 'failed request')} settled as never charged; nothing counted")
 
 
 @jobs_app.command("resume")

@@ -53,16 +53,37 @@ def budget_show(as_json: JsonOpt = False) -> None:
     """The caps, what is spent (including jobs in flight), what is left and when each resets."""
     from imgroute import render, report
     from imgroute.budget import cap_states
+    from imgroute.money import fmt_usd
 
     with ledger() as journal:
-        rows = report.budget(cap_states(journal))
+        states = cap_states(journal)
+    rows = report.budget(states)
     if as_json:
         render.print_json(rows)
         return
-    for row in rows:
+    for row, state in zip(rows, states, strict=True):
         cap = f"${row['cap_usd']:g}" if row["cap_usd"] is not None else "no cap"
         left = f", ${row['left_usd']:g} left" if row["left_usd"] is not None else ""
-        sys.stdout.write(f"{row['period']:<8} {cap}: ${row['spent_usd']:g} spent{left} (resets {row['resets']})\n")
+        possibly = state["possibly_charged"]
+        risk = f" ({fmt_usd(possibly)} of it possibly charged)" if possibly else ""
+        sys.stdout.write(
+            f"{row['period']:<8} {cap}: ${row['spent_usd']:g} spent{risk}{left} (resets {row['resets']})\n"
+        )
+    if any(state["possibly_charged"] for state in states):
+        _say_possibly_charged("")
+
+
+def _say_possibly_charged(lead: str) -> None:
+    """What `budget show` and `spend` say under their figures when failed requests may have been charged."""
+    from imgroute import render
+    from imgroute.layout import print_wrapped
+
+    print_wrapped(
+        render.stdout_console(),
+        f"{lead}possibly charged: requests a provider failed without saying whether it charged, counted until "
+        "settled (see imgroute jobs show JOB, then imgroute jobs settle JOB --charged or --not-charged)",
+        indent="  ",
+    )
 
 
 @app.command()
@@ -83,11 +104,17 @@ def spend(
         return
     with ledger() as journal:
         rows = journal.spend_rows(start)
-    data = report.spend(spend_summary(rows))
+    summary = spend_summary(rows)
+    data = report.spend(summary)
     if as_json:
         render.print_json(data)
-    else:
-        render.print_spend(render.stdout_console(), data)
+        return
+    render.print_spend(render.stdout_console(), data)
+    possibly = sum((group["possibly_charged"] for group in summary["total"]), Decimal(0))
+    if possibly:  # inside "in flight": never counted as spent
+        from imgroute.money import fmt_usd
+
+        _say_possibly_charged(f"in flight includes {fmt_usd(possibly)} ")
 
 
 def _savings(start: float | None, as_json: bool) -> None:

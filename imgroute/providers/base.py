@@ -5,7 +5,10 @@ Submission / Poll values or one of three errors. It never reads config, prices o
 
 - ProviderTrouble: the provider could not take or run the job for reasons that are not the user's
   fault (bad key, no credits, overloaded, rejected parameters). The job may move to another offer.
-- JobFailed: the provider accepted the job and failed it (including moderation). Final.
+- JobFailed: the provider accepted the job and failed it (including moderation). Final, unless the
+  adapter marks it `charge_unknown` (it ran and made no image, and the provider does not say whether
+  it charged: the images move on, the failed share counts as possibly charged until settled by
+  hand) or `never_ran` (dropped unrun and unbilled: the images move on).
 - SubmitUnknown: a submit may have reached the provider but no usable answer came back. The job
   may exist and may be charged, so it must not be sent again anywhere without a human decision.
 """
@@ -103,10 +106,14 @@ STATUS_KINDS = {
 
 
 class JobFailed(Exception):
-    def __init__(self, message: str, moderated: bool = False, never_ran: bool = False):
+    def __init__(self, message: str, moderated: bool = False, never_ran: bool = False, charge_unknown: bool = False):
         super().__init__(message)
         self.moderated = moderated
         self.never_ran = never_ran  # dropped unrun and not billed (an expired batch): the job may move on
+        # Ran and failed without an image, and the provider does not say whether it charged (Kie): the
+        # job may move on, and counts the request's estimate as possibly charged until it is settled.
+        # A moderated failure stays final whatever this says (another provider would refuse it too).
+        self.charge_unknown = charge_unknown
 
 
 class SubmitUnknown(Exception):

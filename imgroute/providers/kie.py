@@ -124,10 +124,15 @@ class KieAdapter(Adapter):
         return Poll("running", detail=state or "unknown state")
 
     def _failed(self, data: dict, fallback: str) -> JobFailed:
-        """A task Kie ended as failed: its failMsg (or the answer's message) as the reason."""
+        """A task Kie ended as failed: its failMsg (or the answer's message) as the reason.
+
+        The task ran and made no image; whether Kie charges a failed task is not stated (kie.md,
+        Pricing; get-task-detail lists the 422 and 501 codes and `state: fail` without a word on
+        billing), so the failure is marked `charge_unknown`: the images may go to another offer and
+        the task's estimate counts as possibly charged until settled. A moderated task stays final."""
         message = self.clean(str(data.get("failMsg") or fallback))
         moderated = any(word in message.lower() for word in MODERATION_WORDS)
-        return JobFailed(f"{self.provider}: {message}", moderated=moderated)
+        return JobFailed(f"{self.provider}: {message}", moderated=moderated, charge_unknown=not moderated)
 
     def check_key(self, http: Http) -> KeyCheck:
         """`GET /api/v1/chat/credit` (kie.md, 6. Credits balance): free; `data` is the account's
