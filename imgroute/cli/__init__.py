@@ -90,6 +90,7 @@ COMMAND_MODULES = {
     "serve": "imgroute.cli.serve",
     "advise": "imgroute.cli.advise",
     "plans": "imgroute.cli.plans",
+    "schema": "imgroute.cli.schema",
     "config": "imgroute.cli.config",
 }
 

@@ -16,11 +16,11 @@ def config_show(
 ) -> None:
     """The settings in effect (defaults, config.yaml, environment, flags) and where each comes from;
     keys by name and source only."""
-    from imgroute import render
+    from imgroute import render, report
     from imgroute.config_view import effective
 
     settings = effective(pricing, plan, official_only, stated_quality)
     if as_json:
-        render.print_json({"settings": {s.name: {"value": s.value, "source": s.source} for s in settings}})
+        render.print_json(report.config_json(settings))
     else:
         render.print_config(render.stdout_console(), settings)
