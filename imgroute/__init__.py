@@ -1,12 +1,13 @@
 """imgroute: route GPT Image 2 jobs to the cheapest provider that can really deliver them.
 
 The Python API (see imgroute/api.py): `imgroute.quote(...)`, `imgroute.generate(...)`,
-`imgroute.edit(...)`, and `plan`/`run` for the two halves of a job. Loaded on first use, so that
+`imgroute.edit(...)`, `plan`/`run` for the two halves of a job, `batch` (or `plan_batch`/`run_batch`)
+for a file of jobs, and `resume`/`resume_all` for jobs the ledger has unfinished. Loaded on first use, so that
 `import imgroute` (and the CLI's start-up) stays light.
 """
 
 __version__ = "0.1.0"
-__all__ = ["quote", "generate", "edit", "plan", "run"]
+__all__ = ["quote", "generate", "edit", "plan", "run", "batch", "plan_batch", "run_batch", "resume", "resume_all"]
 
 
 def __getattr__(name: str):

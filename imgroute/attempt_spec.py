@@ -6,7 +6,7 @@ from __future__ import annotations
 from imgroute.costs import Assessment
 from imgroute.models import JobSpec, Request
 from imgroute.outputs import ImageShape
-from imgroute.providers import adapter_class, lane
+from imgroute.providers import Registry, lane
 from imgroute.router import Quote
 from imgroute.tasks import Task
 
@@ -64,10 +64,12 @@ def provider_job_id(handle: dict) -> str | None:
     return handle.get("request_id") or handle.get("task_id") or handle.get("job_id") or handle.get("batch")
 
 
-def preview(quote: Quote, request: Request, keys: dict[str, str], base_urls: dict[str, str | None]):
-    """The exact first request `gen` would send for this quote, key redacted (`--dry-run`)."""
+def preview(quote: Quote, request: Request, keys, registry: Registry):
+    """The exact first request `gen` would send for this quote, key redacted (`--dry-run`).
+    `keys`: session.Keys (the key present for the provider, and its base-URL override)."""
     a = quote.assessment
     provider = quote.offer.provider
-    adapter = adapter_class(provider, quote.offer.window_s is not None)(keys[provider], base_urls.get(provider))
+    adapter_type = registry.adapter_class(provider, quote.offer.window_s is not None)
+    adapter = adapter_type(keys.available[provider], keys.base_urls.get(provider))
     prepared = adapter.prepare(job_spec(request, a, a.requests[0], "dry-run"))
     return prepared._replace(headers={**prepared.headers, **adapter.redacted_headers()})

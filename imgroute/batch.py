@@ -166,9 +166,10 @@ def _csv_rows(text: str) -> Iterator[tuple[int, dict | None, str | None]]:
         yield reader.line_num, {k: v for k, v in values.items() if v not in ("", None)}, None
 
 
-def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
+def parse_rows(text: str, label: str, registry=None) -> tuple[list[Row], list[BadRow]]:
     """The rows of a file (its `label` is its resolved path, or "stdin"). A relative image or mask
-    path in a file is read from the file's own folder, as a row is written next to its images."""
+    path in a file is read from the file's own folder, as a row is written next to its images.
+    `registry`: the providers rows may name (the pricing table's: its relays too)."""
     rows: list[Row] = []
     bad: list[BadRow] = []
     seen: dict[str, int] = {}
@@ -178,7 +179,7 @@ def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
             bad.append(BadRow(line, problem))
             continue
         try:
-            row = _row(line, fields, folder)
+            row = _row(line, fields, folder, registry)
         except UsageError as exc:
             bad.append(BadRow(line, exc.message))
             continue
@@ -192,7 +193,7 @@ def parse_rows(text: str, label: str) -> tuple[list[Row], list[BadRow]]:
     return rows, bad
 
 
-def _row(line: int, fields: dict, folder: Path) -> Row:
+def _row(line: int, fields: dict, folder: Path, registry) -> Row:
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise UsageError(f"unknown field {quoted(unknown[0])}", f"fields: {', '.join(FIELDS)}")
@@ -224,8 +225,8 @@ def _row(line: int, fields: dict, folder: Path) -> Row:
         text.get("background", "auto"),
         text.get("moderation", "auto"),
     )
-    providers = frozenset(check_providers(_list(text.get("provider")), "provider"))
-    exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude"))
+    providers = frozenset(check_providers(_list(text.get("provider")), "provider", registry=registry))
+    exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude", registry=registry))
     canonical = json.dumps({k: fields[k] for k in sorted(fields)}, sort_keys=True, default=str)
     key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
     deadline = parse_duration(text["deadline"], "deadline") if "deadline" in text else None

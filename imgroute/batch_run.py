@@ -12,22 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute import batch_window, policy
+from imgroute import batch_window
 from imgroute.batch import RETRYABLE_EXIT_CODES, Row, row_constraints
 from imgroute.errors import ImgrouteError
-from imgroute.http import Http
 from imgroute.images import DEFAULT_NAME
-from imgroute.jobs import JobResult, JobRunner, OutputOptions
-from imgroute.ledger import LEDGER_FILE, RowJob, SharedLedger
+from imgroute.job_state import JobOptions, JobResult, OutputOptions
+from imgroute.jobs import JobRunner
+from imgroute.ledger import RowJob
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
-from imgroute.observations import Observations
-from imgroute.poll_timing import PollTiming
 from imgroute.pool import JobPool
 from imgroute.resume import recorded_result
-from imgroute.scheduler import Limits, Scheduler
 from imgroute.steps import Steps
+
+if TYPE_CHECKING:
+    from imgroute.session import Services
 
 WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
 
@@ -59,43 +59,37 @@ class RowResult(NamedTuple):
 
 
 class BatchRun:
+    """A planned batch's rows run on a door's services (session.open_many: its ledger, scheduler,
+    limits and HTTP client), each reported to `on_result` as it ends."""
+
     def __init__(
         self,
+        services: Services,
         *,
         routes,
         base_constraints,
-        keys,
-        base_urls,
         out_dir: Path,
-        home: Path,
         timeout: float,
         concurrency: int,
-        limits: Limits,
-        client,
         batch_label: str,
         on_result: Callable[[RowResult], None],
         reroute,
         on_stop: Callable[[int], None] | None = None,
     ):
+        self.services = services
         self.routes = routes
         self.base = base_constraints
-        self.keys = keys
-        self.base_urls = base_urls
         self.out_dir = out_dir
-        self.home = home
         self.timeout = timeout
         self.concurrency = concurrency
-        self.limits = limits
-        self.client = client
         self.label = batch_label
         self.on_result = on_result
         self.reroute = reroute
-        self.timing = PollTiming()
-        self.observations = Observations(home)  # shared by the rows
         self.on_stop = on_stop or (lambda sent: None)  # a stop is being acted on: `sent` jobs are awaited
         self.pool: JobPool | None = None  # while `run` runs
         self._held: dict[str, int] = {}  # rows another live imgroute has claimed: their pid
         self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
+        self._stop_asked = False
 
     @staticmethod
     def workers_for(concurrency: int) -> int:
@@ -116,30 +110,30 @@ class BatchRun:
         nothing new, let the jobs already sent finish and be recorded, then raise
         KeyboardInterrupt. `on_stop(sent)` is told how many jobs a stop waits for; `idle` is
         called between results (a closed stdout is looked for there)."""
-        ledger = SharedLedger(self.home / LEDGER_FILE, durable=False)
+        ledger = self.services.ledger
         # Claim the rows first (one commit), then read what earlier runs did: a row another live
         # imgroute runs is left to it, and one it has just finished is seen as done.
         keys = [self.row_key(row) for row in rows]
         self._held = ledger.claim(keys)
         self._priors = ledger.jobs_for_rows(self.label)
-        self._send_waiting_rows(rows, ledger)
-        scheduler = Scheduler(self.workers_for(self.concurrency), self.limits, policy.time_scale())
-        self.pool = self.pool_for(scheduler)
+        self._send_waiting_rows(rows)
+        self.pool = self.pool_for(self.services.scheduler)
+        if self._stop_asked:
+            self.pool.request_stop()
         try:
             self.pool.run(
                 rows,
-                lambda row, sent: self._row_steps(row, ledger, scheduler, sent),
+                self._row_steps,
                 self._ended,
                 self.on_result,
                 on_stop or self.on_stop,
                 idle or (lambda: None),
             )
         finally:
-            scheduler.close()
-            self.observations.flush(force=True)
-            if not self.left_running:  # every row has been reported: no job uses the connection
+            if self.left_running:  # threads may still be inside a step: the process ends now
+                self.services.abandoned = True
+            else:  # every row has been reported: no job uses the connection
                 ledger.release([k for k in keys if k not in self._held])
-                ledger.close()
 
     def pool_for(self, scheduler) -> JobPool:
         """Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
@@ -151,6 +145,7 @@ class BatchRun:
 
     def request_stop(self) -> None:
         """Stop as a Ctrl-C does (stdout was closed): nothing new is sent, what was sent finishes."""
+        self._stop_asked = True
         if self.pool is not None:
             self.pool.request_stop()
 
@@ -165,7 +160,7 @@ class BatchRun:
             return RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}", 1)
         return result
 
-    def _send_waiting_rows(self, rows: list[Row], ledger: SharedLedger) -> None:
+    def _send_waiting_rows(self, rows: list[Row]) -> None:
         """New rows whose winner has a completion window (OpenAI Batch) go out together, one
         provider batch per offer and endpoint; each is then collected like a row left running."""
         waiting, by_key = [], {}
@@ -180,32 +175,20 @@ class BatchRun:
                 by_key[key] = row
         if not waiting:
             return
-        http = Http(self.client)
-        sent = batch_window.send(waiting, lambda key: self._runner(by_key[key], ledger, http), http, ledger)
+        http = self.services.http()
+        sent = batch_window.send(waiting, lambda key: self._runner(by_key[key]), http, self.services.ledger)
         for key, job_id in sent.items():
             self._priors[key] = RowJob(job_id, JobState.SUBMITTED, None, None)
 
-    def _runner(self, row: Row, ledger: SharedLedger, http: Http, sent=None) -> JobRunner:
-        return JobRunner(
-            table=self.routes.table,
-            http=http,
-            ledger=ledger,
-            keys=self.keys,
-            base_urls=self.base_urls,
-            output=OutputOptions(self.out_dir, row.name or DEFAULT_NAME),
-            spool_dir=self.home / "spool",
-            timeout=self.timeout,
-            max_cost=self.base.max_cost,
-            slots=self.limits,
-            timing=self.timing,
-            observations=self.observations,
-            on_sent=sent,
-        )
+    def _runner(self, row: Row, sent=None) -> JobRunner:
+        output = OutputOptions(self.out_dir, row.name or DEFAULT_NAME)
+        return JobRunner(self.services, JobOptions(output, self.timeout, self.base.max_cost, on_sent=sent))
 
-    def _row_steps(self, row: Row, ledger: SharedLedger, scheduler: Scheduler, sent) -> Steps:
+    def _row_steps(self, row: Row, sent) -> Steps:
         if self.pool.stopping.is_set():
             return RowResult(row, Outcome.NOT_STARTED, None)
-        runner = self._runner(row, ledger, scheduler.http(self.client), sent)
+        runner = self._runner(row, sent)
+        ledger = self.services.ledger
         holder = self._held.get(self.row_key(row))
         if holder is not None:
             return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")

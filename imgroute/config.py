@@ -71,8 +71,13 @@ class Settings(NamedTuple):
     credits: Mapping[str, tuple] = MappingProxyType({})  # provider -> (credits, expires): prepaid balances
 
 
-def load_settings(home_dir: Path | None = None) -> Settings:
+def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
+    """config.yaml's settings. `registry`: the providers its `limits:` and `credits:` may name (the
+    pricing table's: the built-in ones and its relays; the built-in ones when not given)."""
     from imgroute.pricing import read_yaml
+    from imgroute.providers import BUILT_IN
+
+    registry = registry or BUILT_IN
 
     path = (home_dir or home()) / CONFIG_FILE
     if not path.exists():
@@ -90,11 +95,10 @@ def load_settings(home_dir: Path | None = None) -> Settings:
         max_age = fields["pricing_max_age_days"].integer(minimum=1)
     limits = {}
     if "limits" in fields:
-        from imgroute.providers import known
-
+        known = registry.known()
         for provider, node in fields["limits"].mapping().items():
-            if provider not in known():
-                raise node.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(known())}")
+            if provider not in known:
+                raise node.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(known)}")
             entry = node.mapping({"concurrency", "per_minute"})
             concurrency = entry["concurrency"].integer(minimum=1) if "concurrency" in entry else None
             per_minute = float(entry["per_minute"].money()) if "per_minute" in entry else None
@@ -105,18 +109,16 @@ def load_settings(home_dir: Path | None = None) -> Settings:
     default_offer = (
         fields["default_offer"].text() if "default_offer" in fields else Settings._field_defaults["default_offer"]
     )
-    prepaid = _credits(fields["credits"]) if "credits" in fields else {}
+    prepaid = _credits(fields["credits"], registry.known()) if "credits" in fields else {}
     return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles, default_offer, prepaid)
 
 
-def _credits(node: Field) -> dict[str, tuple]:
+def _credits(node: Field, known: tuple[str, ...]) -> dict[str, tuple]:
     """Prepaid balances: `credits: {apiframe: {credits: 12000, expires: 2026-12-31}}`."""
-    from imgroute.providers import known
-
     out = {}
     for provider, entry in node.mapping().items():
-        if provider not in known():
-            raise entry.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(known())}")
+        if provider not in known:
+            raise entry.fail(f"unknown provider '{provider}'", f"known providers: {', '.join(known)}")
         entry.mapping({"credits", "expires"})  # (refuses any other field)
         out[provider] = (Decimal(entry.get("credits").integer(minimum=1)), entry.get("expires").date())
     return out

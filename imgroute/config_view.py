@@ -54,8 +54,8 @@ def effective(
         left = {"bought": str(balance.bought), "left": str(balance.left), "expires": balance.expires.isoformat()}
         where = CONFIG if provider in settings.credits else "imgroute plans set (credits.json)"
         out.append(Setting(f"prepaid.{provider}", left, where))
-    out += _limits(settings)
-    out += _keys_and_origins()
+    out += _limits(settings, table.registry)
+    out += _keys_and_origins(table.registry)
     out += _environment_only()
     return out
 
@@ -127,11 +127,9 @@ def _choices(settings, official_only: bool, stated_quality: bool) -> list[Settin
     ]
 
 
-def _limits(settings) -> list[Setting]:
-    from imgroute.providers import specs
-
+def _limits(settings, registry) -> list[Setting]:
     out = []
-    for spec in specs():
+    for spec in registry.specs():
         concurrency, per_minute = settings.limits.get(spec.id, (None, None))
         out.append(
             Setting(
@@ -148,17 +146,16 @@ def _limits(settings) -> list[Setting]:
     return out
 
 
-def _keys_and_origins() -> list[Setting]:
+def _keys_and_origins(registry) -> list[Setting]:
     """Each provider's key (by name and source only) and the origin its requests go to."""
     from imgroute import keys
-    from imgroute.providers import adapter_class
 
     out = []
-    for info in keys.list_keys():
+    for info in keys.list_keys(registry):
         source = {"env": environment(info.env), "file": f"keys file ({keys.keys_path()})"}.get(info.source, "-")
         out.append(Setting(f"keys.{info.provider}", "set" if info.source != "missing" else "not set", source))
-    for provider, override in keys.all_base_urls().items():
-        origin = override or adapter_class(provider).documented_origin
+    for provider, override in keys.all_base_urls(registry).items():
+        origin = override or registry.adapter_class(provider).documented_origin
         out.append(
             Setting(
                 f"base_url.{provider}",

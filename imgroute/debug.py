@@ -14,7 +14,7 @@ provider's request id and Retry-After when sent; then the request headers other 
 both bodies, each on one line cut to a few hundred characters, JSON kept as JSON.
 
 What it never shows: a key or the bytes of an image. Every header that may carry a key is `***`; every
-key imgroute knows (keys.all_keys) and the token of every such header sent is replaced wherever else it
+key imgroute knows (keys.every_value) and the token of every such header sent is replaced wherever else it
 appears (URL, bodies, errors), with any long piece of it a provider echoes back; a query value named like
 a key, token or signature, or starting like a key (`sk-`, `r8_`, ...), is `***`. A data: URI, or any long
 run of base64, becomes its length (`data:image/png;base64,... (123,456 characters)`); a multipart file
@@ -160,11 +160,13 @@ class _Tracer:
 
     def keys(self) -> tuple[str, ...]:
         if self._keys is None:
-            try:
-                from imgroute.keys import all_keys
+            from imgroute.errors import ImgrouteError
+            from imgroute.keys import every_value
+            from imgroute.providers import BUILT_IN
 
-                self._keys = tuple(all_keys().values())
-            except Exception:  # an unreadable keys file: the auth headers' own tokens are still hidden
+            try:  # (a relay's key, sent in its auth header, is hidden as that header's token)
+                self._keys = tuple(every_value(BUILT_IN))
+            except ImgrouteError:  # an unreadable keys file: the auth headers' own tokens are still hidden
                 self._keys = ()
         return self._keys
 

@@ -11,8 +11,7 @@ from imgroute.job_state import Attempt, JobRun
 from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import PricingTable
-from imgroute.providers import known
-from imgroute.providers import spec as provider_spec
+from imgroute.providers import Registry
 from imgroute.router import Quote, Route
 
 
@@ -55,11 +54,11 @@ def rerouter(table: PricingTable, base: Constraints, keys) -> Callable[[Request,
     return reroute
 
 
-def trouble_hint(troubles: list[tuple[str, TroubleKind]]) -> str:
+def trouble_hint(troubles: list[tuple[str, TroubleKind]], registry: Registry) -> str:
     """What to do about the providers' troubles: a key refused, a balance too low, or wait."""
     hints = []
     for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.AUTH):
-        env = provider_spec(provider).key_env if provider in known() else "its key"
+        env = registry.spec(provider).key_env if provider in registry.known() else "its key"
         hints.append(f"{provider} refused its key: check {env}, or run: imgroute keys set {provider}")
     for provider in dict.fromkeys(p for p, kind in troubles if kind == TroubleKind.CREDITS):
         hints.append(f"{provider} says the balance is too low: top it up")

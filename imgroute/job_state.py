@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute import images
+from imgroute import images, policy
 from imgroute.errors import ImgrouteError
 from imgroute.models import JobState, Request
 from imgroute.outputs import ImageShape, SavedImage
@@ -58,6 +59,19 @@ class JobResult(NamedTuple):
 class OutputOptions(NamedTuple):
     out_dir: Path
     name_template: str = images.DEFAULT_NAME
+
+
+class JobOptions(NamedTuple):
+    """How one job runs, as its door says (its services are the door's, shared by all its jobs)."""
+
+    output: OutputOptions
+    timeout: float = policy.DEFAULT_JOB_TIMEOUT_S
+    max_cost: Decimal | None = None  # over the whole job, every fallback included
+    detach: bool = False  # gen --detach: leave a sent job at a batch provider, do not wait
+    on_event: Callable[[Event], None] | None = None  # progress (the CLI's status line)
+    # Called once, when the job first sends a request (or, resumed, finds one under way at its
+    # provider): from then on a stop waits for it rather than cancelling it (pool.JobPool).
+    on_sent: Callable[[], None] | None = None
 
 
 class AttemptEnd(NamedTuple):

@@ -18,9 +18,9 @@ import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imgroute import policy, price_models, words
+from imgroute import price_models, words
 from imgroute.attempt_spec import attempt_shape, delivered_size, job_spec, lane_of, provider_job_id
 from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
@@ -42,76 +42,57 @@ from imgroute.fallback import (
     trouble_hint,
     unknown_error,
 )
-from imgroute.http import Http
 from imgroute.job_state import (
     Attempt,
     AttemptEnd,
     AttemptReport,
     Event,
+    JobOptions,
     JobResult,
     JobRun,
     Outcome,
-    OutputOptions,
     Unsent,
     failure_hint,
     job_key,
 )
-from imgroute.ledger import BudgetRefused, Ledger
+from imgroute.ledger import BudgetRefused
 from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, Request, TaskState
-from imgroute.observations import Observations
 from imgroute.outputs import ImageShape, Outputs, SavedImage
-from imgroute.poll_timing import PollTiming
 from imgroute.price_models import Delivered
-from imgroute.pricing import PricingTable
-from imgroute.providers import adapter_class, known
-from imgroute.providers import spec as provider_spec
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
 from imgroute.report import route_text
 from imgroute.resume import Resume
 from imgroute.router import Quote, Route
-from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Slots, Steps, Unlimited, drive
+from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Steps, drive
 from imgroute.tasks import Task, TaskRunner
+
+if TYPE_CHECKING:
+    from imgroute.session import Services
 
 
 class JobRunner(Resume):
-    def __init__(
-        self,
-        *,
-        table: PricingTable,
-        http: Http,
-        ledger: Ledger,
-        keys: dict[str, str],
-        base_urls: dict[str, str | None],
-        output: OutputOptions,
-        spool_dir: Path,
-        timeout: float = policy.DEFAULT_JOB_TIMEOUT_S,
-        max_cost: Decimal | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        on_event: Callable[[Event], None] | None = None,
-        slots: Slots | None = None,
-        timing: PollTiming | None = None,
-        observations: Observations | None = None,
-        on_sent: Callable[[], None] | None = None,
-    ):
-        """`on_sent`: called once, when the job first sends a request (or, resumed, finds one under
-        way at its provider): from then on a stop waits for it rather than cancelling it."""
-        self.table = table
-        self.http = http
-        self.ledger = ledger
-        self.keys = keys
-        self.base_urls = base_urls
-        self.outputs = Outputs(output.out_dir, output.name_template, spool_dir, http)
-        self.spool_dir = spool_dir
-        self.timeout = timeout
-        self.max_cost = max_cost
+    """One job, run (or resumed) on a door's services (session.Services: the table, ledger, keys,
+    HTTP client, observations and slots every job of the door shares), as `options` say."""
+
+    def __init__(self, services: Services, options: JobOptions, clock: Callable[[], float] = time.monotonic):
+        self.table = services.table
+        self.registry = services.registry
+        self.http = services.http()  # (its own: a job's progress goes to its own callback)
+        self.ledger = services.ledger
+        self.keys = services.keys.available
+        self.base_urls = services.keys.base_urls
+        self.spool_dir = services.home / "spool"
+        self.outputs = Outputs(options.output.out_dir, options.output.name_template, self.spool_dir, self.http)
+        self.timeout = options.timeout
+        self.max_cost = options.max_cost
+        self.detach = options.detach  # gen --detach: leave a sent job at a batch provider, do not wait
         self.clock = clock
-        self.on_event = on_event or (lambda event: None)
-        self.slots = slots or Unlimited()  # batch: per-provider slots and submit spacing
-        self.timing = timing  # batch: poll schedules learned from the jobs already finished
-        self.observations = observations  # sizes delivered, each offer's record, prepaid credits used
-        self.detach = False  # gen --detach: leave a sent job at a batch provider, do not wait
+        self.on_event = options.on_event or (lambda event: None)
+        self.slots = services.slots  # batch, serve: per-provider slots and submit spacing
+        self.timing = services.timing  # poll schedules learned from the jobs already finished
+        self.observations = services.observations  # sizes delivered, each offer's record, prepaid credits used
         self.job: JobRun | None = None
-        self._on_sent = on_sent
+        self._on_sent = options.on_sent
 
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
         self.job, self.outputs = job, outputs
@@ -219,7 +200,8 @@ class JobRunner(Resume):
             error = JobFailedError(f"{tried}; no other offer was left to try (job {job.id})", failure_hint(False))
             return self._finish(job, JobState.FAILED, error)
         error = ProviderError(
-            f"no provider could take the job ({tried or 'no offer left to try'})", trouble_hint(job.troubles)
+            f"no provider could take the job ({tried or 'no offer left to try'})",
+            trouble_hint(job.troubles, self.registry),
         )
         return self._finish(job, JobState.FAILED, error)
 
@@ -505,17 +487,17 @@ class JobRunner(Resume):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _adapter(self, provider: str, model: str | None = None) -> Adapter:
-        if provider not in known():  # a relay declared in a pricing file this run did not load
+        if provider not in self.registry.known():  # a relay declared in a pricing file this run did not load
             raise ConfigError(
                 f"{provider} is not a provider this run knows: no loaded pricing file declares it",
                 "give the file that declares it: --pricing FILE (or put it in ~/.imgroute/pricing.yaml)",
             )
         if provider not in self.keys:
-            env = provider_spec(provider).key_env
+            env = self.registry.spec(provider).key_env
             raise ConfigError(f"no {provider} key", f"set {env}, or run: imgroute keys set {provider}")
         offer = self.table.offer(provider, model) if model else None
         windowed = offer is not None and offer.window_s is not None
-        return adapter_class(provider, windowed)(self.keys[provider], self.base_urls.get(provider))
+        return self.registry.adapter_class(provider, windowed)(self.keys[provider], self.base_urls.get(provider))
 
     def _emit(self, state: str, message: str) -> None:
         job = self.job

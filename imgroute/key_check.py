@@ -44,12 +44,12 @@ class Checked(NamedTuple):
         )
 
 
-def check(rows, keys: dict[str, str], base_urls: dict, http, balances: dict, configured: dict) -> list[Checked]:
-    """Ask each provider of `rows` (key_store.KeyInfo, keys present) at once, in parallel."""
-    from imgroute.providers import adapter_class
+def check(rows, keys, registry, http, balances: dict, configured: dict) -> list[Checked]:
+    """Ask each provider of `rows` (key_store.KeyInfo, keys present) at once, in parallel. `keys`:
+    session.Keys (the keys and base-URL overrides); `registry`: the providers the table knows."""
 
     def one(row) -> Checked:
-        adapter = adapter_class(row.provider)(keys[row.provider], base_urls.get(row.provider))
+        adapter = registry.adapter_class(row.provider)(keys.available[row.provider], keys.base_urls.get(row.provider))
         verdict = adapter.check_key(http)
         return Checked(
             row.provider,

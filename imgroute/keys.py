@@ -1,7 +1,8 @@
 """API keys: from the environment first, else from the keys file (mode 0600) in the home dir.
 
 Values never leave this module except to an adapter's auth header: listings show names and where
-each key comes from, never the value.
+each key comes from, never the value. Which providers there are is the pricing table's to say (its
+Registry: the built-in providers and the relays it declares), so each function is given it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import NamedTuple
 from imgroute import config
 from imgroute.errors import ConfigError, UsageError
 from imgroute.files import atomic_write, private_dir
-from imgroute.providers import known
-from imgroute.providers import spec as provider_spec
-from imgroute.providers import specs as provider_specs
+from imgroute.providers import Registry
 
 KEYS_FILE = "keys.json"
 
@@ -31,15 +30,15 @@ def keys_path() -> Path:
     return config.home() / KEYS_FILE
 
 
-def provider_for(name: str) -> str:
+def provider_for(name: str, registry: Registry) -> str:
     """Accept a provider id (`fal`) or its variable name (`FAL_KEY`)."""
     lowered = name.strip().lower()
-    if lowered in known():
+    if lowered in registry.known():
         return lowered
-    for spec in provider_specs():
+    for spec in registry.specs():
         if name.strip().upper() == spec.key_env:
             return spec.id
-    names = ", ".join(f"{spec.id} ({spec.key_env})" for spec in provider_specs())
+    names = ", ".join(f"{spec.id} ({spec.key_env})" for spec in registry.specs())
     raise UsageError(f"unknown key name {name!r}", f"use a provider id or its variable: {names}")
 
 
@@ -67,34 +66,34 @@ def _write_file(data: dict[str, str]) -> None:
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True))  # 0600
 
 
-def get_key(provider: str) -> str | None:
-    value = os.environ.get(provider_spec(provider).key_env, "").strip()
-    if value:
-        return value
-    return _read_file().get(provider) or None
-
-
-def set_in_environment(provider: str) -> str | None:
+def set_in_environment(provider: str, registry: Registry) -> str | None:
     """The provider's key variable when it is set (it wins over the keys file)."""
-    env = provider_spec(provider).key_env
+    env = registry.spec(provider).key_env
     return env if os.environ.get(env, "").strip() else None
 
 
-def all_keys() -> dict[str, str]:
+def all_keys(registry: Registry) -> dict[str, str]:
     """Every key available, by provider."""
     stored = _read_file()
     out = {}
-    for spec in provider_specs():
+    for spec in registry.specs():
         value = os.environ.get(spec.key_env, "").strip() or stored.get(spec.id)
         if value:
             out[spec.id] = value
     return out
 
 
-def list_keys() -> list[KeyInfo]:
+def every_value(registry: Registry) -> list[str]:
+    """Every key this process could send, whatever provider it is for: the registry's variables
+    and everything in the keys file (what a trace must never show)."""
+    values = [os.environ.get(spec.key_env, "").strip() for spec in registry.specs()]
+    return [value for value in (*values, *_read_file().values()) if value]
+
+
+def list_keys(registry: Registry) -> list[KeyInfo]:
     stored = _read_file()
     rows = []
-    for spec in provider_specs():
+    for spec in registry.specs():
         env = spec.key_env
         source = "env" if os.environ.get(env, "").strip() else ("file" if stored.get(spec.id) else "missing")
         rows.append(KeyInfo(spec.id, env, source))
@@ -121,9 +120,9 @@ def remove_key(provider: str) -> bool:
     return True
 
 
-def base_url(provider: str) -> str | None:
+def base_url(provider: str, registry: Registry) -> str | None:
     """IMGROUTE_<PROVIDER>_BASE_URL replaces the scheme, host and port of the documented origin."""
-    env = provider_spec(provider).base_url_env
+    env = registry.spec(provider).base_url_env
     raw = os.environ.get(env, "").strip()
     if not raw:
         return None
@@ -132,6 +131,6 @@ def base_url(provider: str) -> str | None:
     return raw.rstrip("/")
 
 
-def all_base_urls() -> dict[str, str | None]:
+def all_base_urls(registry: Registry) -> dict[str, str | None]:
     """Every provider's base-URL override (None where the documented origin applies)."""
-    return {provider: base_url(provider) for provider in known()}
+    return {provider: base_url(provider, registry) for provider in registry.known()}

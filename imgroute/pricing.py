@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from imgroute.errors import ConfigError, quoted
 from imgroute.models import Ratio
 from imgroute.price_models import PRICE_MODELS, Price
-from imgroute.providers import REGISTRY, RELAY_APIS, ProviderSpec
+from imgroute.providers import REGISTRY, RELAY_APIS, ProviderSpec, Registry
 from imgroute.request import QUALITIES, RESOLUTIONS
 from imgroute.schema import Field
 
@@ -143,6 +143,11 @@ class PricingTable(NamedTuple):
     def relays(self) -> tuple[ProviderSpec, ...]:
         return tuple(info.relay for info in self.providers.values() if info.relay is not None)
 
+    @property
+    def registry(self) -> Registry:
+        """The providers this table can route to: the built-in ones and the relays it declares."""
+        return Registry(self.relays)
+
     def offer(self, provider: str, model: str) -> Offer | None:
         """The offer a journaled attempt was made at: by its model, or by its edit model."""
         matches = [o for o in self.offers if o.provider == provider and model in (o.model, o.edit.model)]
@@ -205,11 +210,7 @@ def load_table(user_file: Path | None = None) -> PricingTable:
         overlay = read_yaml(user_file)
         raw, origins, provider_files = merge_tables(raw, overlay, str(user_file), origins)
         files.append(str(user_file))
-    table = build_table(raw, base_path.name, origins, provider_files)
-    from imgroute.providers import declare
-
-    declare(table.relays)  # known from here on to keys, limits, routing and the adapters
-    return table
+    return build_table(raw, base_path.name, origins, provider_files)
 
 
 def load_file(path: Path) -> PricingTable:

@@ -379,11 +379,13 @@ def parse_duration(text: str, flag: str) -> float:
     return seconds
 
 
-def check_providers(values: list[str] | str | None, flag: str, table=None) -> list[str]:
+def check_providers(values: list[str] | str | None, flag: str, table=None, registry=None) -> list[str]:
     """Provider ids (kie) or offer ids (piapi/gpt-image-2-preview), repeatable and comma- or
-    space-separated; each provider must be known, and with `table` each offer too."""
-    from imgroute.providers import known
+    space-separated; each provider must be known (to `table`, else to `registry`, else built in),
+    and with `table` each offer too."""
+    from imgroute.providers import BUILT_IN
 
+    known = (table.registry if table is not None else registry or BUILT_IN).known()
     if isinstance(values, str):
         values = [values]
     out = []
@@ -391,8 +393,8 @@ def check_providers(values: list[str] | str | None, flag: str, table=None) -> li
         for name in value.replace(",", " ").split():
             provider, _, model = name.strip().partition("/")
             name = provider.lower() + (f"/{model}" if model else "")
-            if provider.lower() not in known():
-                raise UsageError(f"unknown provider {quoted(name)} in {flag}", f"known providers: {', '.join(known())}")
+            if provider.lower() not in known:
+                raise UsageError(f"unknown provider {quoted(name)} in {flag}", f"known providers: {', '.join(known)}")
             if model and table is not None and all(o.id != name for o in table.offers):
                 # what a job's output names is its model, which for an edit may be the offer's edit
                 # model (kie/gpt-image-2-image-to-image): input takes it as its offer

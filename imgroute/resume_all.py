@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute import config, policy
+from imgroute.job_state import JobOptions, OutputOptions
+from imgroute.jobs import JobRunner
+from imgroute.pool import JobPool
 
 if TYPE_CHECKING:
-    from imgroute.pool import JobPool
+    from imgroute.session import Services
 
 
 class Resumed(NamedTuple):
@@ -24,60 +26,23 @@ class Resumed(NamedTuple):
     error: BaseException | None  # why not (Busy: another imgroute runs it)
 
 
-def resume_all(
+def resume_together(
     job_ids: list[str],
-    table,
-    keys,
-    settings,
+    services: Services,
     timeout: float,
     reroute,
     report: Callable[[Resumed], None],
     on_stop: Callable[[int], None] = lambda sent: None,
-) -> JobPool:
-    """Resume every job at once, `report` each as it ends (on this thread). Raises
-    KeyboardInterrupt after a stop, once the jobs under way are reported (the pool, for its `left`,
-    is returned otherwise)."""
-    from imgroute.batch_run import BatchRun
-    from imgroute.http import build_client
-    from imgroute.jobs import JobRunner, OutputOptions
-    from imgroute.ledger import LEDGER_FILE, SharedLedger
-    from imgroute.observations import Observations
-    from imgroute.poll_timing import PollTiming
-    from imgroute.pool import JobPool
-    from imgroute.scheduler import Limits, Scheduler
+) -> None:
+    """Resume every job at once on `services` (session.open_many's), `report` each as it ends (on
+    this thread). Raises KeyboardInterrupt after a stop, once the jobs under way are reported."""
+    pool = JobPool(services.scheduler, ahead=max(1, len(job_ids)))
 
-    home = config.home()
-    limits = Limits.from_settings(settings.limits)
-    workers = BatchRun.workers_for(len(job_ids))
-    scheduler = Scheduler(workers, limits, policy.time_scale())
-    ledger = SharedLedger(home / LEDGER_FILE)
-    observations = Observations(home)
-    timing = PollTiming()
-    pool = JobPool(scheduler, ahead=max(1, len(job_ids)))
-    with build_client(pool_size=workers + len(job_ids)) as client:
+    def start(job_id: str, sent):
+        options = JobOptions(OutputOptions(services.home), timeout, on_sent=sent)  # (each job has its own folder)
+        return JobRunner(services, options).steps_resume(job_id, reroute)
 
-        def start(job_id: str, sent):
-            runner = JobRunner(
-                table=table,
-                http=scheduler.http(client),
-                ledger=ledger,
-                keys=keys.available,
-                base_urls=keys.base_urls,
-                output=OutputOptions(home),  # replaced by the job's own folder and name template
-                spool_dir=home / "spool",
-                timeout=timeout,
-                slots=limits,
-                timing=timing,
-                observations=observations,
-                on_sent=sent,
-            )
-            return runner.steps_resume(job_id, reroute)
-
-        try:
-            pool.run(job_ids, start, Resumed, report, on_stop)
-        finally:
-            scheduler.close()
-            observations.flush(force=True)
-            if not pool.left:  # (after a second signal, threads may still be inside a step)
-                ledger.close()
-    return pool
+    try:
+        pool.run(job_ids, start, Resumed, report, on_stop)
+    finally:
+        services.abandoned = bool(pool.left)  # (after a second signal, threads may still be inside a step)

@@ -19,7 +19,6 @@ from imgroute.history import MIN_ATTEMPTS as MIN_HISTORY
 from imgroute.models import FROM_URL, Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing import Offer, PricingTable
-from imgroute.providers import spec as provider_spec
 from imgroute.tokens import prompt_tokens
 
 
@@ -110,7 +109,7 @@ def rank(
         reasons.extend(_constraint_reasons(offer, constraints))
         needs_key = keys is not None and offer.provider not in keys
         if needs_key:
-            env = provider_spec(offer.provider).key_env
+            env = table.registry.spec(offer.provider).key_env
             reasons.append(f"no key: set {env}, or run: imgroute keys set {offer.provider}")
         priced_out = False
         limit = constraints.max_cost
@@ -339,7 +338,7 @@ def no_offer_error(route: Route, reasons_at: str = "in the table above") -> Imgr
         return ConfigError(
             f"no API key for any provider that can deliver this (cheapest: {provider} "
             f"{cheapest.offer.model} at {fmt_usd(cheapest.cost)})",
-            f"set {provider_spec(provider).key_env}, or run: imgroute keys set {provider}",
+            cheapest.reasons[0].removeprefix("no key: "),  # (its only reason: how to add the key)
         )
     if route.only_priced_out:
         cheapest = min(q.cost for q in route.quotes if q.priced_out)

@@ -45,12 +45,6 @@ class Limits:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    @classmethod
-    def from_settings(cls, overrides, total: int | None = None) -> Limits:
-        from imgroute.providers import provider_limits
-
-        return cls(provider_limits(overrides), total)
-
     def take(self, provider: str, granted: Callable[[], None]) -> bool:
         """A slot now (True), or `granted` is called once one is free for this job (False).
         (Every release hands free slots to waiters first, so none that could go is left waiting.)"""

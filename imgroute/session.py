@@ -1,15 +1,32 @@
-"""What several doors open (the CLI, the Python API, `serve`): the pricing table, the ledger, the keys,
-a job runner with its HTTP client and progress line, and the output directory check that comes
-before any money is spent."""
+"""What a door opens once and every job it runs shares (the CLI, the Python API, `serve`): the pricing
+table with config.yaml's settings, the keys, and `Services`: the ledger, the HTTP client, the home's
+observations, and, when many jobs run at once, the per-provider limits and the scheduler. Also the
+checks that come before any money is spent (the output folder, the file-name template, the time
+scale), and what a Ctrl-C left, said as it is."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgroute import config
 from imgroute.errors import ConfigError, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from imgroute.config import Settings
+    from imgroute.http import Http
+    from imgroute.ledger import Ledger
+    from imgroute.observations import Observations
+    from imgroute.poll_timing import PollTiming
+    from imgroute.pricing import PricingTable
+    from imgroute.providers import Registry
+    from imgroute.scheduler import Limits, Scheduler
+    from imgroute.steps import Slots
 
 
 def load_pricing(pricing_file: Path | None):
@@ -24,7 +41,7 @@ def load_table_and_settings(pricing_file: Path | None):
 
     home = config.home()
     table = learned_sizes.apply(table_cache.load(pricing_file or config.user_pricing_file(), home), home)
-    settings = config.load_settings()
+    settings = config.load_settings(registry=table.registry)
     return credits.attach(history.apply(table, home), home, settings.credits), settings
 
 
@@ -44,25 +61,25 @@ def ledger() -> Iterator:
 
 
 class Keys:
-    """The keys present here and the base-URL overrides, read once per command (by every door that
-    can send: gen, edit, batch, jobs resume, serve, the Python API)."""
+    """The keys present here and the base-URL overrides, for the providers a table knows (its
+    registry), read once per door (every door that can send: gen, edit, batch, jobs resume, serve,
+    the Python API)."""
 
-    def __init__(self):
+    def __init__(self, registry: Registry):
         from imgroute import keys as key_store
 
-        self.available = key_store.all_keys()
-        self.base_urls = key_store.all_base_urls()
-        check_time_scale(self.available, self.base_urls)
+        self.available = key_store.all_keys(registry)
+        self.base_urls = key_store.all_base_urls(registry)
+        check_time_scale(self.available, self.base_urls, registry)
 
 
-def check_time_scale(keys, base_urls: dict[str, str | None]) -> None:
+def check_time_scale(keys, base_urls: dict[str, str | None], registry: Registry) -> None:
     """IMGROUTE_TIME_SCALE shortens every wait imgroute chooses (polls, backoff): meant for the local
     fakes only. Against a real provider it would poll and back off many times too fast, so it is
     refused unless every provider a key is present for is reached on loopback."""
     import os
 
     from imgroute.policy import TIME_SCALE_ENV
-    from imgroute.providers import adapter_class
 
     raw = os.environ.get(TIME_SCALE_ENV, "").strip()
     if not raw:
@@ -76,7 +93,7 @@ def check_time_scale(keys, base_urls: dict[str, str | None]) -> None:
     if scale == 1:
         return
     for provider in sorted(keys):
-        origin = base_urls.get(provider) or adapter_class(provider).documented_origin
+        origin = base_urls.get(provider) or registry.adapter_class(provider).documented_origin
         if not is_loopback_url(origin):
             raise ConfigError(
                 f"{TIME_SCALE_ENV}={raw} would make imgroute poll and back off "
@@ -128,62 +145,126 @@ def check_name(template: str) -> None:
         raise UsageError(str(exc), "for example --name '{slug}-{index}'") from None
 
 
-def interrupted(runner, journal) -> Interrupted:
+def interrupted(job_id: str | None, journal, registry: Registry) -> Interrupted:
     """What a Ctrl-C left, said as it is: a resume that will work, or a request whose fate only the
     provider's dashboard can tell (its answer, with any images in it, is gone)."""
     from imgroute.models import TaskState
-    from imgroute.providers import adapter_class
     from imgroute.signals import stop_word
 
     stopped = stop_word()  # interrupted (Ctrl-C), or terminated (SIGTERM): the same stop
-    job = runner.job_id if runner is not None else None
-    if job is None or journal.job(job) is None:
+    if job_id is None or journal.job(job_id) is None:
         return Interrupted(f"{stopped} before anything was sent", None)
-    lost = [t for t in journal.tasks(job) if t.state == TaskState.UNKNOWN]
-    lost = [t for t in lost if not adapter_class(t.provider).idempotent_submit]  # (Apiframe replays)
+    lost = [t for t in journal.tasks(job_id) if t.state == TaskState.UNKNOWN]
+    lost = [t for t in lost if not registry.adapter_class(t.provider).idempotent_submit]  # (Apiframe replays)
     if lost:
         provider = lost[0].provider
         return Interrupted(
-            f"{stopped} while {provider} was answering job {job}: whether it was charged is unknown, and its "
+            f"{stopped} while {provider} was answering job {job_id}: whether it was charged is unknown, and its "
             "images, if any, were in the answer that was cut off; nothing is sent again",
-            f"check the {provider} dashboard, then: imgroute jobs settle {job} --charged (or --not-charged)",
+            f"check the {provider} dashboard, then: imgroute jobs settle {job_id} --charged (or --not-charged)",
         )
     return Interrupted(
-        f"{stopped}; job {job} is in the ledger and nothing is sent twice",
-        f"finish it with: imgroute jobs resume {job}",
+        f"{stopped}; job {job_id} is in the ledger and nothing is sent twice",
+        f"finish it with: imgroute jobs resume {job_id}",
     )
 
 
-@contextmanager
-def job_runner(table, keys: Keys, output, timeout: float, silent: bool, max_cost) -> Iterator:
-    """A JobRunner with its HTTP client, ledger and progress line; Ctrl-C becomes exit 130."""
-    from imgroute import render
-    from imgroute.http import Http, build_client
-    from imgroute.jobs import JobRunner
-    from imgroute.observations import Observations
+# -- the services a door opens once ------------------------------------------------------------
 
-    journal = open_ledger()
-    progress = render.JobProgress(enabled=not silent)
-    runner = None
+
+@dataclass
+class Services:
+    """What every job a door runs shares, opened once: the table (and its registry), config.yaml's
+    settings, the keys, the ledger, the HTTP client, the home's observations, and the slots a job
+    takes at its provider. Opened by `one_job` (gen, edit, `jobs resume ID`, the Python API: the
+    ledger fully durable, slots always free) or `many_jobs` (batch, serve, `jobs resume --all`:
+    one shared ledger connection, per-provider limits, a scheduler of a few threads)."""
+
+    table: PricingTable
+    settings: Settings
+    keys: Keys
+    home: Path
+    ledger: Ledger
+    client: httpx.Client
+    observations: Observations
+    slots: Slots
+    scheduler: Scheduler | None = None
+    timing: PollTiming | None = None  # poll schedules learned from the jobs of this door
+    # Set when a second Ctrl-C leaves jobs' threads inside a step: nothing is closed under them (the
+    # journal stays exact; the process ends at once).
+    abandoned: bool = False
+
+    @property
+    def registry(self) -> Registry:
+        return self.table.registry
+
+    @property
+    def limits(self) -> Limits:
+        """The per-provider limits (many_jobs only)."""
+        from imgroute.scheduler import Limits
+
+        assert isinstance(self.slots, Limits), "one_job's slots are always free: no limits"
+        return self.slots
+
+    def http(self) -> Http:
+        """An Http for one job (its progress callback is its own): on the scheduler, its blocking
+        waits get a stand-in worker."""
+        from imgroute.http import Http
+
+        return self.scheduler.http(self.client) if self.scheduler is not None else Http(self.client)
+
+    def close(self) -> None:
+        self.observations.flush(force=True)  # what the jobs observed, merged into the home's caches
+        if self.abandoned:
+            return
+        if self.scheduler is not None:
+            self.scheduler.close()
+        self.ledger.close()
+        self.client.close()
+
+
+@contextmanager
+def one_job(table, settings, keys: Keys) -> Iterator[Services]:
+    """The services of a door that runs one job at a time."""
+    from imgroute.http import build_client
+    from imgroute.observations import Observations
+    from imgroute.steps import Unlimited
+
+    home = config.home()
+    services = Services(table, settings, keys, home, open_ledger(), build_client(), Observations(home), Unlimited())
     try:
-        with build_client() as client, progress:
-            runner = JobRunner(
-                table=table,
-                http=Http(client),
-                ledger=journal,
-                keys=keys.available,
-                base_urls=keys.base_urls,
-                output=output,
-                spool_dir=config.home() / "spool",
-                timeout=timeout,
-                max_cost=max_cost,
-                on_event=progress.update,
-                observations=Observations(config.home()),
-            )
-            yield runner
-    except KeyboardInterrupt:
-        raise interrupted(runner, journal) from None
+        yield services
     finally:
-        if runner is not None:  # what the run observed, merged into the home's caches
-            runner.observations.flush(force=True)
-        journal.close()
+        services.close()
+
+
+def open_many(
+    table, settings, keys: Keys, *, workers: int, total: int | None = None, connections: int = 10, durable: bool = False
+) -> Services:
+    """The services of a door that runs many jobs at once (close them when done): `workers`
+    scheduler threads, at most `total` jobs at the providers (None: only each provider's own limit),
+    an HTTP pool of `connections`. The ledger is one connection in SQLite's NORMAL mode unless
+    `durable`."""
+    from imgroute import policy
+    from imgroute.http import build_client
+    from imgroute.ledger import LEDGER_FILE, SharedLedger
+    from imgroute.observations import Observations
+    from imgroute.poll_timing import PollTiming
+    from imgroute.scheduler import Limits, Scheduler
+
+    home = config.home()
+    limits = Limits(table.registry.limits(settings.limits), total)
+    ledger = SharedLedger(home / LEDGER_FILE, durable=durable)
+    scheduler = Scheduler(workers, limits, policy.time_scale())
+    client = build_client(pool_size=connections)
+    return Services(table, settings, keys, home, ledger, client, Observations(home), limits, scheduler, PollTiming())
+
+
+@contextmanager
+def many_jobs(table, settings, keys: Keys, **sizes) -> Iterator[Services]:
+    """open_many's services for the time of a `with` (see open_many for `sizes`)."""
+    services = open_many(table, settings, keys, **sizes)
+    try:
+        yield services
+    finally:
+        services.close()

@@ -32,10 +32,6 @@ def load(user_file: Path | None, home: Path) -> PricingTable:
     if table is None:
         table = load_table(user_file)
         _write(home, key, table)
-    else:
-        from imgroute.providers import declare
-
-        declare(table.relays)  # as load_table does: the relays it declares are providers
     return table
 
 

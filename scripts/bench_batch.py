@@ -159,25 +159,28 @@ def threads_worker(n: int, c: int, t: float, home: str) -> None:
     """imgroute's JobRunner with all its bookkeeping, a thread per job: what the scheduler replaced."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from imgroute.http import Http, build_client
-    from imgroute.jobs import JobRunner, OutputOptions
-    from imgroute.keys import all_base_urls, all_keys
+    from imgroute.config import load_settings
+    from imgroute.http import build_client
+    from imgroute.job_state import JobOptions, OutputOptions
+    from imgroute.jobs import JobRunner
     from imgroute.ledger import SharedLedger
+    from imgroute.observations import Observations
     from imgroute.poll_timing import PollTiming
     from imgroute.scheduler import Limits
+    from imgroute.session import Keys, Services
 
     table, _, routes = _specs()
-    keys, base_urls = all_keys(), all_base_urls()
     ledger = SharedLedger(Path(home) / "ledger.sqlite", durable=False)
     slots, timing = Limits({p: (c, None) for p in PROVIDERS}), PollTiming()  # as batch shares them
     with build_client(pool_size=2 * c) as client:
+        services = Services(
+            table, load_settings(), Keys(table.registry), Path(home), ledger, client, Observations(Path(home)), slots,
+            timing=timing,
+        )  # fmt: skip
 
         def job(i: int) -> None:
             provider = row_provider(i)
-            runner = JobRunner(
-                table=table, http=Http(client), ledger=ledger, keys=keys, base_urls=base_urls,
-                output=OutputOptions(Path(home) / "out"), spool_dir=Path(home) / "spool", slots=slots, timing=timing,
-            )  # fmt: skip
+            runner = JobRunner(services, JobOptions(OutputOptions(Path(home) / "out")))
             route = routes[provider]
             result = runner.run(route.request._replace(prompt=f"catalogue item {i}"), route)
             if result.error is None:

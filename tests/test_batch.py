@@ -356,7 +356,6 @@ def test_rows_in_memory_stay_bounded_when_saving_falls_behind(tmp_path):
     import threading
 
     from imgroute.batch_run import BatchRun
-    from imgroute.scheduler import Limits
 
     class BehindScheduler:  # every started row at once reaches "only saving"; rows end slowly
         def __init__(self):
@@ -387,9 +386,8 @@ def test_rows_in_memory_stay_bounded_when_saving_falls_behind(tmp_path):
     rows = parse_rows("\n".join(json.dumps({"prompt": f"p{i}"}) for i in range(600)), "rows.jsonl")[0]
     reported = []
     run = BatchRun(
-        routes={}, base_constraints=None, keys=None, base_urls={}, out_dir=tmp_path, home=tmp_path,
-        timeout=60, concurrency=10, limits=Limits({}), client=None, batch_label="rows.jsonl",
-        on_result=reported.append, reroute=None,
+        None, routes={}, base_constraints=None, out_dir=tmp_path, timeout=60, concurrency=10,
+        batch_label="rows.jsonl", on_result=reported.append, reroute=None,
     )  # fmt: skip
     scheduler = BehindScheduler()
     run.pool_for(scheduler).run(rows, lambda row, sent: None, BatchRun._ended, reported.append)

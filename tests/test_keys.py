@@ -30,9 +30,10 @@ def test_environment_wins_and_is_reported(cli, monkeypatch):
     rows = {row["provider"]: row for row in cli("keys", "list", "--json").json()}
     assert rows["kie"]["source"] == "env"
 
-    from imgroute.keys import get_key
+    from imgroute.keys import all_keys
+    from imgroute.providers import BUILT_IN
 
-    assert get_key("kie") == "from-env-1111"
+    assert all_keys(BUILT_IN)["kie"] == "from-env-1111"  # what every door sends with
 
 
 def test_key_from_stdin(cli, isolated_home):

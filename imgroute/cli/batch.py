@@ -13,12 +13,11 @@ from typing import Annotated
 
 import typer
 
-from imgroute import config, policy, signals
+from imgroute import policy, signals
 from imgroute.cli import app
 from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
-from imgroute.errors import ImgrouteError, Interrupted, NoOfferError, StdoutClosed, UsageError
+from imgroute.errors import ImgrouteError, Interrupted, StdoutClosed, UsageError
 from imgroute.money import fmt_usd
-from imgroute.session import Keys, check_out_dir, ledger, load_table_and_settings
 from imgroute.words import count
 
 
@@ -44,38 +43,37 @@ def batch(
     as_json: JsonLinesOpt = False,
 ) -> None:
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
-    from imgroute import render, report
-    from imgroute.batch import batch_label
-    from imgroute.batch import plan as make_plan
-    from imgroute.budget import check_batch
-    from imgroute.providers import provider_limits
-    from imgroute.request import check_timeout, parse_money
-    from imgroute.router import RouteCache
+    from imgroute import api, render, report
 
-    if concurrency < 1 or concurrency > 500:
-        raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
-    check_timeout(timeout)
-    total_cap = parse_money(max_total, "--max-total") if max_total is not None else None
-    table, settings = load_table_and_settings(where.pricing)  # first: a row may name a declared relay
-    rows, bad, label = _read_rows(file, strict)
-    constraints = where.constraints(table, settings)
-    keys = Keys()
-    routes = RouteCache(table, keys.available)
-    file_key = batch_label(label)
-    with ledger() as journal:
-        priors = journal.jobs_for_rows(file_key)  # a rerun plans only what is left to do
-    the_plan = make_plan(rows, routes, constraints, priors, file_key, settings.pricing_max_age_days)
-    shown = report.batch_plan(the_plan, the_plan.pacing(provider_limits(settings.limits)), bad)
+    planned = api.plan_batch(
+        file,
+        pricing=where.pricing,
+        providers=where.provider,
+        exclude=where.exclude,
+        max_cost=where.max_cost,
+        plan=where.plan,
+        official_only=where.official_only,
+        stated_quality=where.stated_quality,
+        deadline=where.deadline,
+        rank=where.rank,
+    )
+    for item in planned.bad:
+        sys.stderr.write(f"{planned.label}:{item.line}: {item.problem}\n")
+    if planned.bad and strict:
+        hint = "fix them, or drop --strict to skip them"
+        raise UsageError(f"{count(len(planned.bad), 'bad row')} in {planned.label}", hint)
+    if not planned.rows:
+        refused = count(len(planned.bad), "row")
+        raise UsageError(f"no usable rows in {planned.label}: {refused} refused, each said above", "fix them")
+    the_plan = planned.plan
+    shown = report.batch_plan(the_plan, planned.pacing, planned.bad)
     if as_json and dry_run:
         render.print_json(shown)
     elif not as_json:
         render.print_batch_plan(render.stderr_console() if not dry_run else render.stdout_console(), shown)
     if dry_run:
         return
-    if not the_plan.rows and not (the_plan.done_before or the_plan.not_retried):
-        raise NoOfferError("no row of the batch can be served", "see the reasons in the plan")
-    with ledger() as journal:
-        check_batch(journal, the_plan.total, total_cap)
+    api.check_batch(planned, max_total)
     if the_plan.rows and not yes and not _confirmed(the_plan):  # (a finished file asks nothing)
         sys.stderr.write("nothing was sent\n")
         return
@@ -95,26 +93,7 @@ def batch(
         ],
     )
     paced = max((p["min_minutes"] or 0) for p in shown["pacing"]) * 60 if shown["pacing"] else 0.0
-    run = _Run(the_plan, routes, constraints, keys, check_out_dir(out), timeout, concurrency, settings, as_json, paced)
-    run.bad = bad  # each gets its --json line too
-    run.go(file_key, again)
-
-
-def _read_rows(file: str, strict: bool):
-    """The file's rows, its bad rows (each reported on stderr with its line) and its label."""
-    from imgroute.batch import parse_rows, read_text
-
-    text, label = read_text(file)
-    rows, bad = parse_rows(text, label)
-    for item in bad:
-        sys.stderr.write(f"{label}:{item.line}: {item.problem}\n")
-    if bad and strict:
-        raise UsageError(f"{count(len(bad), 'bad row')} in {label}", "fix them, or drop --strict to skip them")
-    if not rows and bad:
-        raise UsageError(f"no usable rows in {label}: {count(len(bad), 'row')} refused, each said above", "fix them")
-    if not rows:
-        raise UsageError(f"no rows in {label}", "each row needs at least a prompt")
-    return rows, bad, label
+    _Run(planned, as_json, paced).go(again, out=out, concurrency=concurrency, timeout=timeout, max_total=max_total)
 
 
 def _confirmed(the_plan) -> bool:
@@ -139,60 +118,40 @@ def _rerun_command(file: str, options: list[tuple[str, object]]) -> str:
 
 
 class _Run:
-    """Running a planned batch: the rows' results reported as they end, the summary at the end."""
+    """Running a planned batch (api.run_batch): the rows' results reported as they end, the summary
+    at the end, and how it stops (a second Ctrl-C, a closed stdout)."""
 
-    def __init__(self, the_plan, routes, constraints, keys, out_dir, timeout, concurrency, settings, as_json, paced):
+    def __init__(self, planned, as_json: bool, paced: float):
         from imgroute import render
         from imgroute.batch_run import Outcome
 
-        self.plan, self.routes, self.constraints, self.keys = the_plan, routes, constraints, keys
-        self.out_dir, self.timeout, self.concurrency, self.settings = out_dir, timeout, concurrency, settings
-        self.as_json = as_json
-        self.rows = the_plan.runs()  # what earlier runs did too: each row gets its line
-        self.progress = render.BatchProgress(len(self.rows), the_plan.total, enabled=not as_json, paced_seconds=paced)
+        self.planned, self.plan, self.as_json = planned, planned.plan, as_json
+        rows = len(self.plan.runs())  # what earlier runs did too: each row gets its line
+        self.progress = render.BatchProgress(rows, self.plan.total, enabled=not as_json, paced_seconds=paced)
         self.counts = dict.fromkeys(Outcome, 0)
         self.failed = None  # the first failed row's error: the batch exits with its code
-        self.runner = None
+        self.runner = None  # the BatchRun, once it starts
         self.stdout_gone = False  # its reader went away: the batch stops as on Ctrl-C, then exits 141
-        self.bad = []  # the file's bad rows (batch.BadRow): each gets its --json line too
 
-    def go(self, label: str, again: str) -> None:
-        from imgroute import render, report
-        from imgroute.batch_run import BatchRun, Outcome, RowResult
-        from imgroute.fallback import rerouter
-        from imgroute.http import build_client
-        from imgroute.scheduler import Limits
+    def go(self, again: str, **running) -> None:
+        from imgroute import api, render, report
 
         started = time.monotonic()
-        limits = Limits.from_settings(self.settings.limits, total=self.concurrency)
-        # a connection per worker, and one per job a synchronous provider holds open while it generates
-        pool = BatchRun.workers_for(self.concurrency) + self.concurrency
-        with build_client(pool_size=pool) as client, self.progress:
-            self.runner = BatchRun(
-                routes=self.routes,
-                base_constraints=self.constraints,
-                keys=self.keys.available,
-                base_urls=self.keys.base_urls,
-                out_dir=self.out_dir,
-                home=config.home(),
-                timeout=self.timeout,
-                concurrency=self.concurrency,
-                limits=limits,
-                client=client,
-                batch_label=label,
-                on_result=self.report,
-                reroute=rerouter(self.routes.table, self.constraints, self.keys.available),
-                on_stop=self.stopping,
-            )
+        with self.progress:
             if self.as_json:  # every row gets its line: the bad ones first, then those no offer serves
-                for item in self.bad:
+                for item in self.planned.bad:
                     self.write_line(report.bad_row(item))
-            for row, why in self.plan.unservable:
-                self.report(RowResult(row, Outcome.UNSERVABLE, None, why))
             try:
-                self.runner.run(self.rows, idle=self.watch_stdout)
+                api.run_batch(
+                    self.planned,
+                    on_result=self.report,
+                    on_stop=self.stopping,
+                    idle=self.watch_stdout,
+                    on_start=self.started,
+                    **running,
+                )
             except KeyboardInterrupt:
-                if self.runner.left_running:
+                if self.runner is not None and self.runner.left_running:
                     self.leave(again)
                 raise self.stopped(again) from None
         if not self.as_json:
@@ -202,6 +161,11 @@ class _Run:
             )
         if self.failed is not None:
             raise self.failed
+
+    def started(self, runner) -> None:
+        self.runner = runner
+        if self.stdout_gone:  # (it went while the first lines were written)
+            runner.request_stop()
 
     def stopped(self, again: str) -> ImgrouteError:
         """How the stopped run ended, counted as it is: rows done, and rows never sent."""
@@ -253,7 +217,8 @@ class _Run:
     def stdout_lost(self) -> None:
         self.stdout_gone = True
         signals.discard_stdout()
-        self.runner.request_stop()
+        if self.runner is not None:
+            self.runner.request_stop()
 
     def report(self, row_result) -> None:
         from imgroute import report
@@ -269,4 +234,4 @@ class _Run:
         if self.as_json:
             self.write_line(report.batch_row(row_result))
         if row_result.outcome != "unservable":  # the progress bar counts the rows that run
-            self.progress.update(row_result, running=self.runner.running)
+            self.progress.update(row_result, running=self.runner.running if self.runner is not None else 0)

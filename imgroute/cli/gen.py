@@ -80,7 +80,7 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
     if route.choice is None:
         raise no_offer_error(route, "in `reasons`" if output.as_json else "above")
     if output.dry_run:
-        prepared = preview(route.choice, planned.request, planned.keys.available, planned.keys.base_urls)
+        prepared = preview(route.choice, planned.request, planned.keys, planned.table.registry)
         data = report.dry_run(route.choice, prepared, route.caveats)
         if output.as_json:
             render.print_json(data)
@@ -95,15 +95,16 @@ def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attemp
     def started(runner) -> None:
         attempt.runner = runner
 
-    result = api.run(
-        planned,
-        out=output.out,
-        name=output.name,
-        timeout=output.timeout,
-        detach=output.detach,
-        progress=not silent,
-        on_runner=started,
-    )
+    with render.JobProgress(enabled=not silent) as progress:  # a live status line on a terminal
+        result = api.run(
+            planned,
+            out=output.out,
+            name=output.name,
+            timeout=output.timeout,
+            detach=output.detach,
+            on_event=progress.update,
+            on_runner=started,
+        )
     constraints = planned.constraints
     skipped = report.skipped_json(route)
     if output.as_json:

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from imgroute import config, policy
+from imgroute import policy
 from imgroute.cli import app
 from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
 from imgroute.errors import Busy, ImgrouteError, Interrupted, UsageError, quoted
 from imgroute.models import JobState
-from imgroute.session import Keys, job_runner, ledger, load_table_and_settings
+from imgroute.session import ledger
 from imgroute.words import count
 
 jobs_app = typer.Typer(help="Jobs in the ledger: list, show, resume.", invoke_without_command=True)
@@ -172,33 +172,24 @@ def jobs_resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
-    from imgroute.fallback import rerouter
-    from imgroute.request import build_constraints, check_timeout
+    from imgroute import api, render
 
-    check_timeout(timeout)
     if (job_id is None) == (not all_jobs):
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
-    with ledger() as journal:
-        targets = [resolve_job(journal, job_id).id] if job_id else [r.id for r in journal.unfinished()]
-    table, settings = load_table_and_settings(pricing)
-    keys = Keys()
-    reroute = rerouter(table, build_constraints(table, settings), keys.available)
     shown = _Shown(quiet, as_json)
     if job_id:
-        from imgroute.jobs import OutputOptions
-
-        output = OutputOptions(config.home())  # replaced by the job's own out_dir and name template
-        with job_runner(table, keys, output, timeout, quiet or as_json, None) as runner:
-            shown.add(runner.resume(targets[0], reroute))
-    elif targets:
-        _resume_all(targets, table, keys, settings, timeout, reroute, shown)
+        with ledger() as journal:
+            target = resolve_job(journal, job_id).id
+        with render.JobProgress(enabled=not (quiet or as_json)) as progress:
+            shown.add(api.resume(target, timeout=timeout, pricing=pricing, on_event=progress.update))
+    else:
+        _resume_all(timeout, pricing, shown)
     shown.end()
 
 
-def _resume_all(targets, table, keys, settings, timeout, reroute, shown) -> None:
-    """Every unfinished job at once (resume_all.py); a job another imgroute runs is skipped."""
-    from imgroute import signals
-    from imgroute.resume_all import resume_all
+def _resume_all(timeout: float, pricing, shown) -> None:
+    """Every unfinished job at once (api.resume_all); a job another imgroute runs is skipped."""
+    from imgroute import api, signals
 
     def report(resumed) -> None:
         if isinstance(resumed.error, Busy):  # the other process finishes it
@@ -220,10 +211,10 @@ def _resume_all(targets, table, keys, settings, timeout, reroute, shown) -> None
         )
 
     try:
-        resume_all(targets, table, keys, settings, timeout, reroute, report, stopping)
+        api.resume_all(timeout=timeout, pricing=pricing, on_result=report, on_stop=stopping)
     except KeyboardInterrupt:
         raise Interrupted(
-            f"{signals.stop_word()}: {len(shown.results)} of {count(len(targets), 'job')} finished here",
+            f"{signals.stop_word()}: {count(len(shown.results), 'job')} finished here",
             "the others are in the ledger as they were: run imgroute jobs resume --all again",
         ) from None
 

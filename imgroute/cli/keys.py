@@ -14,16 +14,17 @@ keys_app = typer.Typer(help="API keys: set, list (names and sources only), remov
 app.add_typer(keys_app, name="keys")
 
 
-def _store():
-    """The key store, with the relays of the home pricing file known (their keys are keys too)."""
+def _registry():
+    """The providers whose keys these commands handle: the built-in ones, and the relays of the
+    home's pricing file (their keys are keys too)."""
     from imgroute import config
-    from imgroute import keys as key_store
+    from imgroute.providers import BUILT_IN
 
-    if config.user_pricing_file() is not None:
-        from imgroute.session import load_pricing
+    if config.user_pricing_file() is None:
+        return BUILT_IN
+    from imgroute.session import load_pricing
 
-        load_pricing(None)
-    return key_store
+    return load_pricing(None).registry
 
 
 @keys_app.command("set")
@@ -39,8 +40,10 @@ def keys_set(
     ] = None,
 ) -> None:
     """Store a key in the keys file (mode 0600)."""
-    key_store = _store()
-    provider = key_store.provider_for(name)
+    from imgroute import keys as key_store
+
+    registry = _registry()
+    provider = key_store.provider_for(name, registry)
     if value is None:
         if sys.stdin is None or not sys.stdin.isatty():
             value = sys.stdin.readline() if sys.stdin else ""
@@ -50,7 +53,7 @@ def keys_set(
             value = getpass.getpass(f"{provider} key (hidden): ")
     key_store.set_key(provider, value)
     sys.stdout.write(f"stored the {provider} key in {key_store.keys_path()}\n")
-    env = key_store.set_in_environment(provider)
+    env = key_store.set_in_environment(provider, registry)
     if env:
         sys.stderr.write(f"warning: ${env} is set here and wins over the stored key; unset it to use the stored one\n")
 
@@ -58,10 +61,10 @@ def keys_set(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """Which keys are set and where each comes from (never the values)."""
+    from imgroute import keys as key_store
     from imgroute import render
 
-    key_store = _store()
-    rows = key_store.list_keys()
+    rows = key_store.list_keys(_registry())
     if as_json:
         render.print_json([row._asdict() for row in rows])
         return
@@ -77,8 +80,10 @@ def keys_remove(
     ],
 ) -> None:
     """Remove a key from the keys file (environment variables are yours to unset)."""
-    key_store = _store()
-    provider = key_store.provider_for(name)
+    from imgroute import keys as key_store
+
+    registry = _registry()
+    provider = key_store.provider_for(name, registry)
     if key_store.remove_key(provider):
         sys.stdout.write(f"removed the {provider} key from {key_store.keys_path()}\n")
     else:
@@ -115,28 +120,28 @@ def keys_check(
     provider could not be reached."""
     from imgroute import config, key_check, render
     from imgroute import credits as prepaid
+    from imgroute import keys as key_store
     from imgroute.errors import ConfigError
     from imgroute.http import Http, build_client
-    from imgroute.session import check_time_scale
+    from imgroute.session import Keys
 
-    key_store = _store()
-    rows = [row for row in key_store.list_keys() if row.source != "missing"]
+    registry = _registry()
+    rows = [row for row in key_store.list_keys(registry) if row.source != "missing"]
     if name is not None:
-        provider = key_store.provider_for(name)
+        provider = key_store.provider_for(name, registry)
         rows = [row for row in rows if row.provider == provider]
         if not rows:
-            env = next(r.env for r in key_store.list_keys() if r.provider == provider)
+            env = next(r.env for r in key_store.list_keys(registry) if r.provider == provider)
             raise ConfigError(f"no {provider} key is set (${env} or the keys file)", f"imgroute keys set {provider}")
     if not rows:
         raise ConfigError("no provider keys are set, so there is nothing to check", "imgroute keys set PROVIDER")
-    keys, base_urls = key_store.all_keys(), key_store.all_base_urls()
-    check_time_scale(keys, base_urls)  # (only for the local fakes, as every door that sends)
+    keys = Keys(registry)  # (IMGROUTE_TIME_SCALE is for the local fakes only, as at every door that sends)
     home = config.home()
-    configured = config.load_settings().credits
+    configured = config.load_settings(registry=registry).credits
     if configured:
         prepaid.sync_config(home, configured)
     with build_client() as client:
-        results = key_check.check(rows, keys, base_urls, Http(client), prepaid.read(home), configured)
+        results = key_check.check(rows, keys, registry, Http(client), prepaid.read(home), configured)
     ask = not as_json and not update and _at_a_terminal()
     plans = {}
     for checked in results:

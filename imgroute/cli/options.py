@@ -54,10 +54,11 @@ def complete_plans(incomplete: str) -> list[str]:
 
 
 def complete_providers(incomplete: str) -> list[str]:
-    from imgroute.providers import known
+    from imgroute.providers import BUILT_IN
 
-    _table()  # (a relay a pricing file declares is a provider too)
-    return [name for name in known() if name.startswith(incomplete)]
+    table = _table()  # (a relay a pricing file declares is a provider too)
+    known = (table.registry if table else BUILT_IN).known()
+    return [name for name in known if name.startswith(incomplete)]
 
 
 def flag(*names: str, help: str):

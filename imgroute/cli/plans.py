@@ -31,12 +31,12 @@ def plans_set(
     """Record a prepaid balance: quote marks offers it pays for, advise says what will expire."""
     from imgroute import config
     from imgroute import credits as prepaid
-    from imgroute.providers import known
     from imgroute.session import load_pricing
 
     table = load_pricing(None)
-    if provider not in known():
-        raise UsageError(f"unknown provider {provider!r}", f"known providers: {', '.join(known())}")
+    known = table.registry.known()
+    if provider not in known:
+        raise UsageError(f"unknown provider {provider!r}", f"known providers: {', '.join(known)}")
     priced_in_credits = {o.provider for o in table.offers if o.price.uses_credits}
     if provider not in priced_in_credits:
         raise UsageError(

@@ -5,14 +5,15 @@ from it: key variables, base-URL overrides, default limits, the ids that flags a
 Adding a provider is: its adapter module, one row here, its `pricing.yaml` rows, its fake, its
 README lines (tests/test_registry.py fails when one of them is missing).
 
-Relays a user declares in a pricing file (`providers: {myrelay: {api: openai-images, ...}}`) join
-at run time through `declare`, when that file is loaded; they speak an API imgroute already has an
-adapter for, so they need no code.
+Relays a user declares in a pricing file (`providers: {myrelay: {api: openai-images, ...}}`) are
+part of that table (`PricingTable.registry`, a Registry of the built-in providers and its relays);
+they speak an API imgroute already has an adapter for, so they need no code.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -101,42 +102,64 @@ REGISTRY: dict[str, ProviderSpec] = {
 # The adapter of each API a relay may declare.
 RELAY_APIS = {"openai-images": "imgroute.providers.relay:RelayAdapter"}
 
-# For tests and scripts; the package itself reads REGISTRY, so a provider registered at run time
-# (tests/test_registry.py) is known everywhere.
+# For tests and scripts: the built-in providers' variables. (The package asks a Registry, which
+# reads REGISTRY at each call, so a provider registered at run time, tests/test_registry.py, counts.)
 KEY_ENV = {spec.id: spec.key_env for spec in REGISTRY.values()}
 BASE_URL_ENV = {spec.id: spec.base_url_env for spec in REGISTRY.values()}
 
-# The relays of the pricing table loaded last (replaced, not added to, by each load).
-_declared: dict[str, ProviderSpec] = {}
+
+class Registry:
+    """The providers a pricing table can route to: the built-in ones and the relays the table
+    declares (`PricingTable.registry`). A value of its table, never module state: two tables loaded
+    in one process each know their own relays."""
+
+    __slots__ = ("_relays",)
+
+    def __init__(self, relays: Iterable[ProviderSpec] = ()):
+        self._relays = {relay.id: relay for relay in relays}
+
+    def specs(self) -> tuple[ProviderSpec, ...]:
+        return (*REGISTRY.values(), *self._relays.values())
+
+    def spec(self, provider: str) -> ProviderSpec:
+        return REGISTRY.get(provider) or self._relays[provider]
+
+    def known(self) -> tuple[str, ...]:
+        return (*REGISTRY, *self._relays)
+
+    def adapter_class(self, provider: str, windowed: bool = False) -> type[Adapter]:
+        """The provider's adapter; `windowed`: the one for its offers with a completion window."""
+        found = self.spec(provider)
+        location = found.window_adapter if windowed else found.adapter
+        if location is None:
+            raise KeyError(f"{provider} has no adapter for offers with a completion window")
+        module, _, name = location.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cls.bound_to(found) if found.api else cls
+
+    def limits(self, overrides=None) -> dict[str, tuple[int, float | None]]:
+        """Per provider: (jobs in progress at once, submits per minute or None): the registry's
+        conservative defaults with config.yaml's `limits:` over them, field by field."""
+        merged = {}
+        for entry in self.specs():
+            own = (overrides or {}).get(entry.id, (None, None))
+            merged[entry.id] = (own[0] or entry.concurrency, own[1] if own[1] is not None else entry.per_minute)
+            if entry.window_adapter:
+                merged[lane(entry.id, True)] = BATCH_LANE
+        return merged
 
 
-def declare(relays) -> None:
-    """Make the relays a loaded pricing table declares known everywhere (keys, limits, routing)."""
-    _declared.clear()
-    _declared.update((relay.id, relay) for relay in relays)
-
-
-def specs() -> tuple[ProviderSpec, ...]:
-    return (*REGISTRY.values(), *_declared.values())
-
-
-def spec(provider: str) -> ProviderSpec:
-    return REGISTRY.get(provider) or _declared[provider]
-
-
-def known() -> tuple[str, ...]:
-    return (*REGISTRY, *_declared)
+BUILT_IN = Registry()  # the providers imgroute knows with no pricing file (keys, limits of a stand-in)
 
 
 def adapter_class(provider: str, windowed: bool = False) -> type[Adapter]:
-    """The provider's adapter; `windowed`: the one for its offers with a completion window."""
-    found = spec(provider)
-    location = found.window_adapter if windowed else found.adapter
-    if location is None:
-        raise KeyError(f"{provider} has no adapter for offers with a completion window")
-    module, _, name = location.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls.bound_to(found) if found.api else cls
+    """A built-in provider's adapter (for tests and scripts; the package asks its table's Registry)."""
+    return BUILT_IN.adapter_class(provider, windowed)
+
+
+def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
+    """The built-in providers' limits (for tests; the package asks its table's Registry)."""
+    return BUILT_IN.limits(overrides)
 
 
 # Jobs at a provider's batch API (OpenAI Batch) wait in a pool of their own: its rate limits are
@@ -147,15 +170,3 @@ BATCH_LANE = (100, None)
 def lane(provider: str, windowed: bool) -> str:
     """The limits a job counts against: its provider's, or its provider's batch API's."""
     return f"{provider}:batch" if windowed else provider
-
-
-def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
-    """Per provider: (jobs in progress at once, submits per minute or None): the registry's
-    conservative defaults with config.yaml's `limits:` over them, field by field."""
-    merged = {}
-    for entry in specs():
-        own = (overrides or {}).get(entry.id, (None, None))
-        merged[entry.id] = (own[0] or entry.concurrency, own[1] if own[1] is not None else entry.per_minute)
-        if entry.window_adapter:
-            merged[lane(entry.id, True)] = BATCH_LANE
-    return merged

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute import api, config, policy
+from imgroute import api, policy
 from imgroute.errors import ImgrouteError
 from imgroute.models import UNFINISHED_JOB_STATES
 from imgroute.serve.params import ImageCall
@@ -45,26 +45,21 @@ def discard_inputs(folder: Path | None) -> None:
 
 class Gateway:
     def __init__(self, out_dir: Path, concurrency: int = 64):
-        from imgroute.http import build_client
-        from imgroute.ledger import LEDGER_FILE, SharedLedger
-        from imgroute.observations import Observations
-        from imgroute.poll_timing import PollTiming
         from imgroute.router import RouteCache
-        from imgroute.scheduler import Limits, Scheduler
-        from imgroute.session import Keys, load_table_and_settings
+        from imgroute.session import Keys, load_table_and_settings, open_many
 
-        self.table, self.settings = load_table_and_settings(None)
-        self.keys = Keys()
+        table, self.settings = load_table_and_settings(None)
+        self.keys = Keys(table.registry)
         self.out_dir = out_dir
-        self.client = build_client(pool_size=2 * concurrency)
-        self.ledger = SharedLedger(config.home() / LEDGER_FILE, durable=False)  # as batch: WAL, NORMAL
-        self.limits = Limits.from_settings(self.settings.limits)
-        self.scheduler = Scheduler(4, self.limits, policy.time_scale())
-        self.timing = PollTiming()
-        self.routes = RouteCache(self.table, self.keys.available)  # requests alike share one ranking
-        self.observations = Observations(config.home())
+        # A connection per generation a synchronous provider holds open (the stand-in workers).
+        self.services = open_many(table, self.settings, self.keys, workers=4, connections=2 * concurrency)
+        self.routes = RouteCache(table, self.keys.available)  # requests alike share one ranking
         self._running: dict[str, asyncio.Future] = {}
         self._recent: OrderedDict[str, tuple[float, Served]] = OrderedDict()  # oldest first
+
+    @property
+    def table(self):
+        return self.services.table
 
     @property
     def offers(self) -> set[str]:
@@ -131,26 +126,15 @@ class Gateway:
             served = Served(result, result.error if result is not None else error, planned)
             loop.call_soon_threadsafe(lambda: future.done() or future.set_result(served))
 
-        self.scheduler.start(steps, done)
+        self.services.scheduler.start(steps, done)
         return await asyncio.shield(future)
 
     def _runner(self, max_cost):
-        from imgroute.jobs import JobRunner, OutputOptions
+        from imgroute.job_state import JobOptions, OutputOptions
+        from imgroute.jobs import JobRunner
 
-        return JobRunner(
-            table=self.table,
-            http=self.scheduler.http(self.client),
-            ledger=self.ledger,
-            keys=self.keys.available,
-            base_urls=self.keys.base_urls,
-            output=OutputOptions(self.out_dir, api.DEFAULT_NAME),
-            spool_dir=config.home() / "spool",
-            timeout=policy.DEFAULT_JOB_TIMEOUT_S,
-            max_cost=max_cost,
-            slots=self.limits,
-            timing=self.timing,
-            observations=self.observations,
-        )
+        output = OutputOptions(self.out_dir, api.DEFAULT_NAME)
+        return JobRunner(self.services, JobOptions(output, policy.DEFAULT_JOB_TIMEOUT_S, max_cost))
 
     def _forget_old(self) -> None:
         """Drop the answers past RECENT_S or beyond RECENT_MAX. They are kept in the order their
@@ -162,7 +146,4 @@ class Gateway:
 
     def close(self) -> None:
         """After the last request: no job is left on the scheduler's workers."""
-        self.scheduler.close()
-        self.observations.flush(force=True)
-        self.ledger.close()
-        self.client.close()
+        self.services.close()
