@@ -20,11 +20,12 @@ from imgroute.errors import ImgrouteError
 from imgroute.images import DEFAULT_NAME
 from imgroute.job_state import JobOptions, JobResult, OutputOptions
 from imgroute.jobs import JobRunner
-from imgroute.ledger import RowJob
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.pool import JobPool
 from imgroute.resume import recorded_result
 from imgroute.steps import Steps
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, row_key
+from imgroute.store.records import Holder, RowJob
 
 if TYPE_CHECKING:
     from imgroute.session import Services
@@ -87,7 +88,7 @@ class BatchRun:
         self.reroute = reroute
         self.on_stop = on_stop or (lambda sent: None)  # a stop is being acted on: `sent` jobs are awaited
         self.pool: JobPool | None = None  # while `run` runs
-        self._held: dict[str, int] = {}  # rows another live imgroute has claimed: their pid
+        self._held: dict[str, Holder] = {}  # rows another live imgroute has claimed: who
         self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
         self._stop_asked = False
 
@@ -103,7 +104,7 @@ class BatchRun:
         return self.pool.sent if self.pool is not None else 0
 
     def row_key(self, row: Row) -> str:
-        return f"{self.label}:{row.key}"
+        return row_key(self.label, row.key)
 
     def run(self, rows: list[Row], on_stop=None, idle=None) -> None:
         """Run every row; on a stop request (the first Ctrl-C or SIGTERM, or `request_stop`) send
@@ -114,7 +115,8 @@ class BatchRun:
         # Claim the rows first (one commit), then read what earlier runs did: a row another live
         # imgroute runs is left to it, and one it has just finished is seen as done.
         keys = [self.row_key(row) for row in rows]
-        self._held = ledger.claim(keys)
+        with ledger.transaction() as tx:
+            self._held = tx.claim(keys, PROCESS_OWNER, LEASE_SECONDS)
         self._priors = ledger.jobs_for_rows(self.label)
         self._send_waiting_rows(rows)
         self.pool = self.pool_for(self.services.scheduler)
@@ -133,7 +135,8 @@ class BatchRun:
             if self.left_running:  # threads may still be inside a step: the process ends now
                 self.services.abandoned = True
             else:  # every row has been reported: no job uses the connection
-                ledger.release([k for k in keys if k not in self._held])
+                with ledger.transaction() as tx:
+                    tx.release([k for k in keys if k not in self._held], PROCESS_OWNER)
 
     def pool_for(self, scheduler) -> JobPool:
         """Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
@@ -178,7 +181,7 @@ class BatchRun:
         http = self.services.http()
         sent = batch_window.send(waiting, lambda key: self._runner(by_key[key]), http, self.services.ledger)
         for key, job_id in sent.items():
-            self._priors[key] = RowJob(job_id, JobState.SUBMITTED, None, None)
+            self._priors[key] = RowJob(id=job_id, state=JobState.SUBMITTED, exit_code=None, error=None)
 
     def _runner(self, row: Row, sent=None) -> JobRunner:
         output = OutputOptions(self.out_dir, row.name or DEFAULT_NAME)
@@ -191,7 +194,7 @@ class BatchRun:
         ledger = self.services.ledger
         holder = self._held.get(self.row_key(row))
         if holder is not None:
-            return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute (pid {holder})")
+            return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute ({holder})")
         try:
             prior = self._priors.get(self.row_key(row))
             if prior is not None and prior.state == JobState.SUCCEEDED:  # with its files, as recorded

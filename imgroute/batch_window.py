@@ -18,10 +18,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from imgroute.errors import BudgetRefused
 from imgroute.http import Http
-from imgroute.ledger import BudgetRefused, Ledger
 from imgroute.models import SENDING_BATCH, UNSENT, AttemptState, JobState, TaskState
 from imgroute.providers.base import ProviderTrouble, SubmitUnknown
+from imgroute.store.interface import Ledger
 from imgroute.words import count
 
 
@@ -61,28 +62,27 @@ def _send_one(adapter, http: Http, ledger: Ledger, lines: list, offer_id: str, s
     except ProviderTrouble as exc:  # nothing was sent: the jobs are routed again when collected
         say(f"{offer_id}: the batch file could not be uploaded ({exc}); its rows are routed again")
         return
-    pending: list = []
-    for _, task in lines:
-        ledger.task_state(task.task_id, TaskState.SUBMITTING, SENDING_BATCH, into=pending)
-    ledger.flush(pending)
+    with ledger.transaction() as tx:
+        for _, task in lines:
+            tx.task_state(task.task_id, TaskState.SUBMITTING, SENDING_BATCH)
     try:
         submissions = adapter.create(http, file_id, specs)
     except ProviderTrouble as exc:  # refused, so not created: back to unsent, routed again
-        for _, task in lines:
-            ledger.task_state(task.task_id, TaskState.SUBMITTING, UNSENT, into=pending)
-        ledger.flush(pending)
+        with ledger.transaction() as tx:
+            for _, task in lines:
+                tx.task_state(task.task_id, TaskState.SUBMITTING, UNSENT)
         say(f"{offer_id}: the batch was refused ({exc}); its rows are routed again")
         return
     except SubmitUnknown as exc:
-        for _, task in lines:
-            ledger.task_state(task.task_id, TaskState.UNKNOWN, str(exc), into=pending)
-        ledger.flush(pending)
+        with ledger.transaction() as tx:
+            for _, task in lines:
+                tx.task_state(task.task_id, TaskState.UNKNOWN, str(exc))
         say(f"{offer_id}: {exc}; its rows are looked up at OpenAI when collected, never sent again")
         return
-    for (_, task), submission in zip(lines, submissions, strict=True):
-        ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into=pending)
-    for member in {id(m): m for m, _ in lines}.values():
-        ledger.job_state(member.job_id, JobState.SUBMITTED, into=pending)
-        ledger.attempt_state(member.attempt_id, AttemptState.RUNNING, into=pending)
-    ledger.flush(pending)
+    with ledger.transaction() as tx:
+        for (_, task), submission in zip(lines, submissions, strict=True):
+            tx.task_submitted(task.task_id, submission.job_id, submission.handle)
+        for member in {id(m): m for m, _ in lines}.values():
+            tx.job_state(member.job_id, JobState.SUBMITTED)
+            tx.attempt_state(member.attempt_id, AttemptState.RUNNING)
     say(f"{offer_id}: {count(len(lines), 'request')} sent as batch {submissions[0].job_id}; results within 24h")

@@ -9,18 +9,11 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from imgroute.errors import BudgetError
-from imgroute.ledger import PERIODS, BudgetRefused, Ledger, SpendRow, committed_cost, period_reset, period_start
 from imgroute.models import OPEN_ATTEMPT_STATES
 from imgroute.money import fmt_usd
-
-
-def refusal_error(refused: BudgetRefused) -> BudgetError:
-    resets = refused.resets.strftime("%Y-%m-%d %H:%M")
-    return BudgetError(
-        f"{refused.period} budget: this needs {fmt_usd(refused.asked)}, {fmt_usd(refused.left)} is left of "
-        f"{fmt_usd(refused.cap)} (resets {resets})",
-        "raise it with `imgroute budget set`, or wait for the reset",
-    )
+from imgroute.store.interface import Ledger
+from imgroute.store.periods import PERIODS, committed_cost, period_reset, period_start
+from imgroute.store.records import SpendRow
 
 
 def check_batch(ledger: Ledger, total: Decimal, total_cap: Decimal | None, now: dt.datetime | None = None) -> None:

@@ -6,7 +6,11 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from enum import StrEnum
+
+from imgroute.money import fmt_usd
 
 QUOTE_LIMIT = 80  # the most of a user's value an error line repeats
 
@@ -78,6 +82,23 @@ class BudgetError(ImgrouteError):
     """A budget cap or --max-cost refused the spend."""
 
     exit_code = 8
+
+
+class BudgetRefused(BudgetError):
+    """A cap refused an attempt's reservation, checked in the ledger's write transaction (so two
+    processes cannot together pass it): nothing of that transaction was written."""
+
+    def __init__(self, period: str, cap: Decimal, spent: Decimal, asked: Decimal, resets: dt.datetime):
+        self.period, self.cap, self.spent, self.asked, self.resets = period, cap, spent, asked, resets
+        super().__init__(
+            f"{period} budget: this needs {fmt_usd(asked)}, {fmt_usd(self.left)} is left of {fmt_usd(cap)} "
+            f"(resets {resets:%Y-%m-%d %H:%M})",
+            "raise it with `imgroute budget set`, or wait for the reset",
+        )
+
+    @property
+    def left(self) -> Decimal:
+        return max(Decimal(0), self.cap - self.spent)
 
 
 class Busy(ImgrouteError):

@@ -12,6 +12,7 @@ from imgroute.errors import ImgrouteError
 from imgroute.models import JobState, Request
 from imgroute.outputs import ImageShape, SavedImage
 from imgroute.providers.base import Adapter, ProviderTrouble, Usage
+from imgroute.store.interface import Unsaved
 
 if TYPE_CHECKING:
     from imgroute.router import Quote
@@ -127,10 +128,10 @@ class JobRun:
         # Journal writes that may wait for the next commit (a saved file's record, an attempt's end):
         # committed together, at the latest when the job ends. A kill before that loses nothing:
         # resume finds the files by their content and settles the attempt again.
-        self.pending: list = []
+        self.unsaved = Unsaved()
         self.usage: Usage | None = None  # what the providers reported for the images delivered so far
-        self.spooled: list[dict] = []  # spooled answers whose saved files wait in `pending`: then removed
-        self.unsaved = 0  # results that could not be downloaded or saved (resume fetches them again)
+        self.spooled: list[dict] = []  # spooled answers whose saved files wait in `unsaved`: then removed
+        self.unfetched = 0  # results that could not be downloaded or saved (resume fetches them again)
         self.troubles: list[tuple[str, str]] = []  # (provider, TroubleKind) that kept offers from it
 
     @property
@@ -185,8 +186,3 @@ class Unsent(NamedTuple):
     attempt_id: int
     tasks: tuple[Task, ...]
     adapter: Adapter
-
-
-def job_key(job_id: str) -> str:
-    """A job's claim in the ledger: held by the process running it."""
-    return f"job:{job_id}"

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 
 from imgroute import price_models, words
 from imgroute.attempt_spec import attempt_shape, delivered_size, job_spec, lane_of, provider_job_id
-from imgroute.budget import refusal_error
 from imgroute.costs import Assessment, assess
 from imgroute.errors import (
+    BudgetRefused,
     ConfigError,
     ImgrouteError,
     Interrupted,
@@ -53,10 +53,8 @@ from imgroute.job_state import (
     Outcome,
     Unsent,
     failure_hint,
-    job_key,
 )
-from imgroute.ledger import BudgetRefused
-from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, Request, TaskState
+from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, OfferRef, Request, TaskState
 from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.price_models import Delivered
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
@@ -64,6 +62,8 @@ from imgroute.report import route_text
 from imgroute.resume import Resume
 from imgroute.router import Quote, Route
 from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Steps, drive
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
+from imgroute.store.records import NewJob
 from imgroute.tasks import Task, TaskRunner
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class JobRunner(Resume):
         for index, count in enumerate(quote.assessment.requests):
             spec = job_spec(request, quote.assessment, count, f"{job.id}-1-{index}")
             attempt, task = self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec)
-            self.ledger.task_state(task.task_id, TaskState.SUBMITTING, UNSENT, into=job.pending)
+            job.unsaved.add(Transaction.task_state, task.task_id, TaskState.SUBMITTING, UNSENT)
             tasks.append(task)
         self._commit(job)
         return Unsent(job.id, attempt.id, tuple(tasks), adapter)
@@ -145,19 +145,21 @@ class JobRunner(Resume):
     def _new_job(self, request: Request, route: Route, row_key: str | None, constraints) -> JobRun:
         job = self._begin(JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost), self.outputs)
         first = route.choice
-        self.ledger.new_job(
-            job.id,
-            request.prompt,
-            {**request.to_json(), "constraints": constraints.to_json() if constraints else None},
-            route_text(route),
-            str(first.cost) if first else None,
-            str(self.outputs.out_dir.absolute()),  # a resume may run from another directory
-            self.outputs.name_template,
-            str(self.max_cost) if self.max_cost is not None else None,
-            row_key,
-            into=job.pending,  # committed with the first request's intent (or the job's end)
+        row = NewJob(
+            id=job.id,
+            prompt=request.prompt,
+            request={**request.to_json(), "constraints": constraints.to_json() if constraints else None},
+            route=route_text(route),
+            estimate=str(first.cost) if first else None,
+            out_dir=str(self.outputs.out_dir.absolute()),  # a resume may run from another directory
+            name_template=self.outputs.name_template,
+            max_cost=str(self.max_cost) if self.max_cost is not None else None,
+            row_key=row_key,
         )
-        self.ledger.claim_new(job_key(job.id), into=job.pending)  # no `jobs resume` takes it meanwhile
+        # committed with the first request's intent (or the job's end), with the job's lease: no
+        # `jobs resume` takes it meanwhile
+        job.unsaved.add(Transaction.new_job, row)
+        job.unsaved.add(Transaction.claim, [job_key(job.id)], PROCESS_OWNER, LEASE_SECONDS)
         return job
 
     def _route_through(self, job: JobRun, route: Route, first_seq: int, skip: frozenset[str] = frozenset()) -> Steps:
@@ -207,7 +209,7 @@ class JobRunner(Resume):
 
     def _detached(self, job: JobRun) -> JobResult:
         """Sent and journaled as submitted; `jobs resume` collects it (the claim is given up)."""
-        self.ledger.release([job_key(job.id)], into=job.pending)
+        job.unsaved.add(Transaction.release, [job_key(job.id)], PROCESS_OWNER)
         self._commit(job)
         provider, model, plan = job.last
         elapsed = self.clock() - job.start
@@ -218,16 +220,16 @@ class JobRunner(Resume):
     def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
         actual = job.spent if job.sources else None
         source = ", ".join(sorted(job.sources)) if job.sources else None
-        self.ledger.job_state(
+        job.unsaved.add(
+            Transaction.job_state,
             job.id,
             status,
-            error.message if error else None,
-            str(actual) if actual is not None else None,
-            source,
+            error=error.message if error else None,
+            actual=str(actual) if actual is not None else None,
+            source=source,
             exit_code=error.exit_code if error else 0,
-            into=job.pending,
         )
-        self.ledger.release([job_key(job.id)], into=job.pending)
+        job.unsaved.add(Transaction.release, [job_key(job.id)], PROCESS_OWNER)
         self._commit(job)
         provider, model, plan = job.last
         return JobResult(
@@ -266,7 +268,7 @@ class JobRunner(Resume):
                 return AttemptEnd(report._replace(state=AttemptState.RUNNING), (), None, None, None, "", True)
             stuck = (yield from self.tasks.await_all(job, attempt.adapter, tasks)) if attempt else None
         except BudgetRefused as refused:
-            return AttemptEnd(report._replace(error="budget"), (), None, None, refusal_error(refused), JobState.FAILED)
+            return AttemptEnd(report._replace(error="budget"), (), None, None, refused, JobState.FAILED)
         except Cancelled as stopped:
             return self._abandoned(report, stopped)
         finally:
@@ -309,11 +311,11 @@ class JobRunner(Resume):
                 if gap > 0:
                     yield Pause(gap, scaled=False)
                 self.mark_sent()
-                yield from self.tasks.submit(adapter, task, into=job.pending)  # committed just below
+                yield from self.tasks.submit(adapter, task, job.unsaved)  # committed just below
                 if index + 1 < len(assessment.requests):
                     self._commit(job)  # what it answered is durable before the next request goes
-            self.ledger.job_state(job.id, JobState.SUBMITTED, into=job.pending)
-            self.ledger.attempt_state(attempt.id, AttemptState.RUNNING, into=job.pending)
+            job.unsaved.add(Transaction.job_state, job.id, JobState.SUBMITTED)
+            job.unsaved.add(Transaction.attempt_state, attempt.id, AttemptState.RUNNING)
             self._commit(job)
         except ProviderTrouble as exc:
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
@@ -331,21 +333,25 @@ class JobRunner(Resume):
         if attempt is None:
             attempt, task_id = self._open(job, seq, quote, assessment, adapter, spec)
         else:
-            task_id = self.ledger.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
+            with self.ledger.transaction() as tx:
+                task_id = tx.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
         return attempt, Task(task_id, spec, TaskState.SUBMITTING)
 
     def _open(self, job: JobRun, seq: int, quote: Quote, assessment, adapter: Adapter, spec: JobSpec):
-        """The attempt's reservation and first request, journaled in one commit: (Attempt, task id)."""
+        """The attempt's reservation (the job becoming `submitting`) and its first request's intent,
+        with the job's writes kept until now (its own row, if new), in one commit: the one a job must
+        make before its first request is sent. BudgetRefused leaves nothing written.
+        (Attempt, task id)."""
         offer, plan = quote.offer, assessment.plan.name
-        attempt_id, task_id = self.ledger.open_attempt(
-            job.id,
-            seq,
-            (offer.provider, assessment.model, plan),
-            assessment.cost,
-            [line.text for line in assessment.breakdown],
-            (0, spec.client_ref, spec.n, spec.to_json()),
-            job.pending,
-        )
+        billed = OfferRef(provider=offer.provider, model=assessment.model, plan=plan)
+        breakdown = [line.text for line in assessment.breakdown]
+        with self.ledger.transaction() as tx:
+            job.unsaved.replay_into(tx)
+            attempt_id = tx.reserve_attempt(
+                job.id, seq, billed, assessment.cost, breakdown, job_state=JobState.SUBMITTING
+            )
+            task_id = tx.task_submitting(attempt_id, 0, spec.client_ref, spec.n, spec.to_json())
+        job.unsaved.clear()
         shape = attempt_shape(job.request, quote, assessment)
         attempt = Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter)
         return attempt._replace(images=assessment.n), task_id
@@ -372,7 +378,7 @@ class JobRunner(Resume):
                     image = self._save_one(job, shape, task, output, index)
                 except OutputError as exc:
                     problems.append(exc.message)
-                    job.unsaved += 1
+                    job.unfetched += 1
                     continue
                 saved.append(image)
                 task.saved.append(image)
@@ -387,27 +393,27 @@ class JobRunner(Resume):
 
     def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
         image = self.outputs.save(shape, output, index, job.id, provider_job_id(task.handle))
-        self.ledger.add_file(
+        job.unsaved.add(
+            Transaction.add_file,
             job.id,
             task.task_id,
-            str(image.path),
-            image.sha256,
-            image.bytes,
-            image.format,
-            image.width,
-            image.height,
-            image.verified,
-            into=job.pending,
+            path=str(image.path),
+            sha256=image.sha256,
+            size=image.bytes,
+            fmt=image.format,
+            width=image.width,
+            height=image.height,
+            verified=image.verified,
         )
         if "spool" in output:  # the spool is the only other copy: removed once the file's record is committed
             job.spooled.append(output)
         return image
 
     def _commit(self, job: JobRun) -> None:
-        """Commit the journal writes waiting in `job.pending`; then the spooled answers whose saved
+        """Commit the journal writes waiting in `job.unsaved`; then the spooled answers whose saved
         files they record have served their purpose. (A kill before the commit leaves the spool
         file: resume saves from it again and finds the file already there by its content.)"""
-        self.ledger.flush(job.pending)
+        self.ledger.commit(job.unsaved)
         for output in job.spooled:
             self.outputs.discard(output)
         job.spooled.clear()
@@ -433,7 +439,7 @@ class JobRunner(Resume):
             final, status = unknown_error(None, attempt.provider, job.id), JobState.UNKNOWN
         if final is None and problems:
             hint = "the images were saved as delivered; check them"
-            if job.unsaved:  # nothing was saved of those: the results are recorded, fetch them again
+            if job.unfetched:  # nothing was saved of those: the results are recorded, fetch them again
                 hint = f"the results are recorded: fetch them again with: imgroute jobs resume {job.id}"
             final = OutputError("; ".join(problems) + f" (job {job.id})", hint)
         if final is None:
@@ -448,7 +454,9 @@ class JobRunner(Resume):
             job.troubles.append((attempt.provider, trouble.kind))
         cost = str(actual) if actual is not None else None
         risk = str(at_risk) if at_risk is not None else None
-        self.ledger.attempt_state(attempt.id, status, error, cost, source, job.pending, at_risk=risk)
+        job.unsaved.add(
+            Transaction.attempt_state, attempt.id, status, error=error, actual=cost, source=source, at_risk=risk
+        )
         self._remember(attempt, tasks, status, actual)
         report = AttemptReport(
             attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved), at_risk

@@ -241,6 +241,15 @@ class JobSpec(NamedTuple):
 # -- states -----------------------------------------------------------------------------------
 
 
+class OfferRef(NamedTuple):
+    """An offer as a job is billed for it: provider, the model it asked for (an edit may use the
+    offer's edit model), and the plan that priced it."""
+
+    provider: str
+    model: str
+    plan: str
+
+
 class JobState(StrEnum):
     PLANNED = "planned"  # journaled, nothing reserved
     SUBMITTING = "submitting"

@@ -18,13 +18,14 @@ from imgroute import images
 from imgroute.errors import Busy, ImgrouteError, JobFailedError, ProviderError
 from imgroute.fallback import settle_hint
 from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
-from imgroute.ledger import AttemptRecord, TaskRecord
 from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request, TaskState
 from imgroute.outputs import ImageShape, Outputs, SavedImage
 from imgroute.providers import lane
 from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
 from imgroute.router import Route
 from imgroute.steps import NeedSlot, Steps, drive
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, held_by, job_key
+from imgroute.store.records import AttemptRecord, TaskRecord
 from imgroute.tasks import Task
 
 
@@ -37,10 +38,10 @@ class Resume:
         return drive(self.steps_resume(job_id, reroute), self.http.wait)
 
     def steps_resume(self, job_id: str, reroute: Callable[[Request, Constraints], Route]) -> Steps:
-        held = self.ledger.claim([f"job:{job_id}"])
+        with self.ledger.transaction() as tx:
+            held = tx.claim([job_key(job_id)], PROCESS_OWNER, LEASE_SECONDS)
         if held:
-            pid = next(iter(held.values()))
-            raise Busy(f"job {job_id} is being run by another imgroute (pid {pid})", "let that one finish it")
+            raise Busy(f"job {job_id} is being run by another imgroute ({held_by(held)})", "let that one finish it")
         record = self.ledger.job(job_id)
         request = Request.from_json(record.request)
         max_cost = self.max_cost if self.max_cost is not None else record.max_cost
@@ -91,14 +92,16 @@ class Resume:
             return end._replace(at_risk=attempt.at_risk or Decimal(0))  # (a failure of unknown charge: over)
         if rows and all(r.state == TaskState.SUBMITTING and r.detail == UNSENT for r in rows):
             # waited for a provider batch that was never sent: nothing reached the provider
-            for row in rows:
-                self.ledger.task_state(row.id, TaskState.FAILED, "never sent: its batch was not sent")
-            self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "its batch was never sent")
+            with self.ledger.transaction() as tx:
+                for row in rows:
+                    tx.task_state(row.id, TaskState.FAILED, "never sent: its batch was not sent")
+                tx.attempt_state(attempt.id, AttemptState.ABANDONED, error="its batch was never sent")
             return AttemptEnd(
                 report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
             )
         if not rows:  # interrupted after the budget reservation, before anything was journaled to send
-            self.ledger.attempt_state(attempt.id, AttemptState.ABANDONED, "interrupted before sending")
+            with self.ledger.transaction() as tx:
+                tx.attempt_state(attempt.id, AttemptState.ABANDONED, error="interrupted before sending")
             return AttemptEnd(
                 report._replace(state=AttemptState.ABANDONED, error=None), (), None, None, None, "abandoned"
             )
@@ -139,10 +142,11 @@ class Resume:
             return
         task.handle = found.handle
         if found.outputs:
-            self.tasks.record(task, found.outputs, found.usage, found.job_id)
+            self.tasks.record(task, found.outputs, found.usage, job.unsaved, found.job_id)
         else:
-            self.ledger.task_submitted(task.task_id, found.job_id, found.handle)
+            job.unsaved.add(Transaction.task_submitted, task.task_id, found.job_id, found.handle)
             task.state = TaskState.SUBMITTED
+        self.ledger.commit(job.unsaved)  # adopted: durable before anything else happens
         yield from ()
 
     def _resumed_task(self, job: JobRun, adapter: Adapter, row: TaskRecord, files, unknown_notes: list) -> Steps:
@@ -163,9 +167,10 @@ class Resume:
                 self.mark_sent()
                 self._emit("submitting", "replaying the submit under its idempotency key")
                 try:
-                    yield from self.tasks.submit(adapter, task)
+                    yield from self.tasks.submit(adapter, task, job.unsaved)
                 except (ProviderTrouble, SubmitUnknown, JobFailed) as exc:
                     unknown_notes.append(str(exc))
+                self.ledger.commit(job.unsaved)  # what it answered, durable before the next request
             else:
                 detail = row.detail if row.state == TaskState.UNKNOWN and row.detail else "interrupted while submitting"
                 self.tasks.ended(task, TaskState.UNKNOWN, detail)

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
 
     from imgroute.config import Settings
     from imgroute.http import Http
-    from imgroute.ledger import Ledger
     from imgroute.observations import Observations
     from imgroute.poll_timing import PollTiming
     from imgroute.pricing import PricingTable
     from imgroute.providers import Registry
     from imgroute.scheduler import Limits, Scheduler
     from imgroute.steps import Slots
+    from imgroute.store.interface import Ledger
 
 
 def load_pricing(pricing_file: Path | None):
@@ -45,14 +45,14 @@ def load_table_and_settings(pricing_file: Path | None):
     return credits.attach(history.apply(table, home), home, settings.credits), settings
 
 
-def open_ledger(durable: bool = True):
-    from imgroute.ledger import LEDGER_FILE, Ledger
+def open_ledger(durable: bool = True) -> Ledger:
+    from imgroute.store.sqlite import LEDGER_FILE, SQLiteLedger
 
-    return Ledger(config.home() / LEDGER_FILE, durable=durable)
+    return SQLiteLedger(config.home() / LEDGER_FILE, durable=durable)
 
 
 @contextmanager
-def ledger() -> Iterator:
+def ledger() -> Iterator[Ledger]:
     opened = open_ledger()
     try:
         yield opened
@@ -247,10 +247,10 @@ def open_many(
     `durable`."""
     from imgroute import policy
     from imgroute.http import build_client
-    from imgroute.ledger import LEDGER_FILE, SharedLedger
     from imgroute.observations import Observations
     from imgroute.poll_timing import PollTiming
     from imgroute.scheduler import Limits, Scheduler
+    from imgroute.store.sqlite import LEDGER_FILE, SharedLedger
 
     home = config.home()
     limits = Limits(table.registry.limits(settings.limits), total)

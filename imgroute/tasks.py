@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from imgroute.errors import ProviderError
 from imgroute.http import Http
-from imgroute.ledger import Ledger
 from imgroute.models import JobSpec, TaskState
 from imgroute.outputs import Outputs, SavedImage
 from imgroute.poll_timing import PollTiming, backoff
 from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
 from imgroute.steps import Pause, Steps
+from imgroute.store.interface import Ledger, Transaction, Unsaved
 
 if TYPE_CHECKING:
     from imgroute.job_state import JobRun
@@ -64,8 +64,9 @@ class TaskRunner:
         self.http, self.ledger, self.outputs, self.clock = http, ledger, outputs, clock
         self.timeout, self.timing, self.emit, self.stopping = timeout, timing, emit, stopping
 
-    def submit(self, adapter: Adapter, task: Task, into: list | None = None) -> Steps:
-        """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it."""
+    def submit(self, adapter: Adapter, task: Task, unsaved: Unsaved) -> Steps:
+        """Submit a journaled task; repeat only when the HTTP layer's submit rule allows it. What it
+        answered is kept in `unsaved`, for the caller to commit before anything else is sent."""
         self.emit("submitting", f"sending request {task.spec.client_ref}")
         attempt = 0
         while True:
@@ -95,9 +96,9 @@ class TaskRunner:
             else:
                 task.handle, task.sent_at = submission.handle, self.clock()
                 if submission.outputs:  # synchronous: id and images (spooled: durable) recorded together
-                    self.record(task, submission.outputs, submission.usage, submission.job_id, into)
+                    self.record(task, submission.outputs, submission.usage, unsaved, submission.job_id)
                 else:
-                    self.ledger.task_submitted(task.task_id, submission.job_id, submission.handle, into)
+                    unsaved.add(Transaction.task_submitted, task.task_id, submission.job_id, submission.handle)
                     task.state = TaskState.SUBMITTED
                 return
             yield Pause(delay, before_send=True)  # a stop ends this wait, and then nothing is sent again
@@ -110,7 +111,8 @@ class TaskRunner:
     def ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:
         task.state, task.moderated = state, moderated
         task.error = detail if state in (TaskState.FAILED, TaskState.FAILED_AT_RISK) else None
-        self.ledger.task_state(task.task_id, state, detail)
+        with self.ledger.transaction() as tx:
+            tx.task_state(task.task_id, state, detail)
 
     def failed(self, task: Task, exc: JobFailed) -> None:
         """The provider failed the request: finally, or (as its adapter marks it) without saying
@@ -165,21 +167,22 @@ class TaskRunner:
             self.emit("retrying", f"status check failed ({exc}); still waiting")
             return False
         if poll.state == "succeeded":  # journaled once the slot is given back (see JobRunner._collect)
-            self.record(task, poll.outputs, poll.usage or task.usage, into=job.pending)
+            self.record(task, poll.outputs, poll.usage or task.usage, job.unsaved)
             if self.timing is not None and task.sent_at is not None:
                 self.timing.observe(adapter.provider, planned, task.polls, task.missed_at, poll.took)
             return True
         task.missed_at = planned
         if poll.state != task.state:
-            self.ledger.task_state(task.task_id, TaskState.RUNNING, poll.detail)
+            with self.ledger.transaction() as tx:
+                tx.task_state(task.task_id, TaskState.RUNNING, poll.detail)
             task.state = poll.state
         progress = f" {poll.progress}%" if poll.progress is not None else ""
         self.emit(poll.state, f"{poll.detail}{progress}")
         return False
 
-    def record(self, task: Task, outputs, usage: Usage | None, provider_job_id=None, into=None) -> None:
-        """Make results durable before saving: URLs as they are, bytes into the spool. (URLs may
-        wait in `into` until the next flush: until then the provider still has them.)"""
+    def record(self, task: Task, outputs, usage: Usage | None, unsaved: Unsaved, provider_job_id=None) -> None:
+        """Make results durable before saving: URLs as they are, bytes into the spool. (Their record
+        waits in `unsaved` for the next commit: until then the provider still has them.)"""
         recorded = [
             self.outputs.spool(f"{task.spec.client_ref}-{position}", output.data)
             if output.data is not None
@@ -187,6 +190,11 @@ class TaskRunner:
             for position, output in enumerate(outputs)
         ]
         task.outputs, task.usage, task.state = recorded, usage, TaskState.SUCCEEDED
-        self.ledger.task_outputs(
-            task.task_id, recorded, usage._asdict() if usage else None, provider_job_id, task.handle, into
+        unsaved.add(
+            Transaction.task_outputs,
+            task.task_id,
+            recorded,
+            usage._asdict() if usage else None,
+            provider_job_id=provider_job_id,
+            handle=task.handle,
         )

@@ -23,7 +23,10 @@ Two comparison rows keep the scheduler's worth measured, in the same runs:
 Targets (issue #12): imgroute / floor <= 1.15 at N=1,000 and N=5,000 (C=50, T=0.2 s, median of 5
 runs), <= 3 polls per job, peak RSS <= 150 MB and within 20% between N=1,000 and N=5,000.
 
-    python scripts/bench_batch.py [--n 1000 5000] [--c 50] [--t 0.2] [--runs 5]
+    python scripts/bench_batch.py [--n 1000 5000] [--c 50] [--t 0.2] [--runs 5] [--against TREE]
+
+`--against TREE` also runs the `imgroute batch` of another checkout (say a worktree of main) in the
+same interleaved runs, and prints this tree's wall and CPU over that one's.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def measure(command: list[str], n: int, c: int, t: float, fake_env: dict[str, st
     }
 
 
-def run_batch(n: int, c: int, t: float, fake_env: dict[str, str], work: Path) -> dict:
+def run_batch(n: int, c: int, t: float, fake_env: dict[str, str], work: Path, tree: Path | None = None) -> dict:
+    """`imgroute batch` on N rows; with `tree`, the imgroute of that checkout (an A/B pair)."""
     home = Path(tempfile.mkdtemp(prefix=f"home-{n}-", dir=work))
     limits = "".join(f"  {p}: {{concurrency: {c}, per_minute: 1000000}}\n" for p in PROVIDERS)
     (home / "config.yaml").write_text(f"limits:\n{limits}")
@@ -99,6 +103,8 @@ def run_batch(n: int, c: int, t: float, fake_env: dict[str, str], work: Path) ->
             fh.write(json.dumps(row) + "\n")
     env = {**os.environ, **fake_env, "IMGROUTE_HOME": str(home)}
     env.pop("IMGROUTE_TIME_SCALE", None)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)  # ahead of the installed imgroute
     command = [sys.executable, "-m", "imgroute", "batch", str(rows), "--yes", "--json", "--concurrency", str(c)]
     return measure(command + ["--out", str(home / "out")], n, c, t, fake_env, env)
 
@@ -163,11 +169,11 @@ def threads_worker(n: int, c: int, t: float, home: str) -> None:
     from imgroute.http import build_client
     from imgroute.job_state import JobOptions, OutputOptions
     from imgroute.jobs import JobRunner
-    from imgroute.ledger import SharedLedger
     from imgroute.observations import Observations
     from imgroute.poll_timing import PollTiming
     from imgroute.scheduler import Limits
     from imgroute.session import Keys, Services
+    from imgroute.store.sqlite import SharedLedger
 
     table, _, routes = _specs()
     ledger = SharedLedger(Path(home) / "ledger.sqlite", durable=False)
@@ -259,7 +265,12 @@ def main() -> None:
     parser.add_argument("--t", type=float, default=0.2, help="simulated job time in seconds (default 0.2)")
     parser.add_argument("--runs", type=int, default=5, help="runs per batch size; medians are shown (default 5)")
     parser.add_argument("--port", type=int, default=8790, help="first port for the fakes")
+    parser.add_argument(
+        "--against", type=Path, metavar="TREE", help="also run the imgroute of another checkout, interleaved: an A/B"
+    )
     args = parser.parse_args()
+    if args.against is not None:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(args.against / "imgroute")], check=True)
 
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "imgroute")], check=True)  # as installed
     fakes, fake_env = start_fakes(args.port, args.t)
@@ -267,12 +278,17 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.n:
-                batch, others = [], {variant: [] for variant in VARIANTS}
+                batch, others, old = [], {variant: [] for variant in VARIANTS}, []
                 for _ in range(args.runs):  # interleaved, so drift in the machine hits all alike
                     batch.append(run_batch(n, args.c, args.t, fake_env, Path(tmp)))
+                    if args.against is not None:
+                        old.append(run_batch(n, args.c, args.t, fake_env, Path(tmp), args.against))
                     for variant in VARIANTS:
                         others[variant].append(run_variant(variant, n, args.c, args.t, fake_env, Path(tmp)))
-                results.append((n, median_of(batch), {v: median_of(runs) for v, runs in others.items()}))
+                medians = {v: median_of(runs) for v, runs in others.items()}
+                if old:
+                    medians["against"] = median_of(old)
+                results.append((n, median_of(batch), medians))
     finally:
         fakes.terminate()
         fakes.wait()
@@ -286,6 +302,13 @@ def main() -> None:
             f"{f['cpu_per_job_ms']:.2f}); {r['requests_per_job']:.2f} requests/job, {r['polls_per_job']:.2f} "
             f"polls/job (target <= 3); peak RSS {r['peak_rss_mb']:.0f} MB (target <= 150)"
         )
+        if "against" in others:
+            a = others["against"]
+            print(
+                f"         {args.against}: {a['wall_s']:.2f} s, CPU {a['cpu_per_job_ms']:.2f} ms/job ({a['done']:.0f} "
+                f"done); this tree / that one: wall {r['wall_s'] / a['wall_s']:.3f}x, CPU "
+                f"{r['cpu_per_job_ms'] / a['cpu_per_job_ms']:.3f}x"
+            )
         for variant in VARIANTS[1:]:
             v = others[variant]
             print(

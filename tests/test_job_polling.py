@@ -4,6 +4,7 @@ White-box: TaskRunner.wait driven by hand with a fake clock, adapter and ledger.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 from imgroute.job_state import JobRun
@@ -35,9 +36,19 @@ class Clock:
         return self.now
 
 
+class NoLedger:
+    """Writes go nowhere: these tests look at the waits only."""
+
+    @contextmanager
+    def transaction(self):
+        yield SimpleNamespace(task_state=lambda *args: None)
+
+    def commit(self, unsaved) -> None:
+        unsaved.clear()
+
+
 def runner(clock: Clock, timing: PollTiming) -> TaskRunner:
-    ledger = SimpleNamespace(task_outputs=lambda *args: None, task_state=lambda *args: None)
-    return TaskRunner(SimpleNamespace(scale=1.0), ledger, None, clock, 600.0, timing, lambda state, message: None)
+    return TaskRunner(SimpleNamespace(scale=1.0), NoLedger(), None, clock, 600.0, timing, lambda state, message: None)
 
 
 def drive(steps, clock: Clock) -> list[float]:

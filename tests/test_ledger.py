@@ -7,14 +7,12 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from imgroute import ledger as ledger_module
-from imgroute.ledger import Ledger
+from imgroute.store.sqlite import SQLiteLedger
 from tests.test_gen_e2e import assert_image, gen, only
 
 
@@ -23,24 +21,6 @@ def db(home):
 
 
 # -- storage ------------------------------------------------------------------------------------
-
-
-def test_ledger_migrates_itself_from_version_1(tmp_path):
-    path = tmp_path / "ledger.sqlite"
-    old = sqlite3.connect(path, isolation_level=None)
-    ledger_module._migration_1(old)
-    old.execute("PRAGMA user_version = 1")
-    old.execute(
-        "INSERT INTO jobs (id, created, updated, prompt, request, route, state) "
-        "VALUES ('j1', 1, 1, 'p', '{}', '{}', 'succeeded')"
-    )
-    old.close()
-    ledger = Ledger(path)
-    assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(ledger_module.MIGRATIONS)
-    assert ledger.job("j1").out_dir is None  # new column, old row kept
-    assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    ledger.job_state("j1", "failed", "settled after the upgrade")  # its history is kept by a trigger now
-    assert [(e.state, e.detail) for e in ledger.events("j1")] == [("failed", "settled after the upgrade")]
 
 
 def test_every_state_change_is_in_the_history(cli, fakes, isolated_home):
@@ -107,66 +87,9 @@ def test_budget_set_show_and_refusal(cli, fakes):
     assert gen(cli, *only(fakes, "kie")).code == 0
 
 
-def test_in_flight_jobs_count_against_the_cap(tmp_path):
-    ledger = Ledger(tmp_path / "l.sqlite")
-    ledger.set_budget("monthly", Decimal("0.05"))
-    ledger.new_job("a", "p", {}, {}, "0.03", ".", "{slug}", None)
-    ledger.reserve_attempt("a", 1, "kie", "m", "standard", Decimal("0.03"), [])
-    ledger.new_job("b", "p", {}, {}, "0.03", ".", "{slug}", None)
-    with pytest.raises(ledger_module.BudgetRefused):
-        ledger.reserve_attempt("b", 1, "kie", "m", "standard", Decimal("0.03"), [])
-
-
-def scan_committed(ledger: Ledger) -> Decimal:
-    """What the budgets count, recomputed from every attempt (the slow way the totals replace)."""
-    rows = ledger.db.execute("SELECT actual_usd, estimate_usd, state FROM attempts").fetchall()
-    return sum((ledger_module.committed_cost(*row) for row in rows), Decimal(0))
-
-
-def test_budget_totals_follow_every_attempt_change(tmp_path):
-    ledger = Ledger(tmp_path / "l.sqlite")
-    outcomes = [
-        ("succeeded", "0.021"),  # settled at its actual cost
-        ("failed", None),  # never charged
-        ("unknown", None),  # may be charged: counts at its estimate
-        ("trouble", "0.004"),  # part delivered, part paid
-        ("abandoned", None),
-        (None, None),  # still in flight
-    ]
-    for i, (state, actual) in enumerate(outcomes):
-        ledger.new_job(f"j{i}", "p", {}, {}, "0.03", ".", "{slug}", None)
-        attempt = ledger.reserve_attempt(f"j{i}", 1, "kie", "m", "standard", Decimal("0.03"), [])
-        assert ledger.spent_since(0) == scan_committed(ledger)
-        if state is not None:
-            ledger.attempt_state(attempt, "running")
-            ledger.attempt_state(attempt, state, None, actual, "usage" if actual else None)
-        assert ledger.spent_since(0) == scan_committed(ledger)
-    assert ledger.spent_since(0) == Decimal("0.021") + Decimal("0.03") + Decimal("0.004") + Decimal("0.03")
-
-
-def test_budget_totals_are_built_for_an_older_ledger(tmp_path):
-    path = tmp_path / "ledger.sqlite"
-    old = sqlite3.connect(path, isolation_level=None)
-    for step in ledger_module.MIGRATIONS[:3]:
-        step(old)
-    old.execute("PRAGMA user_version = 3")
-    old.execute(
-        "INSERT INTO jobs (id, created, updated, prompt, request, route, state) "
-        "VALUES ('j', 1, 1, 'p', '{}', '{}', 'succeeded')"
-    )
-    for estimate, actual, state in [("0.03", "0.02", "succeeded"), ("0.05", None, "unknown"), ("0.04", None, "failed")]:
-        old.execute(
-            "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, state, actual_usd, created, "
-            "updated) VALUES ('j', 1, 'kie', 'm', 'standard', ?, ?, ?, strftime('%s', 'now'), 0)",
-            (estimate, state, actual),
-        )
-    old.close()
-    ledger = Ledger(path)
-    assert ledger.spent_since(0) == Decimal("0.07") == scan_committed(ledger)
-
-
 def test_two_processes_against_one_monthly_cap_never_overspend(fakes, isolated_home, tmp_path):
-    Ledger(isolated_home / "ledger.sqlite").set_budget("monthly", Decimal("0.05"))
+    with SQLiteLedger(isolated_home / "ledger.sqlite").transaction() as tx:
+        tx.set_budget("monthly", Decimal("0.05"))
     fakes["kie"].steps = 6  # both jobs are in flight at the same time
     env = {**os.environ, "IMGROUTE_TIME_SCALE": "0.02"}
     cmd = [
@@ -189,7 +112,7 @@ def test_two_processes_against_one_monthly_cap_never_overspend(fakes, isolated_h
     codes = sorted(p.wait(timeout=60) for p in procs)
     assert codes == [0, 8]
     assert fakes["kie"].charges == 1
-    assert Ledger(isolated_home / "ledger.sqlite").spent_since(0) == Decimal("0.03")
+    assert SQLiteLedger(isolated_home / "ledger.sqlite").spent_since(0) == Decimal("0.03")
 
 
 def test_max_cost_covers_the_whole_fallback_path(cli, fakes):
@@ -343,7 +266,7 @@ def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, t
     # before it leaves the spool, and resume finds the saved file by its content (no second copy).
     patch = (
         "from imgroute import jobs\n"
-        "jobs.JobRunner._commit = lambda self, job: os._exit(137) if job.spooled else self.ledger.flush(job.pending)\n"
+        "jobs.JobRunner._commit = lambda self, job: os._exit(137) if job.spooled else self.ledger.commit(job.unsaved)\n"
     )
     killed_at(patch, "gen", "x", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai"))
     assert list((isolated_home / "spool").iterdir()) and len(list((tmp_path / "out").glob("*.png"))) == 1
@@ -426,19 +349,6 @@ def test_images_alike_from_one_job_are_each_kept_when_it_is_resumed(cli, fakes, 
     assert done.code == 0, done.err
     paths = [image["path"] for image in done.json()[0]["images"]]
     assert len(paths) == 2 and len(set(paths)) == 2 and all(Path(p).is_file() for p in paths)
-
-
-def test_a_fresh_ledger_busy_in_another_process_is_waited_for_not_a_crash(tmp_path):
-    # Switching a new file to WAL needs it alone, and SQLite refuses at once instead of waiting its
-    # busy timeout: two imgroutes started together on a fresh home had one die "database is locked".
-    path = tmp_path / "ledger.sqlite"
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # still in rollback mode
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("CREATE TABLE busy (x)")
-    threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
-    ledger = Ledger(path)
-    assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(ledger_module.MIGRATIONS)
 
 
 def test_a_ledger_that_is_not_a_database_is_a_one_line_configuration_error(cli, isolated_home):

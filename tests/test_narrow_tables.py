@@ -23,8 +23,10 @@ from rich.console import Console
 
 from imgroute import render
 from imgroute.cli import main
-from imgroute.ledger import Ledger
+from imgroute.models import OfferRef
 from imgroute.providers import BASE_URL_ENV, KEY_ENV
+from imgroute.store.records import NewJob
+from imgroute.store.sqlite import SQLiteLedger
 from tests.test_history import KIE, PREVIEW, entry, write_history
 
 WIDTHS = [80, 100, 132]
@@ -264,11 +266,15 @@ def test_spend_and_savings(cli, terminal, jobs_home, width):
 
 def test_a_drift_that_rounds_to_nothing_has_no_sign(cli, isolated_home):
     isolated_home.mkdir()
-    journal = Ledger(isolated_home / "ledger.sqlite")
-    journal.new_job("j1", "p", {"quality": "high"}, {}, "0.03", ".", "{slug}", None)
-    attempt = journal.reserve_attempt("j1", 1, "kie", "gpt-image-2-text-to-image", "standard", Decimal("0.03"), [])
-    journal.attempt_state(attempt, "running")
-    journal.attempt_state(attempt, "succeeded", None, "0.029999", "usage")  # -0.003%
+    journal = SQLiteLedger(isolated_home / "ledger.sqlite")
+    job = NewJob(id="j1", prompt="p", request={"quality": "high"}, route={}, estimate="0.03", out_dir=".",
+                 name_template="{slug}", max_cost=None)  # fmt: skip
+    offer = OfferRef(provider="kie", model="gpt-image-2-text-to-image", plan="standard")
+    with journal.transaction() as tx:
+        tx.new_job(job)
+        attempt = tx.reserve_attempt("j1", 1, offer, Decimal("0.03"), [])
+        tx.attempt_state(attempt, "running")
+        tx.attempt_state(attempt, "succeeded", actual="0.029999", source="usage")  # -0.003%
     journal.close()
     r = cli("spend")
     assert "-0.0%" not in r.out and "│  0.0% │" in r.out

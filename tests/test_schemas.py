@@ -469,10 +469,11 @@ def test_the_documented_keys(schemas, name, path):
 def test_the_values_written_out_are_the_ones_imgroute_uses():
     """States are written out beside their schema, each with its meaning (a new state changes the
     contract: it is described there), as are values whose modules `quote` does not import."""
-    from imgroute import budget, ledger, pricing
+    from imgroute import budget, pricing
     from imgroute.batch_run import Outcome
     from imgroute.models import AttemptState, JobState, TaskState
     from imgroute.report import batches, jobs, money, offers, quotes
+    from imgroute.store import periods
 
     assert list(jobs.JOB_STATES) == list(JobState)
     assert list(jobs.ATTEMPT_STATES) == list(AttemptState)
@@ -482,7 +483,7 @@ def test_the_values_written_out_are_the_ones_imgroute_uses():
     assert set(with_job) | set(batches.WITHOUT_JOB) == {*Outcome, batches.BAD_ROW}
     assert quotes.IDENTITY_KINDS == pricing.IDENTITIES
     assert (offers.BACKGROUNDS, offers.MODERATIONS) == (pricing.BACKGROUNDS, pricing.MODERATIONS)
-    assert tuple(budget.GROUPINGS) == money.GROUPINGS and money.PERIODS == ledger.PERIODS
+    assert tuple(budget.GROUPINGS) == money.GROUPINGS and money.PERIODS == periods.PERIODS
 
 
 def test_every_name_of_the_report_module_is_still_importable():

@@ -517,7 +517,8 @@ def test_resuming_a_job_another_live_process_runs_is_refused(cli, fakes, isolate
     fakes["kie"].steps = 10**9
     job = cli("gen", "x", "--timeout", "0.2", "--out", "o", "--json", *only(fakes, "kie")).json()["job_id"]
     db = sqlite3.connect(isolated_home / "ledger.sqlite")
-    db.execute("INSERT INTO claims VALUES (?, ?, 'someone-else', 0)", (f"job:{job}", os.getppid()))
+    claim = "INSERT INTO claims (key, pid, owner, at) VALUES (?, ?, 'someone-else', 0)"
+    db.execute(claim, (f"job:{job}", os.getppid()))
     db.commit()
     r = cli("jobs", "resume", job)
     assert r.code == 2 and "being run by another imgroute" in r.err

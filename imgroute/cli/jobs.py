@@ -121,21 +121,26 @@ def jobs_settle(
 ) -> None:
     """Settle a job's requests whose fate is unknown, or that failed without the provider saying
     whether it charged, after checking the provider's dashboard."""
-    from imgroute.job_state import job_key
     from imgroute.money import fmt_usd
+    from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, held_by, job_key
 
     if charged == not_charged:
         raise UsageError("say what the dashboard shows: --charged or --not-charged", "give exactly one of them")
     with ledger() as journal:
         job = resolve_job(journal, job_id)
-        held = journal.claim([job_key(job.id)])  # not while another imgroute runs it (it would not know)
+        lease = [job_key(job.id)]
+        with journal.transaction() as tx:  # not while another imgroute runs it (it would not know)
+            held = tx.claim(lease, PROCESS_OWNER, LEASE_SECONDS)
         if held:
-            pid = next(iter(held.values()))
-            raise Busy(f"job {job.id} is being run by another imgroute (pid {pid})", "settle it once that one ends")
+            raise Busy(
+                f"job {job.id} is being run by another imgroute ({held_by(held)})", "settle it once that one ends"
+            )
         try:
-            settled = journal.settle(job.id, charged)
+            with journal.transaction() as tx:
+                settled = tx.settle(job.id, charged)
         finally:
-            journal.release([job_key(job.id)])
+            with journal.transaction() as tx:
+                tx.release(lease, PROCESS_OWNER)
     if not settled.unknown and not settled.failed:
         raise UsageError(
             f"job {job.id} has no request whose fate or charge is unknown", f"see: imgroute jobs show {job.id}"

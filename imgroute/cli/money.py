@@ -42,9 +42,9 @@ def budget_set(
         caps["daily"] = _cap(daily, "--daily")
     if monthly is not None:
         caps["monthly"] = _cap(monthly, "--monthly")
-    with ledger() as journal:
+    with ledger() as journal, journal.transaction() as tx:
         for period, cap in caps.items():
-            journal.set_budget(period, cap)
+            tx.set_budget(period, cap)
     budget_show(as_json=False)
 
 

@@ -1,0 +1,230 @@
+"""The ledger as the rest of imgroute sees it: a Protocol every backend implements (SQLite now,
+PostgreSQL for teams), and the unit of work its writes go through.
+
+Writes happen inside `with ledger.transaction() as tx:`: all of them are committed when the block
+ends, or none (a BudgetRefused, or any error, rolls back). A job whose writes span several steps
+keeps them in an `Unsaved` and commits it with the next write that must be durable (the intent
+before a send, the job's end): `ledger.commit(unsaved)`, or `unsaved.replay_into(tx)` inside a
+transaction that adds its own writes (and `unsaved.clear()` once it has committed).
+
+Claims are leases on keys (`job:ID`, a batch row's `LABEL:ROW`): `claim(keys, owner, ttl)` takes
+the keys nobody else holds, `renew` extends them, `release` gives them up. Times come from the
+ledger's own clock (`ledger.clock`), never the caller's.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from decimal import Decimal
+from typing import Any, Concatenate, ParamSpec, Protocol
+
+from imgroute.models import OfferRef
+from imgroute.store.records import (
+    AttemptRecord,
+    EventRecord,
+    FileRecord,
+    Holder,
+    JobRecord,
+    NewJob,
+    RowJob,
+    Settled,
+    SpendRow,
+    TaskRecord,
+)
+
+# This process's leases are told apart from an earlier process's (with the same pid) by this owner.
+PROCESS_OWNER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+LEASE_SECONDS = 600.0  # how long a lease holds unless renewed (SQLite: while its process lives)
+
+
+def job_key(job_id: str) -> str:
+    """A job's lease: held by the process running it, so that two never run the same job."""
+    return f"job:{job_id}"
+
+
+def row_key(label: str, row: str) -> str:
+    """A batch row's lease (`label` is the batch file's hex label)."""
+    return f"{label}:{row}"
+
+
+def held_by(held: dict[str, Holder]) -> str:
+    """Who holds the first of the keys a claim found held: "pid 4242"."""
+    return str(next(iter(held.values())))
+
+
+class Transaction(Protocol):
+    """The writes of one unit of work; see the module's docstring."""
+
+    def new_job(self, job: NewJob) -> None: ...
+
+    def job_state(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        error: str | None = None,
+        actual: str | None = None,
+        source: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """The job's state (and, when it ends, its cost and exit code); its history gets an event."""
+
+    def reserve_attempt(
+        self,
+        job_id: str,
+        seq: int,
+        offer: OfferRef,
+        estimate: Decimal | None,
+        breakdown: list[str],
+        *,
+        job_state: str | None = None,
+    ) -> int:
+        """Check the daily and monthly caps and record the attempt (raising BudgetRefused): the
+        attempt row is the reservation, counted at its estimate until its actual cost is known, so
+        two processes cannot together pass a cap. With `job_state`, the job moves to it too."""
+
+    def attempt_state(
+        self,
+        attempt_id: int,
+        state: str,
+        *,
+        error: str | None = None,
+        actual: str | None = None,
+        source: str | None = None,
+        at_risk: str | None = None,
+    ) -> None:
+        """`at_risk`: what the attempt may have been charged for requests that failed without saying
+        (counted against the caps until settled); every state change sets it anew."""
+
+    def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
+        """Journal the intent to submit (committed before the request is sent): the task's id."""
+
+    def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None: ...
+
+    def task_state(self, task_id: int, state: str, detail: str | None = None) -> None: ...
+
+    def task_outputs(
+        self,
+        task_id: int,
+        outputs: list[dict],
+        usage: dict | None,
+        *,
+        provider_job_id: str | None = None,
+        handle: dict | None = None,
+    ) -> None:
+        """The finished results, recorded before any is downloaded, so resume can fetch them again
+        (a synchronous provider's id and results land together)."""
+
+    def add_file(
+        self,
+        job_id: str,
+        task_id: int | None,
+        *,
+        path: str,
+        sha256: str,
+        size: int,
+        fmt: str,
+        width: int,
+        height: int,
+        verified: bool,
+    ) -> None: ...
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """Lease these keys to `owner` for `ttl` seconds; keys another owner holds are left to it:
+        {key: its holder}. (An owner's own keys are renewed.)"""
+
+    def renew(self, keys: list[str], owner: str, ttl: float) -> None: ...
+
+    def release(self, keys: list[str], owner: str) -> None:
+        """Give up the owner's leases on these keys (others' are untouched)."""
+
+    def settle(self, job_id: str, charged: bool) -> Settled:
+        """A person checked the provider's dashboard for the job's requests whose fate or charge is
+        unknown, and found them charged or not (see `imgroute jobs settle`)."""
+
+    def set_budget(self, period: str, cap: Decimal | None) -> None: ...
+
+
+P = ParamSpec("P")
+
+
+class Unsaved:
+    """Writes a job keeps for its next commit, each named as the Transaction method that will make
+    it: `unsaved.add(Transaction.task_state, task_id, state)`. A kill before that commit loses
+    nothing a resume cannot find again (files by their content, an attempt settled again)."""
+
+    def __init__(self) -> None:
+        self._writes: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def add(self, write: Callable[Concatenate[Transaction, P], object], *args: P.args, **kwargs: P.kwargs) -> None:
+        self._writes.append((write.__name__, args, kwargs))
+
+    def __bool__(self) -> bool:
+        return bool(self._writes)
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def replay_into(self, tx: Transaction) -> None:
+        for name, args, kwargs in self._writes:
+            getattr(tx, name)(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._writes.clear()
+
+
+class Ledger(Protocol):
+    """The journal of every job, its budgets and its leases; see the module's docstring."""
+
+    clock: Callable[[], float]
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def commit(self, unsaved: Unsaved) -> None:
+        """Commit the writes kept in `unsaved` in one transaction, then clear it."""
+
+    def close(self) -> None: ...
+
+    # -- reading
+
+    def job(self, job_id: str) -> JobRecord | None: ...
+
+    def find_job(self, prefix: str) -> list[JobRecord]: ...
+
+    def jobs(
+        self,
+        states: tuple[str, ...] = (),
+        provider: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+    ) -> list[JobRecord]:
+        """Newest first; `provider` is a provider (kie) or an offer (piapi/gpt-image-2-preview)."""
+
+    def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
+        """The latest job of every row of one batch file, by row key."""
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]: ...
+
+    def tasks(self, job_id: str) -> list[TaskRecord]: ...
+
+    def files(self, job_id: str) -> list[FileRecord]: ...
+
+    def events(self, job_id: str) -> list[EventRecord]: ...
+
+    def unfinished(self) -> list[JobRecord]: ...
+
+    # -- money
+
+    def spent_since(self, since: float) -> Decimal:
+        """What attempts made on or after the local day of `since` have committed (spent, or in
+        flight at their estimate)."""
+
+    def spend_rows(self, since: float | None = None) -> list[SpendRow]: ...
+
+    def at_risk_since(self, since: float) -> Decimal: ...
+
+    def budgets(self) -> dict[str, Decimal]: ...

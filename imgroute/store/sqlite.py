@@ -1,0 +1,219 @@
+"""The ledger on SQLite: one file in the home, so that no paid request is ever forgotten.
+
+`SQLiteLedger` implements interface.Ledger: writes go through `transaction()` (BEGIN IMMEDIATE on
+its connection, under its lock), reads straight from the connection. `SharedLedger` is the one a
+batch's or a server's threads share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from imgroute.models import UNFINISHED_JOB_STATES, JobState
+from imgroute.store.connection import connect, unusable
+from imgroute.store.interface import Unsaved
+from imgroute.store.migrations import migrate
+from imgroute.store.records import (
+    AttemptRecord,
+    EventRecord,
+    FileRecord,
+    JobRecord,
+    RowJob,
+    SpendRow,
+    TaskRecord,
+    money,
+)
+from imgroute.store.sqlite_writes import SQLiteTransaction, budgets, spent_since
+
+LEDGER_FILE = "ledger.sqlite"
+
+
+class SQLiteLedger:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time, durable: bool = True):
+        """`durable`: every commit survives power loss (FULL). Batch runs pass False (NORMAL): in WAL
+        mode a commit still survives the process being killed; only an OS crash can lose the last
+        ones, and commits are ten times cheaper."""
+        self.path = path
+        self.clock = clock
+        # Writers (and a SharedLedger's readers) of this ledger queue here, not in SQLite's busy
+        # handler, which sleeps in coarse steps.
+        self._lock = threading.RLock()
+        try:
+            self.db = connect(path, durable)
+            with self.transaction():  # (the steps and their version bumps: one transaction)
+                migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise unusable(path, exc) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteTransaction]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield SQLiteTransaction(self.db, self.clock)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def commit(self, unsaved: Unsaved) -> None:
+        if unsaved:
+            with self.transaction() as tx:
+                unsaved.replay_into(tx)
+            unsaved.clear()
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        return self.db.execute(sql, args).fetchall()
+
+    # -- jobs
+
+    def job(self, job_id: str) -> JobRecord | None:
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.of(rows[0]) if rows else None
+
+    def find_job(self, prefix: str) -> list[JobRecord]:
+        rows = self._read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",))
+        return [JobRecord.of(row) for row in rows]
+
+    def jobs(
+        self,
+        states: tuple[str, ...] = (),
+        provider: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+    ) -> list[JobRecord]:
+        sql = [
+            "SELECT jobs.*, (SELECT provider || '/' || model FROM attempts WHERE job_id = jobs.id "
+            "ORDER BY seq DESC LIMIT 1) AS offer, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id) AS images "
+            "FROM jobs WHERE 1=1"
+        ]
+        args: list[Any] = []
+        if states:
+            sql.append(f"AND state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if provider:  # a provider (kie) or an offer (piapi/gpt-image-2-preview)
+            name, _, model = provider.partition("/")
+            sql.append("AND EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND provider = ?")
+            sql.append("AND model = ?)" if model else ")")
+            args.extend([name, model] if model else [name])
+        if since is not None:
+            sql.append("AND created >= ?")
+            args.append(since)
+        if until is not None:
+            sql.append("AND created < ?")
+            args.append(until)
+        sql.append("ORDER BY created DESC LIMIT ?")
+        args.append(limit)
+        return [JobRecord.of(row) for row in self._read(" ".join(sql), args)]
+
+    def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
+        assert label.isalnum(), label  # nothing GLOB would read as a pattern
+        rows = self._read(
+            "SELECT row_key, id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), "
+            "out_dir FROM jobs WHERE row_key GLOB ? ORDER BY created",
+            (f"{label}:*",),
+        )
+        return {  # later jobs of a row replace earlier ones
+            key: RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
+            for key, job_id, state, code, error, n, out in rows
+        }
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]:
+        rows = self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [AttemptRecord.of(row) for row in rows]
+
+    def tasks(self, job_id: str) -> list[TaskRecord]:
+        rows = self._read(
+            "SELECT tasks.*, attempts.provider, attempts.seq AS attempt_seq "
+            "FROM tasks JOIN attempts ON attempts.id = attempt_id "
+            "WHERE attempts.job_id = ? ORDER BY attempts.seq, tasks.seq",
+            (job_id,),
+        )
+        return [TaskRecord.of(row) for row in rows]
+
+    def files(self, job_id: str) -> list[FileRecord]:
+        return [FileRecord.of(row) for row in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def events(self, job_id: str) -> list[EventRecord]:
+        rows = self._read("SELECT at, state, detail FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [EventRecord(at=at, state=state, detail=detail) for at, state, detail in rows]
+
+    def unfinished(self) -> list[JobRecord]:
+        marks = ",".join("?" * len(UNFINISHED_JOB_STATES))
+        rows = self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES)
+        return [JobRecord.of(row) for row in rows]
+
+    # -- money
+
+    def spent_since(self, since: float) -> Decimal:
+        return spent_since(self.db, since)
+
+    def budgets(self) -> dict[str, Decimal]:
+        return budgets(self.db)
+
+    def spend_rows(self, since: float | None = None) -> list[SpendRow]:
+        rows = self._read(
+            "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
+            "attempts.at_risk_usd, "
+            "json_extract(jobs.request, '$.quality') AS quality, "
+            "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
+            " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
+            (since or 0,),
+        )
+        return [
+            SpendRow(
+                created=row["created"],
+                provider=row["provider"],
+                model=row["model"],
+                quality=row["quality"],
+                state=row["state"],
+                estimate=money(row["estimate_usd"]),
+                actual=money(row["actual_usd"]),
+                images=row["images"],
+                at_risk=money(row["at_risk_usd"]),
+            )
+            for row in rows
+        ]
+
+    def at_risk_since(self, since: float) -> Decimal:
+        """What attempts made on or after the local day of `since` may have been charged for requests
+        that failed without saying (counted in `spent_since` until settled)."""
+        rows = self._read(
+            "SELECT at_risk_usd FROM attempts WHERE at_risk_usd IS NOT NULL AND created >= ?",
+            (dt.datetime.combine(dt.date.fromtimestamp(since), dt.time()).timestamp(),),
+        )
+        return sum((Decimal(amount) for (amount,) in rows), Decimal(0))
+
+
+class SharedLedger(SQLiteLedger):
+    """One ledger for the threads of a batch's scheduler (or a server), which take turns advancing
+    many jobs.
+
+    One connection, taken by one thread at a time: a job's transaction never takes in another's
+    statements, and one page cache serves every job (a connection per thread re-read the pages
+    each other connection had written)."""
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return super()._read(sql, args)
+
+    def spent_since(self, since: float) -> Decimal:
+        with self._lock:
+            return super().spent_since(since)
+
+    def budgets(self) -> dict[str, Decimal]:
+        with self._lock:
+            return super().budgets()

@@ -1,0 +1,323 @@
+"""The SQLite ledger's writes, inside one open write transaction (see interface.Transaction).
+
+Order of writes is the point: a task row is committed as `submitting` before its request is sent,
+and the provider's id is committed as soon as it comes back. A crash at any moment leaves a row
+that says exactly what is known.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from decimal import Decimal
+
+from imgroute.errors import BudgetRefused
+from imgroute.files import process_alive
+from imgroute.models import AttemptState, JobState, OfferRef, TaskState
+from imgroute.store.migrations import add_committed
+from imgroute.store.periods import PERIODS, committed_cost, local_day, period_reset, period_start
+from imgroute.store.records import Holder, NewJob, Settled
+from imgroute.words import count
+
+CHARGED_LOST = "settled by hand: charged, its images lost"
+NEVER_CHARGED = "settled by hand: never charged"
+
+
+class SQLiteTransaction:
+    """The writes of one unit of work on a connection inside BEGIN IMMEDIATE (the ledger commits or
+    rolls back when its `transaction()` block ends)."""
+
+    def __init__(self, db: sqlite3.Connection, clock: Callable[[], float]):
+        self.db, self.clock = db, clock
+
+    # -- jobs
+
+    def new_job(self, job: NewJob) -> None:
+        now = self.clock()
+        route = job.route if isinstance(job.route, str) else json.dumps(job.route)
+        self.db.execute(  # its "planned" event is written by a trigger (m005)
+            "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
+            "name_template, max_cost_usd, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?)",
+            (job.id, now, now, job.prompt, json.dumps(job.request), route, job.estimate, job.out_dir,
+             job.name_template, job.max_cost, job.row_key),
+        )  # fmt: skip
+
+    def job_state(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        error: str | None = None,
+        actual: str | None = None,
+        source: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        self.db.execute(  # its event is written by a trigger (m005)
+            "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
+            "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
+            (JobState(state), self.clock(), error, actual, source, exit_code, job_id),
+        )
+
+    # -- attempts: the budget reservation
+
+    def reserve_attempt(
+        self,
+        job_id: str,
+        seq: int,
+        offer: OfferRef,
+        estimate: Decimal | None,
+        breakdown: list[str],
+        *,
+        job_state: str | None = None,
+    ) -> int:
+        stamp = self.clock()
+        now = dt.datetime.fromtimestamp(stamp)
+        asked = estimate or Decimal(0)
+        for period, cap in budgets(self.db).items():
+            spent = spent_since(self.db, period_start(period, now).timestamp())
+            if spent + asked > cap:
+                raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
+        add_committed(self.db, stamp, asked)  # in flight: counts at its estimate until settled
+        if job_state:
+            self.job_state(job_id, job_state)
+        return self.db.execute(
+            "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
+            (job_id, seq, offer.provider, offer.model, offer.plan,
+             str(estimate) if estimate is not None else None, json.dumps(breakdown), stamp, stamp),
+        ).lastrowid  # fmt: skip
+
+    def attempt_state(
+        self,
+        attempt_id: int,
+        state: str,
+        *,
+        error: str | None = None,
+        actual: str | None = None,
+        source: str | None = None,
+        at_risk: str | None = None,
+    ) -> None:
+        """The attempt's new state, and the committed total of its day with it."""
+        before = self.db.execute(
+            "SELECT created, actual_usd, estimate_usd, state, at_risk_usd FROM attempts WHERE id = ?", (attempt_id,)
+        ).fetchone()
+        self.db.execute(
+            "UPDATE attempts SET state = ?, updated = ?, error = ?, at_risk_usd = ?, "
+            "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
+            (state, self.clock(), error, at_risk, actual, source, attempt_id),
+        )
+        if before is not None:
+            created, old_actual, estimate, old_state, old_at_risk = before
+            was = committed_cost(old_actual, estimate, old_state, old_at_risk)
+            add_committed(self.db, created, committed_cost(actual or old_actual, estimate, state, at_risk) - was)
+
+    # -- tasks
+
+    def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
+        now = self.clock()
+        return self.db.execute(
+            "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
+            "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)",
+            (attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
+        ).lastrowid
+
+    def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
+        self.db.execute(
+            "UPDATE tasks SET provider_job_id = ?, handle = ?, state = 'submitted', updated = ? WHERE id = ?",
+            (provider_job_id, json.dumps(handle), self.clock(), task_id),
+        )
+
+    def task_state(self, task_id: int, state: str, detail: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE tasks SET state = ?, detail = COALESCE(?, detail), updated = ? WHERE id = ?",
+            (state, detail, self.clock(), task_id),
+        )
+
+    def task_outputs(
+        self,
+        task_id: int,
+        outputs: list[dict],
+        usage: dict | None,
+        *,
+        provider_job_id: str | None = None,
+        handle: dict | None = None,
+    ) -> None:
+        self.db.execute(
+            "UPDATE tasks SET outputs = ?, state = 'succeeded', updated = ?, "
+            "provider_job_id = COALESCE(?, provider_job_id), handle = COALESCE(?, handle) WHERE id = ?",
+            (json.dumps({"outputs": outputs, "usage": usage}), self.clock(), provider_job_id,
+             json.dumps(handle) if handle is not None else None, task_id),
+        )  # fmt: skip
+
+    def add_file(
+        self,
+        job_id: str,
+        task_id: int | None,
+        *,
+        path: str,
+        sha256: str,
+        size: int,
+        fmt: str,
+        width: int,
+        height: int,
+        verified: bool,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO files (job_id, task_id, path, sha256, bytes, format, width, height, verified, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, task_id, path, sha256, size, fmt, width, height, int(verified), self.clock()),
+        )
+
+    # -- leases: one process per job, one per batch row
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """On one machine a lease is held for as long as its holder's process lives, whatever its
+        expiry says: a dead holder's keys are free at once, a live one's never taken."""
+        now, pid = self.clock(), os.getpid()
+        held = {}
+        for key in keys:
+            row = self.db.execute("SELECT pid, owner FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[1] != owner and process_alive(row[0]):
+                held[key] = Holder(owner=row[1], pid=row[0])
+                continue
+            self.db.execute(
+                "INSERT INTO claims (key, pid, owner, at, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO "
+                "UPDATE SET pid = excluded.pid, owner = excluded.owner, at = excluded.at, expires = excluded.expires",
+                (key, pid, owner, now, now + ttl),
+            )
+        return held
+
+    def renew(self, keys: list[str], owner: str, ttl: float) -> None:
+        expires = self.clock() + ttl
+        self.db.executemany(
+            "UPDATE claims SET expires = ? WHERE key = ? AND owner = ?", [(expires, key, owner) for key in keys]
+        )
+
+    def release(self, keys: list[str], owner: str) -> None:
+        self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(key, owner) for key in keys])
+
+    # -- budgets
+
+    def set_budget(self, period: str, cap: Decimal | None) -> None:
+        assert period in PERIODS
+        if cap is None:
+            self.db.execute("DELETE FROM budgets WHERE period = ?", (period,))
+        else:
+            self.db.execute(
+                "INSERT INTO budgets (period, cap_usd) VALUES (?, ?) "
+                "ON CONFLICT(period) DO UPDATE SET cap_usd = excluded.cap_usd",
+                (period, str(cap)),
+            )
+
+    # -- settling by hand
+
+    def settle(self, job_id: str, charged: bool) -> Settled:
+        """Requests of unknown fate: charged with their images lost, or never charged; the money
+        counts as spent (its share of the attempt's estimate) or not at all, and the job ends
+        (failed). Failed requests whose charge was unknown (their images moved on to another offer):
+        their share at risk becomes spent or nothing, and the job keeps its own state (a job that
+        delivered through a fallback stays succeeded; only its total spent grows when charged)."""
+        lost, lost_images, unknown = self._settle_unknown(job_id, charged)
+        failures, risky = self._settle_failures(job_id, charged)
+        at_risk = Decimal(0)
+        for attempt_id in dict.fromkeys([*lost, *failures]):
+            at_risk += self._settle_attempt(attempt_id, lost.get(attempt_id), failures.get(attempt_id), charged)
+        charge = sum(lost.values(), Decimal(0)) + at_risk if charged else Decimal(0)
+        if unknown and charged:
+            error = f"{CHARGED_LOST}: {count(lost_images, 'image')} lost"
+            self.job_state(job_id, JobState.FAILED, error=error, actual=self._job_spent(job_id, charge),
+                           source="settled by hand", exit_code=6)  # fmt: skip
+        elif unknown:
+            error = f"{NEVER_CHARGED}; `imgroute jobs resume {job_id}` sends those images again"
+            self.job_state(job_id, JobState.FAILED, error=error, exit_code=5)
+        elif charge:  # the job keeps its state; its total spent takes the charge
+            (source,) = self.db.execute("SELECT actual_source FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            self.db.execute(
+                "UPDATE jobs SET actual_usd = ?, actual_source = ?, updated = ? WHERE id = ?",
+                (self._job_spent(job_id, charge), _with_source(source), self.clock(), job_id),
+            )
+        return Settled(unknown=unknown, failed=risky, failed_usd=at_risk if charged else Decimal(0))
+
+    def _settle_unknown(self, job_id: str, charged: bool) -> tuple[dict[int, Decimal], int, int]:
+        """The job's requests of unknown fate, failed with the verdict: (attempt id -> their share of
+        its estimate, images they were for, how many)."""
+        unknown = self.db.execute(
+            "SELECT tasks.id, tasks.images, attempts.id, attempts.estimate_usd, "
+            "(SELECT SUM(images) FROM tasks AS t WHERE t.attempt_id = attempts.id) FROM tasks "
+            "JOIN attempts ON attempts.id = tasks.attempt_id WHERE attempts.job_id = ? AND tasks.state = 'unknown'",
+            (job_id,),
+        ).fetchall()
+        lost: dict[int, Decimal] = {}
+        for task_id, images, attempt_id, estimate, total in unknown:
+            self.db.execute(
+                "UPDATE tasks SET state = 'failed', detail = ?, updated = ? WHERE id = ?",
+                (CHARGED_LOST if charged else NEVER_CHARGED, self.clock(), task_id),
+            )
+            share = Decimal(estimate or 0) * images / (total or images)
+            lost[attempt_id] = lost.get(attempt_id, Decimal(0)) + share
+        return lost, sum(row[1] for row in unknown), len(unknown)
+
+    def _settle_failures(self, job_id: str, charged: bool) -> tuple[dict[int, list[str]], int]:
+        """The job's failed requests of unknown charge, their detail given the verdict: (attempt id ->
+        what its failed requests said, how many)."""
+        risky = self.db.execute(
+            "SELECT tasks.id, tasks.attempt_id, tasks.detail FROM tasks JOIN attempts ON attempts.id = "
+            "tasks.attempt_id WHERE attempts.job_id = ? AND attempts.at_risk_usd IS NOT NULL AND tasks.state = ?",
+            (job_id, TaskState.FAILED_AT_RISK),
+        ).fetchall()
+        verdict = "settled by hand: charged" if charged else NEVER_CHARGED
+        failures: dict[int, list[str]] = {}
+        for task_id, attempt_id, said in risky:
+            self.db.execute(
+                "UPDATE tasks SET detail = ?, updated = ? WHERE id = ?",
+                (f"{said}; {verdict}" if said else verdict, self.clock(), task_id),
+            )
+            failures.setdefault(attempt_id, []).append(said or "failed")
+        return failures, len(risky)
+
+    def _settle_attempt(self, attempt_id: int, lost: Decimal | None, failures: list[str] | None, charged: bool):
+        """One attempt's verdict: its share of unknown fate (`lost`) and its share at risk become spent
+        (charged) or nothing. Its state: failed or trouble (requests of unknown fate, as ever), failed
+        (a failure of unknown charge), else as it was. What was at risk."""
+        state, error, actual, source, at_risk = self.db.execute(
+            "SELECT state, error, actual_usd, actual_source, at_risk_usd FROM attempts WHERE id = ?", (attempt_id,)
+        ).fetchone()
+        risk = Decimal(at_risk) if at_risk is not None else Decimal(0)
+        said = []
+        if lost is not None:
+            state = AttemptState.FAILED if charged else AttemptState.TROUBLE
+            said.append(CHARGED_LOST if charged else NEVER_CHARGED)
+        elif state == AttemptState.FAILED_AT_RISK:
+            state = AttemptState.FAILED
+        if failures:
+            verdict = "charged" if charged else "never charged"
+            said.insert(0, f"{'; '.join(failures)}; settled by hand: {verdict}")
+        cost = None
+        if charged and (lost or risk):
+            cost = str((Decimal(actual) if actual is not None else Decimal(0)) + (lost or Decimal(0)) + risk)
+        source = _with_source(source) if cost else None
+        self.attempt_state(attempt_id, state, error="; ".join(said) or error, actual=cost, source=source)
+        return risk
+
+    def _job_spent(self, job_id: str, charge: Decimal) -> str:
+        (before,) = self.db.execute("SELECT actual_usd FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return str(Decimal(before or 0) + charge)
+
+
+def budgets(db: sqlite3.Connection) -> dict[str, Decimal]:
+    return {row["period"]: Decimal(row["cap_usd"]) for row in db.execute("SELECT * FROM budgets")}
+
+
+def spent_since(db: sqlite3.Connection, since: float) -> Decimal:
+    """What attempts made on or after the local day of `since` have committed (spent, or in flight
+    at their estimate). Whole days: the budget periods start at local midnight."""
+    rows = db.execute("SELECT committed_usd FROM spend_days WHERE day >= ?", (local_day(since),))
+    return sum((Decimal(committed) for (committed,) in rows), Decimal(0))
+
+
+def _with_source(source: str | None, added: str = "settled by hand") -> str:
+    """An actual cost's sources with one more: "list price, settled by hand"."""
+    return ", ".join(sorted({*(source.split(", ") if source else ()), added}))
