@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imgroute import policy
+from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from imgroute.config import Settings
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from imgroute.router import Route, RouteCache
     from imgroute.session import Keys
 
-DEFAULT_NAME = "{slug}-{provider}-{index}"
 
 # Routing hints by their names in `serve`'s `extra_body={"imgroute": {...}}` and config.yaml's
 # `profiles:`, and the keyword argument of `plan` each becomes (None: not a routing choice).

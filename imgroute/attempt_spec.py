@@ -55,9 +55,10 @@ def delivered_size(task: Task) -> tuple[int, int]:
     return task.spec.width, task.spec.height
 
 
-def lane_of(offer) -> str:
-    """Which limits a job at this offer counts against (a batch API has its own)."""
-    return lane(offer.provider, offer.window_s is not None)
+def lane_of(offer, key: str | None = None) -> str:
+    """Which limits a job at this offer counts against: its account's (the provider's API, a batch
+    API apart, and the key used)."""
+    return lane(offer.provider, offer.window_s is not None, key)
 
 
 def provider_job_id(handle: dict) -> str | None:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, NamedTuple
 from imgroute import batch_window
 from imgroute.batch import RETRYABLE_EXIT_CODES, Row, row_constraints
 from imgroute.errors import ImgrouteError
-from imgroute.images import DEFAULT_NAME
 from imgroute.job_state import JobOptions, JobResult, OutputOptions
 from imgroute.jobs import JobRunner
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
@@ -26,6 +25,7 @@ from imgroute.resume import recorded_result
 from imgroute.steps import Steps
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, row_key
 from imgroute.store.records import Holder, RowJob
+from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from imgroute.session import Services

@@ -12,8 +12,8 @@ from imgroute import price_models, sizing
 from imgroute.models import Request
 from imgroute.price_models import Line
 from imgroute.pricing import Offer, Plan
-from imgroute.request import QUALITIES, QUALITY_RANK
 from imgroute.sizing import Delivery
+from imgroute.vocab import QUALITIES, QUALITY_RANK
 
 
 class Assessment(NamedTuple):

@@ -128,7 +128,6 @@ def slug(text: str, limit: int = SLUG_MAX) -> str:
     return cut or "image"
 
 
-DEFAULT_NAME = "{slug}-{provider}-{index}"
 NAME_FIELDS = ("slug", "provider", "model", "index", "job", "quality", "date")
 
 

@@ -7,12 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute import images, policy
+from imgroute import policy
 from imgroute.errors import ImgrouteError
 from imgroute.models import JobState, Request
 from imgroute.outputs import ImageShape, SavedImage
 from imgroute.providers.base import Adapter, ProviderTrouble, Usage
 from imgroute.store.interface import Unsaved
+from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from imgroute.router import Quote
@@ -59,7 +60,7 @@ class JobResult(NamedTuple):
 
 class OutputOptions(NamedTuple):
     out_dir: Path
-    name_template: str = images.DEFAULT_NAME
+    name_template: str = DEFAULT_NAME
 
 
 class JobOptions(NamedTuple):

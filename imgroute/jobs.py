@@ -258,12 +258,13 @@ class JobRunner(Resume):
         job.current = (offer.provider, model, assessment.cost)
         report = AttemptReport(offer.provider, model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
         tasks: list[Task] = []
+        account = lane_of(offer, self.keys.get(offer.provider))
         try:
-            yield NeedSlot(lane_of(offer), fresh=True)
+            yield NeedSlot(account, fresh=True)
         except Cancelled as stopped:  # the batch stopped before this attempt sent anything
             return self._abandoned(report, stopped)
         try:
-            attempt, outcome = yield from self._send_all(job, seq, quote, assessment, tasks)
+            attempt, outcome = yield from self._send_all(job, seq, quote, assessment, tasks, account)
             if self.detach and attempt and tasks and all(t.state == TaskState.SUBMITTED for t in tasks):
                 return AttemptEnd(report._replace(state=AttemptState.RUNNING), (), None, None, None, "", True)
             stuck = (yield from self.tasks.await_all(job, attempt.adapter, tasks)) if attempt else None
@@ -272,7 +273,7 @@ class JobRunner(Resume):
         except Cancelled as stopped:
             return self._abandoned(report, stopped)
         finally:
-            self.slots.release(lane_of(offer))
+            self.slots.release(account)
         if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
             trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
             return AttemptEnd(trouble, (), None, None, None, JobState.FAILED)
@@ -283,7 +284,7 @@ class JobRunner(Resume):
         error = Interrupted(str(stopped), "run the batch again to send it")
         return AttemptEnd(report._replace(state=AttemptState.ABANDONED), (), None, None, error, JobState.CANCELLED)
 
-    def _send_all(self, job: JobRun, seq: int, quote: Quote, assessment, tasks: list[Task]) -> Steps:
+    def _send_all(self, job: JobRun, seq: int, quote: Quote, assessment, tasks: list[Task], account: str) -> Steps:
         """Journal and send each request of the attempt: (the attempt, how the sending went).
 
         The first request's intent is journaled with the attempt's budget reservation and the job's
@@ -298,7 +299,7 @@ class JobRunner(Resume):
                 spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
                 # Wait for the provider's rate before the intent is journaled: a kill while waiting
                 # leaves nothing unknown.
-                delay = self.slots.submit_delay(lane_of(offer))
+                delay = self.slots.submit_delay(account)
                 if delay > 0:
                     yield Pause(delay, scaled=False, before_send=True)  # a stop ends this wait at once
                 if self.slots.stopping():
@@ -307,7 +308,7 @@ class JobRunner(Resume):
                     return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
                 attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
                 tasks.append(task)
-                gap = self.slots.gap_left(lane_of(offer))  # a few ms at most: the journaling's jitter
+                gap = self.slots.gap_left(account)  # a few ms at most: the journaling's jitter
                 if gap > 0:
                     yield Pause(gap, scaled=False)
                 self.mark_sent()

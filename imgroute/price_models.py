@@ -273,7 +273,7 @@ class Credits(PriceModel):
         self.name = f"credits_per_{by}"
 
     def parse(self, node, fields, qualities) -> dict:
-        from imgroute.request import QUALITIES, RESOLUTIONS
+        from imgroute.vocab import QUALITIES, RESOLUTIONS
 
         table = node.get("credits_per_image")
         allowed = QUALITIES if self.by == "quality" else RESOLUTIONS
@@ -287,7 +287,7 @@ class Credits(PriceModel):
     def validate(self, node, offer) -> None:
         if self.by != "resolution":
             return
-        from imgroute.request import RESOLUTIONS
+        from imgroute.vocab import RESOLUTIONS
 
         sizes = offer.sizes
         tiers = set(RESOLUTIONS)
@@ -364,7 +364,7 @@ class FlatByQuality(PriceModel):
     fields = frozenset({"usd_per_image"})
 
     def parse(self, node, fields, qualities) -> dict:
-        from imgroute.request import QUALITIES
+        from imgroute.vocab import QUALITIES
 
         table = node.get("usd_per_image")
         prices = {q: cell.money() for q, cell in table.mapping(set(QUALITIES)).items()}

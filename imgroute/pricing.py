@@ -17,11 +17,10 @@ from imgroute.errors import ConfigError, quoted
 from imgroute.models import Ratio
 from imgroute.price_models import PRICE_MODELS, Price
 from imgroute.providers import REGISTRY, RELAY_APIS, ProviderSpec, Registry
-from imgroute.request import QUALITIES, RESOLUTIONS
 from imgroute.schema import Field
+from imgroute.vocab import BACKGROUNDS, IMAGE_FORMATS, MODERATIONS, QUALITIES, RESOLUTIONS
 
 INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
-IMAGE_FORMATS = ("png", "jpeg", "webp")
 SCHEMA_VERSION = 1
 
 _FIX_HINT = "fix the field, or check it with: imgroute pricing validate FILE"
@@ -90,8 +89,6 @@ class EditCaps(NamedTuple):
 
 
 IDENTITIES = ("official", "relay", "substitute")
-BACKGROUNDS = ("auto", "opaque", "transparent")
-MODERATIONS = ("auto", "low")
 
 
 class Identity(NamedTuple):

@@ -17,16 +17,7 @@ from pathlib import Path
 
 from imgroute.errors import ConfigError, UsageError, quoted
 from imgroute.models import FROM_URL, Constraints, InputImage, Ratio, Request, Target, aspect_text
-
-QUALITIES = ("low", "medium", "high")
-QUALITY_RANK = {q: i for i, q in enumerate(QUALITIES)}
-
-# Pixel budget of each resolution tier.
-RESOLUTION_PIXELS = {"1K": 1024 * 1024, "2K": 2048 * 2048, "4K": 3840 * 2160}
-RESOLUTIONS = tuple(RESOLUTION_PIXELS)
-# An offer that picks its own pixels "reaches" a tier when it delivers at least this share of the
-# tier's budget (a 3:1 image at 4K is capped by the 3840 px edge at 4.9 MP, which still counts).
-MIN_SHARE_OF_BUDGET = Decimal("0.5")
+from imgroute.vocab import BACKGROUNDS, IMAGE_FORMATS, MODERATIONS, QUALITY_RANK, RANKS, RESOLUTION_PIXELS, RESOLUTIONS
 
 MAX_N = 100
 MAX_EDGE_ACCEPTED = 100_000  # beyond any provider; only guards against absurd input
@@ -126,13 +117,10 @@ def _convergents(value: Fraction):
         value = 1 / rest
 
 
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
-
-
 def parse_format(text: str) -> str:
     fmt = text.strip().lower()
     fmt = "jpeg" if fmt == "jpg" else fmt
-    if fmt not in OUTPUT_FORMATS:
+    if fmt not in IMAGE_FORMATS:
         raise UsageError(f"--format {quoted(text)} is not an image format", "use png, jpeg or webp")
     return fmt
 
@@ -319,8 +307,8 @@ def build_request(
         images=inputs,
         mask=checked_mask,
         output_format=parse_format(output_format),
-        background=parse_choice(background, "--background", ("auto", "opaque", "transparent")),
-        moderation=parse_choice(moderation, "--moderation", ("auto", "low")),
+        background=parse_choice(background, "--background", BACKGROUNDS),
+        moderation=parse_choice(moderation, "--moderation", MODERATIONS),
     )
 
 
@@ -360,7 +348,7 @@ def build_constraints(
         official_only=official_only or settings.official_only,
         stated_quality=stated_quality or settings.stated_quality,
         deadline_s=parse_duration(deadline, "--deadline") if deadline else None,
-        rank=parse_choice(rank, "--rank", ("price", "expected")),
+        rank=parse_choice(rank, "--rank", RANKS),
     )
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from imgroute import images
 from imgroute.errors import Busy, ImgrouteError, JobFailedError, ProviderError
 from imgroute.fallback import settle_hint
 from imgroute.job_state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
@@ -27,6 +26,7 @@ from imgroute.steps import NeedSlot, Steps, drive
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, held_by, job_key
 from imgroute.store.records import AttemptRecord, TaskRecord
 from imgroute.tasks import Task
+from imgroute.vocab import DEFAULT_NAME
 
 
 class Resume:
@@ -45,7 +45,7 @@ class Resume:
         record = self.ledger.job(job_id)
         request = Request.from_json(record.request)
         max_cost = self.max_cost if self.max_cost is not None else record.max_cost
-        template = record.name_template or images.DEFAULT_NAME
+        template = record.name_template or DEFAULT_NAME
         outputs = Outputs(Path(record.out_dir or "."), template, self.spool_dir, self.http, resuming=True)
         job = self._begin(JobRun(job_id, request, self.clock(), max_cost), outputs)
         job.estimate = record.estimate
@@ -116,7 +116,7 @@ class Resume:
         stuck = None
         if any(t.state in (TaskState.SUBMITTED, TaskState.RUNNING) for t in tasks):
             self.mark_sent()  # under way at its provider: a stop waits for it
-            where = lane(attempt.provider, adapter.window_s > 0)
+            where = lane(attempt.provider, adapter.window_s > 0, self.keys.get(attempt.provider))
             yield NeedSlot(where, fresh=False)  # at the provider: counts against its limit
             try:
                 stuck = yield from self.tasks.await_all(job, adapter, tasks)

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from imgroute import policy
+from imgroute.providers import limits_of
 from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Steps
 
 
@@ -27,10 +28,13 @@ class Limits:
     finished it; journaling before and downloading after take none."""
 
     def __init__(self, limits: dict[str, tuple[int, float | None]], total: int | None = None, clock=time.monotonic):
-        self._free = {p: c for p, (c, _) in limits.items()}
+        """`limits`: each provider lane's (concurrency, submits per minute); a job asks for an
+        account's lane (`kie@<key fingerprint>`), which has its provider lane's limits."""
+        self._limits = limits
+        self._free: dict[str, int] = {}  # per lane in use: slots left
         self._total_free = total
-        self._spacing = {p: 60.0 / rate for p, (_, rate) in limits.items() if rate}
-        self._next = dict.fromkeys(self._spacing, 0.0)
+        self._spacing: dict[str, float] = {}  # per lane with a rate: seconds between submits
+        self._next: dict[str, float] = {}
         self._sent: dict[str, float] = {}  # when the last submit to each provider went
         self._waiting: deque[tuple[str, Callable[[], None]]] = deque()
         self._in_use = 0
@@ -45,10 +49,22 @@ class Limits:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def _known(self, lane: str) -> str:
+        """Under the lock, or before any thread shares it: the lane, its limits set up on first use."""
+        if lane not in self._free:
+            limit = self._limits.get(limits_of(lane))
+            if limit is not None:
+                concurrency, rate = limit
+                self._free[lane] = concurrency
+                if rate:
+                    self._spacing[lane], self._next[lane] = 60.0 / rate, 0.0
+        return lane
+
     def take(self, provider: str, granted: Callable[[], None]) -> bool:
         """A slot now (True), or `granted` is called once one is free for this job (False).
         (Every release hands free slots to waiters first, so none that could go is left waiting.)"""
         with self._lock:
+            self._known(provider)
             if self._can_take(provider):
                 self._hold(provider)
                 return True
@@ -82,10 +98,10 @@ class Limits:
     def submit_delay(self, provider: str) -> float:
         """Seconds to wait before the next submit to `provider`, so submits are evenly spaced at
         its rate (no bursts that earn 429s). Each call books the next free moment."""
-        spacing = self._spacing.get(provider)
-        if spacing is None:
-            return 0.0
         with self._lock:
+            spacing = self._spacing.get(self._known(provider))
+            if spacing is None:
+                return 0.0
             now = self.clock()
             at = max(now, self._next[provider])
             self._next[provider] = at + spacing
@@ -95,10 +111,10 @@ class Limits:
         """Seconds still to wait, once a submit is journaled, so that no two sends to `provider`
         come closer than its spacing: journaling takes a varying moment after the booked time
         (`submit_delay`), and a slow commit must not let the next send crowd this one."""
-        spacing = self._spacing.get(provider)
-        if spacing is None:
-            return 0.0
         with self._lock:
+            spacing = self._spacing.get(self._known(provider))
+            if spacing is None:
+                return 0.0
             now = self.clock()
             wait = max(0.0, self._sent.get(provider, -spacing) + spacing - now)
             self._sent[provider] = now + wait

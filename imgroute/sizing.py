@@ -16,11 +16,15 @@ from typing import NamedTuple
 
 from imgroute.models import FROM_URL, Ratio, Target
 from imgroute.pricing import PixelRules, SizeCaps
-from imgroute.request import MIN_SHARE_OF_BUDGET, RESOLUTION_PIXELS
+from imgroute.vocab import RESOLUTION_PIXELS
 
 # Nominal sizes for presets whose pixels are not published: the same fit as a pixel offer would
 # get, on a 16 px grid with no other limits.
 _NOMINAL_RULES = PixelRules(16, 100_000, 1, 10**12, Decimal(1000), None)
+
+# An offer that picks its own pixels "reaches" a tier when it delivers at least this share of the
+# tier's budget (a 3:1 image at 4K is capped by the 3840 px edge at 4.9 MP, which still counts).
+MIN_SHARE_OF_BUDGET = Decimal("0.5")
 
 
 class Delivery(NamedTuple):

@@ -53,6 +53,18 @@ def test_limits_total_caps_all_providers_together():
     assert woken == ["kie"]
 
 
+def test_limits_belong_to_an_account_the_provider_and_key_not_to_the_provider_alone():
+    from imgroute.providers import lane
+
+    limits = Limits({"kie": (1, 60.0)}, clock=lambda: 0.0)
+    mine, same, theirs = lane("kie", False, "key-one"), lane("kie", False, "key-one"), lane("kie", False, "key-two")
+    assert mine == same != theirs and "key-one" not in mine  # a fingerprint of the key, never the key
+    assert limits.take(mine, lambda: None)
+    assert not limits.take(same, lambda: None)  # one account: one slot between them
+    assert limits.take(theirs, lambda: None)  # another key: an account of its own, with kie's limits
+    assert limits.submit_delay(mine) == 0.0 and limits.submit_delay(same) == 1.0 and limits.submit_delay(theirs) == 0.0
+
+
 def test_submit_delay_spaces_submits_at_the_rate():
     now = [100.0]
     limits = Limits({"openai": (5, 60.0)}, clock=lambda: now[0])  # one a second

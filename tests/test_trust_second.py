@@ -408,8 +408,10 @@ def test_sigterm_stops_gen_as_ctrl_c_does_and_exits_143(fakes, tmp_path, isolate
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: submitted(isolated_home))  # (a charge alone: its answer may not be read yet)
-    proc.terminate()
+    try:
+        wait_for(lambda: submitted(isolated_home))  # (a charge alone: its answer may not be read yet)
+    finally:
+        proc.terminate()  # (also when the wait fails: no process is left behind)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 143, err
     assert "error: terminated; job " in err and "finish it with: imgroute jobs resume" in err

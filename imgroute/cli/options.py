@@ -16,6 +16,7 @@ import typer
 from imgroute import policy
 from imgroute.errors import UsageError, quoted
 from imgroute.models import Constraints, Request
+from imgroute.vocab import DEFAULT_NAME
 
 
 def opt(*names: str, help: str, metavar: str | None = None, complete=None):
@@ -133,7 +134,6 @@ DetachOpt = Annotated[
 ]
 
 DEFAULT_TIMEOUT = policy.DEFAULT_JOB_TIMEOUT_S
-DEFAULT_NAME = "{slug}-{provider}-{index}"
 
 
 class JobFlags(NamedTuple):

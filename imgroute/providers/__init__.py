@@ -12,6 +12,8 @@ they speak an API imgroute already has an adapter for, so they need no code.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
@@ -167,6 +169,20 @@ def provider_limits(overrides=None) -> dict[str, tuple[int, float | None]]:
 BATCH_LANE = (100, None)
 
 
-def lane(provider: str, windowed: bool) -> str:
-    """The limits a job counts against: its provider's, or its provider's batch API's."""
-    return f"{provider}:batch" if windowed else provider
+def lane(provider: str, windowed: bool, key: str | None = None) -> str:
+    """The limits a job counts against: an account's (design.md section 5), which is its provider's
+    API (its batch API apart) and a fingerprint of the key, never the key itself; with no key, the
+    provider's. Two doors, or on a team ledger two machines, using one key share its limits."""
+    where = f"{provider}:batch" if windowed else provider
+    return f"{where}@{key_fingerprint(key)}" if key else where
+
+
+def limits_of(lane_name: str) -> str:
+    """The provider lane whose configured limits an account lane has: `kie@3f2a...` -> `kie`."""
+    return lane_name.partition("@")[0]
+
+
+@functools.lru_cache(maxsize=64)
+def key_fingerprint(key: str) -> str:
+    """Twelve hex digits of the key's SHA-256: tells accounts apart, and says nothing of the key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -28,11 +28,11 @@ from imgroute.providers.base import (
     as_balance,
     error_message,
     is_url,
+    moderated,
 )
 from imgroute.providers.openai import _set
 
 RUNNING = {"QUEUED": "queued", "PROCESSING": "running"}
-MODERATION_WORDS = ("safety", "moderation", "content policy", "flagged")
 
 
 class ApiframeAdapter(Adapter):
@@ -120,8 +120,8 @@ class ApiframeAdapter(Adapter):
             return Poll("succeeded", detail=status, outputs=outputs, usage=usage, took=_took(body))
         if status in ("FAILED", "CANCELLED"):
             message = self.clean(str(body.get("error") or status.lower()))
-            moderated = any(word in message.lower() for word in MODERATION_WORDS)
-            raise JobFailed(f"{self.provider}: {message} (credits refunded)", moderated=moderated)
+            flagged = moderated(message)
+            raise JobFailed(f"{self.provider}: {message} (credits refunded)", moderated=flagged)
         return Poll("running", detail=status or "unknown status", usage=usage)
 
     def failure(self, response) -> Exception:

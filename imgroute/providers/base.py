@@ -273,6 +273,17 @@ class Adapter:
         return ProviderTrouble(text, kind, retry_after=retry_after_seconds(response))
 
 
+# What a provider's failure says when its moderation refused the job (Replicate's E005 is its code
+# for a flagged input). A moderated job is final: it is not sent to another provider.
+MODERATION_WORDS = ("content policy", "flagged", "moderation", "safety", "sensitive", "e005")
+
+
+def moderated(message: str) -> bool:
+    """Whether a failure's message says the provider's moderation refused the job."""
+    lowered = message.lower()
+    return any(word in lowered for word in MODERATION_WORDS)
+
+
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()

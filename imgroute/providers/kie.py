@@ -25,6 +25,7 @@ from imgroute.providers.base import (
     Submission,
     SubmitUnknown,
     as_balance,
+    moderated,
 )
 
 # Body codes, from Kie's error table.
@@ -46,7 +47,6 @@ CODE_KINDS = {
 # failMsg". The task was accepted and then failed, as a `state: fail` task is.
 TASK_FAILED_CODES = {422, 501}
 RUNNING = {"waiting": "queued", "queuing": "queued", "generating": "running"}
-MODERATION_WORDS = ("content policy", "flagged", "sensitive", "moderation", "safety")
 
 
 class KieAdapter(Adapter):
@@ -131,8 +131,8 @@ class KieAdapter(Adapter):
         billing), so the failure is marked `charge_unknown`: the images may go to another offer and
         the task's estimate counts as possibly charged until settled. A moderated task stays final."""
         message = self.clean(str(data.get("failMsg") or fallback))
-        moderated = any(word in message.lower() for word in MODERATION_WORDS)
-        return JobFailed(f"{self.provider}: {message}", moderated=moderated, charge_unknown=not moderated)
+        flagged = moderated(message)
+        return JobFailed(f"{self.provider}: {message}", moderated=flagged, charge_unknown=not flagged)
 
     def check_key(self, http: Http) -> KeyCheck:
         """`GET /api/v1/chat/credit` (kie.md, 6. Credits balance): free; `data` is the account's

@@ -27,13 +27,13 @@ from imgroute.providers.base import (
     data_uri,
     error_message,
     is_url,
+    moderated,
 )
 from imgroute.providers.openai import _set
 
 MODEL_PATH = "/v1/models/openai/gpt-image-2/predictions"
 WAIT_S = 55  # Prefer: wait holds the create open up to 60 s; the read timeout is a little longer
 RUNNING = {"starting": "queued", "processing": "running"}
-MODERATION_WORDS = ("moderation", "sensitive", "safety", "flagged", "e005", "content policy")
 LIST_PAGES = 5  # 500 of the newest predictions: enough for a crash a few minutes ago
 
 
@@ -130,8 +130,8 @@ class ReplicateAdapter(Adapter):
     def _failed(self, prediction: dict) -> Exception:
         status = prediction.get("status") or "unknown"
         message = self.clean(str(prediction.get("error") or status))
-        moderated = any(word in message.lower() for word in MODERATION_WORDS)
-        return JobFailed(f"{self.provider}: prediction {status}: {message}", moderated=moderated)
+        flagged = moderated(message)
+        return JobFailed(f"{self.provider}: prediction {status}: {message}", moderated=flagged)
 
     def failure(self, response) -> Exception:
         try:

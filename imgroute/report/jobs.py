@@ -30,7 +30,7 @@ from imgroute.report.vocabulary import (
     text,
     usd,
 )
-from imgroute.request import OUTPUT_FORMATS
+from imgroute.vocab import IMAGE_FORMATS, RANKS
 
 # models.JobState, AttemptState and TaskState, each value with its meaning (tests/test_schemas.py
 # checks they are the same values: a new state is a change of the contract, and is described here)
@@ -71,7 +71,7 @@ TASK_STATES = {
 IMAGE = obj(
     {
         "path": text("Where the image was saved"),
-        "format": enum(OUTPUT_FORMATS, "As read from the file's bytes"),
+        "format": enum(IMAGE_FORMATS, "As read from the file's bytes"),
         "width": integer("Pixels, as read from the file"),
         "height": integer("Pixels, as read from the file"),
         "bytes": integer(minimum=0),
@@ -307,7 +307,7 @@ CONSTRAINTS = obj(
         "official_only": boolean(),
         "stated_quality": boolean(),
         "deadline_s": nullable(number("--deadline in seconds")),
-        "rank": enum(("price", "expected")),
+        "rank": enum(RANKS),
     },
     optional=("official_only", "stated_quality", "deadline_s", "rank"),  # (jobs journaled by older versions)
     description="The routing limits it was made with (null for jobs journaled before they were kept).",

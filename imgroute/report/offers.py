@@ -22,10 +22,7 @@ from imgroute.report.vocabulary import (
     obj,
     text,
 )
-from imgroute.request import QUALITIES
-
-BACKGROUNDS = ("auto", "opaque", "transparent")  # pricing.BACKGROUNDS and MODERATIONS (not imported: see
-MODERATIONS = ("auto", "low")  # quotes.IDENTITY_KINDS)
+from imgroute.vocab import BACKGROUNDS, MODERATIONS, QUALITIES
 
 OFFER = obj(
     {

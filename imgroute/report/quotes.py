@@ -23,7 +23,7 @@ from imgroute.report.vocabulary import (
     text,
     usd,
 )
-from imgroute.request import OUTPUT_FORMATS, QUALITIES, RESOLUTIONS
+from imgroute.vocab import IMAGE_FORMATS, QUALITIES, RESOLUTIONS
 
 IDENTITY_KINDS = ("official", "relay", "substitute")  # pricing.IDENTITIES (not imported: quote pays for imports)
 
@@ -165,7 +165,7 @@ REQUEST = obj(
         "n": integer("Images asked for", minimum=1),
         "images": array_of(text(), "Reference images (edits), by path or URL"),
         "mask": nullable(text("The mask (edits), by path or URL")),
-        "format": enum(OUTPUT_FORMATS),
+        "format": enum(IMAGE_FORMATS),
     },
     description="What was asked, as a user would write it.",
 )

@@ -20,6 +20,7 @@ from imgroute import api, policy
 from imgroute.errors import ImgrouteError
 from imgroute.models import UNFINISHED_JOB_STATES
 from imgroute.serve.params import ImageCall
+from imgroute.vocab import DEFAULT_NAME
 
 RECENT_S = 600.0  # how long an ended job's answer is kept for a retry of its request
 RECENT_MAX = 4096  # and at most this many (the newest): a retry comes seconds after its request
@@ -133,7 +134,7 @@ class Gateway:
         from imgroute.job_state import JobOptions, OutputOptions
         from imgroute.jobs import JobRunner
 
-        output = OutputOptions(self.out_dir, api.DEFAULT_NAME)
+        output = OutputOptions(self.out_dir, DEFAULT_NAME)
         return JobRunner(self.services, JobOptions(output, policy.DEFAULT_JOB_TIMEOUT_S, max_cost))
 
     def _forget_old(self) -> None:
