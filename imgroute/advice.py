@@ -120,14 +120,14 @@ def _mix_row(path: Path, line: int, fields) -> MixRow:
     try:
         request = build_request(
             "x" * max(1, chars),
-            str(fields.get("quality", "medium")),
-            _text(fields.get("size")),
-            _text(fields.get("aspect")),
-            _text(fields.get("resolution")),
-            int(_number(fields.get("n", 1), f"{where}: n")),
+            quality=str(fields.get("quality", "medium")),
+            size=_text(fields.get("size")),
+            aspect=_text(fields.get("aspect")),
+            resolution=_text(fields.get("resolution")),
+            n=int(_number(fields.get("n", 1), f"{where}: n")),
         )
     except UsageError as exc:
-        raise UsageError(f"{where}: {exc.message}", exc.hint) from None
+        raise exc.about(where) from None
     return MixRow(line, with_inputs(request, images, bool(mask)), count)
 
 

@@ -16,12 +16,15 @@ attached as `error.result`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imgroute import policy
+from imgroute.errors import named
+from imgroute.options import JOB, ROUTE, keyword_arguments, signature_of
 from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
@@ -31,23 +34,6 @@ if TYPE_CHECKING:
     from imgroute.pricing import PricingTable
     from imgroute.router import Route, RouteCache
     from imgroute.session import Keys
-
-
-# Routing hints by their names in `serve`'s `extra_body={"imgroute": {...}}` and config.yaml's
-# `profiles:`, and the keyword argument of `plan` each becomes (None: not a routing choice).
-ROUTING_HINTS = {
-    "max_cost": "max_cost",
-    "provider": "providers",
-    "providers": "providers",
-    "exclude": "exclude",
-    "plan": "plan",
-    "aspect": "aspect",
-    "resolution": "resolution",
-    "deadline": "deadline",
-    "official_only": "official_only",
-    "stated_quality": "stated_quality",
-    "dry_run": None,  # answered with the route; nothing is sent
-}
 
 
 class Planned(NamedTuple):
@@ -64,30 +50,15 @@ class Planned(NamedTuple):
 def plan(
     prompt: str,
     *,
-    quality: str = "medium",
-    size: str | None = None,
-    aspect: str | None = None,
-    resolution: str | None = None,
-    n: int = 1,
-    images: Sequence[str] | None = None,
-    mask: str | None = None,
-    output_format: str = "png",
-    background: str = "auto",
-    moderation: str = "auto",
-    providers: Sequence[str] | str | None = None,
-    exclude: Sequence[str] | str | None = None,
-    max_cost: Decimal | float | str | None = None,
-    plan: Sequence[str] | str | None = None,
-    official_only: bool = False,
-    stated_quality: bool = False,
-    deadline: str | None = None,
-    rank: str = "price",
     pricing: str | Path | None = None,
     with_keys: bool = True,
     loaded: tuple | None = None,
     routes: RouteCache | None = None,
+    **options: Any,
 ) -> Planned:
     """Check the job and route it: with `with_keys`, only among offers a key is present for.
+    `options`: what the job is and where it may go, each option of imgroute.options' JOB and ROUTE
+    by its name (quality="high", n=2, images=[...], providers=["kie"], max_cost="0.10", ...).
     `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`), and
     `routes` its router.RouteCache over that table and those keys (jobs alike share a ranking)."""
     from imgroute.request import build_constraints, build_request
@@ -95,32 +66,29 @@ def plan(
     from imgroute.router import with_caveats
     from imgroute.session import Keys, load_table_and_settings
 
-    request = build_request(
-        prompt, quality, size, aspect, resolution, n, list(images or []), mask, output_format, background, moderation
-    )
+    job, where = keyword_arguments(options, (JOB, ROUTE), "plan")
+    request = build_request(prompt, **job)
     if loaded is None:
         table, settings = load_table_and_settings(Path(pricing) if pricing is not None else None)
         keys = Keys(table.registry) if with_keys else None
     else:
         table, settings, keys = loaded
-    constraints = build_constraints(
-        table,
-        settings,
-        _names(providers),
-        _names(exclude),
-        None if max_cost is None else str(max_cost),
-        _names(plan),
-        official_only,
-        stated_quality,
-        deadline,
-        rank,
-    )
+    constraints = build_constraints(table, settings, **where)
     if routes is not None:
         route = routes.rank(request, constraints)
     else:
         route = rank_offers(request, table, constraints, keys.available if keys else None)
     route = with_caveats(route, settings.pricing_max_age_days, constraints.rank)
     return Planned(request, table, settings, constraints, keys, route)
+
+
+PLAN_OWN = (
+    inspect.Parameter("pricing", inspect.Parameter.KEYWORD_ONLY, default=None),
+    inspect.Parameter("with_keys", inspect.Parameter.KEYWORD_ONLY, default=True),
+    inspect.Parameter("loaded", inspect.Parameter.KEYWORD_ONLY, default=None),
+    inspect.Parameter("routes", inspect.Parameter.KEYWORD_ONLY, default=None),
+)
+plan.__signature__ = signature_of((JOB, ROUTE), *PLAN_OWN)  # type: ignore[attr-defined]
 
 
 def quote(prompt: str, **options) -> Route:
@@ -156,8 +124,8 @@ def run(
         raise no_offer_error(route, "in each quote's reasons")
     if detach and route.choice.offer.window_s is None:
         raise UsageError(
-            f"--detach is for offers that take a while; {route.choice.offer.id} answers at once",
-            "drop --detach, or allow a batch offer with --deadline 24h",
+            f"{named('detach')} is for offers that take a while; {route.choice.offer.id} answers at once",
+            f"drop {named('detach')}, or allow a batch offer with {named('deadline')} 24h",
         )
     output = OutputOptions(check_out_dir(Path(out)), name)
     options = JobOptions(output, timeout, planned.constraints.max_cost, detach, on_event)
@@ -305,7 +273,7 @@ def check_batch(planned: PlannedBatch, max_total: Decimal | float | str | None =
     the_plan = planned.plan
     if not the_plan.rows and not (the_plan.done_before or the_plan.not_retried):
         raise NoOfferError("no row of the batch can be served", "see the reasons in the plan")
-    cap = parse_money(str(max_total), "--max-total") if max_total is not None else None
+    cap = parse_money(str(max_total), named("max_total")) if max_total is not None else None
     with ledger() as journal:
         check_budgets(journal, the_plan.total, cap)
 
@@ -334,7 +302,7 @@ def run_batch(
     from imgroute.session import check_out_dir, many_jobs
 
     if concurrency < 1 or concurrency > 500:
-        raise UsageError(f"--concurrency {concurrency} is out of range", "use 1 to 500")
+        raise UsageError(f"{named('concurrency')} {concurrency} is out of range", "use 1 to 500")
     check_timeout(timeout)
     check_batch(planned, max_total)
     out_dir = check_out_dir(Path(out))
@@ -391,23 +359,12 @@ def _constraints(table, settings, routing: dict) -> Constraints:
     from imgroute.errors import UsageError
     from imgroute.request import build_constraints
 
-    known = ("providers", "exclude", "max_cost", "plan", "official_only", "stated_quality", "deadline", "rank")
+    known = [option.name for option in ROUTE]
     unknown = sorted(set(routing) - set(known))
     if unknown:
         raise UsageError(f"unknown batch option {unknown[0]!r}", f"routing options: {', '.join(known)}")
-    max_cost = routing.get("max_cost")
-    return build_constraints(
-        table,
-        settings,
-        _names(routing.get("providers")),
-        _names(routing.get("exclude")),
-        None if max_cost is None else str(max_cost),
-        _names(routing.get("plan")),
-        bool(routing.get("official_only")),
-        bool(routing.get("stated_quality")),
-        routing.get("deadline"),
-        routing.get("rank") or "price",
-    )
+    (where,) = keyword_arguments(routing, (ROUTE,), "plan_batch")
+    return build_constraints(table, settings, **where)
 
 
 def check_output(timeout: float, name: str) -> None:
@@ -441,9 +398,3 @@ def generate(
 def edit(prompt: str, images: Sequence[str] | str, *, mask: str | None = None, **options) -> JobResult:
     """`generate` with reference images (paths or URLs) and an optional mask."""
     return generate(prompt, images=[images] if isinstance(images, str) else list(images), mask=mask, **options)
-
-
-def _names(value: Sequence[str] | str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
+from imgroute.options import JOB, ROW_FIELDS
 from imgroute.policy import DEFAULT_PRICING_MAX_AGE_DAYS
 from imgroute.providers import lane
 from imgroute.request import build_request, check_providers, check_text, kind_of, parse_duration, read_stdin
@@ -30,24 +31,7 @@ if TYPE_CHECKING:  # the router is imported only when a batch is planned
 # unservable row (4) is final.
 RETRYABLE_EXIT_CODES = (5, 7, 8, 130)
 
-FIELDS = (
-    "id",
-    "prompt",
-    "quality",
-    "size",
-    "aspect",
-    "resolution",
-    "n",
-    "provider",
-    "exclude",
-    "name",
-    "image",
-    "mask",
-    "format",
-    "background",
-    "moderation",
-    "deadline",
-)
+FIELDS = ROW_FIELDS  # id, prompt, each option a row may set (imgroute.options), name
 
 
 class Row(NamedTuple):
@@ -181,7 +165,7 @@ def parse_rows(text: str, label: str, registry=None) -> tuple[list[Row], list[Ba
         try:
             row = _row(line, fields, folder, registry)
         except UsageError as exc:
-            bad.append(BadRow(line, exc.message))
+            bad.append(BadRow(line, exc.worded("cli")[0]))  # (the fields read as the flags they match)
             continue
         count = seen.get(row.key, 0)
         seen[row.key] = count + 1
@@ -212,21 +196,14 @@ def _row(line: int, fields: dict, folder: Path, registry) -> Row:
         n = int(n)
     except (TypeError, ValueError):
         raise UsageError(f"n {quoted(n)} is not a whole number", "for example n: 2") from None
-    request = build_request(
-        text.get("prompt"),
-        text.get("quality", "medium"),
-        text.get("size"),
-        text.get("aspect"),
-        text.get("resolution"),
-        n,
-        [_beside(folder, image) for image in _list(text.get("image"))],
-        _beside(folder, text["mask"]) if "mask" in text else None,
-        text.get("format", "png"),
-        text.get("background", "auto"),
-        text.get("moderation", "auto"),
-    )
+    job = {option.name: text[option.row] for option in JOB if option.row in text}
+    job["n"] = n
+    job["images"] = [_beside(folder, image) for image in _list(text.get("image"))]
+    if "mask" in text:
+        job["mask"] = _beside(folder, text["mask"])
+    request = build_request(text.get("prompt"), **job)
     providers = frozenset(check_providers(_list(text.get("provider")), "provider", registry=registry))
-    exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude", registry=registry))
+    exclude = frozenset(check_providers(_list(text.get("exclude")), "exclude", registry=registry))  # (row fields)
     canonical = json.dumps({k: fields[k] for k in sorted(fields)}, sort_keys=True, default=str)
     key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
     deadline = parse_duration(text["deadline"], "deadline") if "deadline" in text else None

@@ -216,7 +216,7 @@ class BatchRun:
                     row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
                 )
         except ImgrouteError as exc:
-            return RowResult(row, Outcome.FAILED, None, exc.message, exc.exit_code)
+            return RowResult(row, Outcome.FAILED, None, exc.worded("cli")[0], exc.exit_code)  # (read by `batch`)
         if result.status == JobState.CANCELLED:
             return RowResult(row, Outcome.NOT_STARTED, result, "stopped before it was sent")
         return RowResult(row, Outcome.DONE if result.error is None else Outcome.FAILED, result)

@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
-from imgroute.errors import BudgetError
+from imgroute.errors import BudgetError, named
 from imgroute.models import OPEN_ATTEMPT_STATES
 from imgroute.money import fmt_usd
 from imgroute.store.interface import Ledger
@@ -21,8 +21,8 @@ def check_batch(ledger: Ledger, total: Decimal, total_cap: Decimal | None, now: 
     (each job's reservation is still checked on its own when it runs)."""
     if total_cap is not None and total > total_cap:
         raise BudgetError(
-            f"the batch is estimated at {fmt_usd(total)}, over --max-total {fmt_usd(total_cap)}",
-            "raise --max-total, or run fewer rows",
+            f"the batch is estimated at {fmt_usd(total)}, over {named('max_total')} {fmt_usd(total_cap)}",
+            f"raise {named('max_total')}, or run fewer rows",
         )
     now = now or dt.datetime.now()
     for period, cap in ledger.budgets().items():

@@ -74,8 +74,8 @@ class Settings(NamedTuple):
 def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
     """config.yaml's settings. `registry`: the providers its `limits:` and `credits:` may name (the
     pricing table's: the built-in ones and its relays; the built-in ones when not given)."""
-    from imgroute.pricing import read_yaml
     from imgroute.providers import BUILT_IN
+    from imgroute.schema import read_yaml
 
     registry = registry or BUILT_IN
 
@@ -126,10 +126,10 @@ def _credits(node: Field, known: tuple[str, ...]) -> dict[str, tuple]:
 
 def _profiles(node: Field) -> dict[str, dict]:
     """Named sets of routing hints (`imgroute serve`: a request's `model` may name one)."""
-    from imgroute.api import ROUTING_HINTS
+    from imgroute.options import HINTS
 
     out = {}
-    allowed = {name for name, kwarg in ROUTING_HINTS.items() if kwarg is not None}
+    allowed = {name for name, kwarg in HINTS.items() if kwarg is not None}
     for name, hints in node.mapping().items():
         out[name] = {key: value.value for key, value in hints.mapping(allowed).items()}
     return out

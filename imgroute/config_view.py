@@ -40,7 +40,7 @@ def effective(
     from imgroute.session import load_table_and_settings
 
     table, settings = load_table_and_settings(pricing)
-    constraints = build_constraints(table, settings, plans=plans)  # (refuses a bad --plan, as gen does)
+    constraints = build_constraints(table, settings, plan=plans)  # (refuses a bad --plan, as gen does)
     flagged = {item.partition("=")[0].strip() for item in plans or []}
     out = _home(settings.path)
     out += _pricing(table, pricing)

@@ -14,7 +14,8 @@ provider's request id and Retry-After when sent; then the request headers other 
 both bodies, each on one line cut to a few hundred characters, JSON kept as JSON.
 
 What it never shows: a key or the bytes of an image. Every header that may carry a key is `***`; every
-key imgroute knows (keys.every_value) and the token of every such header sent is replaced wherever else it
+key the door knows (session.Keys.every_value, given to http.build_client), every environment variable named
+like a key, and the token of every such header sent is replaced wherever else it
 appears (URL, bodies, errors), with any long piece of it a provider echoes back; a query value named like
 a key, token or signature, or starting like a key (`sk-`, `r8_`, ...), is `***`. A data: URI, or any long
 run of base64, becomes its length (`data:image/png;base64,... (123,456 characters)`); a multipart file
@@ -29,11 +30,13 @@ CLI imports this module on every run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 ENV = "IMGROUTE_DEBUG"
@@ -76,10 +79,12 @@ def enabled() -> bool:
     return _switched or os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def trace(client: Any) -> Any:
-    """Wrap every transport of an httpx.Client (its own and any proxy mounts) so that each exchange is traced."""
+def trace(client: Any, secrets: Callable[[], Iterable[str]] | None = None) -> Any:
+    """Wrap every transport of an httpx.Client (its own and any proxy mounts) so that each exchange is
+    traced. `secrets`: every key the door knows, to hide wherever it appears (asked at the first
+    exchange); with or without it, every environment variable named like a key is hidden too."""
     transport_class, _ = _classes()
-    tracer = _Tracer()
+    tracer = _Tracer(secrets)
     client._transport = transport_class(client._transport, tracer)  # httpx has no public way to wrap them
     client._mounts = {
         pattern: None if inner is None else transport_class(inner, tracer) for pattern, inner in client._mounts.items()
@@ -155,20 +160,30 @@ def _classes():
 class _Tracer:
     """What one client's exchanges share: the keys to hide, looked up at the first exchange."""
 
-    def __init__(self):
+    def __init__(self, secrets: Callable[[], Iterable[str]] | None):
+        self._secrets = secrets
         self._keys: tuple[str, ...] | None = None
 
     def keys(self) -> tuple[str, ...]:
         if self._keys is None:
             from imgroute.errors import ImgrouteError
-            from imgroute.keys import every_value
-            from imgroute.providers import BUILT_IN
 
-            try:  # (a relay's key, sent in its auth header, is hidden as that header's token)
-                self._keys = tuple(every_value(BUILT_IN))
-            except ImgrouteError:  # an unreadable keys file: the auth headers' own tokens are still hidden
-                self._keys = ()
+            found = set(_keys_in_environment())
+            # (a relay's key, sent in its auth header, is hidden as that header's token; with an
+            # unreadable keys file, the auth headers' own tokens are still hidden)
+            with contextlib.suppress(ImgrouteError):
+                found.update(self._secrets() if self._secrets is not None else ())
+            self._keys = tuple(found)
         return self._keys
+
+
+KEY_VARIABLE_ENDINGS = ("_KEY", "_TOKEN", "_SECRET")
+
+
+def _keys_in_environment() -> list[str]:
+    """The values of environment variables named like a key (KIE_API_KEY, REPLICATE_API_TOKEN):
+    hidden even when no door said which keys it knows."""
+    return [value for name, value in os.environ.items() if name.upper().endswith(KEY_VARIABLE_ENDINGS) and value]
 
 
 class _Exchange:
@@ -236,7 +251,7 @@ class _Formatter:
         self.secrets = _secrets(exchange.tracer.keys(), request.headers.raw)
 
     def hide(self, text: str) -> str:
-        from imgroute.providers.base import redact
+        from imgroute.redaction import redact
 
         for secret in self.secrets:  # whole keys first: keys may share pieces
             text = text.replace(secret, "[redacted]")

@@ -7,6 +7,7 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from enum import StrEnum
 
@@ -30,16 +31,47 @@ def shown(value) -> str:
     return text if len(text) <= QUOTE_LIMIT else text[: QUOTE_LIMIT - 3] + "..."
 
 
+# An option named in a message is marked, for each door to spell it its own way: a unit separator
+# on both sides, which no value in a message carries (values are shown by their repr).
+_MARK = "\x1f"
+_NAMED = re.compile(f"{_MARK}(\\w+){_MARK}")
+
+
+def named(option: str) -> str:
+    """An option named in an error, by its Python API name: `f"{named('max_cost')} is negative"`
+    reads `--max-cost is negative` in the CLI, `max_cost= is negative` from the Python API,
+    `imgroute.max_cost is negative` from serve (options.spelled)."""
+    return f"{_MARK}{option}{_MARK}"
+
+
 class ImgrouteError(Exception):
+    """`message` and `hint` as the Python API words them; `worded(door)` as another door does.
+    `field`: the option the error is about (the first one it names, unless given), so that serve
+    can return it as the 400's `param`."""
+
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None, field: str | None = None):
-        """`field`: the routing option the error is about (`max_cost`), by its Python API name, so
-        each door can name it its own way (--max-cost, max_cost=, imgroute.max_cost)."""
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.field = field
+        self._message, self._hint = message, hint
+        first = _NAMED.search(message) or (_NAMED.search(hint) if hint else None)
+        self.field = field or (first.group(1) if first else None)
+        self.message, self.hint = self.worded("api")
+        super().__init__(self.message)
+
+    def worded(self, door: str) -> tuple[str, str | None]:
+        """(message, hint) with each option named as `door` ("cli", "api", "serve", "row") spells it."""
+        if _MARK not in self._message and (self._hint is None or _MARK not in self._hint):
+            return self._message, self._hint
+        from imgroute.options import spelled
+
+        def spell(text: str) -> str:
+            return _NAMED.sub(lambda found: spelled(found.group(1), door), text)  # type: ignore[arg-type]
+
+        return spell(self._message), spell(self._hint) if self._hint is not None else None
+
+    def about(self, context: str) -> ImgrouteError:
+        """The same error, said of `context` (`row 3: ...`), still worded by each door."""
+        return type(self)(f"{context}: {self._message}", self._hint, self.field)
 
 
 class UsageError(ImgrouteError):

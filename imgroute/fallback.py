@@ -29,16 +29,15 @@ def next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
 
 
 def over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
-    from imgroute.errors import BudgetError
+    from imgroute.errors import BudgetError, named
 
     so_far = [f"{fmt_usd(job.spent)} already spent on it"] if job.spent or not job.at_risk else []
     if job.at_risk:  # failed requests whose charge is unknown count as if charged, until settled
         so_far.append(f"{fmt_usd(job.at_risk)} possibly charged for failed requests")
     return BudgetError(
-        f"{quote.offer.id} would take this job to {fmt_usd(job.committed + assessment.cost)}, over --max-cost "
-        f"{fmt_usd(job.max_cost)} ({', '.join(so_far)})",
-        "raise --max-cost to let the job fall back further",
-        field="max_cost",
+        f"{quote.offer.id} would take this job to {fmt_usd(job.committed + assessment.cost)}, over "
+        f"{named('max_cost')} {fmt_usd(job.max_cost)} ({', '.join(so_far)})",
+        f"raise {named('max_cost')} to let the job fall back further",
     )
 
 

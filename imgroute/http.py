@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
@@ -50,8 +50,13 @@ class _NoCookies(httpx.Cookies):
         pass
 
 
-def build_client(transport: httpx.BaseTransport | None = None, pool_size: int = 10) -> httpx.Client:
-    """The client, keeping up to `pool_size` connections open (one per thread that may use it)."""
+def build_client(
+    transport: httpx.BaseTransport | None = None,
+    pool_size: int = 10,
+    secrets: Callable[[], Iterable[str]] | None = None,
+) -> httpx.Client:
+    """The client, keeping up to `pool_size` connections open (one per thread that may use it).
+    `secrets`: the keys a trace (-v) must hide, asked only if it is on (see debug.trace)."""
     client = httpx.Client(
         transport=transport,
         limits=httpx.Limits(max_connections=max(pool_size, 10), max_keepalive_connections=max(pool_size, 10)),
@@ -61,7 +66,7 @@ def build_client(transport: httpx.BaseTransport | None = None, pool_size: int = 
     )
     client._cookies = _NoCookies()  # httpx has no switch for it; tests/test_http.py checks it holds
     if debug.enabled():  # -v / --debug / IMGROUTE_DEBUG: every exchange of this client traced on stderr
-        debug.trace(client)
+        debug.trace(client, secrets)
     return client
 
 

@@ -135,10 +135,10 @@ def render_name(template: str, values: dict[str, str]) -> str:
     try:
         name = template.format(**values)
     except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"--name {template!r}: {exc} (fields: {', '.join(NAME_FIELDS)})") from None
+        raise ValueError(f"{template!r}: {exc} (fields: {', '.join(NAME_FIELDS)})") from None
     name = name.replace(os.sep, "-").strip(". ")
     if not name:
-        raise ValueError(f"--name {template!r} gives an empty file name")
+        raise ValueError(f"{template!r} gives an empty file name")
     return name
 
 

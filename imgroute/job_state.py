@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute import policy
-from imgroute.errors import ImgrouteError
+from imgroute.errors import ImgrouteError, named
 from imgroute.models import JobState, Request
 from imgroute.outputs import ImageShape, SavedImage
 from imgroute.providers.base import Adapter, ProviderTrouble, Usage
@@ -17,7 +17,6 @@ from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from imgroute.router import Quote
-    from imgroute.tasks import Task
 
 
 class Event(NamedTuple):
@@ -173,17 +172,8 @@ class JobRun:
 def failure_hint(moderated: bool) -> str:
     if moderated:
         return "change the prompt; a moderated job is not sent to another provider"
-    return "the provider failed the job; run it again, or pick another provider with --provider"
+    return f"the provider failed the job; run it again, or pick another provider with {named('providers')}"
 
 
 def _sum(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else a + b
-
-
-class Unsent(NamedTuple):
-    """A job journaled up to its requests' intents, waiting to go out in a provider batch."""
-
-    job_id: str
-    attempt_id: int
-    tasks: tuple[Task, ...]
-    adapter: Adapter

@@ -32,6 +32,7 @@ from imgroute.errors import (
     OutputError,
     ProviderError,
     TroubleKind,
+    named,
 )
 from imgroute.fallback import (
     charge_unknown_note,
@@ -51,7 +52,6 @@ from imgroute.job_state import (
     JobResult,
     JobRun,
     Outcome,
-    Unsent,
     failure_hint,
 )
 from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, OfferRef, Request, TaskState
@@ -64,7 +64,7 @@ from imgroute.router import Quote, Route
 from imgroute.steps import Cancelled, Later, NeedSlot, Pause, Steps, drive
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
 from imgroute.store.records import NewJob
-from imgroute.tasks import Task, TaskRunner
+from imgroute.tasks import Task, TaskRunner, Unsent
 
 if TYPE_CHECKING:
     from imgroute.session import Services
@@ -140,7 +140,7 @@ class JobRunner(Resume):
             job.unsaved.add(Transaction.task_state, task.task_id, TaskState.SUBMITTING, UNSENT)
             tasks.append(task)
         self._commit(job)
-        return Unsent(job.id, attempt.id, tuple(tasks), adapter)
+        return Unsent(job_id=job.id, attempt_id=attempt.id, tasks=tuple(tasks), adapter=adapter)
 
     def _new_job(self, request: Request, route: Route, row_key: str | None, constraints) -> JobRun:
         job = self._begin(JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost), self.outputs)
@@ -224,7 +224,7 @@ class JobRunner(Resume):
             Transaction.job_state,
             job.id,
             status,
-            error=error.message if error else None,
+            error=error.worded("cli")[0] if error else None,  # (the journal is read by `imgroute jobs`)
             actual=str(actual) if actual is not None else None,
             source=source,
             exit_code=error.exit_code if error else 0,
@@ -447,7 +447,7 @@ class JobRunner(Resume):
             status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
             if unsettled:
                 status = AttemptState.FAILED_AT_RISK
-        error = str(trouble) if trouble else (final.message if final else None)
+        error = str(trouble) if trouble else (final.worded("cli")[0] if final else None)
         if unsettled:  # said with the way to settle it, wherever the attempt is shown
             failed = "; ".join(t.error or "failed" for t in unsettled)
             error = "; ".join(filter(None, (error, failed, charge_unknown_note(attempt.provider, job.id))))
@@ -499,7 +499,7 @@ class JobRunner(Resume):
         if provider not in self.registry.known():  # a relay declared in a pricing file this run did not load
             raise ConfigError(
                 f"{provider} is not a provider this run knows: no loaded pricing file declares it",
-                "give the file that declares it: --pricing FILE (or put it in ~/.imgroute/pricing.yaml)",
+                f"give the file that declares it: {named('pricing')} FILE (or put it in ~/.imgroute/pricing.yaml)",
             )
         if provider not in self.keys:
             env = self.registry.spec(provider).key_env

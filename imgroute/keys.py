@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute import config
-from imgroute.errors import ConfigError, UsageError
+from imgroute.errors import ConfigError, UsageError, named
 from imgroute.files import atomic_write, private_dir
 from imgroute.providers import Registry
 
@@ -103,7 +103,7 @@ def list_keys(registry: Registry) -> list[KeyInfo]:
 def set_key(provider: str, value: str) -> None:
     value = value.strip()
     if not value:
-        raise UsageError("the key is empty", "paste the key at the prompt, or pass --value")
+        raise UsageError("the key is empty", f"paste the key at the prompt, or pass {named('value')}")
     if any(c.isspace() for c in value):
         raise UsageError("the key contains spaces or line breaks", "paste the key alone")
     data = _read_file()

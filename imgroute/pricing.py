@@ -13,11 +13,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from imgroute.errors import ConfigError, quoted
+from imgroute.errors import named, quoted
 from imgroute.models import Ratio
 from imgroute.price_models import PRICE_MODELS, Price
 from imgroute.providers import REGISTRY, RELAY_APIS, ProviderSpec, Registry
-from imgroute.schema import Field
+from imgroute.schema import Field, read_yaml
 from imgroute.vocab import BACKGROUNDS, IMAGE_FORMATS, MODERATIONS, QUALITIES, RESOLUTIONS
 
 INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
@@ -165,33 +165,6 @@ def bundled_path() -> Path:
     here = Path(__file__).resolve().parent
     packaged = here / "pricing.yaml"
     return packaged if packaged.is_file() else here.parent / "pricing.yaml"
-
-
-def read_yaml(path: Path, what: str = "pricing file") -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise ConfigError(f"cannot read {what} {path}: it is a directory", "give a YAML file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"cannot read {what} {path}: it is not UTF-8 text", "save it as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}", "check the file's permissions") from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster
-    try:
-        return yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise ConfigError(f"{where}: not valid YAML: {problem}", "fix the YAML syntax") from None
-    except (ValueError, OverflowError) as exc:  # a well-formed value PyYAML cannot build: 2026-02-30
-        raise ConfigError(
-            f"{path}: a value cannot be read: {quoted(str(exc))}", "fix the value (dates as YYYY-MM-DD)"
-        ) from None
 
 
 def load_table(user_file: Path | None = None) -> PricingTable:
@@ -387,7 +360,7 @@ def _provider(pid: str, node: Field) -> ProviderInfo:
         found = ", ".join(defaults) or "none"
         raise fields["plans"].fail(
             f"exactly one plan must be the default (found: {found})",
-            "mark one plan `default: true`; pick another per run with --plan or in config.yaml",
+            f"mark one plan `default: true`; pick another per run with {named('plan')} or in config.yaml",
         )
     return ProviderInfo(pid, node.get("name", pid).text(), _provenance(node), plans, relay)
 

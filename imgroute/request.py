@@ -15,7 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from imgroute.errors import ConfigError, UsageError, quoted
+from imgroute.errors import ConfigError, UsageError, named, quoted
 from imgroute.models import FROM_URL, Constraints, InputImage, Ratio, Request, Target, aspect_text
 from imgroute.vocab import BACKGROUNDS, IMAGE_FORMATS, MODERATIONS, QUALITY_RANK, RANKS, RESOLUTION_PIXELS, RESOLUTIONS
 
@@ -27,39 +27,43 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 _RATIO_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
-def parse_size(text: str) -> tuple[int, int]:
+# Each check below names what it checks with a label: an option named with errors.named (each
+# door spells it: --size, size=, size), or plain words for what is not an option.
+
+
+def parse_size(text: str, label: str = named("size")) -> tuple[int, int]:
     m = _SIZE_RE.match(text)
     if not m:
-        raise UsageError(f"--size {quoted(text)} is not WIDTHxHEIGHT", "write it like --size 1536x1024")
+        raise UsageError(f"{label} {quoted(text)} is not WIDTHxHEIGHT", f"write it like {label} 1536x1024")
     w, h = int(m.group(1)), int(m.group(2))
     if w == 0 or h == 0:
-        raise UsageError(f"--size {quoted(text)} has a zero edge", "both edges must be at least 1 px")
+        raise UsageError(f"{label} {quoted(text)} has a zero edge", "both edges must be at least 1 px")
     if max(w, h) > MAX_EDGE_ACCEPTED:
-        raise UsageError(f"--size {quoted(text)} is absurdly large", "no provider goes past 3840 px")
+        raise UsageError(f"{label} {quoted(text)} is absurdly large", "no provider goes past 3840 px")
     return w, h
 
 
-def parse_ratio(text: str, flag: str = "--aspect") -> Ratio:
+def parse_ratio(text: str, label: str = named("aspect")) -> Ratio:
     m = _RATIO_RE.match(text)
     if not m:
-        raise UsageError(f"{flag} {quoted(text)} is not W:H", f"write it like {flag} 16:9")
+        raise UsageError(f"{label} {quoted(text)} is not W:H", f"write it like {label} 16:9")
     w, h = int(m.group(1)), int(m.group(2))
     if w == 0 or h == 0:
-        raise UsageError(f"{flag} {quoted(text)} has a zero side", "both sides must be at least 1")
+        raise UsageError(f"{label} {quoted(text)} has a zero side", "both sides must be at least 1")
     return Ratio.of(w, h)
 
 
-def parse_resolution(text: str) -> str:
+def parse_resolution(text: str, label: str = named("resolution")) -> str:
     tier = text.strip().upper()
     if tier not in RESOLUTION_PIXELS:
-        raise UsageError(f"--resolution {quoted(text)} is not a tier", f"use one of {', '.join(RESOLUTIONS)}")
+        raise UsageError(f"{label} {quoted(text)} is not a tier", f"use one of {', '.join(RESOLUTIONS)}")
     return tier
 
 
-def parse_quality(text: str) -> str:
+def parse_quality(text: str, label: str = named("quality")) -> str:
     q = text.strip().lower()
     if q not in QUALITY_RANK:
-        raise UsageError(f"--quality {quoted(text)} is not a tier", "use low, medium or high")
+        raise UsageError(f"{label} {quoted(text)} is not a tier", "use low, medium or high")
     return q
 
 
@@ -70,9 +74,10 @@ def build_target(
     its first image (at 1K unless --resolution says otherwise: a 12 MP photo must not move to 4K
     prices unasked); a generation is 1:1."""
     if size and (aspect or resolution):
+        size_, aspect_, tier_ = named("size"), named("aspect"), named("resolution")
         raise UsageError(
-            "--size cannot be combined with --aspect or --resolution",
-            "ask for exact pixels with --size, or for a shape with --aspect and --resolution",
+            f"{size_} cannot be combined with {aspect_} or {tier_}",
+            f"ask for exact pixels with {size_}, or for a shape with {aspect_} and {tier_}",
         )
     if size:
         w, h = parse_size(size)
@@ -117,26 +122,26 @@ def _convergents(value: Fraction):
         value = 1 / rest
 
 
-def parse_format(text: str) -> str:
+def parse_format(text: str, label: str = named("output_format")) -> str:
     fmt = text.strip().lower()
     fmt = "jpeg" if fmt == "jpg" else fmt
     if fmt not in IMAGE_FORMATS:
-        raise UsageError(f"--format {quoted(text)} is not an image format", "use png, jpeg or webp")
+        raise UsageError(f"{label} {quoted(text)} is not an image format", "use png, jpeg or webp")
     return fmt
 
 
-def parse_choice(text: str, flag: str, allowed: tuple[str, ...]) -> str:
+def parse_choice(text: str, label: str, allowed: tuple[str, ...]) -> str:
     value = str(text).strip().lower()
     if value not in allowed:
         raise UsageError(
-            f"{flag} {quoted(text)} is not one of {', '.join(allowed)}", f"for example {flag} {allowed[0]}"
+            f"{label} {quoted(text)} is not one of {', '.join(allowed)}", f"for example {label} {allowed[0]}"
         )
     return value
 
 
-def check_n(n: int) -> int:
+def check_n(n: int, label: str = named("n")) -> int:
     if n < 1 or n > MAX_N:
-        raise UsageError(f"--n {n} is out of range", f"ask for 1 to {MAX_N} images per job")
+        raise UsageError(f"{label} {n} is out of range", f"ask for 1 to {MAX_N} images per job")
     return n
 
 
@@ -184,11 +189,11 @@ def read_stdin(what: str) -> str:
         raise UsageError(f"{what} on stdin is not UTF-8 text", "send UTF-8") from None
 
 
-def check_timeout(seconds: float, flag: str = "--timeout") -> float:
+def check_timeout(seconds: float, label: str = named("timeout")) -> float:
     if not math.isfinite(seconds):
-        raise UsageError(f"{flag} {seconds:g} is not a number of seconds", f"give seconds, like {flag} 300")
+        raise UsageError(f"{label} {seconds:g} is not a number of seconds", f"give seconds, like {label} 300")
     if seconds <= 0:
-        raise UsageError(f"{flag} {seconds:g} must be above zero", f"give seconds, like {flag} 300")
+        raise UsageError(f"{label} {seconds:g} must be above zero", f"give seconds, like {label} 300")
     return seconds
 
 
@@ -196,15 +201,15 @@ def kind_of(value) -> str:
     return {list: "a list", dict: "an object", bool: "true/false"}.get(type(value), type(value).__name__)
 
 
-def parse_money(text: str, flag: str) -> Decimal:
+def parse_money(text: str, label: str) -> Decimal:
     try:
         amount = Decimal(text.strip().lstrip("$"))
     except ArithmeticError:
         amount = None
     if amount is None or not amount.is_finite():
-        raise UsageError(f"{flag} {quoted(text)} is not an amount", f"write it in USD, like {flag} 0.25")
+        raise UsageError(f"{label} {quoted(text)} is not an amount", f"write it in USD, like {label} 0.25")
     if amount < 0:
-        raise UsageError(f"{flag} {quoted(text)} is negative", f"give a positive USD amount to {flag}")
+        raise UsageError(f"{label} {quoted(text)} is negative", f"give a positive USD amount to {label}")
     return amount
 
 
@@ -214,17 +219,17 @@ MAX_INPUT_IMAGES = 16  # the most any provider takes
 MAX_INPUT_EDGE = 16_384  # WebP's own limit; no provider documents a larger input
 
 
-def inspect_input(source: str, flag: str) -> InputImage:
+def inspect_input(source: str, label: str) -> InputImage:
     """A URL as given, or a local file read by its header: it must exist and really be an image."""
     from imgroute import images
 
-    text = check_text(source, flag).strip()
+    text = check_text(source, label).strip()
     lowered = text.lower()
     if lowered.startswith(("http://", "https://")):
         return InputImage(text, is_url=True)
     if "://" in text or lowered.startswith("data:"):
         hint = "give a local path or a public URL"
-        raise UsageError(f"{flag} {quoted(text)} is neither a file nor an http(s) URL", hint)
+        raise UsageError(f"{label} {quoted(text)} is neither a file nor an http(s) URL", hint)
     path = Path(text).expanduser().absolute()  # journaled: a resume may run elsewhere
     try:
         with open(path, "rb") as fh:
@@ -233,48 +238,50 @@ def inspect_input(source: str, flag: str) -> InputImage:
             fh.seek(max(0, size - images.TAIL_BYTES))
             tail = fh.read()
     except FileNotFoundError:
-        raise UsageError(f"{flag} {text}: no such file", "check the path") from None
+        raise UsageError(f"{label} {text}: no such file", "check the path") from None
     except IsADirectoryError:
-        raise UsageError(f"{flag} {text} is a directory", "give an image file") from None
+        raise UsageError(f"{label} {text} is a directory", "give an image file") from None
     except OSError as exc:
-        raise UsageError(f"{flag} {text} cannot be read: {exc.strerror}", "check its permissions") from None
+        raise UsageError(f"{label} {text} cannot be read: {exc.strerror}", "check its permissions") from None
     try:
         info = images.sniff(head)
     except images.NotAnImage as exc:
         if head[:4] in (b"\x89PNG", b"RIFF") or head[:3] == b"\xff\xd8\xff":
-            raise UsageError(f"{flag} {text} is not a usable image: {exc}", "export it again") from None
-        raise UsageError(f"{flag} {text} is not a PNG, JPEG or WebP image", "convert it to PNG") from None
+            raise UsageError(f"{label} {text} is not a usable image: {exc}", "export it again") from None
+        raise UsageError(f"{label} {text} is not a PNG, JPEG or WebP image", "convert it to PNG") from None
     if max(info.width, info.height) > MAX_INPUT_EDGE:
         raise UsageError(
-            f"{flag} {text} claims {info.width}x{info.height} pixels",
+            f"{label} {text} claims {info.width}x{info.height} pixels",
             f"no provider takes images over {MAX_INPUT_EDGE} px",
         )
     try:
         images.check_complete(info, head, tail, size)
     except images.NotAnImage as exc:
-        raise UsageError(f"{flag} {text} is not a usable image: {exc}", "export it again") from None
+        raise UsageError(f"{label} {text} is not a usable image: {exc}", "export it again") from None
     return InputImage(str(path), False, info.format, info.width, info.height, size, info.has_alpha)
 
 
 def build_inputs(images: list[str] | None, mask: str | None) -> tuple[tuple[InputImage, ...], InputImage | None]:
-    inputs = tuple(inspect_input(source, "--image") for source in images or [])
+    image, mask_ = named("images"), named("mask")
+    inputs = tuple(inspect_input(source, image) for source in images or [])
     if len(inputs) > MAX_INPUT_IMAGES:
-        raise UsageError(f"{len(inputs)} --image inputs", f"no provider takes more than {MAX_INPUT_IMAGES}")
+        raise UsageError(f"{len(inputs)} {image} inputs", f"no provider takes more than {MAX_INPUT_IMAGES}")
     if mask is None:
         return inputs, None
     if not inputs:
-        raise UsageError("--mask needs at least one --image", "the mask applies to the first --image")
-    checked = inspect_input(mask, "--mask")
+        raise UsageError(f"{mask_} needs at least one {image}", f"the mask applies to the first {image}")
+    checked = inspect_input(mask, mask_)
     if not checked.is_url:
         if checked.format != "png" or not checked.has_alpha:
             kind = "a PNG without an alpha channel" if checked.format == "png" else f"a {checked.format}"
             raise UsageError(
-                f"--mask {mask} is {kind}", "a mask is a PNG whose transparent pixels mark the area to edit"
+                f"{mask_} {mask} is {kind}", "a mask is a PNG whose transparent pixels mark the area to edit"
             )
         first = inputs[0]
         if not first.is_url and (first.width, first.height) != (checked.width, checked.height):
             raise UsageError(
-                f"--mask {mask} is {checked.width}x{checked.height}, the first --image is {first.width}x{first.height}",
+                f"{mask_} {mask} is {checked.width}x{checked.height}, the first {image} is "
+                f"{first.width}x{first.height}",
                 "the mask must have the same pixel size as the first image",
             )
     return inputs, checked
@@ -285,6 +292,7 @@ def build_inputs(images: list[str] | None, mask: str | None) -> tuple[tuple[Inpu
 
 def build_request(
     prompt: str | None,
+    *,
     quality: str = "medium",
     size: str | None = None,
     aspect: str | None = None,
@@ -307,18 +315,19 @@ def build_request(
         images=inputs,
         mask=checked_mask,
         output_format=parse_format(output_format),
-        background=parse_choice(background, "--background", BACKGROUNDS),
-        moderation=parse_choice(moderation, "--moderation", MODERATIONS),
+        background=parse_choice(background, named("background"), BACKGROUNDS),
+        moderation=parse_choice(moderation, named("moderation"), MODERATIONS),
     )
 
 
 def build_constraints(
     table,
     settings,
+    *,
     providers: list[str] | None = None,
     exclude: list[str] | None = None,
     max_cost: str | None = None,
-    plans: list[str] | None = None,
+    plan: list[str] | None = None,
     official_only: bool = False,
     stated_quality: bool = False,
     deadline: str | None = None,
@@ -326,33 +335,34 @@ def build_constraints(
 ) -> Constraints:
     """Routing constraints from flags, over the plans chosen in config.yaml."""
     chosen_plans = {}
-    for provider, plan in settings.plans.items():
-        problem = _plan_problem(table, provider, plan)
+    for provider, configured in settings.plans.items():
+        problem = _plan_problem(table, provider, configured)
         if problem:
             raise ConfigError(f"{settings.path}: plans.{provider}: {problem[0]}", problem[1])
-        chosen_plans[provider] = plan
-    for item in plans or []:
-        provider, sep, plan = item.partition("=")
-        provider, plan = provider.strip(), plan.strip()
-        if not sep or not provider or not plan:
-            raise UsageError(f"--plan {quoted(item)} is not PROVIDER=PLAN", "write it like --plan apiframe=growth")
-        problem = _plan_problem(table, provider, plan)
+        chosen_plans[provider] = configured
+    label = named("plan")
+    for item in plan or []:  # PROVIDER=PLAN, over config.yaml's
+        provider, sep, name = item.partition("=")
+        provider, name = provider.strip(), name.strip()
+        if not sep or not provider or not name:
+            raise UsageError(f"{label} {quoted(item)} is not PROVIDER=PLAN", f"write it like {label} apiframe=growth")
+        problem = _plan_problem(table, provider, name)
         if problem:
-            raise UsageError(f"--plan {item}: {problem[0]}", problem[1])
-        chosen_plans[provider] = plan
+            raise UsageError(f"{label} {item}: {problem[0]}", problem[1])
+        chosen_plans[provider] = name
     return Constraints(
-        providers=frozenset(check_providers(providers, "--provider", table)),
-        exclude=frozenset(check_providers(exclude, "--exclude", table)),
-        max_cost=parse_money(max_cost, "--max-cost") if max_cost is not None else None,
+        providers=frozenset(check_providers(providers, named("providers"), table)),
+        exclude=frozenset(check_providers(exclude, named("exclude"), table)),
+        max_cost=parse_money(max_cost, named("max_cost")) if max_cost is not None else None,
         plans=chosen_plans,
         official_only=official_only or settings.official_only,
         stated_quality=stated_quality or settings.stated_quality,
-        deadline_s=parse_duration(deadline, "--deadline") if deadline else None,
-        rank=parse_choice(rank, "--rank", RANKS),
+        deadline_s=parse_duration(deadline, named("deadline")) if deadline else None,
+        rank=parse_choice(rank, named("rank"), RANKS),
     )
 
 
-def parse_duration(text: str, flag: str) -> float:
+def parse_duration(text: str, label: str) -> float:
     """Seconds from `90s`, `30m`, `24h`, `2d` (a bare number is seconds)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     value = str(text).strip().lower()
@@ -363,11 +373,11 @@ def parse_duration(text: str, flag: str) -> float:
     except ValueError:
         seconds = float("nan")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"{flag} {quoted(text)} is not a duration", f"write it like {flag} 24h (or 30m, 2d)")
+        raise UsageError(f"{label} {quoted(text)} is not a duration", f"write it like {label} 24h (or 30m, 2d)")
     return seconds
 
 
-def check_providers(values: list[str] | str | None, flag: str, table=None, registry=None) -> list[str]:
+def check_providers(values: list[str] | str | None, label: str, table=None, registry=None) -> list[str]:
     """Provider ids (kie) or offer ids (piapi/gpt-image-2-preview), repeatable and comma- or
     space-separated; each provider must be known (to `table`, else to `registry`, else built in),
     and with `table` each offer too."""
@@ -382,14 +392,14 @@ def check_providers(values: list[str] | str | None, flag: str, table=None, regis
             provider, _, model = name.strip().partition("/")
             name = provider.lower() + (f"/{model}" if model else "")
             if provider.lower() not in known:
-                raise UsageError(f"unknown provider {quoted(name)} in {flag}", f"known providers: {', '.join(known)}")
+                raise UsageError(f"unknown provider {quoted(name)} in {label}", f"known providers: {', '.join(known)}")
             if model and table is not None and all(o.id != name for o in table.offers):
                 # what a job's output names is its model, which for an edit may be the offer's edit
                 # model (kie/gpt-image-2-image-to-image): input takes it as its offer
                 same = table.offer(provider.lower(), model)
                 if same is None:
                     offers = ", ".join(o.id for o in table.offers if o.provider == provider.lower())
-                    raise UsageError(f"no offer {quoted(name)} in {flag}", f"{provider.lower()} offers: {offers}")
+                    raise UsageError(f"no offer {quoted(name)} in {label}", f"{provider.lower()} offers: {offers}")
                 name = same.id
             out.append(name)
     return out

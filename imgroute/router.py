@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from imgroute import price_models
 from imgroute.costs import Assessment, assess, fit
-from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError
+from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError, named
 from imgroute.history import MIN_ATTEMPTS as MIN_HISTORY
 from imgroute.models import FROM_URL, Constraints, Request
 from imgroute.money import fmt_usd
@@ -343,9 +343,8 @@ def no_offer_error(route: Route, reasons_at: str = "in the table above") -> Imgr
     if route.only_priced_out:
         cheapest = min(q.cost for q in route.quotes if q.priced_out)
         return BudgetError(
-            f"every offer that can deliver this costs more than --max-cost (cheapest: {fmt_usd(cheapest)})",
-            "raise --max-cost, or ask for less (lower quality, smaller size, fewer images)",
-            field="max_cost",
+            f"every offer that can deliver this costs more than {named('max_cost')} (cheapest: {fmt_usd(cheapest)})",
+            f"raise {named('max_cost')}, or ask for less (lower quality, smaller size, fewer images)",
         )
     return NoOfferError(
         f"no offer can deliver this request (reasons {reasons_at})",

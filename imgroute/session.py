@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgroute import config
-from imgroute.errors import ConfigError, Interrupted, UsageError
+from imgroute.errors import ConfigError, Interrupted, UsageError, named
 
 if TYPE_CHECKING:
     import httpx
@@ -68,9 +68,16 @@ class Keys:
     def __init__(self, registry: Registry):
         from imgroute import keys as key_store
 
+        self.registry = registry
         self.available = key_store.all_keys(registry)
         self.base_urls = key_store.all_base_urls(registry)
         check_time_scale(self.available, self.base_urls, registry)
+
+    def every_value(self) -> list[str]:
+        """Every key this process could send (a trace hides them all: http.build_client)."""
+        from imgroute import keys as key_store
+
+        return key_store.every_value(self.registry)
 
 
 def check_time_scale(keys, base_urls: dict[str, str | None], registry: Registry) -> None:
@@ -122,14 +129,15 @@ def check_out_dir(out: Path) -> Path:
 
     from imgroute.request import check_text
 
-    out_dir = Path(check_text(str(out), "the --out folder")).expanduser()  # journaled: text, not bytes
+    out_dir = Path(check_text(str(out), f"the {named('out')} folder")).expanduser()  # journaled: text, not bytes
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".imgroute-check-"):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise UsageError(f"cannot write images to {out_dir}: {reason}", "choose another --out directory") from None
+        hint = f"choose another {named('out')} directory"
+        raise UsageError(f"cannot write images to {out_dir}: {reason}", hint) from None
     return out_dir
 
 
@@ -137,12 +145,12 @@ def check_name(template: str) -> None:
     from imgroute import images
     from imgroute.request import check_text
 
-    check_text(template, "--name")
+    check_text(template, named("name"))
     sample = {field: "x" for field in images.NAME_FIELDS}
     try:
         images.render_name(template, sample)
     except ValueError as exc:
-        raise UsageError(str(exc), "for example --name '{slug}-{index}'") from None
+        raise UsageError(f"{named('name')} {exc}", f"for example {named('name')} '{{slug}}-{{index}}'") from None
 
 
 def interrupted(job_id: str | None, journal, registry: Registry) -> Interrupted:
@@ -231,7 +239,8 @@ def one_job(table, settings, keys: Keys) -> Iterator[Services]:
     from imgroute.steps import Unlimited
 
     home = config.home()
-    services = Services(table, settings, keys, home, open_ledger(), build_client(), Observations(home), Unlimited())
+    client = build_client(secrets=keys.every_value)
+    services = Services(table, settings, keys, home, open_ledger(), client, Observations(home), Unlimited())
     try:
         yield services
     finally:
@@ -256,7 +265,7 @@ def open_many(
     limits = Limits(table.registry.limits(settings.limits), total)
     ledger = SharedLedger(home / LEDGER_FILE, durable=durable)
     scheduler = Scheduler(workers, limits, policy.time_scale())
-    client = build_client(pool_size=connections)
+    client = build_client(pool_size=connections, secrets=keys.every_value)
     return Services(table, settings, keys, home, ledger, client, Observations(home), limits, scheduler, PollTiming())
 
 

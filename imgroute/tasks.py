@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import ProviderError
 from imgroute.http import Http
@@ -41,6 +41,15 @@ class Task:
         self.sent_at: float | None = None  # when this run's submit was answered (None: found in flight by a resume)
         self.missed_at: float | None = None  # when (in the poll schedule) it was last seen not done
         self.polls = 0
+
+
+class Unsent(NamedTuple):
+    """A job journaled up to its requests' intents, waiting to go out in a provider batch."""
+
+    job_id: str
+    attempt_id: int
+    tasks: tuple[Task, ...]
+    adapter: Adapter
 
 
 class Stuck(Exception):

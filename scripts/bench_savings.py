@@ -54,11 +54,11 @@ def month(jobs: int, seed: int):
         shape = pick(rng, SHAPES)
         request = build_request(
             "x" * rng.randint(40, 600),
-            pick(rng, QUALITIES),
-            shape.get("size"),
-            shape.get("aspect"),
-            shape.get("resolution"),
-            pick(rng, COUNTS),
+            quality=pick(rng, QUALITIES),
+            size=shape.get("size"),
+            aspect=shape.get("aspect"),
+            resolution=shape.get("resolution"),
+            n=pick(rng, COUNTS),
         )
         edit = rng.random()
         if edit < EDITS:

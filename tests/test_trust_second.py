@@ -122,7 +122,7 @@ def test_a_json_body_with_a_lone_surrogate_is_refused_by_the_api_checks(tmp_path
 
     with pytest.raises(UsageError, match="the prompt has a byte 0xe9"):
         api.quote("caf\udce9")
-    with pytest.raises(UsageError, match="--image has a"):
+    with pytest.raises(UsageError, match="images= has a"):  # (the Python API names its own argument)
         api.quote("x", images=[str(tmp_path / "caf\udce9.png")])
 
 

@@ -120,12 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, prog_name="imgroute", standalone_mode=False)
     except Interrupted as exc:  # Ctrl-C or SIGTERM: the same stop, told apart by the exit code
-        fail(exc.message, exc.hint, signals.exit_code())
+        fail(*exc.worded("cli"), signals.exit_code())
     except StdoutClosed as exc:  # what was paid for is saved; the message goes where it can be read
         signals.discard_stdout()
-        fail(exc.message, exc.hint, exc.exit_code)
+        fail(*exc.worded("cli"), exc.exit_code)
     except ImgrouteError as exc:
-        fail(exc.message, exc.hint, exc.exit_code)
+        fail(*exc.worded("cli"), exc.exit_code)
     except ReaderGone:  # a reader such as `head` went away: quietly, as Unix tools end
         signals.discard_stdout()
         sys.exit(signals.EXIT_STDOUT_CLOSED)

@@ -39,7 +39,7 @@ def advise(
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise UsageError(f"--plot {plot} is not a .png or .svg file", "for example --plot month.png")
     table, settings = load_table_and_settings(pricing)
-    constraints = build_constraints(table, settings, plans=plan, deadline=deadline)
+    constraints = build_constraints(table, settings, plan=plan, deadline=deadline)
     if mix is not None:
         rows, source = advice.read_mix(mix.expanduser()), str(mix)
     else:

@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from imgroute import policy, signals
+from imgroute import options, policy, signals
 from imgroute.cli import app
-from imgroute.cli.options import JsonLinesOpt, RouteFlags, flag, opt, takes
+from imgroute.cli.options import Flags, JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.errors import ImgrouteError, Interrupted, StdoutClosed, UsageError
 from imgroute.money import fmt_usd
 from imgroute.words import count
@@ -24,7 +24,7 @@ from imgroute.words import count
 @app.command()
 @takes(RouteFlags)
 def batch(
-    where: RouteFlags,
+    where: Flags,
     *,
     file: Annotated[str, typer.Argument(help="JSON Lines or CSV, one job per row ('-' for stdin).", metavar="FILE")],
     max_total: Annotated[
@@ -45,18 +45,7 @@ def batch(
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
     from imgroute import api, render, report
 
-    planned = api.plan_batch(
-        file,
-        pricing=where.pricing,
-        providers=where.provider,
-        exclude=where.exclude,
-        max_cost=where.max_cost,
-        plan=where.plan,
-        official_only=where.official_only,
-        stated_quality=where.stated_quality,
-        deadline=where.deadline,
-        rank=where.rank,
-    )
+    planned = api.plan_batch(file, **where.api_options())
     for item in planned.bad:
         sys.stderr.write(f"{planned.label}:{item.line}: {item.problem}\n")
     if planned.bad and strict:
@@ -77,15 +66,12 @@ def batch(
     if the_plan.rows and not yes and not _confirmed(the_plan):  # (a finished file asks nothing)
         sys.stderr.write("nothing was sent\n")
         return
+    routing = [(option.flag, getattr(where, option.name)) for option in (*options.ROUTE, options.BY_NAME["pricing"])]
     again = _rerun_command(
         file,
         [
-            ("--provider", where.provider),
-            ("--exclude", where.exclude),
-            ("--max-cost", where.max_cost),
+            *(pair for pair in routing if pair[0] != "--rank" or pair[1] != "price"),
             ("--max-total", max_total),
-            ("--plan", where.plan),
-            ("--pricing", where.pricing),
             ("--out", out if out != Path(".") else None),
             ("--concurrency", concurrency if concurrency != policy.DEFAULT_BATCH_CONCURRENCY else None),
             ("--timeout", timeout if timeout != policy.DEFAULT_JOB_TIMEOUT_S else None),

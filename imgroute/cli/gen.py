@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 
 from imgroute.cli import app
-from imgroute.cli.options import JobFlags, OutputFlags, RouteFlags, read_prompt, takes
+from imgroute.cli.options import Flags, JobFlags, OutputFlags, RouteFlags, read_prompt, takes
 from imgroute.errors import ImgrouteError, UsageError
 
 
 @app.command()
 @takes(JobFlags, RouteFlags, OutputFlags)
-def gen(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
+def gen(job: Flags, where: Flags, output: Flags) -> None:
     """Generate: route to the cheapest offer you have a key for, submit, wait, save the images.
 
     With --image (and --mask) it edits those images: see `imgroute edit`.
@@ -21,16 +21,16 @@ def gen(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
 
 @app.command()
 @takes(JobFlags, RouteFlags, OutputFlags)
-def edit(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
+def edit(job: Flags, where: Flags, output: Flags) -> None:
     """Edit images: --image PATH|URL (repeatable) and an optional --mask, routed like gen."""
-    if not job.image and job.mask is None:  # with a mask alone, the mask check explains better
+    if not job.images and job.mask is None:  # with a mask alone, the mask check explains better
         raise UsageError(
             "edit needs at least one --image", 'for example: imgroute edit "make it dusk" --image photo.png'
         )
     run_job(job, where, output)
 
 
-def run_job(job: JobFlags, where: RouteFlags, output: OutputFlags) -> None:
+def run_job(job: Flags, where: Flags, output: Flags) -> None:
     """gen and edit: whatever happens, --json prints the job's object, with `error` set if it failed."""
     from imgroute import render, report
 
@@ -57,25 +57,13 @@ class _Attempt:
         return self.runner.job_id if self.runner is not None else None
 
 
-def _run(job: JobFlags, where: RouteFlags, output: OutputFlags, attempt: _Attempt) -> None:
+def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
     from imgroute import api, render, report
     from imgroute.attempt_spec import preview
     from imgroute.router import no_offer_error
 
     api.check_output(output.timeout, output.name)  # a bad flag is refused before anything else
-    planned = api.plan(
-        read_prompt(job.prompt),
-        **job.api_options(),
-        providers=where.provider,
-        exclude=where.exclude,
-        max_cost=where.max_cost,
-        plan=where.plan,
-        official_only=where.official_only,
-        stated_quality=where.stated_quality,
-        deadline=where.deadline,
-        rank=where.rank,
-        pricing=where.pricing,
-    )
+    planned = api.plan(read_prompt(job.prompt), **job.api_options(), **where.api_options())
     route = attempt.route = planned.route
     if route.choice is None:
         raise no_offer_error(route, "in `reasons`" if output.as_json else "above")

@@ -198,7 +198,7 @@ def _resume_all(timeout: float, pricing, shown) -> None:
 
     def report(resumed) -> None:
         if isinstance(resumed.error, Busy):  # the other process finishes it
-            sys.stderr.write(f"skipped: {resumed.error.message}\n")
+            sys.stderr.write(f"skipped: {resumed.error.worded('cli')[0]}\n")
         elif resumed.error is not None:  # an error inside the job's steps: it ends that job only
             error = resumed.error
             if not isinstance(error, ImgrouteError):
@@ -250,7 +250,7 @@ class _Shown:
         render.print_job(console, result, [])
 
     def failed(self, job_id: str, error: ImgrouteError) -> None:
-        sys.stderr.write(f"job {job_id}: {error.message}\n")
+        sys.stderr.write(f"job {job_id}: {error.worded('cli')[0]}\n")
         if self.worst is None:
             self.worst = error
 

@@ -140,7 +140,7 @@ def keys_check(
     configured = config.load_settings(registry=registry).credits
     if configured:
         prepaid.sync_config(home, configured)
-    with build_client() as client:
+    with build_client(secrets=keys.every_value) as client:
         results = key_check.check(rows, keys, registry, Http(client), prepaid.read(home), configured)
     ask = not as_json and not update and _at_a_terminal()
     plans = {}

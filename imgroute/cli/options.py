@@ -1,6 +1,7 @@
-"""Options shared by several commands, written once: their flags and help, and the objects that
-carry them from a command into the core (`JobFlags` for what a job is, `RouteFlags` for where it
-may go, `OutputFlags` for where its images land)."""
+"""Options shared by several commands, derived from the tables in imgroute.options (each option's
+flag, help, metavar and completion are written there once), and the groups that carry them from a
+command into the core (`JobFlags` for what a job is, `RouteFlags` for where it may go, `OutputFlags`
+for where its images land)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import functools
 import inspect
 import sys
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
-from imgroute import policy
+from imgroute import options
 from imgroute.errors import UsageError, quoted
-from imgroute.models import Constraints, Request
-from imgroute.vocab import DEFAULT_NAME
+from imgroute.options import Option
 
 
 def opt(*names: str, help: str, metavar: str | None = None, complete=None):
@@ -71,169 +71,79 @@ PromptArg = Annotated[
     str | None,
     typer.Argument(help="What to draw. Read from stdin when omitted.", show_default=False, metavar="PROMPT"),
 ]
-QualityOpt = Annotated[str, typer.Option("--quality", "-q", help="low, medium or high.", metavar="TIER")]
-SizeOpt = Annotated[str | None, opt("--size", help="Exact pixels, WIDTHxHEIGHT.", metavar="WxH")]
-AspectOpt = Annotated[str | None, opt("--aspect", help="Aspect ratio W:H (default 1:1).", metavar="W:H")]
-ResolutionOpt = Annotated[str | None, opt("--resolution", help="1K, 2K or 4K (default 1K).", metavar="TIER")]
-NOpt = Annotated[int, typer.Option("--n", "-n", help="Images in the job.", metavar="N")]
-ProviderOpt = Annotated[
-    list[str] | None,
-    opt("--provider", help="Only these providers or offers (repeatable).", metavar="NAME", complete=complete_offers),
-]
-ExcludeOpt = Annotated[
-    list[str] | None,
-    opt("--exclude", help="Never these providers or offers (repeatable).", metavar="NAME", complete=complete_offers),
-]
-MaxCostOpt = Annotated[str | None, opt("--max-cost", help="Most USD to spend on the job.", metavar="USD")]
-PlanOpt = Annotated[
-    list[str] | None,
-    opt("--plan", help="The plan you are on (repeatable).", metavar="PROVIDER=PLAN", complete=complete_plans),
-]
 PricingOpt = Annotated[
     Path | None, opt("--pricing", help="A pricing file merged over the bundled table.", metavar="FILE")
 ]
 JsonOpt = Annotated[bool, flag("--json", help="One JSON object on stdout.")]
 JsonLinesOpt = Annotated[bool, flag("--json", help="One JSON object per row on stdout, as each row ends.")]
-ImageOpt = Annotated[
-    list[str] | None, opt("--image", help="Reference image to edit: a file or URL (repeatable).", metavar="PATH|URL")
-]
-MaskOpt = Annotated[str | None, opt("--mask", help="PNG whose transparent pixels mark where to edit.", metavar="PNG")]
-FormatOpt = Annotated[str, typer.Option("--format", help="png, jpeg or webp.", metavar="FORMAT")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Directory for the images.", metavar="DIR")]
-NameOpt = Annotated[
-    str,
-    typer.Option(
-        "--name",
-        help="File name template: {slug} {provider} {model} {index} {job} {quality} {date}.",
-        metavar="TEMPLATE",
-    ),
-]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Most seconds to wait for the job.", metavar="SECONDS")]
-BackgroundOpt = Annotated[str, typer.Option("--background", help="auto, opaque or transparent.", metavar="KIND")]
-ModerationOpt = Annotated[
-    str, typer.Option("--moderation", help="auto, or low (less strict, where offered).", metavar="LEVEL")
-]
-OfficialOnlyOpt = Annotated[bool, flag("--official-only", help="Only offers that run OpenAI's own model.")]
-StatedQualityOpt = Annotated[bool, flag("--stated-quality", help="Only offers that state the quality they deliver.")]
-DeadlineOpt = Annotated[
-    str | None,
-    opt("--deadline", help="How long the job may take (24h): admits slower, cheaper offers.", metavar="DURATION"),
-]
 DryRunOpt = Annotated[bool, flag("--dry-run", help="Show the route and the exact request; send nothing.")]
 QuietOpt = Annotated[bool, flag("--quiet", help="Print only the saved file paths, one per line.")]
-RankOpt = Annotated[
-    str,
-    opt(
-        "--rank",
-        help="price, or expected: per delivered image, from your history (20+ jobs at an offer).",
-        metavar="HOW",
-    ),
-]
-DetachOpt = Annotated[
-    bool, flag("--detach", help="With an offer that takes a while (a batch): send, print the job id, do not wait.")
-]
 
-DEFAULT_TIMEOUT = policy.DEFAULT_JOB_TIMEOUT_S
+COMPLETIONS = {"offers": complete_offers, "plans": complete_plans}
 
 
-class JobFlags(NamedTuple):
-    """What the job is: the flags every command that makes or prices a job takes."""
-
-    prompt: str | None
-    quality: str = "medium"
-    size: str | None = None
-    aspect: str | None = None
-    resolution: str | None = None
-    n: int = 1
-    image: list[str] | None = None
-    mask: str | None = None
-    output_format: str = "png"
-    background: str = "auto"
-    moderation: str = "auto"
-
-    OPTIONS = {
-        "prompt": PromptArg,
-        "quality": QualityOpt,
-        "size": SizeOpt,
-        "aspect": AspectOpt,
-        "resolution": ResolutionOpt,
-        "n": NOpt,
-        "image": ImageOpt,
-        "mask": MaskOpt,
-        "output_format": FormatOpt,
-        "background": BackgroundOpt,
-        "moderation": ModerationOpt,
-    }
-
-    def request(self) -> Request:
-        from imgroute.request import build_request
-
-        return build_request(read_prompt(self.prompt), *self[1:])
-
-    def api_options(self) -> dict:
-        """Everything but the prompt, as the Python API's keyword arguments (imgroute.api.plan)."""
-        values = self._asdict()
-        del values["prompt"]
-        values["images"] = values.pop("image")
-        return values
+def annotated(option: Option):
+    """An option of the tables in imgroute.options as a typer parameter: its flag, help and
+    metavar, the value it takes (repeatable, on/off, a number), and what a shell completes it with."""
+    names = (option.flag, option.short) if option.short else (option.flag,)
+    if option.kind is bool:
+        return Annotated[bool, flag(*names, help=option.help)]
+    kind: Any = list[str] if option.kind is list else option.kind
+    complete = COMPLETIONS.get(option.complete) if option.complete else None
+    if option.default is None:  # (nothing to show as its default)
+        return Annotated[kind | None, opt(*names, help=option.help, metavar=option.metavar, complete=complete)]
+    return Annotated[kind, typer.Option(*names, help=option.help, metavar=option.metavar, autocompletion=complete)]
 
 
-class RouteFlags(NamedTuple):
-    """Where the job may go, and at what price."""
-
-    provider: list[str] | None = None
-    exclude: list[str] | None = None
-    max_cost: str | None = None
-    plan: list[str] | None = None
-    pricing: Path | None = None
-    official_only: bool = False
-    stated_quality: bool = False
-    deadline: str | None = None
-    rank: str = "price"
-
-    OPTIONS = {
-        "provider": ProviderOpt,
-        "exclude": ExcludeOpt,
-        "max_cost": MaxCostOpt,
-        "plan": PlanOpt,
-        "pricing": PricingOpt,
-        "official_only": OfficialOnlyOpt,
-        "stated_quality": StatedQualityOpt,
-        "deadline": DeadlineOpt,
-        "rank": RankOpt,
-    }
-
-    def constraints(self, table, settings) -> Constraints:
-        from imgroute.request import build_constraints
-
-        return build_constraints(table, settings, *self[:4], *self[5:])
+# Single options for the commands that take one or two of them, not a whole group.
+PlanOpt = annotated(options.BY_NAME["plan"])
+DeadlineOpt = annotated(options.BY_NAME["deadline"])
+OfficialOnlyOpt = annotated(options.BY_NAME["official_only"])
+StatedQualityOpt = annotated(options.BY_NAME["stated_quality"])
 
 
-class OutputFlags(NamedTuple):
-    """Where the images land, how long to wait, and what is printed."""
+class Flags:
+    """The values one group of options was given, by the Python API's names (`where.max_cost`)."""
 
-    out: Path = Path(".")
-    name: str = DEFAULT_NAME
-    timeout: float = DEFAULT_TIMEOUT
-    dry_run: bool = False
-    quiet: bool = False
-    as_json: bool = False
-    detach: bool = False
+    def __init__(self, values: dict[str, Any]):
+        self._values = values
 
-    OPTIONS = {
-        "out": OutOpt,
-        "name": NameOpt,
-        "timeout": TimeoutOpt,
-        "dry_run": DryRunOpt,
-        "quiet": QuietOpt,
-        "as_json": JsonOpt,
-        "detach": DetachOpt,
-    }
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def api_options(self) -> dict[str, Any]:
+        """As the Python API's keyword arguments (api.plan, api.plan_batch): all but the prompt."""
+        return {name: value for name, value in self._values.items() if name != "prompt"}
 
 
-def takes(*groups):
-    """Give a command the options of these groups, written once above, and call it with one
-    object per group: `@takes(JobFlags, RouteFlags) def quote(job, where, *, explain=...)`.
+class Group(NamedTuple):
+    """Options that go together (what a job is, where it may go, where its images land): each is
+    (name, annotation, default); a command given the group receives one Flags."""
+
+    params: tuple[tuple[str, Any, Any], ...]
+
+    @classmethod
+    def of(cls, options: tuple[Option, ...], before=(), after=()) -> Group:
+        return cls((*before, *((o.name, annotated(o), o.default) for o in options), *after))
+
+
+# What the job is: the prompt and options.JOB.
+JobFlags = Group.of(options.JOB, before=[("prompt", PromptArg, None)])
+# Where the job may go and at what price: options.ROUTE, and the pricing file to read.
+RouteFlags = Group.of((*options.ROUTE, options.BY_NAME["pricing"]))
+# Where the images land, how long to wait, and what is printed.
+OutputFlags = Group.of(
+    tuple(options.BY_NAME[name] for name in ("out", "name", "timeout", "detach")),
+    after=[("dry_run", DryRunOpt, False), ("quiet", QuietOpt, False), ("as_json", JsonOpt, False)],
+)
+
+
+def takes(*groups: Group):
+    """Give a command the options of these groups, written once in imgroute.options, and call it
+    with one Flags per group: `@takes(JobFlags, RouteFlags) def quote(job, where, *, explain=...)`.
 
     typer reads a command's parameters from its signature, so the wrapper's signature lists every
     group's options (with their defaults) and then the command's own keyword-only ones."""
@@ -242,15 +152,15 @@ def takes(*groups):
         own = list(inspect.signature(command, eval_str=True).parameters.values())[len(groups) :]
         keyword = inspect.Parameter.KEYWORD_ONLY
         params = [
-            inspect.Parameter(name, keyword, default=group._field_defaults.get(name), annotation=kind)
+            inspect.Parameter(name, keyword, default=default, annotation=kind)
             for group in groups
-            for name, kind in group.OPTIONS.items()
+            for name, kind, default in group.params
         ] + own
 
         @functools.wraps(command)
         def run(**values):
-            flags = [group(*(values.pop(name) for name in group._fields)) for group in groups]
-            return command(*flags, **values)
+            given = [Flags({name: values.pop(name) for name, _, _ in group.params}) for group in groups]
+            return command(*given, **values)
 
         run.__signature__ = inspect.Signature(params)
         run.__annotations__ = {param.name: param.annotation for param in params}

@@ -11,9 +11,9 @@ import typer
 
 from imgroute import config
 from imgroute.cli import app
-from imgroute.cli.options import JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, takes
+from imgroute.cli.options import Flags, JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, read_prompt, takes
 from imgroute.errors import UsageError
-from imgroute.session import load_pricing, load_table_and_settings
+from imgroute.session import load_pricing
 
 pricing_app = typer.Typer(help="The pricing table: every figure with its source and date.", invoke_without_command=True)
 app.add_typer(pricing_app, name="pricing")
@@ -22,20 +22,17 @@ app.add_typer(pricing_app, name="pricing")
 @app.command()
 @takes(JobFlags, RouteFlags)
 def quote(
-    job: JobFlags,
-    where: RouteFlags,
+    job: Flags,
+    where: Flags,
     *,
     as_json: JsonOpt = False,
     explain: Annotated[bool, flag("--explain", help="Show the arithmetic behind every price.")] = False,
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
-    from imgroute import render, report
-    from imgroute.router import no_offer_error, rank, with_caveats
+    from imgroute import api, render, report
+    from imgroute.router import no_offer_error
 
-    request = job.request()
-    table, settings = load_table_and_settings(where.pricing)
-    constraints = where.constraints(table, settings)
-    route = with_caveats(rank(request, table, constraints), settings.pricing_max_age_days, constraints.rank)
+    route = api.quote(read_prompt(job.prompt), **job.api_options(), **where.api_options())
     if as_json:
         render.print_json(report.route_json(route))
     else:

@@ -24,6 +24,7 @@ import httpx
 from imgroute.errors import TroubleKind
 from imgroute.http import Http, TransportFailure
 from imgroute.models import JobSpec, is_url
+from imgroute.redaction import redact
 
 
 class Output(NamedTuple):
@@ -331,21 +332,6 @@ def data_uri(path: str) -> str:
 
 class MalformedAnswer(Exception):
     """A provider answer that could not be read (not JSON, missing fields)."""
-
-
-def redact(text: str, key: str) -> str:
-    """Remove a key, and any long piece of it a provider may echo back, from text."""
-    if not key or not text:
-        return text
-    text = text.replace(key, "[redacted]")
-    # Providers echo fragments like "sk-abc***xyz"; hide any 8+ character run of the key.
-    if len(key) >= 16:
-        for size in (16, 12, 8):
-            for start in range(0, len(key) - size + 1):
-                piece = key[start : start + size]
-                if piece in text:
-                    text = text.replace(piece, "[redacted]")
-    return text
 
 
 def error_message(body: Any, fallback: str) -> str:

@@ -174,7 +174,7 @@ def job_result(result, skipped: list[dict]) -> dict:
         ],
         "skipped_without_key": skipped,
         "elapsed_s": round(result.elapsed, 3),
-        "error": result.error.message if result.error else None,
+        "error": result.error.worded("cli")[0] if result.error else None,
         "caveats": list(result.caveats),
     }
 
@@ -183,7 +183,7 @@ def job_failure(error, job_id: str | None, route) -> dict:
     """gen's object when it ended before a job result existed (no offer, no key, Ctrl-C, bad flags):
     the same keys, nulls where nothing is known, `error` set; and each offer's reasons if none could."""
     failed = {key: None for key in JOB_KEYS}
-    failed.update(job_id=job_id, status="failed", files=[], images=[], attempts=[], error=error.message)
+    failed.update(job_id=job_id, status="failed", files=[], images=[], attempts=[], error=error.worded("cli")[0])
     failed["skipped_without_key"] = skipped_json(route) if route is not None else []
     failed["caveats"] = list(route.caveats) if route is not None else []
     if route is not None and route.choice is None:

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from imgroute.errors import Interrupted, UsageError
+from imgroute.errors import Interrupted, UsageError, named
 
 TOKEN_ENV = "IMGROUTE_SERVE_TOKEN"
 
@@ -25,8 +25,8 @@ def check_bind(host: str, token: str | None) -> None:
         loopback = host == "localhost"
     if not loopback and not token:
         raise UsageError(
-            f"--host {host} would let anyone who can reach it spend your keys",
-            f"give a token with --token or {TOKEN_ENV} (clients send it as their API key)",
+            f"{named('host')} {host} would let anyone who can reach it spend your keys",
+            f"give a token with {named('token')} or {TOKEN_ENV} (clients send it as their API key)",
         )
 
 

@@ -25,8 +25,9 @@ from starlette.routing import Route
 from imgroute import errors
 from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
+from imgroute.options import spelled
 from imgroute.serve.gateway import Gateway, Served, discard_inputs
-from imgroute.serve.params import MODEL, ParamError, in_api_terms, read_edit, read_generation
+from imgroute.serve.params import MODEL, ParamError, read_edit, read_generation
 
 MAX_JSON_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an edit's images and mask together
@@ -287,21 +288,21 @@ def http_error(served: Served, call=None) -> HttpError:
     """An imgroute error as OpenAI's status, type and code, and whether a retry is safe. An edit's
     uploads are named as the client named them (the server's paths are its own business)."""
     error, result = served.error, served.result
-    message = error.message + (f" ({error.hint})" if error.hint else "")
+    said, hint = error.worded("serve")  # each option named as this API's parameter
+    message = said + (f" ({hint})" if hint else "")
     if call is not None:
         message = call.in_client_terms(message)
+    param = spelled(error.field, "serve") if error.field else None
     status = str(result.status) if result is not None else None
     unsafe = status in ("unknown", "running", "submitted") or (result is not None and bool(result.images))
     if isinstance(error, errors.UsageError):
-        text, param = in_api_terms(message)
-        return HttpError(400, text, "invalid_request_error", None, param)
+        return HttpError(400, message, "invalid_request_error", None, param)
     if isinstance(error, errors.NoOfferError):
         route = served.planned.route if served.planned is not None else None
         reasons = [f"{q.offer.id}: {'; '.join(q.reasons)}" for q in route.quotes[:8]] if route else []
-        return HttpError(400, f"{error.message}: {' | '.join(reasons)}", "invalid_request_error", "no_offer")
+        return HttpError(400, f"{said}: {' | '.join(reasons)}", "invalid_request_error", "no_offer")
     if isinstance(error, errors.BudgetError) and error.field is not None:  # the request's own limit: change it
-        text, _ = in_api_terms(message)
-        return HttpError(400, text, "invalid_request_error", "max_cost_exceeded", f"imgroute.{error.field}", False)
+        return HttpError(400, message, "invalid_request_error", "max_cost_exceeded", param, False)
     if isinstance(error, errors.BudgetError):  # a cap of the server's: it resets (the time is in the message)
         return HttpError(429, message, "insufficient_quota", "budget_exceeded", retry=False)
     if isinstance(error, errors.JobFailedError):
@@ -355,5 +356,5 @@ def log_line(method: str, path: str, status: int, served: Served, started: float
         what = f" job {result.job_id} {result.status} at {result.provider}/{result.model} {_charged(result)}"
         what += " (a retry, joined)" if joined else ""
     elif served.error is not None:
-        what = f" refused: {served.error.message[:160]}"
+        what = f" refused: {served.error.worded('serve')[0][:160]}"
     sys.stderr.write(f"{method} {path} {status}{what} {took:.2f}s\n")

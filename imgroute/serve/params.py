@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from imgroute.api import ROUTING_HINTS as HINTS
+from imgroute.options import HINTS
 
 MODEL = "gpt-image-2"
 QUALITY_AUTO = "medium"  # OpenAI's `auto` leaves the tier to the model; imgroute prices medium
@@ -25,23 +24,6 @@ COMMON = {"prompt", "model", "n", "size", "quality", "background", "output_forma
 COMMON |= {"response_format", "output_compression", "stream", "partial_images"} | IGNORED
 GENERATION_FIELDS = COMMON | {"style"}
 EDIT_FIELDS = COMMON | {"input_fidelity"}
-
-
-# The CLI flag each check of imgroute's arguments names, as the parameter a client of this API sent
-# (the checks are shared with the CLI, and their messages speak its language).
-API_PARAMS = {"format": "output_format", "image": "image", "mask": "mask"}
-API_PARAMS |= {name: name for name in ("n", "size", "quality", "background", "moderation")}
-API_PARAMS |= {hint.replace("_", "-"): f"imgroute.{hint}" for hint, option in HINTS.items() if option is not None}
-_FLAG = re.compile(r"--([a-z][a-z-]*)")
-
-
-def in_api_terms(message: str) -> tuple[str, str | None]:
-    """A message written for the CLI, with each flag it names spelt as this API's parameter, and
-    the parameter the first one stands for (None when it names none): `--max-cost '-1' is
-    negative` -> `imgroute.max_cost '-1' is negative`, param `imgroute.max_cost`."""
-    first = _FLAG.search(message)
-    param = API_PARAMS.get(first.group(1)) if first else None
-    return _FLAG.sub(lambda flag: API_PARAMS.get(flag.group(1), flag.group(0)), message), param
 
 
 class ParamError(Exception):
