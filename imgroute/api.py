@@ -28,11 +28,11 @@ from imgroute.options import JOB, ROUTE, keyword_arguments, signature_of
 from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
-    from imgroute.config import Settings
-    from imgroute.job_state import JobResult
+    from imgroute.home.config import Settings
+    from imgroute.jobs.state import JobResult
     from imgroute.models import Constraints, Request
-    from imgroute.pricing import PricingTable
-    from imgroute.router import Route, RouteCache
+    from imgroute.pricing.load import PricingTable
+    from imgroute.pricing.router import Route, RouteCache
     from imgroute.session import Keys
 
 
@@ -61,9 +61,9 @@ def plan(
     by its name (quality="high", n=2, images=[...], providers=["kie"], max_cost="0.10", ...).
     `loaded`: (table, settings, keys) read once by a caller that plans many jobs (`serve`), and
     `routes` its router.RouteCache over that table and those keys (jobs alike share a ranking)."""
+    from imgroute.pricing.router import rank as rank_offers
+    from imgroute.pricing.router import with_caveats
     from imgroute.request import build_constraints, build_request
-    from imgroute.router import rank as rank_offers
-    from imgroute.router import with_caveats
     from imgroute.session import Keys, load_table_and_settings
 
     job, where = keyword_arguments(options, (JOB, ROUTE), "plan")
@@ -113,9 +113,9 @@ def run(
     when no offer can take it; otherwise returns the JobResult, whose `error` says how it failed.
     `on_event`: each step's progress (job_state.Event); `on_runner`: the JobRunner, once made."""
     from imgroute.errors import UsageError
-    from imgroute.job_state import JobOptions, OutputOptions
-    from imgroute.jobs import JobRunner
-    from imgroute.router import no_offer_error
+    from imgroute.jobs.runner import JobRunner
+    from imgroute.jobs.state import JobOptions, OutputOptions
+    from imgroute.pricing.router import no_offer_error
     from imgroute.session import check_out_dir, interrupted, one_job
 
     check_output(timeout, name)
@@ -150,8 +150,8 @@ def resume(
     """Finish a journaled job from the ledger (`imgroute jobs resume ID`): poll and download what
     was sent, never send again what may have been sent, route the images never sent. Raises Busy
     when another imgroute runs it."""
-    from imgroute.job_state import JobOptions, OutputOptions
-    from imgroute.jobs import JobRunner
+    from imgroute.jobs.runner import JobRunner
+    from imgroute.jobs.state import JobOptions, OutputOptions
     from imgroute.session import interrupted, one_job
 
     table, settings, keys, reroute = _resume_setup(timeout, pricing)
@@ -175,8 +175,8 @@ def resume_all(
     (`imgroute jobs resume --all`). Each ends as a resume_all.Resumed (its JobResult, or the error
     that kept it: Busy when another imgroute runs it), given to `on_result` as it ends and returned
     in that order. A stop (Ctrl-C) raises KeyboardInterrupt once the jobs under way are reported."""
-    from imgroute.batch_run import BatchRun
-    from imgroute.resume_all import resume_together
+    from imgroute.batches.run import BatchRun
+    from imgroute.jobs.resume_all import resume_together
     from imgroute.session import ledger, many_jobs
 
     table, settings, keys, reroute = _resume_setup(timeout, pricing)
@@ -199,7 +199,7 @@ def resume_all(
 def _resume_setup(timeout: float, pricing: str | Path | None) -> tuple:
     """(table, settings, keys, reroute) for a resume: images never sent are routed as now
     configured, within the job's own journaled choices."""
-    from imgroute.fallback import rerouter
+    from imgroute.jobs.fallback import rerouter
     from imgroute.request import build_constraints, check_timeout
     from imgroute.session import Keys, load_table_and_settings
 
@@ -232,10 +232,10 @@ def plan_batch(
     `imgroute batch --dry-run` does; nothing is sent. A rerun plans only what is left to do.
     `routing`: plan's routing keyword arguments (providers, exclude, max_cost, plan, official_only,
     stated_quality, deadline, rank). Raises UsageError when no row can be read."""
-    from imgroute.batch import batch_label, parse_rows, read_text
-    from imgroute.batch import plan as make_plan
+    from imgroute.batches.rows import batch_label, parse_rows, read_text
+    from imgroute.batches.rows import plan as make_plan
     from imgroute.errors import UsageError
-    from imgroute.router import RouteCache
+    from imgroute.pricing.router import RouteCache
     from imgroute.session import Keys, ledger, load_table_and_settings
 
     table, settings = load_table_and_settings(Path(pricing) if pricing is not None else None)  # a row may name a relay
@@ -261,8 +261,8 @@ def check_batch(planned: PlannedBatch, max_total: Decimal | float | str | None =
     """Refuse (BudgetError) a batch whose estimate passes `max_total` or what is left of a budget
     cap, before anything is sent; UsageError when no row could be read, NoOfferError when no row
     can be served."""
-    from imgroute.budget import check_batch as check_budgets
     from imgroute.errors import NoOfferError, UsageError
+    from imgroute.jobs.budget import check_batch as check_budgets
     from imgroute.request import parse_money
     from imgroute.session import ledger
     from imgroute.words import count
@@ -295,9 +295,9 @@ def run_batch(
     a batch_run.RowResult, given to `on_result` as it ends and returned in that order (rows no
     offer can serve first). A stop (Ctrl-C) sends nothing new, waits for what was sent, then raises
     KeyboardInterrupt; `on_start` gets the BatchRun (its `request_stop()`, `running`, `left_running`)."""
-    from imgroute.batch_run import BatchRun, Outcome, RowResult
+    from imgroute.batches.run import BatchRun, Outcome, RowResult
     from imgroute.errors import UsageError
-    from imgroute.fallback import rerouter
+    from imgroute.jobs.fallback import rerouter
     from imgroute.request import check_timeout
     from imgroute.session import check_out_dir, many_jobs
 

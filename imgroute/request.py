@@ -221,7 +221,7 @@ MAX_INPUT_EDGE = 16_384  # WebP's own limit; no provider documents a larger inpu
 
 def inspect_input(source: str, label: str) -> InputImage:
     """A URL as given, or a local file read by its header: it must exist and really be an image."""
-    from imgroute import images
+    from imgroute.net import images
 
     text = check_text(source, label).strip()
     lowered = text.lower()

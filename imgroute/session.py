@@ -12,20 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imgroute import config
 from imgroute.errors import ConfigError, Interrupted, UsageError, named
+from imgroute.home import config
 
 if TYPE_CHECKING:
     import httpx
 
-    from imgroute.config import Settings
-    from imgroute.http import Http
-    from imgroute.observations import Observations
-    from imgroute.poll_timing import PollTiming
-    from imgroute.pricing import PricingTable
+    from imgroute.batches.scheduler import Limits, Scheduler
+    from imgroute.home.config import Settings
+    from imgroute.home.observations import Observations
+    from imgroute.jobs.polling import PollTiming
+    from imgroute.jobs.steps import Slots
+    from imgroute.net.http import Http
+    from imgroute.pricing.load import PricingTable
     from imgroute.providers import Registry
-    from imgroute.scheduler import Limits, Scheduler
-    from imgroute.steps import Slots
     from imgroute.store.interface import Ledger
 
 
@@ -37,7 +37,8 @@ def load_pricing(pricing_file: Path | None):
 def load_table_and_settings(pricing_file: Path | None):
     """(table, config.yaml's settings), read once each. The table comes first: the relays it
     declares are providers that config.yaml's `limits:` and `credits:` may name."""
-    from imgroute import credits, history, learned_sizes, table_cache
+    from imgroute.home import credits, history, learned_sizes
+    from imgroute.pricing import cache as table_cache
 
     home = config.home()
     table = learned_sizes.apply(table_cache.load(pricing_file or config.user_pricing_file(), home), home)
@@ -66,7 +67,7 @@ class Keys:
     the Python API)."""
 
     def __init__(self, registry: Registry):
-        from imgroute import keys as key_store
+        from imgroute.home import keys as key_store
 
         self.registry = registry
         self.available = key_store.all_keys(registry)
@@ -75,7 +76,7 @@ class Keys:
 
     def every_value(self) -> list[str]:
         """Every key this process could send (a trace hides them all: http.build_client)."""
-        from imgroute import keys as key_store
+        from imgroute.home import keys as key_store
 
         return key_store.every_value(self.registry)
 
@@ -142,7 +143,7 @@ def check_out_dir(out: Path) -> Path:
 
 
 def check_name(template: str) -> None:
-    from imgroute import images
+    from imgroute.net import images
     from imgroute.request import check_text
 
     check_text(template, named("name"))
@@ -209,7 +210,7 @@ class Services:
     @property
     def limits(self) -> Limits:
         """The per-provider limits (many_jobs only)."""
-        from imgroute.scheduler import Limits
+        from imgroute.batches.scheduler import Limits
 
         assert isinstance(self.slots, Limits), "one_job's slots are always free: no limits"
         return self.slots
@@ -217,7 +218,7 @@ class Services:
     def http(self) -> Http:
         """An Http for one job (its progress callback is its own): on the scheduler, its blocking
         waits get a stand-in worker."""
-        from imgroute.http import Http
+        from imgroute.net.http import Http
 
         return self.scheduler.http(self.client) if self.scheduler is not None else Http(self.client)
 
@@ -234,9 +235,9 @@ class Services:
 @contextmanager
 def one_job(table, settings, keys: Keys) -> Iterator[Services]:
     """The services of a door that runs one job at a time."""
-    from imgroute.http import build_client
-    from imgroute.observations import Observations
-    from imgroute.steps import Unlimited
+    from imgroute.home.observations import Observations
+    from imgroute.jobs.steps import Unlimited
+    from imgroute.net.http import build_client
 
     home = config.home()
     client = build_client(secrets=keys.every_value)
@@ -255,10 +256,10 @@ def open_many(
     an HTTP pool of `connections`. The ledger is one connection in SQLite's NORMAL mode unless
     `durable`."""
     from imgroute import policy
-    from imgroute.http import build_client
-    from imgroute.observations import Observations
-    from imgroute.poll_timing import PollTiming
-    from imgroute.scheduler import Limits, Scheduler
+    from imgroute.batches.scheduler import Limits, Scheduler
+    from imgroute.home.observations import Observations
+    from imgroute.jobs.polling import PollTiming
+    from imgroute.net.http import build_client
     from imgroute.store.sqlite import LEDGER_FILE, SharedLedger
 
     home = config.home()

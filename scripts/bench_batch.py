@@ -120,10 +120,10 @@ def run_variant(variant: str, n: int, c: int, t: float, fake_env: dict[str, str]
 
 def _specs():
     """One job spec per provider, as imgroute would route a low-quality row there."""
-    from imgroute.attempt_spec import job_spec
+    from imgroute.jobs.spec import job_spec
     from imgroute.models import Constraints, Request
-    from imgroute.pricing import load_table
-    from imgroute.router import rank
+    from imgroute.pricing.load import load_table
+    from imgroute.pricing.router import rank
 
     table = load_table()
     specs, routes = {}, {}
@@ -138,7 +138,7 @@ def floor_worker(n: int, c: int, t: float, home: str) -> None:
     """The floor's subprocess: bare threads doing each job's requests, one JSON line per job."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from imgroute.http import Http, build_client
+    from imgroute.net.http import Http, build_client
     from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
 
     _, specs, _ = _specs()
@@ -165,13 +165,13 @@ def threads_worker(n: int, c: int, t: float, home: str) -> None:
     """imgroute's JobRunner with all its bookkeeping, a thread per job: what the scheduler replaced."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from imgroute.config import load_settings
-    from imgroute.http import build_client
-    from imgroute.job_state import JobOptions, OutputOptions
-    from imgroute.jobs import JobRunner
-    from imgroute.observations import Observations
-    from imgroute.poll_timing import PollTiming
-    from imgroute.scheduler import Limits
+    from imgroute.batches.scheduler import Limits
+    from imgroute.home.config import load_settings
+    from imgroute.home.observations import Observations
+    from imgroute.jobs.polling import PollTiming
+    from imgroute.jobs.runner import JobRunner
+    from imgroute.jobs.state import JobOptions, OutputOptions
+    from imgroute.net.http import build_client
     from imgroute.session import Keys, Services
     from imgroute.store.sqlite import SharedLedger
 

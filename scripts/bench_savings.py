@@ -45,7 +45,7 @@ def pick(rng: random.Random, options):
 
 
 def month(jobs: int, seed: int):
-    from imgroute.advice import with_inputs
+    from imgroute.advice.month import with_inputs
     from imgroute.request import build_request
 
     rng = random.Random(seed)
@@ -74,11 +74,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed routing runs; the median is shown")
     args = parser.parse_args()
 
-    from imgroute.advice import ADVICE_CACHE, cheapest
-    from imgroute.costs import assess
+    from imgroute.advice.month import ADVICE_CACHE, cheapest
     from imgroute.models import Constraints
-    from imgroute.pricing import load_table
-    from imgroute.router import RouteCache
+    from imgroute.pricing.costs import assess
+    from imgroute.pricing.load import load_table
+    from imgroute.pricing.router import RouteCache
 
     table = load_table()
     constraints = Constraints()

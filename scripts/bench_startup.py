@@ -3,7 +3,7 @@
 
 The floor is a program this script writes itself: a one-command typer app that prints a six-row
 rich table. It loads no YAML parser, and neither does a warm `imgroute quote`: the pricing table
-is built once and kept in the home (imgroute/table_cache.py), and the timed runs come after a
+is built once and kept in the home (imgroute/pricing/cache.py), and the timed runs come after a
 warm-up run, as every command after a user's first does. Both run interleaved in the same
 session, several times each; the medians are compared. Target: ratio <= 1.15. The ratio is printed last.
 

@@ -11,7 +11,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from imgroute.batch import parse_rows
+from imgroute.batches.rows import parse_rows
 
 JSONL = "\n".join(
     [
@@ -355,7 +355,7 @@ def test_rows_in_memory_stay_bounded_when_saving_falls_behind(tmp_path):
     slot: with the workers far behind, a long file must not all be started and held in memory."""
     import threading
 
-    from imgroute.batch_run import BatchRun
+    from imgroute.batches.run import BatchRun
 
     class BehindScheduler:  # every started row at once reaches "only saving"; rows end slowly
         def __init__(self):

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from imgroute.errors import TroubleKind
-from imgroute.http import Http
 from imgroute.models import JobSpec
+from imgroute.net.http import Http
 from imgroute.providers.apiframe import ApiframeAdapter
 from imgroute.providers.base import JobFailed, ProviderTrouble
 from imgroute.providers.kie import KieAdapter

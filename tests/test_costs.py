@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from imgroute.costs import assess
 from imgroute.models import Request, Target
-from imgroute.pricing import load_table
+from imgroute.pricing.costs import assess
+from imgroute.pricing.load import load_table
 from imgroute.request import build_target
 
 TABLE = load_table()

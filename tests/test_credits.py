@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from imgroute import credits
+from imgroute.home import credits
 
 
 def test_a_balance_is_drawn_down_by_each_job_and_marked_on_the_quote(cli, fakes, isolated_home):

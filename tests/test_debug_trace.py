@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from imgroute.http import build_client
+from imgroute.net.http import build_client
 from tests.fakes.server import make_image
 from tests.test_gen_e2e import only
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from imgroute import history
+from imgroute.home import history
 
 KIE = "kie/gpt-image-2-text-to-image"
 PREVIEW = "piapi/gpt-image-2-preview"

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from imgroute.http import Http, TransportFailure, retry_after_seconds
+from imgroute.net.http import Http, TransportFailure, retry_after_seconds
 
 
 def http_with(handler, waits):

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from imgroute import images
+from imgroute.net import images
 from tests.fakes.server import make_image
 
 
@@ -78,7 +78,8 @@ def test_placed_files_follow_the_umask(tmp_path):
     from pathlib import Path
 
     script = (
-        "import sys; from pathlib import Path; from imgroute import images; from tests.fakes.server import make_image;"
+        "import sys; from pathlib import Path; from imgroute.net import images;"
+        "from tests.fakes.server import make_image;"
         "out = Path(sys.argv[1]); staged = images.stage(out, [make_image(8, 8)], lambda i: None);"
         "print(images.place(staged, out, 'pic'))"
     )

@@ -7,11 +7,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from types import SimpleNamespace
 
-from imgroute.job_state import JobRun
-from imgroute.poll_timing import PollTiming
+from imgroute.jobs.polling import PollTiming
+from imgroute.jobs.state import JobRun
+from imgroute.jobs.steps import Pause
+from imgroute.jobs.tasks import Task, TaskRunner
 from imgroute.providers.base import Output, Poll
-from imgroute.steps import Pause
-from imgroute.tasks import Task, TaskRunner
 
 
 class Adapter:

@@ -30,7 +30,7 @@ def test_environment_wins_and_is_reported(cli, monkeypatch):
     rows = {row["provider"]: row for row in cli("keys", "list", "--json").json()}
     assert rows["kie"]["source"] == "env"
 
-    from imgroute.keys import all_keys
+    from imgroute.home.keys import all_keys
     from imgroute.providers import BUILT_IN
 
     assert all_keys(BUILT_IN)["kie"] == "from-env-1111"  # what every door sends with

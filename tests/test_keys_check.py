@@ -146,7 +146,7 @@ def test_no_keys_at_all(cli):
 
 
 def test_a_balance_is_shown_beside_the_plan_and_changes_it_only_when_asked(cli, fakes, isolated_home):
-    from imgroute import credits
+    from imgroute.home import credits
 
     assert cli("plans", "set", "kie", "--credits", "6000", "--expires", "2030-01-01").code == 0
     r = cli("keys", "check", "kie")  # no terminal: the plan is not changed, the way to is said
@@ -165,8 +165,8 @@ def test_a_balance_is_shown_beside_the_plan_and_changes_it_only_when_asked(cli, 
 
 
 def test_at_a_terminal_the_plan_update_is_offered(cli, fakes, isolated_home, monkeypatch):
-    from imgroute import credits
     from imgroute.cli import keys
+    from imgroute.home import credits
 
     monkeypatch.setattr(keys, "_at_a_terminal", lambda: True)
     cli("plans", "set", "apiframe", "--credits", "60000", "--expires", "2031-06-30")
@@ -180,7 +180,7 @@ def test_at_a_terminal_the_plan_update_is_offered(cli, fakes, isolated_home, mon
 
 
 def test_a_plan_set_in_config_yaml_is_changed_there(cli, fakes, isolated_home):
-    from imgroute import credits
+    from imgroute.home import credits
 
     isolated_home.mkdir(exist_ok=True)
     (isolated_home / "config.yaml").write_text("credits:\n  kie: {credits: 500, expires: 2099-01-01}\n")

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from imgroute import history
+from imgroute.home import history
 from tests.test_ledger import killed_at
 
 KIE = "kie/gpt-image-2-text-to-image"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from imgroute import learned_sizes
+from imgroute.home import learned_sizes
 
 KIE = "kie/gpt-image-2-text-to-image"
 

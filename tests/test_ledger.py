@@ -232,7 +232,7 @@ def test_failed_download_is_fetched_again_by_resume(cli, fakes):
 
 def test_sync_images_survive_a_crash_between_answer_and_save(cli, fakes, monkeypatch, isolated_home):
     # The answer (base64 images) is spooled and recorded before saving, so a crash there loses nothing.
-    from imgroute import jobs
+    from imgroute.jobs import runner as jobs
 
     original = jobs.JobRunner._save_one
     crashes = []
@@ -265,7 +265,7 @@ def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, t
     # The saved file's record and the spool's removal wait for the job's last commit: a kill just
     # before it leaves the spool, and resume finds the saved file by its content (no second copy).
     patch = (
-        "from imgroute import jobs\n"
+        "from imgroute.jobs import runner as jobs\n"
         "jobs.JobRunner._commit = lambda self, job: os._exit(137) if job.spooled else self.ledger.commit(job.unsaved)\n"
     )
     killed_at(patch, "gen", "x", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai"))

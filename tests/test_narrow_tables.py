@@ -21,9 +21,9 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from imgroute import render
 from imgroute.cli import main
 from imgroute.models import OfferRef
+from imgroute.output import render
 from imgroute.providers import BASE_URL_ENV, KEY_ENV
 from imgroute.store.records import NewJob
 from imgroute.store.sqlite import SQLiteLedger

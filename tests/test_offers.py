@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from imgroute.pricing import load_table
+from imgroute.pricing.load import load_table
 from tests.test_gen_e2e import only
 
 

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from imgroute.poll_timing import PollTiming
+from imgroute.jobs.polling import PollTiming
 
 KIE_SCHEDULE = (2.0, 1.5, 15.0)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from imgroute.errors import ConfigError
-from imgroute.pricing import bundled_path, load_file, load_table
+from imgroute.pricing.load import bundled_path, load_file, load_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from imgroute.http import Http
+from imgroute.net.http import Http
 from imgroute.providers.apiframe import ApiframeAdapter
 from imgroute.providers.kie import KieAdapter
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from imgroute.pricing import bundled_path, load_table
+from imgroute.pricing.load import bundled_path, load_table
 from imgroute.providers import REGISTRY, ProviderSpec, adapter_class, lane, provider_limits
 from imgroute.providers.openai import OpenAIAdapter
 from tests.fakes import FAKES

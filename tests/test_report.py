@@ -8,10 +8,10 @@ import json
 
 def test_the_journaled_route_text_is_the_quote_json_and_rankings_alike_share_it():
     from imgroute.models import Constraints
-    from imgroute.pricing import load_table
-    from imgroute.report import _quotes_text, route_json, route_text
+    from imgroute.output.report import _quotes_text, route_json, route_text
+    from imgroute.pricing.load import load_table
+    from imgroute.pricing.router import RouteCache
     from imgroute.request import build_request
-    from imgroute.router import RouteCache
 
     routes = RouteCache(load_table())
     first = routes.rank(build_request("a lighthouse", quality="high"), Constraints())

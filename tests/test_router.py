@@ -1,9 +1,9 @@
 from decimal import Decimal
 
 from imgroute.models import Constraints, Request
-from imgroute.pricing import load_table
+from imgroute.pricing.load import load_table
+from imgroute.pricing.router import rank
 from imgroute.request import build_target
-from imgroute.router import rank
 
 TABLE = load_table()
 

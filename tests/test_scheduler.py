@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from imgroute.scheduler import AT_SLOT, LATER, NEW, Limits, Scheduler, _RunQueue
-from imgroute.steps import Cancelled, NeedSlot, Pause
+from imgroute.batches.scheduler import AT_SLOT, LATER, NEW, Limits, Scheduler, _RunQueue
+from imgroute.jobs.steps import Cancelled, NeedSlot, Pause
 
 
 def run_all(scheduler: Scheduler, jobs: list, timeout: float = 10.0) -> list:
@@ -225,7 +225,7 @@ class CountedThreads:
                 super().__init__(*args, **kwargs)
                 made.append(self)
 
-        monkeypatch.setattr("imgroute.scheduler.threading.Thread", Counted)
+        monkeypatch.setattr("imgroute.batches.scheduler.threading.Thread", Counted)
 
     def alive(self) -> int:
         return sum(thread.is_alive() for thread in self.made)

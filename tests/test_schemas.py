@@ -148,7 +148,7 @@ def outputs(fake_servers, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def schemas():
-    from imgroute.report.catalog import document
+    from imgroute.output.catalog import document
 
     return {name: document(name) for name in NAMES}
 
@@ -469,10 +469,11 @@ def test_the_documented_keys(schemas, name, path):
 def test_the_values_written_out_are_the_ones_imgroute_uses():
     """States are written out beside their schema, each with its meaning (a new state changes the
     contract: it is described there), as are values whose modules `quote` does not import."""
-    from imgroute import budget, pricing
-    from imgroute.batch_run import Outcome
+    from imgroute.batches.run import Outcome
+    from imgroute.jobs import budget
     from imgroute.models import AttemptState, JobState, TaskState
-    from imgroute.report import batches, jobs, money, offers, quotes
+    from imgroute.output import batches, jobs, money, offers, quotes
+    from imgroute.pricing import load as pricing
     from imgroute.store import periods
 
     assert list(jobs.JOB_STATES) == list(JobState)
@@ -487,7 +488,7 @@ def test_the_values_written_out_are_the_ones_imgroute_uses():
 
 
 def test_every_name_of_the_report_module_is_still_importable():
-    import imgroute.report as report
+    import imgroute.output.report as report
 
     for name in (
         "quote_json", "history_json", "identity_json", "route_json", "route_text", "_quotes_text", "request_json",

@@ -403,7 +403,7 @@ def test_ctrl_c_stops_the_server_with_exit_130(fakes, isolated_home, tmp_path):
 
 
 def test_a_jobs_usage_sums_its_requests():
-    from imgroute.job_state import JobRun
+    from imgroute.jobs.state import JobRun
     from imgroute.providers.base import Usage
 
     job = JobRun("j", None, 0.0, None)

@@ -1,8 +1,8 @@
 import pytest
 
-from imgroute.pricing import load_table
+from imgroute.pricing.load import load_table
+from imgroute.pricing.sizing import best_size, fit
 from imgroute.request import build_target
-from imgroute.sizing import best_size, fit
 
 TABLE = load_table()
 OPENAI = {o.id: o for o in TABLE.offers}["openai/gpt-image-2"].sizes

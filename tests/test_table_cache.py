@@ -7,7 +7,8 @@ import stat
 import subprocess
 import sys
 
-from imgroute import session, table_cache
+from imgroute import session
+from imgroute.pricing import cache as table_cache
 
 PROBE = """
 import sys

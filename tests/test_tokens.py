@@ -1,6 +1,6 @@
 import pytest
 
-from imgroute.tokens import output_tokens, prompt_tokens
+from imgroute.pricing.tokens import output_tokens, prompt_tokens
 
 
 @pytest.mark.parametrize(

@@ -376,7 +376,7 @@ def test_a_failed_download_names_the_job_and_the_command_that_recovers_it(cli, f
 
 
 def test_a_batch_with_a_failed_row_exits_with_that_rows_code(cli, fakes, tmp_path, monkeypatch):
-    from imgroute import batch_run
+    from imgroute.batches import run as batch_run
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"prompt": "x", "provider": "kie"}) + "\n")
@@ -548,7 +548,7 @@ def test_a_rerun_of_a_finished_batch_is_planned_against_what_is_left(cli, fakes,
 def test_the_eta_is_never_shorter_than_the_pacing_allows(monkeypatch):
     from types import SimpleNamespace
 
-    from imgroute.render import BatchProgress
+    from imgroute.output.render import BatchProgress
 
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     progress = BatchProgress(30, __import__("decimal").Decimal("0.9"), paced_seconds=300)

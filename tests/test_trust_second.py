@@ -183,7 +183,7 @@ def test_credits_that_would_expire_unused_win_the_route_at_their_marginal_cost(c
     assert capped["choice"]["offer"] == "kie/gpt-image-2-text-to-image"
     r = cli("gen", "a lighthouse", "--quality", "high", "--out", "out", "--json")
     assert r.code == 0 and r.json()["provider"] == "apiframe" and r.json()["cost_usd"] == 0.23
-    from imgroute import credits
+    from imgroute.home import credits
 
     assert credits.read(isolated_home)["apiframe"].left == 12000 - 23
 

@@ -29,7 +29,7 @@ app = typer.Typer(
 
 def _show_version(wanted: bool) -> None:
     if wanted:
-        from imgroute.config_view import version_text
+        from imgroute.cli.config_view import version_text
 
         print(version_text())
         raise typer.Exit()
@@ -48,7 +48,7 @@ def _options(
         metavar="",
     ),
 ) -> None:
-    from imgroute import debug as trace
+    from imgroute.net import debug as trace
 
     trace.switch(debug)  # on every run, so that an in-process run does not inherit the last one's
 
@@ -177,7 +177,7 @@ def _guarded(callback):
 
 
 def _warn_if_home_is_open() -> None:
-    from imgroute.config import home_warning
+    from imgroute.home.config import home_warning
 
     warning = home_warning()
     if warning:

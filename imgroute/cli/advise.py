@@ -31,7 +31,8 @@ def advise(
 ) -> None:
     """What a month costs with imgroute's routing, at every single offer and plan, and from how
     many images each monthly plan pays off."""
-    from imgroute import advice, render, report
+    from imgroute.advice import month as advice
+    from imgroute.output import render, report
     from imgroute.request import build_constraints
 
     if mix is not None and since is not None:
@@ -54,7 +55,7 @@ def advise(
     data = report.advice(result, source)
     data["prepaid"] = report.balances(table.balances.values(), dt.date.today())
     if plot is not None:
-        from imgroute.plots import advice_charts
+        from imgroute.advice.plots import advice_charts
 
         advice_charts(data, plot)
     if as_json:

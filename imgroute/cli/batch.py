@@ -43,7 +43,8 @@ def batch(
     as_json: JsonLinesOpt = False,
 ) -> None:
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
-    from imgroute import api, render, report
+    from imgroute import api
+    from imgroute.output import render, report
 
     planned = api.plan_batch(file, **where.api_options())
     for item in planned.bad:
@@ -108,8 +109,8 @@ class _Run:
     at the end, and how it stops (a second Ctrl-C, a closed stdout)."""
 
     def __init__(self, planned, as_json: bool, paced: float):
-        from imgroute import render
-        from imgroute.batch_run import Outcome
+        from imgroute.batches.run import Outcome
+        from imgroute.output import render
 
         self.planned, self.plan, self.as_json = planned, planned.plan, as_json
         rows = len(self.plan.runs())  # what earlier runs did too: each row gets its line
@@ -120,7 +121,8 @@ class _Run:
         self.stdout_gone = False  # its reader went away: the batch stops as on Ctrl-C, then exits 141
 
     def go(self, again: str, **running) -> None:
-        from imgroute import api, render, report
+        from imgroute import api
+        from imgroute.output import render, report
 
         started = time.monotonic()
         with self.progress:
@@ -155,7 +157,7 @@ class _Run:
 
     def stopped(self, again: str) -> ImgrouteError:
         """How the stopped run ended, counted as it is: rows done, and rows never sent."""
-        from imgroute.batch_run import Outcome
+        from imgroute.batches.run import Outcome
 
         done, unsent = self.counts[Outcome.DONE], self.counts[Outcome.NOT_STARTED]
         said = f"{count(done, 'row')} done, {count(unsent, 'row')} not started (nothing was sent for them)"
@@ -207,7 +209,7 @@ class _Run:
             self.runner.request_stop()
 
     def report(self, row_result) -> None:
-        from imgroute import report
+        from imgroute.output import report
 
         self.counts[row_result.outcome] += 1
         if row_result.code is not None and self.failed is None:  # the first failed row sets the exit code

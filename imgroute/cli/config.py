@@ -1,4 +1,4 @@
-"""`imgroute config`: the settings in effect and where each comes from (see imgroute/config_view.py)."""
+"""`imgroute config`: the settings in effect and where each comes from (see imgroute/cli/config_view.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def config_show(
 ) -> None:
     """The settings in effect (defaults, config.yaml, environment, flags) and where each comes from;
     keys by name and source only."""
-    from imgroute import render, report
-    from imgroute.config_view import effective
+    from imgroute.cli.config_view import effective
+    from imgroute.output import render, report
 
     settings = effective(pricing, plan, official_only, stated_quality)
     if as_json:

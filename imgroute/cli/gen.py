@@ -32,7 +32,7 @@ def edit(job: Flags, where: Flags, output: Flags) -> None:
 
 def run_job(job: Flags, where: Flags, output: Flags) -> None:
     """gen and edit: whatever happens, --json prints the job's object, with `error` set if it failed."""
-    from imgroute import render, report
+    from imgroute.output import render, report
 
     attempt = _Attempt()
     try:
@@ -58,9 +58,10 @@ class _Attempt:
 
 
 def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
-    from imgroute import api, render, report
-    from imgroute.attempt_spec import preview
-    from imgroute.router import no_offer_error
+    from imgroute import api
+    from imgroute.jobs.spec import preview
+    from imgroute.output import render, report
+    from imgroute.pricing.router import no_offer_error
 
     api.check_output(output.timeout, output.name)  # a bad flag is refused before anything else
     planned = api.plan(read_prompt(job.prompt), **job.api_options(), **where.api_options())

@@ -45,7 +45,7 @@ def jobs_list(
     """Recent jobs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    from imgroute import render, report
+    from imgroute.output import render, report
     from imgroute.request import check_providers
 
     states = tuple(state or ())
@@ -77,7 +77,7 @@ def jobs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Everything the ledger knows about one job."""
-    from imgroute import render, report
+    from imgroute.output import render, report
 
     with ledger() as journal:
         job = resolve_job(journal, job_id)
@@ -94,8 +94,8 @@ def jobs_show(
 def _possibly_charged(console, job_id: str, attempts) -> None:
     """What each attempt may have been charged for requests that failed without the provider saying,
     and how to settle it (the attempt's line above has its state, failed_at_risk)."""
-    from imgroute.layout import print_wrapped
     from imgroute.money import fmt_usd
+    from imgroute.output.layout import print_wrapped
 
     for attempt in attempts:
         if attempt.at_risk is not None:
@@ -177,7 +177,8 @@ def jobs_resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
-    from imgroute import api, render
+    from imgroute import api
+    from imgroute.output import render
 
     if (job_id is None) == (not all_jobs):
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
@@ -234,7 +235,7 @@ class _Shown:
         self.worst: ImgrouteError | None = None
 
     def add(self, result) -> None:
-        from imgroute import render
+        from imgroute.output import render
 
         self.results.append(result)
         if result.error is not None and self.worst is None:
@@ -255,7 +256,7 @@ class _Shown:
             self.worst = error
 
     def end(self) -> None:
-        from imgroute import render, report
+        from imgroute.output import render, report
 
         if self.as_json:
             render.print_json([report.job_result(r, []) for r in self.results])

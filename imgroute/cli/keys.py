@@ -17,7 +17,7 @@ app.add_typer(keys_app, name="keys")
 def _registry():
     """The providers whose keys these commands handle: the built-in ones, and the relays of the
     home's pricing file (their keys are keys too)."""
-    from imgroute import config
+    from imgroute.home import config
     from imgroute.providers import BUILT_IN
 
     if config.user_pricing_file() is None:
@@ -40,7 +40,7 @@ def keys_set(
     ] = None,
 ) -> None:
     """Store a key in the keys file (mode 0600)."""
-    from imgroute import keys as key_store
+    from imgroute.home import keys as key_store
 
     registry = _registry()
     provider = key_store.provider_for(name, registry)
@@ -61,8 +61,8 @@ def keys_set(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """Which keys are set and where each comes from (never the values)."""
-    from imgroute import keys as key_store
-    from imgroute import render
+    from imgroute.home import keys as key_store
+    from imgroute.output import render
 
     rows = key_store.list_keys(_registry())
     if as_json:
@@ -80,7 +80,7 @@ def keys_remove(
     ],
 ) -> None:
     """Remove a key from the keys file (environment variables are yours to unset)."""
-    from imgroute import keys as key_store
+    from imgroute.home import keys as key_store
 
     registry = _registry()
     provider = key_store.provider_for(name, registry)
@@ -93,7 +93,7 @@ def keys_remove(
 @keys_app.command("path")
 def keys_path() -> None:
     """Where the keys file lives."""
-    from imgroute import keys as key_store
+    from imgroute.home import keys as key_store
 
     sys.stdout.write(f"{key_store.keys_path()}\n")
 
@@ -118,11 +118,12 @@ def keys_check(
     paid): valid, refused or unknown, and the balance where the answer has one, beside the credits
     imgroute tracks. Exit 0 when every checked key is valid, 3 when one is refused, 5 when a
     provider could not be reached."""
-    from imgroute import config, key_check, render
-    from imgroute import credits as prepaid
-    from imgroute import keys as key_store
     from imgroute.errors import ConfigError
-    from imgroute.http import Http, build_client
+    from imgroute.home import config, key_check
+    from imgroute.home import credits as prepaid
+    from imgroute.home import keys as key_store
+    from imgroute.net.http import Http, build_client
+    from imgroute.output import render
     from imgroute.session import Keys
 
     registry = _registry()

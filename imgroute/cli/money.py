@@ -51,9 +51,9 @@ def budget_set(
 @budget_app.command("show")
 def budget_show(as_json: JsonOpt = False) -> None:
     """The caps, what is spent (including jobs in flight), what is left and when each resets."""
-    from imgroute import render, report
-    from imgroute.budget import cap_states
+    from imgroute.jobs.budget import cap_states
     from imgroute.money import fmt_usd
+    from imgroute.output import render, report
 
     with ledger() as journal:
         states = cap_states(journal)
@@ -75,8 +75,8 @@ def budget_show(as_json: JsonOpt = False) -> None:
 
 def _say_possibly_charged(lead: str) -> None:
     """What `budget show` and `spend` say under their figures when failed requests may have been charged."""
-    from imgroute import render
-    from imgroute.layout import print_wrapped
+    from imgroute.output import render
+    from imgroute.output.layout import print_wrapped
 
     print_wrapped(
         render.stdout_console(),
@@ -95,8 +95,8 @@ def spend(
     as_json: JsonOpt = False,
 ) -> None:
     """What was spent, by day, month, provider and quality: estimated vs actual, and the drift."""
-    from imgroute import render, report
-    from imgroute.budget import spend_summary
+    from imgroute.jobs.budget import spend_summary
+    from imgroute.output import render, report
 
     start = parse_day(since, "--since").timestamp() if since else None
     if savings:
@@ -119,7 +119,8 @@ def spend(
 
 def _savings(start: float | None, as_json: bool) -> None:
     """`spend --savings`: per month, the jobs' cost against the default offer and the cheapest one."""
-    from imgroute import advice, render, report
+    from imgroute.advice import month as advice
+    from imgroute.output import render, report
     from imgroute.request import build_constraints
     from imgroute.session import load_table_and_settings
 

@@ -29,8 +29,8 @@ def plans_set(
     expires: Annotated[str, opt("--expires", help="The day they expire, YYYY-MM-DD.", metavar="DATE")],
 ) -> None:
     """Record a prepaid balance: quote marks offers it pays for, advise says what will expire."""
-    from imgroute import config
-    from imgroute import credits as prepaid
+    from imgroute.home import config
+    from imgroute.home import credits as prepaid
     from imgroute.session import load_pricing
 
     table = load_pricing(None)
@@ -57,8 +57,9 @@ def plans_set(
 @plans_app.command("show")
 def plans_show(as_json: JsonOpt = False) -> None:
     """The prepaid balances: bought, left, the pace since they were set, and what will expire."""
-    from imgroute import config, render, report
-    from imgroute import credits as prepaid
+    from imgroute.home import config
+    from imgroute.home import credits as prepaid
+    from imgroute.output import render, report
 
     rows = report.balances(prepaid.read(config.home()).values(), dt.date.today())
     if as_json:

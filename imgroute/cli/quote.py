@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from imgroute import config
 from imgroute.cli import app
 from imgroute.cli.options import Flags, JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, read_prompt, takes
 from imgroute.errors import UsageError
+from imgroute.home import config
 from imgroute.session import load_pricing
 
 pricing_app = typer.Typer(help="The pricing table: every figure with its source and date.", invoke_without_command=True)
@@ -29,8 +29,9 @@ def quote(
     explain: Annotated[bool, flag("--explain", help="Show the arithmetic behind every price.")] = False,
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
-    from imgroute import api, render, report
-    from imgroute.router import no_offer_error
+    from imgroute import api
+    from imgroute.output import render, report
+    from imgroute.pricing.router import no_offer_error
 
     route = api.quote(read_prompt(job.prompt), **job.api_options(), **where.api_options())
     if as_json:
@@ -44,7 +45,7 @@ def quote(
 @app.command()
 def providers(pricing: PricingOpt = None, as_json: JsonOpt = False) -> None:
     """The capability matrix: what each offer can do, at a glance."""
-    from imgroute import render, report
+    from imgroute.output import render, report
 
     table = load_pricing(pricing)
     if as_json:
@@ -65,7 +66,7 @@ def pricing_show(
     """Every price and plan, with its source and the date it was observed."""
     if ctx.invoked_subcommand is not None:
         return
-    from imgroute import render, report
+    from imgroute.output import render, report
 
     table = load_pricing(pricing)
     limit = max_age if max_age is not None else config.load_settings().pricing_max_age_days
@@ -95,7 +96,7 @@ def pricing_validate(
     file: Annotated[Path, typer.Argument(help="A pricing file: a full table or an override.", metavar="FILE")],
 ) -> None:
     """Check a pricing file as imgroute would use it (merged over the bundled table)."""
-    from imgroute.pricing import load_table
+    from imgroute.pricing.load import load_table
 
     table = load_table(file)
     changed = [o.id for o in table.offers if o.origin == str(file)]

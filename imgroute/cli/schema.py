@@ -1,5 +1,5 @@
 """`imgroute schema [NAME]`: the JSON Schema (draft 2020-12) of each `--json` output, from the
-module that builds them (imgroute.report), so that scripts can rely on the contract."""
+module that builds them (imgroute.output.report), so that scripts can rely on the contract."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def schema(
     ] = None,
 ) -> None:
     """The JSON Schema of a `--json` output (always JSON); with no name, the names and what prints each."""
-    from imgroute import render
-    from imgroute.report.catalog import SHAPES, document
+    from imgroute.output import render
+    from imgroute.output.catalog import SHAPES, document
 
     if name is None:
         width = max(len(shape_name) for shape_name in SHAPES)

@@ -26,8 +26,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the OpenAI Images API: point an OpenAI client's base_url at it, and imgroute routes."""
-    from imgroute import config
     from imgroute.errors import UsageError
+    from imgroute.home import config
     from imgroute.serve import serve as run_server
     from imgroute.serve import token_from_env
     from imgroute.session import check_out_dir

@@ -11,8 +11,8 @@ from datetime import datetime
 
 from imgroute import policy
 from imgroute.errors import TroubleKind
-from imgroute.http import Http
 from imgroute.models import JobSpec
+from imgroute.net.http import Http
 from imgroute.providers.base import (
     Adapter,
     JobFailed,

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import httpx
 
 from imgroute.errors import TroubleKind
-from imgroute.http import Http, TransportFailure
 from imgroute.models import JobSpec, is_url
-from imgroute.redaction import redact
+from imgroute.net.http import Http, TransportFailure
+from imgroute.net.redaction import redact
 
 
 class Output(NamedTuple):
@@ -266,7 +266,7 @@ class Adapter:
 
     def trouble_for_status(self, response: httpx.Response, message: str) -> ProviderTrouble:
         """The usual mapping of an HTTP error status to a fallback-worthy kind."""
-        from imgroute.http import retry_after_seconds
+        from imgroute.net.http import retry_after_seconds
 
         status = response.status_code
         kind = STATUS_KINDS.get(status) or (TroubleKind.SERVER if status >= 500 else TroubleKind.REJECTED)
@@ -317,7 +317,7 @@ def file_part(path: str) -> tuple[str, bytes, str]:
     """(file name, bytes, content type) for a multipart upload of a local image."""
     from pathlib import Path
 
-    from imgroute.images import sniff
+    from imgroute.net.images import sniff
 
     data = Path(path).read_bytes()
     return Path(path).name, data, CONTENT_TYPES[sniff(data[:65536]).format]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from imgroute import policy
 from imgroute.errors import TroubleKind
-from imgroute.http import Http
 from imgroute.models import JobSpec
+from imgroute.net.http import Http
 from imgroute.providers.base import (
     Adapter,
     JobFailed,
@@ -158,7 +158,7 @@ class KieAdapter(Adapter):
         return KeyCheck("valid", "", route, balance, "credits" if balance is not None else None)
 
     def trouble(self, code: int, body: dict, response) -> ProviderTrouble:
-        from imgroute.http import retry_after_seconds
+        from imgroute.net.http import retry_after_seconds
 
         message = self.clean(str(body.get("msg") or body.get("message") or f"code {code}"))
         kind = CODE_KINDS.get(code, TroubleKind.SERVER if code >= 500 else TroubleKind.REJECTED)

@@ -9,8 +9,8 @@ import httpx
 
 from imgroute import policy
 from imgroute.errors import TroubleKind
-from imgroute.http import Http
 from imgroute.models import JobSpec
+from imgroute.net.http import Http
 from imgroute.providers.base import (
     Adapter,
     JobFailed,

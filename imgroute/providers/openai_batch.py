@@ -22,8 +22,8 @@ from pathlib import Path
 
 from imgroute import policy
 from imgroute.errors import TroubleKind
-from imgroute.http import Http, TransportFailure
 from imgroute.models import JobSpec, is_url
+from imgroute.net.http import Http, TransportFailure
 from imgroute.providers.base import (
     JobFailed,
     MalformedAnswer,

@@ -14,8 +14,8 @@ Neither end-user field (`user`, `safety_identifier`) is documented by PiAPI: non
 
 from __future__ import annotations
 
-from imgroute.http import Http
 from imgroute.models import JobSpec
+from imgroute.net.http import Http
 from imgroute.providers.base import KeyCheck, as_balance
 from imgroute.providers.openai import OpenAIAdapter
 

@@ -41,7 +41,7 @@ def serve(host: str, port: int, token: str | None, out_dir: Path) -> None:
             "imgroute serve needs its optional dependencies (Starlette, uvicorn, python-multipart)",
             "install them with: pip install 'imgroute[serve]'",
         ) from None
-    from imgroute import config
+    from imgroute.home import config
     from imgroute.serve.gateway import Gateway
 
     check_bind(host, token)

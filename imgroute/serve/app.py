@@ -239,7 +239,7 @@ def usage_json(usage) -> dict:
 
 
 def dry_run_response(gateway: Gateway, call):
-    from imgroute.report import route_json
+    from imgroute.output.report import route_json
 
     try:
         planned = gateway.plan(call)

@@ -46,7 +46,7 @@ def discard_inputs(folder: Path | None) -> None:
 
 class Gateway:
     def __init__(self, out_dir: Path, concurrency: int = 64):
-        from imgroute.router import RouteCache
+        from imgroute.pricing.router import RouteCache
         from imgroute.session import Keys, load_table_and_settings, open_many
 
         table, self.settings = load_table_and_settings(None)
@@ -108,7 +108,7 @@ class Gateway:
         try:
             planned = self.plan(call)
             if planned.route.choice is None:
-                from imgroute.router import no_offer_error
+                from imgroute.pricing.router import no_offer_error
 
                 served = Served(None, no_offer_error(planned.route, "follow, offer by offer"), planned)
                 future.set_result(served)
@@ -131,8 +131,8 @@ class Gateway:
         return await asyncio.shield(future)
 
     def _runner(self, max_cost):
-        from imgroute.job_state import JobOptions, OutputOptions
-        from imgroute.jobs import JobRunner
+        from imgroute.jobs.runner import JobRunner
+        from imgroute.jobs.state import JobOptions, OutputOptions
 
         output = OutputOptions(self.out_dir, DEFAULT_NAME)
         return JobRunner(self.services, JobOptions(output, policy.DEFAULT_JOB_TIMEOUT_S, max_cost))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 
-from imgroute.tokens import output_tokens
+from imgroute.pricing.tokens import output_tokens
 from tests.fakes.openai_batch import BatchSide
 from tests.fakes.server import (
     FakeProvider,

@@ -1,0 +1,222 @@
+"""Running a planned batch: many jobs at once within each provider's limits, resumable by row.
+
+Every row runs through the same JobRunner as `gen` (fallback, budgets, journal, verified saves),
+as steps a scheduler interleaves on a few threads sharing one HTTP client (scheduler.py). Each
+row's job carries the row's stable key in the ledger: running the same file again skips rows that
+are done, resumes rows that are in flight without submitting again, and retries only rows that
+failed for reasons worth retrying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from imgroute.batches import window as batch_window
+from imgroute.batches.pool import JobPool
+from imgroute.batches.rows import RETRYABLE_EXIT_CODES, Row, row_constraints
+from imgroute.errors import ImgrouteError
+from imgroute.jobs.resume import recorded_result
+from imgroute.jobs.runner import JobRunner
+from imgroute.jobs.state import JobOptions, JobResult, OutputOptions
+from imgroute.jobs.steps import Steps
+from imgroute.models import UNFINISHED_JOB_STATES, JobState
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, row_key
+from imgroute.store.records import Holder, RowJob
+from imgroute.vocab import DEFAULT_NAME
+
+if TYPE_CHECKING:
+    from imgroute.session import Services
+
+WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
+
+
+class Outcome(StrEnum):
+    """How a row of the batch ended, in this run."""
+
+    DONE = "done"
+    SKIPPED = "skipped"  # done by an earlier run
+    FAILED = "failed"
+    UNSERVABLE = "unservable"  # no offer can deliver it
+    NOT_STARTED = "not_started"  # the batch stopped first
+
+
+class RowResult(NamedTuple):
+    row: Row
+    outcome: Outcome
+    result: JobResult | None
+    note: str = ""
+    exit_code: int | None = None  # a failed row's: its job's, or 1 for a failure inside imgroute
+
+    @property
+    def code(self) -> int | None:
+        if self.outcome != Outcome.FAILED:
+            return None
+        if self.result is not None and self.result.error is not None:
+            return self.result.error.exit_code
+        return self.exit_code or 1
+
+
+class BatchRun:
+    """A planned batch's rows run on a door's services (session.open_many: its ledger, scheduler,
+    limits and HTTP client), each reported to `on_result` as it ends."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        routes,
+        base_constraints,
+        out_dir: Path,
+        timeout: float,
+        concurrency: int,
+        batch_label: str,
+        on_result: Callable[[RowResult], None],
+        reroute,
+        on_stop: Callable[[int], None] | None = None,
+    ):
+        self.services = services
+        self.routes = routes
+        self.base = base_constraints
+        self.out_dir = out_dir
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.label = batch_label
+        self.on_result = on_result
+        self.reroute = reroute
+        self.on_stop = on_stop or (lambda sent: None)  # a stop is being acted on: `sent` jobs are awaited
+        self.pool: JobPool | None = None  # while `run` runs
+        self._held: dict[str, Holder] = {}  # rows another live imgroute has claimed: who
+        self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
+        self._stop_asked = False
+
+    @staticmethod
+    def workers_for(concurrency: int) -> int:
+        """Threads for the steps that work (HTTP, journal, files): a job waiting for its provider
+        needs none, so a few serve many jobs, and fewer threads contend less for Python's lock."""
+        return max(2, min(WORKERS_MAX, concurrency))
+
+    @property
+    def running(self) -> int:
+        """Jobs at the providers right now: sent, not yet ended (for the progress line)."""
+        return self.pool.sent if self.pool is not None else 0
+
+    def row_key(self, row: Row) -> str:
+        return row_key(self.label, row.key)
+
+    def run(self, rows: list[Row], on_stop=None, idle=None) -> None:
+        """Run every row; on a stop request (the first Ctrl-C or SIGTERM, or `request_stop`) send
+        nothing new, let the jobs already sent finish and be recorded, then raise
+        KeyboardInterrupt. `on_stop(sent)` is told how many jobs a stop waits for; `idle` is
+        called between results (a closed stdout is looked for there)."""
+        ledger = self.services.ledger
+        # Claim the rows first (one commit), then read what earlier runs did: a row another live
+        # imgroute runs is left to it, and one it has just finished is seen as done.
+        keys = [self.row_key(row) for row in rows]
+        with ledger.transaction() as tx:
+            self._held = tx.claim(keys, PROCESS_OWNER, LEASE_SECONDS)
+        self._priors = ledger.jobs_for_rows(self.label)
+        self._send_waiting_rows(rows)
+        self.pool = self.pool_for(self.services.scheduler)
+        if self._stop_asked:
+            self.pool.request_stop()
+        try:
+            self.pool.run(
+                rows,
+                self._row_steps,
+                self._ended,
+                self.on_result,
+                on_stop or self.on_stop,
+                idle or (lambda: None),
+            )
+        finally:
+            if self.left_running:  # threads may still be inside a step: the process ends now
+                self.services.abandoned = True
+            else:  # every row has been reported: no job uses the connection
+                with ledger.transaction() as tx:
+                    tx.release([k for k in keys if k not in self._held], PROCESS_OWNER)
+
+    def pool_for(self, scheduler) -> JobPool:
+        """Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
+        cap keeps memory flat however long the file is. Rows done at their provider and only
+        waiting to be saved (which goes after everything else) do not count against it, up to one
+        per slot: past that the workers are behind, and more rows would only wait in memory."""
+        ahead = self.concurrency + max(8, self.concurrency // 2)
+        return JobPool(scheduler, ahead, slack=lambda: min(scheduler.unhurried(), self.concurrency))
+
+    def request_stop(self) -> None:
+        """Stop as a Ctrl-C does (stdout was closed): nothing new is sent, what was sent finishes."""
+        self._stop_asked = True
+        if self.pool is not None:
+            self.pool.request_stop()
+
+    @property
+    def left_running(self) -> int:
+        """Jobs still at their providers when a second signal stopped the wait."""
+        return self.pool.left if self.pool is not None else 0
+
+    @staticmethod
+    def _ended(row: Row, result: RowResult | None, error: BaseException | None) -> RowResult:
+        if error is not None:  # a bug in a step: report the row, keep the batch going
+            return RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}", 1)
+        return result
+
+    def _send_waiting_rows(self, rows: list[Row]) -> None:
+        """New rows whose winner has a completion window (OpenAI Batch) go out together, one
+        provider batch per offer and endpoint; each is then collected like a row left running."""
+        waiting, by_key = [], {}
+        for row in rows:
+            key = self.row_key(row)
+            if key in self._held or key in self._priors:
+                continue
+            constraints = row_constraints(row, self.base)
+            route = self.routes.rank(row.request, constraints)
+            if route.choice is not None and route.choice.offer.window_s is not None:
+                waiting.append((key, row.request, route, constraints))
+                by_key[key] = row
+        if not waiting:
+            return
+        http = self.services.http()
+        sent = batch_window.send(waiting, lambda key: self._runner(by_key[key]), http, self.services.ledger)
+        for key, job_id in sent.items():
+            self._priors[key] = RowJob(id=job_id, state=JobState.SUBMITTED, exit_code=None, error=None)
+
+    def _runner(self, row: Row, sent=None) -> JobRunner:
+        output = OutputOptions(self.out_dir, row.name or DEFAULT_NAME)
+        return JobRunner(self.services, JobOptions(output, self.timeout, self.base.max_cost, on_sent=sent))
+
+    def _row_steps(self, row: Row, sent) -> Steps:
+        if self.pool.stopping.is_set():
+            return RowResult(row, Outcome.NOT_STARTED, None)
+        runner = self._runner(row, sent)
+        ledger = self.services.ledger
+        holder = self._held.get(self.row_key(row))
+        if holder is not None:
+            return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute ({holder})")
+        try:
+            prior = self._priors.get(self.row_key(row))
+            if prior is not None and prior.state == JobState.SUCCEEDED:  # with its files, as recorded
+                return RowResult(
+                    row, Outcome.SKIPPED, recorded_result(ledger, prior.id), f"done before (job {prior.id})"
+                )
+            if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code in RETRYABLE_EXIT_CODES):
+                # Finished from the ledger: what was delivered is kept, only the rest is sent
+                result = yield from runner.steps_resume(prior.id, self.reroute)
+            elif prior is not None:
+                return RowResult(
+                    row, Outcome.FAILED, None, f"failed before, not retried: {prior.error}", prior.exit_code
+                )
+            else:
+                route = self.routes.rank(row.request, row_constraints(row, self.base))
+                if route.choice is None:
+                    return RowResult(row, Outcome.UNSERVABLE, None, "no offer can deliver this row")
+                result = yield from runner.steps_run(
+                    row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
+                )
+        except ImgrouteError as exc:
+            return RowResult(row, Outcome.FAILED, None, exc.worded("cli")[0], exc.exit_code)  # (read by `batch`)
+        if result.status == JobState.CANCELLED:
+            return RowResult(row, Outcome.NOT_STARTED, result, "stopped before it was sent")
+        return RowResult(row, Outcome.DONE if result.error is None else Outcome.FAILED, result)

@@ -1,0 +1,524 @@
+"""The generate workflow, and the only place that knows the order of its steps.
+
+For each eligible offer, cheapest first: reserve the attempt against the budgets, journal the
+intent, submit, record the provider's id, wait, record the results, download, verify, save, record.
+Provider trouble that is not the user's fault moves the remaining images to the next offer, and so
+does a request the provider ran and failed without an image when its adapter marks the charge unknown
+(its share of the estimate counts as possibly charged, against the caps and --max-cost, until `jobs
+settle`); a job the provider failed otherwise (moderation included), or a submit whose fate is
+unknown, stops the run (sending it anywhere else could pay twice). `resume` finishes a journaled job
+from the ledger alone, never submitting again what may have been sent, through the same collect and
+settle steps as a run. Nothing here prints: progress goes to a callback and results come back as
+values.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from imgroute import words
+from imgroute.errors import (
+    BudgetRefused,
+    ConfigError,
+    ImgrouteError,
+    Interrupted,
+    JobFailedError,
+    OutputError,
+    ProviderError,
+    TroubleKind,
+    named,
+)
+from imgroute.jobs.fallback import (
+    charge_unknown_note,
+    fallback_candidates,
+    next_after,
+    over_max_cost,
+    stopped_partway,
+    trouble_hint,
+    unknown_error,
+)
+from imgroute.jobs.outputs import ImageShape, Outputs, SavedImage
+from imgroute.jobs.resume import Resume
+from imgroute.jobs.spec import attempt_shape, delivered_size, job_spec, lane_of, provider_job_id
+from imgroute.jobs.state import (
+    Attempt,
+    AttemptEnd,
+    AttemptReport,
+    Event,
+    JobOptions,
+    JobResult,
+    JobRun,
+    Outcome,
+    failure_hint,
+)
+from imgroute.jobs.steps import Cancelled, Later, NeedSlot, Pause, Steps, drive
+from imgroute.jobs.tasks import Task, TaskRunner, Unsent
+from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, OfferRef, Request, TaskState
+from imgroute.output.report import route_text
+from imgroute.pricing import price_models
+from imgroute.pricing.costs import Assessment, assess
+from imgroute.pricing.price_models import Delivered
+from imgroute.pricing.router import Quote, Route
+from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
+from imgroute.store.records import NewJob
+
+if TYPE_CHECKING:
+    from imgroute.session import Services
+
+
+class JobRunner(Resume):
+    """One job, run (or resumed) on a door's services (session.Services: the table, ledger, keys,
+    HTTP client, observations and slots every job of the door shares), as `options` say."""
+
+    def __init__(self, services: Services, options: JobOptions, clock: Callable[[], float] = time.monotonic):
+        self.table = services.table
+        self.registry = services.registry
+        self.http = services.http()  # (its own: a job's progress goes to its own callback)
+        self.ledger = services.ledger
+        self.keys = services.keys.available
+        self.base_urls = services.keys.base_urls
+        self.spool_dir = services.home / "spool"
+        self.outputs = Outputs(options.output.out_dir, options.output.name_template, self.spool_dir, self.http)
+        self.timeout = options.timeout
+        self.max_cost = options.max_cost
+        self.detach = options.detach  # gen --detach: leave a sent job at a batch provider, do not wait
+        self.clock = clock
+        self.on_event = options.on_event or (lambda event: None)
+        self.slots = services.slots  # batch, serve: per-provider slots and submit spacing
+        self.timing = services.timing  # poll schedules learned from the jobs already finished
+        self.observations = services.observations  # sizes delivered, each offer's record, prepaid credits used
+        self.job: JobRun | None = None
+        self._on_sent = options.on_sent
+
+    def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
+        self.job, self.outputs = job, outputs
+        self.tasks = TaskRunner(
+            self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit, self.slots.stopping
+        )
+        return job
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job.id if self.job is not None else None
+
+    def mark_sent(self) -> None:
+        """The job has a request out at its provider (see `on_sent`)."""
+        if self._on_sent is not None:
+            self._on_sent()
+            self._on_sent = None
+
+    # -- a new job --------------------------------------------------------------------------
+
+    def run(self, request: Request, route: Route, row_key: str | None = None, constraints=None) -> JobResult:
+        """`constraints` (provider choices, plans) are journaled so a resume routes within them."""
+        return drive(self.steps_run(request, route, row_key, constraints), self.http.wait)
+
+    def steps_run(self, request: Request, route: Route, row_key: str | None = None, constraints=None) -> Steps:
+        """`run`, as steps a scheduler can interleave with other jobs' (see steps.py)."""
+        job = self._new_job(request, route, row_key, constraints)
+        try:
+            return (yield from self._route_through(job, route, first_seq=1))
+        finally:
+            self._commit(job)
+
+    def journal_unsent(self, request: Request, route: Route, row_key: str | None, constraints) -> Unsent:
+        """A new job's first attempt journaled (job, reservation, every request's intent) and not
+        sent: its requests go out in one provider batch with other jobs' (batch_window.py), and
+        `resume` collects it. Raises BudgetRefused as a send would."""
+        job = self._new_job(request, route, row_key, constraints)
+        quote = route.choice
+        job.point_at(quote)
+        adapter = self._adapter(quote.offer.provider, quote.offer.model)
+        attempt, tasks = None, []
+        for index, count in enumerate(quote.assessment.requests):
+            spec = job_spec(request, quote.assessment, count, f"{job.id}-1-{index}")
+            attempt, task = self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec)
+            job.unsaved.add(Transaction.task_state, task.task_id, TaskState.SUBMITTING, UNSENT)
+            tasks.append(task)
+        self._commit(job)
+        return Unsent(job_id=job.id, attempt_id=attempt.id, tasks=tuple(tasks), adapter=adapter)
+
+    def _new_job(self, request: Request, route: Route, row_key: str | None, constraints) -> JobRun:
+        job = self._begin(JobRun(uuid.uuid4().hex[:12], request, self.clock(), self.max_cost), self.outputs)
+        first = route.choice
+        row = NewJob(
+            id=job.id,
+            prompt=request.prompt,
+            request={**request.to_json(), "constraints": constraints.to_json() if constraints else None},
+            route=route_text(route),
+            estimate=str(first.cost) if first else None,
+            out_dir=str(self.outputs.out_dir.absolute()),  # a resume may run from another directory
+            name_template=self.outputs.name_template,
+            max_cost=str(self.max_cost) if self.max_cost is not None else None,
+            row_key=row_key,
+        )
+        # committed with the first request's intent (or the job's end), with the job's lease: no
+        # `jobs resume` takes it meanwhile
+        job.unsaved.add(Transaction.new_job, row)
+        job.unsaved.add(Transaction.claim, [job_key(job.id)], PROCESS_OWNER, LEASE_SECONDS)
+        return job
+
+    def _route_through(self, job: JobRun, route: Route, first_seq: int, skip: frozenset[str] = frozenset()) -> Steps:
+        """Walk the eligible offers in order until every image is delivered. `skip`: offers a resumed
+        job has already seen fail it (a run never comes back to an offer it left)."""
+        self.http.on_event = lambda message: self._emit("retrying", message)
+        candidates = [q for q in fallback_candidates(route) if q.offer.id not in skip]
+        choice = route.choice if route.choice and route.choice.offer.id not in skip else None
+        choice = choice or next((q for q in candidates if q.eligible), None)
+        job.estimate = choice.cost if choice else None
+        if choice:
+            job.point_at(choice)
+        for seq, quote in enumerate(candidates, start=first_seq):
+            if seq > first_seq:  # the last attempt's end, before this one waits for anything
+                self._commit(job)
+            assessment = quote.assessment
+            if job.remaining != assessment.n:  # an earlier offer delivered part of the job
+                assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
+            job.point_at(quote)
+            if job.max_cost is not None and job.committed + assessment.cost > job.max_cost:
+                return self._finish(job, JobState.FAILED, over_max_cost(job, quote, assessment))
+            end = yield from self._attempt(job, seq, quote, assessment)
+            if end.detached:
+                return self._detached(job)
+            job.add(end)
+            if end.error is not None:  # final: failed job, unknown submit, stuck, bad output, budget
+                return self._finish(job, end.status, end.error)
+            if job.remaining <= 0:
+                return self._finish(job, JobState.SUCCEEDED, None)
+            nxt = next_after(candidates, quote)
+            if nxt is not None:
+                self._emit(
+                    "fallback", f"{end.report.error}; moving {words.count(job.remaining, 'image')} to {nxt.offer.id}"
+                )
+        tried = "; ".join(a.error if a.error.startswith(a.provider) else f"{a.provider}: {a.error}"
+                          for a in job.attempts if a.error)  # fmt: skip
+        errored = [a for a in job.attempts if a.error]
+        if errored and all(a.state == AttemptState.FAILED_AT_RISK for a in errored):
+            # every offer tried failed the job itself (and may have charged): that is how it ended
+            error = JobFailedError(f"{tried}; no other offer was left to try (job {job.id})", failure_hint(False))
+            return self._finish(job, JobState.FAILED, error)
+        error = ProviderError(
+            f"no provider could take the job ({tried or 'no offer left to try'})",
+            trouble_hint(job.troubles, self.registry),
+        )
+        return self._finish(job, JobState.FAILED, error)
+
+    def _detached(self, job: JobRun) -> JobResult:
+        """Sent and journaled as submitted; `jobs resume` collects it (the claim is given up)."""
+        job.unsaved.add(Transaction.release, [job_key(job.id)], PROCESS_OWNER)
+        self._commit(job)
+        provider, model, plan = job.last
+        elapsed = self.clock() - job.start
+        return JobResult(
+            job.id, JobState.SUBMITTED, provider, model, plan, job.estimate, None, None, (), (), elapsed, None
+        )
+
+    def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
+        actual = job.spent if job.sources else None
+        source = ", ".join(sorted(job.sources)) if job.sources else None
+        job.unsaved.add(
+            Transaction.job_state,
+            job.id,
+            status,
+            error=error.worded("cli")[0] if error else None,  # (the journal is read by `imgroute jobs`)
+            actual=str(actual) if actual is not None else None,
+            source=source,
+            exit_code=error.exit_code if error else 0,
+        )
+        job.unsaved.add(Transaction.release, [job_key(job.id)], PROCESS_OWNER)
+        self._commit(job)
+        provider, model, plan = job.last
+        return JobResult(
+            job.id,
+            status,
+            provider,
+            model,
+            plan,
+            job.delivered_estimate,
+            actual,
+            source,
+            tuple(job.saved),
+            tuple(job.attempts),
+            self.clock() - job.start,
+            error,
+            job.usage,
+            at_risk=job.at_risk or None,
+        )
+
+    # -- one offer --------------------------------------------------------------------------
+
+    def _attempt(self, job: JobRun, seq: int, quote: Quote, assessment: Assessment) -> Steps:
+        """Try one offer: its slot, its requests journaled and sent, waited for, saved, settled."""
+        offer, plan = quote.offer, assessment.plan
+        model = assessment.model  # an edit may use the offer's edit endpoint (fal's .../edit)
+        job.current = (offer.provider, model, assessment.cost)
+        report = AttemptReport(offer.provider, model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
+        tasks: list[Task] = []
+        account = lane_of(offer, self.keys.get(offer.provider))
+        try:
+            yield NeedSlot(account, fresh=True)
+        except Cancelled as stopped:  # the batch stopped before this attempt sent anything
+            return self._abandoned(report, stopped)
+        try:
+            attempt, outcome = yield from self._send_all(job, seq, quote, assessment, tasks, account)
+            if self.detach and attempt and tasks and all(t.state == TaskState.SUBMITTED for t in tasks):
+                return AttemptEnd(report._replace(state=AttemptState.RUNNING), (), None, None, None, "", True)
+            stuck = (yield from self.tasks.await_all(job, attempt.adapter, tasks)) if attempt else None
+        except BudgetRefused as refused:
+            return AttemptEnd(report._replace(error="budget"), (), None, None, refused, JobState.FAILED)
+        except Cancelled as stopped:
+            return self._abandoned(report, stopped)
+        finally:
+            self.slots.release(account)
+        if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
+            trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
+            return AttemptEnd(trouble, (), None, None, None, JobState.FAILED)
+        return (yield from self._collect(job, attempt, tasks, stuck, outcome))
+
+    @staticmethod
+    def _abandoned(report: AttemptReport, stopped: Cancelled) -> AttemptEnd:
+        error = Interrupted(str(stopped), "run the batch again to send it")
+        return AttemptEnd(report._replace(state=AttemptState.ABANDONED), (), None, None, error, JobState.CANCELLED)
+
+    def _send_all(self, job: JobRun, seq: int, quote: Quote, assessment, tasks: list[Task], account: str) -> Steps:
+        """Journal and send each request of the attempt: (the attempt, how the sending went).
+
+        The first request's intent is journaled with the attempt's budget reservation and the job's
+        own row, in the one commit that must precede any send. Raises BudgetRefused, or Cancelled
+        when the batch stops before anything was sent."""
+        offer = quote.offer
+        adapter = self._adapter(offer.provider, offer.model)
+        attempt = None
+        try:
+            for index, count in enumerate(assessment.requests):
+                spec = job_spec(job.request, assessment, count, f"{job.id}-{seq}-{index}")
+                spec = adapter.upload_inputs(self.http, spec)  # free; before the journal, so it records them
+                # Wait for the provider's rate before the intent is journaled: a kill while waiting
+                # leaves nothing unknown.
+                delay = self.slots.submit_delay(account)
+                if delay > 0:
+                    yield Pause(delay, scaled=False, before_send=True)  # a stop ends this wait at once
+                if self.slots.stopping():
+                    if attempt is None:
+                        raise Cancelled("the batch was stopped before this job was sent")
+                    return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
+                attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
+                tasks.append(task)
+                gap = self.slots.gap_left(account)  # a few ms at most: the journaling's jitter
+                if gap > 0:
+                    yield Pause(gap, scaled=False)
+                self.mark_sent()
+                yield from self.tasks.submit(adapter, task, job.unsaved)  # committed just below
+                if index + 1 < len(assessment.requests):
+                    self._commit(job)  # what it answered is durable before the next request goes
+            job.unsaved.add(Transaction.job_state, job.id, JobState.SUBMITTED)
+            job.unsaved.add(Transaction.attempt_state, attempt.id, AttemptState.RUNNING)
+            self._commit(job)
+        except ProviderTrouble as exc:
+            tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
+            return attempt, Outcome(trouble=exc)
+        except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
+            if tasks and tasks[-1].state == TaskState.FAILED_AT_RISK:  # the images may move on
+                return attempt, Outcome()
+            return attempt, Outcome(final=JobFailedError(str(exc), failure_hint(exc.moderated)))
+        except SubmitUnknown as exc:
+            return attempt, Outcome(final=unknown_error(exc, offer.provider, job.id), status=JobState.UNKNOWN)
+        return attempt, Outcome()
+
+    def _journal_request(self, job, seq, quote, assessment, adapter, attempt, index: int, spec) -> tuple[Attempt, Task]:
+        """A request's intent: the first opens the attempt (one commit with its reservation)."""
+        if attempt is None:
+            attempt, task_id = self._open(job, seq, quote, assessment, adapter, spec)
+        else:
+            with self.ledger.transaction() as tx:
+                task_id = tx.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
+        return attempt, Task(task_id, spec, TaskState.SUBMITTING)
+
+    def _open(self, job: JobRun, seq: int, quote: Quote, assessment, adapter: Adapter, spec: JobSpec):
+        """The attempt's reservation (the job becoming `submitting`) and its first request's intent,
+        with the job's writes kept until now (its own row, if new), in one commit: the one a job must
+        make before its first request is sent. BudgetRefused leaves nothing written.
+        (Attempt, task id)."""
+        offer, plan = quote.offer, assessment.plan.name
+        billed = OfferRef(provider=offer.provider, model=assessment.model, plan=plan)
+        breakdown = [line.text for line in assessment.breakdown]
+        with self.ledger.transaction() as tx:
+            job.unsaved.replay_into(tx)
+            attempt_id = tx.reserve_attempt(
+                job.id, seq, billed, assessment.cost, breakdown, job_state=JobState.SUBMITTING
+            )
+            task_id = tx.task_submitting(attempt_id, 0, spec.client_ref, spec.n, spec.to_json())
+        job.unsaved.clear()
+        shape = attempt_shape(job.request, quote, assessment)
+        attempt = Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter)
+        return attempt._replace(images=assessment.n), task_id
+
+    # -- waiting, saving and settling (shared by run and resume) -----------------------------
+
+    def _collect(self, job: JobRun, attempt: Attempt, tasks: list[Task], stuck, outcome: Outcome) -> Steps:
+        self._commit(job)  # the results the polls saw, durable before any is downloaded
+        yield Later()  # downloading and saving hold no slot: jobs that do go first
+        saved, problems = self._save_results(job, attempt.shape, tasks)
+        return self._settle(job, attempt, tasks, saved, problems, stuck, outcome)
+
+    def _save_results(self, job: JobRun, shape: ImageShape, tasks: list[Task]) -> tuple[list[SavedImage], list[str]]:
+        """Download (or take from the spool), verify and save every recorded result."""
+        saved: list[SavedImage] = []
+        problems: list[str] = []
+        for task in tasks:
+            if task.state != TaskState.SUCCEEDED:
+                continue
+            for output in task.outputs[len(task.saved) :]:  # those saved before (resume) are skipped
+                index = len(job.saved) + len(saved) + 1
+                self._emit("downloading", f"image {index}")
+                try:
+                    image = self._save_one(job, shape, task, output, index)
+                except OutputError as exc:
+                    problems.append(exc.message)
+                    job.unfetched += 1
+                    continue
+                saved.append(image)
+                task.saved.append(image)
+                if not image.verified:
+                    problems.append(f"{image.path}: {shape.problem(image)}")
+                elif self.observations is not None:
+                    offer = self.table.offer(shape.provider, task.spec.model)
+                    self.observations.delivered(offer, task.spec, image.width, image.height)
+        if self.observations is not None:
+            self.observations.flush()  # (at most every few seconds: see home_cache.Merger)
+        return saved, problems
+
+    def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
+        image = self.outputs.save(shape, output, index, job.id, provider_job_id(task.handle))
+        job.unsaved.add(
+            Transaction.add_file,
+            job.id,
+            task.task_id,
+            path=str(image.path),
+            sha256=image.sha256,
+            size=image.bytes,
+            fmt=image.format,
+            width=image.width,
+            height=image.height,
+            verified=image.verified,
+        )
+        if "spool" in output:  # the spool is the only other copy: removed once the file's record is committed
+            job.spooled.append(output)
+        return image
+
+    def _commit(self, job: JobRun) -> None:
+        """Commit the journal writes waiting in `job.unsaved`; then the spooled answers whose saved
+        files they record have served their purpose. (A kill before the commit leaves the spool
+        file: resume saves from it again and finds the file already there by its content.)"""
+        self.ledger.commit(job.unsaved)
+        for output in job.spooled:
+            self.outputs.discard(output)
+        job.spooled.clear()
+
+    def _settle(self, job, attempt: Attempt, tasks, saved, problems, stuck, outcome: Outcome) -> AttemptEnd:
+        """Price what was delivered and decide how the attempt ended."""
+        actual, source = self._actual_cost(job, attempt, tasks)
+        job.count_usage(t.usage for t in tasks if t.state == TaskState.SUCCEEDED and t.usage is not None)
+        final, status, trouble = outcome.final, outcome.status, outcome.trouble
+        failures = [t for t in tasks if t.state == TaskState.FAILED]
+        # Ran and failed without an image, the charge unstated: the images move on, the share is at risk
+        unsettled = [t for t in tasks if t.state == TaskState.FAILED_AT_RISK]
+        at_risk = _share(attempt, tasks, unsettled)
+        if final is None and stuck is not None:
+            final, status = stuck, JobState.RUNNING
+        if final is None and failures and all(t.never_ran for t in failures):
+            # dropped unrun and unbilled (an expired batch): the images move on like provider trouble
+            trouble = trouble or ProviderTrouble("; ".join(t.error for t in failures), TroubleKind.SERVER)
+        elif final is None and failures:
+            moderated = any(t.moderated for t in failures)
+            final = JobFailedError("; ".join(t.error for t in failures), failure_hint(moderated))
+        if final is None and any(t.state == TaskState.UNKNOWN for t in tasks):
+            final, status = unknown_error(None, attempt.provider, job.id), JobState.UNKNOWN
+        if final is None and problems:
+            hint = "the images were saved as delivered; check them"
+            if job.unfetched:  # nothing was saved of those: the results are recorded, fetch them again
+                hint = f"the results are recorded: fetch them again with: imgroute jobs resume {job.id}"
+            final = OutputError("; ".join(problems) + f" (job {job.id})", hint)
+        if final is None:
+            status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
+            if unsettled:
+                status = AttemptState.FAILED_AT_RISK
+        error = str(trouble) if trouble else (final.worded("cli")[0] if final else None)
+        if unsettled:  # said with the way to settle it, wherever the attempt is shown
+            failed = "; ".join(t.error or "failed" for t in unsettled)
+            error = "; ".join(filter(None, (error, failed, charge_unknown_note(attempt.provider, job.id))))
+        if trouble is not None:
+            job.troubles.append((attempt.provider, trouble.kind))
+        cost = str(actual) if actual is not None else None
+        risk = str(at_risk) if at_risk is not None else None
+        job.unsaved.add(
+            Transaction.attempt_state, attempt.id, status, error=error, actual=cost, source=source, at_risk=risk
+        )
+        self._remember(attempt, tasks, status, actual)
+        report = AttemptReport(
+            attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved), at_risk
+        )
+        ended = (AttemptState.FAILED, AttemptState.TROUBLE, AttemptState.FAILED_AT_RISK)
+        job_status = JobState.FAILED if status in ended else status
+        return AttemptEnd(report, tuple(saved), actual, source, final, job_status, at_risk=at_risk or Decimal(0))
+
+    def _remember(self, attempt: Attempt, tasks: list[Task], status: str, actual: Decimal | None) -> None:
+        """The offer's record: delivered, failed (what it was charged, where known) or refused by moderation."""
+        offer = self.table.offer(attempt.provider, attempt.model)
+        watched = self.observations
+        ended = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.FAILED_AT_RISK)
+        if watched is None or offer is None or status not in ended:
+            return
+        moderated = any(t.moderated for t in tasks)
+        outcome = "succeeded" if status == AttemptState.SUCCEEDED else ("moderated" if moderated else "failed")
+        sent = [t.sent_at for t in tasks if t.sent_at is not None]
+        took = self.clock() - min(sent) if sent else None
+        plan = self.table.providers[attempt.provider].plans.get(attempt.plan)
+        watched.settled(offer, plan, outcome, actual, took, charge_unknown=status == AttemptState.FAILED_AT_RISK)
+        watched.flush()
+
+    def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
+        offer = self.table.offer(attempt.provider, attempt.model)
+        delivered = [
+            Delivered(len(t.outputs), *delivered_size(t), t.usage) for t in tasks if t.state == TaskState.SUCCEEDED
+        ]
+        if not delivered or offer is None:
+            return None, None
+        plan = self.table.providers[attempt.provider].plans.get(attempt.plan) or self.table.plan(attempt.provider, None)
+        spec = tasks[0].spec
+        quality = spec.quality or "high"
+        return price_models.of(offer).actual(offer, plan, quality, spec.resolution, job.request, delivered)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _adapter(self, provider: str, model: str | None = None) -> Adapter:
+        if provider not in self.registry.known():  # a relay declared in a pricing file this run did not load
+            raise ConfigError(
+                f"{provider} is not a provider this run knows: no loaded pricing file declares it",
+                f"give the file that declares it: {named('pricing')} FILE (or put it in ~/.imgroute/pricing.yaml)",
+            )
+        if provider not in self.keys:
+            env = self.registry.spec(provider).key_env
+            raise ConfigError(f"no {provider} key", f"set {env}, or run: imgroute keys set {provider}")
+        offer = self.table.offer(provider, model) if model else None
+        windowed = offer is not None and offer.window_s is not None
+        return self.registry.adapter_class(provider, windowed)(self.keys[provider], self.base_urls.get(provider))
+
+    def _emit(self, state: str, message: str) -> None:
+        job = self.job
+        provider, model, estimate = job.current if job else ("", "", None)
+        self.on_event(Event(provider, model, state, message, estimate, self.clock() - (job.start if job else 0)))
+
+
+def _share(attempt: Attempt, tasks: list[Task], failed: list[Task]) -> Decimal | None:
+    """The failed requests' share of the attempt's estimate (Kie makes one image a request: two of
+    three delivered leave a third at risk); None when none failed so."""
+    if not failed or attempt.estimate is None:
+        return None
+    planned = attempt.images or sum(t.spec.n for t in tasks)
+    return attempt.estimate * sum(t.spec.n for t in failed) / planned

@@ -1,0 +1,76 @@
+"""What an attempt sends and must get back: the request specs built from an assessment, the
+shape its images must have, and the `--dry-run` preview of its first request."""
+
+from __future__ import annotations
+
+from imgroute.jobs.outputs import ImageShape
+from imgroute.jobs.tasks import Task
+from imgroute.models import JobSpec, Request
+from imgroute.pricing.costs import Assessment
+from imgroute.pricing.router import Quote
+from imgroute.providers import Registry, lane
+
+
+def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
+    d = assessment.delivery
+    return JobSpec(
+        prompt=request.prompt,
+        model=assessment.model,
+        quality=assessment.quality if assessment.offer.quality_selectable else None,
+        width=d.width,
+        height=d.height,
+        aspect=d.aspect,
+        resolution=d.resolution,
+        n=count,
+        output_format=request.output_format,
+        client_ref=client_ref,
+        images=tuple(image.source for image in request.images),
+        mask=request.mask.source if request.mask else None,
+        exact_size=d.exact,
+        background=request.background,
+        moderation=request.moderation,
+    )
+
+
+def attempt_shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape:
+    """What the attempt's images must be, and what their names and sidecars say."""
+    d = assessment.delivery
+    return ImageShape(
+        request.prompt,
+        quote.offer.provider,
+        assessment.model,
+        assessment.quality,
+        request.output_format,
+        d.width,
+        d.height,
+        d.exact,
+        assessment.per_image,
+    )
+
+
+def delivered_size(task: Task) -> tuple[int, int]:
+    """The real size read from the first saved image, else the size that was asked for."""
+    if task.saved:
+        return task.saved[0].width, task.saved[0].height
+    return task.spec.width, task.spec.height
+
+
+def lane_of(offer, key: str | None = None) -> str:
+    """Which limits a job at this offer counts against: its account's (the provider's API, a batch
+    API apart, and the key used)."""
+    return lane(offer.provider, offer.window_s is not None, key)
+
+
+def provider_job_id(handle: dict) -> str | None:
+    return handle.get("request_id") or handle.get("task_id") or handle.get("job_id") or handle.get("batch")
+
+
+def preview(quote: Quote, request: Request, keys, registry: Registry):
+    """The exact first request `gen` would send for this quote, key redacted (`--dry-run`).
+    `keys`: session.Keys (the key present for the provider, and its base-URL override)."""
+    a = quote.assessment
+    provider = quote.offer.provider
+    adapter_type = registry.adapter_class(provider, quote.offer.window_s is not None)
+    adapter = adapter_type(keys.available[provider], keys.base_urls.get(provider))
+    prepared = adapter.prepare(job_spec(request, a, a.requests[0], "dry-run"))
+    return prepared._replace(headers={**prepared.headers, **adapter.redacted_headers()})
