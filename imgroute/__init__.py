@@ -6,7 +6,8 @@ for a file of jobs, and `resume`/`resume_all` for jobs the ledger has unfinished
 `import imgroute` (and the CLI's start-up) stays light.
 """
 
-__version__ = "0.1.0"
+from imgroute.version import __version__ as __version__  # (re-exported)
+
 __all__ = ["quote", "generate", "edit", "plan", "run", "batch", "plan_batch", "run_batch", "resume", "resume_all"]
 
 

@@ -1,3 +1,3 @@
-from imgroute.cli import entry
+from imgroute.cli.app import entry
 
 entry()

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from imgroute.home.config import Settings
     from imgroute.jobs.state import JobResult
     from imgroute.models import Constraints, Request
-    from imgroute.pricing.load import PricingTable
     from imgroute.pricing.router import Route, RouteCache
+    from imgroute.pricing.table import PricingTable
     from imgroute.session import Keys
 
 

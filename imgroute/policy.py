@@ -49,4 +49,6 @@ MAX_STANDIN_WORKERS = 16
 # A stand-in no longer needed waits this long to stand in again before its thread ends.
 SPARE_SECONDS = 30.0
 # Per-provider limits (jobs in progress, submits per minute) are defaults in the provider registry
-# (imgroute/providers/__init__.py), overridden in config.yaml `limits:`.
+# (imgroute/providers/registry.py), overridden in config.yaml `limits:`.
+
+MIN_HISTORY_ATTEMPTS = 20  # below this, an offer's record here says too little to rank by (--rank expected)

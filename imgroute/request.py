@@ -381,7 +381,7 @@ def check_providers(values: list[str] | str | None, label: str, table=None, regi
     """Provider ids (kie) or offer ids (piapi/gpt-image-2-preview), repeatable and comma- or
     space-separated; each provider must be known (to `table`, else to `registry`, else built in),
     and with `table` each offer too."""
-    from imgroute.providers import BUILT_IN
+    from imgroute.providers.registry import BUILT_IN
 
     known = (table.registry if table is not None else registry or BUILT_IN).known()
     if isinstance(values, str):

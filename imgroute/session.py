@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from imgroute.jobs.polling import PollTiming
     from imgroute.jobs.steps import Slots
     from imgroute.net.http import Http
-    from imgroute.pricing.load import PricingTable
-    from imgroute.providers import Registry
+    from imgroute.pricing.table import PricingTable
+    from imgroute.providers.registry import Registry
     from imgroute.store.interface import Ledger
 
 

@@ -139,7 +139,7 @@ def floor_worker(n: int, c: int, t: float, home: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from imgroute.net.http import Http, build_client
-    from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
+    from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV, adapter_class
 
     _, specs, _ = _specs()
     with build_client(pool_size=2 * c) as client:
@@ -203,9 +203,9 @@ def asyncio_worker(n: int, c: int, t: float, home: str) -> None:
 
     import httpx
 
-    from imgroute.providers import BASE_URL_ENV, KEY_ENV, adapter_class
     from imgroute.providers.apiframe import _result_urls as apiframe_urls
     from imgroute.providers.kie import _result_urls as kie_urls
+    from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV, adapter_class
 
     _, specs, _ = _specs()
     adapters = {p: adapter_class(p)(os.environ[KEY_ENV[p]], os.environ[BASE_URL_ENV[p]]) for p in PROVIDERS}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imgroute.providers import BASE_URL_ENV, KEY_ENV  # noqa: E402
+from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV  # noqa: E402
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from imgroute.cli import main
-from imgroute.providers import KEY_ENV
+from imgroute.cli.app import main
+from imgroute.providers.registry import KEY_ENV
 
 KEY_VARS = tuple(KEY_ENV.values())
 
@@ -64,7 +64,7 @@ def fake_servers():
 @pytest.fixture
 def fakes(fake_servers, monkeypatch, tmp_path):
     """All five provider fakes on loopback, with keys and base URLs pointing at them."""
-    from imgroute.providers import BASE_URL_ENV, KEY_ENV
+    from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV
 
     for name, server in fake_servers.items():
         server.reset()

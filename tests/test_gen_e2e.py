@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgroute.providers import KEY_ENV
+from imgroute.providers.registry import KEY_ENV
 
 
 def gen(cli, *args, stdin=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgroute import policy
-from imgroute.providers import BASE_URL_ENV
+from imgroute.providers.registry import BASE_URL_ENV
 from tests.test_gen_e2e import assert_image, gen, only
 
 

@@ -31,7 +31,7 @@ def test_environment_wins_and_is_reported(cli, monkeypatch):
     assert rows["kie"]["source"] == "env"
 
     from imgroute.home.keys import all_keys
-    from imgroute.providers import BUILT_IN
+    from imgroute.providers.registry import BUILT_IN
 
     assert all_keys(BUILT_IN)["kie"] == "from-env-1111"  # what every door sends with
 

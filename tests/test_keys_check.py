@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from imgroute.providers import BASE_URL_ENV, KEY_ENV
+from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV
 
 ROUTES = {
     "openai": "GET /v1/models",

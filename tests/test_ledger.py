@@ -256,7 +256,8 @@ def test_sync_images_survive_a_crash_between_answer_and_save(cli, fakes, monkeyp
 
 def killed_at(patch: str, *args: str) -> None:
     """Run imgroute with `patch` (code that calls os._exit(137) where the kill should land)."""
-    script = f"import os, sys\n{patch}from imgroute.cli import main\nsys.argv = ['imgroute', *sys.argv[1:]]\nmain()\n"
+    run = "from imgroute.cli.app import main\nsys.argv = ['imgroute', *sys.argv[1:]]\nmain()\n"
+    script = f"import os, sys\n{patch}{run}"
     killed = subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True)
     assert killed.returncode == 137, killed.stderr
 

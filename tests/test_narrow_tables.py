@@ -21,10 +21,10 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from imgroute.cli import main
+from imgroute.cli.app import main
 from imgroute.models import OfferRef
 from imgroute.output import render
-from imgroute.providers import BASE_URL_ENV, KEY_ENV
+from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV
 from imgroute.store.records import NewJob
 from imgroute.store.sqlite import SQLiteLedger
 from tests.test_history import KIE, PREVIEW, entry, write_history

@@ -28,7 +28,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_contains_the_root_pricing_yaml(wheel):
     from imgroute import __version__
 
-    assert wheel.name.startswith(f"imgroute-{__version__}-")  # one version, written in imgroute/__init__.py
+    assert wheel.name.startswith(f"imgroute-{__version__}-")  # one version, written in imgroute/version.py
     with zipfile.ZipFile(wheel) as zf:
         assert zf.read("imgroute/pricing.yaml") == (ROOT / "pricing.yaml").read_bytes()
         assert "imgroute/cli/__init__.py" in zf.namelist()

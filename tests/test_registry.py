@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from imgroute.pricing.load import bundled_path, load_table
-from imgroute.providers import REGISTRY, ProviderSpec, adapter_class, lane, provider_limits
 from imgroute.providers.openai import OpenAIAdapter
+from imgroute.providers.registry import REGISTRY, ProviderSpec, adapter_class, lane, provider_limits
 from tests.fakes import FAKES
 from tests.fakes.openai import FakeOpenAI
 

@@ -54,7 +54,7 @@ def test_limits_total_caps_all_providers_together():
 
 
 def test_limits_belong_to_an_account_the_provider_and_key_not_to_the_provider_alone():
-    from imgroute.providers import lane
+    from imgroute.providers.registry import lane
 
     limits = Limits({"kie": (1, 60.0)}, clock=lambda: 0.0)
     mine, same, theirs = lane("kie", False, "key-one"), lane("kie", False, "key-one"), lane("kie", False, "key-two")

@@ -22,8 +22,8 @@ import sys
 import pytest
 from jsonschema import Draft202012Validator
 
-from imgroute.cli import main
-from imgroute.providers import BASE_URL_ENV, KEY_ENV
+from imgroute.cli.app import main
+from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV
 from tests.conftest import KEY_VARS, Result
 from tests.test_gen_e2e import only
 

@@ -5,7 +5,7 @@ import sys
 
 PROBE = """
 import sys
-from imgroute.cli import main
+from imgroute.cli.app import main
 try:
     main(["quote", "a lighthouse", "--quality", "high", "--json"])
 except SystemExit:
@@ -40,7 +40,7 @@ EXIT_PROBE = """
 import atexit, gc, sys
 atexit.register(lambda: print("FROZEN", gc.get_freeze_count() > 0, file=sys.stderr))
 sys.argv = ["imgroute", *sys.argv[1:]]
-from imgroute.cli import entry
+from imgroute.cli.app import entry
 entry()
 """
 

@@ -12,7 +12,7 @@ from imgroute.pricing import cache as table_cache
 
 PROBE = """
 import sys
-from imgroute.cli import main
+from imgroute.cli.app import main
 try:
     main(["quote", "a lighthouse", "--quality", "high", "--json"])
 except SystemExit:

@@ -111,7 +111,7 @@ def test_invalid_utf8_on_stdin_and_a_huge_csv_cell_are_one_line(cli, tmp_path, m
     import sys
 
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a \xff lighthouse"), encoding="utf-8"))
-    from imgroute.cli import main
+    from imgroute.cli.app import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["quote"])
@@ -136,7 +136,7 @@ def test_gen_that_finds_no_offer_says_why_and_json_gets_the_object(cli, fakes):
 
 
 def test_gen_json_prints_its_object_on_every_failure(cli, fakes, monkeypatch):
-    from imgroute.providers import KEY_ENV
+    from imgroute.providers.registry import KEY_ENV
 
     for env in KEY_ENV.values():
         monkeypatch.delenv(env)

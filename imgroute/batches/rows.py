@@ -20,7 +20,7 @@ from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
 from imgroute.options import JOB, ROW_FIELDS
 from imgroute.policy import DEFAULT_PRICING_MAX_AGE_DAYS
-from imgroute.providers import lane
+from imgroute.providers.registry import lane
 from imgroute.request import build_request, check_providers, check_text, kind_of, parse_duration, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned

@@ -19,7 +19,7 @@ from typing import Any
 
 from imgroute import policy
 from imgroute.jobs.steps import Cancelled, Later, NeedSlot, Pause, Steps
-from imgroute.providers import limits_of
+from imgroute.providers.registry import limits_of
 
 
 class Limits:

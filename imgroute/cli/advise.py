@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import DeadlineOpt, JsonOpt, PlanOpt, PricingOpt, opt, parse_day
 from imgroute.errors import UsageError
 from imgroute.session import ledger, load_table_and_settings

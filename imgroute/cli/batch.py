@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from imgroute import options, policy, signals
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import Flags, JsonLinesOpt, RouteFlags, flag, opt, takes
 from imgroute.errors import ImgrouteError, Interrupted, StdoutClosed, UsageError
 from imgroute.money import fmt_usd

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import JsonOpt, OfficialOnlyOpt, PlanOpt, PricingOpt, StatedQualityOpt
 
 

@@ -168,7 +168,7 @@ def _keys_and_origins(registry) -> list[Setting]:
 
 
 def _environment_only() -> list[Setting]:
-    from imgroute.serve import TOKEN_ENV
+    from imgroute.serve.server import TOKEN_ENV
 
     scale = os.environ.get(policy.TIME_SCALE_ENV)
     token = os.environ.get(TOKEN_ENV)
@@ -181,9 +181,9 @@ def _environment_only() -> list[Setting]:
 def version_text() -> str:
     """`imgroute --version`: imgroute's version and how fresh its prices are (the bundled table's,
     and a pricing file of the home's, if there is one)."""
-    from imgroute import __version__
     from imgroute.errors import ImgrouteError
     from imgroute.session import load_pricing
+    from imgroute.version import __version__
 
     lines = [f"imgroute {__version__}"]
     user = config.user_pricing_file()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import Flags, JobFlags, OutputFlags, RouteFlags, read_prompt, takes
 from imgroute.errors import ImgrouteError, UsageError
 

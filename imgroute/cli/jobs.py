@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from imgroute import policy
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import JsonOpt, PricingOpt, flag, opt, parse_day
 from imgroute.errors import Busy, ImgrouteError, Interrupted, UsageError, quoted
 from imgroute.models import JobState

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import JsonOpt, complete_providers, flag, opt
 
 keys_app = typer.Typer(help="API keys: set, list (names and sources only), remove, check (free).", no_args_is_help=True)
@@ -18,7 +18,7 @@ def _registry():
     """The providers whose keys these commands handle: the built-in ones, and the relays of the
     home's pricing file (their keys are keys too)."""
     from imgroute.home import config
-    from imgroute.providers import BUILT_IN
+    from imgroute.providers.registry import BUILT_IN
 
     if config.user_pricing_file() is None:
         return BUILT_IN

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import JsonOpt, flag, opt, parse_day
 from imgroute.errors import UsageError
 from imgroute.session import ledger

@@ -55,7 +55,7 @@ def complete_plans(incomplete: str) -> list[str]:
 
 
 def complete_providers(incomplete: str) -> list[str]:
-    from imgroute.providers import BUILT_IN
+    from imgroute.providers.registry import BUILT_IN
 
     table = _table()  # (a relay a pricing file declares is a provider too)
     known = (table.registry if table else BUILT_IN).known()

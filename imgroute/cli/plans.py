@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import JsonOpt, complete_providers, opt
 from imgroute.errors import UsageError
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import Flags, JobFlags, JsonOpt, PricingOpt, RouteFlags, flag, opt, read_prompt, takes
 from imgroute.errors import UsageError
 from imgroute.home import config

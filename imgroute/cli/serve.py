@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from imgroute.cli import app
+from imgroute.cli.app import app
 from imgroute.cli.options import opt
 
 
@@ -28,8 +28,8 @@ def serve(
     """Serve the OpenAI Images API: point an OpenAI client's base_url at it, and imgroute routes."""
     from imgroute.errors import UsageError
     from imgroute.home import config
-    from imgroute.serve import serve as run_server
-    from imgroute.serve import token_from_env
+    from imgroute.serve.server import serve as run_server
+    from imgroute.serve.server import token_from_env
     from imgroute.session import check_out_dir
 
     if not 1 <= port <= 65535:

@@ -75,7 +75,7 @@ def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
     """config.yaml's settings. `registry`: the providers its `limits:` and `credits:` may name (the
     pricing table's: the built-in ones and its relays; the built-in ones when not given)."""
     from imgroute.pricing.fields import read_yaml
-    from imgroute.providers import BUILT_IN
+    from imgroute.providers.registry import BUILT_IN
 
     registry = registry or BUILT_IN
 

@@ -3,7 +3,7 @@ moderation, what its failures were charged, and how long it took from submit to 
 
 Kept per offer in `~/.imgroute/offer-history.json` (a cache of the ledger's outcomes, written when
 an attempt settles, so that `quote` reads it without opening sqlite) and attached to the offers
-when the table is loaded. With enough of it (MIN_ATTEMPTS), `quote` shows it and `--rank expected`
+when the table is loaded. With enough of it (policy.MIN_HISTORY_ATTEMPTS), `quote` shows it and `--rank expected`
 ranks by the expected dollars per delivered image instead of the list price.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from imgroute.home.cache import Merger, read_json
+from imgroute.policy import MIN_HISTORY_ATTEMPTS
 
 FILE = "offer-history.json"
-MIN_ATTEMPTS = 20  # below this, an offer's record says too little to rank by
 KEEP_TIMES = 200  # the latest durations kept per offer, for p50/p95
 
 
@@ -32,7 +32,7 @@ class OfferStats(NamedTuple):
 
     @property
     def enough(self) -> bool:
-        return self.attempts >= MIN_ATTEMPTS
+        return self.attempts >= MIN_HISTORY_ATTEMPTS
 
     @property
     def success_rate(self) -> float:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from imgroute.errors import ConfigError, UsageError, named
 from imgroute.files import atomic_write, private_dir
 from imgroute.home import config
-from imgroute.providers import Registry
+from imgroute.providers.registry import Registry
 
 KEYS_FILE = "keys.json"
 

@@ -10,9 +10,9 @@ from imgroute.jobs.state import Attempt, JobRun
 from imgroute.models import Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.pricing.costs import Assessment
-from imgroute.pricing.load import PricingTable
 from imgroute.pricing.router import Quote, Route
-from imgroute.providers import Registry
+from imgroute.pricing.table import PricingTable
+from imgroute.providers.registry import Registry
 
 
 def fallback_candidates(route: Route) -> list[Quote]:

@@ -22,8 +22,8 @@ from imgroute.jobs.steps import NeedSlot, Steps, drive
 from imgroute.jobs.tasks import Task
 from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request, TaskState
 from imgroute.pricing.router import Route
-from imgroute.providers import lane
 from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.providers.registry import lane
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, held_by, job_key
 from imgroute.store.records import AttemptRecord, TaskRecord
 from imgroute.vocab import DEFAULT_NAME

@@ -8,7 +8,7 @@ from imgroute.jobs.tasks import Task
 from imgroute.models import JobSpec, Request
 from imgroute.pricing.costs import Assessment
 from imgroute.pricing.router import Quote
-from imgroute.providers import Registry, lane
+from imgroute.providers.registry import Registry, lane
 
 
 def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:

@@ -19,9 +19,10 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from imgroute import __version__, policy
+from imgroute import policy
 from imgroute.errors import TroubleKind
 from imgroute.net import debug
+from imgroute.version import __version__
 
 # Failures that prove the request never left this machine.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)

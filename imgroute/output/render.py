@@ -12,8 +12,8 @@ from rich.text import Text
 from imgroute.money import fmt_usd
 from imgroute.output import report
 from imgroute.output.layout import Column, Grid, print_wrapped
-from imgroute.pricing.load import Offer, PricingTable
 from imgroute.pricing.router import Quote, Route
+from imgroute.pricing.table import Offer, PricingTable
 from imgroute.words import count
 
 WINNER = "*"

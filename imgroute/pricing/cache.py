@@ -15,8 +15,9 @@ import hashlib
 import pickle
 from pathlib import Path
 
-from imgroute import __version__
-from imgroute.pricing.load import PricingTable, bundled_path, load_table
+from imgroute.pricing.load import bundled_path, load_table
+from imgroute.pricing.table import PricingTable
+from imgroute.version import __version__
 
 CACHE_FILE = Path("cache") / "pricing-table.pickle"
 

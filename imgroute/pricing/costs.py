@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 from imgroute.models import Request
 from imgroute.pricing import price_models, sizing
-from imgroute.pricing.load import Offer, Plan
 from imgroute.pricing.price_models import Line
 from imgroute.pricing.sizing import Delivery
+from imgroute.pricing.table import Offer, Plan
 from imgroute.vocab import QUALITIES, QUALITY_RANK
 
 

@@ -8,153 +8,34 @@ by key, so a user file can change one price without repeating the whole offer.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from imgroute.errors import named, quoted
 from imgroute.models import Ratio
 from imgroute.pricing.fields import Field, read_yaml
-from imgroute.pricing.price_models import PRICE_MODELS, Price
-from imgroute.providers import REGISTRY, RELAY_APIS, ProviderSpec, Registry
+from imgroute.pricing.price_models import PRICE_MODELS
+from imgroute.pricing.table import (
+    IDENTITIES,
+    INPUT_KINDS,
+    EditCaps,
+    Identity,
+    Offer,
+    PixelRules,
+    Plan,
+    PresetRatio,
+    Price,
+    PricingTable,
+    Provenance,
+    ProviderInfo,
+    SizeCaps,
+)
+from imgroute.providers.registry import REGISTRY, RELAY_APIS, ProviderSpec
 from imgroute.vocab import BACKGROUNDS, IMAGE_FORMATS, MODERATIONS, QUALITIES, RESOLUTIONS
 
-INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
 SCHEMA_VERSION = 1
-
 _FIX_HINT = "fix the field, or check it with: imgroute pricing validate FILE"
-
-
-class Provenance(NamedTuple):
-    source: str
-    observed: dt.date
-
-
-class Plan(NamedTuple):
-    provider: str
-    name: str
-    description: str
-    usd_per_credit: Decimal | None
-    monthly_usd: Decimal | None
-    credits_per_month: int | None
-    default: bool
-    provenance: Provenance
-    notes: tuple[str, ...]
-
-
-class ProviderInfo(NamedTuple):
-    id: str
-    name: str
-    provenance: Provenance
-    plans: dict[str, Plan]
-    relay: ProviderSpec | None = None  # a relay the file declares (not a built-in provider)
-
-    @property
-    def default_plan(self) -> Plan:
-        return next(p for p in self.plans.values() if p.default)
-
-
-class PixelRules(NamedTuple):
-    multiple_of: int
-    max_edge: int
-    min_pixels: int
-    max_pixels: int
-    max_ratio: Decimal
-    experimental_above_pixels: int | None
-
-
-class SizeCaps(NamedTuple):
-    mode: str  # "pixels" or "presets"
-    rules: PixelRules | None
-    presets: dict[Ratio, PresetRatio]
-    provenance: Provenance
-
-
-class PresetRatio(NamedTuple):
-    label: str  # as the provider spells it ("21:9", not "7:3"); sent as-is
-    tiers: dict[str, tuple[int, int] | None]  # tier -> (width, height), None when unpublished
-    learned: dict = {}  # tier -> learned_sizes.Seen: what an unpublished tier has delivered before
-
-
-class EditCaps(NamedTuple):
-    supported: bool
-    model: str | None
-    max_images: int | None
-    max_image_bytes: int | None
-    formats: tuple[str, ...]
-    mask: bool
-    inputs: tuple[str, ...]
-    provenance: Provenance | None
-
-
-IDENTITIES = ("official", "relay", "substitute")
-
-
-class Identity(NamedTuple):
-    """What the offer really runs: OpenAI's model (`official`: OpenAI, or a host OpenAI or the
-    host marks as the official model), a `relay` that forwards to OpenAI, or a `substitute`
-    (another model, or a reverse-engineered channel, sold under the name)."""
-
-    kind: str
-    source: str | None
-    note: str = ""
-    declared: bool = True  # False: a user's offer that gave none (counted as a relay)
-
-
-class Offer(NamedTuple):
-    provider: str
-    model: str
-    provenance: Provenance
-    qualities: tuple[str, ...]
-    quality_selectable: bool
-    images_per_request: int
-    prompt_max_chars: int
-    output_formats: tuple[str, ...]
-    sizes: SizeCaps
-    edit: EditCaps
-    price: Price
-    notes: tuple[str, ...]
-    origin: str  # the file that defined or last changed this offer
-    identity: Identity = None  # is it OpenAI's model, a relay of it, or something sold under its name
-    quality_stated: bool = True  # False: the provider never says which tier it delivers (Kie)
-    quality_note: str = ""  # why, when the tier is assumed
-    unsourced: dict = {}  # field -> why: values no source states (shown as assumed, never as fact)
-    backgrounds: tuple[str, ...] = ("auto",)
-    moderations: tuple[str, ...] = ("auto",)
-    window_s: float | None = None  # results come within this long, not at once (OpenAI Batch: 24h)
-    history: Any = None  # history.OfferStats: what it has done for this user (attached at load)
-
-    @property
-    def id(self) -> str:
-        return f"{self.provider}/{self.model}"
-
-
-class PricingTable(NamedTuple):
-    providers: dict[str, ProviderInfo]
-    offers: tuple[Offer, ...]
-    files: tuple[str, ...]
-    balances: dict = {}  # provider -> credits.Balance: prepaid credits (attached at load)
-
-    @property
-    def relays(self) -> tuple[ProviderSpec, ...]:
-        return tuple(info.relay for info in self.providers.values() if info.relay is not None)
-
-    @property
-    def registry(self) -> Registry:
-        """The providers this table can route to: the built-in ones and the relays it declares."""
-        return Registry(self.relays)
-
-    def offer(self, provider: str, model: str) -> Offer | None:
-        """The offer a journaled attempt was made at: by its model, or by its edit model."""
-        matches = [o for o in self.offers if o.provider == provider and model in (o.model, o.edit.model)]
-        return next((o for o in matches if o.model == model), matches[0] if matches else None)
-
-    def plan(self, provider: str, name: str | None) -> Plan:
-        info = self.providers[provider]
-        if name is None:
-            return info.default_plan
-        return info.plans[name]
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -634,21 +515,20 @@ def _price(node: Field, qualities: tuple[str, ...]) -> Price:
     values = {"usd_per_million": {}, "round_up_per_request": None, "credits_per_image": {}, "usd_per_image": None}
     values["usd_per_quality"] = {}
     values.update(model.parse(node, fields, qualities))
-    published, published_prov = _published(fields.get("published"))
     return Price(
         model=model.name,
         **values,
         provenance=_provenance(node),
-        published=published,
-        published_provenance=published_prov,
+        published=_published(fields.get("published")),
+        uses_credits=model.uses_credits,
     )
 
 
-def _published(node: Field | None) -> tuple[dict[str, dict[str, Decimal]], Provenance | None]:
+def _published(node: Field | None) -> dict[str, dict[str, Decimal]]:
     if node is None:
-        return {}, None
+        return {}
     node.mapping({"source", "observed", "per_image_usd"})
     table = {}
     for size, row in node.get("per_image_usd").mapping().items():
         table[size] = {q: cell.money() for q, cell in row.mapping(set(QUALITIES)).items()}
-    return table, _provenance(node)
+    return table

@@ -18,27 +18,10 @@ from imgroute.pricing import tokens
 if TYPE_CHECKING:
     from imgroute.models import Request
     from imgroute.pricing.fields import Field
-    from imgroute.pricing.load import Offer, Plan, Provenance
     from imgroute.pricing.sizing import Delivery
+    from imgroute.pricing.table import Offer, Plan, Price
 
 TOKEN_KINDS = ("text_input", "cached_text_input", "image_input", "cached_image_input", "image_output", "text_output")
-
-
-class Price(NamedTuple):
-    model: str
-    usd_per_million: dict[str, Decimal]  # tokens model
-    round_up_per_request: Decimal | None  # tokens model (fal)
-    credits_per_image: dict[str, int]  # by quality or by resolution
-    usd_per_image: Decimal | None  # flat model
-    provenance: Provenance
-    # The provider's own per-image figures: "WxH" -> quality -> USD.
-    published: dict[str, dict[str, Decimal]]
-    published_provenance: Provenance | None
-    usd_per_quality: dict[str, Decimal] = {}  # flat by quality (Replicate)
-
-    @property
-    def uses_credits(self) -> bool:
-        return PRICE_MODELS[self.model].uses_credits
 
 
 class Line:

@@ -13,12 +13,12 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError, named
-from imgroute.home.history import MIN_ATTEMPTS as MIN_HISTORY
 from imgroute.models import FROM_URL, Constraints, Request
 from imgroute.money import fmt_usd
+from imgroute.policy import MIN_HISTORY_ATTEMPTS
 from imgroute.pricing import price_models
 from imgroute.pricing.costs import Assessment, assess, fit
-from imgroute.pricing.load import Offer, PricingTable
+from imgroute.pricing.table import Offer, PricingTable
 from imgroute.pricing.tokens import prompt_tokens
 
 
@@ -293,7 +293,7 @@ def caveats(route: Route, today: dt.date, max_age_days: int, rank: str = "price"
         if thin:
             notes.append(
                 f"too little history to rank by expected cost at {', '.join(thin)} (fewer than "
-                f"{MIN_HISTORY} jobs here): ranked by list price"
+                f"{MIN_HISTORY_ATTEMPTS} jobs here): ranked by list price"
             )
     if not offer.quality_stated and choice.assessment.quality:
         notes.append(f"{offer.id} delivers {choice.assessment.quality} quality by assumption: {offer.quality_note}")

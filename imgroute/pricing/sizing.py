@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from imgroute.models import FROM_URL, Ratio, Target
-from imgroute.pricing.load import PixelRules, SizeCaps
+from imgroute.pricing.table import PixelRules, SizeCaps
 from imgroute.vocab import RESOLUTION_PIXELS
 
 # Nominal sizes for presets whose pixels are not published: the same fit as a pixel offer would
