@@ -48,7 +48,7 @@ class Planned(NamedTuple):
 
 
 def plan(
-    prompt: str,
+    prompt: str | None,  # (None, a prompt the CLI did not get, is refused as an empty one)
     *,
     pricing: str | Path | None = None,
     with_keys: bool = True,
@@ -91,7 +91,7 @@ PLAN_OWN = (
 plan.__signature__ = signature_of((JOB, ROUTE), *PLAN_OWN)  # type: ignore[attr-defined]
 
 
-def quote(prompt: str, **options) -> Route:
+def quote(prompt: str | None, **options) -> Route:
     """Every offer priced and ranked for this job (whatever keys are present): `route.choice` is
     the winner, `route.quotes` every offer with its cost, delivery and the reasons it lost,
     `route.caveats` what is worth knowing about the winner before paying. Takes the keyword
@@ -129,6 +129,8 @@ def run(
         )
     output = OutputOptions(check_out_dir(Path(out)), name)
     options = JobOptions(output, timeout, planned.constraints.max_cost, detach, on_event)
+    if planned.keys is None:
+        raise UsageError("this plan was made without keys, for quoting", "plan it with with_keys=True to run it")
     with one_job(planned.table, planned.settings, planned.keys) as services:
         runner = JobRunner(services, options)
         if on_runner is not None:

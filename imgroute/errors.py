@@ -10,8 +10,12 @@ import datetime as dt
 import re
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from imgroute.money import fmt_usd
+
+if TYPE_CHECKING:
+    from imgroute.jobs.state import JobResult
 
 QUOTE_LIMIT = 80  # the most of a user's value an error line repeats
 
@@ -50,6 +54,7 @@ class ImgrouteError(Exception):
     can return it as the 400's `param`."""
 
     exit_code = 1
+    result: JobResult | None = None  # a job that failed: what it did (the Python API's generate/edit set it)
 
     def __init__(self, message: str, hint: str | None = None, field: str | None = None):
         self._message, self._hint = message, hint

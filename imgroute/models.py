@@ -126,7 +126,8 @@ class InputImage(NamedTuple):
     def from_json(cls, data: Mapping | str) -> InputImage:
         if isinstance(data, str):  # ledgers before 0.2 kept only the source
             return cls(data, is_url(data))
-        return cls(**{field: data.get(field) for field in cls._fields})
+        values: dict[str, Any] = {field: data.get(field) for field in cls._fields}
+        return cls(**values)
 
 
 class Request(NamedTuple):

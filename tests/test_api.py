@@ -57,3 +57,32 @@ def test_edit_sends_the_images(fakes, tmp_path):
     (tmp_path / "in.png").write_bytes(make_image(1024, 1024))
     result = imgroute.edit("make it dusk", str(tmp_path / "in.png"), providers="fal", quality="low", out=tmp_path)
     assert result.model == "openai/gpt-image-2/edit" and len(result.images) == 1
+
+
+def test_a_plan_made_for_quoting_is_refused_by_run_before_anything_is_sent(fakes):
+    import imgroute
+    from imgroute.errors import UsageError
+
+    planned = imgroute.plan("a lighthouse", with_keys=False)
+    with pytest.raises(UsageError, match="made without keys"):
+        imgroute.run(planned)
+    assert all(not f.requests for f in fakes.values())
+
+
+def test_the_public_surface_names_the_functions_their_results_and_the_errors():
+    import subprocess
+    import sys
+
+    import imgroute
+    import imgroute.errors
+
+    assert sorted(imgroute.__all__) == sorted(imgroute._HOME)  # each name loads from its module
+    for name in imgroute.__all__:
+        assert getattr(imgroute, name) is not None
+    errors = {name for name, value in vars(imgroute.errors).items() if isinstance(value, type)
+              and issubclass(value, imgroute.errors.ImgrouteError)}  # fmt: skip
+    assert errors <= set(imgroute.__all__)  # every error a caller may catch
+    assert {"quote", "generate", "edit", "batch", "resume", "Route", "JobResult", "RowResult"} <= set(imgroute.__all__)
+    light = "import imgroute, sys; print(sorted(m for m in sys.modules if m.startswith('imgroute')))"
+    loaded = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['imgroute', 'imgroute.version']"  # `import imgroute` loads nothing more

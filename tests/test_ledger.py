@@ -232,9 +232,9 @@ def test_failed_download_is_fetched_again_by_resume(cli, fakes):
 
 def test_sync_images_survive_a_crash_between_answer_and_save(cli, fakes, monkeypatch, isolated_home):
     # The answer (base64 images) is spooled and recorded before saving, so a crash there loses nothing.
-    from imgroute.jobs import runner as jobs
+    from imgroute.jobs.settle import Settler
 
-    original = jobs.JobRunner._save_one
+    original = Settler._save_one
     crashes = []
 
     def crash_once(self, *args, **kwargs):
@@ -243,7 +243,7 @@ def test_sync_images_survive_a_crash_between_answer_and_save(cli, fakes, monkeyp
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(jobs.JobRunner, "_save_one", crash_once)
+    monkeypatch.setattr(Settler, "_save_one", crash_once)
     r = cli("gen", "x", "--out", "out", "--quality", "low", *only(fakes, "openai"))
     assert r.code == 130
     assert list((isolated_home / "spool").iterdir())

@@ -158,6 +158,18 @@ def test_an_edits_uploads_are_kept_only_while_its_job_may_be_resumed(served, fak
     assert (inputs / folder / "0-photo.png").read_bytes() == photo
 
 
+def test_a_form_field_given_plain_and_as_a_list_is_refused_naming_it(served, fakes):
+    import httpx
+
+    photo = make_image(1024, 1024)
+    form = {"prompt": "make it dusk", "imgroute[exclude]": "kie", "imgroute[exclude][]": "fal"}  # (in this order)
+    answer = httpx.post(
+        f"{served.url}/images/edits", data=form, files=[("image", ("photo.png", photo, "image/png"))], timeout=30
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "imgroute[exclude]"
+    assert "given twice" in answer.json()["error"]["message"] and all(not f.requests for f in fakes.values())
+
+
 def test_moderation_arrives_as_bad_request_with_its_code_and_is_not_retried(served, fakes):
     with pytest.raises(openai.BadRequestError) as caught:
         served.client().images.generate(prompt="FORBIDDEN thing", extra_body=only(fakes, "openai"))

@@ -15,7 +15,7 @@ import io
 import math
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from imgroute.errors import UsageError, quoted
 from imgroute.models import InputImage, Request
@@ -30,7 +30,8 @@ MIX_FIELDS = ("quality", "size", "aspect", "resolution", "n", "count", "images",
 class MixRow(NamedTuple):
     line: int | str  # its row in the mix file, or (history) the job id it stands for
     request: Request
-    count: Decimal  # jobs a month (history scaled to a month may be fractional)
+    # jobs a month (history scaled to a month may be fractional); the field is meant to shadow tuple.count
+    count: Decimal  # type: ignore[assignment]
 
     @property
     def images(self) -> Decimal:
@@ -300,7 +301,7 @@ def savings(records, table, constraints, default_offer: str = DEFAULT_OFFER) -> 
         ]
         default = next((m for m in singles if m.offer == default_offer), None)
         served = [m for m in singles if m.usd is not None and not m.excluded]
-        best = min(served, key=lambda m: m.usd) if served else None
+        best = min(served, key=lambda m: cast(Decimal, m.usd)) if served else None  # (served: priced ones only)
         out.append(
             Saving(
                 period,

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imgroute.errors import UsageError, quoted
 from imgroute.models import UNFINISHED_JOB_STATES, Constraints, Request
@@ -159,8 +159,8 @@ def parse_rows(text: str, label: str, registry=None) -> tuple[list[Row], list[Ba
     seen: dict[str, int] = {}
     folder = Path(label).parent if label != "stdin" else Path.cwd()
     for line, fields, problem in raw_rows(text, label):
-        if problem:
-            bad.append(BadRow(line, problem))
+        if problem or fields is None:
+            bad.append(BadRow(line, problem or "an empty row"))
             continue
         try:
             row = _row(line, fields, folder, registry)
@@ -190,7 +190,7 @@ def _row(line: int, fields: dict, folder: Path, registry) -> Row:
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
                 check_text(item, "the prompt" if field == "prompt" else field)
-    text = {k: v if isinstance(v, (list, int)) else str(v) for k, v in fields.items()}
+    text: dict[str, Any] = {k: v if isinstance(v, (list, int)) else str(v) for k, v in fields.items()}
     n = text.get("n", 1)
     try:
         n = int(n)
@@ -207,7 +207,15 @@ def _row(line: int, fields: dict, folder: Path, registry) -> Row:
     canonical = json.dumps({k: fields[k] for k in sorted(fields)}, sort_keys=True, default=str)
     key = str(fields["id"]) if "id" in fields else hashlib.sha256(canonical.encode()).hexdigest()[:16]
     deadline = parse_duration(text["deadline"], "deadline") if "deadline" in text else None
-    return Row(line, key, request, providers, exclude, text.get("name"), deadline)
+    return Row(
+        line=line,
+        key=key,
+        request=request,
+        providers=providers,
+        exclude=exclude,
+        name=text.get("name"),
+        deadline_s=deadline,
+    )
 
 
 def _beside(folder: Path, source: str) -> str:
@@ -275,7 +283,7 @@ def plan(
         if prior is not None and prior.state == "succeeded":
             done.append((row, prior.out_dir))
             earlier = routes.rank(row.request, row_constraints(row, base)).choice
-            whole += earlier.cost if earlier else Decimal(0)
+            whole += earlier.cost if earlier and earlier.cost is not None else Decimal(0)
             continue
         if (
             prior is not None
@@ -291,6 +299,7 @@ def plan(
             unservable.append((row, reasons))
             continue
         cost, submits = choice.cost, len(choice.assessment.requests)
+        assert cost is not None, "the winner of a route is priced"
         whole += cost
         if prior is not None:  # finished from the ledger: only what it still needs is new
             under_way = prior.state in ("submitted", "running", "unknown")
@@ -303,7 +312,13 @@ def plan(
             caveats.update(dict.fromkeys(with_caveats(route, max_age_days, base.rank).caveats))
         offer = choice.offer
         so_far = offers.get(offer.id) or OfferPlan(
-            offer.id, offer.provider, 0, 0, Decimal(0), 0, offer.window_s is not None
+            offer_id=offer.id,
+            provider=offer.provider,
+            rows=0,
+            images=0,
+            cost=Decimal(0),
+            submits=0,
+            windowed=offer.window_s is not None,
         )
         offers[offer.id] = so_far._replace(
             rows=so_far.rows + 1,
@@ -313,4 +328,13 @@ def plan(
         )
         total += cost
     by_offer = tuple(sorted(offers.values(), key=lambda o: -o.cost))
-    return Plan(tuple(runnable), tuple(unservable), by_offer, total, tuple(done), tuple(final), whole, tuple(caveats))
+    return Plan(
+        rows=tuple(runnable),
+        unservable=tuple(unservable),
+        by_offer=by_offer,
+        total=total,
+        done_before=tuple(done),
+        not_retried=tuple(final),
+        whole=whole,
+        caveats=tuple(caveats),
+    )

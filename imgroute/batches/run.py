@@ -28,6 +28,8 @@ from imgroute.store.records import Holder, RowJob
 from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
+    from imgroute.models import Constraints, Request
+    from imgroute.pricing.router import Route
     from imgroute.session import Services
 
 WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
@@ -160,13 +162,17 @@ class BatchRun:
     @staticmethod
     def _ended(row: Row, result: RowResult | None, error: BaseException | None) -> RowResult:
         if error is not None:  # a bug in a step: report the row, keep the batch going
-            return RowResult(row, Outcome.FAILED, None, f"internal error: {error!r}", 1)
+            return RowResult(
+                row=row, outcome=Outcome.FAILED, result=None, note=f"internal error: {error!r}", exit_code=1
+            )
+        assert result is not None, "a row's steps end with its result"
         return result
 
     def _send_waiting_rows(self, rows: list[Row]) -> None:
         """New rows whose winner has a completion window (OpenAI Batch) go out together, one
         provider batch per offer and endpoint; each is then collected like a row left running."""
-        waiting, by_key = [], {}
+        waiting: list[tuple[str, Request, Route, Constraints]] = []
+        by_key: dict[str, Row] = {}
         for row in rows:
             key = self.row_key(row)
             if key in self._held or key in self._priors:
@@ -185,38 +191,54 @@ class BatchRun:
 
     def _runner(self, row: Row, sent=None) -> JobRunner:
         output = OutputOptions(self.out_dir, row.name or DEFAULT_NAME)
-        return JobRunner(self.services, JobOptions(output, self.timeout, self.base.max_cost, on_sent=sent))
+        return JobRunner(
+            self.services, JobOptions(output=output, timeout=self.timeout, max_cost=self.base.max_cost, on_sent=sent)
+        )
 
     def _row_steps(self, row: Row, sent) -> Steps:
+        assert self.pool is not None, "rows run inside `run`"
         if self.pool.stopping.is_set():
-            return RowResult(row, Outcome.NOT_STARTED, None)
+            return RowResult(row=row, outcome=Outcome.NOT_STARTED, result=None)
         runner = self._runner(row, sent)
         ledger = self.services.ledger
         holder = self._held.get(self.row_key(row))
         if holder is not None:
-            return RowResult(row, Outcome.SKIPPED, None, f"being run by another imgroute ({holder})")
+            return RowResult(
+                row=row, outcome=Outcome.SKIPPED, result=None, note=f"being run by another imgroute ({holder})"
+            )
         try:
             prior = self._priors.get(self.row_key(row))
             if prior is not None and prior.state == JobState.SUCCEEDED:  # with its files, as recorded
                 return RowResult(
-                    row, Outcome.SKIPPED, recorded_result(ledger, prior.id), f"done before (job {prior.id})"
+                    row=row,
+                    outcome=Outcome.SKIPPED,
+                    result=recorded_result(ledger, prior.id),
+                    note=f"done before (job {prior.id})",
                 )
             if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code in RETRYABLE_EXIT_CODES):
                 # Finished from the ledger: what was delivered is kept, only the rest is sent
                 result = yield from runner.steps_resume(prior.id, self.reroute)
             elif prior is not None:
                 return RowResult(
-                    row, Outcome.FAILED, None, f"failed before, not retried: {prior.error}", prior.exit_code
+                    row=row,
+                    outcome=Outcome.FAILED,
+                    result=None,
+                    note=f"failed before, not retried: {prior.error}",
+                    exit_code=prior.exit_code,
                 )
             else:
                 route = self.routes.rank(row.request, row_constraints(row, self.base))
                 if route.choice is None:
-                    return RowResult(row, Outcome.UNSERVABLE, None, "no offer can deliver this row")
+                    return RowResult(
+                        row=row, outcome=Outcome.UNSERVABLE, result=None, note="no offer can deliver this row"
+                    )
                 result = yield from runner.steps_run(
                     row.request, route, row_key=self.row_key(row), constraints=row_constraints(row, self.base)
                 )
         except ImgrouteError as exc:
-            return RowResult(row, Outcome.FAILED, None, exc.worded("cli")[0], exc.exit_code)  # (read by `batch`)
+            return RowResult(
+                row=row, outcome=Outcome.FAILED, result=None, note=exc.worded("cli")[0], exit_code=exc.exit_code
+            )  # (read by `batch`)
         if result.status == JobState.CANCELLED:
-            return RowResult(row, Outcome.NOT_STARTED, result, "stopped before it was sent")
-        return RowResult(row, Outcome.DONE if result.error is None else Outcome.FAILED, result)
+            return RowResult(row=row, outcome=Outcome.NOT_STARTED, result=result, note="stopped before it was sent")
+        return RowResult(row=row, outcome=Outcome.DONE if result.error is None else Outcome.FAILED, result=result)

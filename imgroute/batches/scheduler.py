@@ -274,8 +274,9 @@ class Scheduler:
         others run to the end."""
         self.stopping = True
         self.limits.stop_sending()
-        for granted in self.limits.withdraw(lambda granted: granted.fresh):
-            granted.cancel()
+        for granted in self.limits.withdraw(lambda granted: isinstance(granted, _Grant) and granted.fresh):
+            if isinstance(granted, _Grant):  # (the limits hold whatever waiter they were given)
+                granted.cancel()
         self._ready.hurry(lambda item: item is not None and item[0].before_send)
 
     def sleep(self, seconds: float) -> None:

@@ -16,7 +16,8 @@ The order of writes is what makes a kill safe at every point:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from imgroute.errors import BudgetRefused
 from imgroute.models import SENDING_BATCH, UNSENT, AttemptState, JobState, TaskState
@@ -25,13 +26,22 @@ from imgroute.providers.base import ProviderTrouble, SubmitUnknown
 from imgroute.store.interface import Ledger
 from imgroute.words import count
 
+if TYPE_CHECKING:
+    from imgroute.jobs.runner import JobRunner
+    from imgroute.models import Constraints, Request
+    from imgroute.pricing.router import Route
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
 
 def send(
-    waiting: list[tuple[str, object, object, object]],
-    runner_for: Callable[[object], object],
+    waiting: Sequence[tuple[str, Request, Route, Constraints]],
+    runner_for: Callable[[str], JobRunner],
     http: Http,
     ledger: Ledger,
-    say: Callable[[str], None] = lambda line: sys.stderr.write(line + "\n"),
+    say: Callable[[str], None] = _to_stderr,
 ) -> dict[str, str]:
     """`waiting`: (row key, request, route, constraints) of new rows whose winner has a window.
     Returns row key -> job id of the rows journaled (each to be collected with `resume`); rows a
@@ -45,6 +55,7 @@ def send(
         except BudgetRefused:
             continue
         jobs[row_key] = unsent.job_id
+        assert route.choice is not None, "only a routed row waits for a provider batch"
         offer = route.choice.offer
         groups.setdefault((offer.id, bool(request.images)), []).append(unsent)
     for (offer_id, _), members in groups.items():

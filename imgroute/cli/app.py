@@ -69,8 +69,9 @@ def _help_without_python_types() -> None:
     def argument(self, ctx):
         return None if self.metavar is not None else argument_type(self, ctx)
 
-    TyperOption.display_type_rich, TyperArgument.display_type_rich = option, argument
-    TyperOption.imgroute_plain = True
+    # (typer has no setting for it: its methods are replaced, once, and the class marked as done)
+    TyperOption.display_type_rich, TyperArgument.display_type_rich = option, argument  # type: ignore[method-assign]
+    TyperOption.imgroute_plain = True  # type: ignore[attr-defined]
 
 
 # Command -> the module that registers it. typer builds every registered command on each run, and
@@ -158,7 +159,8 @@ def guard_commands(typer_app: typer.Typer) -> None:
     """Every command and group callback of the app, with a broken pipe raised as ReaderGone."""
     infos = [*typer_app.registered_commands, typer_app.registered_callback]
     for group in typer_app.registered_groups:
-        guard_commands(group.typer_instance)
+        if group.typer_instance is not None:  # (add_typer always sets it)
+            guard_commands(group.typer_instance)
     for info in infos:
         if info is not None and info.callback is not None and not hasattr(info.callback, "reader_guarded"):
             info.callback = _guarded(info.callback)
@@ -172,7 +174,7 @@ def _guarded(callback):
         except BrokenPipeError as exc:
             raise ReaderGone() from exc
 
-    run.reader_guarded = True
+    run.reader_guarded = True  # type: ignore[attr-defined]  # (a mark on the function: guarded once)
     return run
 
 

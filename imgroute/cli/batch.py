@@ -9,7 +9,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from imgroute.cli.options import Flags, JsonLinesOpt, RouteFlags, flag, opt, tak
 from imgroute.errors import ImgrouteError, Interrupted, StdoutClosed, UsageError
 from imgroute.money import fmt_usd
 from imgroute.words import count
+
+if TYPE_CHECKING:
+    from imgroute.batches.run import BatchRun
 
 
 @app.command()
@@ -116,8 +119,8 @@ class _Run:
         rows = len(self.plan.runs())  # what earlier runs did too: each row gets its line
         self.progress = render.BatchProgress(rows, self.plan.total, enabled=not as_json, paced_seconds=paced)
         self.counts = dict.fromkeys(Outcome, 0)
-        self.failed = None  # the first failed row's error: the batch exits with its code
-        self.runner = None  # the BatchRun, once it starts
+        self.failed: ImgrouteError | None = None  # the first failed row's error: the batch exits with its code
+        self.runner: BatchRun | None = None  # the BatchRun, once it starts
         self.stdout_gone = False  # its reader went away: the batch stops as on Ctrl-C, then exits 141
 
     def go(self, again: str, **running) -> None:
@@ -176,6 +179,7 @@ class _Run:
     def leave(self, again: str) -> None:
         """A second Ctrl-C: say what is left, and end the process at once (worker threads may be
         inside a step; they must not run into the interpreter's shutdown)."""
+        assert self.runner is not None, "only a run that started has jobs left running"
         left = self.runner.left_running
         sys.stderr.write(
             f"error: {signals.stop_word()}; {count(left, 'job')} already sent were left at their providers, journaled; "

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from imgroute.cli.app import app
 from imgroute.cli.options import Flags, JobFlags, OutputFlags, RouteFlags, read_prompt, takes
 from imgroute.errors import ImgrouteError, UsageError
+
+if TYPE_CHECKING:
+    from imgroute.jobs.runner import JobRunner
+    from imgroute.pricing.router import Route
 
 
 @app.command()
@@ -48,8 +53,8 @@ def run_job(job: Flags, where: Flags, output: Flags) -> None:
 class _Attempt:
     """What a gen got as far as, for its failure report."""
 
-    route = None
-    runner = None
+    route: Route | None = None
+    runner: JobRunner | None = None
     printed = False
 
     @property
@@ -101,6 +106,7 @@ def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
         attempt.printed = True
     elif result.status == "submitted":  # --detach: the id is the data (J=$(imgroute gen ... --detach))
         window = route.choice.offer.window_s
+        assert window is not None, "only an offer that answers later takes --detach"
         sys.stdout.write(f"{result.job_id}\n")
         sys.stderr.write(
             f"job {result.job_id} is at {result.provider}/{result.model} (results within {window / 3600:g}h); "

@@ -144,7 +144,7 @@ def keys_check(
     with build_client(secrets=keys.every_value) as client:
         results = key_check.check(rows, keys, registry, Http(client), prepaid.read(home), configured)
     ask = not as_json and not update and _at_a_terminal()
-    plans = {}
+    plans: dict[str, str | None] = {}
     for checked in results:
         plans[checked.provider] = None
         if not checked.differs:
@@ -203,5 +203,5 @@ def _line(checked, plan: str | None, keys_file) -> str:
             "updated": f"; plan updated to {checked.balance:,f}, expiring {tracked.expires}",
             "offered": f"; to set the plan to it: imgroute keys check {checked.provider} --update",
             "config": "; the plan is set in config.yaml (credits:): change it there",
-        }.get(plan, "")
+        }.get(plan or "", "")
     return text

@@ -162,7 +162,8 @@ def takes(*groups: Group):
             given = [Flags({name: values.pop(name) for name, _, _ in group.params}) for group in groups]
             return command(*given, **values)
 
-        run.__signature__ = inspect.Signature(params)
+        # (mypy knows no __signature__ on a function; inspect, and so typer, reads it)
+        run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         run.__annotations__ = {param.name: param.annotation for param in params}
         return run
 

@@ -63,7 +63,8 @@ class Settings(NamedTuple):
     path: Path
     plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
     pricing_max_age_days: int = DEFAULT_PRICING_MAX_AGE_DAYS
-    limits: Mapping[str, tuple[int, float | None]] = MappingProxyType({})  # provider -> (concurrency, per_min)
+    # provider -> (concurrency, per_min), None where config.yaml leaves the registry's default
+    limits: Mapping[str, tuple[int | None, float | None]] = MappingProxyType({})
     official_only: bool = False  # route only to offers that run OpenAI's own model
     stated_quality: bool = False  # route only on quality tiers a provider states
     profiles: Mapping[str, Mapping] = MappingProxyType({})  # serve: `model` names a set of routing hints

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
@@ -67,7 +68,7 @@ def set_balance(home: Path, provider: str, credits: Decimal, expires: dt.date, t
         _write(home, raw)
 
 
-def sync_config(home: Path, configured: dict) -> None:
+def sync_config(home: Path, configured: Mapping[str, tuple]) -> None:
     """Balances set in config.yaml (`credits: {apiframe: {credits: N, expires: DATE}}`): a new or
     changed one starts again from its full amount; an unchanged one keeps its draw-down."""
     known = read(home)
@@ -105,7 +106,7 @@ class Drawer(Merger):
         self.pending.clear()
 
 
-def attach(table, home: Path, configured: dict):
+def attach(table, home: Path, configured: Mapping[str, tuple]):
     """The table with the prepaid balances (config.yaml's brought up to date first)."""
     if configured:
         sync_config(home, configured)

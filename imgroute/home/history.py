@@ -100,7 +100,8 @@ class Recorder(Merger):
 
     def fold(self, raw: dict) -> None:
         for offer, outcome, charged, took, charge_unknown in self.pending:
-            entry = raw.get(offer) if isinstance(raw.get(offer), dict) else {}
+            stored = raw.get(offer)
+            entry = stored if isinstance(stored, dict) else {}
             counts = ("attempts", "succeeded", "failed", "moderated", "charge_unknown")
             entry = {k: entry.get(k, 0) for k in counts} | {
                 "charged_usd": str(Decimal(str(entry.get("charged_usd", "0"))) + charged),

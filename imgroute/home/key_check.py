@@ -11,10 +11,11 @@ no further: it does not change the exit code.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from imgroute.errors import ConfigError, ProviderError
 from imgroute.home.credits import Balance
@@ -44,7 +45,7 @@ class Checked(NamedTuple):
         )
 
 
-def check(rows, keys, registry, http, balances: dict, configured: dict) -> list[Checked]:
+def check(rows, keys, registry, http, balances: dict, configured: Mapping[str, tuple]) -> list[Checked]:
     """Ask each provider of `rows` (key_store.KeyInfo, keys present) at once, in parallel. `keys`:
     session.Keys (the keys and base-URL overrides); `registry`: the providers the table knows."""
 
@@ -81,7 +82,9 @@ def update_plan(home: Path, checked: Checked, today: dt.date | None = None) -> B
     """The plan set to the provider's balance, keeping its expiry (as `plans set` would set it)."""
     from imgroute.home import credits
 
-    credits.set_balance(home, checked.provider, checked.balance, checked.tracked.expires, today)
+    # (asked only where the balance differs from the tracked one: both are known)
+    balance, tracked = cast(Decimal, checked.balance), cast(Balance, checked.tracked)
+    credits.set_balance(home, checked.provider, balance, tracked.expires, today)
     return credits.read(home)[checked.provider]
 
 

@@ -24,7 +24,7 @@ class Seen(NamedTuple):
     """What one offer's tier at one aspect has delivered."""
 
     size: tuple[int, int] | None  # the one size it has always delivered; None: sizes differed
-    count: int  # images seen
+    times: int  # images seen (not `count`, which would hide tuple.count)
     sizes: tuple[str, ...]  # every size seen, as WxH
 
 

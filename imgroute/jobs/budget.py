@@ -29,7 +29,7 @@ def check_batch(ledger: Ledger, total: Decimal, total_cap: Decimal | None, now: 
         left = cap - ledger.spent_since(period_start(period, now).timestamp())
         if total > left:
             raise BudgetError(
-                f"the batch is estimated at {fmt_usd(total)}; the {period} budget has {fmt_usd(max(left, 0))} "
+                f"the batch is estimated at {fmt_usd(total)}; the {period} budget has {fmt_usd(max(left, Decimal(0)))} "
                 f"left of {fmt_usd(cap)} (resets {period_reset(period, now):%Y-%m-%d %H:%M})",
                 "raise it with `imgroute budget set`, or run fewer rows",
             )

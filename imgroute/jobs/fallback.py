@@ -31,6 +31,8 @@ def next_after(candidates: list[Quote], quote: Quote) -> Quote | None:
 def over_max_cost(job: JobRun, quote: Quote, assessment: Assessment):
     from imgroute.errors import BudgetError, named
 
+    assert job.max_cost is not None and assessment.cost is not None, "only a priced job has a limit to pass"
+
     so_far = [f"{fmt_usd(job.spent)} already spent on it"] if job.spent or not job.at_risk else []
     if job.at_risk:  # failed requests whose charge is unknown count as if charged, until settled
         so_far.append(f"{fmt_usd(job.at_risk)} possibly charged for failed requests")

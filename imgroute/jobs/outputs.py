@@ -132,7 +132,15 @@ class Outputs:
             self.private,
         )
         verified = shape.problem(info) is None
-        return SavedImage(path, staged.sha256, info.format, info.width, info.height, staged.size, verified)
+        return SavedImage(
+            path=path,
+            sha256=staged.sha256,
+            format=info.format,
+            width=info.width,
+            height=info.height,
+            bytes=staged.size,
+            verified=verified,
+        )
 
     def discard(self, output: dict) -> None:
         """Once its file is recorded, a spooled answer's bytes have served their purpose."""

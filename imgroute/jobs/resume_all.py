@@ -36,10 +36,13 @@ def resume_together(
 ) -> None:
     """Resume every job at once on `services` (session.open_many's), `report` each as it ends (on
     this thread). Raises KeyboardInterrupt after a stop, once the jobs under way are reported."""
+    assert services.scheduler is not None, "resume_together runs on open_many's services"
     pool = JobPool(services.scheduler, ahead=max(1, len(job_ids)))
 
     def start(job_id: str, sent):
-        options = JobOptions(OutputOptions(services.home), timeout, on_sent=sent)  # (each job has its own folder)
+        options = JobOptions(
+            output=OutputOptions(services.home), timeout=timeout, on_sent=sent
+        )  # (each job has its own folder)
         return JobRunner(services, options).steps_resume(job_id, reroute)
 
     try:

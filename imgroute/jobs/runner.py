@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from imgroute import words
@@ -27,13 +26,10 @@ from imgroute.errors import (
     ImgrouteError,
     Interrupted,
     JobFailedError,
-    OutputError,
     ProviderError,
-    TroubleKind,
     named,
 )
 from imgroute.jobs.fallback import (
-    charge_unknown_note,
     fallback_candidates,
     next_after,
     over_max_cost,
@@ -41,9 +37,10 @@ from imgroute.jobs.fallback import (
     trouble_hint,
     unknown_error,
 )
-from imgroute.jobs.outputs import ImageShape, Outputs, SavedImage
+from imgroute.jobs.outputs import Outputs
 from imgroute.jobs.resume import Resume
-from imgroute.jobs.spec import attempt_shape, delivered_size, job_spec, lane_of, provider_job_id
+from imgroute.jobs.settle import Settler
+from imgroute.jobs.spec import attempt_shape, job_spec, lane_of
 from imgroute.jobs.state import (
     Attempt,
     AttemptEnd,
@@ -59,9 +56,7 @@ from imgroute.jobs.steps import Cancelled, Later, NeedSlot, Pause, Steps, drive
 from imgroute.jobs.tasks import Task, TaskRunner, Unsent
 from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, OfferRef, Request, TaskState
 from imgroute.output.report import route_text
-from imgroute.pricing import price_models
 from imgroute.pricing.costs import Assessment, assess
-from imgroute.pricing.price_models import Delivered
 from imgroute.pricing.router import Quote, Route
 from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
@@ -100,6 +95,7 @@ class JobRunner(Resume):
         self.tasks = TaskRunner(
             self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit, self.slots.stopping
         )
+        self.settler = Settler(self.table, self.observations, outputs, self.clock, self._emit)
         return job
 
     @property
@@ -132,15 +128,18 @@ class JobRunner(Resume):
         `resume` collects it. Raises BudgetRefused as a send would."""
         job = self._new_job(request, route, row_key, constraints)
         quote = route.choice
+        assert quote is not None, "only a routed job is journaled"
         job.point_at(quote)
         adapter = self._adapter(quote.offer.provider, quote.offer.model)
-        attempt, tasks = None, []
+        attempt: Attempt | None = None
+        tasks: list[Task] = []
         for index, count in enumerate(quote.assessment.requests):
             spec = job_spec(request, quote.assessment, count, f"{job.id}-1-{index}")
             attempt, task = self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec)
             job.unsaved.add(Transaction.task_state, task.task_id, TaskState.SUBMITTING, UNSENT)
             tasks.append(task)
         self._commit(job)
+        assert attempt is not None, "an assessment has at least one request"
         return Unsent(job_id=job.id, attempt_id=attempt.id, tasks=tuple(tasks), adapter=adapter)
 
     def _new_job(self, request: Request, route: Route, row_key: str | None, constraints) -> JobRun:
@@ -179,6 +178,8 @@ class JobRunner(Resume):
             assessment = quote.assessment
             if job.remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)
+            if assessment.cost is None:  # it cannot deliver what is left of the job: the next may
+                continue
             job.point_at(quote)
             if job.max_cost is not None and job.committed + assessment.cost > job.max_cost:
                 return self._finish(job, JobState.FAILED, over_max_cost(job, quote, assessment))
@@ -200,8 +201,8 @@ class JobRunner(Resume):
         errored = [a for a in job.attempts if a.error]
         if errored and all(a.state == AttemptState.FAILED_AT_RISK for a in errored):
             # every offer tried failed the job itself (and may have charged): that is how it ended
-            error = JobFailedError(f"{tried}; no other offer was left to try (job {job.id})", failure_hint(False))
-            return self._finish(job, JobState.FAILED, error)
+            failed = JobFailedError(f"{tried}; no other offer was left to try (job {job.id})", failure_hint(False))
+            return self._finish(job, JobState.FAILED, failed)
         error = ProviderError(
             f"no provider could take the job ({tried or 'no offer left to try'})",
             trouble_hint(job.troubles, self.registry),
@@ -215,7 +216,18 @@ class JobRunner(Resume):
         provider, model, plan = job.last
         elapsed = self.clock() - job.start
         return JobResult(
-            job.id, JobState.SUBMITTED, provider, model, plan, job.estimate, None, None, (), (), elapsed, None
+            job_id=job.id,
+            status=JobState.SUBMITTED,
+            provider=provider,
+            model=model,
+            plan=plan,
+            estimate=job.estimate,
+            actual=None,
+            actual_source=None,
+            images=(),
+            attempts=(),
+            elapsed=elapsed,
+            error=None,
         )
 
     def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
@@ -234,19 +246,19 @@ class JobRunner(Resume):
         self._commit(job)
         provider, model, plan = job.last
         return JobResult(
-            job.id,
-            status,
-            provider,
-            model,
-            plan,
-            job.delivered_estimate,
-            actual,
-            source,
-            tuple(job.saved),
-            tuple(job.attempts),
-            self.clock() - job.start,
-            error,
-            job.usage,
+            job_id=job.id,
+            status=status,
+            provider=provider,
+            model=model,
+            plan=plan,
+            estimate=job.delivered_estimate,
+            actual=actual,
+            actual_source=source,
+            images=tuple(job.saved),
+            attempts=tuple(job.attempts),
+            elapsed=self.clock() - job.start,
+            error=error,
+            usage=job.usage,
             at_risk=job.at_risk or None,
         )
 
@@ -257,7 +269,15 @@ class JobRunner(Resume):
         offer, plan = quote.offer, assessment.plan
         model = assessment.model  # an edit may use the offer's edit endpoint (fal's .../edit)
         job.current = (offer.provider, model, assessment.cost)
-        report = AttemptReport(offer.provider, model, plan.name, assessment.cost, AttemptState.REFUSED, None, 0)
+        report = AttemptReport(
+            provider=offer.provider,
+            model=model,
+            plan=plan.name,
+            estimate=assessment.cost,
+            state=AttemptState.REFUSED,
+            error=None,
+            images=0,
+        )
         tasks: list[Task] = []
         account = lane_of(offer, self.keys.get(offer.provider))
         try:
@@ -267,23 +287,45 @@ class JobRunner(Resume):
         try:
             attempt, outcome = yield from self._send_all(job, seq, quote, assessment, tasks, account)
             if self.detach and attempt and tasks and all(t.state == TaskState.SUBMITTED for t in tasks):
-                return AttemptEnd(report._replace(state=AttemptState.RUNNING), (), None, None, None, "", True)
+                return AttemptEnd(
+                    report=report._replace(state=AttemptState.RUNNING),
+                    images=(),
+                    actual=None,
+                    source=None,
+                    error=None,
+                    status="",
+                    detached=True,
+                )
             stuck = (yield from self.tasks.await_all(job, attempt.adapter, tasks)) if attempt else None
         except BudgetRefused as refused:
-            return AttemptEnd(report._replace(error="budget"), (), None, None, refused, JobState.FAILED)
+            return AttemptEnd(
+                report=report._replace(error="budget"),
+                images=(),
+                actual=None,
+                source=None,
+                error=refused,
+                status=JobState.FAILED,
+            )
         except Cancelled as stopped:
             return self._abandoned(report, stopped)
         finally:
             self.slots.release(account)
         if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
             trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
-            return AttemptEnd(trouble, (), None, None, None, JobState.FAILED)
+            return AttemptEnd(report=trouble, images=(), actual=None, source=None, error=None, status=JobState.FAILED)
         return (yield from self._collect(job, attempt, tasks, stuck, outcome))
 
     @staticmethod
     def _abandoned(report: AttemptReport, stopped: Cancelled) -> AttemptEnd:
         error = Interrupted(str(stopped), "run the batch again to send it")
-        return AttemptEnd(report._replace(state=AttemptState.ABANDONED), (), None, None, error, JobState.CANCELLED)
+        return AttemptEnd(
+            report=report._replace(state=AttemptState.ABANDONED),
+            images=(),
+            actual=None,
+            source=None,
+            error=error,
+            status=JobState.CANCELLED,
+        )
 
     def _send_all(self, job: JobRun, seq: int, quote: Quote, assessment, tasks: list[Task], account: str) -> Steps:
         """Journal and send each request of the attempt: (the attempt, how the sending went).
@@ -316,6 +358,7 @@ class JobRunner(Resume):
                 yield from self.tasks.submit(adapter, task, job.unsaved)  # committed just below
                 if index + 1 < len(assessment.requests):
                     self._commit(job)  # what it answered is durable before the next request goes
+            assert attempt is not None, "an assessment has at least one request"
             job.unsaved.add(Transaction.job_state, job.id, JobState.SUBMITTED)
             job.unsaved.add(Transaction.attempt_state, attempt.id, AttemptState.RUNNING)
             self._commit(job)
@@ -355,7 +398,15 @@ class JobRunner(Resume):
             task_id = tx.task_submitting(attempt_id, 0, spec.client_ref, spec.n, spec.to_json())
         job.unsaved.clear()
         shape = attempt_shape(job.request, quote, assessment)
-        attempt = Attempt(attempt_id, offer.provider, assessment.model, plan, assessment.cost, shape, adapter)
+        attempt = Attempt(
+            id=attempt_id,
+            provider=offer.provider,
+            model=assessment.model,
+            plan=plan,
+            estimate=assessment.cost,
+            shape=shape,
+            adapter=adapter,
+        )
         return attempt._replace(images=assessment.n), task_id
 
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
@@ -363,53 +414,8 @@ class JobRunner(Resume):
     def _collect(self, job: JobRun, attempt: Attempt, tasks: list[Task], stuck, outcome: Outcome) -> Steps:
         self._commit(job)  # the results the polls saw, durable before any is downloaded
         yield Later()  # downloading and saving hold no slot: jobs that do go first
-        saved, problems = self._save_results(job, attempt.shape, tasks)
-        return self._settle(job, attempt, tasks, saved, problems, stuck, outcome)
-
-    def _save_results(self, job: JobRun, shape: ImageShape, tasks: list[Task]) -> tuple[list[SavedImage], list[str]]:
-        """Download (or take from the spool), verify and save every recorded result."""
-        saved: list[SavedImage] = []
-        problems: list[str] = []
-        for task in tasks:
-            if task.state != TaskState.SUCCEEDED:
-                continue
-            for output in task.outputs[len(task.saved) :]:  # those saved before (resume) are skipped
-                index = len(job.saved) + len(saved) + 1
-                self._emit("downloading", f"image {index}")
-                try:
-                    image = self._save_one(job, shape, task, output, index)
-                except OutputError as exc:
-                    problems.append(exc.message)
-                    job.unfetched += 1
-                    continue
-                saved.append(image)
-                task.saved.append(image)
-                if not image.verified:
-                    problems.append(f"{image.path}: {shape.problem(image)}")
-                elif self.observations is not None:
-                    offer = self.table.offer(shape.provider, task.spec.model)
-                    self.observations.delivered(offer, task.spec, image.width, image.height)
-        if self.observations is not None:
-            self.observations.flush()  # (at most every few seconds: see home_cache.Merger)
-        return saved, problems
-
-    def _save_one(self, job: JobRun, shape: ImageShape, task: Task, output: dict, index: int) -> SavedImage:
-        image = self.outputs.save(shape, output, index, job.id, provider_job_id(task.handle))
-        job.unsaved.add(
-            Transaction.add_file,
-            job.id,
-            task.task_id,
-            path=str(image.path),
-            sha256=image.sha256,
-            size=image.bytes,
-            fmt=image.format,
-            width=image.width,
-            height=image.height,
-            verified=image.verified,
-        )
-        if "spool" in output:  # the spool is the only other copy: removed once the file's record is committed
-            job.spooled.append(output)
-        return image
+        saved, problems = self.settler.save_results(job, attempt.shape, tasks)
+        return self.settler.settle(job, attempt, tasks, saved, problems, stuck, outcome)
 
     def _commit(self, job: JobRun) -> None:
         """Commit the journal writes waiting in `job.unsaved`; then the spooled answers whose saved
@@ -419,80 +425,6 @@ class JobRunner(Resume):
         for output in job.spooled:
             self.outputs.discard(output)
         job.spooled.clear()
-
-    def _settle(self, job, attempt: Attempt, tasks, saved, problems, stuck, outcome: Outcome) -> AttemptEnd:
-        """Price what was delivered and decide how the attempt ended."""
-        actual, source = self._actual_cost(job, attempt, tasks)
-        job.count_usage(t.usage for t in tasks if t.state == TaskState.SUCCEEDED and t.usage is not None)
-        final, status, trouble = outcome.final, outcome.status, outcome.trouble
-        failures = [t for t in tasks if t.state == TaskState.FAILED]
-        # Ran and failed without an image, the charge unstated: the images move on, the share is at risk
-        unsettled = [t for t in tasks if t.state == TaskState.FAILED_AT_RISK]
-        at_risk = _share(attempt, tasks, unsettled)
-        if final is None and stuck is not None:
-            final, status = stuck, JobState.RUNNING
-        if final is None and failures and all(t.never_ran for t in failures):
-            # dropped unrun and unbilled (an expired batch): the images move on like provider trouble
-            trouble = trouble or ProviderTrouble("; ".join(t.error for t in failures), TroubleKind.SERVER)
-        elif final is None and failures:
-            moderated = any(t.moderated for t in failures)
-            final = JobFailedError("; ".join(t.error for t in failures), failure_hint(moderated))
-        if final is None and any(t.state == TaskState.UNKNOWN for t in tasks):
-            final, status = unknown_error(None, attempt.provider, job.id), JobState.UNKNOWN
-        if final is None and problems:
-            hint = "the images were saved as delivered; check them"
-            if job.unfetched:  # nothing was saved of those: the results are recorded, fetch them again
-                hint = f"the results are recorded: fetch them again with: imgroute jobs resume {job.id}"
-            final = OutputError("; ".join(problems) + f" (job {job.id})", hint)
-        if final is None:
-            status = AttemptState.SUCCEEDED if trouble is None else AttemptState.TROUBLE
-            if unsettled:
-                status = AttemptState.FAILED_AT_RISK
-        error = str(trouble) if trouble else (final.worded("cli")[0] if final else None)
-        if unsettled:  # said with the way to settle it, wherever the attempt is shown
-            failed = "; ".join(t.error or "failed" for t in unsettled)
-            error = "; ".join(filter(None, (error, failed, charge_unknown_note(attempt.provider, job.id))))
-        if trouble is not None:
-            job.troubles.append((attempt.provider, trouble.kind))
-        cost = str(actual) if actual is not None else None
-        risk = str(at_risk) if at_risk is not None else None
-        job.unsaved.add(
-            Transaction.attempt_state, attempt.id, status, error=error, actual=cost, source=source, at_risk=risk
-        )
-        self._remember(attempt, tasks, status, actual)
-        report = AttemptReport(
-            attempt.provider, attempt.model, attempt.plan, attempt.estimate, status, error, len(saved), at_risk
-        )
-        ended = (AttemptState.FAILED, AttemptState.TROUBLE, AttemptState.FAILED_AT_RISK)
-        job_status = JobState.FAILED if status in ended else status
-        return AttemptEnd(report, tuple(saved), actual, source, final, job_status, at_risk=at_risk or Decimal(0))
-
-    def _remember(self, attempt: Attempt, tasks: list[Task], status: str, actual: Decimal | None) -> None:
-        """The offer's record: delivered, failed (what it was charged, where known) or refused by moderation."""
-        offer = self.table.offer(attempt.provider, attempt.model)
-        watched = self.observations
-        ended = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.FAILED_AT_RISK)
-        if watched is None or offer is None or status not in ended:
-            return
-        moderated = any(t.moderated for t in tasks)
-        outcome = "succeeded" if status == AttemptState.SUCCEEDED else ("moderated" if moderated else "failed")
-        sent = [t.sent_at for t in tasks if t.sent_at is not None]
-        took = self.clock() - min(sent) if sent else None
-        plan = self.table.providers[attempt.provider].plans.get(attempt.plan)
-        watched.settled(offer, plan, outcome, actual, took, charge_unknown=status == AttemptState.FAILED_AT_RISK)
-        watched.flush()
-
-    def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
-        offer = self.table.offer(attempt.provider, attempt.model)
-        delivered = [
-            Delivered(len(t.outputs), *delivered_size(t), t.usage) for t in tasks if t.state == TaskState.SUCCEEDED
-        ]
-        if not delivered or offer is None:
-            return None, None
-        plan = self.table.providers[attempt.provider].plans.get(attempt.plan) or self.table.plan(attempt.provider, None)
-        spec = tasks[0].spec
-        quality = spec.quality or "high"
-        return price_models.of(offer).actual(offer, plan, quality, spec.resolution, job.request, delivered)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -512,13 +444,13 @@ class JobRunner(Resume):
     def _emit(self, state: str, message: str) -> None:
         job = self.job
         provider, model, estimate = job.current if job else ("", "", None)
-        self.on_event(Event(provider, model, state, message, estimate, self.clock() - (job.start if job else 0)))
-
-
-def _share(attempt: Attempt, tasks: list[Task], failed: list[Task]) -> Decimal | None:
-    """The failed requests' share of the attempt's estimate (Kie makes one image a request: two of
-    three delivered leave a third at risk); None when none failed so."""
-    if not failed or attempt.estimate is None:
-        return None
-    planned = attempt.images or sum(t.spec.n for t in tasks)
-    return attempt.estimate * sum(t.spec.n for t in failed) / planned
+        self.on_event(
+            Event(
+                provider=provider,
+                model=model,
+                state=state,
+                message=message,
+                estimate=estimate,
+                elapsed=self.clock() - (job.start if job else 0),
+            )
+        )

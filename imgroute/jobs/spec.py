@@ -13,6 +13,7 @@ from imgroute.providers.registry import Registry, lane
 
 def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
     d = assessment.delivery
+    assert d is not None, "a job is only sent to an offer that can deliver it"
     return JobSpec(
         prompt=request.prompt,
         model=assessment.model,
@@ -35,16 +36,17 @@ def job_spec(request: Request, assessment: Assessment, count: int, client_ref: s
 def attempt_shape(request: Request, quote: Quote, assessment: Assessment) -> ImageShape:
     """What the attempt's images must be, and what their names and sidecars say."""
     d = assessment.delivery
+    assert d is not None, "a job is only sent to an offer that can deliver it"
     return ImageShape(
-        request.prompt,
-        quote.offer.provider,
-        assessment.model,
-        assessment.quality,
-        request.output_format,
-        d.width,
-        d.height,
-        d.exact,
-        assessment.per_image,
+        prompt=request.prompt,
+        provider=quote.offer.provider,
+        model=assessment.model,
+        quality=assessment.quality,
+        format=request.output_format,
+        width=d.width,
+        height=d.height,
+        exact=d.exact,
+        per_image=assessment.per_image,
     )
 
 

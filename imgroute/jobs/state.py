@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute import policy
-from imgroute.errors import ImgrouteError, named
+from imgroute.errors import ImgrouteError, TroubleKind, named
 from imgroute.jobs.outputs import ImageShape, SavedImage
 from imgroute.models import JobState, Request
 from imgroute.providers.base import Adapter, ProviderTrouble, Usage
@@ -132,7 +132,7 @@ class JobRun:
         self.usage: Usage | None = None  # what the providers reported for the images delivered so far
         self.spooled: list[dict] = []  # spooled answers whose saved files wait in `unsaved`: then removed
         self.unfetched = 0  # results that could not be downloaded or saved (resume fetches them again)
-        self.troubles: list[tuple[str, str]] = []  # (provider, TroubleKind) that kept offers from it
+        self.troubles: list[tuple[str, TroubleKind]] = []  # (provider, kind) of the trouble that kept offers from it
 
     @property
     def delivered_estimate(self) -> Decimal | None:
@@ -155,7 +155,7 @@ class JobRun:
             if self.usage is None:
                 self.usage = usage
             else:
-                self.usage = Usage(*(_sum(a, b) for a, b in zip(self.usage, usage, strict=True)))
+                self.usage = _added(self.usage, usage)
 
     def point_at(self, quote: Quote) -> None:
         self.last = (quote.offer.provider, quote.assessment.model, quote.assessment.plan.name)
@@ -165,7 +165,8 @@ class JobRun:
         self.saved.extend(end.images)
         if end.actual is not None:
             self.spent += end.actual
-            self.sources.add(end.source)
+            if end.source is not None:
+                self.sources.add(end.source)
         self.at_risk += end.at_risk
 
 
@@ -175,5 +176,13 @@ def failure_hint(moderated: bool) -> str:
     return f"the provider failed the job; run it again, or pick another provider with {named('providers')}"
 
 
-def _sum(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else a + b
+def _added(a: Usage, b: Usage) -> Usage:
+    """Two requests' usage together (credits stay None while neither provider said them)."""
+    credits = b.credits if a.credits is None else a.credits if b.credits is None else a.credits + b.credits
+    return Usage(
+        text_input=a.text_input + b.text_input,
+        image_input=a.image_input + b.image_input,
+        image_output=a.image_output + b.image_output,
+        text_output=a.text_output + b.text_output,
+        credits=credits,
+    )

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 ENV = "IMGROUTE_DEBUG"
 BODY_LIMIT = 600  # characters of a body shown
@@ -116,7 +116,8 @@ def _classes():
                 exchange.received(response.content)
                 exchange.finish()
                 return response
-            response.stream = TracingStream(response.stream, exchange)
+            # (a sync transport's answer streams synchronously)
+            response.stream = TracingStream(cast(httpx.SyncByteStream, response.stream), exchange)
             return response
 
         def __enter__(self):
@@ -277,7 +278,7 @@ class _Formatter:
     def outcome(self) -> str:
         response, failure = self.x.response, self.x.failure
         if response is None:
-            return f"{self.failure(failure)}, {self.elapsed_ms:,} ms"
+            return f"{self.failure(cast(BaseException, failure))}, {self.elapsed_ms:,} ms"  # (no answer: it failed)
         parts = [f"{response.status_code} {response.reason_phrase}".rstrip(), f"{self.elapsed_ms:,} ms"]
         content_type = response.headers.get("content-type", "").split(";")[0].strip()
         parts.append(f"{self.x.size:,} bytes" + (f" {content_type}" if content_type else ""))
@@ -355,7 +356,7 @@ class _Formatter:
     def multipart(self, fields: list) -> str:
         import json
 
-        shown = {}
+        shown: dict[str, Any] = {}  # name -> its text, or a list of them
         for field in fields:
             if hasattr(field, "filename"):
                 content_type = field.headers.get("Content-Type", "")

@@ -175,9 +175,9 @@ class Http:
             except httpx.TransportError as exc:
                 if last:
                     raise TransportFailure(f"{what} failed: {_describe(exc)}", reached=True) from None
-                delay = self.backoff(attempt)
-                self.on_event(f"{what} interrupted ({_describe(exc)}); retrying in {delay:.1f}s")
-                self.wait(delay)
+                pause = self.backoff(attempt)
+                self.on_event(f"{what} interrupted ({_describe(exc)}); retrying in {pause:.1f}s")
+                self.wait(pause)
                 continue
             if answer.status not in policy.RETRYABLE_STATUSES or last:
                 return answer

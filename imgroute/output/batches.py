@@ -3,6 +3,8 @@ with its schema above it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from imgroute.money import usd_json
 from imgroute.output.jobs import JOB, JOB_KEYS, job_result
 from imgroute.output.vocabulary import (
@@ -162,7 +164,7 @@ def batch_row(row_result) -> dict:
 
 def bad_row(bad) -> dict:
     """A line of `imgroute batch --json` for a row that could not be read (skipped, nothing sent)."""
-    failed = {key: None for key in JOB_KEYS}
+    failed: dict[str, Any] = {key: None for key in JOB_KEYS}
     failed.update(status="failed", files=[], images=[], attempts=[], skipped_without_key=[], caveats=[])
     failed.update(error=bad.problem, row=bad.line, id=None, outcome=BAD_ROW, note=bad.problem)
     return failed

@@ -4,6 +4,7 @@ the ledger's `imgroute jobs --json` and `jobs show --json`. Each builder with it
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from imgroute.models import Request
 from imgroute.money import usd_json
@@ -182,7 +183,7 @@ def job_result(result, skipped: list[dict]) -> dict:
 def job_failure(error, job_id: str | None, route) -> dict:
     """gen's object when it ended before a job result existed (no offer, no key, Ctrl-C, bad flags):
     the same keys, nulls where nothing is known, `error` set; and each offer's reasons if none could."""
-    failed = {key: None for key in JOB_KEYS}
+    failed: dict[str, Any] = {key: None for key in JOB_KEYS}
     failed.update(job_id=job_id, status="failed", files=[], images=[], attempts=[], error=error.worded("cli")[0])
     failed["skipped_without_key"] = skipped_json(route) if route is not None else []
     failed["caveats"] = list(route.caveats) if route is not None else []

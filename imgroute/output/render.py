@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -15,6 +16,10 @@ from imgroute.output.layout import Column, Grid, print_wrapped
 from imgroute.pricing.router import Quote, Route
 from imgroute.pricing.table import Offer, PricingTable
 from imgroute.words import count
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+    from rich.status import Status
 
 WINNER = "*"
 # Piped into a file, a pager or grep, no line is wrapped: a table is as wide as its content.
@@ -158,7 +163,9 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
         return "; ".join(quote.reasons)
     if winner is None or quote is winner:
         return ""
-    extra = quote.rank_cost - winner.rank_cost
+    ours, theirs = quote.rank_cost, winner.rank_cost
+    assert ours is not None and theirs is not None, "an eligible offer is priced"
+    extra = ours - theirs
     if extra == 0:
         return f"same cost; {winner.offer.provider} wins the tie by name"
     credits = " (paid from credits that would expire)" if winner.marginal is not None else ""
@@ -167,11 +174,13 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
 
 def _ranked_at(winner: Quote) -> str:
     """The winner's price, and its marginal cost when prepaid credits made it win."""
+    cost = winner.cost
+    assert cost is not None, "the winner is priced"
     if winner.marginal is None:
-        return fmt_usd(winner.cost)
+        return fmt_usd(cost)
     return (
         f"{fmt_usd(winner.marginal)} beyond prepaid credits that would expire unused "
-        f"(list price {fmt_usd(winner.cost)}, which --max-cost and budgets count)"
+        f"(list price {fmt_usd(cost)}, which --max-cost and budgets count)"
     )
 
 
@@ -257,7 +266,7 @@ class JobProgress:
     def __init__(self, enabled: bool = True):
         self.console = Terminal(stderr=True, highlight=False)
         self.enabled = enabled and self.console.is_terminal
-        self._status = None
+        self._status: Status | None = None
 
     def __enter__(self) -> JobProgress:
         if self.enabled:
@@ -299,6 +308,7 @@ def print_dry_run(console: Console, route: Route, data: dict) -> None:
 
         console.print(json.dumps(sent["body"], indent=2), markup=False)
     choice = route.choice
+    assert choice is not None, "a dry run shows the request to the chosen offer"
     inputs = choice.offer.edit.inputs
     if any(not image.is_url for image in route.request.images) and inputs and set(inputs) <= {"url", "upload_service"}:
         console.print(f"(local images are first uploaded to {choice.offer.provider}'s own storage)", markup=False)
@@ -546,8 +556,8 @@ class BatchProgress:
         self.enabled = enabled and self.console.is_terminal
         self.spent = Decimal(0)
         self.counts = {"done": 0, "failed": 0, "not_started": 0, "other": 0}
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> BatchProgress:
         if self.enabled:
@@ -577,7 +587,7 @@ class BatchProgress:
         done_before = row_result.outcome == "skipped"  # (its recorded cost was spent by an earlier run)
         if row_result.result is not None and row_result.result.actual is not None and not done_before:
             self.spent += row_result.result.actual
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:  # (both set on entering)
             finished = sum(self.counts.values())
             elapsed = self._progress.tasks[0].elapsed or 0
             rate = finished / elapsed * 60 if elapsed else 0

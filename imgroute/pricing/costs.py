@@ -59,7 +59,7 @@ def fit(request: Request, offer: Offer) -> Fit:
     delivery, size_reason = sizing.fit(request.target, offer.sizes)
     if size_reason:
         reasons.append(size_reason)
-    elif delivery.experimental:
+    elif delivery is not None and delivery.experimental:
         notes.append(f"{delivery.width}x{delivery.height} is above 2560x1440: labelled experimental")
 
     quality, quality_reason = _deliverable_quality(request.quality, offer)
@@ -90,7 +90,8 @@ def assess(request: Request, offer: Offer, plan: Plan, fitted: Fit | None = None
     reasons, notes = list(fitted.reasons), list(fitted.notes)
     delivery, quality, requests = fitted.delivery, fitted.quality, fitted.requests
 
-    cost, breakdown = None, ()
+    cost: Decimal | None = None
+    breakdown: tuple[Line, ...] = ()
     if delivery is not None and quality is not None and requests:
         charging = price_models.of(offer)
         job = price_models.Job(request, offer, plan, delivery, quality, requests)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from imgroute.errors import named, quoted
 from imgroute.models import Ratio
@@ -144,6 +144,7 @@ def _like(item: Field, entry: dict[str, Field], offers: list[dict]) -> Field:
             )
     base = {k: copy.deepcopy(v) for k, v in target.items() if k not in _NOT_INHERITED}
     base["price"] = {k: v for k, v in base["price"].items() if k not in ("published", "source", "observed", "notes")}
+    price = cast(Field, price)  # (the loop above raised without it)
     if price.value.get("model", base["price"].get("model")) != base["price"].get("model"):
         base["price"] = {}  # another price model: nothing of the old one applies
     merged = _deep_merge(base, {k: v for k, v in item.value.items() if k != "like"})
@@ -308,7 +309,7 @@ def _plan(pid: str, name: str, node: Field) -> Plan:
     credits = fields["credits_per_month"].integer(minimum=1) if "credits_per_month" in fields else None
     if (monthly is None) != (credits is None):
         raise node.fail("monthly_usd and credits_per_month go together", "give both, or usd_per_credit")
-    if usd_per_credit is None and monthly is not None:
+    if usd_per_credit is None and monthly is not None and credits is not None:  # (given together, checked above)
         usd_per_credit = monthly / credits
     return Plan(
         provider=pid,
@@ -508,11 +509,14 @@ def _edit(node: Field) -> EditCaps:
 
 def _price(node: Field, qualities: tuple[str, ...]) -> Price:
     model_node = node.get("model")
-    model = PRICE_MODELS.get(model_node.text())
-    if model is None:
-        model_node.choice(tuple(PRICE_MODELS))  # names the known models
+    model = PRICE_MODELS[model_node.choice(tuple(PRICE_MODELS))]  # an unknown one fails, naming the known models
     fields = node.mapping({"model", "source", "observed", "published", "notes", *model.fields})
-    values = {"usd_per_million": {}, "round_up_per_request": None, "credits_per_image": {}, "usd_per_image": None}
+    values: dict[str, Any] = {
+        "usd_per_million": {},
+        "round_up_per_request": None,
+        "credits_per_image": {},
+        "usd_per_image": None,
+    }
     values["usd_per_quality"] = {}
     values.update(model.parse(node, fields, qualities))
     return Price(

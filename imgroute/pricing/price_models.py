@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from imgroute.money import MILLION, ceil_to, fmt_rate, fmt_usd
 from imgroute.pricing import tokens
@@ -29,6 +29,8 @@ class Line:
     is first read (a batch or a month of advice prices thousands of jobs and shows few breakdowns)."""
 
     __slots__ = ("_text", "_write")
+    _text: str | None
+    _write: Callable[[], str] | None
 
     def __init__(self, text: str | Callable[[], str]):
         self._text, self._write = (None, text) if callable(text) else (text, None)
@@ -36,13 +38,14 @@ class Line:
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text, self._write = self._write(), None
+            write = cast("Callable[[], str]", self._write)  # no text yet: the function that writes it
+            self._text, self._write = write(), None
         return self._text
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Line) and other.text == self.text
 
-    __hash__ = None
+    # (no __hash__: defining __eq__ leaves a class unhashable, as a Line should be)
 
     def __repr__(self) -> str:
         return f"Line({self.text!r})"
@@ -234,7 +237,7 @@ class Tokens(PriceModel):
         )
         if offer.price.round_up_per_request is not None:
             model_cost = ceil_to(model_cost, offer.price.round_up_per_request)
-        places = -published.as_tuple().exponent
+        places = -cast(int, published.as_tuple().exponent)  # a price is finite: its exponent is a number
         if model_cost.quantize(Decimal(1).scaleb(-places)) == published:
             return []
         return [
@@ -285,7 +288,7 @@ class Credits(PriceModel):
 
     def estimate(self, job: Job) -> Estimate:
         label = self.key(job.quality, job.delivery.resolution)
-        per_image = job.offer.price.credits_per_image.get(label)
+        per_image = job.offer.price.credits_per_image.get(label) if label is not None else None
         plan = job.plan
         if per_image is None:
             return Estimate(None, (), f"no credit price for {label}")
@@ -310,7 +313,7 @@ class Credits(PriceModel):
     def actual(self, offer, plan, quality, tier, request, delivered) -> tuple[Decimal, str]:
         charged = [getattr(d.usage, "credits", None) for d in delivered]
         if plan.usd_per_credit is not None and charged and all(c is not None for c in charged):
-            return sum(charged) * plan.usd_per_credit, "credits charged"
+            return sum(cast(list[int], charged)) * plan.usd_per_credit, "credits charged"  # (all given)
         per_image = offer.price.credits_per_image[self.key(quality, tier)]
         return per_image * sum(d.images for d in delivered) * plan.usd_per_credit, "list price"
 
@@ -329,7 +332,7 @@ class Flat(PriceModel):
         return {"usd_per_image": node.get("usd_per_image").money()}
 
     def estimate(self, job: Job) -> Estimate:
-        each = job.offer.price.usd_per_image
+        each = cast(Decimal, job.offer.price.usd_per_image)  # a flat price always has it (parse reads it)
         cost = each * job.n
         return Estimate(cost, (Line(f"{fmt_usd(each, 6)}/image flat x {_images(job.n)} = {fmt_usd(cost, 6)}"),))
 

@@ -10,7 +10,7 @@ import datetime as dt
 import threading
 from collections.abc import Collection
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError, named
 from imgroute.models import FROM_URL, Constraints, Request
@@ -72,7 +72,8 @@ class Route(NamedTuple):
             for q in self.quotes
             if q.needs_key
             and len(q.reasons) == 1
-            and (choice is None or (q.rank_cost is not None and q.rank_cost < choice.rank_cost))
+            # (an eligible quote, as the choice is, always has a price)
+            and (choice is None or (q.rank_cost is not None and q.rank_cost < cast(Decimal, choice.rank_cost)))
         ]
 
     @property
@@ -93,10 +94,12 @@ def rank(
     assessments of offers whose price does not read the prompt, for requests alike but for it."""
     quotes = []
     plans = _plans(table, constraints, memo)
-    shape = None if memo is None else request._replace(prompt=_over_limits(request.prompt, table))
+    # (a memo key, never sent: the prompt stands in as how many limits it is over, hence the ignore)
+    shape = None if memo is None else request._replace(prompt=_over_limits(request.prompt, table))  # type: ignore[arg-type]
     for offer in table.offers:
         plan = plans[offer.provider]
-        if memo is not None and shape.prompt == 0:  # (a prompt over a limit is said with its own length)
+        # (a prompt over a limit is said with its own length)
+        if memo is not None and shape is not None and shape.prompt == 0:
             assessment = _remembered(memo, request, offer, plan, shape)
         else:
             assessment = assess(request, offer, plan)
@@ -138,9 +141,10 @@ class RouteCache:
         self._lock = threading.Lock()  # a batch's workers share one cache
 
     def rank(self, request: Request, constraints: Constraints) -> Route:
+        # (a key, never sent: the prompt stands in as its tokens and limits, the plans as a hashable tuple)
         key = (
-            request._replace(prompt=(prompt_tokens(request.prompt), _over_limits(request.prompt, self.table))),
-            constraints._replace(plans=tuple(sorted(constraints.plans.items()))),
+            request._replace(prompt=(prompt_tokens(request.prompt), _over_limits(request.prompt, self.table))),  # type: ignore[arg-type]
+            constraints._replace(plans=tuple(sorted(constraints.plans.items()))),  # type: ignore[arg-type]
         )
         with self._lock:
             quotes = self._quotes.get(key)
@@ -170,7 +174,7 @@ def _remembered(memo: dict, request: Request, offer: Offer, plan, shape: Request
     if len(memo) >= MEMO_SIZE:
         memo.clear()
     if not price_models.of(offer).reads_prompt:
-        key = (offer.id, plan.name, shape)
+        key: tuple = (offer.id, plan.name, shape)
         found = memo.get(key)
         if found is None:
             found = memo[key] = assess(request, offer, plan)
@@ -333,17 +337,17 @@ def no_offer_error(route: Route, reasons_at: str = "in the table above") -> Imgr
     no offer can deliver (exit 4). `reasons_at` says where the caller shows each offer's reasons."""
     skipped = route.skipped_for_keys()
     if skipped:
-        cheapest = skipped[0]
+        cheapest = skipped[0]  # (ruled out for its key alone, so it has a price)
         provider = cheapest.offer.provider
         return ConfigError(
             f"no API key for any provider that can deliver this (cheapest: {provider} "
-            f"{cheapest.offer.model} at {fmt_usd(cheapest.cost)})",
+            f"{cheapest.offer.model} at {fmt_usd(cast(Decimal, cheapest.cost))})",
             cheapest.reasons[0].removeprefix("no key: "),  # (its only reason: how to add the key)
         )
     if route.only_priced_out:
-        cheapest = min(q.cost for q in route.quotes if q.priced_out)
+        lowest = min(q.cost for q in route.quotes if q.priced_out and q.cost is not None)
         return BudgetError(
-            f"every offer that can deliver this costs more than {named('max_cost')} (cheapest: {fmt_usd(cheapest)})",
+            f"every offer that can deliver this costs more than {named('max_cost')} (cheapest: {fmt_usd(lowest)})",
             f"raise {named('max_cost')}, or ask for less (lower quality, smaller size, fewer images)",
         )
     return NoOfferError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from imgroute.models import FROM_URL, Ratio, Target
 from imgroute.pricing.table import PixelRules, SizeCaps
@@ -52,7 +52,7 @@ class Delivery(NamedTuple):
 def fit(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str | None]:
     """(delivery, None) when the offer can produce the target, else (None, reason)."""
     if caps.mode == "pixels":
-        return _fit_pixels(target, caps.rules)
+        return _fit_pixels(target, cast(PixelRules, caps.rules))  # a pixels offer always has its rules
     return _fit_presets(target, caps)
 
 
@@ -61,18 +61,20 @@ def fit(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str | None]:
 
 def _fit_pixels(target: Target, rules: PixelRules) -> tuple[Delivery | None, str | None]:
     if target.exact:
-        reason = pixel_rule_violation(target.width, target.height, rules)
+        width, height = cast(int, target.width), cast(int, target.height)  # exact: both are given
+        reason = pixel_rule_violation(width, height, rules)
         if reason:
             return None, reason
-        return _pixel_delivery(target.width, target.height, rules), None
+        return _pixel_delivery(width, height, rules), None
+    tier = cast(str, target.resolution)  # not exact: asked by aspect at a tier
     ratio = target.aspect
     if Decimal(max(ratio.w, ratio.h)) / min(ratio.w, ratio.h) > rules.max_ratio:
         return None, f"aspect {target.aspect_label} is beyond the {_ratio_limit(rules)} limit"
-    size = best_size(ratio, RESOLUTION_PIXELS[target.resolution], rules)
+    size = best_size(ratio, RESOLUTION_PIXELS[tier], rules)
     if size is None:
         return None, f"no size of exactly {target.aspect_label} fits within the provider's pixel limits"
     width, height = size
-    budget = RESOLUTION_PIXELS[target.resolution]
+    budget = RESOLUTION_PIXELS[tier]
     if width * height < budget * MIN_SHARE_OF_BUDGET:
         return None, (
             f"{target.resolution} out of reach at {target.aspect_label}: the largest size is {width}x{height} "
@@ -162,11 +164,11 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
         for tier, size in tiers.items():
             if size == (target.width, target.height):
                 return Delivery(*size, exact=True, resolution=tier, aspect=label), None
-        for tier, seen in preset.learned.items():  # unpublished, but always delivered at this size
-            if seen.size == (target.width, target.height):
-                return Delivery(*seen.size, exact=False, resolution=tier, aspect=label, seen=seen.count), None
+        for tier, learned in preset.learned.items():  # unpublished, but always delivered at this size
+            if learned.size == (target.width, target.height):
+                return Delivery(*learned.size, exact=False, resolution=tier, aspect=label, seen=learned.times), None
         if all(size is None for size in tiers.values()):
-            pixels = target.width * target.height  # the tier nearest the pixels asked for
+            pixels = cast(int, target.width) * cast(int, target.height)  # the tier nearest the pixels asked for
             tier = min(tiers, key=lambda t: abs(math.log(RESOLUTION_PIXELS[t] / pixels)))
             return None, (
                 f"takes an aspect ratio and a tier, not pixels (sizes unpublished); "
@@ -181,6 +183,7 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
         return Delivery(*size, exact=True, resolution=target.resolution, aspect=label), None
     seen = preset.learned.get(target.resolution)
     if seen is not None and seen.size is not None:
-        return Delivery(*seen.size, exact=False, resolution=target.resolution, aspect=label, seen=seen.count), None
-    width, height = best_size(ratio, RESOLUTION_PIXELS[target.resolution], _NOMINAL_RULES)
+        return Delivery(*seen.size, exact=False, resolution=target.resolution, aspect=label, seen=seen.times), None
+    # (the nominal rules have no limits a preset's ratio could miss)
+    width, height = cast(tuple[int, int], best_size(ratio, RESOLUTION_PIXELS[target.resolution], _NOMINAL_RULES))
     return Delivery(width, height, exact=False, resolution=target.resolution, aspect=label), None

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     import datetime as dt
     from decimal import Decimal
 
+    from imgroute.home.learned_sizes import Seen
+
 INPUT_KINDS = ("file", "data_uri", "url", "upload_service")
 
 
@@ -78,7 +80,7 @@ class SizeCaps(NamedTuple):
 class PresetRatio(NamedTuple):
     label: str  # as the provider spells it ("21:9", not "7:3"); sent as-is
     tiers: dict[str, tuple[int, int] | None]  # tier -> (width, height), None when unpublished
-    learned: dict = {}  # tier -> learned_sizes.Seen: what an unpublished tier has delivered before
+    learned: dict[str, Seen] = {}  # tier -> what an unpublished tier has delivered before
 
 
 class EditCaps(NamedTuple):
@@ -120,7 +122,7 @@ class Offer(NamedTuple):
     price: Price
     notes: tuple[str, ...]
     origin: str  # the file that defined or last changed this offer
-    identity: Identity = None  # is it OpenAI's model, a relay of it, or something sold under its name
+    identity: Identity  # is it OpenAI's model, a relay of it, or something sold under its name
     quality_stated: bool = True  # False: the provider never says which tier it delivers (Kie)
     quality_note: str = ""  # why, when the tier is assumed
     unsourced: dict = {}  # field -> why: values no source states (shown as assumed, never as fact)

@@ -43,6 +43,8 @@ UNKNOWN_INPUT_SIZE = (1024, 1024)  # a URL input is not fetched to be priced
 def input_image_tokens(width: int | None, height: int | None) -> int:
     if not width or not height:
         width, height = UNKNOWN_INPUT_SIZE
+    long_edge: float  # scaled below, so no longer whole pixels
+    short_edge: float
     long_edge, short_edge = max(width, height), min(width, height)
     if long_edge < SMALL_IMAGE_LONG_EDGE:
         scale = SMALL_IMAGE_LONG_EDGE / long_edge

@@ -8,6 +8,7 @@ refunded; `creditCost` is what was charged.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from imgroute import policy
 from imgroute.errors import TroubleKind
@@ -48,9 +49,9 @@ class ApiframeAdapter(Adapter):
         """`GET /v2/me` ("Useful for verifying credentials", Apiframe's OpenAPI spec in its Node SDK,
         apiframe-ai/apiframe-nodejs-sdk `openapi.json`): the team's credit balance in
         `team.credits`; 401 for a missing or wrong key, 403 for an inactive one."""
-        response, unreachable = self.ask_free(http, f"{self.base}/v2/me")
-        if unreachable:
-            return unreachable
+        response = self.ask_free(http, f"{self.base}/v2/me")
+        if isinstance(response, KeyCheck):  # the provider could not be reached
+            return response
         verdict = self.key_verdict(response, "GET /v2/me", refused=(401, 403))
         if verdict.state != "valid":
             return verdict
@@ -62,7 +63,7 @@ class ApiframeAdapter(Adapter):
         return verdict._replace(balance=balance, unit="credits" if balance is not None else None)
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
-        body = {
+        body: dict[str, Any] = {
             "model": spec.model,
             "prompt": spec.prompt,
             "gptImage2Params": {

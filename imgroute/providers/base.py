@@ -157,23 +157,21 @@ class Adapter:
         answer has it, the balance). Nothing is generated, nothing is paid."""
         return KeyCheck("unknown", f"{self.provider} documents no free route to check a key with")
 
-    def ask_free(
-        self, http: Http, url: str, headers: dict | None = None
-    ) -> tuple[httpx.Response | None, KeyCheck | None]:
-        """GET a free route with the key (the usual auth headers, unless `headers`): (the answer,
-        None), or (None, the KeyCheck of a provider that could not be reached: no answer, 5xx, 429)."""
+    def ask_free(self, http: Http, url: str, headers: dict | None = None) -> httpx.Response | KeyCheck:
+        """GET a free route with the key (the usual auth headers, unless `headers`): the answer, or
+        the KeyCheck of a provider that could not be reached (no answer, 5xx, 429)."""
         from urllib.parse import urlsplit
 
         route = f"GET {urlsplit(url).path}"
         try:
             response = http.get(url, headers=headers or self.auth_headers())
         except TransportFailure as exc:
-            return None, KeyCheck("unknown", self.clean(str(exc)), route, reached=False)
+            return KeyCheck("unknown", self.clean(str(exc)), route, reached=False)
         if response.status_code >= 500 or response.status_code == 429:
             body = _json_or_none(response)
             message = self.clean(error_message(body, response.text[:200] or ""))
-            return None, KeyCheck("unknown", f"HTTP {response.status_code}: {message}", route, reached=False)
-        return response, None
+            return KeyCheck("unknown", f"HTTP {response.status_code}: {message}", route, reached=False)
+        return response
 
     def key_verdict(self, response: httpx.Response, route: str, refused: tuple[int, ...] = (401, 403)) -> KeyCheck:
         """The plain reading: 2xx valid, `refused` statuses refused (with the provider's message,

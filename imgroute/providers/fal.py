@@ -7,6 +7,8 @@ usage, so the actual cost is computed from the delivered size with fal's round-u
 
 from __future__ import annotations
 
+from typing import Any
+
 from imgroute import policy
 from imgroute.errors import TroubleKind
 from imgroute.models import JobSpec
@@ -52,9 +54,9 @@ class FalAdapter(Adapter):
         made for inference only gets 403, which says nothing about the key, so it is "unknown"; a
         locked account's 403 ("User is locked", fal.md, Authentication) is a refusal."""
         route = "GET /v1/account/billing"
-        response, unreachable = self.ask_free(http, f"{self.platform_base}/v1/account/billing?expand=credits")
-        if unreachable:
-            return unreachable
+        response = self.ask_free(http, f"{self.platform_base}/v1/account/billing?expand=credits")
+        if isinstance(response, KeyCheck):  # the provider could not be reached
+            return response
         verdict = self.key_verdict(response, route, refused=(401,))
         if response.status_code == 403:
             locked = "locked" in verdict.detail.lower()
@@ -71,7 +73,7 @@ class FalAdapter(Adapter):
         return verdict._replace(balance=balance, unit=unit)
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
-        body = {
+        body: dict[str, Any] = {
             "prompt": spec.prompt,
             "image_size": {"width": spec.width, "height": spec.height},
             "quality": spec.quality,  # fal's default is high: always send it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from imgroute import policy
 from imgroute.errors import TroubleKind
@@ -64,7 +65,7 @@ class KieAdapter(Adapter):
         return {"Authorization": f"Bearer {self.key}"}
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
-        body = {
+        body: dict[str, Any] = {
             "model": spec.model,
             "input": {"prompt": spec.prompt, "aspect_ratio": spec.aspect, "resolution": spec.resolution},
         }
@@ -108,7 +109,8 @@ class KieAdapter(Adapter):
         body = self.json_of(response, "the recordInfo answer")
         code = _code(body, response.status_code)
         fields = body if isinstance(body, dict) else {}
-        data = fields.get("data") if isinstance(fields.get("data"), dict) else {}
+        raw_data = fields.get("data")
+        data = raw_data if isinstance(raw_data, dict) else {}
         if code in TASK_FAILED_CODES:
             raise self._failed(data, fallback=str(fields.get("msg") or fields.get("message") or f"code {code}"))
         if code != 200:
@@ -138,9 +140,9 @@ class KieAdapter(Adapter):
         """`GET /api/v1/chat/credit` (kie.md, 6. Credits balance): free; `data` is the account's
         remaining credits. A bad key is `code: 401`, with HTTP 200 or 401 (kie.md, Open questions 6)."""
         route = "GET /api/v1/chat/credit"
-        response, unreachable = self.ask_free(http, f"{self.base}/api/v1/chat/credit")
-        if unreachable:
-            return unreachable
+        response = self.ask_free(http, f"{self.base}/api/v1/chat/credit")
+        if isinstance(response, KeyCheck):  # the provider could not be reached
+            return response
         try:
             body = response.json()
         except ValueError:
@@ -166,9 +168,10 @@ class KieAdapter(Adapter):
 
 
 def _code(body, status: int) -> int:
-    if isinstance(body, dict):
+    code = body.get("code") if isinstance(body, dict) else None
+    if code is not None:
         try:
-            return int(body.get("code"))
+            return int(code)
         except (TypeError, ValueError):
             pass
     return status

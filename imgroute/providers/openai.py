@@ -60,8 +60,10 @@ class OpenAIAdapter(Adapter):
         """`GET /v1/models`: free, and refused (401) for a wrong key (openai-compat.md, Other
         endpoints; the SDK's `models.list`)."""
         url = f"{self.base}/v1/models"
-        response, unreachable = self.ask_free(http, url)
-        return unreachable or self.key_verdict(response, "GET /v1/models")
+        response = self.ask_free(http, url)
+        if isinstance(response, KeyCheck):  # the provider could not be reached
+            return response
+        return self.key_verdict(response, "GET /v1/models")
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         if not spec.images:

@@ -306,7 +306,9 @@ class OpenAIBatchAdapter(OpenAIAdapter):
         return None
 
     def _input_has(self, http: Http, file_id: str | None, custom_id: str) -> bool:
-        return bool(file_id) and custom_id in self._index(http, file_id)
+        if not file_id:
+            return False
+        return custom_id in self._index(http, file_id)
 
 
 def _index_lines(path: str) -> dict[str, tuple[str, int, int]]:

@@ -35,9 +35,9 @@ class PiAPIAdapter(OpenAIAdapter):
         """`GET /account/info` with `x-api-key` (piapi.md, Account / balance): the account and its
         balance, `equivalent_in_usd` in US dollars (doc.qubico.ai account-info). The envelope is
         not documented: the fields are read from `data`, or from the top level."""
-        response, unreachable = self.ask_free(http, f"{self.base}/account/info", {"x-api-key": self.key})
-        if unreachable:
-            return unreachable
+        response = self.ask_free(http, f"{self.base}/account/info", {"x-api-key": self.key})
+        if isinstance(response, KeyCheck):  # the provider could not be reached
+            return response
         verdict = self.key_verdict(response, "GET /account/info")
         if verdict.state != "valid":
             return verdict

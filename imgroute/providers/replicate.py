@@ -49,8 +49,10 @@ class ReplicateAdapter(Adapter):
     def check_key(self, http: Http) -> KeyCheck:
         """`GET /v1/account` (the classic client's `accounts.current`, `replicate/account.py`):
         free, 401 for a bad token (replicate.md, Authentication). It carries no balance."""
-        response, unreachable = self.ask_free(http, f"{self.base}/v1/account")
-        return unreachable or self.key_verdict(response, "GET /v1/account", refused=(401, 403))
+        response = self.ask_free(http, f"{self.base}/v1/account")
+        if isinstance(response, KeyCheck):  # the provider could not be reached
+            return response
+        return self.key_verdict(response, "GET /v1/account", refused=(401, 403))
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         size = f"{spec.width}x{spec.height}" if spec.exact_size else spec.aspect  # a published size, else a ratio
@@ -105,6 +107,7 @@ class ReplicateAdapter(Adapter):
         """The prediction a lost create made, if Replicate lists it: the newest predictions made
         since just before it was sent, matched by model and our marker in their input."""
         since = dt.datetime.fromtimestamp(sent_at - 60, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        params: dict[str, str] | None  # the later pages' URLs carry their own
         url, params = f"{self.base}/v1/predictions", {"created_after": since}
         for _ in range(LIST_PAGES):
             response = self.get(http, url, params=params)

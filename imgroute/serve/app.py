@@ -172,7 +172,10 @@ async def _edit_from_form(form, folder: Path, gateway: Gateway):
             else:
                 raise HttpError(400, f"Unknown file field: '{name}'.", "invalid_request_error", None, name)
         elif name.endswith("[]"):  # a list, as the SDK flattens one into form fields
-            fields.setdefault(name[:-2], []).append(value)
+            listed = fields.setdefault(name[:-2], [])
+            if not isinstance(listed, list):  # the plain field came first: the same parameter twice
+                raise HttpError(400, f"'{name[:-2]}' is given twice.", "invalid_request_error", None, name[:-2])
+            listed.append(value)
         elif name in fields:
             raise HttpError(400, f"'{name}' is given twice.", "invalid_request_error", None, name)
         else:
@@ -209,14 +212,16 @@ def job_response(served: Served, call, joined: bool):
     if served.error is not None:
         return error_response(http_error(served, call), served)
     result = served.result
+    assert result is not None, "a job that ended without an error has its result"
     data = [{"b64_json": base64.b64encode(Path(image.path).read_bytes()).decode(), "revised_prompt": None}
             for image in result.images]  # fmt: skip
     first = result.images[0] if result.images else None
+    choice = served.planned.route.choice if served.planned else None
     body = {
         "created": int(time.time()),
         "data": data,
         "output_format": call.output_format,
-        "quality": served.planned.route.choice.assessment.quality if served.planned else None,
+        "quality": choice.assessment.quality if choice is not None else None,
         "size": f"{first.width}x{first.height}" if first else None,
         "imgroute": report(served, joined),
     }
@@ -256,6 +261,7 @@ def dry_run_response(gateway: Gateway, call):
 
 def report(served: Served, joined: bool) -> dict:
     result = served.result
+    assert result is not None, "the report of a job that ran"
     return {
         "job_id": result.job_id,
         "status": str(result.status),
@@ -288,6 +294,7 @@ def http_error(served: Served, call=None) -> HttpError:
     """An imgroute error as OpenAI's status, type and code, and whether a retry is safe. An edit's
     uploads are named as the client named them (the server's paths are its own business)."""
     error, result = served.error, served.result
+    assert error is not None, "an answer of a job refused or failed"
     said, hint = error.worded("serve")  # each option named as this API's parameter
     message = said + (f" ({hint})" if hint else "")
     if call is not None:

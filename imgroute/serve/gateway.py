@@ -14,13 +14,16 @@ import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute import api, policy
 from imgroute.errors import ImgrouteError
 from imgroute.models import UNFINISHED_JOB_STATES
 from imgroute.serve.params import ImageCall
 from imgroute.vocab import DEFAULT_NAME
+
+if TYPE_CHECKING:
+    from imgroute.jobs.state import JobResult
 
 RECENT_S = 600.0  # how long an ended job's answer is kept for a retry of its request
 RECENT_MAX = 4096  # and at most this many (the newest): a retry comes seconds after its request
@@ -29,9 +32,9 @@ RECENT_MAX = 4096  # and at most this many (the newest): a retry comes seconds a
 class Served(NamedTuple):
     """A job's end, as the HTTP layer answers it."""
 
-    result: object | None  # the JobResult (None when routing refused it)
+    result: JobResult | None  # None when routing refused it
     error: ImgrouteError | None
-    planned: object | None  # api.Planned
+    planned: api.Planned | None
 
 
 def resumable(served: Served) -> bool:
@@ -125,9 +128,16 @@ class Gateway:
             if error is not None and not isinstance(error, ImgrouteError):
                 error = ImgrouteError(f"internal error: {type(error).__name__}: {error}", "see the server's log")
             served = Served(result, result.error if result is not None else error, planned)
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(served))
 
-        self.services.scheduler.start(steps, done)
+            def answer() -> None:  # (on the event loop)
+                if not future.done():
+                    future.set_result(served)
+
+            loop.call_soon_threadsafe(answer)
+
+        scheduler = self.services.scheduler
+        assert scheduler is not None, "open_many's services have a scheduler"
+        scheduler.start(steps, done)
         return await asyncio.shield(future)
 
     def _runner(self, max_cost):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from imgroute.options import HINTS
 
@@ -55,7 +55,7 @@ def read_generation(body: Any, profiles: dict, offers: set[str]) -> ImageCall:
     return _read(body, GENERATION_FIELDS, profiles, offers, images=[], mask=None, files_digest="")
 
 
-def read_edit(fields: dict[str, str], files: tuple, profiles, offers) -> ImageCall:
+def read_edit(fields: dict[str, str | list[str]], files: tuple, profiles, offers) -> ImageCall:
     """Form fields (strings) with the uploaded files already saved: `files` is (their folder, the
     images' paths, the mask's path or None, the digest of their names and contents)."""
     inputs, images, mask, digest = files
@@ -115,7 +115,7 @@ def _read(body: dict, allowed: set[str], profiles, offers, images, mask, files_d
         if name == "dry_run":
             dry_run = bool(value)
         else:
-            options[HINTS[name]] = value
+            options[cast(str, HINTS[name])] = value  # (only dry_run's hint names no option)
     if "size" in options and ("aspect" in options or "resolution" in options):
         raise ParamError("Give either 'size' or the 'imgroute' aspect/resolution hints, not both.", "size")
     canonical = json.dumps({k: v for k, v in body.items() if k not in IGNORED}, sort_keys=True, default=str)

@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from imgroute.models import AttemptState, JobSpec, JobState, TaskState
 
-Row = Mapping[str, Any]
+
+class Row(Protocol):
+    """A row read by column name: SQLite's `Row` (which is no Mapping) or any database's dict row."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+    def keys(self) -> Collection[str]: ...
 
 
 def money(text: str | None) -> Decimal | None:

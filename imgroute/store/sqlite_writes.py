@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
+from typing import cast
 
 from imgroute.errors import BudgetRefused
 from imgroute.files import process_alive
@@ -83,12 +84,13 @@ class SQLiteTransaction:
         add_committed(self.db, stamp, asked)  # in flight: counts at its estimate until settled
         if job_state:
             self.job_state(job_id, job_state)
-        return self.db.execute(
+        inserted = self.db.execute(
             "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
             "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
             (job_id, seq, offer.provider, offer.model, offer.plan,
              str(estimate) if estimate is not None else None, json.dumps(breakdown), stamp, stamp),
-        ).lastrowid  # fmt: skip
+        )  # fmt: skip
+        return cast(int, inserted.lastrowid)  # (an INSERT always sets it)
 
     def attempt_state(
         self,
@@ -118,11 +120,12 @@ class SQLiteTransaction:
 
     def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
         now = self.clock()
-        return self.db.execute(
+        inserted = self.db.execute(
             "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
             "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)",
             (attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
-        ).lastrowid
+        )
+        return cast(int, inserted.lastrowid)  # (an INSERT always sets it)
 
     def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
         self.db.execute(
