@@ -79,7 +79,7 @@ def plan(
     else:
         route = rank_offers(request, table, constraints, keys.available if keys else None)
     route = with_caveats(route, settings.pricing_max_age_days, constraints.rank)
-    return Planned(request, table, settings, constraints, keys, route)
+    return Planned(request=request, table=table, settings=settings, constraints=constraints, keys=keys, route=route)
 
 
 PLAN_OWN = (
@@ -128,7 +128,9 @@ def run(
             f"drop {named('detach')}, or allow a batch offer with {named('deadline')} 24h",
         )
     output = OutputOptions(check_out_dir(Path(out)), name)
-    options = JobOptions(output, timeout, planned.constraints.max_cost, detach, on_event)
+    options = JobOptions(
+        output=output, timeout=timeout, max_cost=planned.constraints.max_cost, detach=detach, on_event=on_event
+    )
     if planned.keys is None:
         raise UsageError("this plan was made without keys, for quoting", "plan it with with_keys=True to run it")
     with one_job(planned.table, planned.settings, planned.keys) as services:
@@ -157,7 +159,9 @@ def resume(
     from imgroute.session import interrupted, one_job
 
     table, settings, keys, reroute = _resume_setup(timeout, pricing)
-    options = JobOptions(OutputOptions(Path(".")), timeout, on_event=on_event)  # (the job's own folder is used)
+    options = JobOptions(
+        output=OutputOptions(Path(".")), timeout=timeout, on_event=on_event
+    )  # (the job's own folder is used)
     with one_job(table, settings, keys) as services:
         runner = JobRunner(services, options)
         try:
@@ -256,7 +260,19 @@ def plan_batch(
         priors = journal.jobs_for_rows(key)  # a rerun plans only what is left to do
     the_plan = make_plan(rows, routes, constraints, priors, key, settings.pricing_max_age_days)
     pacing = the_plan.pacing(table.registry.limits(settings.limits))
-    return PlannedBatch(rows, bad, label, key, the_plan, pacing, table, settings, keys, constraints, routes)
+    return PlannedBatch(
+        rows=rows,
+        bad=bad,
+        label=label,
+        key=key,
+        plan=the_plan,
+        pacing=pacing,
+        table=table,
+        settings=settings,
+        keys=keys,
+        constraints=constraints,
+        routes=routes,
+    )
 
 
 def check_batch(planned: PlannedBatch, max_total: Decimal | float | str | None = None) -> None:
@@ -316,7 +332,7 @@ def run_batch(
             on_result(result)
 
     for row, why in planned.plan.unservable:  # every row gets its result, these first
-        report(RowResult(row, Outcome.UNSERVABLE, None, why))
+        report(RowResult(row=row, outcome=Outcome.UNSERVABLE, result=None, note=why))
     workers = BatchRun.workers_for(concurrency)
     # a connection per worker, and one per job a synchronous provider holds open while it generates
     sizes = {"workers": workers, "total": concurrency, "connections": workers + concurrency}

@@ -1,7 +1,34 @@
-"""One error tree. Each class carries the exit code fixed by the design contract (section 5).
+"""Every exception imgroute raises, in one tree. An ImgrouteError is what a user sees: one
+`error: ...` line, a hint naming the fix, and the exit code fixed by the design contract (section
+5). The signals inside a job are caught where the job decides what they mean, and become one of
+those, or an attempt's end; anything else is a bug and keeps its traceback.
 
-Every ImgrouteError is shown as one `error: ...` line plus a hint naming the fix; anything else is
-a bug and keeps its traceback.
+    Exception
+    ├── ImgrouteError                 shown to the user (exit 1: unexpected)
+    │   ├── UsageError                2  a flag, argument, input file or request field
+    │   ├── Busy                      2  another imgroute runs the job
+    │   ├── ConfigError               3  pricing.yaml, config.yaml, the keys, the ledger
+    │   ├── NoOfferError              4  no offer can deliver the request
+    │   ├── ProviderError             5  provider trouble after retries and fallbacks
+    │   ├── JobFailedError            6  the provider failed the job (moderation included)
+    │   ├── OutputError               7  a result could not be downloaded, verified or saved
+    │   ├── BudgetError               8  --max-cost, --max-total or a cap
+    │   │   └── BudgetRefused            a cap refused an attempt's reservation (in the ledger)
+    │   ├── Interrupted               130 (143 on SIGTERM)
+    │   └── StdoutClosed              141
+    ├── signals inside a job
+    │   ├── ProviderTrouble           not the job's fault: its images may move on (TroubleKind)
+    │   ├── JobFailed                 the provider failed it
+    │   ├── SubmitUnknown             a submit's fate is unknown: never sent again blindly
+    │   ├── MalformedAnswer           an answer that cannot be read
+    │   ├── TransportFailure          no HTTP answer (`reached`: whether the request may have arrived)
+    │   ├── Stuck                     not done before the timeout: still at the provider
+    │   └── Cancelled                 a stop before the job sent anything
+    ├── NotAnImage (ValueError)       bytes that are not an image imgroute reads
+    └── at the doors
+        ├── ParamError                serve: a request refused with a 400 naming its parameter
+        ├── HttpError                 serve: the status, type and code a client is answered with
+        └── ReaderGone                the CLI: stdout's reader went away (`| head -1`)
 """
 
 from __future__ import annotations
@@ -170,3 +197,81 @@ class TroubleKind(StrEnum):
     SERVER = "server"  # 5xx or an answer that makes no sense
     REJECTED = "rejected"  # the provider refused the parameters
     UNREACHABLE = "unreachable"  # nothing reached the provider (connection refused, DNS)
+
+
+# -- signals inside a job: caught where the job decides what they mean -------------------------
+
+
+class ProviderTrouble(Exception):
+    """The provider could not take or run the job, not the job's fault (its `kind`): the images may
+    move to another offer; the HTTP layer's submit rule reads `kind` and `retry_after`."""
+
+    def __init__(self, message: str, kind: TroubleKind, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class JobFailed(Exception):
+    """The provider ran the job and failed it (moderation among the reasons)."""
+
+    def __init__(self, message: str, moderated: bool = False, never_ran: bool = False, charge_unknown: bool = False):
+        super().__init__(message)
+        self.moderated = moderated
+        self.never_ran = never_ran  # dropped unrun and not billed (an expired batch): the job may move on
+        # Ran and failed without an image, and the provider does not say whether it charged (Kie): the
+        # job may move on, and counts the request's estimate as possibly charged until it is settled.
+        # A moderated failure stays final whatever this says (another provider would refuse it too).
+        self.charge_unknown = charge_unknown
+
+
+class SubmitUnknown(Exception):
+    """A submit that may have reached the provider and whose answer was lost: never sent again blindly."""
+
+
+class MalformedAnswer(Exception):
+    """A provider answer that could not be read (not JSON, missing fields)."""
+
+
+class TransportFailure(Exception):
+    """No HTTP response. `reached` says whether the request may have reached the server."""
+
+    def __init__(self, message: str, reached: bool):
+        super().__init__(message)
+        self.reached = reached
+
+
+class Stuck(Exception):
+    """Submitted, but not finished before the timeout: the job is still at the provider."""
+
+
+class Cancelled(Exception):
+    """Raised into a job waiting for its first slot when the batch stops (Ctrl-C)."""
+
+
+class NotAnImage(ValueError):
+    """Bytes that are not a PNG, JPEG or WebP image imgroute can read (a header cut short among them)."""
+
+
+# -- at the doors ---------------------------------------------------------------------------------
+
+
+class ParamError(Exception):
+    """A request imgroute refuses: OpenAI's 400 `invalid_request_error`, naming the parameter."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class HttpError(Exception):
+    """What serve answers a client: OpenAI's status, error type, code and param, and whether to retry."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None, param=None, retry=None):
+        super().__init__(message)
+        self.status, self.type, self.code, self.param, self.retry = status, type_, code, param, retry
+
+
+class ReaderGone(Exception):
+    """A command's stdout was closed by its reader. (Not an OSError: typer turns a broken pipe into
+    exit 1, and `| head -1` is no failure.)"""

@@ -15,7 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from imgroute.errors import ConfigError, UsageError, named, quoted
+from imgroute.errors import ConfigError, NotAnImage, UsageError, named, quoted
 from imgroute.models import FROM_URL, Constraints, InputImage, Ratio, Request, Target, aspect_text
 from imgroute.vocab import BACKGROUNDS, IMAGE_FORMATS, MODERATIONS, QUALITY_RANK, RANKS, RESOLUTION_PIXELS, RESOLUTIONS
 
@@ -226,7 +226,7 @@ def inspect_input(source: str, label: str) -> InputImage:
     text = check_text(source, label).strip()
     lowered = text.lower()
     if lowered.startswith(("http://", "https://")):
-        return InputImage(text, is_url=True)
+        return InputImage(source=text, is_url=True)
     if "://" in text or lowered.startswith("data:"):
         hint = "give a local path or a public URL"
         raise UsageError(f"{label} {quoted(text)} is neither a file nor an http(s) URL", hint)
@@ -245,7 +245,7 @@ def inspect_input(source: str, label: str) -> InputImage:
         raise UsageError(f"{label} {text} cannot be read: {exc.strerror}", "check its permissions") from None
     try:
         info = images.sniff(head)
-    except images.NotAnImage as exc:
+    except NotAnImage as exc:
         if head[:4] in (b"\x89PNG", b"RIFF") or head[:3] == b"\xff\xd8\xff":
             raise UsageError(f"{label} {text} is not a usable image: {exc}", "export it again") from None
         raise UsageError(f"{label} {text} is not a PNG, JPEG or WebP image", "convert it to PNG") from None
@@ -256,9 +256,17 @@ def inspect_input(source: str, label: str) -> InputImage:
         )
     try:
         images.check_complete(info, head, tail, size)
-    except images.NotAnImage as exc:
+    except NotAnImage as exc:
         raise UsageError(f"{label} {text} is not a usable image: {exc}", "export it again") from None
-    return InputImage(str(path), False, info.format, info.width, info.height, size, info.has_alpha)
+    return InputImage(
+        source=str(path),
+        is_url=False,
+        format=info.format,
+        width=info.width,
+        height=info.height,
+        bytes=size,
+        has_alpha=info.has_alpha,
+    )
 
 
 def build_inputs(images: list[str] | None, mask: str | None) -> tuple[tuple[InputImage, ...], InputImage | None]:

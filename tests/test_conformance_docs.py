@@ -12,11 +12,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, ProviderTrouble, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
 from imgroute.providers.apiframe import ApiframeAdapter
-from imgroute.providers.base import JobFailed, ProviderTrouble
 from imgroute.providers.kie import KieAdapter
 from imgroute.providers.piapi import PiAPIAdapter
 from tests.fakes.server import make_image

@@ -3,7 +3,8 @@
 import httpx
 import pytest
 
-from imgroute.net.http import Http, TransportFailure, retry_after_seconds
+from imgroute.errors import TransportFailure
+from imgroute.net.http import Http, retry_after_seconds
 
 
 def http_with(handler, waits):

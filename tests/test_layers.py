@@ -125,3 +125,69 @@ def test_every_package_init_is_empty():
 def test_the_tables_of_this_test_name_real_packages():
     for prefix in (*FORBIDDEN, *DOORS, *MAY_IMPORT_DOOR_LIBRARIES):
         assert any(under(name, prefix) for name in MODULES), prefix
+
+
+def _named_tuples() -> dict[str, dict[str, list[str]]]:
+    """module -> NamedTuple class -> its fields."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for name, path in MODULES.items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "NamedTuple" for b in node.bases):
+                fields = [
+                    s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                ]
+                found.setdefault(name, {})[node.name] = fields
+    return found
+
+
+def test_values_of_four_fields_or_more_are_built_by_name():
+    """A value with many fields is never built by position: a field added or moved cannot shift
+    the others silently. (The options table is written as rows, the exception.)"""
+    defined = _named_tuples()
+    positional = []
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        in_scope = dict(defined.get(name, {}))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in defined:
+                for alias in node.names:
+                    if alias.name in defined[node.module]:
+                        in_scope[alias.asname or alias.name] = defined[node.module][alias.name]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            if isinstance(node.func, ast.Name):  # Job(...), or module.Job(...) of one of its modules
+                called, fields = node.func.id, in_scope.get(node.func.id)
+            elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+                called = node.func.attr
+                module = next((m for m in defined if m.rsplit(".", 1)[-1] == node.func.value.id), None)
+                fields = defined[module].get(called) if module else None
+            else:
+                continue
+            if fields is not None and len(fields) >= 4 and called != "Option":
+                positional.append(f"{name}:{node.lineno} {called}(...)")
+    assert positional == []
+
+
+def test_no_value_has_a_mutable_default():
+    shared = [
+        f"{name}:{statement.lineno} {node.name}.{ast.unparse(statement.target)}"
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        for statement in node.body
+        if isinstance(statement, ast.AnnAssign) and isinstance(statement.value, (ast.Dict, ast.List, ast.Set))
+    ]
+    assert shared == []
+
+
+def test_every_exception_class_lives_in_errors():
+    import importlib
+
+    outside = []
+    for name in sorted(set(MODULES) - {"imgroute.__main__"}):  # (importing that one runs the CLI)
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == name:
+                outside.append(f"{name}.{value.__name__}")
+    assert [where for where in outside if not where.startswith("imgroute.errors.")] == []

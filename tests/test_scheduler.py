@@ -8,7 +8,8 @@ import time
 import pytest
 
 from imgroute.batches.scheduler import AT_SLOT, LATER, NEW, Limits, Scheduler, _RunQueue
-from imgroute.jobs.steps import Cancelled, NeedSlot, Pause
+from imgroute.errors import Cancelled
+from imgroute.jobs.steps import NeedSlot, Pause
 
 
 def run_all(scheduler: Scheduler, jobs: list, timeout: float = 10.0) -> list:

@@ -136,8 +136,25 @@ def with_inputs(request: Request, images: int, mask: bool) -> Request:
     """An edit of `images` typical reference images (1024x1024 PNG, 1.5 MB), with a mask or not."""
     if not images:
         return request
-    inputs = tuple(InputImage(f"mix-image-{i}.png", False, "png", 1024, 1024, 1_500_000, False) for i in range(images))
-    checked = InputImage("mix-mask.png", False, "png", 1024, 1024, 300_000, True) if mask else None
+    inputs = tuple(
+        InputImage(
+            source=f"mix-image-{i}.png",
+            is_url=False,
+            format="png",
+            width=1024,
+            height=1024,
+            bytes=1_500_000,
+            has_alpha=False,
+        )
+        for i in range(images)
+    )
+    checked = (
+        InputImage(
+            source="mix-mask.png", is_url=False, format="png", width=1024, height=1024, bytes=300_000, has_alpha=True
+        )
+        if mask
+        else None
+    )
     return request._replace(images=inputs, mask=checked)
 
 
@@ -185,7 +202,14 @@ def advise(rows: list[MixRow], table, constraints, routes=None) -> Advice:
         floor += cheapest(row.request, table, chosen, constraints) * row.count
     by_offer = tuple(sorted(_by_offer(servable, table, constraints), key=_by_cost))
     plans = tuple(_break_even(servable, table, best, month) for month in by_offer if _monthly(table, month))
-    return Advice(tuple(rows), routed, floor, tuple(unservable), by_offer, plans)
+    return Advice(
+        rows=tuple(rows),
+        routed_usd=routed,
+        floor_usd=floor,
+        unservable_rows=tuple(unservable),
+        by_offer=by_offer,
+        break_even=plans,
+    )
 
 
 def cheapest(request: Request, table, plans: dict, constraints=None) -> Decimal:
@@ -224,7 +248,17 @@ def _by_offer(rows: list[MixRow], table, constraints) -> list[OfferMonth]:
                 unused = plan.credits_per_month * months - credits
             if excluded:
                 usd = None
-            out.append(OfferMonth(offer.id, plan.name, usd, tuple(missing), credits_used, unused, excluded))
+            out.append(
+                OfferMonth(
+                    offer=offer.id,
+                    plan=plan.name,
+                    usd=usd,
+                    unservable_rows=tuple(missing),
+                    credits=credits_used,
+                    unused_credits=unused,
+                    excluded=excluded,
+                )
+            )
     return out
 
 
@@ -251,16 +285,43 @@ def _break_even(rows: list[MixRow], table, best: dict, month: OfferMonth) -> Bre
         credits += a.cost / plan.usd_per_credit * row.count
     unused = max(Decimal(0), plan.credits_per_month - credits)
     if not images or not other_usd:
-        return BreakEven(offer.id, plan.name, plan.monthly_usd, None, images, False, unused, "serves no row of the mix")
+        return BreakEven(
+            offer=offer.id,
+            plan=plan.name,
+            monthly_usd=plan.monthly_usd,
+            images_per_month=None,
+            this_month_images=images,
+            past=False,
+            unused_credits=unused,
+            why="serves no row of the mix",
+        )
     per_image, credits_per_image = other_usd / images, credits / images
     needed = math.ceil(plan.monthly_usd / per_image)
     if needed * credits_per_image > plan.credits_per_month:
         covered = int(plan.credits_per_month / credits_per_image)
         why = f"its {plan.credits_per_month:,} credits cover {covered:,} images, fewer than the {needed:,} it needs"
-        return BreakEven(offer.id, plan.name, plan.monthly_usd, None, images, False, unused, why)
+        return BreakEven(
+            offer=offer.id,
+            plan=plan.name,
+            monthly_usd=plan.monthly_usd,
+            images_per_month=None,
+            this_month_images=images,
+            past=False,
+            unused_credits=unused,
+            why=why,
+        )
     past = images >= needed
     why = f"beats the best other route (${per_image:.4f}/image) from {needed:,} images a month"
-    return BreakEven(offer.id, plan.name, plan.monthly_usd, needed, images, past, unused, why)
+    return BreakEven(
+        offer=offer.id,
+        plan=plan.name,
+        monthly_usd=plan.monthly_usd,
+        images_per_month=needed,
+        this_month_images=images,
+        past=past,
+        unused_credits=unused,
+        why=why,
+    )
 
 
 # -- what routing saved ------------------------------------------------------------------------
@@ -304,13 +365,13 @@ def savings(records, table, constraints, default_offer: str = DEFAULT_OFFER) -> 
         best = min(served, key=lambda m: cast(Decimal, m.usd)) if served else None  # (served: priced ones only)
         out.append(
             Saving(
-                period,
-                len(group),
-                spent,
-                default_offer,
-                default.usd if default is not None else None,
-                best.offer if best else None,
-                best.usd if best else None,
+                period=period,
+                jobs=len(group),
+                spent=spent,
+                default_offer=default_offer,
+                at_default=default.usd if default is not None else None,
+                cheapest_offer=best.offer if best else None,
+                at_cheapest=best.usd if best else None,
             )
         )
     return out

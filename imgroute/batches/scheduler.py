@@ -18,7 +18,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from imgroute import policy
-from imgroute.jobs.steps import Cancelled, Later, NeedSlot, Pause, Steps
+from imgroute.errors import Cancelled
+from imgroute.jobs.steps import Later, NeedSlot, Pause, Steps
 from imgroute.providers.registry import limits_of
 
 

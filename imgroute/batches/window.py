@@ -19,10 +19,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from imgroute.errors import BudgetRefused
+from imgroute.errors import BudgetRefused, ProviderTrouble, SubmitUnknown
 from imgroute.models import SENDING_BATCH, UNSENT, AttemptState, JobState, TaskState
 from imgroute.net.http import Http
-from imgroute.providers.base import ProviderTrouble, SubmitUnknown
 from imgroute.store.interface import Ledger
 from imgroute.words import count
 

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, StdoutClosed
+from imgroute.errors import EXIT_INTERRUPTED, ImgrouteError, Interrupted, ReaderGone, StdoutClosed
 
 app = typer.Typer(
     name="imgroute",
@@ -148,11 +148,6 @@ def main(argv: list[str] | None = None) -> None:
         signals.discard_stdout()
         sys.exit(signals.EXIT_STDOUT_CLOSED)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-class ReaderGone(Exception):
-    """A command's stdout was closed by its reader. (Not an OSError: typer turns a broken pipe into
-    exit 1, and `| head -1` is no failure.)"""
 
 
 def guard_commands(typer_app: typer.Typer) -> None:

@@ -111,7 +111,17 @@ def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
         fields["default_offer"].text() if "default_offer" in fields else Settings._field_defaults["default_offer"]
     )
     prepaid = _credits(fields["credits"], registry.known()) if "credits" in fields else {}
-    return Settings(path, plans, max_age, limits, official_only, stated_quality, profiles, default_offer, prepaid)
+    return Settings(
+        path=path,
+        plans=plans,
+        pricing_max_age_days=max_age,
+        limits=limits,
+        official_only=official_only,
+        stated_quality=stated_quality,
+        profiles=profiles,
+        default_offer=default_offer,
+        credits=prepaid,
+    )
 
 
 def _credits(node: Field, known: tuple[str, ...]) -> dict[str, tuple]:

@@ -45,11 +45,11 @@ def read(home: Path) -> dict[str, Balance]:
     for provider, entry in read_json(home / FILE).items():
         try:
             out[provider] = Balance(
-                provider,
-                Decimal(str(entry["bought"])),
-                Decimal(str(entry["left"])),
-                dt.date.fromisoformat(entry["expires"]),
-                dt.date.fromisoformat(entry["since"]),
+                provider=provider,
+                bought=Decimal(str(entry["bought"])),
+                left=Decimal(str(entry["left"])),
+                expires=dt.date.fromisoformat(entry["expires"]),
+                since=dt.date.fromisoformat(entry["since"]),
             )
         except (KeyError, TypeError, ValueError, ArithmeticError):
             continue

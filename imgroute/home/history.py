@@ -58,13 +58,13 @@ def read(home: Path) -> dict[str, OfferStats]:
     for offer, entry in read_json(home / FILE).items():
         try:
             out[offer] = OfferStats(
-                int(entry["attempts"]),
-                int(entry["succeeded"]),
-                int(entry["failed"]),
-                int(entry["moderated"]),
-                Decimal(str(entry["charged_usd"])),
-                tuple(float(t) for t in entry["times"][-KEEP_TIMES:]),
-                int(entry.get("charge_unknown", 0)),
+                attempts=int(entry["attempts"]),
+                succeeded=int(entry["succeeded"]),
+                failed=int(entry["failed"]),
+                moderated=int(entry["moderated"]),
+                charged_usd=Decimal(str(entry["charged_usd"])),
+                times=tuple(float(t) for t in entry["times"][-KEEP_TIMES:]),
+                charge_unknown=int(entry.get("charge_unknown", 0)),
             )
         except (KeyError, TypeError, ValueError, ArithmeticError):
             continue  # a damaged entry is no history

@@ -53,17 +53,17 @@ def check(rows, keys, registry, http, balances: dict, configured: Mapping[str, t
         adapter = registry.adapter_class(row.provider)(keys.available[row.provider], keys.base_urls.get(row.provider))
         verdict = adapter.check_key(http)
         return Checked(
-            row.provider,
-            row.env,
-            row.source,
-            verdict.state,
-            adapter.clean(verdict.detail),
-            verdict.route,
-            verdict.reached,
-            verdict.balance,
-            verdict.unit,
-            balances.get(row.provider),
-            row.provider in configured,
+            provider=row.provider,
+            env=row.env,
+            source=row.source,
+            state=verdict.state,
+            detail=adapter.clean(verdict.detail),
+            route=verdict.route,
+            reached=verdict.reached,
+            balance=verdict.balance,
+            unit=verdict.unit,
+            tracked=balances.get(row.provider),
+            in_config=row.provider in configured,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(rows)))) as pool:

@@ -11,13 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
-from imgroute.errors import OutputError
+from imgroute.errors import NotAnImage, OutputError, TransportFailure
 from imgroute.files import atomic_write, private_dir
 from imgroute.home import config
 from imgroute.models import JobSpec
 from imgroute.money import usd_json
 from imgroute.net import images
-from imgroute.net.http import Http, TransportFailure
+from imgroute.net.http import Http
 
 # A nominal size (Kie publishes none) is accepted when the aspect ratio is within this share.
 NOMINAL_RATIO_TOLERANCE = 0.02
@@ -163,7 +163,7 @@ class Outputs:
                     f"{shape.provider}: result {output['url']} answered HTTP {status} (expired or missing)"
                 )
             return staged
-        except images.NotAnImage as exc:
+        except NotAnImage as exc:
             raise OutputError(f"{shape.provider}: image {index} is not a usable image: {exc}") from None
         except TransportFailure as exc:
             raise OutputError(f"{shape.provider}: image {index} could not be downloaded: {exc}") from None

@@ -15,7 +15,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from imgroute.errors import Busy, ImgrouteError, JobFailedError, ProviderError, UsageError
+from imgroute.errors import (
+    Busy,
+    ImgrouteError,
+    JobFailed,
+    JobFailedError,
+    MalformedAnswer,
+    ProviderError,
+    ProviderTrouble,
+    SubmitUnknown,
+    UsageError,
+)
 from imgroute.jobs.fallback import settle_hint
 from imgroute.jobs.outputs import ImageShape, Outputs, SavedImage
 from imgroute.jobs.state import Attempt, AttemptEnd, AttemptReport, JobResult, JobRun, Outcome, failure_hint
@@ -23,7 +33,7 @@ from imgroute.jobs.steps import NeedSlot, Steps, drive
 from imgroute.jobs.tasks import Task
 from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request, TaskState
 from imgroute.pricing.router import Route
-from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.providers.base import Adapter, Usage
 from imgroute.providers.registry import lane
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, held_by, job_key
 from imgroute.store.records import AttemptRecord, TaskRecord

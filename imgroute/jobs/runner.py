@@ -22,11 +22,15 @@ from typing import TYPE_CHECKING
 from imgroute import words
 from imgroute.errors import (
     BudgetRefused,
+    Cancelled,
     ConfigError,
     ImgrouteError,
     Interrupted,
+    JobFailed,
     JobFailedError,
     ProviderError,
+    ProviderTrouble,
+    SubmitUnknown,
     named,
 )
 from imgroute.jobs.fallback import (
@@ -52,13 +56,13 @@ from imgroute.jobs.state import (
     Outcome,
     failure_hint,
 )
-from imgroute.jobs.steps import Cancelled, Later, NeedSlot, Pause, Steps, drive
+from imgroute.jobs.steps import Later, NeedSlot, Pause, Steps, drive
 from imgroute.jobs.tasks import Task, TaskRunner, Unsent
 from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, OfferRef, Request, TaskState
 from imgroute.output.report import route_text
 from imgroute.pricing.costs import Assessment, assess
 from imgroute.pricing.router import Quote, Route
-from imgroute.providers.base import Adapter, JobFailed, ProviderTrouble, SubmitUnknown
+from imgroute.providers.base import Adapter
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
 from imgroute.store.records import NewJob
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from imgroute.errors import JobFailedError, OutputError, TroubleKind
+from imgroute.errors import JobFailedError, OutputError, ProviderTrouble, TroubleKind
 from imgroute.home.observations import Observations
 from imgroute.jobs.fallback import charge_unknown_note, unknown_error
 from imgroute.jobs.outputs import ImageShape, Outputs, SavedImage
@@ -20,7 +20,6 @@ from imgroute.models import AttemptState, JobState, TaskState
 from imgroute.pricing import price_models
 from imgroute.pricing.price_models import Delivered
 from imgroute.pricing.table import PricingTable
-from imgroute.providers.base import ProviderTrouble
 from imgroute.store.interface import Transaction
 
 

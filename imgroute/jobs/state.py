@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute import policy
-from imgroute.errors import ImgrouteError, TroubleKind, named
+from imgroute.errors import ImgrouteError, ProviderTrouble, TroubleKind, named
 from imgroute.jobs.outputs import ImageShape, SavedImage
 from imgroute.models import JobState, Request
-from imgroute.providers.base import Adapter, ProviderTrouble, Usage
+from imgroute.providers.base import Adapter, Usage
 from imgroute.store.interface import Unsaved
 from imgroute.vocab import DEFAULT_NAME
 

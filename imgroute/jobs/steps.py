@@ -35,10 +35,6 @@ class Later(NamedTuple):
     the jobs that hold a provider's slot, so none holds it longer than it must."""
 
 
-class Cancelled(Exception):
-    """Raised into a job waiting for its first slot when the batch stops (Ctrl-C)."""
-
-
 Steps = Generator["Pause | NeedSlot | Later", None, Any]
 
 

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute.errors import ProviderError
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderError, ProviderTrouble, Stuck, SubmitUnknown
 from imgroute.jobs.outputs import Outputs, SavedImage
 from imgroute.jobs.polling import PollTiming, backoff
 from imgroute.jobs.steps import Pause, Steps
 from imgroute.models import JobSpec, TaskState
 from imgroute.net.http import Http
-from imgroute.providers.base import Adapter, JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, Usage
+from imgroute.providers.base import Adapter, Usage
 from imgroute.store.interface import Ledger, Transaction, Unsaved
 
 if TYPE_CHECKING:
@@ -50,10 +50,6 @@ class Unsent(NamedTuple):
     attempt_id: int
     tasks: tuple[Task, ...]
     adapter: Adapter
-
-
-class Stuck(Exception):
-    """Submitted, but not finished before the timeout: the job is still at the provider."""
 
 
 class TaskRunner:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import httpx
 
 from imgroute import policy
-from imgroute.errors import TroubleKind
+from imgroute.errors import TransportFailure, TroubleKind
 from imgroute.net import debug
 from imgroute.version import __version__
 
@@ -35,14 +35,6 @@ class _Answer(NamedTuple):
     status: int
     value: Any  # the response (GET), or what `consume` made of the body (download)
     response: httpx.Response  # for its Retry-After
-
-
-class TransportFailure(Exception):
-    """No HTTP response. `reached` says whether the request may have reached the server."""
-
-    def __init__(self, message: str, reached: bool):
-        super().__init__(message)
-        self.reached = reached
 
 
 class _NoCookies(httpx.Cookies):

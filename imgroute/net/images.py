@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import NamedTuple
 
+from imgroute.errors import NotAnImage
 from imgroute.files import PART_PREFIX, PRIVATE_FILE, atomic_write, process_alive, temp_file
 
 FORMATS = ("png", "jpeg", "webp")
@@ -29,10 +30,6 @@ class ImageInfo(NamedTuple):
     width: int
     height: int
     has_alpha: bool | None = None  # known for PNG and WebP
-
-
-class NotAnImage(ValueError):
-    pass
 
 
 def sniff(head: bytes) -> ImageInfo:
@@ -53,7 +50,7 @@ def _sniff(head: bytes) -> ImageInfo:
     if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         color_type = head[25]
-        return ImageInfo("png", width, height, has_alpha=color_type in (4, 6))
+        return ImageInfo(format="png", width=width, height=height, has_alpha=color_type in (4, 6))
     if head[:3] == b"\xff\xd8\xff":
         return _sniff_jpeg(head)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -77,7 +74,7 @@ def _sniff_jpeg(head: bytes) -> ImageInfo:
         # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             height, width = struct.unpack(">HH", head[i + 5 : i + 9])
-            return ImageInfo("jpeg", width, height, has_alpha=False)
+            return ImageInfo(format="jpeg", width=width, height=height, has_alpha=False)
         i += 2 + length
     raise NotAnImage("JPEG frame size not found in its header")
 
@@ -88,21 +85,16 @@ def _sniff_webp(head: bytes) -> ImageInfo:
         flags = head[20]
         width = 1 + int.from_bytes(head[24:27], "little")
         height = 1 + int.from_bytes(head[27:30], "little")
-        return ImageInfo("webp", width, height, has_alpha=bool(flags & 0x10))
+        return ImageInfo(format="webp", width=width, height=height, has_alpha=bool(flags & 0x10))
     if chunk == b"VP8L":
         bits = int.from_bytes(head[21:25], "little")
         width = (bits & 0x3FFF) + 1
         height = ((bits >> 14) & 0x3FFF) + 1
-        return ImageInfo("webp", width, height, has_alpha=bool((bits >> 28) & 1))
+        return ImageInfo(format="webp", width=width, height=height, has_alpha=bool((bits >> 28) & 1))
     if chunk == b"VP8 ":
         width, height = struct.unpack("<HH", head[26:30])
-        return ImageInfo("webp", width & 0x3FFF, height & 0x3FFF, has_alpha=False)
+        return ImageInfo(format="webp", width=width & 0x3FFF, height=height & 0x3FFF, has_alpha=False)
     raise NotAnImage("unknown WebP chunk")
-
-
-def sniff_file(path: Path) -> ImageInfo:
-    with open(path, "rb") as fh:
-        return sniff(fh.read(HEADER_BYTES))
 
 
 TAIL_BYTES = 16
@@ -197,7 +189,7 @@ def stage(out_dir: Path, chunks, verify) -> Staged:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return Staged(path, info, size, digest.hexdigest())
+    return Staged(path=path, info=info, size=size, sha256=digest.hexdigest())
 
 
 def _read_umask() -> int:

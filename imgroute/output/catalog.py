@@ -28,39 +28,98 @@ class Shape(NamedTuple):
 SHAPES = {
     shape.name: shape
     for shape in (
-        Shape("quote", "imgroute quote --json", "every offer's quote and the choice", ROUTE),
-        Shape("gen", "imgroute gen --json", "one job (edit too), failures included", JOB),
-        Shape("gen-dry-run", "imgroute gen --dry-run --json", "the choice and the exact request, unsent", DRY_RUN),
         Shape(
-            "batch-plan", "imgroute batch --dry-run --json", "what a batch would run, where, for how much", BATCH_PLAN
+            name="quote", command="imgroute quote --json", summary="every offer's quote and the choice", schema=ROUTE
         ),
-        Shape("batch-row", "imgroute batch --json", "each line: a row's job and its outcome", BATCH_ROW),
+        Shape(name="gen", command="imgroute gen --json", summary="one job (edit too), failures included", schema=JOB),
         Shape(
-            "jobs",
-            "imgroute jobs --json",
-            "the recent jobs in the ledger",
-            array_of(JOB_LISTING, "Recent jobs, newest first."),
+            name="gen-dry-run",
+            command="imgroute gen --dry-run --json",
+            summary="the choice and the exact request, unsent",
+            schema=DRY_RUN,
         ),
-        Shape("job", "imgroute jobs show --json", "everything the ledger knows about one job", JOB_DETAILS),
         Shape(
-            "resume",
-            "imgroute jobs resume --json",
-            "the jobs resumed, each as gen's object",
-            array_of(
+            name="batch-plan",
+            command="imgroute batch --dry-run --json",
+            summary="what a batch would run, where, for how much",
+            schema=BATCH_PLAN,
+        ),
+        Shape(
+            name="batch-row",
+            command="imgroute batch --json",
+            summary="each line: a row's job and its outcome",
+            schema=BATCH_ROW,
+        ),
+        Shape(
+            name="jobs",
+            command="imgroute jobs --json",
+            summary="the recent jobs in the ledger",
+            schema=array_of(JOB_LISTING, "Recent jobs, newest first."),
+        ),
+        Shape(
+            name="job",
+            command="imgroute jobs show --json",
+            summary="everything the ledger knows about one job",
+            schema=JOB_DETAILS,
+        ),
+        Shape(
+            name="resume",
+            command="imgroute jobs resume --json",
+            summary="the jobs resumed, each as gen's object",
+            schema=array_of(
                 extended(JOB, {}, drop=("reasons",)),
                 "The jobs resumed (one, or every unfinished one with --all), each as gen's object.",
             ),
         ),
-        Shape("spend", "imgroute spend --json", "spending by day, month, provider and quality", SPEND),
-        Shape("savings", "imgroute spend --savings --json", "what routing saved, per month", SAVINGS),
-        Shape("budget", "imgroute budget show --json", "each cap, what is spent and left", BUDGET),
-        Shape("pricing", "imgroute pricing --json", "every figure of the table with its source and age", PRICING),
-        Shape("providers", "imgroute providers --json", "what each offer can do", PROVIDERS),
-        Shape("advise", "imgroute advise --json", "a month priced every way, and plans' break-even", ADVICE),
-        Shape("plans", "imgroute plans show --json", "the prepaid credit balances", PLANS),
-        Shape("keys", "imgroute keys list --json", "which keys are set, and where from", KEYS),
-        Shape("keys-check", "imgroute keys check --json", "each key checked with a free call", KEYS_CHECK),
-        Shape("config", "imgroute config --json", "each setting in effect and where it comes from", CONFIG),
+        Shape(
+            name="spend",
+            command="imgroute spend --json",
+            summary="spending by day, month, provider and quality",
+            schema=SPEND,
+        ),
+        Shape(
+            name="savings",
+            command="imgroute spend --savings --json",
+            summary="what routing saved, per month",
+            schema=SAVINGS,
+        ),
+        Shape(
+            name="budget",
+            command="imgroute budget show --json",
+            summary="each cap, what is spent and left",
+            schema=BUDGET,
+        ),
+        Shape(
+            name="pricing",
+            command="imgroute pricing --json",
+            summary="every figure of the table with its source and age",
+            schema=PRICING,
+        ),
+        Shape(
+            name="providers", command="imgroute providers --json", summary="what each offer can do", schema=PROVIDERS
+        ),
+        Shape(
+            name="advise",
+            command="imgroute advise --json",
+            summary="a month priced every way, and plans' break-even",
+            schema=ADVICE,
+        ),
+        Shape(name="plans", command="imgroute plans show --json", summary="the prepaid credit balances", schema=PLANS),
+        Shape(
+            name="keys", command="imgroute keys list --json", summary="which keys are set, and where from", schema=KEYS
+        ),
+        Shape(
+            name="keys-check",
+            command="imgroute keys check --json",
+            summary="each key checked with a free call",
+            schema=KEYS_CHECK,
+        ),
+        Shape(
+            name="config",
+            command="imgroute config --json",
+            summary="each setting in effect and where it comes from",
+            schema=CONFIG,
+        ),
     )
 }
 

@@ -540,11 +540,6 @@ def _print_earlier(console: Console, plan: dict) -> None:
         console.print(f"{_lines(lines)}: failed before and not retried", style="yellow", markup=False)
 
 
-def print_nothing_left(console: Console, plan: dict) -> None:
-    console.print("nothing left to do", style="bold")
-    _print_earlier(console, plan)
-
-
 class BatchProgress:
     """Done / failed / running, spend so far against the estimate, rate and ETA, on stderr."""
 

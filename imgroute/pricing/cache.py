@@ -15,11 +15,13 @@ import hashlib
 import pickle
 from pathlib import Path
 
+from imgroute.pricing import table as values
 from imgroute.pricing.load import bundled_path, load_table
 from imgroute.pricing.table import PricingTable
 from imgroute.version import __version__
 
 CACHE_FILE = Path("cache") / "pricing-table.pickle"
+LAYOUT = [value for value in vars(values).values() if isinstance(value, type) and hasattr(value, "_fields")]
 
 
 def load(user_file: Path | None, home: Path) -> PricingTable:
@@ -38,6 +40,9 @@ def load(user_file: Path | None, home: Path) -> PricingTable:
 
 def _key(paths: list[Path]) -> str:
     digest = hashlib.sha256(__version__.encode())
+    # The fields of the table's values, in order: a pickle from a build whose values are laid out
+    # otherwise (a checkout between two releases) is built again, never read into the wrong fields.
+    digest.update(repr([(cls.__name__, cls._fields) for cls in LAYOUT]).encode())
     for path in paths:
         digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

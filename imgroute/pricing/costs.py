@@ -81,7 +81,7 @@ def fit(request: Request, offer: Offer) -> Fit:
     if request.output_format not in offer.output_formats:
         reasons.append(f"cannot output {request.output_format} (only {', '.join(offer.output_formats)})")
     reasons.extend(_edit_reasons(request, offer))
-    return Fit(tuple(reasons), tuple(notes), delivery, quality, requests)
+    return Fit(reasons=tuple(reasons), notes=tuple(notes), delivery=delivery, quality=quality, requests=requests)
 
 
 def assess(request: Request, offer: Offer, plan: Plan, fitted: Fit | None = None) -> Assessment:
@@ -94,7 +94,9 @@ def assess(request: Request, offer: Offer, plan: Plan, fitted: Fit | None = None
     breakdown: tuple[Line, ...] = ()
     if delivery is not None and quality is not None and requests:
         charging = price_models.of(offer)
-        job = price_models.Job(request, offer, plan, delivery, quality, requests)
+        job = price_models.Job(
+            request=request, offer=offer, plan=plan, delivery=delivery, quality=quality, requests=requests
+        )
         cost, breakdown, price_reason = charging.estimate(job)
         if price_reason:
             reasons.append(price_reason)

@@ -189,7 +189,7 @@ def build_table(raw: Any, file: str, origins: list[str], provider_files: dict | 
             raise labelled.fail(f"offer {offer.id} is defined twice")
         seen.add(offer.id)
         offers.append(offer)
-    return PricingTable(providers=providers, offers=tuple(offers), files=(file,))
+    return PricingTable(providers=providers, offers=tuple(offers), files=(file,), balances={})
 
 
 def _check_version(node: Field) -> None:
@@ -230,8 +230,22 @@ def _provider(pid: str, node: Field) -> ProviderInfo:
     else:
         relay = _relay(pid, node, fields)
     if relay is not None and "plans" not in fields:  # a relay bills in USD: one implicit plan
-        plans = {"payg": Plan(pid, "payg", "pay-as-you-go", None, None, None, True, _provenance(node), ())}
-        return ProviderInfo(pid, node.get("name", pid).text(), _provenance(node), plans, relay)
+        plans = {
+            "payg": Plan(
+                provider=pid,
+                name="payg",
+                description="pay-as-you-go",
+                usd_per_credit=None,
+                monthly_usd=None,
+                credits_per_month=None,
+                default=True,
+                provenance=_provenance(node),
+                notes=(),
+            )
+        }
+        return ProviderInfo(
+            id=pid, name=node.get("name", pid).text(), provenance=_provenance(node), plans=plans, relay=relay
+        )
     plans = {}
     for name, plan_node in node.get("plans").mapping().items():
         plans[name] = _plan(pid, name, plan_node)
@@ -244,7 +258,9 @@ def _provider(pid: str, node: Field) -> ProviderInfo:
             f"exactly one plan must be the default (found: {found})",
             f"mark one plan `default: true`; pick another per run with {named('plan')} or in config.yaml",
         )
-    return ProviderInfo(pid, node.get("name", pid).text(), _provenance(node), plans, relay)
+    return ProviderInfo(
+        id=pid, name=node.get("name", pid).text(), provenance=_provenance(node), plans=plans, relay=relay
+    )
 
 
 def _relay(pid: str, node: Field, fields: dict[str, Field]) -> ProviderSpec:
@@ -347,7 +363,7 @@ _OFFER_FIELDS = {
     "completion_window",
 }
 
-UNDECLARED_IDENTITY = Identity("relay", None, "no identity given: counted as a relay", declared=False)
+UNDECLARED_IDENTITY = Identity(kind="relay", source=None, note="no identity given: counted as a relay", declared=False)
 
 
 def _identity(node: Field | None) -> Identity:
@@ -355,7 +371,7 @@ def _identity(node: Field | None) -> Identity:
         return UNDECLARED_IDENTITY
     fields = node.mapping({"kind", "source", "note"})
     note = fields["note"].text() if "note" in fields else ""
-    return Identity(node.get("kind").choice(IDENTITIES), node.get("source").text(), note)
+    return Identity(kind=node.get("kind").choice(IDENTITIES), source=node.get("source").text(), note=note)
 
 
 def _unsourced(node: Field | None) -> dict[str, str]:
@@ -432,7 +448,7 @@ def _sizes(node: Field) -> SizeCaps:
                 raise tiers_node.fail("no resolution tiers listed")
             if ratio in presets:
                 raise tiers_node.fail(f"aspect ratio {ratio_text} is listed twice (as {presets[ratio].label})")
-            presets[ratio] = PresetRatio(label=ratio_text.strip(), tiers=tiers)
+            presets[ratio] = PresetRatio(label=ratio_text.strip(), tiers=tiers, learned={})
         if not presets:
             raise node.fail("presets mode needs at least one aspect ratio")
     return SizeCaps(mode=mode, rules=rules, presets=presets, provenance=_provenance(node))
@@ -494,7 +510,16 @@ def _edit(node: Field) -> EditCaps:
     f = node.mapping(_EDIT_FIELDS)
     supported = node.get("supported").boolean()
     if not supported:
-        return EditCaps(False, None, None, None, (), False, (), None)
+        return EditCaps(
+            supported=False,
+            model=None,
+            max_images=None,
+            max_image_bytes=None,
+            formats=(),
+            mask=False,
+            inputs=(),
+            provenance=None,
+        )
     return EditCaps(
         supported=True,
         model=f["model"].text() if "model" in f else None,

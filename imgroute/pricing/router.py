@@ -119,7 +119,16 @@ def rank(
         if limit is not None and assessment.cost is not None and assessment.cost > limit:
             priced_out = not reasons
             reasons.append(f"costs {fmt_usd(assessment.cost)}, over --max-cost {fmt_usd(limit)}")
-        quotes.append(Quote(assessment, tuple(reasons), priced_out, needs_key, _expected(assessment), marginal))
+        quotes.append(
+            Quote(
+                assessment=assessment,
+                reasons=tuple(reasons),
+                priced_out=priced_out,
+                needs_key=needs_key,
+                expected=_expected(assessment),
+                marginal=marginal,
+            )
+        )
     quotes.sort(key=_order if constraints.rank == "price" else _expected_order)
     return Route(request=request, quotes=tuple(quotes))
 

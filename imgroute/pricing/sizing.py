@@ -20,7 +20,14 @@ from imgroute.vocab import RESOLUTION_PIXELS
 
 # Nominal sizes for presets whose pixels are not published: the same fit as a pixel offer would
 # get, on a 16 px grid with no other limits.
-_NOMINAL_RULES = PixelRules(16, 100_000, 1, 10**12, Decimal(1000), None)
+_NOMINAL_RULES = PixelRules(
+    multiple_of=16,
+    max_edge=100_000,
+    min_pixels=1,
+    max_pixels=10**12,
+    max_ratio=Decimal(1000),
+    experimental_above_pixels=None,
+)
 
 # An offer that picks its own pixels "reaches" a tier when it delivers at least this share of the
 # tier's budget (a 3:1 image at 4K is capped by the 3840 px edge at 4.9 MP, which still counts).
@@ -85,7 +92,7 @@ def _fit_pixels(target: Target, rules: PixelRules) -> tuple[Delivery | None, str
 
 def _pixel_delivery(width: int, height: int, rules: PixelRules) -> Delivery:
     experimental = rules.experimental_above_pixels is not None and width * height > rules.experimental_above_pixels
-    return Delivery(width, height, exact=True, resolution=None, experimental=experimental)
+    return Delivery(width=width, height=height, exact=True, resolution=None, experimental=experimental)
 
 
 @functools.lru_cache(maxsize=4096)  # pure, and asked again for every job of the same size
@@ -163,10 +170,13 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
     if target.exact:
         for tier, size in tiers.items():
             if size == (target.width, target.height):
-                return Delivery(*size, exact=True, resolution=tier, aspect=label), None
+                return Delivery(width=size[0], height=size[1], exact=True, resolution=tier, aspect=label), None
         for tier, learned in preset.learned.items():  # unpublished, but always delivered at this size
             if learned.size == (target.width, target.height):
-                return Delivery(*learned.size, exact=False, resolution=tier, aspect=label, seen=learned.times), None
+                width, height = learned.size
+                return Delivery(
+                    width=width, height=height, exact=False, resolution=tier, aspect=label, seen=learned.times
+                ), None
         if all(size is None for size in tiers.values()):
             pixels = cast(int, target.width) * cast(int, target.height)  # the tier nearest the pixels asked for
             tier = min(tiers, key=lambda t: abs(math.log(RESOLUTION_PIXELS[t] / pixels)))
@@ -180,10 +190,16 @@ def _fit_presets(target: Target, caps: SizeCaps) -> tuple[Delivery | None, str |
         return None, f"{target.resolution} not offered at {label} (only {', '.join(tiers)})"
     size = tiers[target.resolution]
     if size is not None:
-        return Delivery(*size, exact=True, resolution=target.resolution, aspect=label), None
+        return Delivery(width=size[0], height=size[1], exact=True, resolution=target.resolution, aspect=label), None
     seen = preset.learned.get(target.resolution)
     if seen is not None and seen.size is not None:
-        return Delivery(*seen.size, exact=False, resolution=target.resolution, aspect=label, seen=seen.times), None
+        width, height = seen.size
+        return (
+            Delivery(
+                width=width, height=height, exact=False, resolution=target.resolution, aspect=label, seen=seen.times
+            ),
+            None,
+        )
     # (the nominal rules have no limits a preset's ratio could miss)
-    width, height = cast(tuple[int, int], best_size(ratio, RESOLUTION_PIXELS[target.resolution], _NOMINAL_RULES))
-    return Delivery(width, height, exact=False, resolution=target.resolution, aspect=label), None
+    nominal = cast(tuple[int, int], best_size(ratio, RESOLUTION_PIXELS[target.resolution], _NOMINAL_RULES))
+    return Delivery(width=nominal[0], height=nominal[1], exact=False, resolution=target.resolution, aspect=label), None

@@ -33,7 +33,7 @@ class Price(NamedTuple):
     provenance: Provenance
     # The provider's own per-image figures: "WxH" -> quality -> USD.
     published: dict[str, dict[str, Decimal]]
-    usd_per_quality: dict[str, Decimal] = {}  # flat by quality (Replicate)
+    usd_per_quality: dict[str, Decimal]  # flat by quality (Replicate)
     uses_credits: bool = False  # charged in a plan's credits (its price model says so)
 
 
@@ -80,7 +80,7 @@ class SizeCaps(NamedTuple):
 class PresetRatio(NamedTuple):
     label: str  # as the provider spells it ("21:9", not "7:3"); sent as-is
     tiers: dict[str, tuple[int, int] | None]  # tier -> (width, height), None when unpublished
-    learned: dict[str, Seen] = {}  # tier -> what an unpublished tier has delivered before
+    learned: dict[str, Seen]  # tier -> what an unpublished tier has delivered before (learned_sizes)
 
 
 class EditCaps(NamedTuple):
@@ -123,9 +123,9 @@ class Offer(NamedTuple):
     notes: tuple[str, ...]
     origin: str  # the file that defined or last changed this offer
     identity: Identity  # is it OpenAI's model, a relay of it, or something sold under its name
+    unsourced: dict[str, str]  # field -> why: values no source states (shown as assumed, never as fact)
     quality_stated: bool = True  # False: the provider never says which tier it delivers (Kie)
     quality_note: str = ""  # why, when the tier is assumed
-    unsourced: dict = {}  # field -> why: values no source states (shown as assumed, never as fact)
     backgrounds: tuple[str, ...] = ("auto",)
     moderations: tuple[str, ...] = ("auto",)
     window_s: float | None = None  # results come within this long, not at once (OpenAI Batch: 24h)
@@ -140,7 +140,7 @@ class PricingTable(NamedTuple):
     providers: dict[str, ProviderInfo]
     offers: tuple[Offer, ...]
     files: tuple[str, ...]
-    balances: dict = {}  # provider -> credits.Balance: prepaid credits (attached at load)
+    balances: dict[str, Any]  # provider -> credits.Balance: prepaid credits (attached at load)
 
     @property
     def relays(self) -> tuple[ProviderSpec, ...]:

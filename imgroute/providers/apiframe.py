@@ -11,20 +11,16 @@ from datetime import datetime
 from typing import Any
 
 from imgroute import policy
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
 from imgroute.providers.base import (
     Adapter,
-    JobFailed,
     KeyCheck,
-    MalformedAnswer,
     Output,
     Poll,
     PreparedRequest,
-    ProviderTrouble,
     Submission,
-    SubmitUnknown,
     Usage,
     as_balance,
     error_message,
@@ -77,7 +73,7 @@ class ApiframeAdapter(Adapter):
         if spec.images:
             body["gptImage2Params"]["input_images"] = list(spec.images)
         headers = {"Content-Type": "application/json", "Idempotency-Key": spec.client_ref}
-        return PreparedRequest("POST", f"{self.base}/v2/images/generate", headers, body)
+        return PreparedRequest(method="POST", url=f"{self.base}/v2/images/generate", headers=headers, body=body)
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
         response = self.send(http, self.prepare(spec), timeout=policy.READ_TIMEOUT_S)
@@ -112,18 +108,18 @@ class ApiframeAdapter(Adapter):
         credits = body.get("creditCost")
         usage = Usage(credits=int(credits)) if isinstance(credits, (int, float)) else None
         if status in RUNNING:
-            return Poll(RUNNING[status], detail=status, progress=body.get("progress"), usage=usage)
+            return Poll(state=RUNNING[status], detail=status, progress=body.get("progress"), usage=usage)
         if status == "COMPLETED":
             if body.get("expired"):
                 raise JobFailed(f"{self.provider}: the job's output files have expired")
             urls = _result_urls(body.get("result"))
             outputs = tuple(Output(url=u) for u in urls)
-            return Poll("succeeded", detail=status, outputs=outputs, usage=usage, took=_took(body))
+            return Poll(state="succeeded", detail=status, outputs=outputs, usage=usage, took=_took(body))
         if status in ("FAILED", "CANCELLED"):
             message = self.clean(str(body.get("error") or status.lower()))
             flagged = moderated(message)
             raise JobFailed(f"{self.provider}: {message} (credits refunded)", moderated=flagged)
-        return Poll("running", detail=status or "unknown status", usage=usage)
+        return Poll(state="running", detail=status or "unknown status", usage=usage)
 
     def failure(self, response) -> Exception:
         try:

@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from imgroute.errors import TroubleKind
+from imgroute.errors import MalformedAnswer, ProviderTrouble, SubmitUnknown, TransportFailure, TroubleKind
 from imgroute.models import JobSpec, is_url
-from imgroute.net.http import Http, TransportFailure
+from imgroute.net.http import Http
 from imgroute.net.redaction import redact
 
 
@@ -91,34 +91,12 @@ class PreparedRequest(NamedTuple):
     files: tuple[tuple[str, str], ...] = ()  # (form field, local path)
 
 
-class ProviderTrouble(Exception):
-    def __init__(self, message: str, kind: TroubleKind, retry_after: float | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = retry_after
-
-
 STATUS_KINDS = {
     401: TroubleKind.AUTH,
     403: TroubleKind.AUTH,
     402: TroubleKind.CREDITS,
     429: TroubleKind.RATE_LIMITED,
 }
-
-
-class JobFailed(Exception):
-    def __init__(self, message: str, moderated: bool = False, never_ran: bool = False, charge_unknown: bool = False):
-        super().__init__(message)
-        self.moderated = moderated
-        self.never_ran = never_ran  # dropped unrun and not billed (an expired batch): the job may move on
-        # Ran and failed without an image, and the provider does not say whether it charged (Kie): the
-        # job may move on, and counts the request's estimate as possibly charged until it is settled.
-        # A moderated failure stays final whatever this says (another provider would refuse it too).
-        self.charge_unknown = charge_unknown
-
-
-class SubmitUnknown(Exception):
-    pass
 
 
 class Adapter:
@@ -155,7 +133,7 @@ class Adapter:
     def check_key(self, http: Http) -> KeyCheck:
         """Ask a route the provider documents as free whether the key is good (and, where the
         answer has it, the balance). Nothing is generated, nothing is paid."""
-        return KeyCheck("unknown", f"{self.provider} documents no free route to check a key with")
+        return KeyCheck(state="unknown", detail=f"{self.provider} documents no free route to check a key with")
 
     def ask_free(self, http: Http, url: str, headers: dict | None = None) -> httpx.Response | KeyCheck:
         """GET a free route with the key (the usual auth headers, unless `headers`): the answer, or
@@ -166,21 +144,23 @@ class Adapter:
         try:
             response = http.get(url, headers=headers or self.auth_headers())
         except TransportFailure as exc:
-            return KeyCheck("unknown", self.clean(str(exc)), route, reached=False)
+            return KeyCheck(state="unknown", detail=self.clean(str(exc)), route=route, reached=False)
         if response.status_code >= 500 or response.status_code == 429:
             body = _json_or_none(response)
             message = self.clean(error_message(body, response.text[:200] or ""))
-            return KeyCheck("unknown", f"HTTP {response.status_code}: {message}", route, reached=False)
+            return KeyCheck(
+                state="unknown", detail=f"HTTP {response.status_code}: {message}", route=route, reached=False
+            )
         return response
 
     def key_verdict(self, response: httpx.Response, route: str, refused: tuple[int, ...] = (401, 403)) -> KeyCheck:
         """The plain reading: 2xx valid, `refused` statuses refused (with the provider's message,
         the key redacted from it), anything else unknown."""
         if 200 <= response.status_code < 300:
-            return KeyCheck("valid", "", route)
+            return KeyCheck(state="valid", detail="", route=route)
         message = self.clean(error_message(_json_or_none(response), response.text[:200] or ""))
         state = "refused" if response.status_code in refused else "unknown"
-        return KeyCheck(state, f"HTTP {response.status_code}: {message}".rstrip(": "), route)
+        return KeyCheck(state=state, detail=f"HTTP {response.status_code}: {message}".rstrip(": "), route=route)
 
     def upload_inputs(self, http: Http, spec: JobSpec) -> JobSpec:
         """Make local reference images reachable the way the provider takes them.
@@ -326,10 +306,6 @@ def data_uri(path: str) -> str:
 
     name, data, content_type = file_part(path)
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
-
-
-class MalformedAnswer(Exception):
-    """A provider answer that could not be read (not JSON, missing fields)."""
 
 
 def error_message(body: Any, fallback: str) -> str:

@@ -10,20 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from imgroute import policy
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
 from imgroute.providers.base import (
     Adapter,
-    JobFailed,
     KeyCheck,
-    MalformedAnswer,
     Output,
     Poll,
     PreparedRequest,
-    ProviderTrouble,
     Submission,
-    SubmitUnknown,
     as_balance,
     data_uri,
     error_message,
@@ -84,7 +80,9 @@ class FalAdapter(Adapter):
             body["image_urls"] = [p if is_url(p) else data_uri(p) for p in spec.images]
             if spec.mask:
                 body["mask_url"] = spec.mask if is_url(spec.mask) else data_uri(spec.mask)
-        return PreparedRequest("POST", f"{self.base}/{spec.model}", {"Content-Type": "application/json"}, body)
+        return PreparedRequest(
+            method="POST", url=f"{self.base}/{spec.model}", headers={"Content-Type": "application/json"}, body=body
+        )
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
         response = self.send(http, self.prepare(spec), timeout=policy.READ_TIMEOUT_S)
@@ -116,7 +114,7 @@ class FalAdapter(Adapter):
             raise self.failure(response)
         status = str(self.json_of(response, "the status answer").get("status", "")).upper()
         if status in RUNNING:
-            return Poll(RUNNING[status], detail=status)
+            return Poll(state=RUNNING[status], detail=status)
         # COMPLETED (or a state the official clients do not know): the result says how it ended.
         return self.result(http, handle, status)
 
@@ -125,7 +123,7 @@ class FalAdapter(Adapter):
         body = self.json_of(response, "the result") if response.content else None
         if response.status_code == 200 and isinstance(body, dict) and body.get("images"):
             outputs = tuple(Output(url=image["url"]) for image in body["images"])
-            return Poll("succeeded", detail=status, outputs=outputs)
+            return Poll(state="succeeded", detail=status, outputs=outputs)
         message = self.clean(error_message(body, f"HTTP {response.status_code}"))
         moderated = _is_content_policy(body)
         if response.status_code in (401, 403) or response.status_code >= 500:

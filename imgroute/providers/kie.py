@@ -11,23 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from imgroute import policy
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import (
-    Adapter,
-    JobFailed,
-    KeyCheck,
-    MalformedAnswer,
-    Output,
-    Poll,
-    PreparedRequest,
-    ProviderTrouble,
-    Submission,
-    SubmitUnknown,
-    as_balance,
-    moderated,
-)
+from imgroute.providers.base import Adapter, KeyCheck, Output, Poll, PreparedRequest, Submission, as_balance, moderated
 
 # Body codes, from Kie's error table.
 CODE_KINDS = {
@@ -72,7 +59,10 @@ class KieAdapter(Adapter):
         if spec.images:
             body["input"]["input_urls"] = list(spec.images)
         return PreparedRequest(
-            "POST", f"{self.base}/api/v1/jobs/createTask", {"Content-Type": "application/json"}, body
+            method="POST",
+            url=f"{self.base}/api/v1/jobs/createTask",
+            headers={"Content-Type": "application/json"},
+            body=body,
         )
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
@@ -117,13 +107,13 @@ class KieAdapter(Adapter):
             raise self.trouble(code, fields, response)
         state = str(data.get("state", "")).lower()
         if state in RUNNING:
-            return Poll(RUNNING[state], detail=state)
+            return Poll(state=RUNNING[state], detail=state)
         if state == "success":
             urls = _result_urls(data.get("resultJson"))
-            return Poll("succeeded", detail=state, outputs=tuple(Output(url=u) for u in urls), took=_took(data))
+            return Poll(state="succeeded", detail=state, outputs=tuple(Output(url=u) for u in urls), took=_took(data))
         if state == "fail":
             raise self._failed(data, fallback=f"failCode {data.get('failCode')}")
-        return Poll("running", detail=state or "unknown state")
+        return Poll(state="running", detail=state or "unknown state")
 
     def _failed(self, data: dict, fallback: str) -> JobFailed:
         """A task Kie ended as failed: its failMsg (or the answer's message) as the reason.
@@ -151,13 +141,15 @@ class KieAdapter(Adapter):
         fields = body if isinstance(body, dict) else {}
         message = self.clean(str(fields.get("msg") or fields.get("message") or ""))
         if code in (401, 403):
-            return KeyCheck("refused", f"code {code}: {message}".rstrip(": "), route)
+            return KeyCheck(state="refused", detail=f"code {code}: {message}".rstrip(": "), route=route)
         if code in (429, 455) or code >= 500:
-            return KeyCheck("unknown", f"code {code}: {message}".rstrip(": "), route, reached=False)
+            return KeyCheck(state="unknown", detail=f"code {code}: {message}".rstrip(": "), route=route, reached=False)
         if code != 200 or not isinstance(body, dict):
-            return KeyCheck("unknown", f"code {code}: {message}".rstrip(": "), route)
+            return KeyCheck(state="unknown", detail=f"code {code}: {message}".rstrip(": "), route=route)
         balance = as_balance(body.get("data"))
-        return KeyCheck("valid", "", route, balance, "credits" if balance is not None else None)
+        return KeyCheck(
+            state="valid", detail="", route=route, balance=balance, unit="credits" if balance is not None else None
+        )
 
     def trouble(self, code: int, body: dict, response) -> ProviderTrouble:
         from imgroute.net.http import retry_after_seconds

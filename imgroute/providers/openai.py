@@ -8,22 +8,10 @@ import binascii
 import httpx
 
 from imgroute import policy
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import (
-    Adapter,
-    JobFailed,
-    KeyCheck,
-    MalformedAnswer,
-    Output,
-    PreparedRequest,
-    ProviderTrouble,
-    Submission,
-    SubmitUnknown,
-    Usage,
-    error_message,
-)
+from imgroute.providers.base import Adapter, KeyCheck, Output, PreparedRequest, Submission, Usage, error_message
 
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation"}
 
@@ -67,11 +55,18 @@ class OpenAIAdapter(Adapter):
 
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         if not spec.images:
-            return PreparedRequest("POST", self.base + self.path, {"Content-Type": "application/json"}, self.body(spec))
+            return PreparedRequest(
+                method="POST",
+                url=self.base + self.path,
+                headers={"Content-Type": "application/json"},
+                body=self.body(spec),
+            )
         files = tuple((self.image_field, path) for path in spec.images)
         if spec.mask:
             files += (("mask", spec.mask),)
-        return PreparedRequest("POST", self.base + self.edit_path, {}, self.body(spec), files)
+        return PreparedRequest(
+            method="POST", url=self.base + self.edit_path, headers={}, body=self.body(spec), files=files
+        )
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
         response = self.send(http, self.prepare(spec), timeout=policy.SYNC_READ_TIMEOUT_S)

@@ -21,19 +21,10 @@ import time
 from pathlib import Path
 
 from imgroute import policy
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TransportFailure, TroubleKind
 from imgroute.models import JobSpec, is_url
-from imgroute.net.http import Http, TransportFailure
-from imgroute.providers.base import (
-    JobFailed,
-    MalformedAnswer,
-    Poll,
-    PreparedRequest,
-    ProviderTrouble,
-    Submission,
-    SubmitUnknown,
-    data_uri,
-)
+from imgroute.net.http import Http
+from imgroute.providers.base import Poll, PreparedRequest, Submission, data_uri
 from imgroute.providers.openai import MODERATION_CODES, OpenAIAdapter, usage_of
 
 BATCH_MODEL_SUFFIX = "-batch"  # pricing.yaml's line for the Batch offer; OpenAI's model has none
@@ -94,7 +85,9 @@ class OpenAIBatchAdapter(OpenAIAdapter):
     def prepare(self, spec: JobSpec) -> PreparedRequest:
         """What --dry-run shows: the line, and the batch it would be sent in."""
         batch = {"endpoint": self.endpoint(spec), "completion_window": "24h", "metadata": MARKER}
-        return PreparedRequest("POST", f"{self.base}/v1/batches", {}, {"batch": batch, "line": self.line(spec)})
+        return PreparedRequest(
+            method="POST", url=f"{self.base}/v1/batches", headers={}, body={"batch": batch, "line": self.line(spec)}
+        )
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -128,7 +121,9 @@ class OpenAIBatchAdapter(OpenAIAdapter):
         looks for it). Its id comes back in every request's Submission."""
         endpoint = self.endpoint(specs[0])
         body = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h", "metadata": MARKER}
-        prepared = PreparedRequest("POST", f"{self.base}/v1/batches", {"Content-Type": "application/json"}, body)
+        prepared = PreparedRequest(
+            method="POST", url=f"{self.base}/v1/batches", headers={"Content-Type": "application/json"}, body=body
+        )
         response = self.send(http, prepared, timeout=policy.READ_TIMEOUT_S)
         if response.status_code != 200:
             raise self.failure(response)
@@ -138,7 +133,7 @@ class OpenAIBatchAdapter(OpenAIAdapter):
         except (MalformedAnswer, KeyError, TypeError) as exc:
             raise SubmitUnknown(f"{self.provider}: unreadable answer to a created batch: {exc}") from None
         self._remember(batch)
-        return [Submission(batch_id, {"batch": batch_id, "custom_id": spec.client_ref}) for spec in specs]
+        return [Submission(job_id=batch_id, handle={"batch": batch_id, "custom_id": spec.client_ref}) for spec in specs]
 
     def _upload(self, http: Http, data: bytes) -> str:
         try:
@@ -169,7 +164,7 @@ class OpenAIBatchAdapter(OpenAIAdapter):
         if status in RUNNING:
             total, done = counts.get("total") or 0, (counts.get("completed") or 0) + (counts.get("failed") or 0)
             progress = int(100 * done / total) if total else None
-            return Poll("running", f"batch {status} ({done}/{total or '?'} requests)", progress)
+            return Poll(state="running", detail=f"batch {status} ({done}/{total or '?'} requests)", progress=progress)
         if status == "failed":
             errors = (batch.get("errors") or {}).get("data") or []
             why = "; ".join(self.clean(str(e.get("message") or e.get("code"))) for e in errors[:3]) or "no reason"
@@ -194,7 +189,7 @@ class OpenAIBatchAdapter(OpenAIAdapter):
             took = None
             if batch.get("completed_at") and batch.get("created_at"):
                 took = float(batch["completed_at"]) - float(batch["created_at"])
-            return Poll("succeeded", outputs=outputs, usage=usage_of(body.get("usage")), took=took)
+            return Poll(state="succeeded", outputs=outputs, usage=usage_of(body.get("usage")), took=took)
         err = (body or {}).get("error") if isinstance(body, dict) else None
         err = err if isinstance(err, dict) else (error if isinstance(error, dict) else {})
         code = err.get("code")
@@ -299,7 +294,7 @@ class OpenAIBatchAdapter(OpenAIAdapter):
                     return None  # newest first: older batches cannot be this one
                 if self._input_has(http, batch.get("input_file_id"), spec.client_ref):
                     self._remember(batch)
-                    return Submission(batch["id"], {"batch": batch["id"], "custom_id": spec.client_ref})
+                    return Submission(job_id=batch["id"], handle={"batch": batch["id"], "custom_id": spec.client_ref})
             if not (isinstance(page, dict) and page.get("has_more") and batches):
                 return None
             params = {"limit": 100, "after": batches[-1].get("id")}

@@ -48,7 +48,9 @@ class PiAPIAdapter(OpenAIAdapter):
         if isinstance(body, dict) and body.get("code") not in (None, 0, 200):
             code = body.get("code")
             state = "refused" if code in (401, 403) else "unknown"
-            return KeyCheck(state, f"code {code}: {self.clean(str(body.get('message') or ''))}", verdict.route)
+            return KeyCheck(
+                state=state, detail=f"code {code}: {self.clean(str(body.get('message') or ''))}", route=verdict.route
+            )
         info = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
         usd = as_balance(info.get("equivalent_in_usd")) if isinstance(info, dict) else None
         return verdict._replace(balance=usd, unit="USD" if usd is not None else None)

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from imgroute.errors import TroubleKind
+from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
 from imgroute.providers.base import (
     Adapter,
-    JobFailed,
     KeyCheck,
-    MalformedAnswer,
     Output,
     Poll,
     PreparedRequest,
-    ProviderTrouble,
     Submission,
-    SubmitUnknown,
     data_uri,
     error_message,
     is_url,
@@ -68,7 +64,7 @@ class ReplicateAdapter(Adapter):
         if spec.images:  # public URLs as given, local files as data URIs (Replicate stores neither)
             data["input_images"] = [p if is_url(p) else data_uri(p) for p in spec.images]
         headers = {"Content-Type": "application/json", "Prefer": f"wait={WAIT_S}"}
-        return PreparedRequest("POST", self.base + MODEL_PATH, headers, {"input": data})
+        return PreparedRequest(method="POST", url=self.base + MODEL_PATH, headers=headers, body={"input": data})
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
         response = self.send(http, self.prepare(spec), timeout=WAIT_S + 10)
@@ -86,9 +82,9 @@ class ReplicateAdapter(Adapter):
         handle = {"prediction_id": prediction["id"]}
         status = prediction.get("status")
         if status == "succeeded":
-            return Submission(prediction["id"], handle, outputs=self._outputs(prediction))
+            return Submission(job_id=prediction["id"], handle=handle, outputs=self._outputs(prediction))
         if status in RUNNING:
-            return Submission(prediction["id"], handle)
+            return Submission(job_id=prediction["id"], handle=handle)
         raise self._failed(prediction)
 
     def poll(self, http: Http, handle: dict) -> Poll:
@@ -98,9 +94,9 @@ class ReplicateAdapter(Adapter):
         prediction = self.json_of(response, "the prediction")
         status = str(prediction.get("status", ""))
         if status in RUNNING:
-            return Poll(RUNNING[status], detail=status)
+            return Poll(state=RUNNING[status], detail=status)
         if status == "succeeded":
-            return Poll("succeeded", detail=status, outputs=self._outputs(prediction), took=_took(prediction))
+            return Poll(state="succeeded", detail=status, outputs=self._outputs(prediction), took=_took(prediction))
         raise self._failed(prediction)  # failed, canceled, aborted, or a status Replicate added since
 
     def find(self, http: Http, spec: JobSpec, sent_at: float) -> Submission | None:

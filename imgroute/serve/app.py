@@ -23,22 +23,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from imgroute import errors
+from imgroute.errors import HttpError, ParamError
 from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
 from imgroute.options import spelled
 from imgroute.serve.gateway import Gateway, Served, discard_inputs
-from imgroute.serve.params import MODEL, ParamError, read_edit, read_generation
+from imgroute.serve.params import MODEL, read_edit, read_generation
 
 MAX_JSON_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an edit's images and mask together
 MAX_FILES = 17  # 16 images and a mask
 BODY_SECONDS = 60.0  # a client that cannot send its body in this long is cut off (the job never starts)
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str, type_: str, code: str | None = None, param=None, retry=None):
-        super().__init__(message)
-        self.status, self.type, self.code, self.param, self.retry = status, type_, code, param, retry
 
 
 def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlette:

@@ -145,7 +145,9 @@ class Gateway:
         from imgroute.jobs.state import JobOptions, OutputOptions
 
         output = OutputOptions(self.out_dir, DEFAULT_NAME)
-        return JobRunner(self.services, JobOptions(output, policy.DEFAULT_JOB_TIMEOUT_S, max_cost))
+        return JobRunner(
+            self.services, JobOptions(output=output, timeout=policy.DEFAULT_JOB_TIMEOUT_S, max_cost=max_cost)
+        )
 
     def _forget_old(self) -> None:
         """Drop the answers past RECENT_S or beyond RECENT_MAX. They are kept in the order their

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+from imgroute.errors import ParamError
 from imgroute.options import HINTS
 
 MODEL = "gpt-image-2"
@@ -24,14 +25,6 @@ COMMON = {"prompt", "model", "n", "size", "quality", "background", "output_forma
 COMMON |= {"response_format", "output_compression", "stream", "partial_images"} | IGNORED
 GENERATION_FIELDS = COMMON | {"style"}
 EDIT_FIELDS = COMMON | {"input_fidelity"}
-
-
-class ParamError(Exception):
-    """A request imgroute refuses: OpenAI's 400 `invalid_request_error`, naming the parameter."""
-
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
 
 
 class ImageCall(NamedTuple):
@@ -120,7 +113,13 @@ def _read(body: dict, allowed: set[str], profiles, offers, images, mask, files_d
         raise ParamError("Give either 'size' or the 'imgroute' aspect/resolution hints, not both.", "size")
     canonical = json.dumps({k: v for k, v in body.items() if k not in IGNORED}, sort_keys=True, default=str)
     identity = hashlib.sha256(f"{canonical}|{files_digest}".encode()).hexdigest()
-    return ImageCall(options, dry_run, identity, options.get("output_format", "png"), inputs)
+    return ImageCall(
+        options=options,
+        dry_run=dry_run,
+        identity=identity,
+        output_format=options.get("output_format", "png"),
+        inputs=inputs,
+    )
 
 
 def _refuse_unsupported(body: dict) -> None:
