@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imgroute.errors import ConfigError, quoted, shown
+from imgroute.pricing.table import Provenance
 
 _MISSING = object()
 
@@ -162,3 +163,15 @@ def read_yaml(path: Path, what: str = "pricing file") -> Any:
         raise ConfigError(
             f"{path}: a value cannot be read: {quoted(str(exc))}", "fix the value (dates as YYYY-MM-DD)"
         ) from None
+
+
+# -- what every entry of pricing.yaml carries -------------------------------------------------
+
+
+def provenance(node: Field) -> Provenance:
+    return Provenance(source=node.get("source").text(), observed=node.get("observed").date())
+
+
+def notes(node: Field) -> tuple[str, ...]:
+    notes = node.get("notes", [])
+    return tuple(item.text() for item in notes.items())
