@@ -297,28 +297,19 @@ def _break_even(rows: list[MixRow], table, best: dict, month: OfferMonth) -> Bre
         )
     per_image, credits_per_image = other_usd / images, credits / images
     needed = math.ceil(plan.monthly_usd / per_image)
+    breaks_even: int | None = needed
+    why = f"beats the best other route (${per_image:.4f}/image) from {needed:,} images a month"
     if needed * credits_per_image > plan.credits_per_month:
         covered = int(plan.credits_per_month / credits_per_image)
         why = f"its {plan.credits_per_month:,} credits cover {covered:,} images, fewer than the {needed:,} it needs"
-        return BreakEven(
-            offer=offer.id,
-            plan=plan.name,
-            monthly_usd=plan.monthly_usd,
-            images_per_month=None,
-            this_month_images=images,
-            past=False,
-            unused_credits=unused,
-            why=why,
-        )
-    past = images >= needed
-    why = f"beats the best other route (${per_image:.4f}/image) from {needed:,} images a month"
+        breaks_even = None
     return BreakEven(
         offer=offer.id,
         plan=plan.name,
         monthly_usd=plan.monthly_usd,
-        images_per_month=needed,
+        images_per_month=breaks_even,
         this_month_images=images,
-        past=past,
+        past=breaks_even is not None and images >= breaks_even,
         unused_credits=unused,
         why=why,
     )

@@ -137,25 +137,11 @@ class Resume:
                 for row in rows:
                     tx.task_state(row.id, TaskState.FAILED, "never sent: its batch was not sent")
                 tx.attempt_state(attempt.id, AttemptState.ABANDONED, error="its batch was never sent")
-            return AttemptEnd(
-                report=report._replace(state=AttemptState.ABANDONED, error=None),
-                images=(),
-                actual=None,
-                source=None,
-                error=None,
-                status="abandoned",
-            )
+            return _abandoned(report)
         if not rows:  # interrupted after the budget reservation, before anything was journaled to send
             with runner.ledger.transaction() as tx:
                 tx.attempt_state(attempt.id, AttemptState.ABANDONED, error="interrupted before sending")
-            return AttemptEnd(
-                report=report._replace(state=AttemptState.ABANDONED, error=None),
-                images=(),
-                actual=None,
-                source=None,
-                error=None,
-                status="abandoned",
-            )
+            return _abandoned(report)
         job.current = (attempt.provider, attempt.model, attempt.estimate)
         adapter = runner._adapter(attempt.provider, attempt.model)
         tasks: list[Task] = []
@@ -242,6 +228,18 @@ class Resume:
         elif task.state in (TaskState.FAILED, TaskState.FAILED_AT_RISK):
             task.error = row.detail  # over: never polled or sent again
         return task
+
+
+def _abandoned(report: AttemptReport) -> AttemptEnd:
+    """An attempt that sent nothing, over: its images are routed again."""
+    return AttemptEnd(
+        report=report._replace(state=AttemptState.ABANDONED, error=None),
+        images=(),
+        actual=None,
+        source=None,
+        error=None,
+        status="abandoned",
+    )
 
 
 def recorded_result(ledger, job_id: str) -> JobResult:
