@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
-from dataclasses import dataclass
 
 import pytest
 
 from imgroute.cli.app import main
-from imgroute.providers.registry import KEY_ENV
-
-KEY_VARS = tuple(KEY_ENV.values())
+from tests.helpers import KEY_VARS, Result
 
 
 @pytest.fixture(autouse=True)
@@ -22,16 +18,6 @@ def isolated_home(tmp_path, monkeypatch):
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     return home
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self):
-        return json.loads(self.out)
 
 
 @pytest.fixture

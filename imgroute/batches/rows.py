@@ -24,7 +24,9 @@ from imgroute.providers.registry import lane
 from imgroute.request import build_request, check_providers, check_text, kind_of, parse_duration, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
-    from imgroute.pricing.router import RouteCache
+    from imgroute.pricing.router import Quote, RouteCache
+    from imgroute.pricing.table import Offer
+    from imgroute.store.records import RowJob
 
 # Exit codes of a job worth trying again on the next run: provider trouble, a budget refusal, a
 # result that could not be fetched, a stop before sending. A failed or moderated job (6) or an
@@ -298,34 +300,14 @@ def plan(
             reasons = "; ".join(f"{q.offer.id}: {q.reasons[0]}" for q in route.quotes[:3])
             unservable.append((row, reasons))
             continue
-        cost, submits = choice.cost, len(choice.assessment.requests)
-        assert cost is not None, "the winner of a route is priced"
-        whole += cost
-        if prior is not None:  # finished from the ledger: only what it still needs is new
-            under_way = prior.state in ("submitted", "running", "unknown")
-            missing = 0 if under_way else max(0, row.request.n - prior.images)
-            cost, submits = cost * missing / row.request.n, submits if missing else 0
+        cost, submits = _still_needed(choice, row, prior)
+        whole += choice.cost or Decimal(0)
         runnable.append((row, choice.offer.id, cost))
         shape = (id(route.quotes), row.request.target.from_image is not None)
         if shape not in caveats_seen:
             caveats_seen.add(shape)
             caveats.update(dict.fromkeys(with_caveats(route, max_age_days, base.rank).caveats))
-        offer = choice.offer
-        so_far = offers.get(offer.id) or OfferPlan(
-            offer_id=offer.id,
-            provider=offer.provider,
-            rows=0,
-            images=0,
-            cost=Decimal(0),
-            submits=0,
-            windowed=offer.window_s is not None,
-        )
-        offers[offer.id] = so_far._replace(
-            rows=so_far.rows + 1,
-            images=so_far.images + row.request.n,
-            cost=so_far.cost + cost,
-            submits=so_far.submits + submits,
-        )
+        _count(offers, choice.offer, row.request.n, cost, submits)
         total += cost
     by_offer = tuple(sorted(offers.values(), key=lambda o: -o.cost))
     return Plan(
@@ -337,4 +319,32 @@ def plan(
         not_retried=tuple(final),
         whole=whole,
         caveats=tuple(caveats),
+    )
+
+
+def _still_needed(choice: Quote, row: Row, prior: RowJob | None) -> tuple[Decimal, int]:
+    """(cost, submits) a row still needs at its winner: all of it, or, finished from the ledger,
+    nothing for a request already sent and the images still missing otherwise."""
+    cost, submits = choice.cost, len(choice.assessment.requests)
+    assert cost is not None, "the winner of a route is priced"
+    if prior is None:
+        return cost, submits
+    under_way = prior.state in ("submitted", "running", "unknown")
+    missing = 0 if under_way else max(0, row.request.n - prior.images)
+    return cost * missing / row.request.n, submits if missing else 0
+
+
+def _count(offers: dict[str, OfferPlan], offer: Offer, images: int, cost: Decimal, submits: int) -> None:
+    """Add a row to its offer's line of the plan."""
+    so_far = offers.get(offer.id) or OfferPlan(
+        offer_id=offer.id,
+        provider=offer.provider,
+        rows=0,
+        images=0,
+        cost=Decimal(0),
+        submits=0,
+        windowed=offer.window_s is not None,
+    )
+    offers[offer.id] = so_far._replace(
+        rows=so_far.rows + 1, images=so_far.images + images, cost=so_far.cost + cost, submits=so_far.submits + submits
     )

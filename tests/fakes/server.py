@@ -22,7 +22,7 @@ Routes, fields and codes cite the provider notes (`providers/<name>.md`, the sec
 official client's source; where no source says, the fake marks it `undocumented` and can serve
 each plausible shape (a switch in `settable`), so an adapter is tested against all of them. Every
 answer carries the provider's request-id header where the provider documents one
-(`request_id_header`), errors included. tests/test_conformance_*.py drive the fakes with the
+(`request_id_header`), errors included. tests/providers/test_conformance_*.py drive the fakes with the
 official clients.
 """
 
