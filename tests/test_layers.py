@@ -30,7 +30,7 @@ FORBIDDEN = {
 }  # fmt: skip
 # The doors' heavy libraries, and the only modules that may import them.
 DOOR_LIBRARIES = ("typer", "rich", "starlette", "uvicorn")
-MAY_IMPORT_DOOR_LIBRARIES = ("imgroute.cli", "imgroute.serve", "imgroute.output.render", "imgroute.output.layout")
+MAY_IMPORT_DOOR_LIBRARIES = ("imgroute.cli", "imgroute.serve", "imgroute.output.text")
 
 
 def module_name(path: Path) -> str:

@@ -32,7 +32,9 @@ def advise(
     """What a month costs with imgroute's routing, at every single offer and plan, and from how
     many images each monthly plan pays off."""
     from imgroute.advice import month as advice
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.money import print_advice
     from imgroute.request import build_constraints
 
     if mix is not None and since is not None:
@@ -59,8 +61,8 @@ def advise(
 
         advice_charts(data, plot)
     if as_json:
-        render.print_json(data)
+        print_json(data)
     else:
-        render.print_advice(render.stdout_console(), data)
+        print_advice(stdout_console(), data)
         if plot is not None:
-            render.stdout_console().print(f"charts: {plot}", markup=False)
+            stdout_console().print(f"charts: {plot}", markup=False)

@@ -47,7 +47,9 @@ def batch(
 ) -> None:
     """Many jobs from a file: planned and priced first, then run within every provider's limits."""
     from imgroute import api
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.batches import print_batch_plan
+    from imgroute.output.text.console import print_json, stderr_console, stdout_console
 
     planned = api.plan_batch(file, **where.api_options())
     for item in planned.bad:
@@ -61,9 +63,9 @@ def batch(
     the_plan = planned.plan
     shown = report.batch_plan(the_plan, planned.pacing, planned.bad)
     if as_json and dry_run:
-        render.print_json(shown)
+        print_json(shown)
     elif not as_json:
-        render.print_batch_plan(render.stderr_console() if not dry_run else render.stdout_console(), shown)
+        print_batch_plan(stderr_console() if not dry_run else stdout_console(), shown)
     if dry_run:
         return
     api.check_batch(planned, max_total)
@@ -113,11 +115,11 @@ class _Run:
 
     def __init__(self, planned, as_json: bool, paced: float):
         from imgroute.batches.run import Outcome
-        from imgroute.output import render
+        from imgroute.output.text.batches import BatchProgress
 
         self.planned, self.plan, self.as_json = planned, planned.plan, as_json
         rows = len(self.plan.runs())  # what earlier runs did too: each row gets its line
-        self.progress = render.BatchProgress(rows, self.plan.total, enabled=not as_json, paced_seconds=paced)
+        self.progress = BatchProgress(rows, self.plan.total, enabled=not as_json, paced_seconds=paced)
         self.counts = dict.fromkeys(Outcome, 0)
         self.failed: ImgrouteError | None = None  # the first failed row's error: the batch exits with its code
         self.runner: BatchRun | None = None  # the BatchRun, once it starts
@@ -125,7 +127,9 @@ class _Run:
 
     def go(self, again: str, **running) -> None:
         from imgroute import api
-        from imgroute.output import render, report
+        from imgroute.output import report
+        from imgroute.output.text.batches import print_batch_summary
+        from imgroute.output.text.console import stdout_console
 
         started = time.monotonic()
         with self.progress:
@@ -147,8 +151,8 @@ class _Run:
                 raise self.stopped(again) from None
         if not self.as_json:
             elapsed = time.monotonic() - started
-            render.print_batch_summary(
-                render.stdout_console(), self.counts, self.progress.spent, self.plan.total, self.plan.whole, elapsed
+            print_batch_summary(
+                stdout_console(), self.counts, self.progress.spent, self.plan.total, self.plan.whole, elapsed
             )
         if self.failed is not None:
             raise self.failed

@@ -17,10 +17,12 @@ def config_show(
     """The settings in effect (defaults, config.yaml, environment, flags) and where each comes from;
     keys by name and source only."""
     from imgroute.cli.config_view import effective
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.offers import print_config
 
     settings = effective(pricing, plan, official_only, stated_quality)
     if as_json:
-        render.print_json(report.config_json(settings))
+        print_json(report.config_json(settings))
     else:
-        render.print_config(render.stdout_console(), settings)
+        print_config(stdout_console(), settings)

@@ -37,16 +37,18 @@ def edit(job: Flags, where: Flags, output: Flags) -> None:
 
 def run_job(job: Flags, where: Flags, output: Flags) -> None:
     """gen and edit: whatever happens, --json prints the job's object, with `error` set if it failed."""
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stderr_console
+    from imgroute.output.text.quotes import print_reasons
 
     attempt = _Attempt()
     try:
         _run(job, where, output, attempt)
     except ImgrouteError as exc:
         if output.as_json and not attempt.printed:
-            render.print_json(report.job_failure(exc, attempt.job_id, attempt.route))
+            print_json(report.job_failure(exc, attempt.job_id, attempt.route))
         elif attempt.route is not None and attempt.route.choice is None:
-            render.print_reasons(render.stderr_console(), attempt.route)
+            print_reasons(stderr_console(), attempt.route)
         raise
 
 
@@ -65,7 +67,10 @@ class _Attempt:
 def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
     from imgroute import api
     from imgroute.jobs.spec import preview
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.jobs import JobProgress, print_job
+    from imgroute.output.text.quotes import print_dry_run
     from imgroute.pricing.router import no_offer_error
 
     api.check_output(output.timeout, output.name)  # a bad flag is refused before anything else
@@ -77,9 +82,9 @@ def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
         prepared = preview(route.choice, planned.request, planned.keys, planned.table.registry)
         data = report.dry_run(route.choice, prepared, route.caveats)
         if output.as_json:
-            render.print_json(data)
+            print_json(data)
         else:
-            render.print_dry_run(render.stdout_console(), route, data)
+            print_dry_run(stdout_console(), route, data)
         return
     silent = output.quiet or output.as_json
     if not output.as_json:  # before paying, as `quote` shows them (--json carries them in its object)
@@ -89,7 +94,7 @@ def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
     def started(runner) -> None:
         attempt.runner = runner
 
-    with render.JobProgress(enabled=not silent) as progress:  # a live status line on a terminal
+    with JobProgress(enabled=not silent) as progress:  # a live status line on a terminal
         result = api.run(
             planned,
             out=output.out,
@@ -102,7 +107,7 @@ def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
     constraints = planned.constraints
     skipped = report.skipped_json(route)
     if output.as_json:
-        render.print_json(report.job_result(result, skipped))
+        print_json(report.job_result(result, skipped))
         attempt.printed = True
     elif result.status == "submitted":  # --detach: the id is the data (J=$(imgroute gen ... --detach))
         window = route.choice.offer.window_s
@@ -116,6 +121,6 @@ def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
         for image in result.images:
             sys.stdout.write(f"{image.path}\n")
     else:
-        render.print_job(render.stdout_console(), result, skipped, constraints.providers)
+        print_job(stdout_console(), result, skipped, constraints.providers)
     if result.error is not None:
         raise result.error

@@ -45,7 +45,9 @@ def jobs_list(
     """Recent jobs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.jobs import print_jobs
     from imgroute.request import check_providers
 
     states = tuple(state or ())
@@ -66,9 +68,9 @@ def jobs_list(
         )
     data = [report.job_listing(record) for record in records]
     if as_json:
-        render.print_json(data)
+        print_json(data)
     else:
-        render.print_jobs(render.stdout_console(), data, filtered=bool(states or provider or since or until))
+        print_jobs(stdout_console(), data, filtered=bool(states or provider or since or until))
 
 
 @jobs_app.command("show")
@@ -77,17 +79,19 @@ def jobs_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Everything the ledger knows about one job."""
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.jobs import print_job_details
 
     with ledger() as journal:
         job = resolve_job(journal, job_id)
         attempts = journal.attempts(job.id)
         data = report.job_details(job, attempts, journal.tasks(job.id), journal.files(job.id), journal.events(job.id))
     if as_json:
-        render.print_json(data)
+        print_json(data)
         return
-    console = render.stdout_console()
-    render.print_job_details(console, data)
+    console = stdout_console()
+    print_job_details(console, data)
     _possibly_charged(console, job.id, attempts)
 
 
@@ -95,7 +99,7 @@ def _possibly_charged(console, job_id: str, attempts) -> None:
     """What each attempt may have been charged for requests that failed without the provider saying,
     and how to settle it (the attempt's line above has its state, failed_at_risk)."""
     from imgroute.money import fmt_usd
-    from imgroute.output.layout import print_wrapped
+    from imgroute.output.text.layout import print_wrapped
 
     for attempt in attempts:
         if attempt.at_risk is not None:
@@ -178,7 +182,7 @@ def jobs_resume(
 ) -> None:
     """Finish interrupted jobs: poll and download what was sent, never sending it again."""
     from imgroute import api
-    from imgroute.output import render
+    from imgroute.output.text.jobs import JobProgress
 
     if (job_id is None) == (not all_jobs):
         raise UsageError("give one job id, or --all", "for example: imgroute jobs resume 3f1c9a52 (or --all)")
@@ -186,7 +190,7 @@ def jobs_resume(
     if job_id:
         with ledger() as journal:
             target = resolve_job(journal, job_id).id
-        with render.JobProgress(enabled=not (quiet or as_json)) as progress:
+        with JobProgress(enabled=not (quiet or as_json)) as progress:
             shown.add(api.resume(target, timeout=timeout, pricing=pricing, on_event=progress.update))
     else:
         _resume_all(timeout, pricing, shown)
@@ -235,7 +239,8 @@ class _Shown:
         self.worst: ImgrouteError | None = None
 
     def add(self, result) -> None:
-        from imgroute.output import render
+        from imgroute.output.text.console import stdout_console
+        from imgroute.output.text.jobs import print_job
 
         self.results.append(result)
         if result.error is not None and self.worst is None:
@@ -246,9 +251,9 @@ class _Shown:
             for image in result.images:
                 sys.stdout.write(f"{image.path}\n")
             return
-        console = render.stdout_console()
+        console = stdout_console()
         console.print(f"job {result.job_id}: {result.status}", style="bold", markup=False)
-        render.print_job(console, result, [])
+        print_job(console, result, [])
 
     def failed(self, job_id: str, error: ImgrouteError) -> None:
         sys.stderr.write(f"job {job_id}: {error.worded('cli')[0]}\n")
@@ -256,11 +261,12 @@ class _Shown:
             self.worst = error
 
     def end(self) -> None:
-        from imgroute.output import render, report
+        from imgroute.output import report
+        from imgroute.output.text.console import print_json, stdout_console
 
         if self.as_json:
-            render.print_json([report.job_result(r, []) for r in self.results])
+            print_json([report.job_result(r, []) for r in self.results])
         elif not self.results and not self.quiet and self.worst is None:
-            render.stdout_console().print("no unfinished jobs")
+            stdout_console().print("no unfinished jobs")
         if self.worst is not None:
             raise self.worst

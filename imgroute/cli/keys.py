@@ -62,11 +62,11 @@ def keys_set(
 def keys_list(as_json: JsonOpt = False) -> None:
     """Which keys are set and where each comes from (never the values)."""
     from imgroute.home import keys as key_store
-    from imgroute.output import render
+    from imgroute.output.text.console import print_json
 
     rows = key_store.list_keys(_registry())
     if as_json:
-        render.print_json([row._asdict() for row in rows])
+        print_json([row._asdict() for row in rows])
         return
     for row in rows:
         where = {"env": f"from ${row.env}", "file": f"from {key_store.keys_path()}", "missing": "not set"}[row.source]
@@ -123,7 +123,7 @@ def keys_check(
     from imgroute.home import credits as prepaid
     from imgroute.home import keys as key_store
     from imgroute.net.http import Http, build_client
-    from imgroute.output import render
+    from imgroute.output.text.console import print_json
     from imgroute.session import Keys
 
     registry = _registry()
@@ -157,7 +157,7 @@ def keys_check(
         else:
             plans[checked.provider] = "ask" if ask else "offered"
     if as_json:
-        render.print_json([key_check.as_json(checked, plans[checked.provider]) for checked in results])
+        print_json([key_check.as_json(checked, plans[checked.provider]) for checked in results])
     else:
         for checked in results:
             sys.stdout.write(_line(checked, plans[checked.provider], key_store.keys_path()) + "\n")

@@ -53,13 +53,14 @@ def budget_show(as_json: JsonOpt = False) -> None:
     """The caps, what is spent (including jobs in flight), what is left and when each resets."""
     from imgroute.jobs.budget import cap_states
     from imgroute.money import fmt_usd
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json
 
     with ledger() as journal:
         states = cap_states(journal)
     rows = report.budget(states)
     if as_json:
-        render.print_json(rows)
+        print_json(rows)
         return
     for row, state in zip(rows, states, strict=True):
         cap = f"${row['cap_usd']:g}" if row["cap_usd"] is not None else "no cap"
@@ -75,11 +76,11 @@ def budget_show(as_json: JsonOpt = False) -> None:
 
 def _say_possibly_charged(lead: str) -> None:
     """What `budget show` and `spend` say under their figures when failed requests may have been charged."""
-    from imgroute.output import render
-    from imgroute.output.layout import print_wrapped
+    from imgroute.output.text.console import stdout_console
+    from imgroute.output.text.layout import print_wrapped
 
     print_wrapped(
-        render.stdout_console(),
+        stdout_console(),
         f"{lead}possibly charged: requests a provider failed without saying whether it charged, counted until "
         "settled (see imgroute jobs show JOB, then imgroute jobs settle JOB --charged or --not-charged)",
         indent="  ",
@@ -96,7 +97,9 @@ def spend(
 ) -> None:
     """What was spent, by day, month, provider and quality: estimated vs actual, and the drift."""
     from imgroute.jobs.budget import spend_summary
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.money import print_spend
 
     start = parse_day(since, "--since").timestamp() if since else None
     if savings:
@@ -107,9 +110,9 @@ def spend(
     summary = spend_summary(rows)
     data = report.spend(summary)
     if as_json:
-        render.print_json(data)
+        print_json(data)
         return
-    render.print_spend(render.stdout_console(), data)
+    print_spend(stdout_console(), data)
     possibly = sum((group["possibly_charged"] for group in summary["total"]), Decimal(0))
     if possibly:  # inside "in flight": never counted as spent
         from imgroute.money import fmt_usd
@@ -120,7 +123,9 @@ def spend(
 def _savings(start: float | None, as_json: bool) -> None:
     """`spend --savings`: per month, the jobs' cost against the default offer and the cheapest one."""
     from imgroute.advice import month as advice
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.money import print_savings
     from imgroute.request import build_constraints
     from imgroute.session import load_table_and_settings
 
@@ -137,6 +142,6 @@ def _savings(start: float | None, as_json: bool) -> None:
     rows = advice.savings(records, table, build_constraints(table, settings), settings.default_offer)
     data = report.savings(rows)
     if as_json:
-        render.print_json(data)
+        print_json(data)
     else:
-        render.print_savings(render.stdout_console(), data)
+        print_savings(stdout_console(), data)

@@ -59,11 +59,12 @@ def plans_show(as_json: JsonOpt = False) -> None:
     """The prepaid balances: bought, left, the pace since they were set, and what will expire."""
     from imgroute.home import config
     from imgroute.home import credits as prepaid
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json
 
     rows = report.balances(prepaid.read(config.home()).values(), dt.date.today())
     if as_json:
-        render.print_json(rows)
+        print_json(rows)
         return
     if not rows:
         sys.stdout.write("no prepaid credits recorded (imgroute plans set PROVIDER --credits N --expires DATE)\n")

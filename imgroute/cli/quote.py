@@ -30,14 +30,16 @@ def quote(
 ) -> None:
     """What a job costs at every provider, which one wins, and why each other one lost."""
     from imgroute import api
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.quotes import print_quote
     from imgroute.pricing.router import no_offer_error
 
     route = api.quote(read_prompt(job.prompt), **job.api_options(), **where.api_options())
     if as_json:
-        render.print_json(report.route_json(route))
+        print_json(report.route_json(route))
     else:
-        render.print_quote(render.stdout_console(), route, explain=explain, caveats=route.caveats)
+        print_quote(stdout_console(), route, explain=explain, caveats=route.caveats)
     if route.choice is None:
         raise no_offer_error(route, "in each quote's `reasons`" if as_json else "in the table above")
 
@@ -45,13 +47,15 @@ def quote(
 @app.command()
 def providers(pricing: PricingOpt = None, as_json: JsonOpt = False) -> None:
     """The capability matrix: what each offer can do, at a glance."""
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.offers import print_providers
 
     table = load_pricing(pricing)
     if as_json:
-        render.print_json([report.offer_json(o) for o in table.offers])
+        print_json([report.offer_json(o) for o in table.offers])
     else:
-        render.print_providers(render.stdout_console(), table)
+        print_providers(stdout_console(), table)
 
 
 @pricing_app.callback()
@@ -66,7 +70,9 @@ def pricing_show(
     """Every price and plan, with its source and the date it was observed."""
     if ctx.invoked_subcommand is not None:
         return
-    from imgroute.output import render, report
+    from imgroute.output import report
+    from imgroute.output.text.console import print_json, stdout_console
+    from imgroute.output.text.offers import print_pricing
 
     table = load_pricing(pricing)
     limit = max_age if max_age is not None else config.load_settings().pricing_max_age_days
@@ -78,9 +84,9 @@ def pricing_show(
         f"{o.id}: {field} is unsourced (assumed): {why}" for o in table.offers for field, why in o.unsourced.items()
     ]
     if as_json:
-        render.print_json({"max_age_days": limit, "rows": rows, "notes": notes})
+        print_json({"max_age_days": limit, "rows": rows, "notes": notes})
     else:
-        render.print_pricing(render.stdout_console(), rows, notes)
+        print_pricing(stdout_console(), rows, notes)
     stale = [r for r in rows if r["stale"]]
     if stale:
         oldest = max(stale, key=lambda r: r["age_days"])

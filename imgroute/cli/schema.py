@@ -22,8 +22,8 @@ def schema(
     ] = None,
 ) -> None:
     """The JSON Schema of a `--json` output (always JSON); with no name, the names and what prints each."""
-    from imgroute.output import render
     from imgroute.output.catalog import SHAPES, document
+    from imgroute.output.text.console import print_json
 
     if name is None:
         width = max(len(shape_name) for shape_name in SHAPES)
@@ -36,4 +36,4 @@ def schema(
         close = difflib.get_close_matches(name, SHAPES, n=1)
         guess = f"did you mean {close[0]}? " if close else ""
         raise UsageError(f"no schema named {quoted(name)}", f"{guess}names: {', '.join(SHAPES)}")
-    render.print_json(document(name))
+    print_json(document(name))

@@ -35,7 +35,7 @@ class PollTiming:
     STEP = 0.1  # after a miss, poll again every tenth of the expected time (growing)
     RECENT = 32  # durations the provider reported, kept per provider
     # Which of them to aim at: the median misses half the jobs, each then waiting a step; higher
-    # waits longer for most. 0.6 was the best trade in the simulations of tests/test_poll_timing.py.
+    # waits longer for most. 0.6 was the best trade in the simulations of tests/jobs/test_poll_timing.py.
     PERCENTILE = 0.6
 
     def __init__(self):
@@ -76,7 +76,7 @@ class PollTiming:
         So: done after a miss, aim at the poll that saw it done, or at the middle of the two when
         they were far apart (a probe, or jobs suddenly slower). Done at the first poll, aim a
         little earlier; a long run of those means the estimate is well above the real time, so
-        come down faster. Measured in tests/test_poll_timing.py."""
+        come down faster. Measured in tests/jobs/test_poll_timing.py."""
         with self._lock:
             if took is not None:
                 recent = self._durations.setdefault(provider, deque(maxlen=self.RECENT))

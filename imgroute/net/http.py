@@ -58,7 +58,7 @@ def build_client(
         headers={"User-Agent": f"imgroute/{__version__}"},
         follow_redirects=True,
     )
-    client._cookies = _NoCookies()  # httpx has no switch for it; tests/test_http.py checks it holds
+    client._cookies = _NoCookies()  # httpx has no switch for it; tests/net/test_http.py checks it holds
     if debug.enabled():  # -v / --debug / IMGROUTE_DEBUG: every exchange of this client traced on stderr
         debug.trace(client, secrets)
     return client

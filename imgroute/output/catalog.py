@@ -1,5 +1,5 @@
 """Every `--json` output by name, with the command that prints it and its schema: what `imgroute
-schema NAME` prints, and what tests/test_schemas.py validates real output against."""
+schema NAME` prints, and what tests/output/test_schemas.py validates real output against."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from imgroute.output.vocabulary import (
 )
 from imgroute.vocab import IMAGE_FORMATS, RANKS
 
-# models.JobState, AttemptState and TaskState, each value with its meaning (tests/test_schemas.py
+# models.JobState, AttemptState and TaskState, each value with its meaning (tests/output/test_schemas.py
 # checks they are the same values: a new state is a change of the contract, and is described here)
 JOB_STATES = {
     "planned": "journaled, nothing sent yet",

@@ -4,7 +4,7 @@ builder with its JSON Schema written beside it.
 Values in, plain JSON-ready dicts out. USD amounts are numbers rounded to 6 places. The builders
 run for every row of a batch and every request of `serve`: they validate nothing. Their schemas
 are plain data in the words of vocabulary.py; catalog.py names each output (`imgroute schema
-NAME`), and tests/test_schemas.py validates real output against them, so a key a builder adds
+NAME`), and tests/output/test_schemas.py validates real output against them, so a key a builder adds
 without its schema fails there.
 
 - quotes.py: `quote` (the route, each quote, the request) and the route text jobs journal

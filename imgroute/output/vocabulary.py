@@ -3,7 +3,7 @@
 Each builder in imgroute.output.report has its schema written beside it in these words, and `imgroute
 schema NAME` prints it (catalog.py). Objects are closed (`additionalProperties: false`) and every
 key is required unless named optional, so a key a builder emits without its schema fails
-tests/test_schemas.py. Nothing here runs when a shape is built: the schemas are data, made once
+tests/output/test_schemas.py. Nothing here runs when a shape is built: the schemas are data, made once
 at import (a few hundred small dicts).
 """
 

@@ -3,7 +3,7 @@
 Data only (no httpx, no adapter imported), so `quote` reads it for free. Everything else derives
 from it: key variables, base-URL overrides, default limits, the ids that flags and files accept.
 Adding a provider is: its adapter module, one row here, its `pricing.yaml` rows, its fake, its
-README lines (tests/test_registry.py fails when one of them is missing).
+README lines (tests/providers/test_registry.py fails when one of them is missing).
 
 Relays a user declares in a pricing file (`providers: {myrelay: {api: openai-images, ...}}`) are
 part of that table (`PricingTable.registry`, a Registry of the built-in providers and its relays);
@@ -105,7 +105,7 @@ REGISTRY: dict[str, ProviderSpec] = {
 RELAY_APIS = {"openai-images": "imgroute.providers.relay:RelayAdapter"}
 
 # For tests and scripts: the built-in providers' variables. (The package asks a Registry, which
-# reads REGISTRY at each call, so a provider registered at run time, tests/test_registry.py, counts.)
+# reads REGISTRY at each call, so a provider registered at run time, tests/providers/test_registry.py, counts.)
 KEY_ENV = {spec.id: spec.key_env for spec in REGISTRY.values()}
 BASE_URL_ENV = {spec.id: spec.base_url_env for spec in REGISTRY.values()}
 

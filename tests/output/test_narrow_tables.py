@@ -23,7 +23,8 @@ from rich.console import Console
 
 from imgroute.cli.app import main
 from imgroute.models import OfferRef
-from imgroute.output import render
+from imgroute.output.text.batches import print_batch_summary
+from imgroute.output.text.console import PIPE_WIDTH
 from imgroute.providers.registry import BASE_URL_ENV, KEY_ENV
 from imgroute.store.records import NewJob
 from imgroute.store.sqlite import SQLiteLedger
@@ -357,9 +358,9 @@ def test_a_skipped_offer_is_priced_like_everything_else(cli, fakes, monkeypatch)
 def test_the_batch_summary_says_what_was_left_only_when_something_was(counts, said):
     counts = {"done": 0, "skipped": 0, "failed": 0, "unservable": 0, "not_started": 0} | counts
     out = io.StringIO()
-    console = Console(file=out, width=render.PIPE_WIDTH, highlight=False)
+    console = Console(file=out, width=PIPE_WIDTH, highlight=False)
     spent = Decimal("0.03") * counts["done"]
-    render.print_batch_summary(console, counts, spent, Decimal("0.06"), Decimal("0.09"), 1.0)
+    print_batch_summary(console, counts, spent, Decimal("0.06"), Decimal("0.09"), 1.0)
     assert out.getvalue() == said + "\n"
 
 

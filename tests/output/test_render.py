@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_the_eta_is_never_shorter_than_the_pacing_allows(monkeypatch):
     from types import SimpleNamespace
 
-    from imgroute.output.render import BatchProgress
+    from imgroute.output.text.batches import BatchProgress
 
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     progress = BatchProgress(30, __import__("decimal").Decimal("0.9"), paced_seconds=300)
