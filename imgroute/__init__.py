@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
         ImgrouteError,
         Interrupted,
         JobFailedError,
+        NoKeyError,
         NoOfferError,
         OutputError,
         ProviderError,
@@ -59,7 +60,7 @@ _PUBLIC = {
     "imgroute.jobs.outputs": ("SavedImage",),
     "imgroute.batches.run": ("RowResult", "Outcome"),
     "imgroute.errors": (
-        "ImgrouteError", "UsageError", "ConfigError", "NoOfferError", "ProviderError", "JobFailedError",
+        "ImgrouteError", "UsageError", "ConfigError", "NoKeyError", "NoOfferError", "ProviderError", "JobFailedError",
         "OutputError", "BudgetError", "BudgetRefused", "Busy", "Interrupted", "StdoutClosed",
     ),
 }  # fmt: skip
@@ -87,6 +88,7 @@ __all__ = [
     "ImgrouteError",
     "UsageError",
     "ConfigError",
+    "NoKeyError",
     "NoOfferError",
     "ProviderError",
     "JobFailedError",

@@ -8,6 +8,7 @@ those, or an attempt's end; anything else is a bug and keeps its traceback.
     │   ├── UsageError                2  a flag, argument, input file or request field
     │   ├── Busy                      2  another imgroute runs the job
     │   ├── ConfigError               3  pricing.yaml, config.yaml, the keys, the ledger
+    │   │   └── NoKeyError                   only offers without a key could deliver (serve: a 400)
     │   ├── NoOfferError              4  no offer can deliver the request
     │   ├── ProviderError             5  provider trouble after retries and fallbacks
     │   ├── JobFailedError            6  the provider failed the job (moderation included)
@@ -116,6 +117,11 @@ class ConfigError(ImgrouteError):
     """pricing.yaml, config.yaml or the keys file is wrong, or a key is missing."""
 
     exit_code = 3
+
+
+class NoKeyError(ConfigError):
+    """Only offers whose provider has no key could deliver the request. The CLI's user adds a key
+    (exit 3); a client of `imgroute serve` cannot, so there it is a refusal of the request (400)."""
 
 
 class NoOfferError(ImgrouteError):

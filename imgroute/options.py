@@ -114,6 +114,17 @@ def spelled(name: str, door: Door) -> str:
     return f"{name}=" if door == "api" else name
 
 
+def respelled(text: str, door: Door) -> str:
+    """A text that names options by their CLI flags (a route's reasons: "ask --aspect 1:1"), with
+    each option the tables know named as `door` spells it ("ask imgroute.aspect 1:1")."""
+    import re
+
+    flags = {option.flag: option.name for option in BY_NAME.values()}
+    return re.sub(
+        r"--[a-z][a-z-]*", lambda found: spelled(flags[found[0]], door) if found[0] in flags else found[0], text
+    )
+
+
 def keyword_arguments(given: dict[str, Any], groups: tuple[tuple[Option, ...], ...], caller: str) -> list[dict]:
     """The Python API's keyword arguments, one dict per group of options, each value in the form
     the checks read: a list of names (a string may hold several: "kie, fal"), text for text (an

@@ -148,12 +148,18 @@ class Limits:
 
 
 class _Job:
-    __slots__ = ("steps", "on_done", "before_send")
+    """A job on the scheduler; `start` returns it, for `cancel`."""
+
+    __slots__ = ("steps", "on_done", "before_send", "cancelled")
 
     def __init__(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]):
         self.steps = steps
         self.on_done = on_done
         self.before_send = False  # pausing before a send: a stop ends the pause at once
+        self.cancelled = False  # stopped alone (see Scheduler.cancel)
+
+    def stopped(self, scheduler: Scheduler) -> bool:
+        return self.cancelled or scheduler.stopping
 
 
 _Item = tuple[_Job, BaseException | None] | None  # a job to advance (and what to raise in it), or "stop"
@@ -261,9 +267,23 @@ class Scheduler:
         for _ in range(workers):
             self._add_worker()
 
-    def start(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]) -> None:
+    def start(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]) -> _Job:
         """Run a job; `on_done(result, None)` or `on_done(None, error)` is called on a worker."""
-        self._ready.put((_Job(steps, on_done), None), NEW)
+        job = _Job(steps, on_done)
+        self._ready.put((job, None), NEW)
+        return job
+
+    def cancel(self, job: _Job) -> None:
+        """Stop one job as `stop` stops them all (serve: its client went away): waiting for its first
+        slot, it is cancelled now; pausing before a send, it wakes now to find it may not send (its
+        steps must also see it stopped: JobRunner.cancel). Once it has sent, it runs to its end."""
+        job.cancelled = True
+        for granted in self.limits.withdraw(
+            lambda granted: isinstance(granted, _Grant) and granted.job is job and granted.fresh
+        ):
+            if isinstance(granted, _Grant):  # (the limits hold whatever waiter they were given)
+                granted.cancel()
+        self._ready.hurry(lambda item: item is not None and item[0] is job and job.before_send)
 
     def unhurried(self) -> int:
         """Jobs that are done with their provider and wait only for a worker to save their images."""
@@ -378,7 +398,7 @@ class Scheduler:
             return
         if isinstance(need, Pause):
             job.before_send = need.before_send
-            if need.before_send and self.stopping:
+            if need.before_send and job.stopped(self):
                 self._ready.put((job, None), AT_SLOT)  # stopped: no waiting for a send that will not go
             else:
                 self._later(need.seconds * (self.scale if need.scaled else 1.0), job)
@@ -390,7 +410,7 @@ class Scheduler:
             job.on_done(None, AssertionError(f"a job asked for {need!r}"))
 
     def _slot(self, job: _Job, need: NeedSlot) -> None:
-        if need.fresh and self.stopping:
+        if need.fresh and job.stopped(self):
             self._ready.put((job, _stopped()), NEW)
             return
         granted = _Grant(self, job, need.fresh)
@@ -420,4 +440,4 @@ class _Grant:
 
 
 def _stopped() -> Cancelled:
-    return Cancelled("the batch was stopped before this job was sent")
+    return Cancelled("stopped before this job was sent")

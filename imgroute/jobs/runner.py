@@ -14,6 +14,7 @@ values.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -93,11 +94,36 @@ class JobRunner(Resume):
         self.observations = services.observations  # sizes delivered, each offer's record, prepaid credits used
         self.job: JobRun | None = None
         self._on_sent = options.on_sent
+        self.cancelled = False  # this job alone was stopped before it sent (serve: its client went away)
+        self._sending = False  # it has begun to send: too late to cancel it alone
+        self._send_lock = threading.Lock()
+
+    def stopping(self) -> bool:
+        """Whether this job may send nothing more: its door was stopped, or it was cancelled alone."""
+        return self.cancelled or self.slots.stopping()
+
+    def cancel(self) -> bool:
+        """Cancel this job if it has sent nothing yet (True); once it has begun to send, it runs to
+        its end (False). The scheduler must be told too, to wake it where it waits (Scheduler.cancel)."""
+        with self._send_lock:
+            if not self._sending:
+                self.cancelled = True
+            return self.cancelled
+
+    def _may_send(self) -> bool:
+        """Just before a request is journaled and sent: whether it may go. From then on `cancel`
+        cannot stop the job (the decision and the cancel are one under the lock, so a client that
+        hangs up at that moment can never leave a job sent that it believed cancelled)."""
+        with self._send_lock:
+            if self.stopping():
+                return False
+            self._sending = True
+            return True
 
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
         self.job, self.outputs = job, outputs
         self.tasks = TaskRunner(
-            self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit, self.slots.stopping
+            self.http, self.ledger, outputs, self.clock, self.timeout, self.timing, self._emit, self.stopping
         )
         self.settler = Settler(self.table, self.observations, outputs, self.clock, self._emit)
         return job
@@ -349,9 +375,9 @@ class JobRunner(Resume):
                 delay = self.slots.submit_delay(account)
                 if delay > 0:
                     yield Pause(delay, scaled=False, before_send=True)  # a stop ends this wait at once
-                if self.slots.stopping():
+                if not self._may_send():
                     if attempt is None:
-                        raise Cancelled("the batch was stopped before this job was sent")
+                        raise Cancelled("stopped before this job was sent")
                     return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
                 attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
                 tasks.append(task)

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from decimal import Decimal
 from typing import NamedTuple, cast
 
-from imgroute.errors import BudgetError, ConfigError, ImgrouteError, NoOfferError, named
+from imgroute.errors import BudgetError, ImgrouteError, NoKeyError, NoOfferError, named
 from imgroute.models import FROM_URL, Constraints, Request
 from imgroute.money import fmt_usd
 from imgroute.policy import MIN_HISTORY_ATTEMPTS
@@ -348,7 +348,7 @@ def no_offer_error(route: Route, reasons_at: str = "in the table above") -> Imgr
     if skipped:
         cheapest = skipped[0]  # (ruled out for its key alone, so it has a price)
         provider = cheapest.offer.provider
-        return ConfigError(
+        return NoKeyError(
             f"no API key for any provider that can deliver this (cheapest: {provider} "
             f"{cheapest.offer.model} at {fmt_usd(cast(Decimal, cheapest.cost))})",
             cheapest.reasons[0].removeprefix("no key: "),  # (its only reason: how to add the key)

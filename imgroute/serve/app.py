@@ -26,7 +26,7 @@ from imgroute import errors
 from imgroute.errors import HttpError, ParamError
 from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
-from imgroute.options import spelled
+from imgroute.options import respelled, spelled
 from imgroute.serve.gateway import Gateway, Served, discard_inputs
 from imgroute.serve.params import MODEL, read_edit, read_generation
 
@@ -68,7 +68,11 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
             response = dry_run_response(gateway, call)
             discard_inputs(call.inputs)
             return response
-        served, joined = await gateway.run(call, tries_before(request))
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            served, joined = await gateway.run(call, tries_before(request), gone)
+        finally:
+            gone.cancel()
         response = job_response(served, call, joined)
         log_line(request.method, request.url.path, response.status_code, served, started, joined)
         return response
@@ -187,6 +191,13 @@ def tries_before(request: Request) -> int | None:
     return int(count) if count.isdigit() else None
 
 
+async def disconnected(request: Request) -> None:
+    """Ends when the client hangs up. Called once its body is read, so the server's next message
+    is the disconnect (the server answers the request before it reads any other)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _receiver(raw: bytes):
     sent = False
 
@@ -297,12 +308,17 @@ def http_error(served: Served, call=None) -> HttpError:
     param = spelled(error.field, "serve") if error.field else None
     status = str(result.status) if result is not None else None
     unsafe = status in ("unknown", "running", "submitted") or (result is not None and bool(result.images))
+    if status == "cancelled":  # stopped before it sent anything: nothing was charged, a retry is safe
+        return HttpError(
+            503,
+            "The server is stopping: this request was not sent to any provider and nothing was charged; send it again.",
+            "server_error",
+            "server_stopping",
+        )
     if isinstance(error, errors.UsageError):
         return HttpError(400, message, "invalid_request_error", None, param)
-    if isinstance(error, errors.NoOfferError):
-        route = served.planned.route if served.planned is not None else None
-        reasons = [f"{q.offer.id}: {'; '.join(q.reasons)}" for q in route.quotes[:8]] if route else []
-        return HttpError(400, f"{said}: {' | '.join(reasons)}", "invalid_request_error", "no_offer")
+    if isinstance(error, errors.NoOfferError | errors.NoKeyError):  # a key the server lacks is no client's fix
+        return HttpError(400, no_offer_message(served), "invalid_request_error", "no_offer", retry=False)
     if isinstance(error, errors.BudgetError) and error.field is not None:  # the request's own limit: change it
         return HttpError(400, message, "invalid_request_error", "max_cost_exceeded", param, False)
     if isinstance(error, errors.BudgetError):  # a cap of the server's: it resets (the time is in the message)
@@ -321,6 +337,24 @@ def http_error(served: Served, call=None) -> HttpError:
         code = "submit_unknown" if status == "unknown" else "provider_unavailable"
         return HttpError(503 if not unsafe else 502, message, "server_error", code, retry=False if unsafe else None)
     return HttpError(500, message, "server_error", "internal", retry=False)
+
+
+def no_offer_message(served: Served) -> str:
+    """Why no offer with a key can take the request, offer by offer (those that would need a key
+    the server lacks among them), and what to send instead of exact pixels that none of them takes."""
+    route = served.planned.route if served.planned is not None else None
+    if route is None:
+        return served.error.worded("serve")[0] if served.error else "no offer can take this request"
+    reasons = [respelled(f"{q.offer.id}: {'; '.join(q.reasons)}", "serve") for q in route.quotes]
+    said = "no offer this server has a key for can take this request"
+    target = route.request.target
+    keyed = [q for q in route.quotes if not q.needs_key]
+    if target.exact and keyed and all(q.assessment.delivery is None for q in keyed):  # none takes these pixels
+        said += (
+            f'; {target} is exact pixels, which they do not take: send imgroute.aspect (say "1:1") and '
+            f'imgroute.resolution ("1K", "2K" or "4K") instead of size'
+        )
+    return f"{said}: {' | '.join(reasons)}"
 
 
 def error_response(exc: HttpError, served: Served | None = None):

@@ -14,15 +14,16 @@ import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imgroute import api, policy
 from imgroute.errors import ImgrouteError
-from imgroute.models import UNFINISHED_JOB_STATES
+from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.serve.params import ImageCall
 from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
+    from imgroute.jobs.runner import JobRunner
     from imgroute.jobs.state import JobResult
 
 RECENT_S = 600.0  # how long an ended job's answer is kept for a retry of its request
@@ -42,23 +43,46 @@ def resumable(served: Served) -> bool:
     return served.result is not None and served.result.status in UNFINISHED_JOB_STATES
 
 
+def cancelled(served: Served) -> bool:
+    """Whether the job ended having sent nothing, because it was stopped (nothing was charged)."""
+    return served.result is not None and served.result.status == JobState.CANCELLED
+
+
 def discard_inputs(folder: Path | None) -> None:
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _Running:
+    """A job under way, and how many clients wait for it (a retry joins its request's job)."""
+
+    __slots__ = ("future", "runner", "handle", "clients")
+
+    def __init__(self, future: asyncio.Future):
+        self.future = future  # its Served, once it ends
+        self.runner: JobRunner | None = None  # set once it is on the scheduler
+        self.handle: Any = None  # the scheduler's own handle on it
+        self.clients = 0
+
+
 class Gateway:
-    def __init__(self, out_dir: Path, concurrency: int = 64):
+    def __init__(self, out_dir: Path, workers: int = 4):
         from imgroute.pricing.router import RouteCache
+        from imgroute.serve import capacity
         from imgroute.session import Keys, load_table_and_settings, open_many
 
         table, self.settings = load_table_and_settings(None)
         self.keys = Keys(table.registry)
         self.out_dir = out_dir
-        # A connection per generation a synchronous provider holds open (the stand-in workers).
-        self.services = open_many(table, self.settings, self.keys, workers=4, connections=2 * concurrency)
+        self.limits = table.registry.limits(self.settings.limits)
+        keyed = self.keys.available.keys()
+        # A connection for every job the limits let be at a provider at once (capacity.py).
+        self.connections = capacity.upstream_connections(self.limits, keyed, workers)
+        self.at_once = capacity.held_open(self.limits, keyed)
+        self.services = open_many(table, self.settings, self.keys, workers=workers, connections=self.connections)
         self.routes = RouteCache(table, self.keys.available)  # requests alike share one ranking
-        self._running: dict[str, asyncio.Future] = {}
+        self._running: dict[str, _Running] = {}
+        self.stopping = False
         self._recent: OrderedDict[str, tuple[float, Served]] = OrderedDict()  # oldest first
 
     @property
@@ -72,7 +96,7 @@ class Gateway:
     def plan(self, call: ImageCall):
         return api.plan(**call.options, loaded=(self.table, self.settings, self.keys), routes=self.routes)
 
-    async def run(self, call: ImageCall, tries: int | None) -> tuple[Served, bool]:
+    async def run(self, call: ImageCall, tries: int | None, gone: asyncio.Future | None = None) -> tuple[Served, bool]:
         """The job for this call, and whether it was joined (a retry) rather than started.
 
         `tries` is the client's count of earlier tries of this request (`x-stainless-retry-count`),
@@ -81,47 +105,85 @@ class Gateway:
         ago. A first try (0) always starts its own job: several clients asking at once for the
         same image each want one of their own.
 
+        `gone` ends when the client hangs up. A job whose every client has gone before it sent
+        anything sends nothing (it ends cancelled); one that has sent runs to its end, and is saved.
+
         An edit's uploaded files are removed once its job has ended in a way no `jobs resume` can
         take up again, and at once when it joins a job (which reads its own copy)."""
         running = self._running.get(call.identity) if tries != 0 else None
         if running is not None:
             discard_inputs(call.inputs)
-            return await asyncio.shield(running), True
+            return await self._answer(call, running, gone), True
         recent = self._recent.get(call.identity)
         if tries and recent is not None and time.monotonic() - recent[0] < RECENT_S:
             discard_inputs(call.inputs)
             return recent[1], True
-        future = asyncio.get_running_loop().create_future()
-        self._running[call.identity] = future  # (the latest such job, when first tries overlap)
+        running = _Running(asyncio.get_running_loop().create_future())
+        self._running[call.identity] = running  # (the latest such job, when first tries overlap)
 
         def ended(done: asyncio.Future) -> None:  # whether or not its client is still there
             served = done.result()
-            if self._running.get(call.identity) is future:
+            if self._running.get(call.identity) is running:
                 del self._running[call.identity]
             if not resumable(served):
                 discard_inputs(call.inputs)
-            self._recent[call.identity] = (time.monotonic(), served)
-            self._recent.move_to_end(call.identity)
+            if not cancelled(served):  # (a retry of a job that sent nothing sends it now)
+                self._recent[call.identity] = (time.monotonic(), served)
+                self._recent.move_to_end(call.identity)
             self._forget_old()
 
-        future.add_done_callback(ended)
-        return await self._start(call, future), False
+        running.future.add_done_callback(ended)
+        self._start(call, running)
+        return await self._answer(call, running, gone), False
 
-    async def _start(self, call: ImageCall, future: asyncio.Future) -> Served:
+    def stop(self) -> None:
+        """The server was told to stop (Ctrl-C, SIGTERM): no job sends anything it has not sent
+        already; those waiting for their turn end cancelled, those sent run to their end."""
+        self.stopping = True
+        scheduler = self.services.scheduler
+        assert scheduler is not None, "open_many's services have a scheduler"
+        scheduler.stop()
+
+    async def _answer(self, call: ImageCall, running: _Running, gone: asyncio.Future | None) -> Served:
+        """The job's end for one of its clients; the job is cancelled when its last client has gone."""
+        running.clients += 1
+        try:
+            if gone is not None:
+                await asyncio.wait((running.future, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            running.clients -= 1
+        if gone is not None and gone.done() and not running.future.done() and running.clients == 0:  # the last left
+            self._cancel(call.identity, running)
+        return await asyncio.shield(running.future)  # (its end, for the log, even with no one to answer)
+
+    def _cancel(self, identity: str, running: _Running) -> None:
+        """No client waits for this job: if it has sent nothing, it never will, and a retry of its
+        request that comes later starts a job of its own; if it has, it runs to its end (and a
+        retry joins it: it is paid for)."""
+        if running.runner is None or running.handle is None:  # (refused or ended before it was started)
+            return
+        if not running.runner.cancel():
+            return
+        scheduler = self.services.scheduler
+        assert scheduler is not None, "open_many's services have a scheduler"
+        scheduler.cancel(running.handle)
+        if self._running.get(identity) is running:
+            del self._running[identity]
+
+    def _start(self, call: ImageCall, running: _Running) -> None:
+        future = running.future
         try:
             planned = self.plan(call)
             if planned.route.choice is None:
                 from imgroute.pricing.router import no_offer_error
 
-                served = Served(None, no_offer_error(planned.route, "follow, offer by offer"), planned)
-                future.set_result(served)
-                return served
+                future.set_result(Served(None, no_offer_error(planned.route, "follow, offer by offer"), planned))
+                return
             runner = self._runner(planned.constraints.max_cost)
             steps = runner.steps_run(planned.request, planned.route, constraints=planned.constraints)
         except ImgrouteError as exc:
-            served = Served(None, exc, None)
-            future.set_result(served)
-            return served
+            future.set_result(Served(None, exc, None))
+            return
         loop = asyncio.get_running_loop()
 
         def done(result, error) -> None:  # on a scheduler worker
@@ -137,8 +199,7 @@ class Gateway:
 
         scheduler = self.services.scheduler
         assert scheduler is not None, "open_many's services have a scheduler"
-        scheduler.start(steps, done)
-        return await asyncio.shield(future)
+        running.runner, running.handle = runner, scheduler.start(steps, done)
 
     def _runner(self, max_cost):
         from imgroute.jobs.runner import JobRunner

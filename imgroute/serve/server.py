@@ -36,6 +36,7 @@ def serve(host: str, port: int, token: str | None, out_dir: Path) -> None:
         import uvicorn
 
         from imgroute.serve.app import build_app
+        from imgroute.serve.stopping import StoppingServer
     except ImportError:
         raise UsageError(
             "imgroute serve needs its optional dependencies (Starlette, uvicorn, python-multipart)",
@@ -47,12 +48,14 @@ def serve(host: str, port: int, token: str | None, out_dir: Path) -> None:
     check_bind(host, token)
     gateway = Gateway(out_dir)
     app = build_app(gateway, token, config.home() / "serve-inputs")
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    server = StoppingServer(gateway, uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     gc.freeze()  # what start-up built lives as long as the server: no collection need walk it again
     sys.stderr.write(
         f"imgroute serve: http://{host}:{port}/v1 (OpenAI Images API); images saved in {out_dir}; "
         f"{'token required' if token else 'no token (loopback only)'}; Ctrl-C stops\n"
     )
+    for line in start_up_warnings(gateway):
+        sys.stderr.write(f"warning: {line}\n")
     stopped = Interrupted("stopped; every job that was sent is in the ledger", "imgroute jobs shows them")
     try:
         server.run()  # Ctrl-C: stops accepting, lets the requests in progress (their jobs) finish
@@ -62,6 +65,16 @@ def serve(host: str, port: int, token: str | None, out_dir: Path) -> None:
         gateway.close()
     if server.should_exit:
         raise stopped
+
+
+def start_up_warnings(gateway) -> list[str]:
+    """What the limits mean for many clients at once: the open files they need, and the limits
+    too slow for them (capacity.py)."""
+    from imgroute.serve import capacity
+
+    needed = capacity.open_files_needed(gateway.connections, gateway.at_once)
+    files = capacity.raise_open_files(needed)
+    return [*([files] if files else []), *capacity.slow_limits(gateway.limits, gateway.keys.available.keys())]
 
 
 def token_from_env(token: str | None) -> str | None:

@@ -281,3 +281,56 @@ def test_a_slow_journal_cannot_let_the_next_send_crowd_the_last():
     assert limits.gap_left("kie") == 0.0
     now[0] = 101.0  # the second, on time, still keeps a second's distance from the first send
     assert abs(limits.gap_left("kie") - 0.4) < 1e-9
+
+
+def test_cancel_stops_one_job_that_sent_nothing_and_leaves_the_others():
+    """serve: a client hung up. Its job waiting for a slot ends at once, its job pausing before a send
+    wakes at once; a job at the provider, and every other job, run on."""
+    limits = Limits({"kie": (1, None)})
+    release = threading.Event()
+    order: list[str] = []
+
+    def holder():
+        yield NeedSlot("kie", True)
+        try:
+            order.append("holder has the slot")
+            while not release.is_set():
+                yield Pause(0.01)
+        finally:
+            limits.release("kie")
+        return "done"
+
+    def waiter(name):
+        try:
+            yield NeedSlot("kie", True)
+        except Cancelled:
+            return "cancelled"
+        limits.release("kie")
+        return "sent"
+
+    def pausing():
+        yield Pause(60, before_send=True)  # its turn at a provider's rate, a minute away
+        return "woke"
+
+    scheduler = Scheduler(2, limits, scale=1.0)
+    results: dict = {}
+    done = threading.Semaphore(0)
+
+    def start(name, steps):
+        return scheduler.start(steps, lambda r, e: (results.__setitem__(name, (r, e)), done.release()))
+
+    held = start("holder", holder())
+    wait_for(lambda: order)
+    gone, stays = start("gone", waiter("gone")), start("stays", waiter("stays"))
+    paused = start("paused", pausing())
+    time.sleep(0.1)  # all three wait: for the one kie slot, for the minute
+    scheduler.cancel(gone)
+    scheduler.cancel(paused)
+    scheduler.cancel(held)  # already at its provider: nothing changes for it
+    assert done.acquire(timeout=5) and done.acquire(timeout=5)
+    assert results == {"gone": ("cancelled", None), "paused": ("woke", None)}
+    release.set()
+    assert done.acquire(timeout=5) and done.acquire(timeout=5)
+    scheduler.close()
+    assert results["holder"] == ("done", None) and results["stays"] == ("sent", None)
+    assert stays is not gone
