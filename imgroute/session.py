@@ -258,7 +258,7 @@ def open_many(
     from imgroute import policy
     from imgroute.batches.scheduler import Limits, Scheduler
     from imgroute.home.observations import Observations
-    from imgroute.jobs.polling import PollTiming
+    from imgroute.jobs.polling import PollTiming, priors
     from imgroute.net.http import build_client
     from imgroute.store.sqlite import LEDGER_FILE, SharedLedger
 
@@ -267,7 +267,8 @@ def open_many(
     ledger = SharedLedger(home / LEDGER_FILE, durable=durable)
     scheduler = Scheduler(workers, limits, policy.time_scale())
     client = build_client(pool_size=connections, secrets=keys.every_value)
-    return Services(table, settings, keys, home, ledger, client, Observations(home), limits, scheduler, PollTiming())
+    timing = PollTiming(priors(table.offers))  # a wave of first jobs polled from each offer's typical time
+    return Services(table, settings, keys, home, ledger, client, Observations(home), limits, scheduler, timing)
 
 
 @contextmanager

@@ -3,9 +3,18 @@ against the provider's rate limits, and every moment a finished job waits to be 
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
+
+
+class Look(NamedTuple):
+    """A wait after which the job does not ask its provider, only looks again at what the jobs
+    of its wave have learned (`PollTiming.waits`)."""
+
+    seconds: float
 
 
 def backoff(schedule: tuple[float, float, float]) -> Iterator[float]:
@@ -37,25 +46,90 @@ class PollTiming:
     # Which of them to aim at: the median misses half the jobs, each then waiting a step; higher
     # waits longer for most. 0.6 was the best trade in the simulations of tests/jobs/test_poll_timing.py.
     PERCENTILE = 0.6
+    # With a prior (the offer's typical duration, or its history here) and nothing learned yet, a
+    # wave of jobs does not all probe: SCOUTS of them ask from a quarter second, doubling up to
+    # every LOOK of the prior, and the others wait, looking as often at what the scouts found, then
+    # ask once at that time. Found nothing by
+    # the prior (spread over SPREAD of it, so a wave does not ask in step), they ask once, then go on
+    # looking; should every scout end without finding it (their jobs failed), one of them scouts on.
+    SCOUTS = 2
+    LOOK = 0.1
+    SPREAD = 0.1
 
-    def __init__(self):
+    def __init__(self, priors: Mapping[str, float] | None = None, rng: random.Random | None = None):
+        """`priors`: each provider's typical job time in seconds, before any of its jobs here ended."""
         self._expected: dict[str, float] = {}
         self._hits: dict[str, int] = {}  # first-poll successes since the last miss
         self._durations: dict[str, deque[float]] = {}  # durations the provider reported
+        self._priors = dict(priors or {})
+        self._scouts: dict[str, int] = {}  # jobs sent scouting, per provider, while nothing is learned
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
 
-    def waits(self, provider: str, schedule: tuple[float, float, float]) -> Iterator[float]:
+    def waits(self, provider: str, schedule: tuple[float, float, float]) -> Iterator[float | Look]:
+        """Seconds to wait before each status request (a Look: before looking again, asking nothing)."""
         first, _, longest = schedule
         with self._lock:
             expected = self._expected.get(provider)
-        if expected is None:
+            prior = self._priors.get(provider)
+        if expected is not None:
+            yield from self._after(expected, longest)
+        elif prior is None:
             yield from backoff((min(self.PROBE_FIRST, first), 2.0, longest))
-            return
-        yield expected
+        elif self._enlist(provider):
+            yield from self._scout(provider, prior, longest)
+        else:
+            yield from self._with_the_wave(provider, prior, longest)
+
+    def _after(self, expected: float, longest: float, waited: float = 0.0) -> Iterator[float]:
+        """Ask at the expected time, then every tenth of it, growing."""
+        yield max(0.0, expected - waited)
         step = max(expected * self.STEP, 0.01)
         while True:
             yield step
             step = min(longest, step * 1.5)
+
+    def _looks(self, prior: float, longest: float) -> Iterator[float]:
+        """How often a scout asks and the others look: from a quarter second (a prior can be far too
+        long: the jobs of a benchmark take 0.2 s), doubling up to a tenth of the prior."""
+        every = min(max(prior * self.LOOK, 0.01), longest)
+        return backoff((min(self.PROBE_FIRST, every), 2.0, every))
+
+    def _enlist(self, provider: str) -> bool:
+        """Whether this job scouts (fewer than SCOUTS do): counted until its schedule is dropped."""
+        with self._lock:
+            if self._expected.get(provider) is not None or self._scouts.get(provider, 0) >= self.SCOUTS:
+                return False
+            self._scouts[provider] = self._scouts.get(provider, 0) + 1
+            return True
+
+    def _scout(self, provider: str, prior: float, longest: float) -> Iterator[float]:
+        try:
+            yield from self._looks(prior, longest)
+        finally:  # (its job ended, found or failed: the generator is dropped)
+            with self._lock:
+                self._scouts[provider] -= 1
+
+    def _with_the_wave(self, provider: str, prior: float, longest: float) -> Iterator[float | Look]:
+        """A job of a wave that does not scout: ask when the scouts have learned the time; ask once
+        at the prior meanwhile; scout on should the scouts all end without learning it."""
+        waited, asked = 0.0, False
+        ask_at = prior * (1 - self.SPREAD * self._rng.random())
+        looks = self._looks(prior, longest)
+        while True:
+            learned = self.expected(provider)
+            if learned is not None:
+                yield from self._after(learned, longest, waited)
+                return
+            if not asked and waited >= ask_at:
+                yield 0.0  # (a miss: the job takes longer than the prior)
+                asked = True
+            elif asked and self._enlist(provider):
+                yield from self._scout(provider, prior, longest)
+                return
+            wait = next(looks) if asked else min(next(looks), ask_at - waited)
+            yield Look(wait)
+            waited += wait
 
     def observe(
         self, provider: str, seconds: float, polls: int, missed_at: float | None, took: float | None = None
@@ -100,3 +174,17 @@ class PollTiming:
     def expected(self, provider: str) -> float | None:
         with self._lock:
             return self._expected.get(provider)
+
+
+def priors(offers) -> dict[str, float]:
+    """Each provider's typical job time before any of its jobs here has ended: the median of its
+    offer's durations in this home's history, once there are enough of them, else the offer's
+    `typical_duration` in pricing.yaml (where its documentation says one, or one is assumed)."""
+    found: dict[str, float] = {}
+    for offer in offers:
+        history = offer.history
+        seen = history.percentile(0.5) if history is not None and history.enough else None
+        typical = seen if seen is not None else offer.typical_s
+        if typical is not None and offer.window_s is None:  # (a batch API's window is no job time)
+            found.setdefault(offer.provider, typical)
+    return found

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from imgroute.errors import JobFailed, MalformedAnswer, ProviderError, ProviderTrouble, Stuck, SubmitUnknown
 from imgroute.jobs.outputs import Outputs, SavedImage
-from imgroute.jobs.polling import PollTiming, backoff
+from imgroute.jobs.polling import Look, PollTiming, backoff
 from imgroute.jobs.steps import Pause, Steps
 from imgroute.models import JobSpec, TaskState
 from imgroute.net.http import Http
@@ -149,12 +149,15 @@ class TaskRunner:
         sent = [t.sent_at for t in pending if t.sent_at is not None]
         already = (self.clock() - max(sent)) / self.http.scale if sent and self.http.scale > 0 else 0.0
         while pending:
-            interval = next(waits)
+            wait = next(waits)
+            interval = wait.seconds if isinstance(wait, Look) else wait
             if self.clock() + interval * self.http.scale > deadline:
                 raise Stuck(f"timed out after {self.timeout:g}s waiting for {adapter.provider}")
             yield Pause(max(0.0, interval - already))
             already = 0.0
             planned += interval
+            if isinstance(wait, Look):  # (only a look at what the other jobs have learned)
+                continue
             for task in list(pending):
                 if self.poll_once(job, adapter, task, planned):
                     pending.remove(task)

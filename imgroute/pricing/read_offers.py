@@ -46,6 +46,7 @@ _OFFER_FIELDS = {
     "background",
     "moderation",
     "completion_window",
+    "typical_duration",
 }
 
 UNDECLARED_IDENTITY = Identity(kind="relay", source=None, note="no identity given: counted as a relay", declared=False)
@@ -92,7 +93,8 @@ def offer_of(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Of
         unsourced=_unsourced(fields.get("unsourced")),
         backgrounds=node.get("background", ["auto"]).text_list(BACKGROUNDS),
         moderations=node.get("moderation", ["auto"]).text_list(MODERATIONS),
-        window_s=_window(fields.get("completion_window")),
+        window_s=_duration(fields.get("completion_window"), "completion_window", "24h"),
+        typical_s=_duration(fields.get("typical_duration"), "typical_duration", "30s"),
     )
     if not offer.quality_stated and not offer.quality_note:
         raise node.fail("quality_stated: false needs a quality_note saying why the tier is assumed")
@@ -102,16 +104,16 @@ def offer_of(node: Field, providers: dict[str, ProviderInfo], origin: str) -> Of
     return offer
 
 
-def _window(node: Field | None) -> float | None:
+def _duration(node: Field | None, name: str, example: str) -> float | None:
     if node is None:
         return None
     from imgroute.errors import UsageError
     from imgroute.request import parse_duration
 
     try:
-        return parse_duration(node.text(), "completion_window")
+        return parse_duration(node.text(), name)
     except UsageError:
-        raise node.fail(f"{quoted(node.value)} is not a duration", "write it like 24h") from None
+        raise node.fail(f"{quoted(node.value)} is not a duration", f"write it like {example}") from None
 
 
 def _sizes(node: Field) -> SizeCaps:

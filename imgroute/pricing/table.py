@@ -129,6 +129,7 @@ class Offer(NamedTuple):
     backgrounds: tuple[str, ...] = ("auto",)
     moderations: tuple[str, ...] = ("auto",)
     window_s: float | None = None  # results come within this long, not at once (OpenAI Batch: 24h)
+    typical_s: float | None = None  # how long a job usually takes there: the first polls' prior
     history: Any = None  # history.OfferStats: what it has done for this user (attached at load)
 
     @property

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from imgroute.jobs.polling import PollTiming
+from imgroute.jobs.polling import Look, PollTiming, priors
 
 KIE_SCHEDULE = (2.0, 1.5, 15.0)
 
@@ -119,3 +119,73 @@ def test_the_estimate_settles_on_the_job_time_and_follows_it_when_it_changes():
 def test_before_anything_is_known_the_provider_is_probed_from_a_quarter_second():
     waits = PollTiming().waits("kie", KIE_SCHEDULE)
     assert [next(waits) for _ in range(6)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+def wave(timing: PollTiming, seconds: float, jobs: int, spread: float = 0.0, seed: int = 2):
+    """`jobs` started at once (a serve burst), each advanced only when its own wait ends, as the
+    scheduler does, so a job asks for its next wait after the others' finds; Kie reports each job's
+    duration. Returns (status requests per job, mean seconds between a job's end and its last poll)."""
+    rng = random.Random(seed)
+    durations = [seconds * (1 + rng.uniform(-spread, spread)) for _ in range(jobs)]
+    schedules: list = [timing.waits("kie", KIE_SCHEDULE) for _ in range(jobs)]
+    polls, missed, late = [0] * jobs, [None] * jobs, []
+    pending: list = []
+
+    def next_wait(job: int, now: float) -> None:
+        wait = next(schedules[job])
+        looking = isinstance(wait, Look)
+        heapq.heappush(pending, (now + (wait.seconds if looking else wait), job, looking))
+
+    for job in range(jobs):
+        next_wait(job, 0.0)
+    while pending:
+        now, job, looking = heapq.heappop(pending)
+        if not looking:
+            polls[job] += 1
+            if now >= durations[job]:
+                timing.observe("kie", now, polls[job], missed[job], took=durations[job])
+                late.append(now - durations[job])
+                schedules[job] = None  # (dropped, as the job's own loop drops it)
+                continue
+            missed[job] = now
+        next_wait(job, now)
+    return sum(polls) / jobs, sum(late) / jobs
+
+
+@pytest.mark.parametrize(
+    ("prior", "seconds", "spread", "most_polls", "most_late"),
+    [
+        (30.0, 15.0, 0.0, 1.1, 1.0),  # the prior twice the real time: the scouts find it (6 polls with none)
+        (10.0, 15.0, 0.0, 2.2, 1.5),  # the prior too short: one ask at it, then one when the scouts know
+        (15.0, 15.0, 0.2, 2.6, 1.5),  # right, and real jobs vary
+        (15.0, 60.0, 0.1, 2.3, 8.0),  # four times too short
+        (30.0, 0.2, 0.0, 1.05, 0.1),  # 150 times too long (the benchmark's jobs): the scouts start early
+    ],
+)
+def test_a_wave_of_500_first_jobs_is_polled_at_most_3_times_each_from_the_offers_prior(
+    prior, seconds, spread, most_polls, most_late
+):
+    timing = PollTiming({"kie": prior}, rng=random.Random(3))
+    polls, late = wave(timing, seconds, 500, spread)
+    assert polls <= most_polls and late <= most_late, (polls, late)
+    again, _ = wave(timing, seconds, 500, spread, seed=4)  # the next wave knows the time
+    assert again <= 1.6  # (about one: the learned time, missed by the jobs longer than it)
+
+
+def test_without_a_prior_a_wave_probes_as_before():
+    polls, _ = wave(PollTiming(), 15.0, 500)
+    assert polls > 5  # every job probes from a quarter second: what the prior saves
+
+
+def test_the_prior_is_the_offers_history_once_it_has_enough_else_its_typical_duration():
+    from imgroute.home.history import OfferStats
+    from imgroute.pricing.load import load_table
+
+    table = load_table()
+    found = priors(table.offers)
+    assert found["kie"] == 30.0 and found["apiframe"] == 15.0 and "openai" not in found  # (synchronous)
+    stats = OfferStats(attempts=20, succeeded=20, failed=0, moderated=0, charged_usd=0, times=(8.0,) * 20)
+    kie = next(o for o in table.offers if o.provider == "kie")
+    assert priors([kie._replace(history=stats)])["kie"] == 8.0
+    few = stats._replace(attempts=2, times=(8.0, 8.0))
+    assert priors([kie._replace(history=few)])["kie"] == 30.0
