@@ -265,10 +265,23 @@ def open_many(
     home = config.home()
     limits = Limits(table.registry.limits(settings.limits), total)
     ledger = SharedLedger(home / LEDGER_FILE, durable=durable)
-    scheduler = Scheduler(workers, limits, policy.time_scale())
     client = build_client(pool_size=connections, secrets=keys.every_value)
+    scheduler = Scheduler(workers, limits, policy.time_scale(), _exchanges(connections))
     timing = PollTiming(priors(table.offers))  # a wave of first jobs polled from each offer's typical time
     return Services(table, settings, keys, home, ledger, client, Observations(home), limits, scheduler, timing)
+
+
+def _exchanges(connections: int):
+    """Where many jobs' synchronous generations wait without a thread each (net/exchanges.py);
+    None while -v traces every exchange (the trace wraps the blocking client: those then run on
+    threads, as one job's do)."""
+    from imgroute.net import debug
+
+    if debug.enabled():
+        return None
+    from imgroute.net.exchanges import Exchanges
+
+    return Exchanges(connections)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import Any
 
 from imgroute import policy
 from imgroute.errors import Cancelled
-from imgroute.jobs.steps import Later, NeedSlot, Pause, Steps
+from imgroute.jobs.steps import Exchange, Later, NeedSlot, Pause, Steps
 from imgroute.providers.registry import limits_of
 
 
@@ -150,13 +150,14 @@ class Limits:
 class _Job:
     """A job on the scheduler; `start` returns it, for `cancel`."""
 
-    __slots__ = ("steps", "on_done", "before_send", "cancelled")
+    __slots__ = ("steps", "on_done", "before_send", "cancelled", "reply")
 
     def __init__(self, steps: Steps, on_done: Callable[[Any, BaseException | None], None]):
         self.steps = steps
         self.on_done = on_done
         self.before_send = False  # pausing before a send: a stop ends the pause at once
         self.cancelled = False  # stopped alone (see Scheduler.cancel)
+        self.reply: Any = None  # what it is resumed with (an Exchange's answer)
 
     def stopped(self, scheduler: Scheduler) -> bool:
         return self.cancelled or scheduler.stopping
@@ -248,9 +249,11 @@ class _RunQueue:
 
 
 class Scheduler:
-    def __init__(self, workers: int, limits: Limits, scale: float):
-        """`workers` threads advance jobs; `scale` is IMGROUTE_TIME_SCALE for scaled pauses."""
+    def __init__(self, workers: int, limits: Limits, scale: float, exchanges=None):
+        """`workers` threads advance jobs; `scale` is IMGROUTE_TIME_SCALE for scaled pauses;
+        `exchanges` (net/exchanges.py): where long requests wait without a thread, if given."""
         self.limits = limits
+        self.exchanges = exchanges
         self.scale = scale
         self.stopping = False  # set by stop(): jobs that sent nothing yet are cancelled
         self._ready = _RunQueue()
@@ -318,7 +321,7 @@ class Scheduler:
         synchronous generation) get a stand-in worker."""
         from imgroute.net.http import Http
 
-        return Http(client, sleep=self.sleep, generating=self.generating)
+        return Http(client, sleep=self.sleep, generating=self.generating, exchanges=self.exchanges)
 
     @contextmanager
     def _stood_in(self, capped: bool) -> Iterator[None]:
@@ -336,7 +339,9 @@ class Scheduler:
                 self._blocked -= 1
 
     def close(self) -> None:
-        """After every job has ended: stop the threads."""
+        """After every job has ended: stop the threads (the exchanges' loop too)."""
+        if self.exchanges is not None:
+            self.exchanges.close()
         with self._count_lock:
             workers = self._workers
             self._closing = True
@@ -389,7 +394,8 @@ class Scheduler:
 
     def _advance(self, job: _Job, error: BaseException | None) -> None:
         try:
-            need = job.steps.throw(error) if error is not None else next(job.steps)
+            reply, job.reply = job.reply, None
+            need = job.steps.throw(error) if error is not None else job.steps.send(reply)
         except StopIteration as done:
             job.on_done(done.value, None)
             return
@@ -406,6 +412,8 @@ class Scheduler:
             self._ready.put((job, None), LATER)
         elif isinstance(need, NeedSlot):
             self._slot(job, need)
+        elif isinstance(need, Exchange):
+            need.start(lambda answer, error: self._answered(job, answer, error))
         else:
             job.on_done(None, AssertionError(f"a job asked for {need!r}"))
 
@@ -416,6 +424,12 @@ class Scheduler:
         granted = _Grant(self, job, need.fresh)
         if self.limits.take(need.provider, granted):
             self._ready.put((job, None), AT_SLOT)
+
+    def _answered(self, job: _Job, answer: Any, error: BaseException | None) -> None:
+        """An Exchange ended (on the exchanges' loop): the job goes on with its answer, first in line
+        (it holds its provider's slot)."""
+        job.reply = answer
+        self._ready.put((job, error), AT_SLOT)
 
     def _later(self, seconds: float, job: _Job) -> None:
         if seconds <= 0:

@@ -35,7 +35,16 @@ class Later(NamedTuple):
     the jobs that hold a provider's slot, so none holds it longer than it must."""
 
 
-Steps = Generator["Pause | NeedSlot | Later", None, Any]
+class Exchange(NamedTuple):
+    """A request that waits long (a synchronous provider's generation), sent without holding a
+    thread: `start(done)` sends it and calls `done(answer, None)` or `done(None, error)` when it
+    ends; the job resumes with the answer (or the error raised where it yielded). See
+    net/exchanges.py."""
+
+    start: Callable[[Callable[[Any, BaseException | None], None]], None]
+
+
+Steps = Generator["Pause | NeedSlot | Later | Exchange", Any, Any]
 
 
 class Slots(Protocol):
@@ -71,7 +80,8 @@ class Unlimited:
 def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[float], None] = time.sleep) -> Any:
     """Run one job's steps on this thread: pauses are slept (Ctrl-C lands in the job, where it was
     waiting, as it would in a plain call), a slot is granted at once, `Later` goes on."""
-    value = error = None
+    value: Any = None
+    error: BaseException | None = None
     while True:
         try:
             need = steps.throw(error) if error is not None else steps.send(value)
@@ -83,5 +93,22 @@ def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[f
                 (wait_scaled if need.scaled else sleep)(need.seconds)
             except KeyboardInterrupt as exc:
                 error = exc
+        elif isinstance(need, Exchange):  # (one job, one thread: it waits here for the answer)
+            value, error = _awaited(need)
         elif not isinstance(need, NeedSlot | Later):
             error = AssertionError(f"a job asked for {need!r}")
+
+
+def _awaited(exchange: Exchange) -> tuple[Any, BaseException | None]:
+    import threading
+
+    ended = threading.Event()
+    outcome: list = []
+
+    def done(value: Any, error: BaseException | None) -> None:
+        outcome.append((value, error))
+        ended.set()
+
+    exchange.start(done)
+    ended.wait()
+    return outcome[0]

@@ -8,13 +8,21 @@ happen to tasks; `jobs.JobRunner` decides what happens to the job.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, NamedTuple
 
-from imgroute.errors import JobFailed, MalformedAnswer, ProviderError, ProviderTrouble, Stuck, SubmitUnknown
+from imgroute import policy
+from imgroute.errors import (
+    JobFailed,
+    MalformedAnswer,
+    ProviderError,
+    ProviderTrouble,
+    Stuck,
+    SubmitUnknown,
+    TransportFailure,
+)
 from imgroute.jobs.outputs import Outputs, SavedImage
 from imgroute.jobs.polling import Look, PollTiming, backoff
-from imgroute.jobs.steps import Pause, Steps
+from imgroute.jobs.steps import Exchange, Pause, Steps
 from imgroute.models import JobSpec, TaskState
 from imgroute.net.http import Http
 from imgroute.providers.base import Adapter, Usage
@@ -76,8 +84,7 @@ class TaskRunner:
         attempt = 0
         while True:
             try:
-                with self.http.generating() if adapter.synchronous else nullcontext():
-                    submission = adapter.submit(self.http, task.spec)
+                submission = yield from self._submit_once(adapter, task.spec)
             except KeyboardInterrupt:  # the request is out and its answer will never be read
                 self.ended(task, TaskState.UNKNOWN, "interrupted while waiting for the answer")
                 raise
@@ -112,6 +119,24 @@ class TaskRunner:
                 self.ended(task, state, str(error))
                 raise error
             attempt += 1
+
+    def _submit_once(self, adapter: Adapter, spec: JobSpec) -> Steps:
+        """One submit. A synchronous provider's, which holds the request open while it generates, is
+        sent on the exchanges' event loop where the door has one (batch, serve): no thread waits
+        for it. Otherwise it is sent from this thread (with a stand-in worker on a scheduler)."""
+        if not adapter.synchronous:
+            return adapter.submit(self.http, spec)
+        if self.http.exchanges is None:
+            with self.http.generating():
+                return adapter.submit(self.http, spec)
+        prepared = adapter.prepare(spec)
+        headers, body = adapter.outgoing(prepared)
+        send = self.http.post_awaited(prepared.url, headers=headers, timeout=policy.SYNC_READ_TIMEOUT_S, **body)
+        try:
+            response = yield Exchange(send)
+        except TransportFailure as exc:
+            raise adapter.unanswered(exc) from None
+        return adapter.read_submission(spec, response)
 
     def ended(self, task: Task, state: TaskState, detail: str, moderated: bool = False) -> None:
         task.state, task.moderated = state, moderated

@@ -51,17 +51,34 @@ def build_client(
 ) -> httpx.Client:
     """The client, keeping up to `pool_size` connections open (one per thread that may use it).
     `secrets`: the keys a trace (-v) must hide, asked only if it is on (see debug.trace)."""
-    client = httpx.Client(
-        transport=transport,
-        limits=httpx.Limits(max_connections=max(pool_size, 10), max_keepalive_connections=max(pool_size, 10)),
-        timeout=httpx.Timeout(policy.READ_TIMEOUT_S, connect=policy.CONNECT_TIMEOUT_S),
-        headers={"User-Agent": f"imgroute/{__version__}"},
-        follow_redirects=True,
-    )
-    client._cookies = _NoCookies()  # httpx has no switch for it; tests/net/test_http.py checks it holds
+    client = without_cookies(httpx.Client(transport=transport, **client_options(pool_size)))
     if debug.enabled():  # -v / --debug / IMGROUTE_DEBUG: every exchange of this client traced on stderr
         debug.trace(client, secrets)
     return client
+
+
+def client_options(pool_size: int) -> dict[str, Any]:
+    """What every client imgroute builds shares (the blocking one here, the asyncio one of
+    exchanges.py): its pool, timeouts, User-Agent, redirects, and no cookie jar."""
+    return {
+        "limits": httpx.Limits(max_connections=max(pool_size, 10), max_keepalive_connections=max(pool_size, 10)),
+        "timeout": httpx.Timeout(policy.READ_TIMEOUT_S, connect=policy.CONNECT_TIMEOUT_S),
+        "headers": {"User-Agent": f"imgroute/{__version__}"},
+        "follow_redirects": True,
+    }
+
+
+def without_cookies(client: Any) -> Any:
+    """No cookie jar (httpx has no switch for it; tests/net/test_http.py checks it holds)."""
+    client._cookies = _NoCookies()
+    return client
+
+
+def failure_of(exc: httpx.TransportError) -> TransportFailure:
+    """A submit's transport failure in the submit rule's terms: could it have reached the provider?"""
+    if isinstance(exc, _NOT_SENT):
+        return TransportFailure(f"could not connect: {_describe(exc)}", reached=False)
+    return TransportFailure(f"no complete answer: {_describe(exc)}", reached=True)
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
@@ -97,8 +114,10 @@ class Http:
         on_event: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
         generating: Callable[[], AbstractContextManager] = nullcontext,
+        exchanges=None,
     ):
         self.client = client
+        self.exchanges = exchanges  # exchanges.Exchanges: long requests on an event loop, or None
         self._sleep = sleep
         self.generating = generating  # what a synchronous provider's long request runs under
         self.scale = policy.time_scale() if scale is None else scale
@@ -119,10 +138,17 @@ class Http:
         self.requests += 1
         try:
             return self.client.post(url, headers=headers, timeout=_timeout(timeout), **body)
-        except _NOT_SENT as exc:
-            raise TransportFailure(f"could not connect: {_describe(exc)}", reached=False) from None
         except httpx.TransportError as exc:
-            raise TransportFailure(f"no complete answer: {_describe(exc)}", reached=True) from None
+            raise failure_of(exc) from None
+
+    def post_awaited(self, url: str, *, headers: dict, timeout: float, **body: Any) -> Callable[[Callable], None]:
+        """The same POST, to be sent on the exchanges' event loop (exchanges.py): a function that
+        sends it and calls `done(response, None)` or `done(None, TransportFailure)` at its end, for a
+        job's steps to yield as an Exchange. Only where this Http has exchanges (batch, serve)."""
+        exchanges = self.exchanges
+        assert exchanges is not None, "post_awaited needs the exchanges of a door running many jobs"
+        self.requests += 1
+        return lambda done: exchanges.post(url, headers, _timeout(timeout), body, done)
 
     def get(self, url: str, *, headers: dict | None = None, params: dict | None = None) -> httpx.Response:
         """GET with retries on transport errors and retryable statuses. Returns the last response."""

@@ -202,18 +202,29 @@ class Adapter:
 
     def send(self, http: Http, prepared: PreparedRequest, timeout: float) -> httpx.Response:
         """POST a prepared submit once, turning transport failures into the job's terms."""
-        headers = {**prepared.headers, **self.auth_headers()}
-        if prepared.files:
-            fields = {name: str(value) for name, value in prepared.body.items() if value is not None}
-            body = {"data": fields, "files": [(field, file_part(path)) for field, path in prepared.files]}
-        else:
-            body = {"json": prepared.body}
+        headers, body = self.outgoing(prepared)
         try:
             return http.post_once(prepared.url, headers=headers, timeout=timeout, **body)
         except TransportFailure as exc:
-            if exc.reached:
-                raise SubmitUnknown(f"{self.provider}: {self.clean(str(exc))}") from None
-            raise ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", TroubleKind.UNREACHABLE) from None
+            raise self.unanswered(exc) from None
+
+    def outgoing(self, prepared: PreparedRequest) -> tuple[dict, dict[str, Any]]:
+        """A prepared submit's headers (the key's among them) and body, as httpx takes them."""
+        headers = {**prepared.headers, **self.auth_headers()}
+        if prepared.files:
+            fields = {name: str(value) for name, value in prepared.body.items() if value is not None}
+            return headers, {"data": fields, "files": [(field, file_part(path)) for field, path in prepared.files]}
+        return headers, {"json": prepared.body}
+
+    def unanswered(self, exc: TransportFailure) -> Exception:
+        """A submit with no answer, in the job's terms: its fate unknown once it may have arrived."""
+        if exc.reached:
+            return SubmitUnknown(f"{self.provider}: {self.clean(str(exc))}")
+        return ProviderTrouble(f"{self.provider}: {self.clean(str(exc))}", TroubleKind.UNREACHABLE)
+
+    def read_submission(self, spec: JobSpec, response: httpx.Response) -> Submission:
+        """A synchronous provider's answer to its submit (its images in it)."""
+        raise NotImplementedError
 
     def owns(self, url: str) -> bool:
         """Whether `url` is on the provider's own origin (or its configured override): the only place

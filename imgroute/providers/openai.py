@@ -69,7 +69,9 @@ class OpenAIAdapter(Adapter):
         )
 
     def submit(self, http: Http, spec: JobSpec) -> Submission:
-        response = self.send(http, self.prepare(spec), timeout=policy.SYNC_READ_TIMEOUT_S)
+        return self.read_submission(spec, self.send(http, self.prepare(spec), timeout=policy.SYNC_READ_TIMEOUT_S))
+
+    def read_submission(self, spec: JobSpec, response: httpx.Response) -> Submission:
         if response.status_code != 200:
             raise self.failure(response)
         try:

@@ -213,3 +213,30 @@ def test_start_up_names_each_limit_too_slow_for_many_clients_and_how_to_raise_it
     assert "limits: {openai: {concurrency: N, per_minute: N}}" in log
     assert "warning: fal takes 2 jobs at once" in log
     assert "warning: kie" not in log  # 50 at once, 120 a minute: it keeps up
+
+
+def test_fifty_synchronous_generations_at_once_hold_no_thread_each(fakes, isolated_home):
+    limits_file(isolated_home, openai="{concurrency: 100, per_minute: 100000}")
+    fakes["openai"].job_seconds = 1.0  # each generation holds its request open a second
+    server = Served(fakes, isolated_home)
+    try:
+        url = server.url.removesuffix("/v1") + GENERATIONS
+        answers: list = []
+        peak = 0
+
+        def send(i: int) -> None:
+            body = {"prompt": f"fox {i}", "quality": "low", "imgroute": {"provider": "openai"}}
+            answers.append(httpx.post(url, json=body, timeout=60).status_code)
+
+        clients = [threading.Thread(target=send, args=(i,)) for i in range(50)]
+        for client in clients:
+            client.start()
+        while any(client.is_alive() for client in clients):
+            ours = [t for t in threading.enumerate() if t.name.startswith("imgroute-")]
+            peak = max(peak, len(ours))
+            time.sleep(0.05)
+        assert answers == [200] * 50
+        assert fakes["openai"].peak_in_flight >= 40  # they did generate at once
+        assert peak <= 8, peak  # 4 workers, the exchanges' loop, a stand-in or two (was one per generation)
+    finally:
+        server.stop()
