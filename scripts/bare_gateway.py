@@ -5,7 +5,9 @@ It forwards each `POST /v1/images/generations` body to the OpenAI fake and hands
 and does nothing else: no routing, journal, budget, file or report. Measured next to imgroute serve
 in the same run, it shows what the HTTP hop itself costs, apart from what imgroute does per job.
 
-    python scripts/bare_gateway.py PORT   (with IMGROUTE_OPENAI_BASE_URL and OPENAI_API_KEY set)
+    python scripts/bare_gateway.py PORT [POOL]   (with IMGROUTE_OPENAI_BASE_URL and OPENAI_API_KEY set)
+
+POOL: the upstream connections (default 100, httpx's own); bench_serve_scale.py sizes it to the load.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 
-def build_app(upstream: str, key: str) -> Starlette:
+def build_app(upstream: str, key: str, pool: int = 100) -> Starlette:
     # An async client: of the ways to make the call from Starlette, the cheapest (a thread per
     # call, as imgroute's scheduler does for a synchronous provider, measured no faster here).
-    client = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    client = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120, limits=limits)
 
     async def generations(request: Request) -> Response:
         answer = await client.post(
@@ -47,7 +50,8 @@ def build_app(upstream: str, key: str) -> Starlette:
 
 def main() -> None:
     port = int(sys.argv[1])
-    app = build_app(os.environ["IMGROUTE_OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"])
+    pool = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    app = build_app(os.environ["IMGROUTE_OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"], pool)
     # The same server settings as `imgroute serve`.
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 

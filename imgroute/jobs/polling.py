@@ -48,12 +48,12 @@ class PollTiming:
     PERCENTILE = 0.6
     # With a prior (the offer's typical duration, or its history here) and nothing learned yet, a
     # wave of jobs does not all probe: SCOUTS of them ask from a quarter second, doubling up to
-    # every LOOK of the prior, and the others wait, looking as often at what the scouts found, then
-    # ask once at that time. Found nothing by
-    # the prior (spread over SPREAD of it, so a wave does not ask in step), they ask once, then go on
+    # every SCOUT_EVERY of the prior, and the others wait, looking twice as often (a look asks the
+    # provider nothing) at what the scouts found, then ask once at that time. Found nothing by the
+    # prior (spread over SPREAD of it, so a wave does not ask in step), they ask once, then go on
     # looking; should every scout end without finding it (their jobs failed), one of them scouts on.
     SCOUTS = 2
-    LOOK = 0.1
+    SCOUT_EVERY = 0.05
     SPREAD = 0.1
 
     def __init__(self, priors: Mapping[str, float] | None = None, rng: random.Random | None = None):
@@ -89,11 +89,12 @@ class PollTiming:
             yield step
             step = min(longest, step * 1.5)
 
-    def _looks(self, prior: float, longest: float) -> Iterator[float]:
-        """How often a scout asks and the others look: from a quarter second (a prior can be far too
-        long: the jobs of a benchmark take 0.2 s), doubling up to a tenth of the prior."""
-        every = min(max(prior * self.LOOK, 0.01), longest)
-        return backoff((min(self.PROBE_FIRST, every), 2.0, every))
+    def _asks(self, prior: float, longest: float, share: float = 1.0) -> Iterator[float]:
+        """How often a scout asks (the others look at `share` of that): from a quarter second (a
+        prior can be far too long: the jobs of a benchmark take 0.2 s), doubling up to SCOUT_EVERY
+        of the prior."""
+        every = min(max(prior * self.SCOUT_EVERY, 0.01), longest) * share
+        return backoff((min(self.PROBE_FIRST, every) * share, 2.0, every))
 
     def _enlist(self, provider: str) -> bool:
         """Whether this job scouts (fewer than SCOUTS do): counted until its schedule is dropped."""
@@ -105,7 +106,7 @@ class PollTiming:
 
     def _scout(self, provider: str, prior: float, longest: float) -> Iterator[float]:
         try:
-            yield from self._looks(prior, longest)
+            yield from self._asks(prior, longest)
         finally:  # (its job ended, found or failed: the generator is dropped)
             with self._lock:
                 self._scouts[provider] -= 1
@@ -115,7 +116,7 @@ class PollTiming:
         at the prior meanwhile; scout on should the scouts all end without learning it."""
         waited, asked = 0.0, False
         ask_at = prior * (1 - self.SPREAD * self._rng.random())
-        looks = self._looks(prior, longest)
+        looks = self._asks(prior, longest, share=0.5)
         while True:
             learned = self.expected(provider)
             if learned is not None:

@@ -158,8 +158,8 @@ def wave(timing: PollTiming, seconds: float, jobs: int, spread: float = 0.0, see
         (30.0, 15.0, 0.0, 1.1, 1.0),  # the prior twice the real time: the scouts find it (6 polls with none)
         (10.0, 15.0, 0.0, 2.2, 1.5),  # the prior too short: one ask at it, then one when the scouts know
         (15.0, 15.0, 0.2, 2.6, 1.5),  # right, and real jobs vary
-        (15.0, 60.0, 0.1, 2.3, 8.0),  # four times too short
-        (30.0, 0.2, 0.0, 1.05, 0.1),  # 150 times too long (the benchmark's jobs): the scouts start early
+        (15.0, 60.0, 0.1, 2.5, 8.0),  # four times too short
+        (30.0, 0.2, 0.0, 1.05, 0.2),  # 150 times too long (the benchmark's jobs): the scouts start early
     ],
 )
 def test_a_wave_of_500_first_jobs_is_polled_at_most_3_times_each_from_the_offers_prior(
