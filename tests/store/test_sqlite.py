@@ -137,3 +137,64 @@ def test_a_fresh_ledger_busy_in_another_process_is_waited_for_not_a_crash(tmp_pa
     ledger = SQLiteLedger(path)
     assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations.MIGRATIONS)
+
+
+def test_commits_that_wait_together_are_one_transaction_and_a_refusal_undoes_only_its_own(tmp_path):
+    """SharedLedger groups the commits that queue behind one: one BEGIN/COMMIT for all, each job's
+    writes in a savepoint, so one job's failure (here a duplicate id) leaves the others committed."""
+    from imgroute.store.interface import Transaction, Unsaved
+    from imgroute.store.sqlite import SharedLedger
+    from tests.helpers import wait_for
+    from tests.store.test_store import new_job
+
+    ledger = SharedLedger(tmp_path / "ledger.sqlite")
+    with ledger.transaction() as tx:
+        tx.new_job(new_job("taken"))
+    errors: dict[str, BaseException] = {}
+
+    def commit(job_id: str) -> None:
+        unsaved = Unsaved()
+        unsaved.add(Transaction.new_job, new_job(job_id))
+        unsaved.add(Transaction.job_state, job_id, JobState.SUBMITTING)
+        try:
+            ledger.commit(unsaved)
+        except Exception as exc:
+            errors[job_id] = exc
+
+    ids = [f"j{i}" for i in range(8)] + ["taken"]
+    before = ledger.commits
+    with ledger._lock:  # one commit under way: the others queue behind it
+        threads = [threading.Thread(target=commit, args=(job_id,)) for job_id in ids]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(ledger._waiting) == len(ids))
+    for thread in threads:
+        thread.join(10)
+    assert ledger.commits - before == 1  # nine jobs' writes, one transaction
+    assert list(errors) == ["taken"] and isinstance(errors["taken"], sqlite3.IntegrityError)
+    assert all(ledger.job(job_id).state == JobState.SUBMITTING for job_id in ids[:-1])
+    assert ledger.job("taken").state == JobState.PLANNED  # the refused job's writes undone, its old row kept
+
+
+def test_many_threads_committing_at_once_lose_nothing(tmp_path):
+    from imgroute.store.interface import Transaction, Unsaved
+    from imgroute.store.sqlite import SharedLedger
+    from tests.store.test_store import new_job
+
+    ledger = SharedLedger(tmp_path / "ledger.sqlite")
+
+    def commits(thread: int) -> None:
+        for i in range(40):
+            unsaved = Unsaved()
+            unsaved.add(Transaction.new_job, new_job(f"t{thread}-{i}"))
+            ledger.commit(unsaved)
+            assert not unsaved  # cleared: committed when commit returns
+            assert ledger.job(f"t{thread}-{i}") is not None
+
+    threads = [threading.Thread(target=commits, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert ledger.db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 480
+    assert ledger.commits <= 480
