@@ -7,8 +7,9 @@ same generation requests with C concurrent clients (1, 10, 50) through imgroute 
 in the same run, straight to the fake as the floor. Prints per C the median latency of each, the
 added latency (imgroute's median minus the floor's), and requests per second of each.
 
-Targets (issue #15): added latency <= 15 ms per request at 10 clients (median of the runs), and
-imgroute's throughput within 1.3x of the floor's.
+Issue 15's targets here (15 ms added at 10 clients, 1.3x the floor's throughput) measured the
+stack rather than imgroute and are retired; serve's targets are bench_serve_scale.py's (hundreds
+of clients, jobs that take as long as real ones). This stays as the per-request cost of the path.
 
 Also measured in the same runs, as a reference: a bare gateway on the same stack (scripts/
 bare_gateway.py: uvicorn, Starlette and httpx forwarding each request to the fake, nothing else).
@@ -160,11 +161,10 @@ def main() -> None:
             rps = {name: statistics.median(r[1] for r in runs) for name, runs in rows.items()}
             cpu = {name: statistics.median(r[2] for r in runs) for name, runs in rows.items()}
             floor = latency["floor"]
-            target = " (target <= 15 ms)" if clients == 10 else ""
             print(
                 f"clients {clients:>3}: latency {latency['imgroute']:.1f} ms vs floor {floor:.1f} ms: added "
-                f"{latency['imgroute'] - floor:.1f} ms{target}; {rps['imgroute']:.0f} req/s vs floor "
-                f"{rps['floor']:.0f} req/s: floor/imgroute {rps['floor'] / rps['imgroute']:.2f}x (target <= 1.3); "
+                f"{latency['imgroute'] - floor:.1f} ms; {rps['imgroute']:.0f} req/s vs floor "
+                f"{rps['floor']:.0f} req/s: floor/imgroute {rps['floor'] / rps['imgroute']:.2f}x; "
                 f"CPU per request: imgroute {cpu['imgroute']:.2f} ms, fake {cpu['floor']:.2f} ms"
             )
             print(

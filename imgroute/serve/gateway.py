@@ -82,7 +82,6 @@ class Gateway:
         self.services = open_many(table, self.settings, self.keys, workers=workers, connections=self.connections)
         self.routes = RouteCache(table, self.keys.available)  # requests alike share one ranking
         self._running: dict[str, _Running] = {}
-        self.stopping = False
         self._recent: OrderedDict[str, tuple[float, Served]] = OrderedDict()  # oldest first
 
     @property
@@ -139,7 +138,6 @@ class Gateway:
     def stop(self) -> None:
         """The server was told to stop (Ctrl-C, SIGTERM): no job sends anything it has not sent
         already; those waiting for their turn end cancelled, those sent run to their end."""
-        self.stopping = True
         scheduler = self.services.scheduler
         assert scheduler is not None, "open_many's services have a scheduler"
         scheduler.stop()

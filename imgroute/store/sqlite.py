@@ -249,14 +249,19 @@ class SharedLedger(SQLiteLedger):
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                alone = len(group) == 1  # (no savepoint needed: the transaction is the job's own)
                 for waiting in group:
-                    self.db.execute("SAVEPOINT job")
+                    if not alone:
+                        self.db.execute("SAVEPOINT job")
                     try:
                         waiting.unsaved.replay_into(SQLiteTransaction(self.db, self.clock))
                     except Exception as exc:  # this job's own refusal (or failure): its writes alone undone
+                        if alone:
+                            raise  # (rolled back below, and raised to its caller)
                         self.db.execute("ROLLBACK TO job")
                         waiting.error = exc
-                    self.db.execute("RELEASE job")
+                    if not alone:
+                        self.db.execute("RELEASE job")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise

@@ -198,3 +198,26 @@ def test_many_threads_committing_at_once_lose_nothing(tmp_path):
         thread.join(30)
     assert ledger.db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 480
     assert ledger.commits <= 480
+
+
+def test_a_commit_alone_that_fails_raises_and_leaves_the_ledger_usable(tmp_path):
+    import pytest
+
+    from imgroute.store.interface import Transaction, Unsaved
+    from imgroute.store.sqlite import SharedLedger
+    from tests.store.test_store import new_job
+
+    ledger = SharedLedger(tmp_path / "ledger.sqlite")
+    for attempt in range(2):
+        unsaved = Unsaved()
+        unsaved.add(Transaction.new_job, new_job("once"))
+        unsaved.add(Transaction.job_state, "once", JobState.SUBMITTING)
+        if attempt == 0:
+            ledger.commit(unsaved)
+        else:
+            with pytest.raises(sqlite3.IntegrityError):
+                ledger.commit(unsaved)
+            assert unsaved  # not cleared: nothing of it was committed
+    with ledger.transaction() as tx:
+        tx.job_state("once", JobState.SUCCEEDED)
+    assert ledger.job("once").state == JobState.SUCCEEDED
