@@ -97,16 +97,21 @@ def nothing_sent(fakes) -> bool:
     return all(f.requests == [] for f in fakes.values())
 
 
-def task_states(home: Path) -> list[str]:
-    """The state of every task in the home's ledger; none while there is no ledger (or no tables yet)."""
+def states(home: Path, table: str = "tasks") -> list[str]:
+    """The state of every task (or job) in the home's ledger, oldest first; none while there is no
+    ledger (or no tables yet). Read-only: the process under test may be writing it."""
     try:
         db = sqlite3.connect(f"file:{home / 'ledger.sqlite'}?mode=ro", uri=True)
         try:
-            return [state for (state,) in db.execute("SELECT state FROM tasks")]
+            return [state for (state,) in db.execute(f"SELECT state FROM {table} ORDER BY created")]
         finally:
             db.close()
     except sqlite3.OperationalError:  # not there yet, or not yet migrated
         return []
+
+
+def task_states(home: Path) -> list[str]:
+    return states(home, "tasks")
 
 
 def submitted(home) -> bool:

@@ -129,6 +129,8 @@ def test_slots_are_held_until_released_and_stop_cancels_jobs_that_sent_nothing()
     time.sleep(0.2)  # time in which a second slot, were there one, would have been taken
     assert order == ["first has the slot"]  # the others wait: one kie slot
     scheduler.stop()  # Ctrl-C: the fresh waiter is cancelled; a job already at the provider is not
+    wait_for(lambda: "waiting cancelled" in order)  # (at once, while the resumed job still waits)
+    assert "resumed has the slot" not in order
     release.set()
     for _ in range(3):
         assert done.acquire(timeout=5)

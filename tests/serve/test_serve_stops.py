@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import openai
 import pytest
 
 from imgroute.providers.registry import KEY_ENV
-from tests.helpers import wait_for
+from tests.helpers import states, wait_for
 from tests.serve.conftest import Served
 
 GENERATIONS = "/v1/images/generations"
@@ -75,18 +74,6 @@ class ServeProcess:
 
     def log(self) -> str:
         return self.errors.read_text()
-
-
-def job_states(home) -> list[str]:
-    """Every job's state in the home's ledger, read directly (none while there is none)."""
-    try:
-        db = sqlite3.connect(f"file:{home / 'ledger.sqlite'}?mode=ro", uri=True)
-        try:
-            return [state for (state,) in db.execute("SELECT state FROM jobs ORDER BY created")]
-        finally:
-            db.close()
-    except sqlite3.OperationalError:
-        return []
 
 
 def jobs_in_ledger(home) -> list[dict]:
@@ -173,7 +160,7 @@ def test_the_job_of_a_client_that_hung_up_before_its_turn_is_not_sent(fakes, iso
             httpx.post(url, json=late, timeout=0.3, headers={"x-stainless-retry-count": "0"})
         holder.join(30)
         assert first[0].status_code == 200
-        wait_for(lambda: job_states(isolated_home).count("cancelled") == 1)
+        wait_for(lambda: states(isolated_home, "jobs").count("cancelled") == 1)
         time.sleep(0.3)  # a moment in which a job still queued would have been sent
         assert len(fakes["openai"].calls(GENERATIONS, "POST")) == 1 and fakes["openai"].charges == 1
         # The SDK's retry of the request that timed out is a job of its own (not the cancelled one's end).
