@@ -8,7 +8,9 @@ goes through the bare forwarder (scripts/bare_gateway.py: uvicorn, Starlette and
 to the fake, its pool sized to the load): the floor of this stack.
 
 Per scenario, medians of the runs: added latency p50/p95 on the client side (latency minus T) and
-on the handler side (serve's log line's time minus T), wall time, the server process's peak
+on the handler side (serve's log line's time minus T), the fake's own lag (how much later than T
+it answered, from the moment it read the request: part of the handler's time, and not imgroute's),
+wall time, the server process's peak
 threads, peak RSS and peak open files, CPU per request, status polls per job (Kie); and a check
 that the ledger has every job once and every image once, and that the fake charged each once.
 
@@ -183,6 +185,8 @@ def imgroute_run(route: str, n: int, t: float, fake_env: dict[str, str]) -> dict
     state = control(fake_url, "state")
     result["handler_p50"], result["handler_p95"] = handler_added(log, t, n)
     result["polls_per_job"] = state["by_route"].get("poll", 0) / n
+    result["fake_p50"], result["fake_p95"] = state.get("overdue_p50") or 0.0, state.get("overdue_p95") or 0.0
+    result["arrivals_s"] = state.get("arrivals_s", 0.0)
     result["charges"] = state["charges"]
     result["ledger"] = ledger_check(home, n + warm)  # (the warm-up's jobs too)
     return result
@@ -200,10 +204,14 @@ def bare_run(n: int, t: float, fake_env: dict[str, str]) -> dict:
     control(fake_url, "set", {"job_seconds": t})
     gateway, url = start_bare_gateway(fake_env, pool=max(n, 100) * 2)
     try:
-        return load(url, fake_env["OPENAI_API_KEY"], n, "openai", gateway, t)
+        result = load(url, fake_env["OPENAI_API_KEY"], n, "openai", gateway, t)
     finally:
         gateway.terminate()
         gateway.wait(60)
+    state = control(fake_url, "state")
+    result["fake_p50"], result["fake_p95"] = state.get("overdue_p50") or 0.0, state.get("overdue_p95") or 0.0
+    result["arrivals_s"] = state.get("arrivals_s", 0.0)
+    return result
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -232,7 +240,9 @@ def main() -> None:
                     f"{route} {n:>3} clients: imgroute added p50/p95 {ours['p50']:.2f}/{ours['p95']:.2f} s (client), "
                     f"{ours['handler_p50']:.2f}/{ours['handler_p95']:.2f} s (handler); wall {ours['wall']:.1f} s; "
                     f"peak {ours['threads']:.0f} threads, {ours['rss_mb']:.0f} MB, {ours['files']:.0f} files; "
-                    f"CPU {ours['cpu_ms']:.1f} ms/request; {ours['polls_per_job']:.2f} polls/job; "
+                    f"CPU {ours['cpu_ms']:.1f} ms/request; {ours['polls_per_job']:.2f} polls/job; the fake's own "
+                    f"lag p50/p95 {ours['fake_p50']:.2f}/{ours['fake_p95']:.2f} s; requests reached it over "
+                    f"{ours['arrivals_s']:.1f} s; "
                     f"charged {ours['charges']:.0f}; ledger {ours['ledger']}"
                 )
                 if route != "openai":
@@ -241,6 +251,8 @@ def main() -> None:
                 print(
                     f"{'':>6} {n:>3} clients: bare forwarder added p50/p95 {bare['p50']:.2f}/{bare['p95']:.2f} s; "
                     f"wall {bare['wall']:.1f} s; peak {bare['threads']:.0f} threads, {bare['rss_mb']:.0f} MB; "
+                    f"the fake's own lag p50/p95 {bare['fake_p50']:.2f}/{bare['fake_p95']:.2f} s; requests reached "
+                    f"it over {bare['arrivals_s']:.1f} s; "
                     f"CPU {bare['cpu_ms']:.1f} ms/request; imgroute/forwarder: wall "
                     f"{ours['wall'] / bare['wall']:.2f}x, p95 {ours['p95'] / max(bare['p95'], 1e-3):.2f}x, "
                     f"CPU {ours['cpu_ms'] / bare['cpu_ms']:.2f}x"

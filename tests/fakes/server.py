@@ -198,6 +198,9 @@ class FakeProvider:
         self.charges = 0  # jobs the provider would bill
         self.in_flight = 0  # requests being handled right now
         self.peak_in_flight = 0  # the most handled at once since the last reset
+        # Seconds each answer to a generation came later than the generation's own time (this
+        # process's own lag under load: bench_serve_scale.py tells it apart from the server's).
+        self.overdue: list[float] = []
         self.last_activity = time.monotonic()
         self.images_billed = 0
         self.credits: int | None = None  # None: unlimited; 0: insufficient
@@ -259,6 +262,7 @@ class FakeProvider:
             self.jobs.clear()
             self.files.clear()
             self.charges = self.images_billed = self.peak_in_flight = 0
+            self.overdue.clear()
             self.key, self.steps = self.initial
             self.credits = None
             self.outcome = "succeed"
@@ -308,6 +312,9 @@ class FakeProvider:
                 "jobs": len(self.jobs),
                 "requests": len(self.requests),
                 "by_route": routes,
+                "arrivals_s": _span([r.at for r in self.requests if self.generation_seconds(r)]),
+                "overdue_p50": _share(self.overdue, 0.5),
+                "overdue_p95": _share(self.overdue, 0.95),
             }
 
     # -- helpers for subclasses -------------------------------------------------------------
@@ -426,8 +433,8 @@ class FakeProvider:
                     return
                 with fake.lock:
                     reply = fake.route(request)
-                if reply.status == 200:
-                    time.sleep(fake.generation_seconds(request))  # outside the lock: others go on
+                generating = fake.generation_seconds(request) if reply.status == 200 else 0.0
+                time.sleep(generating)  # outside the lock: others go on
                 while reply.hold is not None:  # a request the provider holds open (Prefer: wait)
                     seconds, then = reply.hold
                     time.sleep(seconds)
@@ -440,6 +447,9 @@ class FakeProvider:
                     self._send(reply, truncate=True)
                     return
                 self._send(reply)
+                if generating:
+                    with fake.lock:
+                        fake.overdue.append(time.monotonic() - request.at - generating)
 
             def _send(self, reply: Reply, truncate: bool = False) -> None:
                 self.send_response(reply.status)
@@ -473,3 +483,16 @@ class FakeProvider:
         elif action != "state":
             return Reply(404, {"error": f"unknown control {action}"})
         return Reply(200, self.state())
+
+
+def _share(values: list[float], share: float) -> float | None:
+    """The value `share` of the way up the sorted values (None when there are none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def _span(moments: list[float]) -> float:
+    """Seconds from the first to the last of `moments` (0 for fewer than two)."""
+    return max(moments) - min(moments) if len(moments) > 1 else 0.0
