@@ -22,14 +22,19 @@ import httpx
 from imgroute.errors import TransportFailure
 from imgroute.net.http import client_options, failure_of, without_cookies
 
+SHARD = 32  # connections per client: httpcore's pool looks at every connection of its client at
+# each request's start and end, so one client of 500 connections spent a quarter of serve's CPU there
+
 
 class Exchanges:
-    """One loop thread and one AsyncClient (made on first use), shared by a door's jobs."""
+    """One loop thread and its AsyncClients (made on first use), shared by a door's jobs: as many
+    clients of SHARD connections as `pool_size` needs, each request sent by the least busy."""
 
     def __init__(self, pool_size: int):
         self._pool_size = pool_size
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._busy: list[int] = []  # requests under way on each client (read and written on the loop)
         self._lock = threading.Lock()
         self.requests = 0  # every request sent, for benchmarks and tests
 
@@ -43,13 +48,20 @@ class Exchanges:
         future.add_done_callback(lambda ended: _report(ended, done))
 
     async def _post(self, url: str, headers: dict, timeout: httpx.Timeout, body: dict[str, Any]) -> httpx.Response:
-        if self._client is None:  # (made on the loop it serves)
-            self._client = without_cookies(httpx.AsyncClient(**client_options(self._pool_size)))
+        if not self._clients:  # (made on the loop they serve)
+            shards = max(1, -(-self._pool_size // SHARD))
+            size = -(-self._pool_size // shards)
+            self._clients = [without_cookies(httpx.AsyncClient(**client_options(size))) for _ in range(shards)]
+            self._busy = [0] * shards
+        which = min(range(len(self._clients)), key=self._busy.__getitem__)
+        self._busy[which] += 1
         self.requests += 1
         try:
-            return await self._client.post(url, headers=headers, timeout=timeout, **body)
+            return await self._clients[which].post(url, headers=headers, timeout=timeout, **body)
         except httpx.TransportError as exc:
             raise failure_of(exc) from None
+        finally:
+            self._busy[which] -= 1
 
     def _started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -65,8 +77,8 @@ class Exchanges:
             loop, self._loop = self._loop, None
         if loop is None:
             return
-        if self._client is not None:
-            asyncio.run_coroutine_threadsafe(self._client.aclose(), loop).result(timeout=5)
+        for client in self._clients:
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
 
 

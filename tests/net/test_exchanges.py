@@ -50,3 +50,17 @@ def test_a_refused_connection_was_not_sent_and_a_dropped_answer_may_have_been(fa
         assert dropped.reached is True and "no complete answer" in str(dropped)
     finally:
         exchanges.close()
+
+
+def test_a_large_pool_is_split_into_clients_of_a_few_connections_each(fakes):
+    from imgroute.net.exchanges import SHARD
+
+    exchanges = Exchanges(100)
+    try:
+        answer, error = posted(exchanges, fakes["openai"].url + "/v1/images/generations", json={"prompt": "a fox"})
+        assert error is None
+        clients = exchanges._clients
+        assert len(clients) == 4 and all(c._transport._pool._max_connections == 25 for c in clients)  # <= SHARD
+        assert SHARD >= 25 and exchanges._busy == [0, 0, 0, 0]  # (each request counted off its client)
+    finally:
+        exchanges.close()
