@@ -94,7 +94,7 @@ class PollTiming:
         prior can be far too long: the jobs of a benchmark take 0.2 s), doubling up to SCOUT_EVERY
         of the prior."""
         every = min(max(prior * self.SCOUT_EVERY, 0.01), longest) * share
-        return backoff((min(self.PROBE_FIRST, every) * share, 2.0, every))
+        return backoff((min(self.PROBE_FIRST * share, every), 2.0, every))
 
     def _enlist(self, provider: str) -> bool:
         """Whether this job scouts (fewer than SCOUTS do): counted until its schedule is dropped."""

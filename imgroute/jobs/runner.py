@@ -102,6 +102,11 @@ class JobRunner(Resume):
         """Whether this job may send nothing more: its door was stopped, or it was cancelled alone."""
         return self.cancelled or self.slots.stopping()
 
+    @property
+    def sent(self) -> bool:
+        """Whether it has begun to send (a request may have reached its provider)."""
+        return self._sending
+
     def cancel(self) -> bool:
         """Cancel this job if it has sent nothing yet (True); once it has begun to send, it runs to
         its end (False). The scheduler must be told too, to wake it where it waits (Scheduler.cancel)."""

@@ -93,22 +93,5 @@ def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[f
                 (wait_scaled if need.scaled else sleep)(need.seconds)
             except KeyboardInterrupt as exc:
                 error = exc
-        elif isinstance(need, Exchange):  # (one job, one thread: it waits here for the answer)
-            value, error = _awaited(need)
         elif not isinstance(need, NeedSlot | Later):
             error = AssertionError(f"a job asked for {need!r}")
-
-
-def _awaited(exchange: Exchange) -> tuple[Any, BaseException | None]:
-    import threading
-
-    ended = threading.Event()
-    outcome: list = []
-
-    def done(value: Any, error: BaseException | None) -> None:
-        outcome.append((value, error))
-        ended.set()
-
-    exchange.start(done)
-    ended.wait()
-    return outcome[0]

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 
-from imgroute.errors import TransportFailure
 from imgroute.net.http import client_options, failure_of, without_cookies
 
 SHARD = 32  # connections per client: httpcore's pool looks at every connection of its client at
@@ -83,10 +82,5 @@ class Exchanges:
 
 
 def _report(ended: Future, done: Callable[[Any, Any], None]) -> None:
-    error = ended.exception()
-    if error is None:
-        done(ended.result(), None)
-    elif isinstance(error, TransportFailure):
-        done(None, error)
-    else:  # (a bug: reported as the job's failure, with its traceback)
-        done(None, error)
+    error = ended.exception()  # a TransportFailure; anything else is a bug, reported as the job's failure
+    done(None, error) if error is not None else done(ended.result(), None)

@@ -27,7 +27,7 @@ from imgroute.errors import HttpError, ParamError
 from imgroute.files import atomic_write, private_dir
 from imgroute.money import usd_json
 from imgroute.options import respelled, spelled
-from imgroute.serve.gateway import Gateway, Served, discard_inputs
+from imgroute.serve.gateway import Gateway, Served, cancelled, discard_inputs
 from imgroute.serve.params import MODEL, read_edit, read_generation
 
 MAX_JSON_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
@@ -255,7 +255,7 @@ def dry_run_response(gateway: Gateway, call):
     try:
         planned = gateway.plan(call)
     except errors.ImgrouteError as exc:
-        return error_response(http_error(Served(None, exc, None), call))
+        return error_response(http_error(Served(result=None, error=exc, planned=None), call))
     route = planned.route
     report = route_json(route)
     report["request"]["images"] = [call.in_client_terms(image) for image in report["request"]["images"]]
@@ -308,7 +308,7 @@ def http_error(served: Served, call=None) -> HttpError:
     param = spelled(error.field, "serve") if error.field else None
     status = str(result.status) if result is not None else None
     unsafe = status in ("unknown", "running", "submitted") or (result is not None and bool(result.images))
-    if status == "cancelled":  # stopped before it sent anything: nothing was charged, a retry is safe
+    if cancelled(served):  # stopped before it sent anything: nothing was charged, a retry is safe
         return HttpError(
             503,
             "The server is stopping: this request was not sent to any provider and nothing was charged; send it again.",

@@ -14,26 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from imgroute.providers.registry import limits_of
-
 POLLING_CONNECTIONS = 16  # beyond the workers': polls, uploads and downloads that overlap
 SLOW_PER_MINUTE = 60.0  # below one submit a second, a limit is named at start-up
 FEW_AT_ONCE = 10  # fewer jobs at once than this, likewise
 FILES_BESIDE = 64  # the ledger, the images being written, the log, Python's own
 
 
-def provider_of(lane: str) -> str:
-    """`openai:batch@3f2a...` -> `openai`."""
-    return limits_of(lane).partition(":")[0]
-
-
 def held_open(limits: Mapping[str, tuple[int, float | None]], keyed: Iterable[str]) -> int:
     """How many jobs the limits let be at the providers that have a key, at once (a provider's
     batch API apart: its jobs wait there without a connection)."""
     keyed = set(keyed)
-    return sum(
-        concurrency for lane, (concurrency, _) in limits.items() if ":" not in lane and provider_of(lane) in keyed
-    )
+    return sum(concurrency for lane, (concurrency, _) in limits.items() if ":" not in lane and lane in keyed)
 
 
 def upstream_connections(limits: Mapping[str, tuple[int, float | None]], keyed: Iterable[str], workers: int) -> int:
@@ -74,7 +65,7 @@ def slow_limits(limits: Mapping[str, tuple[int, float | None]], keyed: Iterable[
     keyed = set(keyed)
     lines = []
     for lane, (concurrency, per_minute) in sorted(limits.items()):
-        if ":" in lane or provider_of(lane) not in keyed:
+        if ":" in lane or lane not in keyed:  # (a batch API's lane: `openai:batch`)
             continue
         slow = per_minute is not None and per_minute < SLOW_PER_MINUTE
         if not slow and concurrency >= FEW_AT_ONCE:

@@ -36,6 +36,7 @@ class Served(NamedTuple):
     result: JobResult | None  # None when routing refused it
     error: ImgrouteError | None
     planned: api.Planned | None
+    sent: bool = False  # whether any of its requests went out (a job stopped part-way has some)
 
 
 def resumable(served: Served) -> bool:
@@ -44,8 +45,9 @@ def resumable(served: Served) -> bool:
 
 
 def cancelled(served: Served) -> bool:
-    """Whether the job ended having sent nothing, because it was stopped (nothing was charged)."""
-    return served.result is not None and served.result.status == JobState.CANCELLED
+    """Whether the job was stopped before it sent anything (nothing was charged). A job stopped
+    part-way is cancelled too, with requests sent: not this."""
+    return served.result is not None and served.result.status == JobState.CANCELLED and not served.sent
 
 
 def discard_inputs(folder: Path | None) -> None:
@@ -158,9 +160,7 @@ class Gateway:
         """No client waits for this job: if it has sent nothing, it never will, and a retry of its
         request that comes later starts a job of its own; if it has, it runs to its end (and a
         retry joins it: it is paid for)."""
-        if running.runner is None or running.handle is None:  # (refused or ended before it was started)
-            return
-        if not running.runner.cancel():
+        if running.runner is None or not running.runner.cancel():  # (none: refused before it started)
             return
         scheduler = self.services.scheduler
         assert scheduler is not None, "open_many's services have a scheduler"
@@ -175,19 +175,21 @@ class Gateway:
             if planned.route.choice is None:
                 from imgroute.pricing.router import no_offer_error
 
-                future.set_result(Served(None, no_offer_error(planned.route, "follow, offer by offer"), planned))
+                refused = no_offer_error(planned.route, "follow, offer by offer")
+                future.set_result(Served(result=None, error=refused, planned=planned))
                 return
             runner = self._runner(planned.constraints.max_cost)
             steps = runner.steps_run(planned.request, planned.route, constraints=planned.constraints)
         except ImgrouteError as exc:
-            future.set_result(Served(None, exc, None))
+            future.set_result(Served(result=None, error=exc, planned=None))
             return
         loop = asyncio.get_running_loop()
 
         def done(result, error) -> None:  # on a scheduler worker
             if error is not None and not isinstance(error, ImgrouteError):
                 error = ImgrouteError(f"internal error: {type(error).__name__}: {error}", "see the server's log")
-            served = Served(result, result.error if result is not None else error, planned)
+            error = result.error if result is not None else error
+            served = Served(result=result, error=error, planned=planned, sent=runner.sent)
 
             def answer() -> None:  # (on the event loop)
                 if not future.done():

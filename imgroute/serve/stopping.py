@@ -10,6 +10,7 @@ second SIGINT only, and goes on sending queued jobs while it waits.)
 from __future__ import annotations
 
 import sys
+import threading
 
 import uvicorn
 
@@ -24,7 +25,9 @@ class StoppingServer(uvicorn.Server):
             self._captured_signals.append(sig)
             self.force_exit = True
             return
-        self.gateway.stop()
+        # On the main thread, which is the event loop's: it may be inside the scheduler's locks
+        # (starting a job) when the signal lands, so the stop, which takes them, runs on its own.
+        threading.Thread(target=self.gateway.stop, name="imgroute-stop").start()
         sys.stderr.write(
             "stopping: nothing more is sent; waiting for the jobs already sent (stop again to stop waiting: "
             "they stay in the ledger for imgroute jobs resume)\n"

@@ -227,3 +227,27 @@ def test_fifty_synchronous_generations_at_once_hold_no_thread_each(fakes, isolat
         assert peak <= 8, peak  # 4 workers, the exchanges' loop, a stand-in or two (was one per generation)
     finally:
         server.stop()
+
+
+def test_a_job_stopped_part_way_is_not_answered_as_nothing_charged():
+    """A stop can end a job CANCELLED after some of its requests went out (stopped_partway): its
+    client must not hear "nothing was charged; send it again", and a retry gets its answer."""
+    from decimal import Decimal
+
+    from imgroute.errors import Interrupted
+    from imgroute.jobs.state import JobResult
+    from imgroute.serve.app import http_error
+    from imgroute.serve.gateway import Served, cancelled
+
+    stopped = Interrupted("stopped before this job was sent", "send it again")
+    result = JobResult(
+        job_id="j1", status="cancelled", provider="openai", model="gpt-image-2", plan=None,
+        estimate=Decimal("0.04"), actual=None, actual_source=None, images=(), attempts=(), elapsed=1.0,
+        error=stopped,
+    )  # fmt: skip
+    unsent = Served(result=result, error=stopped, planned=None, sent=False)
+    part_way = Served(result=result, error=stopped, planned=None, sent=True)
+    assert cancelled(unsent) and http_error(unsent).status == 503
+    assert not cancelled(part_way)
+    refused = http_error(part_way)
+    assert refused.status != 503 and refused.retry is False and "nothing was charged" not in refused.args[0]
