@@ -245,27 +245,15 @@ class SharedLedger(SQLiteLedger):
         unsaved.clear()
 
     def _commit_group(self, group: list[_Waiting], mine: _Waiting) -> None:
-        """Under the lock: one transaction, a savepoint for each job's writes. `mine`: the caller's."""
+        """Under the lock: one transaction, a savepoint for each job's writes (none for a job alone:
+        the transaction is its own). `mine`: the caller's."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                alone = len(group) == 1  # (no savepoint needed: the transaction is the job's own)
-                for waiting in group:
-                    if not alone:
-                        self.db.execute("SAVEPOINT job")
-                    try:
-                        waiting.unsaved.replay_into(SQLiteTransaction(self.db, self.clock))
-                    except Exception as exc:  # this job's own refusal (or failure): its writes alone undone
-                        if alone:
-                            raise  # (rolled back below, and raised to its caller)
-                        self.db.execute("ROLLBACK TO job")
-                        waiting.error = exc
-                    if not alone:
-                        self.db.execute("RELEASE job")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+            with self.transaction() as tx:
+                if len(group) == 1:
+                    mine.unsaved.replay_into(tx)  # (its failure rolls the transaction back, and is raised)
+                else:
+                    for waiting in group:
+                        self._replay_alone(waiting, tx)
         except BaseException:  # (Ctrl-C, a failing disk) nothing of the group is committed: the
             others = [waiting for waiting in group if waiting is not mine]  # others' writes wait again
             for waiting in others:
@@ -275,7 +263,17 @@ class SharedLedger(SQLiteLedger):
             raise
         self.commits += 1
         for waiting in group:
-            waiting.done = True
+            waiting.done = True  # (only once COMMIT has returned)
+
+    def _replay_alone(self, waiting: _Waiting, tx: SQLiteTransaction) -> None:
+        """One job's writes in a savepoint: its own refusal (or failure) undoes them alone."""
+        self.db.execute("SAVEPOINT job")
+        try:
+            waiting.unsaved.replay_into(tx)
+        except Exception as exc:
+            self.db.execute("ROLLBACK TO job")
+            waiting.error = exc
+        self.db.execute("RELEASE job")
 
     def _read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
         with self._lock:
