@@ -36,8 +36,10 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and editors
         Busy,
         ConfigError,
         ImgrouteError,
+        InputsElsewhere,
         Interrupted,
         JobFailedError,
+        LeaseLost,
         NoKeyError,
         NoOfferError,
         OutputError,
@@ -61,7 +63,8 @@ _PUBLIC = {
     "imgroute.batches.run": ("RowResult", "Outcome"),
     "imgroute.errors": (
         "ImgrouteError", "UsageError", "ConfigError", "NoKeyError", "NoOfferError", "ProviderError", "JobFailedError",
-        "OutputError", "BudgetError", "BudgetRefused", "Busy", "Interrupted", "StdoutClosed",
+        "OutputError", "BudgetError", "BudgetRefused", "Busy", "LeaseLost", "InputsElsewhere", "Interrupted",
+        "StdoutClosed",
     ),
 }  # fmt: skip
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
@@ -96,6 +99,8 @@ __all__ = [
     "BudgetError",
     "BudgetRefused",
     "Busy",
+    "LeaseLost",
+    "InputsElsewhere",
     "Interrupted",
     "StdoutClosed",
 ]  # fmt: skip (the same names as _PUBLIC's: tests/test_api.py holds them together)

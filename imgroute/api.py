@@ -241,6 +241,7 @@ def plan_batch(
     from imgroute.batches.rows import batch_label, parse_rows, read_text
     from imgroute.batches.rows import plan as make_plan
     from imgroute.errors import UsageError
+    from imgroute.home import config
     from imgroute.pricing.router import RouteCache
     from imgroute.session import Keys, ledger, load_table_and_settings
 
@@ -255,7 +256,7 @@ def plan_batch(
     constraints = _constraints(table, settings, routing)
     keys = Keys(table.registry)
     routes = RouteCache(table, keys.available)
-    key = batch_label(label)
+    key = batch_label(label, team=config.ledger_url(settings)[0] is not None)
     with ledger() as journal:
         priors = journal.jobs_for_rows(key)  # a rerun plans only what is left to do
     the_plan = make_plan(rows, routes, constraints, priors, key, settings.pricing_max_age_days)

@@ -7,6 +7,8 @@ those, or an attempt's end; anything else is a bug and keeps its traceback.
     ├── ImgrouteError                 shown to the user (exit 1: unexpected)
     │   ├── UsageError                2  a flag, argument, input file or request field
     │   ├── Busy                      2  another imgroute runs the job
+    │   │   ├── LeaseLost                    a team ledger's job taken over from a stalled machine
+    │   │   └── InputsElsewhere              an edit whose inputs are on another machine: it waits there
     │   ├── ConfigError               3  pricing.yaml, config.yaml, the keys, the ledger
     │   │   └── NoKeyError                   only offers without a key could deliver (serve: a 400)
     │   ├── NoOfferError              4  no offer can deliver the request
@@ -175,6 +177,26 @@ class Busy(ImgrouteError):
     """Another imgroute process is running this job (two never run the same one)."""
 
     exit_code = 2
+
+
+class LeaseLost(Busy):
+    """A team ledger's lease on a job ran out while this process stalled, and another machine took
+    the job over: this one sends nothing more for it (checked in the transaction of each intent)."""
+
+    def __init__(self, job_id: str, holder: str):
+        super().__init__(
+            f"job {job_id} was taken over by another imgroute ({holder}) while this one stalled past its lease; "
+            "nothing more was sent from here",
+            f"see where it stands: imgroute jobs show {job_id}",
+        )
+
+    def about(self, context: str) -> ImgrouteError:
+        return Busy(f"{context}: {self._message}", self._hint, self.field)
+
+
+class InputsElsewhere(Busy):
+    """A team ledger's edit whose input files are on the machine that began it (not in a folder the
+    machines share): it waits for that machine, and is not taken over."""
 
 
 class Interrupted(ImgrouteError):

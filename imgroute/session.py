@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imgroute import policy
 from imgroute.errors import ConfigError, Interrupted, UsageError, named
 from imgroute.home import config
 
@@ -46,10 +47,21 @@ def load_table_and_settings(pricing_file: Path | None):
     return credits.attach(history.apply(table, home), home, settings.credits), settings
 
 
-def open_ledger(durable: bool = True) -> Ledger:
-    from imgroute.store.sqlite import LEDGER_FILE, SQLiteLedger
+def open_ledger(durable: bool = True, shared: bool = False, settings=None) -> Ledger:
+    """The ledger: the team's on PostgreSQL when a URL is set (IMGROUTE_LEDGER_URL, or config.yaml's
+    `ledger:`), else the home's SQLite file. `shared`: for a door's many threads (commits grouped);
+    `durable`: SQLite's every commit synced (PostgreSQL's are, by its own settings)."""
+    url, _ = config.ledger_url(settings)
+    problem = policy.lease_problem()
+    if problem:
+        raise ConfigError(problem, f"set it to a number of seconds, or unset {policy.LEASE_ENV} (default 60)")
+    if url is not None:
+        from imgroute.store.postgres import PostgresLedger, SharedPostgresLedger
 
-    return SQLiteLedger(config.home() / LEDGER_FILE, durable=durable)
+        return (SharedPostgresLedger if shared else PostgresLedger)(url)
+    from imgroute.store.sqlite import LEDGER_FILE, SharedLedger, SQLiteLedger
+
+    return (SharedLedger if shared else SQLiteLedger)(config.home() / LEDGER_FILE, durable=durable)
 
 
 @contextmanager
@@ -255,16 +267,14 @@ def open_many(
     scheduler threads, at most `total` jobs at the providers (None: only each provider's own limit),
     an HTTP pool of `connections`. The ledger is one connection in SQLite's NORMAL mode unless
     `durable`."""
-    from imgroute import policy
     from imgroute.batches.scheduler import Limits, Scheduler
     from imgroute.home.observations import Observations
     from imgroute.jobs.polling import PollTiming, priors
     from imgroute.net.http import build_client
-    from imgroute.store.sqlite import LEDGER_FILE, SharedLedger
 
     home = config.home()
     limits = Limits(table.registry.limits(settings.limits), total)
-    ledger = SharedLedger(home / LEDGER_FILE, durable=durable)
+    ledger = open_ledger(durable, shared=True, settings=settings)
     client = build_client(pool_size=connections, secrets=keys.every_value)
     scheduler = Scheduler(workers, limits, policy.time_scale(), _exchanges(connections))
     timing = PollTiming(priors(table.offers))  # a wave of first jobs polled from each offer's typical time

@@ -15,9 +15,20 @@ from tests.helpers import KEY_VARS, Result
 def isolated_home(tmp_path, monkeypatch):
     home = tmp_path / "imgroute-home"
     monkeypatch.setenv("IMGROUTE_HOME", str(home))
-    for var in KEY_VARS:
+    for var in (*KEY_VARS, "IMGROUTE_LEDGER_URL", "IMGROUTE_MACHINE", "IMGROUTE_LEASE_SECONDS"):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_backend(request, monkeypatch, isolated_home) -> str:
+    """The test once on each ledger backend: the home's SQLite file, and a team ledger (a new
+    PostgreSQL database, named by IMGROUTE_LEDGER_URL, which the processes a test starts inherit)."""
+    if request.param == "postgres":
+        from tests.pg_cluster import cluster
+
+        monkeypatch.setenv("IMGROUTE_LEDGER_URL", cluster().new_database())
+    return request.param
 
 
 @pytest.fixture

@@ -99,7 +99,11 @@ def nothing_sent(fakes) -> bool:
 
 def states(home: Path, table: str = "tasks") -> list[str]:
     """The state of every task (or job) in the home's ledger, oldest first; none while there is no
-    ledger (or no tables yet). Read-only: the process under test may be writing it."""
+    ledger (or no tables yet). Read-only: the process under test may be writing it. (The team
+    ledger's, where IMGROUTE_LEDGER_URL points at one.)"""
+    url = os.environ.get("IMGROUTE_LEDGER_URL")
+    if url:
+        return [state for (state,) in ledger_rows(f"SELECT state FROM {table} ORDER BY created")]
     try:
         db = sqlite3.connect(f"file:{home / 'ledger.sqlite'}?mode=ro", uri=True)
         try:
@@ -108,6 +112,32 @@ def states(home: Path, table: str = "tasks") -> list[str]:
             db.close()
     except sqlite3.OperationalError:  # not there yet, or not yet migrated
         return []
+
+
+def ledger_rows(sql: str, args: tuple = ()) -> list[tuple]:
+    """Rows of the team ledger IMGROUTE_LEDGER_URL points at (none before its tables exist)."""
+    import psycopg
+
+    with psycopg.connect(os.environ["IMGROUTE_LEDGER_URL"], autocommit=True) as db:
+        try:
+            return db.execute(sql.replace("?", "%s"), args or None).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+def ledger_query(home: Path, sql: str, args: tuple = ()) -> list[tuple] | None:
+    """Rows of the ledger a test's imgroute writes: the team ledger where IMGROUTE_LEDGER_URL names
+    one, else the home's SQLite file (None while there is no such file)."""
+    if os.environ.get("IMGROUTE_LEDGER_URL"):
+        return ledger_rows(sql, args)
+    path = home / "ledger.sqlite"
+    if not path.exists():
+        return None
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
 
 
 def task_states(home: Path) -> list[str]:

@@ -251,10 +251,13 @@ def row_constraints(row: Row, base: Constraints) -> Constraints:
     return base._replace(providers=providers, exclude=base.exclude | row.exclude, deadline_s=deadline)
 
 
-def batch_label(label: str) -> str:
+def batch_label(label: str, team: bool = False) -> str:
     """The file's key in the ledger: the rows of one file are found again by it (hex: see
-    Ledger.jobs_for_rows)."""
-    return hashlib.sha256(label.encode()).hexdigest()[:12]
+    Ledger.jobs_for_rows). On a team ledger a file is known by its name alone, so that machines
+    whose copies of it live at different paths share its rows (a row is known by its content, or
+    its `id`)."""
+    name = f"name:{Path(label).name}" if team and label != "stdin" else label
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
 def plan(

@@ -5,25 +5,32 @@ as steps a scheduler interleaves on a few threads sharing one HTTP client (sched
 row's job carries the row's stable key in the ledger: running the same file again skips rows that
 are done, resumes rows that are in flight without submitting again, and retries only rows that
 failed for reasons worth retrying.
+
+On a team ledger (PostgreSQL: many machines) the same file run on several machines splits its rows:
+each row is claimed as it starts, a row another machine holds is put aside, and once this machine's
+own rows are done the rows put aside are looked at again until each has ended there or its lease
+ran out (its machine died) and it is taken over here, resumed as `jobs resume` would.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from imgroute import signals
 from imgroute.batches import window as batch_window
 from imgroute.batches.pool import JobPool
 from imgroute.batches.rows import RETRYABLE_EXIT_CODES, Row, row_constraints
-from imgroute.errors import ImgrouteError
+from imgroute.errors import Busy, ImgrouteError, InputsElsewhere
 from imgroute.jobs.resume import recorded_result
 from imgroute.jobs.runner import JobRunner
 from imgroute.jobs.state import JobOptions, JobResult, OutputOptions
 from imgroute.jobs.steps import Steps
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, row_key
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, job_key, row_key
 from imgroute.store.records import Holder, RowJob
 from imgroute.vocab import DEFAULT_NAME
 
@@ -33,6 +40,7 @@ if TYPE_CHECKING:
     from imgroute.session import Services
 
 WORKERS_MAX = 4  # measured: more threads than this only add contention (scripts/bench_batch.py)
+PUT_ASIDE = "held by another machine: looked at again once this machine's rows are done"
 
 
 class Outcome(StrEnum):
@@ -91,6 +99,9 @@ class BatchRun:
         self.on_stop = on_stop or (lambda sent: None)  # a stop is being acted on: `sent` jobs are awaited
         self.pool: JobPool | None = None  # while `run` runs
         self._held: dict[str, Holder] = {}  # rows another live imgroute has claimed: who
+        # (a team ledger) rows another machine held when they came up: the lease (the row's, or its
+        # job's) that stood in the way
+        self._aside: dict[Row, str] = {}
         self._priors: dict = {}  # row key -> what earlier runs of this file did (read in `run`)
         self._stop_asked = False
 
@@ -115,30 +126,62 @@ class BatchRun:
         called between results (a closed stdout is looked for there)."""
         ledger = self.services.ledger
         # Claim the rows first (one commit), then read what earlier runs did: a row another live
-        # imgroute runs is left to it, and one it has just finished is seen as done.
+        # imgroute runs is left to it, and one it has just finished is seen as done. (A team
+        # ledger's machines claim each row as it starts instead: they share the file's rows.)
         keys = [self.row_key(row) for row in rows]
-        with ledger.transaction() as tx:
-            self._held = tx.claim(keys, PROCESS_OWNER, LEASE_SECONDS)
+        if not ledger.shared_by_machines:
+            with ledger.transaction() as tx:
+                self._held = tx.claim(keys, PROCESS_OWNER, LEASE_SECONDS)
         self._priors = ledger.jobs_for_rows(self.label)
         self._send_waiting_rows(rows)
-        self.pool = self.pool_for(self.services.scheduler)
-        if self._stop_asked:
-            self.pool.request_stop()
         try:
-            self.pool.run(
-                rows,
-                self._row_steps,
-                self._ended,
-                self.on_result,
-                on_stop or self.on_stop,
-                idle or (lambda: None),
-            )
+            self._run_rows(rows, on_stop or self.on_stop, idle or (lambda: None))
+            while self._aside:
+                self._run_rows(self._rows_put_aside(), on_stop or self.on_stop, idle or (lambda: None))
         finally:
             if self.left_running:  # threads may still be inside a step: the process ends now
                 self.services.abandoned = True
             else:  # every row has been reported: no job uses the connection
                 with ledger.transaction() as tx:
                     tx.release([k for k in keys if k not in self._held], PROCESS_OWNER)
+
+    def _run_rows(self, rows: list[Row], on_stop, idle) -> None:
+        self._aside = {}
+        self.pool = self.pool_for(self.services.scheduler)
+        if self._stop_asked:
+            self.pool.request_stop()
+        self.pool.run(rows, self._row_steps, self._ended, self._report, on_stop, idle)
+
+    def _report(self, result: RowResult) -> None:
+        if result.note is not PUT_ASIDE:  # (reported once it is looked at again)
+            self.on_result(result)
+
+    def _put_aside(self, row: Row, lease: str) -> RowResult:
+        self._aside[row] = lease
+        return RowResult(row=row, outcome=Outcome.SKIPPED, result=None, note=PUT_ASIDE)
+
+    def _rows_put_aside(self) -> list[Row]:
+        """The rows other machines held, once there is a reason to look at them again: one of them
+        has ended there, or its lease may have run out (a quarter of a lease later). A stop asked
+        for meanwhile stops the batch as it would between two results."""
+        aside, ledger = self._aside, self.services.ledger
+        asked = threading.Event()
+        with signals.stop_requests(asked):
+            while not asked.wait(min(1.0, LEASE_SECONDS / 4)):
+                if any(self._ended_elsewhere(row) for row in aside) or self._leases_out(aside, ledger):
+                    return list(aside)
+        raise KeyboardInterrupt
+
+    def _ended_elsewhere(self, row: Row) -> bool:
+        latest = self.services.ledger.row_job(self.row_key(row))
+        return latest is not None and latest.state not in UNFINISHED_JOB_STATES
+
+    @staticmethod
+    def _leases_out(aside: dict[Row, str], ledger) -> bool:
+        """Whether any of the leases in the way ran out or was given up."""
+        keys = list(aside.values())
+        expiries, now = ledger.lease_expiries(keys), ledger.clock()
+        return any(expiries.get(key) is None or expiries[key] < now for key in keys)
 
     def pool_for(self, scheduler) -> JobPool:
         """Rows started ahead of free slots, so a slot never waits for a row to be journaled; the
@@ -158,6 +201,18 @@ class BatchRun:
     def left_running(self) -> int:
         """Jobs still at their providers when a second signal stopped the wait."""
         return self.pool.left if self.pool is not None else 0
+
+    def _claimed_here(self, row: Row) -> bool:
+        """(A team ledger) claim the row as it starts; then what the ledger says of it is read anew
+        (another machine may have just ended it)."""
+        key = self.row_key(row)
+        with self.services.ledger.transaction() as tx:
+            if tx.claim([key], PROCESS_OWNER, LEASE_SECONDS):
+                return False
+        latest = self.services.ledger.row_job(key)
+        if latest is not None:
+            self._priors[key] = latest
+        return True
 
     @staticmethod
     def _ended(row: Row, result: RowResult | None, error: BaseException | None) -> RowResult:
@@ -182,6 +237,10 @@ class BatchRun:
             if route.choice is not None and route.choice.offer.window_s is not None:
                 waiting.append((key, row.request, route, constraints))
                 by_key[key] = row
+        if waiting and self.services.ledger.shared_by_machines:  # (each row claimed before it is sent)
+            with self.services.ledger.transaction() as tx:
+                elsewhere = tx.claim([key for key, *_ in waiting], PROCESS_OWNER, LEASE_SECONDS)
+            waiting = [entry for entry in waiting if entry[0] not in elsewhere]
         if not waiting:
             return
         http = self.services.http()
@@ -201,6 +260,11 @@ class BatchRun:
             return RowResult(row=row, outcome=Outcome.NOT_STARTED, result=None)
         runner = self._runner(row, sent)
         ledger = self.services.ledger
+        if ledger.shared_by_machines and not self._claimed_here(row):
+            latest = ledger.row_job(self.row_key(row))
+            if latest is None or latest.state in UNFINISHED_JOB_STATES:
+                return self._put_aside(row, self.row_key(row))
+            self._priors[self.row_key(row)] = latest  # ended on the machine that held it
         holder = self._held.get(self.row_key(row))
         if holder is not None:
             return RowResult(
@@ -217,7 +281,14 @@ class BatchRun:
                 )
             if prior is not None and (prior.state in UNFINISHED_JOB_STATES or prior.exit_code in RETRYABLE_EXIT_CODES):
                 # Finished from the ledger: what was delivered is kept, only the rest is sent
-                result = yield from runner.steps_resume(prior.id, self.reroute)
+                try:
+                    result = yield from runner.steps_resume(prior.id, self.reroute)
+                except InputsElsewhere:
+                    raise
+                except Busy:  # (a team ledger) its job's lease outlives the row's a moment
+                    if not ledger.shared_by_machines:
+                        raise
+                    return self._put_aside(row, job_key(prior.id))
             elif prior is not None:
                 return RowResult(
                     row=row,

@@ -175,7 +175,8 @@ class _Run:
 
     def stopping(self, sent: int) -> None:
         why = "stdout was closed" if self.stdout_gone else f"{signals.stop_word()}"
-        again = "" if self.stdout_gone else " (Ctrl-C again to leave them for the next run)"
+        them = "it" if sent == 1 else "them"
+        again = "" if self.stdout_gone else f" (Ctrl-C again to leave {them} for the next run)"
         waiting = f"waiting for the {count(sent, 'job')} already sent to finish and be recorded{again}" if sent else ""
         sys.stderr.write(f"{why}: no new request is sent{'; ' + waiting if waiting else ''}\n")
         sys.stderr.flush()
@@ -186,8 +187,9 @@ class _Run:
         assert self.runner is not None, "only a run that started has jobs left running"
         left = self.runner.left_running
         sys.stderr.write(
-            f"error: {signals.stop_word()}; {count(left, 'job')} already sent were left at their providers, journaled; "
-            f"run the same command again to finish them (nothing is sent twice): {again}\n"
+            f"error: {signals.stop_word()}; {count(left, 'job')} already sent {'was' if left == 1 else 'were'} left at "
+            f"{'its provider' if left == 1 else 'their providers'}, journaled; "
+            f"run the same command again to finish {'it' if left == 1 else 'them'} (nothing is sent twice): {again}\n"
         )
         with contextlib.suppress(BrokenPipeError):
             sys.stdout.flush()

@@ -65,10 +65,14 @@ def _home(config_path: Path) -> list[Setting]:
     home = config.home()
     from_env = environment(config.ENV_HOME) if os.environ.get(config.ENV_HOME) else DEFAULT
     exists = "" if config_path.is_file() else " (none)"
+    from imgroute.ledger_url import redacted
+
+    url, ledger_source = config.ledger_url()
+    ledger = (redacted(url), ledger_source) if url else (str(home / "ledger.sqlite"), from_env)
     return [
         Setting("home", str(home), from_env),
         Setting("config_file", f"{config_path}{exists}", from_env),
-        Setting("ledger", str(home / "ledger.sqlite"), from_env),
+        Setting("ledger", *ledger),
     ]
 
 

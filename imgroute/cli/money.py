@@ -95,7 +95,7 @@ def spend(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """What was spent, by day, month, provider and quality: estimated vs actual, and the drift."""
+    """What was spent, by day, month, provider, quality and machine: estimated vs actual, and the drift."""
     from imgroute.jobs.budget import spend_summary
     from imgroute.output import report
     from imgroute.output.text.console import print_json, stdout_console

@@ -17,6 +17,7 @@ from imgroute.policy import DEFAULT_PRICING_MAX_AGE_DAYS
 from imgroute.pricing.fields import Field
 
 ENV_HOME = "IMGROUTE_HOME"
+ENV_LEDGER_URL = "IMGROUTE_LEDGER_URL"
 CONFIG_FILE = "config.yaml"
 USER_PRICING_FILE = "pricing.yaml"
 
@@ -30,6 +31,7 @@ CONFIG_FIELDS = (
     "profiles",
     "default_offer",
     "credits",
+    "ledger",
 )
 _HINT = "fix config.yaml"
 
@@ -70,6 +72,7 @@ class Settings(NamedTuple):
     profiles: Mapping[str, Mapping] = MappingProxyType({})  # serve: `model` names a set of routing hints
     default_offer: str = "openai/gpt-image-2"  # spend --savings: what a user would pick without imgroute
     credits: Mapping[str, tuple] = MappingProxyType({})  # provider -> (credits, expires): prepaid balances
+    ledger: str | None = None  # a team ledger's postgresql:// URL (None: the home's SQLite file)
 
 
 def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
@@ -111,6 +114,7 @@ def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
         fields["default_offer"].text() if "default_offer" in fields else Settings._field_defaults["default_offer"]
     )
     prepaid = _credits(fields["credits"], registry.known()) if "credits" in fields else {}
+    ledger = _ledger_url(fields["ledger"]) if "ledger" in fields else None
     return Settings(
         path=path,
         plans=plans,
@@ -121,6 +125,52 @@ def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
         profiles=profiles,
         default_offer=default_offer,
         credits=prepaid,
+        ledger=ledger,
+    )
+
+
+def _ledger_url(node: Field) -> str:
+    from imgroute.ledger_url import is_postgres_url, redacted
+
+    url = node.text()
+    if not is_postgres_url(url):
+        raise node.fail(
+            f"'{redacted(url)}' is not a PostgreSQL URL",
+            "give postgresql://USER:PASSWORD@HOST/DATABASE, or remove `ledger:` to keep the home's SQLite ledger",
+        )
+    return url
+
+
+def ledger_url(settings: Settings | None = None) -> tuple[str | None, str]:
+    """The team ledger's URL, or None for the home's SQLite file, and where that comes from:
+    IMGROUTE_LEDGER_URL over config.yaml's `ledger:` (read on its own when `settings` is not given:
+    every command that opens the ledger asks, not only those that read the whole config)."""
+    from imgroute.ledger_url import is_postgres_url, redacted
+
+    env = os.environ.get(ENV_LEDGER_URL)
+    if env:
+        if not is_postgres_url(env):
+            from imgroute.errors import ConfigError
+
+            raise ConfigError(
+                f"{ENV_LEDGER_URL}='{redacted(env)}' is not a PostgreSQL URL",
+                f"give postgresql://USER:PASSWORD@HOST/DATABASE, or unset {ENV_LEDGER_URL}",
+            )
+        return env, f"environment ({ENV_LEDGER_URL})"
+    if settings is None:
+        settings = _ledger_only(home() / CONFIG_FILE)
+    return (settings.ledger, CONFIG_FILE) if settings.ledger else (None, "default")
+
+
+def _ledger_only(path: Path) -> Settings:
+    """config.yaml's `ledger:` alone (its other fields are checked by the commands that use them)."""
+    from imgroute.pricing.fields import read_yaml
+
+    raw = read_yaml(path, what="config file") if path.exists() else None
+    if not isinstance(raw, dict) or "ledger" not in raw:
+        return Settings(path=path)
+    return Settings(
+        path=path, ledger=_ledger_url(Field(raw, "", str(path), _HINT).mapping(set(CONFIG_FIELDS))["ledger"])
     )
 
 

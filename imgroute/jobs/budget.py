@@ -66,12 +66,13 @@ GROUPINGS: dict[str, Callable[[SpendRow], str]] = {
     "month": lambda r: dt.datetime.fromtimestamp(r.created).strftime("%Y-%m"),
     "provider": lambda r: r.provider,
     "quality": lambda r: r.quality or "-",
+    "machine": lambda r: r.host or "-",
     "total": lambda r: "all",
 }
 
 
 def spend_summary(rows: list[SpendRow]) -> dict[str, list[dict]]:
-    """Per grouping (day, month, provider, quality, total): each group's figures (see `summarize`)."""
+    """Per grouping (day, month, provider, quality, machine, total): each group's figures (see `summarize`)."""
     return {name: summarize(rows, key) for name, key in GROUPINGS.items()}
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 from imgroute.errors import (
     Busy,
     ImgrouteError,
+    InputsElsewhere,
     JobFailed,
     JobFailedError,
     MalformedAnswer,
@@ -35,7 +36,7 @@ from imgroute.models import UNSENT, AttemptState, Constraints, JobState, Request
 from imgroute.pricing.router import Route
 from imgroute.providers.base import Adapter, Usage
 from imgroute.providers.registry import lane
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, held_by, job_key
+from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, Transaction, held_by, job_key
 from imgroute.store.records import AttemptRecord, TaskRecord
 from imgroute.vocab import DEFAULT_NAME
 
@@ -65,7 +66,11 @@ class Resume:
         request = Request.from_json(record.request)
         max_cost = runner.max_cost if runner.max_cost is not None else record.max_cost
         template = record.name_template or DEFAULT_NAME
-        outputs = Outputs(Path(record.out_dir or "."), template, runner.spool_dir, runner.http, resuming=True)
+        out_dir = Path(record.out_dir or ".")
+        if record.host not in (None, MACHINE):  # taken over from another machine (a team ledger)
+            _inputs_here_or_wait(runner, job_id, request, record.host)
+            out_dir = runner.outputs.out_dir  # its images are saved where the taker runs
+        outputs = Outputs(out_dir, template, runner.spool_dir, runner.http, resuming=True)
         job = runner._begin(JobRun(job_id, request, runner.clock(), max_cost), outputs)
         job.estimate = record.estimate
         files: dict[int | None, list[SavedImage]] = {}
@@ -331,4 +336,19 @@ def _unknown_advice(provider: str, row: TaskRecord, looked: bool = False) -> str
     return (
         f"{provider}: request {row.client_ref} {happened}; whether it reached {provider} is unknown and "
         f"{cannot}, so it is not sent again"
+    )
+
+
+def _inputs_here_or_wait(runner: JobRunner, job_id: str, request: Request, host: str) -> None:
+    """A job taken over from another machine needs its input images here: URLs, or files in a
+    folder both machines share. Else it waits for its own machine (the claim is given up)."""
+    inputs = [*request.images, *([request.mask] if request.mask else [])]
+    missing = [image.source for image in inputs if not image.is_url and not Path(image.source).is_file()]
+    if not missing:
+        return
+    with runner.ledger.transaction() as tx:
+        tx.release([job_key(job_id)], PROCESS_OWNER)
+    raise InputsElsewhere(
+        f"job {job_id} is an edit from {host} whose input {missing[0]} is not on this machine: it waits for {host}",
+        f"run `imgroute jobs resume {job_id}` on {host}, or keep edit inputs in a folder both machines share",
     )

@@ -279,6 +279,7 @@ JOB_LISTING = obj(
         "estimate_usd": usd("The estimate"),
         "actual_usd": usd("What it cost"),
         "error": nullable(text()),
+        "host": nullable(text("The machine that made it (a team ledger has many); null in ledgers from before")),
     },
     description="A job in the ledger.",
 )
@@ -296,6 +297,7 @@ def job_listing(record) -> dict:
         "estimate_usd": usd_json(record.estimate),
         "actual_usd": usd_json(record.actual),
         "error": record.error,
+        "host": record.host,
     }
 
 

@@ -22,12 +22,19 @@ from imgroute.output.vocabulary import (
     usd,
 )
 
-GROUPINGS = ("day", "month", "provider", "quality", "total")  # budget.GROUPINGS (not imported: it brings sqlite)
+GROUPINGS = (
+    "day",
+    "month",
+    "provider",
+    "quality",
+    "machine",
+    "total",
+)  # budget.GROUPINGS (not imported: it brings sqlite)
 PERIODS = ("daily", "monthly")  # ledger.PERIODS
 
 SPEND_GROUP = obj(
     {
-        "key": text("The group: YYYY-MM-DD, YYYY-MM, a provider, a quality, or `all`"),
+        "key": text("The group: YYYY-MM-DD, YYYY-MM, a provider, a quality, a machine (its host name), or `all`"),
         "attempts": integer("Attempts settled with an actual cost", minimum=0),
         "images": integer(minimum=0),
         "estimated_usd": usd("Their estimates", known=True),

@@ -315,7 +315,8 @@ def caveats(route: Route, today: dt.date, max_age_days: int, rank: str = "price"
     if delivery is not None and delivery.seen:
         notes.append(
             f"{offer.provider} does not publish its pixel sizes: {delivery.width}x{delivery.height} is what "
-            f"{delivery.aspect} {delivery.resolution} delivered all {delivery.seen} times before (learned here), "
+            f"{delivery.aspect} {delivery.resolution} delivered "
+            f"{'the one time' if delivery.seen == 1 else f'all {delivery.seen:,} times'} before (learned here), "
             "and the image is checked by its aspect ratio only"
         )
     elif delivery is not None and not delivery.exact:

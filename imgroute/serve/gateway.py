@@ -68,7 +68,7 @@ class _Running:
 
 
 class Gateway:
-    def __init__(self, out_dir: Path, workers: int = 4):
+    def __init__(self, out_dir: Path, workers: int = policy.SERVE_WORKERS):
         from imgroute.pricing.router import RouteCache
         from imgroute.serve import capacity
         from imgroute.session import Keys, load_table_and_settings, open_many

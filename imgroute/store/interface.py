@@ -15,12 +15,14 @@ ledger's own clock (`ledger.clock`), never the caller's.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from decimal import Decimal
-from typing import Any, Concatenate, ParamSpec, Protocol
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol
 
+from imgroute import policy
 from imgroute.models import OfferRef
 from imgroute.store.records import (
     AttemptRecord,
@@ -35,9 +37,39 @@ from imgroute.store.records import (
     TaskRecord,
 )
 
-# This process's leases are told apart from an earlier process's (with the same pid) by this owner.
-PROCESS_OWNER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-LEASE_SECONDS = 600.0  # how long a lease holds unless renewed (SQLite: while its process lives)
+# The name this machine goes by in a team ledger (recorded with each job, file and lease): its host
+# name, or IMGROUTE_MACHINE (containers whose host names change with every start want a stable one).
+MACHINE = os.environ.get("IMGROUTE_MACHINE") or socket.gethostname()
+
+
+def _process_space() -> str:
+    """Which set of processes this one's pid belongs to: this boot of this kernel and this pid
+    namespace (a container has its own). A lease whose holder shares it, and whose pid is gone, died
+    here: it need not wait for its expiry. ('' where /proc cannot tell: never assumed.)"""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot_id:
+            boot = boot_id.read().strip()
+        return f"{boot[:8]}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+PROCESS_SPACE = _process_space()
+# This process's leases are told apart from an earlier process's (with the same pid, or another
+# machine's) by this owner: pid-nonce@machine#space.
+PROCESS_OWNER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}@{MACHINE}#{PROCESS_SPACE}"
+
+
+def died_here(owner: str, pid: int | None) -> bool:
+    """Whether a lease's holder was a process of this machine's process space that is gone."""
+    from imgroute.files import process_alive
+
+    return bool(PROCESS_SPACE) and pid is not None and owner.endswith(f"#{PROCESS_SPACE}") and not process_alive(pid)
+
+
+# How long a lease holds unless renewed: a team ledger's machines renew theirs (a heartbeat), and a
+# dead machine's jobs and rows are taken over once it runs out. (SQLite: held while its process lives.)
+LEASE_SECONDS = policy.lease_seconds()
 
 
 def job_key(job_id: str) -> str:
@@ -180,6 +212,8 @@ class Ledger(Protocol):
     """The journal of every job, its budgets and its leases; see the module's docstring."""
 
     clock: Callable[[], float]
+    shared_by_machines: ClassVar[bool]  # a team ledger (PostgreSQL): its leases expire, a batch's rows are shared
+    zone: Any  # the tzinfo budget days are counted in (None: this machine's local time)
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
@@ -206,6 +240,12 @@ class Ledger(Protocol):
 
     def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
         """The latest job of every row of one batch file, by row key."""
+
+    def row_job(self, key: str) -> RowJob | None:
+        """The latest job of one batch row."""
+
+    def lease_expiries(self, keys: list[str]) -> dict[str, float | None]:
+        """When each of these keys' leases runs out (keys nobody holds are absent)."""
 
     def attempts(self, job_id: str) -> list[AttemptRecord]: ...
 

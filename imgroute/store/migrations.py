@@ -173,6 +173,13 @@ def m008_leases(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE claims ADD COLUMN expires REAL")
 
 
+def m009_machines(db: sqlite3.Connection) -> None:
+    """Which machine ran a job, saved a file and holds a lease (a team ledger's many machines; one here)."""
+    db.execute("ALTER TABLE jobs ADD COLUMN host TEXT")
+    db.execute("ALTER TABLE claims ADD COLUMN host TEXT")
+    db.execute("ALTER TABLE files ADD COLUMN host TEXT")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -184,6 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_claims,
     m007_possibly_charged,
     m008_leases,
+    m009_machines,
 )
 
 

@@ -1,5 +1,6 @@
 """Budget periods and what an attempt counts against them: the arithmetic every ledger backend
-shares. Periods start at local midnight (and on the first of the month)."""
+shares. Periods start at midnight (and on the first of the month): local midnight for a ledger of
+one machine, midnight in the team ledger's one time zone for a shared one (`zone`)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ def period_reset(period: str, now: dt.datetime) -> dt.datetime:
     return (start + dt.timedelta(days=32)).replace(day=1)
 
 
-def local_day(timestamp: float) -> str:
-    """The local calendar day a moment falls on: budgets reset at local midnight."""
-    return dt.date.fromtimestamp(timestamp).isoformat()
+def local_day(timestamp: float, zone: dt.tzinfo | None = None) -> str:
+    """The calendar day a moment falls on, locally or in `zone`: budgets reset at its midnight."""
+    return dt.datetime.fromtimestamp(timestamp, zone).date().isoformat()
+
+
+def day_start(timestamp: float, zone: dt.tzinfo | None = None) -> float:
+    """The midnight (local, or in `zone`) that begins the day of `timestamp`."""
+    return period_start("daily", dt.datetime.fromtimestamp(timestamp, zone)).timestamp()
 
 
 def committed_cost(actual: str | None, estimate: str | None, state: str, at_risk: str | None = None) -> Decimal:

@@ -51,6 +51,7 @@ class JobRecord(NamedTuple):
     exit_code: int | None
     offer: str | None = None  # listings only: "provider/model" of its last attempt
     images: int | None = None  # listings only: files saved
+    host: str | None = None  # the machine that made the job (None: before ledgers had it)
 
     @classmethod
     def of(cls, row: Row) -> JobRecord:
@@ -73,6 +74,7 @@ class JobRecord(NamedTuple):
             exit_code=row["exit_code"],
             offer=_optional(row, "offer"),
             images=_optional(row, "images"),
+            host=_optional(row, "host"),
         )
 
 
@@ -179,6 +181,7 @@ class FileRecord(NamedTuple):
     height: int
     verified: bool
     created: float
+    host: str | None = None  # the machine whose disk it was saved on (None: before ledgers had it)
 
     @classmethod
     def of(cls, row: Row) -> FileRecord:
@@ -194,6 +197,7 @@ class FileRecord(NamedTuple):
             height=row["height"],
             verified=bool(row["verified"]),
             created=row["created"],
+            host=_optional(row, "host"),
         )
 
 
@@ -213,6 +217,7 @@ class SpendRow(NamedTuple):
     actual: Decimal | None
     images: int
     at_risk: Decimal | None = None  # possibly charged (failed, charge unknown): never spent until settled
+    host: str | None = None  # the machine that made its job (a team ledger's)
 
 
 class Settled(NamedTuple):
@@ -239,10 +244,13 @@ class NewJob(NamedTuple):
 
 
 class Holder(NamedTuple):
-    """Who holds a lease another asked for: its owner token, and (on one machine) its process."""
+    """Who holds a lease another asked for: its owner token, its process, and its machine (a team
+    ledger's; None on one machine's)."""
 
     owner: str
     pid: int | None
+    host: str | None = None
 
     def __str__(self) -> str:
-        return f"pid {self.pid}" if self.pid is not None else self.owner
+        said = f"pid {self.pid}" if self.pid is not None else self.owner
+        return f"{said} on {self.host}" if self.host else said

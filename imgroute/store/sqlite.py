@@ -1,51 +1,77 @@
 """The ledger on SQLite: one file in the home, so that no paid request is ever forgotten.
 
-`SQLiteLedger` implements interface.Ledger: writes go through `transaction()` (BEGIN IMMEDIATE on
-its connection, under its lock), reads straight from the connection. `SharedLedger` is the one a
-batch's or a server's threads share.
+`SQLiteLedger` implements interface.Ledger (its reads and transactions are sql_ledger's): writes go
+through `transaction()` (BEGIN IMMEDIATE on its connection, under its lock). `SharedLedger` is the
+one a batch's or a server's threads share. A lease here is held while its holder's process lives.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import cast
 
-from imgroute.models import UNFINISHED_JOB_STATES, JobState
+from imgroute.files import process_alive
 from imgroute.store.connection import connect, unusable
-from imgroute.store.interface import Unsaved
-from imgroute.store.migrations import migrate
-from imgroute.store.records import (
-    AttemptRecord,
-    EventRecord,
-    FileRecord,
-    JobRecord,
-    RowJob,
-    SpendRow,
-    TaskRecord,
-    money,
-)
-from imgroute.store.sqlite_writes import SQLiteTransaction, budgets, spent_since
+from imgroute.store.migrations import add_committed, migrate
+from imgroute.store.records import Holder
+from imgroute.store.sql_ledger import GroupedCommits, SQLLedger
+from imgroute.store.sql_writes import SQLTransaction
 
 LEDGER_FILE = "ledger.sqlite"
 
 
-class SQLiteLedger:
+class SQLiteTransaction(SQLTransaction):
+    """Writes inside BEGIN IMMEDIATE: SQLite lets one writer in at a time, so a reservation's cap
+    check and a day's total need no lock of their own."""
+
+    def _insert(self, sql: str, args: tuple) -> int:
+        return cast(int, self.db.execute(sql, args).lastrowid)  # (an INSERT always sets it)
+
+    def add_committed(self, created: float, delta: Decimal) -> None:
+        add_committed(self.db, created, delta)
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """On one machine a lease is held for as long as its holder's process lives, whatever its
+        expiry says: a dead holder's keys are free at once, a live one's never taken."""
+        now, pid = self.clock(), os.getpid()
+        held = {}
+        for key in keys:
+            row = self.db.execute("SELECT pid, owner FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[1] != owner and process_alive(row[0]):
+                held[key] = Holder(owner=row[1], pid=row[0])
+                continue
+            self.db.execute(
+                "INSERT INTO claims (key, pid, owner, at, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO "
+                "UPDATE SET pid = excluded.pid, owner = excluded.owner, at = excluded.at, expires = excluded.expires",
+                (key, pid, owner, now, now + ttl),
+            )
+        return held
+
+    def renew(self, keys: list[str], owner: str, ttl: float) -> None:
+        expires = self.clock() + ttl
+        self.db.executemany(
+            "UPDATE claims SET expires = ? WHERE key = ? AND owner = ?", [(expires, key, owner) for key in keys]
+        )
+
+
+class SQLiteLedger(SQLLedger):
+    BEGIN = "BEGIN IMMEDIATE"
+    QUALITY = "json_extract(jobs.request, '$.quality')"
+    ROWS_OF_BATCH = "row_key GLOB ? || ':*'"
+    TRANSACTION = SQLiteTransaction
+
     def __init__(self, path: Path, clock: Callable[[], float] = time.time, durable: bool = True):
         """`durable`: every commit survives power loss (FULL). Batch runs pass False (NORMAL): in WAL
         mode a commit still survives the process being killed; only an OS crash can lose the last
         ones, and commits are ten times cheaper."""
+        super().__init__()
         self.path = path
         self.clock = clock
-        # Writers (and a SharedLedger's readers) of this ledger queue here, not in SQLite's busy
-        # handler, which sleeps in coarse steps.
-        self._lock = threading.RLock()
         try:
             self.db = connect(path, durable)
             with self.transaction():  # (the steps and their version bumps: one transaction)
@@ -53,236 +79,9 @@ class SQLiteLedger:
         except sqlite3.DatabaseError as exc:
             raise unusable(path, exc) from None
 
-    def close(self) -> None:
-        self.db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[SQLiteTransaction]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield SQLiteTransaction(self.db, self.clock)
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-
-    def commit(self, unsaved: Unsaved) -> None:
-        if unsaved:
-            with self.transaction() as tx:
-                unsaved.replay_into(tx)
-            unsaved.clear()
-
-    def _read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
-        return self.db.execute(sql, args).fetchall()
-
-    # -- jobs
-
-    def job(self, job_id: str) -> JobRecord | None:
-        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return JobRecord.of(rows[0]) if rows else None
-
-    def find_job(self, prefix: str) -> list[JobRecord]:
-        rows = self._read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",))
-        return [JobRecord.of(row) for row in rows]
-
-    def jobs(
-        self,
-        states: tuple[str, ...] = (),
-        provider: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 20,
-    ) -> list[JobRecord]:
-        sql = [
-            "SELECT jobs.*, (SELECT provider || '/' || model FROM attempts WHERE job_id = jobs.id "
-            "ORDER BY seq DESC LIMIT 1) AS offer, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id) AS images "
-            "FROM jobs WHERE 1=1"
-        ]
-        args: list[Any] = []
-        if states:
-            sql.append(f"AND state IN ({','.join('?' * len(states))})")
-            args.extend(states)
-        if provider:  # a provider (kie) or an offer (piapi/gpt-image-2-preview)
-            name, _, model = provider.partition("/")
-            sql.append("AND EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND provider = ?")
-            sql.append("AND model = ?)" if model else ")")
-            args.extend([name, model] if model else [name])
-        if since is not None:
-            sql.append("AND created >= ?")
-            args.append(since)
-        if until is not None:
-            sql.append("AND created < ?")
-            args.append(until)
-        sql.append("ORDER BY created DESC LIMIT ?")
-        args.append(limit)
-        return [JobRecord.of(row) for row in self._read(" ".join(sql), args)]
-
-    def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
-        assert label.isalnum(), label  # nothing GLOB would read as a pattern
-        rows = self._read(
-            "SELECT row_key, id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), "
-            "out_dir FROM jobs WHERE row_key GLOB ? ORDER BY created",
-            (f"{label}:*",),
-        )
-        return {  # later jobs of a row replace earlier ones
-            key: RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
-            for key, job_id, state, code, error, n, out in rows
-        }
-
-    def attempts(self, job_id: str) -> list[AttemptRecord]:
-        rows = self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [AttemptRecord.of(row) for row in rows]
-
-    def tasks(self, job_id: str) -> list[TaskRecord]:
-        rows = self._read(
-            "SELECT tasks.*, attempts.provider, attempts.seq AS attempt_seq "
-            "FROM tasks JOIN attempts ON attempts.id = attempt_id "
-            "WHERE attempts.job_id = ? ORDER BY attempts.seq, tasks.seq",
-            (job_id,),
-        )
-        return [TaskRecord.of(row) for row in rows]
-
-    def files(self, job_id: str) -> list[FileRecord]:
-        return [FileRecord.of(row) for row in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,))]
-
-    def events(self, job_id: str) -> list[EventRecord]:
-        rows = self._read("SELECT at, state, detail FROM events WHERE job_id = ? ORDER BY id", (job_id,))
-        return [EventRecord(at=at, state=state, detail=detail) for at, state, detail in rows]
-
-    def unfinished(self) -> list[JobRecord]:
-        marks = ",".join("?" * len(UNFINISHED_JOB_STATES))
-        rows = self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES)
-        return [JobRecord.of(row) for row in rows]
-
-    # -- money
-
-    def spent_since(self, since: float) -> Decimal:
-        return spent_since(self.db, since)
-
-    def budgets(self) -> dict[str, Decimal]:
-        return budgets(self.db)
-
-    def spend_rows(self, since: float | None = None) -> list[SpendRow]:
-        rows = self._read(
-            "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
-            "attempts.at_risk_usd, "
-            "json_extract(jobs.request, '$.quality') AS quality, "
-            "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
-            " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
-            (since or 0,),
-        )
-        return [
-            SpendRow(
-                created=row["created"],
-                provider=row["provider"],
-                model=row["model"],
-                quality=row["quality"],
-                state=row["state"],
-                estimate=money(row["estimate_usd"]),
-                actual=money(row["actual_usd"]),
-                images=row["images"],
-                at_risk=money(row["at_risk_usd"]),
-            )
-            for row in rows
-        ]
-
-    def at_risk_since(self, since: float) -> Decimal:
-        """What attempts made on or after the local day of `since` may have been charged for requests
-        that failed without saying (counted in `spent_since` until settled)."""
-        rows = self._read(
-            "SELECT at_risk_usd FROM attempts WHERE at_risk_usd IS NOT NULL AND created >= ?",
-            (dt.datetime.combine(dt.date.fromtimestamp(since), dt.time()).timestamp(),),
-        )
-        return sum((Decimal(amount) for (amount,) in rows), Decimal(0))
+    def where(self) -> str:
+        return str(self.path)
 
 
-class _Waiting:
-    """A job's writes waiting to be committed with those of other jobs (SharedLedger.commit)."""
-
-    __slots__ = ("unsaved", "done", "error")
-
-    def __init__(self, unsaved: Unsaved):
-        self.unsaved = unsaved
-        self.done = False
-        self.error: Exception | None = None
-
-
-class SharedLedger(SQLiteLedger):
-    """One ledger for the threads of a batch's scheduler (or a server), which take turns advancing
-    many jobs.
-
-    One connection, taken by one thread at a time: a job's transaction never takes in another's
-    statements, and one page cache serves every job (a connection per thread re-read the pages
-    each other connection had written).
-
-    Commits are grouped: the jobs whose writes wait while one commit runs are committed together by
-    the next, each in a savepoint of its own (one job's refusal, a budget cap, undoes its writes
-    alone), with one BEGIN, one COMMIT and one sync for all. A caller returns only once its own
-    writes are committed, so the journal-before-send rule is kept for each job: a burst of
-    submits no longer waits in line for a commit each."""
-
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time, durable: bool = True):
-        super().__init__(path, clock, durable)
-        self._waiting: list[_Waiting] = []
-        self._waiting_lock = threading.Lock()  # (held only to add to or take the list)
-        self.commits = 0  # transactions committed by `commit`, for tests and benchmarks
-
-    def commit(self, unsaved: Unsaved) -> None:
-        if not unsaved:
-            return
-        mine = _Waiting(unsaved)
-        with self._waiting_lock:
-            self._waiting.append(mine)
-        with self._lock:
-            if not mine.done:  # (else the commit before this one took it in)
-                with self._waiting_lock:
-                    group, self._waiting = self._waiting, []
-                self._commit_group(group, mine)
-        if mine.error is not None:
-            raise mine.error
-        unsaved.clear()
-
-    def _commit_group(self, group: list[_Waiting], mine: _Waiting) -> None:
-        """Under the lock: one transaction, a savepoint for each job's writes (none for a job alone:
-        the transaction is its own). `mine`: the caller's."""
-        try:
-            with self.transaction() as tx:
-                if len(group) == 1:
-                    mine.unsaved.replay_into(tx)  # (its failure rolls the transaction back, and is raised)
-                else:
-                    for waiting in group:
-                        self._replay_alone(waiting, tx)
-        except BaseException:  # (Ctrl-C, a failing disk) nothing of the group is committed: the
-            others = [waiting for waiting in group if waiting is not mine]  # others' writes wait again
-            for waiting in others:
-                waiting.error = None
-            with self._waiting_lock:
-                self._waiting[:0] = others
-            raise
-        self.commits += 1
-        for waiting in group:
-            waiting.done = True  # (only once COMMIT has returned)
-
-    def _replay_alone(self, waiting: _Waiting, tx: SQLiteTransaction) -> None:
-        """One job's writes in a savepoint: its own refusal (or failure) undoes them alone."""
-        self.db.execute("SAVEPOINT job")
-        try:
-            waiting.unsaved.replay_into(tx)
-        except Exception as exc:
-            self.db.execute("ROLLBACK TO job")
-            waiting.error = exc
-        self.db.execute("RELEASE job")
-
-    def _read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return super()._read(sql, args)
-
-    def spent_since(self, since: float) -> Decimal:
-        with self._lock:
-            return super().spent_since(since)
-
-    def budgets(self) -> dict[str, Decimal]:
-        with self._lock:
-            return super().budgets()
+class SharedLedger(GroupedCommits, SQLiteLedger):
+    """SQLiteLedger for many threads: commits grouped (sql_ledger.GroupedCommits)."""

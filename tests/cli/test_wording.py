@@ -107,3 +107,24 @@ def test_words_and_numbers_read_right(cli, fakes, isolated_home):
     assert r.err.startswith("error: No such command 'nosuchcommand'; see: imgroute --help")
     (isolated_home / "config.yaml").write_text("plan: {apiframe: growth}\n")
     assert "did you mean plans?" in cli("quote", "x").err
+
+
+def test_one_and_negative_read_right_in_the_less_travelled_lines(capsys):
+    """One job left is 'was', not 'were'; a loss is -$0.02, not $-0.02 (spend --savings)."""
+    import io
+
+    from rich.console import Console
+
+    from imgroute.cli.batch import _Run
+    from imgroute.output.text.money import print_savings
+
+    run = _Run.__new__(_Run)  # (only its wording is asked for)
+    run.stdout_gone = False
+    run.stopping(1)
+    assert "the 1 job already sent to finish and be recorded (Ctrl-C again to leave it" in capsys.readouterr().err
+    shown = io.StringIO()
+    row = {"period": "2026-12", "jobs": 1, "spent_usd": 0.06, "default_offer": "kie/gpt-image-2",
+           "at_default_usd": 0.04, "saved_vs_default_usd": -0.02, "cheapest_offer": "kie/gpt-image-2",
+           "at_cheapest_usd": 0.04, "saved_vs_cheapest_usd": -0.02}  # fmt: skip
+    print_savings(Console(file=shown, width=200), {"savings": [row]})
+    assert "-$0.02" in shown.getvalue() and "$-" not in shown.getvalue()

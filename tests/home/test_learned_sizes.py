@@ -29,7 +29,7 @@ def test_an_exact_size_reaches_kie_once_kie_has_delivered_it(cli, fakes, isolate
     assert kie["eligible"], kie["reasons"]
     assert kie["output"]["seen_before"] == 1 and kie["output"]["exact_size"] is False
     assert data["choice"]["offer"] == KIE  # the cheapest, now that it can be asked
-    assert any("delivered all 1 times before (learned here)" in n for n in data["choice"]["notes"])
+    assert any("delivered the one time before (learned here)" in n for n in data["choice"]["notes"])
     table = cli("quote", "a fox", "--size", "1024x1024", "--quality", "medium")
     assert "1024x1024 (seen 1x)" in table.out
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from imgroute.store.sqlite import SQLiteLedger
 from tests.helpers import assert_image, gen, interrupt_before_the_first_send, killed_at, only
 
 
@@ -87,8 +86,10 @@ def test_budget_set_show_and_refusal(cli, fakes):
     assert gen(cli, *only(fakes, "kie")).code == 0
 
 
-def test_two_processes_against_one_monthly_cap_never_overspend(fakes, isolated_home, tmp_path):
-    with SQLiteLedger(isolated_home / "ledger.sqlite").transaction() as tx:
+def test_two_processes_against_one_monthly_cap_never_overspend(fakes, isolated_home, tmp_path, ledger_backend):
+    from imgroute.session import ledger
+
+    with ledger() as journal, journal.transaction() as tx:
         tx.set_budget("monthly", Decimal("0.05"))
     fakes["kie"].steps = 6  # both jobs are in flight at the same time
     env = {**os.environ, "IMGROUTE_TIME_SCALE": "0.02"}
@@ -112,7 +113,8 @@ def test_two_processes_against_one_monthly_cap_never_overspend(fakes, isolated_h
     codes = sorted(p.wait(timeout=60) for p in procs)
     assert codes == [0, 8]
     assert fakes["kie"].charges == 1
-    assert SQLiteLedger(isolated_home / "ledger.sqlite").spent_since(0) == Decimal("0.03")
+    with ledger() as journal:
+        assert journal.spent_since(0) == Decimal("0.03")
 
 
 def test_max_cost_covers_the_whole_fallback_path(cli, fakes):

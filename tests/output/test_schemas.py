@@ -343,7 +343,18 @@ DOCUMENTED = {  # (name, path to an object: `*` an array's items, `0`/`1` a oneO
     ("batch-plan", "not_retried/*"): {"line", "id", "error"},
     ("batch-row", "0"): JOB_KEYS | ROW_KEYS,
     ("batch-row", "1"): {"status"} | ROW_KEYS,
-    ("jobs", "*"): {"job_id", "created", "state", "offer", "prompt", "images", "estimate_usd", "actual_usd", "error"},
+    ("jobs", "*"): {
+        "job_id",
+        "created",
+        "state",
+        "offer",
+        "prompt",
+        "images",
+        "estimate_usd",
+        "actual_usd",
+        "error",
+        "host",
+    },
     ("job", ""): {
         "job_id",
         "created",
@@ -364,7 +375,7 @@ DOCUMENTED = {  # (name, path to an object: `*` an array's items, `0`/`1` a oneO
     ("job", "request"): REQUEST_KEYS | {"constraints"},
     ("job", "tasks/*"): {"attempt", "provider", "client_ref", "provider_job_id", "state", "images", "detail", "sent"},
     ("job", "files/*"): IMAGE_KEYS,
-    ("spend", ""): {"day", "month", "provider", "quality", "total"},
+    ("spend", ""): {"day", "month", "provider", "quality", "machine", "total"},
     ("spend", "total/*"): {"key", "attempts", "images", "estimated_usd", "actual_usd", "in_flight_usd", "drift_pct"},
     ("savings", "savings/*"): {
         "period",

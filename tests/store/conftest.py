@@ -1,5 +1,5 @@
-"""The store tests run against every ledger backend through one fixture: a second backend (the
-team ledger on PostgreSQL) joins by adding itself to BACKENDS and passing the same tests."""
+"""The store tests run against every ledger backend through one fixture: SQLite (a file here) and
+PostgreSQL (a database of its own in the tests' cluster, tests/pg_cluster.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,14 @@ def sqlite_store(path: Path, clock: Clock) -> Ledger:
     return SQLiteLedger(path / "ledger.sqlite", clock=clock)
 
 
-BACKENDS: dict[str, Callable[[Path, Clock], Ledger]] = {"sqlite": sqlite_store}
+def postgres_store(path: Path, clock: Clock) -> Ledger:
+    from imgroute.store.postgres import PostgresLedger
+    from tests.pg_cluster import cluster
+
+    return PostgresLedger(cluster().new_database(), clock=clock, heartbeat=False)
+
+
+BACKENDS: dict[str, Callable[[Path, Clock], Ledger]] = {"sqlite": sqlite_store, "postgres": postgres_store}
 
 
 @pytest.fixture

@@ -83,11 +83,13 @@ def print_jobs(console: Console, rows: list[dict], filtered: bool = False) -> No
     if not rows:
         console.print("no jobs match" if filtered else "no jobs in the ledger yet")
         return
+    machines = len({row.get("host") for row in rows}) > 1  # (a team ledger: which machine ran what)
     columns = [
         Column("job", head=True),
         Column("created", head=True),
         Column("state", head=True),
         Column("offer"),
+        *([Column("machine", drop=3)] if machines else []),
         Column("images", drop=0),
         Column("estimate", drop=2, head=True),
         Column("actual", head=True),
@@ -101,6 +103,7 @@ def print_jobs(console: Console, rows: list[dict], filtered: bool = False) -> No
             row["created"],
             Text(row["state"], style=style),
             row["offer"] or "-",
+            *([row.get("host") or "-"] if machines else []),
             str(row["images"]),
             usd_or_dash(row["estimate_usd"]),
             usd_or_dash(row["actual_usd"]),

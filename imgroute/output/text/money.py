@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rich import box
 from rich.console import Console
 
+from imgroute.money import fmt_usd
 from imgroute.output.text.console import usd_or_dash
 from imgroute.output.text.layout import Column, Grid
 
 
 def print_spend(console: Console, data: dict) -> None:
-    for name in ("day", "month", "provider", "quality", "total"):
+    for name in ("day", "month", "provider", "quality", "machine", "total"):
         rows = data[name]
+        if name == "machine" and len(rows) < 2:  # (one machine's ledger: nothing to tell apart)
+            continue
         columns = [
             Column(name, head=True),
             Column("attempts", "right", drop=0),
@@ -131,7 +136,7 @@ def print_savings(console: Console, data: dict) -> None:
     table = Grid(columns, box=box.SIMPLE_HEAD, show_edge=False)
 
     def money(value) -> str:
-        return f"${value:,.2f}" if value is not None else "-"
+        return fmt_usd(Decimal(str(value)), places=2) if value is not None else "-"  # (-$0.02, not $-0.02)
 
     for row in data["savings"]:
         default = (

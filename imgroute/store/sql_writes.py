@@ -1,4 +1,7 @@
-"""The SQLite ledger's writes, inside one open write transaction (see interface.Transaction).
+"""The ledger's writes in SQL, inside one open write transaction (see interface.Transaction): what
+SQLite and PostgreSQL share. Each backend's transaction class adds what differs (store/sqlite.py,
+store/postgres.py): how an inserted row's id comes back, how a day's committed total grows, what
+serialises two reservations, and how a lease is held.
 
 Order of writes is the point: a task row is committed as `submitting` before its request is sent,
 and the provider's id is committed as soon as it comes back. A crash at any moment leaves a row
@@ -9,16 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
-from typing import cast
+from typing import Any
 
 from imgroute.errors import BudgetRefused
-from imgroute.files import process_alive
 from imgroute.models import AttemptState, JobState, OfferRef, TaskState
-from imgroute.store.migrations import add_committed
+from imgroute.store.interface import MACHINE
 from imgroute.store.periods import PERIODS, committed_cost, local_day, period_reset, period_start
 from imgroute.store.records import Holder, NewJob, Settled
 from imgroute.words import count
@@ -27,12 +27,32 @@ CHARGED_LOST = "settled by hand: charged, its images lost"
 NEVER_CHARGED = "settled by hand: never charged"
 
 
-class SQLiteTransaction:
-    """The writes of one unit of work on a connection inside BEGIN IMMEDIATE (the ledger commits or
-    rolls back when its `transaction()` block ends)."""
+class SQLTransaction:
+    """The writes of one unit of work on a connection inside an open transaction (the ledger commits
+    or rolls back when its `transaction()` block ends). `db` runs SQL with `?` placeholders;
+    `zone` is where budget days are counted (None: this machine's local time)."""
 
-    def __init__(self, db: sqlite3.Connection, clock: Callable[[], float]):
-        self.db, self.clock = db, clock
+    def __init__(self, db: Any, clock: Callable[[], float], zone: dt.tzinfo | None = None):
+        self.db, self.clock, self.zone = db, clock, zone
+
+    # -- what each backend does its own way
+
+    def _insert(self, sql: str, args: tuple) -> int:
+        """Run an INSERT: the new row's id."""
+        raise NotImplementedError
+
+    def add_committed(self, created: float, delta: Decimal) -> None:
+        """Add `delta` to the committed total of the budget day an attempt was made on."""
+        raise NotImplementedError
+
+    def _serialise_reservations(self) -> None:
+        """Called before a cap is checked: no other reservation may check one until this commits."""
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        raise NotImplementedError
+
+    def renew(self, keys: list[str], owner: str, ttl: float) -> None:
+        raise NotImplementedError
 
     # -- jobs
 
@@ -41,9 +61,9 @@ class SQLiteTransaction:
         route = job.route if isinstance(job.route, str) else json.dumps(job.route)
         self.db.execute(  # its "planned" event is written by a trigger (m005)
             "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
-            "name_template, max_cost_usd, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?)",
+            "name_template, max_cost_usd, row_key, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?)",
             (job.id, now, now, job.prompt, json.dumps(job.request), route, job.estimate, job.out_dir,
-             job.name_template, job.max_cost, job.row_key),
+             job.name_template, job.max_cost, job.row_key, MACHINE),
         )  # fmt: skip
 
     def job_state(
@@ -75,22 +95,24 @@ class SQLiteTransaction:
         job_state: str | None = None,
     ) -> int:
         stamp = self.clock()
-        now = dt.datetime.fromtimestamp(stamp)
+        now = dt.datetime.fromtimestamp(stamp, self.zone)
         asked = estimate or Decimal(0)
-        for period, cap in budgets(self.db).items():
-            spent = spent_since(self.db, period_start(period, now).timestamp())
+        caps = budgets(self.db)
+        if caps:
+            self._serialise_reservations()
+        for period, cap in caps.items():
+            spent = spent_since(self.db, period_start(period, now).timestamp(), self.zone)
             if spent + asked > cap:
                 raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
-        add_committed(self.db, stamp, asked)  # in flight: counts at its estimate until settled
+        self.add_committed(stamp, asked)  # in flight: counts at its estimate until settled
         if job_state:
             self.job_state(job_id, job_state)
-        inserted = self.db.execute(
+        return self._insert(
             "INSERT INTO attempts (job_id, seq, provider, model, plan, estimate_usd, breakdown, state, created, "
             "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
             (job_id, seq, offer.provider, offer.model, offer.plan,
              str(estimate) if estimate is not None else None, json.dumps(breakdown), stamp, stamp),
         )  # fmt: skip
-        return cast(int, inserted.lastrowid)  # (an INSERT always sets it)
 
     def attempt_state(
         self,
@@ -114,18 +136,17 @@ class SQLiteTransaction:
         if before is not None:
             created, old_actual, estimate, old_state, old_at_risk = before
             was = committed_cost(old_actual, estimate, old_state, old_at_risk)
-            add_committed(self.db, created, committed_cost(actual or old_actual, estimate, state, at_risk) - was)
+            self.add_committed(created, committed_cost(actual or old_actual, estimate, state, at_risk) - was)
 
     # -- tasks
 
     def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
         now = self.clock()
-        inserted = self.db.execute(
+        return self._insert(
             "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
             "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)",
             (attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
         )
-        return cast(int, inserted.lastrowid)  # (an INSERT always sets it)
 
     def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
         self.db.execute(
@@ -169,35 +190,12 @@ class SQLiteTransaction:
         verified: bool,
     ) -> None:
         self.db.execute(
-            "INSERT INTO files (job_id, task_id, path, sha256, bytes, format, width, height, verified, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, task_id, path, sha256, size, fmt, width, height, int(verified), self.clock()),
+            "INSERT INTO files (job_id, task_id, path, sha256, bytes, format, width, height, verified, created, host) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, task_id, path, sha256, size, fmt, width, height, int(verified), self.clock(), MACHINE),
         )
 
-    # -- leases: one process per job, one per batch row
-
-    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
-        """On one machine a lease is held for as long as its holder's process lives, whatever its
-        expiry says: a dead holder's keys are free at once, a live one's never taken."""
-        now, pid = self.clock(), os.getpid()
-        held = {}
-        for key in keys:
-            row = self.db.execute("SELECT pid, owner FROM claims WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[1] != owner and process_alive(row[0]):
-                held[key] = Holder(owner=row[1], pid=row[0])
-                continue
-            self.db.execute(
-                "INSERT INTO claims (key, pid, owner, at, expires) VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO "
-                "UPDATE SET pid = excluded.pid, owner = excluded.owner, at = excluded.at, expires = excluded.expires",
-                (key, pid, owner, now, now + ttl),
-            )
-        return held
-
-    def renew(self, keys: list[str], owner: str, ttl: float) -> None:
-        expires = self.clock() + ttl
-        self.db.executemany(
-            "UPDATE claims SET expires = ? WHERE key = ? AND owner = ?", [(expires, key, owner) for key in keys]
-        )
+    # -- leases: one process per job, one per batch row (claim and renew: each backend its own)
 
     def release(self, keys: list[str], owner: str) -> None:
         self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(key, owner) for key in keys])
@@ -310,14 +308,14 @@ class SQLiteTransaction:
         return str(Decimal(before or 0) + charge)
 
 
-def budgets(db: sqlite3.Connection) -> dict[str, Decimal]:
+def budgets(db: Any) -> dict[str, Decimal]:
     return {row["period"]: Decimal(row["cap_usd"]) for row in db.execute("SELECT * FROM budgets")}
 
 
-def spent_since(db: sqlite3.Connection, since: float) -> Decimal:
-    """What attempts made on or after the local day of `since` have committed (spent, or in flight
-    at their estimate). Whole days: the budget periods start at local midnight."""
-    rows = db.execute("SELECT committed_usd FROM spend_days WHERE day >= ?", (local_day(since),))
+def spent_since(db: Any, since: float, zone: dt.tzinfo | None = None) -> Decimal:
+    """What attempts made on or after the budget day of `since` have committed (spent, or in flight
+    at their estimate). Whole days: the budget periods start at midnight (local, or in `zone`)."""
+    rows = db.execute("SELECT committed_usd FROM spend_days WHERE day >= ?", (local_day(since, zone),))
     return sum((Decimal(committed) for (committed,) in rows), Decimal(0))
 
 

@@ -1,0 +1,298 @@
+"""The team ledger on PostgreSQL: one ledger, one budget and one set of leases for many machines.
+
+Selected by `ledger: postgresql://...` in config.yaml or IMGROUTE_LEDGER_URL (session.open_ledger);
+psycopg 3 is the `imgroute[postgres]` extra, imported only here. What changes from SQLite, and why:
+
+- Leases expire. A lease is held until its expiry, renewed every quarter of it by a heartbeat
+  thread while this process lives; a dead machine's jobs and batch rows are free once its leases
+  run out. Before each request is sent, the intent's transaction checks that this process still
+  holds the job's lease (`LeaseLost` otherwise): a machine that stalled past its lease never sends
+  for a job another machine has taken over.
+- Caps hold team-wide. A reservation takes a transaction-scoped advisory lock before it reads what
+  the period has committed, so reservations on every machine check the caps one at a time; a day's
+  committed total grows in one statement (NUMERIC), so concurrent changes never lose one another.
+- One clock. Every stamp, lease expiry and budget day is on the database's clock (this machine's
+  clock corrected by the difference measured at connect), so machines whose clocks disagree agree;
+  budget days and months are counted in the ledger's one time zone (UTC unless set).
+- A URL's password is never shown: `redacted(url)` is what errors, `imgroute config` and
+  `imgroute ledger` print.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+import zoneinfo
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from imgroute.errors import ConfigError, LeaseLost
+from imgroute.ledger_url import redacted, scrubbed
+from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, died_here
+from imgroute.store.periods import local_day
+from imgroute.store.postgres_schema import migrate
+from imgroute.store.records import Holder
+from imgroute.store.sql_ledger import GroupedCommits, SQLLedger
+from imgroute.store.sql_writes import SQLTransaction
+
+RESERVATION_LOCK = 7_461_024_002  # pg_advisory_xact_lock key: one cap check at a time, team-wide
+DEFAULT_ZONE = "UTC"
+RETRIED_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: the transaction is run again
+RETRIES = 5
+
+
+# -- the connection: the ledger's SQL on psycopg -------------------------------------------------
+
+
+class _Row(tuple):
+    """A row read by position (unpacking) or by column name, as sqlite3.Row is."""
+
+    _index: ClassVar[Mapping[str, int]] = MappingProxyType({})  # (each row class gets its own)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> Sequence[str]:
+        return list(self._index)
+
+
+_row_classes: dict[tuple[str, ...], type[_Row]] = {}
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+    names = tuple(column.name for column in cursor.description or ())
+    cls = _row_classes.get(names)
+    if cls is None:
+        cls = _row_classes[names] = type("Row", (_Row,), {"_index": {n: i for i, n in enumerate(names)}})
+    return cls
+
+
+class Connection:
+    """psycopg's connection, spoken to as the ledger's SQL is written: `?` placeholders. In
+    autocommit mode: the ledger begins and commits its transactions itself, as it does on SQLite."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self._converted: dict[str, str] = {}
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        if not args:
+            return self.raw.execute(sql)
+        query = self._converted.get(sql)
+        if query is None:  # (no `?` or `%` of ours is inside a literal)
+            query = self._converted[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return self.raw.execute(query, args)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(sql.replace("%", "%%").replace("?", "%s"), rows)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str) -> Connection:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(
+            "the ledger is on PostgreSQL, and psycopg is not installed", "pip install 'imgroute[postgres]'"
+        ) from None
+    try:
+        raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory, application_name="imgroute")
+    except psycopg.Error as exc:
+        raise unreachable(url, exc) from None
+    return Connection(raw)
+
+
+def unreachable(url: str, exc: BaseException) -> ConfigError:
+    said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    said = scrubbed(said, url)
+    return ConfigError(
+        f"the ledger {redacted(url)} cannot be reached ({said})",
+        "check the URL (ledger: in config.yaml, or IMGROUTE_LEDGER_URL) and that the database is up",
+    )
+
+
+# -- writes ----------------------------------------------------------------------------------------
+
+
+class PostgresTransaction(SQLTransaction):
+    def _insert(self, sql: str, args: tuple) -> int:
+        return self.db.execute(sql + " RETURNING id", args).fetchone()[0]
+
+    def add_committed(self, created: float, delta: Decimal) -> None:
+        if delta:
+            self.db.execute(
+                "INSERT INTO spend_days (day, committed_usd) VALUES (?, ?) ON CONFLICT (day) DO UPDATE "
+                "SET committed_usd = spend_days.committed_usd + excluded.committed_usd",
+                (local_day(created, self.zone), delta),
+            )
+
+    def _serialise_reservations(self) -> None:
+        self.db.execute(f"SELECT pg_advisory_xact_lock({RESERVATION_LOCK})")
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """Keys nobody holds, or whose lease ran out, or that are the owner's own, become the
+        owner's until now + ttl; the others are left to their holders: {key: holder}."""
+        if not keys:
+            return {}
+        now, wanted = self.clock(), sorted(set(keys))  # (one order for every machine: no deadlock)
+        taken = self.db.execute(
+            "INSERT INTO claims (key, pid, owner, host, at, expires) SELECT k, ?, ?, ?, ?, ? FROM unnest(?::text[]) "
+            "AS k ON CONFLICT (key) DO UPDATE SET pid = excluded.pid, owner = excluded.owner, host = excluded.host, "
+            "at = excluded.at, expires = excluded.expires WHERE claims.owner = excluded.owner "
+            "OR claims.expires IS NULL OR claims.expires < ? RETURNING key",
+            (os.getpid(), owner, MACHINE, now, now + ttl, wanted, now),
+        ).fetchall()
+        refused = set(wanted) - {key for (key,) in taken}
+        if not refused:
+            return {}
+        rows = self.db.execute(
+            "SELECT key, owner, pid, host FROM claims WHERE key = ANY(?::text[])", (sorted(refused),)
+        ).fetchall()
+        held = {}
+        for key, holder, pid, host in rows:
+            if died_here(holder, pid):  # its process ended on this machine: no need to wait out the lease
+                self.db.execute(
+                    "UPDATE claims SET pid = ?, owner = ?, host = ?, at = ?, expires = ? WHERE key = ? AND owner = ?",
+                    (os.getpid(), owner, MACHINE, now, now + ttl, key, holder),
+                )
+            else:
+                held[key] = Holder(owner=holder, pid=pid, host=host)
+        return held
+
+    def renew(self, keys: list[str], owner: str, ttl: float) -> None:
+        self.db.execute(
+            "UPDATE claims SET expires = ? WHERE key = ANY(?::text[]) AND owner = ?",
+            (self.clock() + ttl, sorted(set(keys)), owner),
+        )
+
+    def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
+        """The intent, once this process is known to still hold the job's lease (else LeaseLost:
+        another machine took the job over while this one stalled, and nothing may be sent)."""
+        (job_id, holder, expires) = self.db.execute(
+            "SELECT attempts.job_id, claims.owner, claims.expires FROM attempts LEFT JOIN claims "
+            "ON claims.key = 'job:' || attempts.job_id WHERE attempts.id = ?",
+            (attempt_id,),
+        ).fetchone()
+        if holder is not None and (holder != PROCESS_OWNER or (expires is not None and expires < self.clock())):
+            raise LeaseLost(job_id, holder)
+        return super().task_submitting(attempt_id, seq, client_ref, images, spec)
+
+
+# -- the ledger ------------------------------------------------------------------------------------
+
+
+class PostgresLedger(SQLLedger):
+    shared_by_machines = True
+    QUALITY = "(jobs.request::json ->> 'quality')"
+    ROWS_OF_BATCH = "row_key LIKE ? || ':%'"
+    TRANSACTION = PostgresTransaction
+
+    def __init__(self, url: str, clock: Callable[[], float] | None = None, heartbeat: bool = True):
+        """`clock`: for tests (else the database's, see the module's docstring); `heartbeat`:
+        renew this process's leases every quarter of LEASE_SECONDS while it lives."""
+        super().__init__()
+        self.url = url
+        self.db = connect(url)
+        self.clock = time.time  # (until the database's is measured, once its tables are there)
+        try:
+            self._retrying(lambda: self._migrate())
+            self.clock = clock or self._database_clock()
+            self.zone = self._zone()
+        except BaseException:
+            self.db.close()
+            raise
+        self._closed = threading.Event()
+        if heartbeat:
+            threading.Thread(target=self._heartbeat, name="imgroute-leases", daemon=True).start()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            migrate(self.db)
+
+    def where(self) -> str:
+        return redacted(self.url)
+
+    def _database_clock(self) -> Callable[[], float]:
+        """This machine's clock, moved to the database's: the offset measured once, halfway through
+        the round trip."""
+        before = time.time()
+        (server,) = self.db.execute("SELECT extract(epoch from clock_timestamp())::float8").fetchone()
+        offset = server - (before + time.time()) / 2
+        return lambda: time.time() + offset
+
+    def _zone(self) -> dt.tzinfo:
+        row = self.db.execute("SELECT value FROM ledger_settings WHERE name = 'timezone'").fetchone()
+        name = row[0] if row else DEFAULT_ZONE
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"the ledger's time zone '{name}' is unknown on this machine",
+                "install the time zone data (tzdata), or set another with `imgroute ledger timezone`",
+            ) from None
+
+    def set_zone(self, name: str) -> None:
+        """The team's time zone for budget days (an IANA name: UTC, Europe/Paris)."""
+        try:
+            zone = zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"unknown time zone '{name}'", "give an IANA name: UTC, Europe/Paris, America/New_York"
+            ) from None
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO ledger_settings (name, value) VALUES ('timezone', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name,),
+            )
+        self.zone = zone
+
+    def commit(self, unsaved) -> None:
+        self._retrying(lambda: SQLLedger.commit(self, unsaved))
+
+    def _retrying(self, run: Callable[[], None]) -> None:
+        """Run a whole transaction again when PostgreSQL gave it up to let another through."""
+        for attempt in range(RETRIES):
+            try:
+                return run()
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) not in RETRIED_SQLSTATES or attempt == RETRIES - 1:
+                    raise
+                time.sleep(0.01 * 2**attempt)
+
+    def _heartbeat(self) -> None:
+        while not self._closed.wait(LEASE_SECONDS / 4):
+            try:
+                with self.transaction() as tx:
+                    tx.db.execute(
+                        "UPDATE claims SET expires = ? WHERE owner = ?", (self.clock() + LEASE_SECONDS, PROCESS_OWNER)
+                    )
+            except Exception:  # (the connection is gone: the process is closing, or the next write says so)
+                if self._closed.is_set():
+                    return
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self.db.close()
+
+    def hosts(self) -> dict[str, int]:
+        """Jobs by the machine that made them."""
+        rows = self._read("SELECT COALESCE(host, '?'), COUNT(*) FROM jobs GROUP BY 1 ORDER BY 2 DESC")
+        return {host: n for host, n in rows}
+
+
+class SharedPostgresLedger(GroupedCommits, PostgresLedger):
+    """PostgresLedger for many threads: commits grouped (sql_ledger.GroupedCommits)."""
+
+    def commit(self, unsaved) -> None:
+        self._retrying(lambda: GroupedCommits.commit(self, unsaved))

@@ -1,0 +1,302 @@
+"""What the ledger backends share, in SQL: the reads, a transaction's frame, and commits grouped
+for a door's many threads. A backend (store/sqlite.py, store/postgres.py) brings its connection (one
+that runs SQL with `?` placeholders and rows read by column name or position), its transaction
+class, how it begins a write transaction, and the two expressions its SQL spells its own way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from imgroute.models import UNFINISHED_JOB_STATES, JobState
+from imgroute.store.interface import Unsaved
+from imgroute.store.periods import day_start
+from imgroute.store.records import (
+    AttemptRecord,
+    EventRecord,
+    FileRecord,
+    JobRecord,
+    RowJob,
+    SpendRow,
+    TaskRecord,
+    money,
+)
+from imgroute.store.sql_writes import SQLTransaction, budgets, spent_since
+
+
+class SQLLedger:
+    """A ledger on one connection (`db`), written through `transaction()` under its lock."""
+
+    BEGIN: ClassVar[str] = "BEGIN"  # how a write transaction starts
+    shared_by_machines: ClassVar[bool] = False  # a team ledger: rows claimed one by one, leases expire
+    QUALITY: ClassVar[str]  # a job's requested quality, from its JSON request
+    ROWS_OF_BATCH: ClassVar[str]  # jobs whose row_key is `?` (a batch's label), ':', a row
+    TRANSACTION: ClassVar[type[SQLTransaction]]
+
+    db: Any
+    clock: Callable[[], float]
+    zone: dt.tzinfo | None = None  # where budget days are counted (None: local time)
+
+    def __init__(self) -> None:
+        # Writers (and a GroupedCommits ledger's readers) queue here: one thread at a time uses the
+        # connection, so a transaction never takes in another thread's statements.
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLTransaction]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._lock:
+            self.db.execute(self.BEGIN)
+            try:
+                yield self.TRANSACTION(self.db, self.clock, self.zone)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def commit(self, unsaved: Unsaved) -> None:
+        if unsaved:
+            with self.transaction() as tx:
+                unsaved.replay_into(tx)
+            unsaved.clear()
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
+        return self.db.execute(sql, args).fetchall()
+
+    # -- jobs
+
+    def job(self, job_id: str) -> JobRecord | None:
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.of(rows[0]) if rows else None
+
+    def find_job(self, prefix: str) -> list[JobRecord]:
+        rows = self._read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created", (prefix + "%",))
+        return [JobRecord.of(row) for row in rows]
+
+    def jobs(
+        self,
+        states: tuple[str, ...] = (),
+        provider: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+    ) -> list[JobRecord]:
+        sql = [
+            "SELECT jobs.*, (SELECT provider || '/' || model FROM attempts WHERE job_id = jobs.id "
+            "ORDER BY seq DESC LIMIT 1) AS offer, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id) AS images "
+            "FROM jobs WHERE 1=1"
+        ]
+        args: list[Any] = []
+        if states:
+            sql.append(f"AND state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if provider:  # a provider (kie) or an offer (piapi/gpt-image-2-preview)
+            name, _, model = provider.partition("/")
+            sql.append("AND EXISTS (SELECT 1 FROM attempts WHERE job_id = jobs.id AND provider = ?")
+            sql.append("AND model = ?)" if model else ")")
+            args.extend([name, model] if model else [name])
+        if since is not None:
+            sql.append("AND created >= ?")
+            args.append(since)
+        if until is not None:
+            sql.append("AND created < ?")
+            args.append(until)
+        sql.append("ORDER BY created DESC LIMIT ?")
+        args.append(limit)
+        return [JobRecord.of(row) for row in self._read(" ".join(sql), args)]
+
+    def jobs_for_rows(self, label: str) -> dict[str, RowJob]:
+        assert label.isalnum(), label  # nothing GLOB or LIKE would read as a pattern
+        rows = self._read(
+            "SELECT row_key, id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), "
+            f"out_dir FROM jobs WHERE {self.ROWS_OF_BATCH} ORDER BY created",
+            (label,),
+        )
+        return {  # later jobs of a row replace earlier ones
+            key: RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
+            for key, job_id, state, code, error, n, out in rows
+        }
+
+    def row_job(self, key: str) -> RowJob | None:
+        """The latest job of one batch row (`label:row`)."""
+        rows = self._read(
+            "SELECT id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), out_dir "
+            "FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1",
+            (key,),
+        )
+        if not rows:
+            return None
+        job_id, state, code, error, n, out = rows[0]
+        return RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
+
+    def lease_expiries(self, keys: list[str]) -> dict[str, float | None]:
+        """The leases held on these keys: when each runs out (keys nobody holds are absent)."""
+        marks = ",".join("?" * len(keys))
+        return {
+            key: expires for key, expires in self._read(f"SELECT key, expires FROM claims WHERE key IN ({marks})", keys)
+        }
+
+    def attempts(self, job_id: str) -> list[AttemptRecord]:
+        rows = self._read("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [AttemptRecord.of(row) for row in rows]
+
+    def tasks(self, job_id: str) -> list[TaskRecord]:
+        rows = self._read(
+            "SELECT tasks.*, attempts.provider, attempts.seq AS attempt_seq "
+            "FROM tasks JOIN attempts ON attempts.id = attempt_id "
+            "WHERE attempts.job_id = ? ORDER BY attempts.seq, tasks.seq",
+            (job_id,),
+        )
+        return [TaskRecord.of(row) for row in rows]
+
+    def files(self, job_id: str) -> list[FileRecord]:
+        return [FileRecord.of(row) for row in self._read("SELECT * FROM files WHERE job_id = ? ORDER BY id", (job_id,))]
+
+    def events(self, job_id: str) -> list[EventRecord]:
+        rows = self._read("SELECT at, state, detail FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [EventRecord(at=at, state=state, detail=detail) for at, state, detail in rows]
+
+    def unfinished(self) -> list[JobRecord]:
+        marks = ",".join("?" * len(UNFINISHED_JOB_STATES))
+        rows = self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", UNFINISHED_JOB_STATES)
+        return [JobRecord.of(row) for row in rows]
+
+    # -- money
+
+    def spent_since(self, since: float) -> Decimal:
+        return spent_since(self.db, since, self.zone)
+
+    def budgets(self) -> dict[str, Decimal]:
+        return budgets(self.db)
+
+    def spend_rows(self, since: float | None = None) -> list[SpendRow]:
+        rows = self._read(
+            "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
+            "attempts.at_risk_usd, jobs.host, "
+            f"{self.QUALITY} AS quality, "
+            "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
+            " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
+            (since or 0,),
+        )
+        return [
+            SpendRow(
+                created=row["created"],
+                provider=row["provider"],
+                model=row["model"],
+                quality=row["quality"],
+                state=row["state"],
+                estimate=money(row["estimate_usd"]),
+                actual=money(row["actual_usd"]),
+                images=row["images"],
+                at_risk=money(row["at_risk_usd"]),
+                host=row["host"],
+            )
+            for row in rows
+        ]
+
+    def at_risk_since(self, since: float) -> Decimal:
+        """What attempts made on or after the budget day of `since` may have been charged for requests
+        that failed without saying (counted in `spent_since` until settled)."""
+        rows = self._read(
+            "SELECT at_risk_usd FROM attempts WHERE at_risk_usd IS NOT NULL AND created >= ?",
+            (day_start(since, self.zone),),
+        )
+        return sum((Decimal(amount) for (amount,) in rows), Decimal(0))
+
+
+class _Waiting:
+    """A job's writes waiting to be committed with those of other jobs (GroupedCommits.commit)."""
+
+    __slots__ = ("unsaved", "done", "error")
+
+    def __init__(self, unsaved: Unsaved):
+        self.unsaved = unsaved
+        self.done = False
+        self.error: Exception | None = None
+
+
+class GroupedCommits(SQLLedger):
+    """One ledger for the threads of a batch's scheduler (or a server), which take turns advancing
+    many jobs (mixed in before a backend's ledger: `class SharedLedger(GroupedCommits, SQLiteLedger)`).
+
+    One connection, taken by one thread at a time: a job's transaction never takes in another's
+    statements, and one page cache serves every job (a connection per thread re-read the pages
+    each other connection had written).
+
+    Commits are grouped: the jobs whose writes wait while one commit runs are committed together by
+    the next, each in a savepoint of its own (one job's refusal, a budget cap, undoes its writes
+    alone), with one BEGIN, one COMMIT and one sync for all. A caller returns only once its own
+    writes are committed, so the journal-before-send rule is kept for each job: a burst of
+    submits no longer waits in line for a commit each."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._waiting: list[_Waiting] = []
+        self._waiting_lock = threading.Lock()  # (held only to add to or take the list)
+        self.commits = 0  # transactions committed by `commit`, for tests and benchmarks
+
+    def commit(self, unsaved: Unsaved) -> None:
+        if not unsaved:
+            return
+        mine = _Waiting(unsaved)
+        with self._waiting_lock:
+            self._waiting.append(mine)
+        with self._lock:
+            if not mine.done:  # (else the commit before this one took it in)
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._commit_group(group, mine)
+        if mine.error is not None:
+            raise mine.error
+        unsaved.clear()
+
+    def _commit_group(self, group: list[_Waiting], mine: _Waiting) -> None:
+        """Under the lock: one transaction, a savepoint for each job's writes (none for a job alone:
+        the transaction is its own). `mine`: the caller's."""
+        try:
+            with self.transaction() as tx:
+                if len(group) == 1:
+                    mine.unsaved.replay_into(tx)  # (its failure rolls the transaction back, and is raised)
+                else:
+                    for waiting in group:
+                        self._replay_alone(waiting, tx)
+        except BaseException:  # (Ctrl-C, a failing disk) nothing of the group is committed: the
+            others = [waiting for waiting in group if waiting is not mine]  # others' writes wait again
+            for waiting in others:
+                waiting.error = None
+            with self._waiting_lock:
+                self._waiting[:0] = others
+            raise
+        self.commits += 1
+        for waiting in group:
+            waiting.done = True  # (only once COMMIT has returned)
+
+    def _replay_alone(self, waiting: _Waiting, tx: SQLTransaction) -> None:
+        """One job's writes in a savepoint: its own refusal (or failure) undoes them alone."""
+        self.db.execute("SAVEPOINT job")
+        try:
+            waiting.unsaved.replay_into(tx)
+        except Exception as exc:
+            self.db.execute("ROLLBACK TO job")
+            waiting.error = exc
+        self.db.execute("RELEASE job")
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
+        with self._lock:
+            return super()._read(sql, args)
+
+    def spent_since(self, since: float) -> Decimal:
+        with self._lock:
+            return super().spent_since(since)
+
+    def budgets(self) -> dict[str, Decimal]:
+        with self._lock:
+            return super().budgets()
