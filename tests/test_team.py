@@ -129,3 +129,22 @@ def test_machines_racing_for_the_last_dollars_never_pass_the_cap(fakes, tmp_path
         proc.communicate(timeout=120)
     assert fakes["kie"].charges == 3
     assert ledger.spent_since(ledger.clock()) == Decimal("0.09") <= Decimal("0.10")
+
+
+def test_a_providers_limits_hold_for_every_machine_on_its_account(fakes, tmp_path, team_url):
+    """OpenAI allows this account 2 generations at once: two machines, each allowed 2 by its own
+    limits, never have more than 2 at the provider together."""
+    fakes["openai"].job_seconds = 0.4
+    procs = []
+    for name in ("one", "two"):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(json.dumps({"prompt": f"{name} {i}", "provider": "openai", "quality": "low"})
+                                  for i in range(4)))  # fmt: skip
+        env = machine(name, tmp_path / name, IMGROUTE_TIME_SCALE="1")
+        (tmp_path / name / "config.yaml").write_text("limits:\n  openai: {concurrency: 2, per_minute: 60000}\n")
+        procs.append(batch(path, tmp_path / f"{name}-out", env))
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert fakes["openai"].charges == 8
+    assert fakes["openai"].peak_in_flight == 2  # not 4

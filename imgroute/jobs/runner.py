@@ -64,11 +64,14 @@ from imgroute.output.report import route_text
 from imgroute.pricing.costs import Assessment, assess
 from imgroute.pricing.router import Quote, Route
 from imgroute.providers.base import Adapter
+from imgroute.providers.registry import limits_of
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
 from imgroute.store.records import NewJob
 
 if TYPE_CHECKING:
     from imgroute.session import Services
+
+TEAM_SLOT_LOOK_S = 0.5  # how often a job waiting for a slot another machine holds looks again
 
 
 class JobRunner(Resume):
@@ -90,6 +93,7 @@ class JobRunner(Resume):
         self.clock = clock
         self.on_event = options.on_event or (lambda event: None)
         self.slots = services.slots  # batch, serve: per-provider slots and submit spacing
+        self.settings = services.settings  # (a team ledger: the limits every machine shares)
         self.timing = services.timing  # poll schedules learned from the jobs already finished
         self.observations = services.observations  # sizes delivered, each offer's record, prepaid credits used
         self.job: JobRun | None = None
@@ -345,10 +349,27 @@ class JobRunner(Resume):
             return self._abandoned(report, stopped)
         finally:
             self.slots.release(account)
+            if self.ledger.shared_by_machines:
+                self.ledger.release_lane(account, job.id)
         if attempt is None:  # trouble before anything was journaled (an upload): nothing to settle
             trouble = report._replace(state=AttemptState.TROUBLE, error=str(outcome.trouble))
             return AttemptEnd(report=trouble, images=(), actual=None, source=None, error=None, status=JobState.FAILED)
         return (yield from self._collect(job, attempt, tasks, stuck, outcome))
+
+    def _team_lane(self, job: JobRun, account: str) -> Steps:
+        """(A team ledger) the provider account's limits are every machine's together: wait for one
+        of its slots (held until the attempt ends) and for this submit's booked moment. A stop ends
+        the wait (the send is then refused by `_may_send`)."""
+        if not self.ledger.shared_by_machines:
+            return
+        concurrency, per_minute = self.registry.limits(self.settings.limits).get(limits_of(account), (None, None))
+        spacing = 60.0 / per_minute if per_minute else None
+        while (wait := self.ledger.take_lane(account, job.id, concurrency, spacing)) is None:
+            if self.stopping():
+                return
+            yield Pause(TEAM_SLOT_LOOK_S, scaled=True, before_send=True)
+        if wait > 0:
+            yield Pause(wait, scaled=False, before_send=True)
 
     @staticmethod
     def _abandoned(report: AttemptReport, stopped: Cancelled) -> AttemptEnd:
@@ -380,6 +401,7 @@ class JobRunner(Resume):
                 delay = self.slots.submit_delay(account)
                 if delay > 0:
                     yield Pause(delay, scaled=False, before_send=True)  # a stop ends this wait at once
+                yield from self._team_lane(job, account)
                 if not self._may_send():
                     if attempt is None:
                         raise Cancelled("stopped before this job was sent")

@@ -68,11 +68,19 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
             response = dry_run_response(gateway, call)
             discard_inputs(call.inputs)
             return response
+        key = request.headers.get("idempotency-key")
+        if key is not None:
+            found = await asyncio.to_thread(gateway.idempotency, key, call)
+            if found.verdict != "new":
+                discard_inputs(call.inputs)
+                return await asyncio.to_thread(keyed_answer, gateway, found, call)
         gone = asyncio.ensure_future(disconnected(request))
-        try:
-            served, joined = await gateway.run(call, tries_before(request), gone)
-        finally:
+        try:  # (under a key, a request of its own: the key, not its content, says what it repeats)
+            served, joined = await gateway.run(call, 0 if key is not None else tries_before(request), gone)
+        finally:  # (a handler cancelled here leaves its key taken until this process ends: never paid twice)
             gone.cancel()
+        if key is not None:
+            await asyncio.to_thread(gateway.idempotency_end, key, served)
         response = job_response(served, call, joined)
         log_line(request.method, request.url.path, response.status_code, served, started, joined)
         return response
@@ -296,6 +304,40 @@ def headers(served: Served, joined: bool) -> dict:
     return out
 
 
+def keyed_answer(gateway: Gateway, found, call):
+    """A request whose Idempotency-Key was seen before: refused when it came with another request,
+    409 (retry later) while its job runs, else its job's answer, its images read from the output
+    folder (when this replica can read them: the replicas share one), else 409 naming the job and
+    the replica that has them. Nothing is sent to any provider."""
+    where = f"job {found.job_id} on {found.host}" if found.job_id else f"a request on {found.host}"
+    if found.verdict == "reused":
+        return error_response(HttpError(
+            400, "This Idempotency-Key was used with a different request; use a new key for a new request.",
+            "invalid_request_error", "idempotency_key_reused", retry=False,
+        ))  # fmt: skip
+    if found.verdict == "running":
+        return error_response(HttpError(
+            409, f"A request with this Idempotency-Key is in progress ({where}); retry later for its answer.",
+            "invalid_request_error", "idempotency_in_progress", retry=True,
+        ))  # fmt: skip
+    served = gateway.recorded(found.job_id)
+    result = served.result
+    assert result is not None, "an ended job's record"
+    if served.error is not None:
+        return error_response(HttpError(
+            409, f"The request with this Idempotency-Key ended without its images ({where}): {served.error.message}",
+            "invalid_request_error", "idempotency_failed", retry=False,
+        ), served)  # fmt: skip
+    found_here = [gateway.found_here(image) for image in result.images]
+    if None in found_here:
+        return error_response(HttpError(
+            409, f"The request with this Idempotency-Key ended ({where}); its images are on {found.host}, "
+            "not in this server's output folder (give the replicas one shared output folder to have them answered here).",
+            "invalid_request_error", "idempotency_elsewhere", retry=False,
+        ))  # fmt: skip
+    return job_response(served._replace(result=result._replace(images=tuple(found_here))), call, joined=True)
+
+
 def http_error(served: Served, call=None) -> HttpError:
     """An imgroute error as OpenAI's status, type and code, and whether a retry is safe. An edit's
     uploads are named as the client named them (the server's paths are its own business)."""
@@ -362,8 +404,8 @@ def error_response(exc: HttpError, served: Served | None = None):
     extra = (
         headers(served, False) if served is not None and served.result is not None else {"x-request-id": _request_id()}
     )
-    if exc.retry is False:
-        extra["x-should-retry"] = "false"
+    if exc.retry is not None:
+        extra["x-should-retry"] = "true" if exc.retry else "false"
     if served is not None and served.result is not None:
         body["imgroute"] = report(served, False)
     return JSONResponse(body, status_code=exc.status, headers=extra)

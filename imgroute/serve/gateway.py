@@ -20,6 +20,7 @@ from imgroute import api, policy
 from imgroute.errors import ImgrouteError
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
 from imgroute.serve.params import ImageCall
+from imgroute.store.records import Idempotent
 from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
@@ -136,6 +137,47 @@ class Gateway:
         running.future.add_done_callback(ended)
         self._start(call, running)
         return await self._answer(call, running, gone), False
+
+    # -- Idempotency-Key: one key, one job, for a day, on every replica sharing the ledger
+
+    def idempotency(self, key: str, call: ImageCall) -> Idempotent:
+        """(Blocking: the ledger.) What the key names; taken for this request when it is new."""
+        from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER
+
+        with self.services.ledger.transaction() as tx:
+            return tx.idempotency(key, call.identity, PROCESS_OWNER, LEASE_SECONDS)
+
+    def idempotency_end(self, key: str, served: Served) -> None:
+        """(Blocking: the ledger.) The key's request has its answer: the key now names its job, or,
+        when nothing was sent (refused, or stopped first), nothing: the request may be sent again."""
+        from imgroute.store.interface import PROCESS_OWNER
+
+        paid = served.result is not None and (not cancelled(served) or served.sent)
+        with self.services.ledger.transaction() as tx:
+            tx.idempotency_end(key, served.result.job_id if paid and served.result else None, PROCESS_OWNER)
+
+    def recorded(self, job_id: str) -> Served:
+        """(Blocking: the ledger.) An ended job as the ledger has it, for a repeated key."""
+        from imgroute.jobs.resume import recorded_result
+
+        record = self.services.ledger.job(job_id)
+        error = None
+        if record is not None and record.state != JobState.SUCCEEDED:
+            error = ImgrouteError(f"job {job_id} ended {record.state}: {record.error or 'no images'}")
+        return Served(result=recorded_result(self.services.ledger, job_id), error=error, planned=None)
+
+    def found_here(self, image):
+        """An image of a job another replica ran, where this one can read it: at its recorded path,
+        or under this server's output folder by its name when the replicas mount one shared folder
+        at different paths (its checksum is checked then). None: not here."""
+        import hashlib
+
+        if Path(image.path).is_file():
+            return image
+        mine = self.out_dir / Path(image.path).name
+        if mine.is_file() and hashlib.sha256(mine.read_bytes()).hexdigest() == image.sha256:
+            return image._replace(path=mine)
+        return None
 
     def stop(self) -> None:
         """The server was told to stop (Ctrl-C, SIGTERM): no job sends anything it has not sent

@@ -29,6 +29,7 @@ from imgroute.store.records import (
     EventRecord,
     FileRecord,
     Holder,
+    Idempotent,
     JobRecord,
     NewJob,
     RowJob,
@@ -179,6 +180,11 @@ class Transaction(Protocol):
 
     def set_budget(self, period: str, cap: Decimal | None) -> None: ...
 
+    def idempotency(self, key: str, fingerprint: str, owner: str, ttl: float) -> Idempotent:
+        """serve's Idempotency-Key: what it names (records.Idempotent), taken when new."""
+
+    def idempotency_end(self, key: str, job_id: str | None, owner: str) -> None: ...
+
 
 P = ParamSpec("P")
 
@@ -219,6 +225,12 @@ class Ledger(Protocol):
 
     def commit(self, unsaved: Unsaved) -> None:
         """Commit the writes kept in `unsaved` in one transaction, then clear it."""
+
+    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+        """(A team ledger) a slot of a provider account shared by every machine, and the booked
+        moment of its next submit: None (none free: ask again) or seconds to wait before sending."""
+
+    def release_lane(self, account: str, holder: str) -> None: ...
 
     def close(self) -> None: ...
 

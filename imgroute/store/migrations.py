@@ -180,6 +180,16 @@ def m009_machines(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE files ADD COLUMN host TEXT")
 
 
+def m010_idempotency(db: sqlite3.Connection) -> None:
+    """serve's Idempotency-Key: one key, one job, for a day (on a team ledger, for every replica);
+    and when each provider account's next submit may go (a team ledger's machines share it)."""
+    db.execute(
+        "CREATE TABLE idempotency (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, job_id TEXT, host TEXT NOT NULL, "
+        "created REAL NOT NULL)"
+    )
+    db.execute("CREATE TABLE lanes (account TEXT PRIMARY KEY, next_at REAL NOT NULL)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -192,6 +202,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_possibly_charged,
     m008_leases,
     m009_machines,
+    m010_idempotency,
 )
 
 

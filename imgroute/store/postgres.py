@@ -269,6 +269,39 @@ class PostgresLedger(SQLLedger):
                     raise
                 time.sleep(0.01 * 2**attempt)
 
+    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+        """A provider account's limits hold for every machine using it: its slots are leases
+        (`slot:ACCOUNT:HOLDER`, renewed with this process's others, gone with a dead machine), and
+        its submits are booked one after the other at its spacing, under a lock of the account's
+        own (machines on other accounts never wait for it)."""
+        key, prefix = f"slot:{account}:{holder}", f"slot:{account}:"
+        with self.transaction() as tx:
+            self.db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"lane:{account}",))
+            now = self.clock()
+            mine = self.db.execute("SELECT 1 FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER)).fetchone()
+            if mine is None:
+                if concurrency:
+                    (held,) = self.db.execute(
+                        "SELECT COUNT(*) FROM claims WHERE starts_with(key, ?) AND expires >= ?", (prefix, now)
+                    ).fetchone()
+                    if held >= concurrency:
+                        return None
+                tx.claim([key], PROCESS_OWNER, LEASE_SECONDS)
+            if not spacing:
+                return 0.0
+            row = self.db.execute("SELECT next_at FROM lanes WHERE account = ?", (account,)).fetchone()
+            at = max(now, row[0] if row else now)
+            self.db.execute(
+                "INSERT INTO lanes (account, next_at) VALUES (?, ?) ON CONFLICT (account) DO UPDATE "
+                "SET next_at = excluded.next_at",
+                (account, at + spacing),
+            )
+            return at - now
+
+    def release_lane(self, account: str, holder: str) -> None:
+        with self.transaction() as tx:
+            tx.release([f"slot:{account}:{holder}"], PROCESS_OWNER)
+
     def _heartbeat(self) -> None:
         while not self._closed.wait(LEASE_SECONDS / 4):
             try:

@@ -174,6 +174,14 @@ def m009_machines(db: Any) -> None:
     )
 
 
+def m010_idempotency(db: Any) -> None:
+    db.execute(
+        "CREATE TABLE idempotency (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, job_id TEXT, host TEXT NOT NULL, "
+        "created DOUBLE PRECISION NOT NULL)"
+    )
+    db.execute("CREATE TABLE lanes (account TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)")
+
+
 Migration = Callable[[Any], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -186,6 +194,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m007_possibly_charged,
     m008_leases,
     m009_machines,
+    m010_idempotency,
 )
 
 

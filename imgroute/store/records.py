@@ -254,3 +254,13 @@ class Holder(NamedTuple):
     def __str__(self) -> str:
         said = f"pid {self.pid}" if self.pid is not None else self.owner
         return f"{said} on {self.host}" if self.host else said
+
+
+class Idempotent(NamedTuple):
+    """What a request's Idempotency-Key found in the ledger (serve): `verdict` is "new" (this
+    request runs the key's job), "reused" (the key came with another request), "running" (its job
+    runs, on this replica or another), or "ended"; with the key's job and the machine it ran on."""
+
+    verdict: str
+    job_id: str | None = None
+    host: str | None = None

@@ -62,6 +62,15 @@ class SQLLedger:
                 raise
             self.db.execute("COMMIT")
 
+    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+        """A provider account's limits across machines, before a submit: None (wait: its machines
+        hold every slot), or the seconds until this submit may go (booked). One machine's ledger
+        leaves the limits to its process (batches.scheduler.Limits): go at once."""
+        return 0.0
+
+    def release_lane(self, account: str, holder: str) -> None:
+        """Give back `holder`'s slot of the account (its attempt is done with the provider)."""
+
     def commit(self, unsaved: Unsaved) -> None:
         if unsaved:
             with self.transaction() as tx:

@@ -17,12 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 from imgroute.errors import BudgetRefused
-from imgroute.models import AttemptState, JobState, OfferRef, TaskState
+from imgroute.models import UNFINISHED_JOB_STATES, AttemptState, JobState, OfferRef, TaskState
 from imgroute.store.interface import MACHINE
 from imgroute.store.periods import PERIODS, committed_cost, local_day, period_reset, period_start
-from imgroute.store.records import Holder, NewJob, Settled
+from imgroute.store.records import Holder, Idempotent, NewJob, Settled
 from imgroute.words import count
 
+IDEMPOTENCY_SECONDS = 24 * 3600  # how long an Idempotency-Key names its one job
 CHARGED_LOST = "settled by hand: charged, its images lost"
 NEVER_CHARGED = "settled by hand: never charged"
 
@@ -199,6 +200,45 @@ class SQLTransaction:
 
     def release(self, keys: list[str], owner: str) -> None:
         self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(key, owner) for key in keys])
+
+    # -- serve's idempotency keys
+
+    def idempotency(self, key: str, fingerprint: str, owner: str, ttl: float) -> Idempotent:
+        """Look a request's Idempotency-Key up, taking it when it is new (or its day is over, or the
+        replica that took it died before its job began): see records.Idempotent. While its request
+        runs, the key's lease (`idem:KEY`) is held by `owner`, renewed as its other leases are."""
+        now, lease = self.clock(), f"idem:{key}"
+        self.db.execute("DELETE FROM idempotency WHERE key = ? AND created < ?", (key, now - IDEMPOTENCY_SECONDS))
+        taken = self.db.execute(
+            "INSERT INTO idempotency (key, fingerprint, host, created) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING",
+            (key, fingerprint, MACHINE, now),
+        )
+        if taken.rowcount == 1:
+            self.claim([lease], owner, ttl)
+            return Idempotent("new")
+        theirs, job_id, host = self.db.execute(
+            "SELECT fingerprint, job_id, host FROM idempotency WHERE key = ?", (key,)
+        ).fetchone()
+        if theirs != fingerprint:
+            return Idempotent("reused", job_id, host)
+        if job_id is None:  # its request is under way, unless the replica that took it is gone
+            holder = self.db.execute("SELECT owner FROM claims WHERE key = ?", (lease,)).fetchone()
+            if (holder is not None and holder[0] == owner) or self.claim([lease], owner, ttl):
+                return Idempotent("running", None, host)
+            self.db.execute("UPDATE idempotency SET host = ?, created = ? WHERE key = ?", (MACHINE, now, key))
+            return Idempotent("new")
+        (state,) = self.db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Idempotent("running" if state in UNFINISHED_JOB_STATES else "ended", job_id, host)
+
+    def idempotency_end(self, key: str, job_id: str | None, owner: str) -> None:
+        """The key's request has its answer: its job (None: no job was paid for, and the key is free
+        for the request to be sent again)."""
+        if job_id is None:
+            self.db.execute("DELETE FROM idempotency WHERE key = ?", (key,))
+        else:
+            self.db.execute("UPDATE idempotency SET job_id = ? WHERE key = ?", (job_id, key))
+        self.release([f"idem:{key}"], owner)
 
     # -- budgets
 

@@ -224,3 +224,15 @@ def test_a_dead_process_of_this_machine_loses_its_lease_at_once(url):
     ledger.db.execute("UPDATE claims SET owner = 'elsewhere' WHERE key = 'job:b'")  # (another machine's)
     with ledger.transaction() as tx:
         assert list(tx.claim(["job:b"], "next", 600)) == ["job:b"]  # waits out its lease
+
+
+def test_a_provider_accounts_slots_and_pace_are_shared_by_every_machine_and_no_other(url):
+    clock = Clock()
+    one, two = team(url, clock), team(url, clock)
+    assert one.take_lane("kie@aaa", "job-1", 2, 1.0) == 0.0
+    assert two.take_lane("kie@aaa", "job-2", 2, 1.0) == 1.0  # its submit is booked a second later
+    assert two.take_lane("kie@aaa", "job-3", 2, 1.0) is None  # both slots held: wait
+    assert two.take_lane("kie@bbb", "job-3", 2, 1.0) == 0.0  # another account: its own slots and pace
+    one.release_lane("kie@aaa", "job-1")
+    clock.advance(5)
+    assert two.take_lane("kie@aaa", "job-3", 2, 1.0) == 0.0
