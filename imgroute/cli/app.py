@@ -93,6 +93,7 @@ COMMAND_MODULES = {
     "plans": "imgroute.cli.plans",
     "schema": "imgroute.cli.schema",
     "config": "imgroute.cli.config",
+    "ledger": "imgroute.cli.ledger",
 }
 
 

@@ -24,7 +24,7 @@ def check_batch(ledger: Ledger, total: Decimal, total_cap: Decimal | None, now: 
             f"the batch is estimated at {fmt_usd(total)}, over {named('max_total')} {fmt_usd(total_cap)}",
             f"raise {named('max_total')}, or run fewer rows",
         )
-    now = now or dt.datetime.now()
+    now = now or dt.datetime.fromtimestamp(ledger.clock(), ledger.zone)  # (a team ledger: its clock, its zone)
     for period, cap in ledger.budgets().items():
         left = cap - ledger.spent_since(period_start(period, now).timestamp())
         if total > left:
@@ -39,7 +39,7 @@ def cap_states(ledger: Ledger, now: dt.datetime | None = None) -> list[dict]:
     """Per period: {period, cap, spent, possibly_charged, left, resets}, Decimal amounts (None: no
     cap). `spent` counts what is in flight and what failed requests may have been charged (until
     settled); `possibly_charged` is that last part."""
-    now = now or dt.datetime.now()
+    now = now or dt.datetime.fromtimestamp(ledger.clock(), ledger.zone)  # (a team ledger: its clock, its zone)
     caps = ledger.budgets()
     states = []
     for period in PERIODS:

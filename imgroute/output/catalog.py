@@ -8,6 +8,7 @@ from typing import NamedTuple
 from imgroute.output.batches import BATCH_PLAN, BATCH_ROW
 from imgroute.output.jobs import DRY_RUN, JOB, JOB_DETAILS, JOB_LISTING
 from imgroute.output.keys import KEYS, KEYS_CHECK
+from imgroute.output.ledger import LEDGER, LEDGER_COPY
 from imgroute.output.money import ADVICE, BUDGET, PLANS, SAVINGS, SPEND
 from imgroute.output.offers import PRICING, PROVIDERS
 from imgroute.output.quotes import ROUTE
@@ -119,6 +120,18 @@ SHAPES = {
             command="imgroute config --json",
             summary="each setting in effect and where it comes from",
             schema=CONFIG,
+        ),
+        Shape(
+            name="ledger",
+            command="imgroute ledger show --json",
+            summary="which ledger this machine writes to, and who uses it",
+            schema=LEDGER,
+        ),
+        Shape(
+            name="ledger-copy",
+            command="imgroute ledger copy --json",
+            summary="what a copy into a team ledger moved",
+            schema=LEDGER_COPY,
         ),
     )
 }

@@ -332,7 +332,7 @@ def keyed_answer(gateway: Gateway, found, call):
     if None in found_here:
         return error_response(HttpError(
             409, f"The request with this Idempotency-Key ended ({where}); its images are on {found.host}, "
-            "not in this server's output folder (give the replicas one shared output folder to have them answered here).",
+            "not in this server's output folder (give the replicas one shared output folder to answer it anywhere).",
             "invalid_request_error", "idempotency_elsewhere", retry=False,
         ))  # fmt: skip
     return job_response(served._replace(result=result._replace(images=tuple(found_here))), call, joined=True)

@@ -318,10 +318,8 @@ class PostgresLedger(SQLLedger):
         with self._lock:
             self.db.close()
 
-    def hosts(self) -> dict[str, int]:
-        """Jobs by the machine that made them."""
-        rows = self._read("SELECT COALESCE(host, '?'), COUNT(*) FROM jobs GROUP BY 1 ORDER BY 2 DESC")
-        return {host: n for host, n in rows}
+    def schema_version(self) -> int:
+        return self._read("SELECT version FROM schema_version")[0][0]
 
 
 class SharedPostgresLedger(GroupedCommits, PostgresLedger):

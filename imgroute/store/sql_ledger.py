@@ -134,6 +134,16 @@ class SQLLedger:
             for key, job_id, state, code, error, n, out in rows
         }
 
+    def machines(self) -> dict[str | None, int]:
+        """Jobs by the machine that made them (None: before ledgers recorded it), most first."""
+        return dict(self._read("SELECT host, COUNT(*) FROM jobs GROUP BY host ORDER BY COUNT(*) DESC, host"))
+
+    def leases_by_machine(self) -> dict[str | None, int]:
+        """Leases held now (not run out), by the machine holding them."""
+        rows = self._read("SELECT host, COUNT(*) FROM claims WHERE expires IS NULL OR expires >= ? GROUP BY host",
+                          (self.clock(),))  # fmt: skip
+        return dict(rows)
+
     def row_job(self, key: str) -> RowJob | None:
         """The latest job of one batch row (`label:row`)."""
         rows = self._read(

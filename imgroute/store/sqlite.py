@@ -82,6 +82,9 @@ class SQLiteLedger(SQLLedger):
     def where(self) -> str:
         return str(self.path)
 
+    def schema_version(self) -> int:
+        return self._read("PRAGMA user_version")[0][0]
+
 
 class SharedLedger(GroupedCommits, SQLiteLedger):
     """SQLiteLedger for many threads: commits grouped (sql_ledger.GroupedCommits)."""

@@ -28,7 +28,7 @@ from tests.helpers import KEY_VARS, Result, only
 
 NAMES = (
     "quote", "gen", "gen-dry-run", "batch-plan", "batch-row", "jobs", "job", "resume", "spend", "savings", "budget",
-    "pricing", "providers", "advise", "plans", "keys", "keys-check", "config",
+    "pricing", "providers", "advise", "plans", "keys", "keys-check", "config", "ledger", "ledger-copy",
 )  # fmt: skip
 
 MIX = '- {quality: high, size: 1536x1024, count: 2000}\n- {quality: high, aspect: "16:9", resolution: 2K, count: 10}\n'
@@ -139,6 +139,14 @@ def outputs(fake_servers, tmp_path_factory):
             record("keys-check", 0, "keys", "check", "--json")
             mp.setenv(KEY_ENV["kie"], "kie-wrong-key-000000000000")
             record("keys-check", 3, "keys", "check", "kie", "--json")
+            record("ledger", 0, "ledger", "show", "--json")
+            from tests.pg_cluster import cluster
+
+            team = cluster().new_database()
+            record("ledger-copy", 0, "ledger", "copy", "--to", team, "--json")
+            record("ledger-copy", 0, "ledger", "copy", "--to", team, "--json")  # a rerun: nothing twice
+            mp.setenv("IMGROUTE_LEDGER_URL", team)
+            record("ledger", 0, "ledger", "show", "--json")
         finally:
             for server in fakes.values():
                 server.reset()
