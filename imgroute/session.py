@@ -240,8 +240,22 @@ class Services:
             return
         if self.scheduler is not None:
             self.scheduler.close()
+        _report_commits(self.ledger)
         self.ledger.close()
         self.client.close()
+
+
+COMMITS_ENV = "IMGROUTE_COMMITS_FILE"
+
+
+def _report_commits(ledger: Ledger) -> None:
+    """For scripts/bench_batch.py: how many transactions the door's jobs committed, written to the
+    file IMGROUTE_COMMITS_FILE names (nothing is written without it)."""
+    import os
+
+    path = os.environ.get(COMMITS_ENV)
+    if path:
+        Path(path).write_text(str(getattr(ledger, "commits", 0)))
 
 
 @contextmanager

@@ -27,6 +27,11 @@ runs), <= 3 polls per job, peak RSS <= 150 MB and within 20% between N=1,000 and
 
 `--against TREE` also runs the `imgroute batch` of another checkout (say a worktree of main) in the
 same interleaved runs, and prints this tree's wall and CPU over that one's.
+
+`--postgres` also runs, interleaved, the same batch on a team ledger (a PostgreSQL cluster of its
+own, a new database per run: tests/pg_cluster.py), and two processes (two homes, one ledger)
+sharing the one batch file with limits set high; it prints PostgreSQL / SQLite (target <= 1.3x,
+issue 28), the pair's wall beside one process alone, and each backend's ledger commits per job.
 """
 
 from __future__ import annotations
@@ -91,22 +96,60 @@ def measure(command: list[str], n: int, c: int, t: float, fake_env: dict[str, st
     }
 
 
-def run_batch(n: int, c: int, t: float, fake_env: dict[str, str], work: Path, tree: Path | None = None) -> dict:
-    """`imgroute batch` on N rows; with `tree`, the imgroute of that checkout (an A/B pair)."""
+def run_batch(
+    n: int, c: int, t: float, fake_env: dict[str, str], work: Path, tree: Path | None = None, ledger: str | None = None
+) -> dict:
+    """`imgroute batch` on N rows; with `tree`, the imgroute of that checkout (an A/B pair); with
+    `ledger`, on that team ledger."""
+    home, command, env = batch_setup(n, c, fake_env, work, tree, ledger)
+    result = measure(command + ["--out", str(home / "out")], n, c, t, fake_env, env)
+    result["commits_per_job"] = int((home / "commits").read_text() or 0) / n
+    return result
+
+
+def batch_setup(n: int, c: int, fake_env, work: Path, tree: Path | None = None, ledger: str | None = None):
+    """A home with high limits and a file of N rows: (home, the command, its environment)."""
     home = Path(tempfile.mkdtemp(prefix=f"home-{n}-", dir=work))
     limits = "".join(f"  {p}: {{concurrency: {c}, per_minute: 1000000}}\n" for p in PROVIDERS)
     (home / "config.yaml").write_text(f"limits:\n{limits}")
-    rows = home / "rows.jsonl"
+    rows = work / f"rows-{n}.jsonl"  # (one file, as a team's machines would each have it)
     with rows.open("w") as fh:
         for i in range(n):
             row = {"prompt": f"catalogue item {i}", "quality": "low", "provider": row_provider(i)}
             fh.write(json.dumps(row) + "\n")
-    env = {**os.environ, **fake_env, "IMGROUTE_HOME": str(home)}
+    env = {**os.environ, **fake_env, "IMGROUTE_HOME": str(home), "IMGROUTE_COMMITS_FILE": str(home / "commits")}
     env.pop("IMGROUTE_TIME_SCALE", None)
+    if ledger is not None:
+        env["IMGROUTE_LEDGER_URL"] = ledger
     if tree is not None:
         env["PYTHONPATH"] = str(tree)  # ahead of the installed imgroute
     command = [sys.executable, "-m", "imgroute", "batch", str(rows), "--yes", "--json", "--concurrency", str(c)]
-    return measure(command + ["--out", str(home / "out")], n, c, t, fake_env, env)
+    return home, command, env
+
+
+def run_pair(n: int, c: int, t: float, fake_env: dict[str, str], work: Path, ledger: str) -> dict:
+    """Two processes (two homes) sharing one batch file on one team ledger: wall until both end,
+    their CPU together, rows each ran, and every row paid once."""
+    urls = {p: fake_env[f"IMGROUTE_{p.upper()}_BASE_URL"] for p in PROVIDERS}
+    for url in urls.values():
+        control(url, "reset")
+        control(url, "set", {"job_seconds": t})
+    runs = [batch_setup(n, c, fake_env, work, ledger=ledger) for _ in range(2)]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(command + ["--out", str(home / "out")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL) for home, command, env in runs]  # fmt: skip
+    outs = [proc.stdout.read().splitlines() for proc in procs]
+    usages = [os.wait4(proc.pid, 0)[2] for proc in procs]
+    wall = time.perf_counter() - start
+    charges = sum(control(url, "state")["charges"] for url in urls.values())
+    done = [sum(1 for line in out if json.loads(line).get("outcome") == "done") for out in outs]
+    return {
+        "wall_s": wall,
+        "cpu_per_job_ms": sum(u.ru_utime + u.ru_stime for u in usages) / n * 1000,
+        "done_first": done[0],
+        "done_second": done[1],
+        "paid_once": float(charges == n),
+    }
 
 
 VARIANTS = ("floor", "threads", "asyncio")
@@ -268,7 +311,17 @@ def main() -> None:
     parser.add_argument(
         "--against", type=Path, metavar="TREE", help="also run the imgroute of another checkout, interleaved: an A/B"
     )
+    parser.add_argument("--postgres", action="store_true", help="also on a team ledger (PostgreSQL), and two processes")
     args = parser.parse_args()
+    cluster = None
+    if args.postgres:
+        sys.path.insert(0, str(ROOT))
+        from tests.pg_cluster import Cluster, binaries
+
+        bindir = binaries()
+        if bindir is None:
+            raise SystemExit("--postgres: PostgreSQL is not installed (apt-get install postgresql)")
+        cluster = Cluster(bindir)
     if args.against is not None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(args.against / "imgroute")], check=True)
 
@@ -279,8 +332,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.n:
                 batch, others, old = [], {variant: [] for variant in VARIANTS}, []
+                team: dict[str, list[dict]] = {"postgres": [], "pair": []}
                 for _ in range(args.runs):  # interleaved, so drift in the machine hits all alike
                     batch.append(run_batch(n, args.c, args.t, fake_env, Path(tmp)))
+                    if cluster is not None:
+                        team["postgres"].append(
+                            run_batch(n, args.c, args.t, fake_env, Path(tmp), ledger=cluster.new_database())
+                        )
+                        team["pair"].append(run_pair(n, args.c, args.t, fake_env, Path(tmp), cluster.new_database()))
                     if args.against is not None:
                         old.append(run_batch(n, args.c, args.t, fake_env, Path(tmp), args.against))
                     for variant in VARIANTS:
@@ -288,10 +347,13 @@ def main() -> None:
                 medians = {v: median_of(runs) for v, runs in others.items()}
                 if old:
                     medians["against"] = median_of(old)
+                medians.update({name: median_of(runs) for name, runs in team.items() if runs})
                 results.append((n, median_of(batch), medians))
     finally:
         fakes.terminate()
         fakes.wait()
+        if cluster is not None:
+            cluster.stop()
     print(f"concurrency {args.c}, job time {args.t:g} s, providers {', '.join(PROVIDERS)}, medians of {args.runs} runs")
     for n, r, others in results:
         f = others["floor"]
@@ -308,6 +370,21 @@ def main() -> None:
                 f"         {args.against}: {a['wall_s']:.2f} s, CPU {a['cpu_per_job_ms']:.2f} ms/job ({a['done']:.0f} "
                 f"done); this tree / that one: wall {r['wall_s'] / a['wall_s']:.3f}x, CPU "
                 f"{r['cpu_per_job_ms'] / a['cpu_per_job_ms']:.3f}x"
+            )
+        if "postgres" in others:
+            pg, pair = others["postgres"], others["pair"]
+            print(
+                f"         postgres {pg['wall_s']:.2f} s, CPU {pg['cpu_per_job_ms']:.2f} ms/job "
+                f"({pg['done']:.0f} done); "
+                f"postgres / sqlite: wall {pg['wall_s'] / r['wall_s']:.3f}x, CPU "
+                f"{pg['cpu_per_job_ms'] / r['cpu_per_job_ms']:.3f}x (target <= 1.3); commits per job: sqlite "
+                f"{r['commits_per_job']:.2f}, postgres {pg['commits_per_job']:.2f}"
+            )
+            print(
+                f"         two processes sharing it on postgres: {pair['wall_s']:.2f} s "
+                f"(one alone {pg['wall_s']:.2f} s), "
+                f"CPU {pair['cpu_per_job_ms']:.2f} ms/job together; rows run {pair['done_first']:.0f} + "
+                f"{pair['done_second']:.0f}; every row paid once: {'yes' if pair['paid_once'] == 1 else 'NO'}"
             )
         for variant in VARIANTS[1:]:
             v = others[variant]

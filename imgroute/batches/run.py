@@ -206,9 +206,8 @@ class BatchRun:
         """(A team ledger) claim the row as it starts; then what the ledger says of it is read anew
         (another machine may have just ended it)."""
         key = self.row_key(row)
-        with self.services.ledger.transaction() as tx:
-            if tx.claim([key], PROCESS_OWNER, LEASE_SECONDS):
-                return False
+        if self.services.ledger.claim([key], PROCESS_OWNER, LEASE_SECONDS):
+            return False
         latest = self.services.ledger.row_job(key)
         if latest is not None:
             self._priors[key] = latest

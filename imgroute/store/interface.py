@@ -226,6 +226,9 @@ class Ledger(Protocol):
     def commit(self, unsaved: Unsaved) -> None:
         """Commit the writes kept in `unsaved` in one transaction, then clear it."""
 
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """Transaction.claim, committed at once."""
+
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
         """(A team ledger) a slot of a provider account shared by every machine, and the booked
         moment of its next submit: None (none free: ask again) or seconds to wait before sending."""

@@ -273,34 +273,26 @@ class PostgresLedger(SQLLedger):
         """A provider account's limits hold for every machine using it: its slots are leases
         (`slot:ACCOUNT:HOLDER`, renewed with this process's others, gone with a dead machine), and
         its submits are booked one after the other at its spacing, under a lock of the account's
-        own (machines on other accounts never wait for it)."""
-        key, prefix = f"slot:{account}:{holder}", f"slot:{account}:"
-        with self.transaction() as tx:
-            self.db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"lane:{account}",))
-            now = self.clock()
-            mine = self.db.execute("SELECT 1 FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER)).fetchone()
-            if mine is None:
-                if concurrency:
-                    (held,) = self.db.execute(
-                        "SELECT COUNT(*) FROM claims WHERE starts_with(key, ?) AND expires >= ?", (prefix, now)
-                    ).fetchone()
-                    if held >= concurrency:
-                        return None
-                tx.claim([key], PROCESS_OWNER, LEASE_SECONDS)
-            if not spacing:
-                return 0.0
-            row = self.db.execute("SELECT next_at FROM lanes WHERE account = ?", (account,)).fetchone()
-            at = max(now, row[0] if row else now)
-            self.db.execute(
-                "INSERT INTO lanes (account, next_at) VALUES (?, ?) ON CONFLICT (account) DO UPDATE "
-                "SET next_at = excluded.next_at",
-                (account, at + spacing),
-            )
-            return at - now
+        own (machines on other accounts never wait for it). One statement: a function of the
+        schema's (postgres_schema.TAKE_LANE), so that a job pays one round trip for it."""
+        with self._lock:
+            (wait,) = self.db.execute(
+                "SELECT imgroute_take_lane(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (account, f"slot:{account}:{holder}", PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
+                 LEASE_SECONDS, concurrency, spacing),
+            ).fetchone()  # fmt: skip
+        return wait
 
     def release_lane(self, account: str, holder: str) -> None:
-        with self.transaction() as tx:
-            tx.release([f"slot:{account}:{holder}"], PROCESS_OWNER)
+        with self._lock:
+            self.db.execute(
+                "DELETE FROM claims WHERE key = ? AND owner = ?", (f"slot:{account}:{holder}", PROCESS_OWNER)
+            )
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """A claim on its own (a batch row as it starts): no transaction around its one statement."""
+        with self._lock:
+            return self.TRANSACTION(self.db, self.clock, self.zone).claim(keys, owner, ttl)
 
     def _heartbeat(self) -> None:
         while not self._closed.wait(LEASE_SECONDS / 4):

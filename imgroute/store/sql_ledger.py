@@ -20,6 +20,7 @@ from imgroute.store.records import (
     AttemptRecord,
     EventRecord,
     FileRecord,
+    Holder,
     JobRecord,
     RowJob,
     SpendRow,
@@ -61,6 +62,11 @@ class SQLLedger:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
+        """Transaction.claim in a transaction of its own."""
+        with self.transaction() as tx:
+            return tx.claim(keys, owner, ttl)
 
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
         """A provider account's limits across machines, before a submit: None (wait: its machines
