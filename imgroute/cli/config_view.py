@@ -173,12 +173,17 @@ def _keys_and_origins(registry) -> list[Setting]:
 
 def _environment_only() -> list[Setting]:
     from imgroute.serve.server import TOKEN_ENV
+    from imgroute.store.interface import MACHINE
 
     scale = os.environ.get(policy.TIME_SCALE_ENV)
     token = os.environ.get(TOKEN_ENV)
+    lease = os.environ.get(policy.LEASE_ENV)
+    named = os.environ.get("IMGROUTE_MACHINE")
     return [
         Setting("time_scale", scale or "1", environment(policy.TIME_SCALE_ENV) if scale else DEFAULT),
         Setting("serve_token", "set" if token else "not set", environment(TOKEN_ENV) if token else DEFAULT),
+        Setting("machine", MACHINE, environment("IMGROUTE_MACHINE") if named else "default (host name)"),
+        Setting("lease_seconds", policy.lease_seconds(), environment(policy.LEASE_ENV) if lease else DEFAULT),
     ]
 
 

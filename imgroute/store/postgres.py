@@ -37,7 +37,7 @@ from imgroute.store.periods import local_day
 from imgroute.store.postgres_schema import migrate
 from imgroute.store.records import Holder
 from imgroute.store.sql_ledger import GroupedCommits, SQLLedger
-from imgroute.store.sql_writes import SQLTransaction
+from imgroute.store.sql_writes import SQLTransaction, budgets, spent_since
 
 RESERVATION_LOCK = 7_461_024_002  # pg_advisory_xact_lock key: one cap check at a time, team-wide
 DEFAULT_ZONE = "UTC"
@@ -202,6 +202,11 @@ class PostgresLedger(SQLLedger):
         super().__init__()
         self.url = url
         self.db = connect(url)
+        # A second connection for what needs no transaction of its own (reads, a claim, a slot, the
+        # heartbeat): each is a round trip to the server, and on the writers' connection each would
+        # wait for the group commit under way.
+        self.side = connect(url)
+        self._side_lock = threading.Lock()
         self.clock = time.time  # (until the database's is measured, once its tables are there)
         try:
             self._retrying(lambda: self._migrate())
@@ -209,6 +214,7 @@ class PostgresLedger(SQLLedger):
             self.zone = self._zone()
         except BaseException:
             self.db.close()
+            self.side.close()
             raise
         self._closed = threading.Event()
         if heartbeat:
@@ -275,8 +281,8 @@ class PostgresLedger(SQLLedger):
         its submits are booked one after the other at its spacing, under a lock of the account's
         own (machines on other accounts never wait for it). One statement: a function of the
         schema's (postgres_schema.TAKE_LANE), so that a job pays one round trip for it."""
-        with self._lock:
-            (wait,) = self.db.execute(
+        with self._side_lock:
+            (wait,) = self.side.execute(
                 "SELECT imgroute_take_lane(?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (account, f"slot:{account}:{holder}", PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
                  LEASE_SECONDS, concurrency, spacing),
@@ -284,21 +290,33 @@ class PostgresLedger(SQLLedger):
         return wait
 
     def release_lane(self, account: str, holder: str) -> None:
-        with self._lock:
-            self.db.execute(
+        with self._side_lock:
+            self.side.execute(
                 "DELETE FROM claims WHERE key = ? AND owner = ?", (f"slot:{account}:{holder}", PROCESS_OWNER)
             )
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """A claim on its own (a batch row as it starts): no transaction around its one statement."""
-        with self._lock:
-            return self.TRANSACTION(self.db, self.clock, self.zone).claim(keys, owner, ttl)
+        with self._side_lock:
+            return self.TRANSACTION(self.side, self.clock, self.zone).claim(keys, owner, ttl)
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
+        with self._side_lock:
+            return self.side.execute(sql, args).fetchall()
+
+    def spent_since(self, since: float) -> Decimal:
+        with self._side_lock:
+            return spent_since(self.side, since, self.zone)
+
+    def budgets(self) -> dict[str, Decimal]:
+        with self._side_lock:
+            return budgets(self.side)
 
     def _heartbeat(self) -> None:
         while not self._closed.wait(LEASE_SECONDS / 4):
             try:
-                with self.transaction() as tx:
-                    tx.db.execute(
+                with self._side_lock:
+                    self.side.execute(
                         "UPDATE claims SET expires = ? WHERE owner = ?", (self.clock() + LEASE_SECONDS, PROCESS_OWNER)
                     )
             except Exception:  # (the connection is gone: the process is closing, or the next write says so)
@@ -309,13 +327,20 @@ class PostgresLedger(SQLLedger):
         self._closed.set()
         with self._lock:
             self.db.close()
+        with self._side_lock:
+            self.side.close()
 
     def schema_version(self) -> int:
         return self._read("SELECT version FROM schema_version")[0][0]
 
 
 class SharedPostgresLedger(GroupedCommits, PostgresLedger):
-    """PostgresLedger for many threads: commits grouped (sql_ledger.GroupedCommits)."""
+    """PostgresLedger for many threads: commits grouped (sql_ledger.GroupedCommits); its reads go
+    through its second connection, never waiting for a commit."""
+
+    _read = PostgresLedger._read
+    spent_since = PostgresLedger.spent_since
+    budgets = PostgresLedger.budgets
 
     def commit(self, unsaved) -> None:
         self._retrying(lambda: GroupedCommits.commit(self, unsaved))

@@ -4,7 +4,9 @@ The README's shell blocks are read in order and run in one bash session (so `J=$
 --detach)` and then `imgroute jobs resume "$J"` work as a reader would type them), in a folder
 holding the files the examples name. The only change made to a command is filling in the example
 job id (`3f1c9a52`) with a job of this run. Commands that do not exit 0 are listed with the code
-they should exit with and why; anything else (exit 1, a traceback) fails.
+they should exit with and why; anything else (exit 1, a traceback) fails. The team-ledger commands
+(`imgroute ledger ...`) run with IMGROUTE_LEDGER_URL set, as the README's `export` line sets it, to
+a database of the tests' own PostgreSQL.
 """
 
 from __future__ import annotations
@@ -60,10 +62,15 @@ def workspace(folder: Path) -> None:
 def test_every_readme_command_runs_as_written_against_the_fakes(fakes, tmp_path, isolated_home):
     commands = readme_commands()
     assert len(commands) >= 25  # the README's examples, not an empty match
+    from tests.pg_cluster import cluster
+
     workspace(tmp_path)
-    script = ["set -u"]
+    script = ["set -u", f"TEAM_URL='{cluster().new_database()}'"]
     for number, command in enumerate(commands):
         filled = command.replace(EXAMPLE_JOB, '"$LAST_JOB"')
+        if command.startswith("imgroute ledger "):
+            filled = f'(export IMGROUTE_LEDGER_URL="$TEAM_URL"; {filled.split("  #")[0]})'
+
         script.append(
             "LAST_JOB=$(imgroute jobs --json --limit 1 | python3 -c "
             '\'import json,sys; jobs=json.load(sys.stdin); print(jobs[0]["job_id"] if jobs else "")\')'
