@@ -10,7 +10,7 @@ from pathlib import Path
 import imgroute
 
 PACKAGE = Path(imgroute.__file__).parent
-DOORS = ("imgroute.cli", "imgroute.serve")
+DOORS = ("imgroute.cli", "imgroute.serve", "imgroute.agents")
 # What each layer must never import (any module under these names).
 FORBIDDEN = {
     "imgroute.pricing": ("imgroute.net", "imgroute.store", "imgroute.jobs", "imgroute.batches", "imgroute.home",
@@ -29,8 +29,8 @@ FORBIDDEN = {
     "imgroute.vocab": ("imgroute",),  # imports nothing of imgroute
 }  # fmt: skip
 # The doors' heavy libraries, and the only modules that may import them.
-DOOR_LIBRARIES = ("typer", "rich", "starlette", "uvicorn")
-MAY_IMPORT_DOOR_LIBRARIES = ("imgroute.cli", "imgroute.serve", "imgroute.output.text")
+DOOR_LIBRARIES = ("typer", "rich", "starlette", "uvicorn", "mcp", "mcp_types", "pydantic")
+MAY_IMPORT_DOOR_LIBRARIES = ("imgroute.cli", "imgroute.serve", "imgroute.agents", "imgroute.output.text")
 
 
 def module_name(path: Path) -> str:

@@ -94,6 +94,7 @@ COMMAND_MODULES = {
     "schema": "imgroute.cli.schema",
     "config": "imgroute.cli.config",
     "ledger": "imgroute.cli.ledger",
+    "mcp": "imgroute.cli.mcp",
 }
 
 

@@ -32,6 +32,7 @@ CONFIG_FIELDS = (
     "default_offer",
     "credits",
     "ledger",
+    "mcp",
 )
 _HINT = "fix config.yaml"
 
@@ -73,6 +74,7 @@ class Settings(NamedTuple):
     default_offer: str = "openai/gpt-image-2"  # spend --savings: what a user would pick without imgroute
     credits: Mapping[str, tuple] = MappingProxyType({})  # provider -> (credits, expires): prepaid balances
     ledger: str | None = None  # a team ledger's postgresql:// URL (None: the home's SQLite file)
+    mcp: Mapping[str, object] = MappingProxyType({})  # imgroute mcp: out, max_cost, session_budget
 
 
 def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
@@ -115,6 +117,7 @@ def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
     )
     prepaid = _credits(fields["credits"], registry.known()) if "credits" in fields else {}
     ledger = _ledger_url(fields["ledger"]) if "ledger" in fields else None
+    agents = _mcp(fields["mcp"]) if "mcp" in fields else {}
     return Settings(
         path=path,
         plans=plans,
@@ -126,7 +129,21 @@ def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
         default_offer=default_offer,
         credits=prepaid,
         ledger=ledger,
+        mcp=agents,
     )
+
+
+def _mcp(node: Field) -> dict[str, object]:
+    """`mcp: {out: DIR, max_cost: USD, session_budget: USD}`: what `imgroute mcp` uses unless its
+    flags say otherwise."""
+    entry = node.mapping({"out", "max_cost", "session_budget"})
+    out: dict[str, object] = {}
+    if "out" in entry:
+        out["out"] = Path(entry["out"].text()).expanduser()
+    for name in ("max_cost", "session_budget"):
+        if name in entry:
+            out[name] = entry[name].money()
+    return out
 
 
 def _ledger_url(node: Field) -> str:

@@ -26,6 +26,7 @@ EXAMPLE_JOB = "3f1c9a52"
 # Commands not run here, and why.
 NOT_RUN = (
     "imgroute serve",  # a server runs until stopped: tests/serve/test_serve.py drives it, and its curl examples
+    "imgroute mcp",  # a stdio server for an agent: tests/agents/test_mcp.py drives it with the MCP SDK's client
 )
 # Commands that end with another code than 0, as the README says they do.
 EXPECTED = {

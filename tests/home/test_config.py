@@ -3,6 +3,8 @@ the ledger are private whoever makes them, and every command warns when the home
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import only
 
 
@@ -39,3 +41,18 @@ def test_every_command_warns_when_the_home_is_open_to_others(cli, isolated_home)
     r = cli("quote", "x")
     assert r.code == 0 and f"warning: {isolated_home} can be read by others (mode 755)" in r.err
     assert f"chmod 700 {isolated_home}" in r.err
+
+
+def test_config_yaml_sets_what_imgroute_mcp_uses_and_refuses_what_it_does_not_know(tmp_path):
+    from decimal import Decimal
+
+    from imgroute.errors import ConfigError
+    from imgroute.home.config import load_settings
+
+    (tmp_path / "config.yaml").write_text("mcp: {out: ~/agent-images, max_cost: 0.05, session_budget: '2'}\n")
+    settings = load_settings(tmp_path)
+    assert settings.mcp["max_cost"] == Decimal("0.05") and settings.mcp["session_budget"] == Decimal("2")
+    assert str(settings.mcp["out"]).endswith("agent-images") and "~" not in str(settings.mcp["out"])
+    (tmp_path / "config.yaml").write_text("mcp: {max_spend: 5}\n")
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_settings(tmp_path)
