@@ -44,7 +44,21 @@ def load_table_and_settings(pricing_file: Path | None):
     home = config.home()
     table = learned_sizes.apply(table_cache.load(pricing_file or config.user_pricing_file(), home), home)
     settings = config.load_settings(registry=table.registry)
-    return credits.attach(history.apply(table, home), home, settings.credits), settings
+    return _unset(credits.attach(history.apply(table, home), home, settings.credits)), settings
+
+
+def _unset(table):
+    """The offers of providers this user has not set up (beyond a key: Azure's endpoint) say so, in
+    every door: quoted, but never chosen."""
+    from imgroute.home import azure
+    from imgroute.home.keys import base_url
+
+    ready = bool(azure.target(config.home() / config.CONFIG_FILE).endpoint or base_url("azure", table.registry))
+    if ready:
+        return table
+    setup = table.registry.spec("azure").setup
+    offers = tuple(o._replace(unset=setup) if o.provider == "azure" else o for o in table.offers)
+    return table._replace(offers=offers)
 
 
 def open_ledger(durable: bool = True, shared: bool = False, settings=None) -> Ledger:
@@ -84,7 +98,25 @@ class Keys:
         self.registry = registry
         self.available = key_store.all_keys(registry)
         self.base_urls = key_store.all_base_urls(registry)
+        self.options: dict[str, dict] = {}  # provider -> what its adapter takes beside key and base URL
+        self._azure()
         check_time_scale(self.available, self.base_urls, registry)
+
+    def _azure(self) -> None:
+        """Azure's origin is the customer's own endpoint, and its `model` the deployment's name: with
+        a key but no endpoint, it is not set up (its offer says how, as for a missing key)."""
+        from imgroute.home import azure
+
+        where = azure.target(config.home() / config.CONFIG_FILE)
+        self.base_urls["azure"] = self.base_urls.get("azure") or where.endpoint
+        if not self.base_urls["azure"]:
+            self.available.pop("azure", None)
+        self.options["azure"] = {"deployment": where.deployment, "api_version": where.api_version}
+
+    def adapter(self, provider: str, windowed: bool = False):
+        """The provider's adapter with this door's key, base URL and settings for it."""
+        cls = self.registry.adapter_class(provider, windowed)
+        return cls(self.available[provider], self.base_urls.get(provider), **self.options.get(provider, {}))
 
     def every_value(self) -> list[str]:
         """Every key this process could send (a trace hides them all: http.build_client)."""

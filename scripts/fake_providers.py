@@ -91,6 +91,8 @@ def main() -> None:
     for name, server in servers:
         print(f"export {KEY_ENV[name]}={server.key}")
         print(f"export {BASE_URL_ENV[name]}={server.url}")
+        for variable, value in getattr(server, "settings", {}).items():  # (Azure: the deployment's name)
+            print(f"export {variable}={value}")
     print("export IMGROUTE_TIME_SCALE=0.1  # poll ten times faster than against real providers")
     print("# Ctrl-C to stop", flush=True)
     try:

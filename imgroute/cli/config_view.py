@@ -159,8 +159,9 @@ def _keys_and_origins(registry) -> list[Setting]:
     for info in keys.list_keys(registry):
         source = {"env": environment(info.env), "file": f"keys file ({keys.keys_path()})"}.get(info.source, "-")
         out.append(Setting(f"keys.{info.provider}", "set" if info.source != "missing" else "not set", source))
+    out += _azure()
     for provider, override in keys.all_base_urls(registry).items():
-        origin = override or registry.adapter_class(provider).documented_origin
+        origin = override or registry.adapter_class(provider).documented_origin or "(not set up)"
         out.append(
             Setting(
                 f"base_url.{provider}",
@@ -168,6 +169,23 @@ def _keys_and_origins(registry) -> list[Setting]:
                 environment(f"IMGROUTE_{provider.upper()}_BASE_URL") if override else DEFAULT,
             )
         )
+    return out
+
+
+def _azure() -> list[Setting]:
+    """Where Azure's deployment is (home/azure.py): the environment, config.yaml, or the defaults."""
+    from imgroute.home import azure
+
+    path = config.home() / config.CONFIG_FILE
+    where, in_file = azure.target(path), azure.configured(path)
+    out = []
+    for name, env, value in (
+        ("endpoint", azure.ENDPOINT_ENV, where.endpoint),
+        ("deployment", azure.DEPLOYMENT_ENV, where.deployment),
+        ("api_version", azure.API_VERSION_ENV, where.api_version),
+    ):
+        source = environment(env) if os.environ.get(env, "").strip() else CONFIG if name in in_file else DEFAULT
+        out.append(Setting(f"azure.{name}", value or "not set", source))
     return out
 
 

@@ -33,6 +33,7 @@ CONFIG_FIELDS = (
     "credits",
     "ledger",
     "mcp",
+    "azure",
 )
 _HINT = "fix config.yaml"
 

@@ -50,7 +50,14 @@ def check(rows, keys, registry, http, balances: dict, configured: Mapping[str, t
     session.Keys (the keys and base-URL overrides); `registry`: the providers the table knows."""
 
     def one(row) -> Checked:
-        adapter = registry.adapter_class(row.provider)(keys.available[row.provider], keys.base_urls.get(row.provider))
+        if row.provider not in keys.available:  # a key, but not the rest it needs (Azure's endpoint)
+            setup = registry.spec(row.provider).setup
+            return Checked(
+                provider=row.provider, env=row.env, source=row.source, state="unknown",
+                detail=f"not set up: it needs {setup}", route="", reached=True, balance=None, unit=None,
+                tracked=balances.get(row.provider), in_config=row.provider in configured,
+            )  # fmt: skip
+        adapter = keys.adapter(row.provider)
         verdict = adapter.check_key(http)
         return Checked(
             provider=row.provider,

@@ -85,6 +85,7 @@ class JobRunner(Resume):
         self.ledger = services.ledger
         self.keys = services.keys.available
         self.base_urls = services.keys.base_urls
+        self.door_keys = services.keys  # (its adapters: key, base URL and a provider's own settings)
         self.spool_dir = services.home / "spool"
         self.outputs = Outputs(options.output.out_dir, options.output.name_template, self.spool_dir, self.http)
         self.timeout = options.timeout
@@ -495,8 +496,7 @@ class JobRunner(Resume):
             env = self.registry.spec(provider).key_env
             raise ConfigError(f"no {provider} key", f"set {env}, or run: imgroute keys set {provider}")
         offer = self.table.offer(provider, model) if model else None
-        windowed = offer is not None and offer.window_s is not None
-        return self.registry.adapter_class(provider, windowed)(self.keys[provider], self.base_urls.get(provider))
+        return self.door_keys.adapter(provider, offer is not None and offer.window_s is not None)
 
     def _emit(self, state: str, message: str) -> None:
         job = self.job

@@ -71,8 +71,6 @@ def preview(quote: Quote, request: Request, keys, registry: Registry):
     """The exact first request `gen` would send for this quote, key redacted (`--dry-run`).
     `keys`: session.Keys (the key present for the provider, and its base-URL override)."""
     a = quote.assessment
-    provider = quote.offer.provider
-    adapter_type = registry.adapter_class(provider, quote.offer.window_s is not None)
-    adapter = adapter_type(keys.available[provider], keys.base_urls.get(provider))
+    adapter = keys.adapter(quote.offer.provider, quote.offer.window_s is not None)
     prepared = adapter.prepare(job_spec(request, a, a.requests[0], "dry-run"))
     return prepared._replace(headers={**prepared.headers, **adapter.redacted_headers()})

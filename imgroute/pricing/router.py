@@ -109,11 +109,14 @@ def rank(
             marginal = marginal_cost(assessment, balance, dt.date.today())
             assessment = assessment._replace(notes=(*assessment.notes, prepaid_note(balance, assessment, marginal)))
         reasons = list(assessment.reasons)
+        if offer.unset:
+            reasons.append(f"not set up: it needs {offer.unset}")
         reasons.extend(_constraint_reasons(offer, constraints))
         needs_key = keys is not None and offer.provider not in keys
         if needs_key:
-            env = table.registry.spec(offer.provider).key_env
-            reasons.append(f"no key: set {env}, or run: imgroute keys set {offer.provider}")
+            spec = table.registry.spec(offer.provider)
+            also = f"; it also needs {spec.setup}" if spec.setup else ""
+            reasons.append(f"no key: set {spec.key_env}, or run: imgroute keys set {offer.provider}{also}")
         priced_out = False
         limit = constraints.max_cost
         if limit is not None and assessment.cost is not None and assessment.cost > limit:
@@ -277,6 +280,7 @@ def _order(quote: Quote) -> tuple:
         not quote.eligible,
         cost is None,
         cost if cost is not None else Decimal(0),
+        bool(quote.offer.price_assumed),  # (at the same price, the one a source states first)
         quote.offer.provider,
         quote.offer.model,
     )
@@ -312,6 +316,8 @@ def caveats(route: Route, today: dt.date, max_age_days: int, rank: str = "price"
         notes.append(f"{offer.id} delivers {choice.assessment.quality} quality by assumption: {offer.quality_note}")
     if not offer.identity.declared:
         notes.append(f"{offer.id} says nothing of the model it runs: counted as a relay")
+    if offer.price_assumed:
+        notes.append(f"{offer.id}'s price is assumed, not stated by a source: {offer.price_assumed}")
     if delivery is not None and delivery.seen:
         notes.append(
             f"{offer.provider} does not publish its pixel sizes: {delivery.width}x{delivery.height} is what "

@@ -131,10 +131,19 @@ class Offer(NamedTuple):
     window_s: float | None = None  # results come within this long, not at once (OpenAI Batch: 24h)
     typical_s: float | None = None  # how long a job usually takes there: the first polls' prior
     history: Any = None  # history.OfferStats: what it has done for this user (attached at load)
+    unset: str = ""  # what this user has not set up for it yet (Azure: its endpoint), attached at load
 
     @property
     def id(self) -> str:
         return f"{self.provider}/{self.model}"
+
+    @property
+    def price_assumed(self) -> str:
+        """Why its price is assumed, where no source states its rates ("": sourced; one rate of several
+        assumed, as PiAPI's text output, is said in its notes, not here)."""
+        return next(
+            (why for field, why in self.unsourced.items() if field.startswith("usd_per") and "." not in field), ""
+        )
 
 
 class PricingTable(NamedTuple):

@@ -33,6 +33,7 @@ class ProviderSpec(NamedTuple):
     api: str | None = None  # declared relays: the API they speak ("openai-images")
     base_url: str | None = None  # declared relays: their origin (and path prefix), from the file
     window_adapter: str | None = None  # "module:Class" for its offers that take a while (a batch API)
+    setup: str = ""  # what else it needs beside its key, said where the key is asked for (Azure: its endpoint)
 
     @property
     def base_url_env(self) -> str:
@@ -88,6 +89,17 @@ REGISTRY: dict[str, ProviderSpec] = {
             per_minute=None,
             docs="https://docs-v2.apiframe.ai/docs/images/gpt-image-2",
             limits_source="not published; 429s are honoured",
+        ),
+        ProviderSpec(
+            id="azure",
+            key_env="AZURE_OPENAI_API_KEY",
+            adapter="imgroute.providers.azure:AzureAdapter",
+            concurrency=5,
+            per_minute=None,
+            docs="https://learn.microsoft.com/azure/ai-foundry/openai/how-to/dall-e",
+            limits_source="set per deployment by the customer (requests and tokens per minute); 429s are honoured",
+            setup="its endpoint and deployment: "
+            "AZURE_OPENAI_ENDPOINT (and AZURE_OPENAI_DEPLOYMENT), or azure: in config.yaml",
         ),
         ProviderSpec(
             id="replicate",

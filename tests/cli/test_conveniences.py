@@ -43,7 +43,7 @@ def test_version_says_how_fresh_the_prices_are(cli, isolated_home):
     r = cli("--version")
     assert r.code == 0
     first, bundled = r.out.splitlines()
-    assert first.startswith("imgroute ") and bundled == "pricing: bundled table, figures observed up to 2026-10-09"
+    assert first.startswith("imgroute ") and bundled == "pricing: bundled table, figures observed up to 2026-12-01"
     isolated_home.mkdir(exist_ok=True)
     (isolated_home / "pricing.yaml").write_text(
         "version: 1\nproviders:\n  kie:\n    plans:\n      pack:\n        usd_per_credit: '0.0045'\n"

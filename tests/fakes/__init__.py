@@ -1,6 +1,7 @@
 """Faithful fakes of each provider's documented HTTP API, served on 127.0.0.1."""
 
 from tests.fakes.apiframe import FakeApiframe
+from tests.fakes.azure import FakeAzure
 from tests.fakes.fal import FakeFal
 from tests.fakes.kie import FakeKie
 from tests.fakes.openai import FakeOpenAI
@@ -14,6 +15,7 @@ FAKES = {
     "kie": FakeKie,
     "apiframe": FakeApiframe,
     "replicate": FakeReplicate,
+    "azure": FakeAzure,
 }
 
-__all__ = ["FAKES", "FakeApiframe", "FakeFal", "FakeKie", "FakeOpenAI", "FakePiAPI", "FakeReplicate"]
+__all__ = ["FAKES", "FakeApiframe", "FakeAzure", "FakeFal", "FakeKie", "FakeOpenAI", "FakePiAPI", "FakeReplicate"]

@@ -17,6 +17,7 @@ def test_bundled_table_has_all_six_offers_with_provenance():
     assert [o.id for o in table.offers] == [
         "openai/gpt-image-2",
         "openai/gpt-image-2-batch",  # issue 14
+        "azure/gpt-image-2",  # issue 29
         "fal/openai/gpt-image-2",
         "piapi/gpt-image-2",
         "piapi/gpt-image-2-preview",
