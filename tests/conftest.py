@@ -60,7 +60,7 @@ def fake_servers():
 
 # Fakes whose provider is set up only in the tests that ask for it (the `azure` fixture): the others'
 # routes were written before it, and Azure, at OpenAI's price, would take their fallbacks.
-OPT_IN = ("azure",)
+OPT_IN = ("azure", "openrouter")
 
 
 def point_at(server, monkeypatch) -> None:
@@ -90,3 +90,10 @@ def azure(fakes, fake_servers, monkeypatch):
     """The Azure fake, set up as its user would: key, endpoint (the base-URL override), deployment."""
     point_at(fake_servers["azure"], monkeypatch)
     return fake_servers["azure"]
+
+
+@pytest.fixture
+def openrouter(fakes, fake_servers, monkeypatch):
+    """The OpenRouter fake, with its key and base-URL override."""
+    point_at(fake_servers["openrouter"], monkeypatch)
+    return fake_servers["openrouter"]

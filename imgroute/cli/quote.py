@@ -97,6 +97,51 @@ def pricing_show(
         )
 
 
+@pricing_app.command("refresh")
+def pricing_refresh(
+    provider: Annotated[str, typer.Argument(help="The provider whose published prices to read: openrouter.")],
+) -> None:
+    """Read a provider's published prices into your pricing file (~/.imgroute/pricing.yaml), each row
+    with its source and today's date. OpenRouter: one offer per upstream of openai/gpt-image-2."""
+    import datetime as dt
+
+    import yaml
+
+    from imgroute.errors import ConfigError, UsageError
+    from imgroute.home import config
+    from imgroute.home import pricing_refresh as refresh
+    from imgroute.net.http import Http, build_client
+    from imgroute.pricing.load import bundled_path
+    from imgroute.session import Keys, load_pricing
+
+    if provider != "openrouter":
+        raise UsageError(
+            f"{provider!r} publishes no prices imgroute can read",
+            "only openrouter does: imgroute pricing refresh openrouter",
+        )
+    table = load_pricing(None)
+    keys = Keys(table.registry)
+    if "openrouter" not in keys.available:
+        raise ConfigError("no openrouter key", "set OPENROUTER_API_KEY, or run: imgroute keys set openrouter")
+    adapter = keys.adapter("openrouter")
+    client = build_client(pool_size=2, secrets=keys.every_value)
+    try:
+        endpoints = adapter.endpoints(Http(client), refresh.MODEL)
+    finally:
+        client.close()
+    bundled = yaml.safe_load(bundled_path().read_text(encoding="utf-8"))
+    base = next(o for o in bundled["offers"] if o["provider"] == "openrouter")
+    source = f"{adapter.documented_origin}{refresh.ENDPOINTS_PATH}"
+    offers, skipped = refresh.offers_from(endpoints, base, source, dt.date.today())
+    path = config.home() / config.USER_PRICING_FILE
+    if offers:
+        refresh.write(path, offers)
+    for offer in offers:
+        print(f"openrouter/{offer['model']}: {offer['price']['model']} prices written to {path}")
+    for why in skipped:
+        print(f"not priced: {why}")
+
+
 @pricing_app.command("validate")
 def pricing_validate(
     file: Annotated[Path, typer.Argument(help="A pricing file: a full table or an override.", metavar="FILE")],

@@ -67,7 +67,7 @@ class Resume:
         max_cost = runner.max_cost if runner.max_cost is not None else record.max_cost
         template = record.name_template or DEFAULT_NAME
         out_dir = Path(record.out_dir or ".")
-        if record.host not in (None, MACHINE):  # taken over from another machine (a team ledger)
+        if runner.ledger.shared_by_machines and record.host not in (None, MACHINE):  # taken over from another machine
             _inputs_here_or_wait(runner, job_id, request, record.host)
             out_dir = runner.outputs.out_dir  # its images are saved where the taker runs
         outputs = Outputs(out_dir, template, runner.spool_dir, runner.http, resuming=True)

@@ -99,6 +99,7 @@ class JobRunner(Resume):
         self.observations = services.observations  # sizes delivered, each offer's record, prepaid credits used
         self.job: JobRun | None = None
         self._on_sent = options.on_sent
+        self._idempotency_key = options.idempotency_key
         self.cancelled = False  # this job alone was stopped before it sent (serve: its client went away)
         self._sending = False  # it has begun to send: too late to cancel it alone
         self._send_lock = threading.Lock()
@@ -200,6 +201,8 @@ class JobRunner(Resume):
         # `jobs resume` takes it meanwhile
         job.unsaved.add(Transaction.new_job, row)
         job.unsaved.add(Transaction.claim, [job_key(job.id)], PROCESS_OWNER, LEASE_SECONDS)
+        if self._idempotency_key is not None:
+            job.unsaved.add(Transaction.idempotency_job, self._idempotency_key, job.id)
         return job
 
     def _route_through(self, job: JobRun, route: Route, first_seq: int, skip: frozenset[str] = frozenset()) -> Steps:
@@ -425,6 +428,8 @@ class JobRunner(Resume):
             return attempt, Outcome(trouble=exc)
         except JobFailed as exc:  # synchronous providers refuse (moderation) in the submit itself
             if tasks and tasks[-1].state == TaskState.FAILED_AT_RISK:  # the images may move on
+                return attempt, Outcome()
+            if exc.never_ran and not exc.moderated:  # failed unbilled (OpenRouter's 502): they may move on too
                 return attempt, Outcome()
             return attempt, Outcome(final=JobFailedError(str(exc), failure_hint(exc.moderated)))
         except SubmitUnknown as exc:

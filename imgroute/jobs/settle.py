@@ -163,6 +163,9 @@ class Settler:
         delivered = [_delivered(t) for t in tasks if t.state == TaskState.SUCCEEDED]
         if not delivered or offer is None:
             return None, None
+        stated = [usd for d in delivered if (usd := getattr(d.usage, "usd", None)) is not None]
+        if len(stated) == len(delivered):  # the provider said what it charged (OpenRouter)
+            return sum((Decimal(usd) for usd in stated), Decimal(0)), "charge stated by the provider"
         plan = self.table.providers[attempt.provider].plans.get(attempt.plan) or self.table.plan(attempt.provider, None)
         spec = tasks[0].spec
         quality = spec.quality or "high"

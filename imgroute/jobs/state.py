@@ -73,6 +73,9 @@ class JobOptions(NamedTuple):
     # Called once, when the job first sends a request (or, resumed, finds one under way at its
     # provider): from then on a stop waits for it rather than cancelling it (pool.JobPool).
     on_sent: Callable[[], None] | None = None
+    # serve: the request's Idempotency-Key, which names the job in the same commit as its first
+    # request's intent (so a key never names nothing while its job may have been sent)
+    idempotency_key: str | None = None
 
 
 class AttemptEnd(NamedTuple):

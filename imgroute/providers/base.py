@@ -42,6 +42,7 @@ class Usage(NamedTuple):
     image_output: int = 0
     text_output: int = 0
     credits: int | None = None
+    usd: str | None = None  # the dollars it says it charged (OpenRouter's usage.cost), as decimal text
 
     @property
     def reports_tokens(self) -> bool:

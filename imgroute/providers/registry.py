@@ -102,6 +102,15 @@ REGISTRY: dict[str, ProviderSpec] = {
             "AZURE_OPENAI_ENDPOINT (and AZURE_OPENAI_DEPLOYMENT), or azure: in config.yaml",
         ),
         ProviderSpec(
+            id="openrouter",
+            key_env="OPENROUTER_API_KEY",
+            adapter="imgroute.providers.openrouter:OpenRouterAdapter",
+            concurrency=10,
+            per_minute=None,
+            docs="https://openrouter.ai/docs/guides/overview/multimodal/image-generation",
+            limits_source="credit-based limits, not published per model; 429s are honoured",
+        ),
+        ProviderSpec(
             id="replicate",
             key_env="REPLICATE_API_TOKEN",
             adapter="imgroute.providers.replicate:ReplicateAdapter",

@@ -76,7 +76,7 @@ def build_app(gateway: Gateway, token: str | None, inputs_dir: Path) -> Starlett
                 return await asyncio.to_thread(keyed_answer, gateway, found, call)
         gone = asyncio.ensure_future(disconnected(request))
         try:  # (under a key, a request of its own: the key, not its content, says what it repeats)
-            served, joined = await gateway.run(call, 0 if key is not None else tries_before(request), gone)
+            served, joined = await gateway.run(call, 0 if key is not None else tries_before(request), gone, key)
         finally:  # (a handler cancelled here leaves its key taken until this process ends: never paid twice)
             gone.cancel()
         if key is not None:

@@ -98,7 +98,9 @@ class Gateway:
     def plan(self, call: ImageCall):
         return api.plan(**call.options, loaded=(self.table, self.settings, self.keys), routes=self.routes)
 
-    async def run(self, call: ImageCall, tries: int | None, gone: asyncio.Future | None = None) -> tuple[Served, bool]:
+    async def run(
+        self, call: ImageCall, tries: int | None, gone: asyncio.Future | None = None, key: str | None = None
+    ) -> tuple[Served, bool]:
         """The job for this call, and whether it was joined (a retry) rather than started.
 
         `tries` is the client's count of earlier tries of this request (`x-stainless-retry-count`),
@@ -135,7 +137,7 @@ class Gateway:
             self._forget_old()
 
         running.future.add_done_callback(ended)
-        self._start(call, running)
+        self._start(call, running, key)
         return await self._answer(call, running, gone), False
 
     # -- Idempotency-Key: one key, one job, for a day, on every replica sharing the ledger
@@ -152,6 +154,7 @@ class Gateway:
         when nothing was sent (refused, or stopped first), nothing: the request may be sent again."""
         from imgroute.store.interface import PROCESS_OWNER
 
+        # (a key that names a job already, its first intent committed, keeps it whatever this says)
         paid = served.result is not None and (not cancelled(served) or served.sent)
         with self.services.ledger.transaction() as tx:
             tx.idempotency_end(key, served.result.job_id if paid and served.result else None, PROCESS_OWNER)
@@ -210,7 +213,7 @@ class Gateway:
         if self._running.get(identity) is running:
             del self._running[identity]
 
-    def _start(self, call: ImageCall, running: _Running) -> None:
+    def _start(self, call: ImageCall, running: _Running, key: str | None = None) -> None:
         future = running.future
         try:
             planned = self.plan(call)
@@ -220,7 +223,7 @@ class Gateway:
                 refused = no_offer_error(planned.route, "follow, offer by offer")
                 future.set_result(Served(result=None, error=refused, planned=planned))
                 return
-            runner = self._runner(planned.constraints.max_cost)
+            runner = self._runner(planned.constraints.max_cost, key)
             steps = runner.steps_run(planned.request, planned.route, constraints=planned.constraints)
         except ImgrouteError as exc:
             future.set_result(Served(result=None, error=exc, planned=None))
@@ -243,14 +246,15 @@ class Gateway:
         assert scheduler is not None, "open_many's services have a scheduler"
         running.runner, running.handle = runner, scheduler.start(steps, done)
 
-    def _runner(self, max_cost):
+    def _runner(self, max_cost, key: str | None = None):
         from imgroute.jobs.runner import JobRunner
         from imgroute.jobs.state import JobOptions, OutputOptions
 
         output = OutputOptions(self.out_dir, DEFAULT_NAME)
-        return JobRunner(
-            self.services, JobOptions(output=output, timeout=policy.DEFAULT_JOB_TIMEOUT_S, max_cost=max_cost)
+        options = JobOptions(
+            output=output, timeout=policy.DEFAULT_JOB_TIMEOUT_S, max_cost=max_cost, idempotency_key=key
         )
+        return JobRunner(self.services, options)
 
     def _forget_old(self) -> None:
         """Drop the answers past RECENT_S or beyond RECENT_MAX. They are kept in the order their

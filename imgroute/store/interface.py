@@ -183,6 +183,9 @@ class Transaction(Protocol):
     def idempotency(self, key: str, fingerprint: str, owner: str, ttl: float) -> Idempotent:
         """serve's Idempotency-Key: what it names (records.Idempotent), taken when new."""
 
+    def idempotency_job(self, key: str, job_id: str) -> None:
+        """The key names this job (with its first intent, before any send)."""
+
     def idempotency_end(self, key: str, job_id: str | None, owner: str) -> None: ...
 
 

@@ -160,12 +160,14 @@ class PostgresTransaction(SQLTransaction):
         held = {}
         for key, holder, pid, host in rows:
             if died_here(holder, pid):  # its process ended on this machine: no need to wait out the lease
-                self.db.execute(
-                    "UPDATE claims SET pid = ?, owner = ?, host = ?, at = ?, expires = ? WHERE key = ? AND owner = ?",
+                taken = self.db.execute(
+                    "UPDATE claims SET pid = ?, owner = ?, host = ?, at = ?, expires = ? WHERE key = ? AND owner = ? "
+                    "RETURNING 1",
                     (os.getpid(), owner, MACHINE, now, now + ttl, key, holder),
-                )
-            else:
-                held[key] = Holder(owner=holder, pid=pid, host=host)
+                ).fetchone()
+                if taken is not None:
+                    continue
+            held[key] = Holder(owner=holder, pid=pid, host=host)  # (or another process of here took it first)
         return held
 
     def renew(self, keys: list[str], owner: str, ttl: float) -> None:
@@ -175,16 +177,36 @@ class PostgresTransaction(SQLTransaction):
         )
 
     def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
-        """The intent, once this process is known to still hold the job's lease (else LeaseLost:
-        another machine took the job over while this one stalled, and nothing may be sent)."""
-        (job_id, holder, expires) = self.db.execute(
-            "SELECT attempts.job_id, claims.owner, claims.expires FROM attempts LEFT JOIN claims "
-            "ON claims.key = 'job:' || attempts.job_id WHERE attempts.id = ?",
+        """The intent, once this process is known to still hold the job's lease, and no other
+        machine its batch row's (else LeaseLost: the job, or its row, was taken over while this one
+        stalled, and nothing may be sent). The job's lease is renewed and its row locked by the same
+        statement, so a takeover waits for this transaction instead of slipping past the check; a
+        lease that is gone (a taker finished and gave it up) is lost too."""
+        now = self.clock()
+        job_id, row_key = self.db.execute(
+            "SELECT jobs.id, jobs.row_key FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.id = ?",
             (attempt_id,),
         ).fetchone()
-        if holder is not None and (holder != PROCESS_OWNER or (expires is not None and expires < self.clock())):
-            raise LeaseLost(job_id, holder)
+        held = self.db.execute(
+            "UPDATE claims SET expires = ? WHERE key = ? AND owner = ? AND (expires IS NULL OR expires >= ?) "
+            "RETURNING 1",
+            (now + LEASE_SECONDS, f"job:{job_id}", PROCESS_OWNER, now),
+        ).fetchone()
+        if held is None:
+            raise LeaseLost(job_id, self._holder(f"job:{job_id}"))
+        if row_key is not None:
+            other = self.db.execute(
+                "SELECT owner FROM claims WHERE key = ? AND owner <> ? AND (expires IS NULL OR expires >= ?) "
+                "FOR UPDATE",
+                (row_key, PROCESS_OWNER, now),
+            ).fetchone()
+            if other is not None:
+                raise LeaseLost(job_id, f"{other[0]}, which holds its batch row")
         return super().task_submitting(attempt_id, seq, client_ref, images, spec)
+
+    def _holder(self, key: str) -> str:
+        row = self.db.execute("SELECT owner, host FROM claims WHERE key = ?", (key,)).fetchone()
+        return f"{row[0]} on {row[1]}" if row is not None else "a machine that has since finished it"
 
 
 # -- the ledger ------------------------------------------------------------------------------------

@@ -231,13 +231,18 @@ class SQLTransaction:
         (state,) = self.db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Idempotent("running" if state in UNFINISHED_JOB_STATES else "ended", job_id, host)
 
+    def idempotency_job(self, key: str, job_id: str) -> None:
+        """The key names this job: written with its first request's intent, before anything is sent."""
+        self.db.execute("UPDATE idempotency SET job_id = ? WHERE key = ? AND job_id IS NULL", (job_id, key))
+
     def idempotency_end(self, key: str, job_id: str | None, owner: str) -> None:
-        """The key's request has its answer: its job (None: no job was paid for, and the key is free
-        for the request to be sent again)."""
+        """The key's request has its answer: its job, or none (refused, or stopped before anything
+        was journaled: the key is free for the request to be sent again; a key that names a job, its
+        intent committed, is never freed)."""
         if job_id is None:
-            self.db.execute("DELETE FROM idempotency WHERE key = ?", (key,))
+            self.db.execute("DELETE FROM idempotency WHERE key = ? AND job_id IS NULL", (key,))
         else:
-            self.db.execute("UPDATE idempotency SET job_id = ? WHERE key = ?", (job_id, key))
+            self.db.execute("UPDATE idempotency SET job_id = ? WHERE key = ? AND job_id IS NULL", (job_id, key))
         self.release([f"idem:{key}"], owner)
 
     # -- budgets

@@ -60,7 +60,7 @@ def workspace(folder: Path) -> None:
     (folder / "month.csv").write_text("quality,count\nhigh,300\nmedium,200\n")
 
 
-def test_every_readme_command_runs_as_written_against_the_fakes(fakes, tmp_path, isolated_home):
+def test_every_readme_command_runs_as_written_against_the_fakes(fakes, openrouter, tmp_path, isolated_home):
     commands = readme_commands()
     assert len(commands) >= 25  # the README's examples, not an empty match
     from tests.pg_cluster import cluster

@@ -5,6 +5,7 @@ from tests.fakes.azure import FakeAzure
 from tests.fakes.fal import FakeFal
 from tests.fakes.kie import FakeKie
 from tests.fakes.openai import FakeOpenAI
+from tests.fakes.openrouter import FakeOpenRouter
 from tests.fakes.piapi import FakePiAPI
 from tests.fakes.replicate import FakeReplicate
 
@@ -16,6 +17,17 @@ FAKES = {
     "apiframe": FakeApiframe,
     "replicate": FakeReplicate,
     "azure": FakeAzure,
+    "openrouter": FakeOpenRouter,
 }
 
-__all__ = ["FAKES", "FakeApiframe", "FakeAzure", "FakeFal", "FakeKie", "FakeOpenAI", "FakePiAPI", "FakeReplicate"]
+__all__ = [
+    "FAKES",
+    "FakeApiframe",
+    "FakeAzure",
+    "FakeFal",
+    "FakeKie",
+    "FakeOpenAI",
+    "FakeOpenRouter",
+    "FakePiAPI",
+    "FakeReplicate",
+]

@@ -18,6 +18,7 @@ def test_bundled_table_has_all_six_offers_with_provenance():
         "openai/gpt-image-2",
         "openai/gpt-image-2-batch",  # issue 14
         "azure/gpt-image-2",  # issue 29
+        "openrouter/gpt-image-2@openai",  # issue 29
         "fal/openai/gpt-image-2",
         "piapi/gpt-image-2",
         "piapi/gpt-image-2-preview",

@@ -13,7 +13,7 @@ import pytest
 
 from imgroute.errors import BudgetRefused, ConfigError, LeaseLost
 from imgroute.models import JobState, OfferRef
-from imgroute.store.interface import PROCESS_OWNER, job_key
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, job_key
 from tests.pg_cluster import cluster
 from tests.store.conftest import Clock
 from tests.store.test_store import new_job
@@ -69,12 +69,28 @@ def test_a_machine_whose_lease_was_taken_over_sends_nothing(url):
         tx.claim([job_key("j1")], PROCESS_OWNER, 30)
         attempt = tx.reserve_attempt("j1", 1, KIE, Decimal("0.03"), [])
         tx.task_submitting(attempt, 1, "ref-1", 1, {})  # still ours: journaled
-    clock.advance(31)  # stalled past the lease; another machine takes the job over
+    clock.advance(LEASE_SECONDS + 1)  # stalled past the lease (renewed by that intent); another machine takes over
     with ledger.transaction() as tx:
         assert tx.claim([job_key("j1")], "machine-b", 30) == {}
     with pytest.raises(LeaseLost, match="taken over by another imgroute"), ledger.transaction() as tx:
         tx.task_submitting(attempt, 2, "ref-2", 1, {})
-    assert len(ledger.tasks("j1")) == 1  # the second intent was never journaled
+    with ledger.transaction() as tx:  # the taker finished and gave the lease up: still not ours
+        tx.release([job_key("j1")], "machine-b")
+    with pytest.raises(LeaseLost), ledger.transaction() as tx:
+        tx.task_submitting(attempt, 3, "ref-3", 1, {})
+    assert len(ledger.tasks("j1")) == 1  # no later intent was journaled
+
+
+def test_a_batch_rows_new_job_sends_nothing_once_another_machine_holds_its_row(url):
+    clock = Clock()
+    ledger = team(url, clock)
+    with ledger.transaction() as tx:
+        tx.new_job(new_job("j2", row_key="abc:row1"))
+        tx.claim([job_key("j2")], PROCESS_OWNER, 600)
+        tx.claim(["abc:row1"], "machine-b", 600)  # (B took the row while this machine stalled)
+        attempt = tx.reserve_attempt("j2", 1, KIE, Decimal("0.03"), [])
+    with pytest.raises(LeaseLost, match="its batch row"), ledger.transaction() as tx:
+        tx.task_submitting(attempt, 1, "ref-1", 1, {})
 
 
 def test_writers_racing_for_the_last_dollars_never_pass_the_cap(url):
@@ -236,3 +252,14 @@ def test_a_provider_accounts_slots_and_pace_are_shared_by_every_machine_and_no_o
     one.release_lane("kie@aaa", "job-1")
     clock.advance(5)
     assert two.take_lane("kie@aaa", "job-3", 2, 1.0) == 0.0
+
+
+def test_a_password_anywhere_in_the_url_is_never_shown():
+    from imgroute.ledger_url import redacted, scrubbed
+
+    assert (
+        redacted("postgresql://u@h/db?password=s3cret&sslmode=require")
+        == "postgresql://u@h/db?password=***&sslmode=require"
+    )
+    assert "s3cret" not in redacted("host=h password=s3cret dbname=x")  # (libpq's key=value form: nothing shown)
+    assert scrubbed("auth failed for p@ss (p%40ss)", "postgresql://u:p%40ss@h/db") == "auth failed for *** (***)"

@@ -24,9 +24,12 @@ def new_job(job_id: str, row_key: str | None = None) -> NewJob:
 
 
 def started(store, job_id: str, estimate: str = "0.03") -> int:
-    """A job with one attempt reserved: the attempt's id."""
+    """A job with one attempt reserved (and its lease, as a runner holds it): the attempt's id."""
+    from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, job_key
+
     with store.transaction() as tx:
         tx.new_job(new_job(job_id))
+        tx.claim([job_key(job_id)], PROCESS_OWNER, LEASE_SECONDS)
         return tx.reserve_attempt(job_id, 1, KIE, Decimal(estimate), ["a line"], job_state=JobState.SUBMITTING)
 
 
@@ -221,3 +224,38 @@ def test_a_live_holders_lease_is_refused_with_who_holds_it(store):
         held = tx.claim(["row:1", "row:2"], "other", 600)
     assert list(held) == ["row:1"] and isinstance(held["row:1"], Holder) and held["row:1"].owner == "me"
     assert held["row:1"].pid in (None, os.getpid())
+
+
+# -- serve's idempotency keys ----------------------------------------------------------------------
+
+
+def test_a_key_names_its_job_from_the_first_intent_so_a_replica_that_died_never_frees_it(store, clock):
+    with store.transaction() as tx:
+        assert tx.idempotency("k1", "body-a", "replica-a", 60).verdict == "new"
+    with store.transaction() as tx:
+        assert tx.idempotency("k1", "body-b", "replica-b", 60).verdict == "reused"
+        assert tx.idempotency("k1", "body-a", "replica-b", 60).verdict == "running"  # its lease is held
+    with store.transaction() as tx:  # replica A journals its job's first intent: the key names it
+        tx.new_job(new_job("j1"))
+        tx.idempotency_job("k1", "j1")
+    with store.transaction() as tx:  # A dies: its lease on the key is gone, its end never written
+        tx.release(["idem:k1"], "replica-a")
+    with store.transaction() as tx:
+        found = tx.idempotency("k1", "body-a", "replica-b", 60)
+        assert (found.verdict, found.job_id) == ("running", "j1")  # never "new": the job may be paid
+        tx.idempotency_end("k1", None, "replica-b")  # (an end that says "nothing" frees no key with a job)
+    with store.transaction() as tx:
+        tx.job_state("j1", "succeeded")
+    with store.transaction() as tx:
+        assert tx.idempotency("k1", "body-a", "replica-b", 60).verdict == "ended"
+    clock.advance(24 * 3600 + 1)
+    with store.transaction() as tx:
+        assert tx.idempotency("k1", "body-b", "replica-b", 60).verdict == "new"  # a day later, a new key
+
+
+def test_a_key_whose_request_was_refused_before_any_job_is_free_again(store):
+    with store.transaction() as tx:
+        tx.idempotency("k2", "body", "replica-a", 60)
+        tx.idempotency_end("k2", None, "replica-a")
+    with store.transaction() as tx:
+        assert tx.idempotency("k2", "other body", "replica-b", 60).verdict == "new"

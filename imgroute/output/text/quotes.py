@@ -124,6 +124,8 @@ def _why_not(quote: Quote, winner: Quote | None) -> str:
     ours, theirs = quote.rank_cost, winner.rank_cost
     assert ours is not None and theirs is not None, "an eligible offer is priced"
     extra = ours - theirs
+    if extra == 0 and quote.offer.price_assumed and not winner.offer.price_assumed:
+        return f"same cost; {winner.offer.provider}'s price is sourced, this one's assumed"
     if extra == 0:
         return f"same cost; {winner.offer.provider} wins the tie by name"
     credits = " (paid from credits that would expire)" if winner.marginal is not None else ""
