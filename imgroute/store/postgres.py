@@ -20,6 +20,7 @@ psycopg 3 is the `imgroute[postgres]` extra, imported only here. What changes fr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import threading
@@ -335,15 +336,33 @@ class PostgresLedger(SQLLedger):
             return budgets(self.side)
 
     def _heartbeat(self) -> None:
+        """Every quarter of a lease: renew this process's leases, and read the team's time zone again
+        (`ledger timezone` on another machine reaches this one within a quarter of a lease). A lost
+        connection is opened again; while it cannot be, the leases run out, and this process's
+        next intent finds its job lost rather than sending (PostgresTransaction.task_submitting)."""
         while not self._closed.wait(LEASE_SECONDS / 4):
             try:
                 with self._side_lock:
                     self.side.execute(
                         "UPDATE claims SET expires = ? WHERE owner = ?", (self.clock() + LEASE_SECONDS, PROCESS_OWNER)
                     )
-            except Exception:  # (the connection is gone: the process is closing, or the next write says so)
+                    row = self.side.execute("SELECT value FROM ledger_settings WHERE name = 'timezone'").fetchone()
+                if row is not None and str(self.zone) != row[0]:
+                    self.zone = zoneinfo.ZoneInfo(row[0])
+            except Exception:  # (the connection is gone: the process is closing, or it is opened again)
                 if self._closed.is_set():
                     return
+                self._reconnect_side()
+
+    def _reconnect_side(self) -> None:
+        try:
+            fresh = connect(self.url)
+        except ConfigError:  # (the database is unreachable: tried again at the next beat)
+            return
+        with self._side_lock:
+            old, self.side = self.side, fresh
+        with contextlib.suppress(Exception):  # (already broken)
+            old.close()
 
     def close(self) -> None:
         self._closed.set()
