@@ -148,3 +148,20 @@ def test_a_providers_limits_hold_for_every_machine_on_its_account(fakes, tmp_pat
         assert proc.returncode == 0, err
     assert fakes["openai"].charges == 8
     assert fakes["openai"].peak_in_flight == 2  # not 4
+
+
+def test_an_edit_whose_inputs_are_on_another_machine_waits_for_it_and_jobs_says_why(cli, fakes, tmp_path, team_url):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (1024, 1024), (9, 9, 9)).save(photo)
+    fakes["kie"].steps = 10**9  # still running when gen gives up waiting
+    started = cli("edit", "at dusk", "--image", str(photo), "--provider", "kie", "--timeout", "0.2", "--json")
+    job = started.json()["job_id"]
+    ledger_rows("UPDATE jobs SET host = 'laptop' WHERE id = ? RETURNING id", (job,))  # (it began elsewhere)
+    photo.unlink()  # (its input is on that machine's disk, not here)
+    waited = cli("jobs", "resume", job)
+    assert waited.code == 2 and "waits for laptop" in waited.err and str(photo) in waited.err
+    (listed,) = cli("jobs", "--json").json()
+    assert "waits for laptop" in listed["error"]
+    assert fakes["kie"].charges == 1  # nothing sent again

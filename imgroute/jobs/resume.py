@@ -346,9 +346,13 @@ def _inputs_here_or_wait(runner: JobRunner, job_id: str, request: Request, host:
     missing = [image.source for image in inputs if not image.is_url and not Path(image.source).is_file()]
     if not missing:
         return
-    with runner.ledger.transaction() as tx:
-        tx.release([job_key(job_id)], PROCESS_OWNER)
-    raise InputsElsewhere(
+    waits = InputsElsewhere(
         f"job {job_id} is an edit from {host} whose input {missing[0]} is not on this machine: it waits for {host}",
         f"run `imgroute jobs resume {job_id}` on {host}, or keep edit inputs in a folder both machines share",
     )
+    record = runner.ledger.job(job_id)
+    with runner.ledger.transaction() as tx:  # (`imgroute jobs` shows why it waits, in its error)
+        if record is not None:
+            tx.job_state(job_id, record.state, error=waits.worded("cli")[0])
+        tx.release([job_key(job_id)], PROCESS_OWNER)
+    raise waits
