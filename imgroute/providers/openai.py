@@ -82,9 +82,13 @@ class OpenAIAdapter(Adapter):
             raise SubmitUnknown(f"{self.provider}: unreadable answer after a successful request: {exc}") from None
         if len(outputs) != spec.n:
             raise SubmitUnknown(f"{self.provider}: asked for {spec.n} images, got {len(outputs)}")
-        return Submission(
-            job_id=response.headers.get("x-request-id"), handle={}, outputs=outputs, usage=usage_of(body.get("usage"))
-        )
+        return Submission(job_id=self.job_id_of(response, body), handle={}, outputs=outputs, usage=self.usage_of(body))
+
+    def job_id_of(self, response: httpx.Response, body: dict) -> str | None:
+        return response.headers.get("x-request-id")
+
+    def usage_of(self, body: dict) -> Usage | None:
+        return usage_of(body.get("usage"))
 
     def output(self, item: dict) -> Output:
         if item.get("b64_json"):

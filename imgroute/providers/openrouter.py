@@ -13,25 +13,13 @@ and is not billed (billing is all or nothing), so its images may move on to anot
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 import httpx
 
-from imgroute import policy
-from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
+from imgroute.errors import JobFailed, ProviderTrouble, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import (
-    Adapter,
-    Output,
-    PreparedRequest,
-    Submission,
-    Usage,
-    data_uri,
-    error_message,
-    is_url,
-)
+from imgroute.providers.base import Adapter, PreparedRequest, Usage, data_uri, error_message, is_url
+from imgroute.providers.openai import OpenAIAdapter
 
 AUTHOR = "openai"  # OpenRouter names models author/slug: openai/gpt-image-2
 
@@ -42,14 +30,12 @@ def upstream_of(model: str) -> tuple[str, str | None]:
     return (name if "/" in name else f"{AUTHOR}/{name}"), upstream or None
 
 
-class OpenRouterAdapter(Adapter):
+class OpenRouterAdapter(OpenAIAdapter):
+    """OpenAI's synchronous shape (its answer is read as OpenAI's is), OpenRouter's own body."""
+
     provider = "openrouter"
     documented_origin = "https://openrouter.ai"
-    synchronous = True
-    path = "/api/v1/images"
-
-    def auth_headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.key}"}
+    path = "/api/v1/images"  # (Bearer auth, as OpenAI's)
 
     def endpoints(self, http: Http, model: str) -> dict:
         """`GET /api/v1/images/models/{author}/{slug}/endpoints`: each upstream of a model and its
@@ -79,32 +65,19 @@ class OpenRouterAdapter(Adapter):
             body["provider"] = {"order": [upstream], "allow_fallbacks": False}
         return body
 
-    def prepare(self, spec: JobSpec) -> PreparedRequest:
+    def prepare(self, spec: JobSpec) -> PreparedRequest:  # (edits too: their images ride in the JSON body)
         return PreparedRequest(
             method="POST", url=self.base + self.path, headers={"Content-Type": "application/json"}, body=self.body(spec)
         )
 
-    def submit(self, http: Http, spec: JobSpec) -> Submission:
-        return self.read_submission(spec, self.send(http, self.prepare(spec), timeout=policy.SYNC_READ_TIMEOUT_S))
+    def check_key(self, http: Http):
+        return Adapter.check_key(self, http)  # (OpenAI's models route is not OpenRouter's)
 
-    def read_submission(self, spec: JobSpec, response: httpx.Response) -> Submission:
-        if response.status_code != 200:
-            raise self.failure(response)
-        try:
-            body = self.json_of(response, "the generation answer")
-            outputs = tuple(self.output(item) for item in body["data"])
-        except (MalformedAnswer, KeyError, TypeError) as exc:
-            raise SubmitUnknown(f"{self.provider}: unreadable answer after a successful request: {exc}") from None
-        if len(outputs) != spec.n:
-            raise SubmitUnknown(f"{self.provider}: asked for {spec.n} images, got {len(outputs)}")
-        return Submission(job_id=body.get("id"), handle={}, outputs=outputs, usage=usage_of(body.get("usage")))
+    def job_id_of(self, response: httpx.Response, body: dict) -> str | None:
+        return body.get("id")
 
-    @staticmethod
-    def output(item: dict) -> Output:
-        try:
-            return Output(data=base64.b64decode(item["b64_json"], validate=True))
-        except (binascii.Error, ValueError, KeyError, TypeError):
-            raise MalformedAnswer("an image entry has no valid b64_json") from None
+    def usage_of(self, body: dict) -> Usage | None:
+        return usage_of(body.get("usage"))
 
     def failure(self, response: httpx.Response) -> Exception:
         try:
