@@ -61,10 +61,16 @@ def cap_states(ledger: Ledger, now: dt.datetime | None = None) -> list[dict]:
 
 # -- spend --------------------------------------------------------------------------------------
 
+# An offer whose stated charges differ from imgroute's pricing of the same jobs by more than this
+# is flagged in `spend`: pricing.yaml has drifted from its bills (LiteLLM's issue history is a list
+# of image prices logged wrong for months).
+STATED_DRIFT_PCT = 5.0
+
 GROUPINGS: dict[str, Callable[[SpendRow], str]] = {
     "day": lambda r: dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d"),
     "month": lambda r: dt.datetime.fromtimestamp(r.created).strftime("%Y-%m"),
     "provider": lambda r: r.provider,
+    "offer": lambda r: f"{r.provider}/{r.model}",
     "quality": lambda r: r.quality or "-",
     "machine": lambda r: r.host or "-",
     "total": lambda r: "all",
@@ -72,7 +78,7 @@ GROUPINGS: dict[str, Callable[[SpendRow], str]] = {
 
 
 def spend_summary(rows: list[SpendRow]) -> dict[str, list[dict]]:
-    """Per grouping (day, month, provider, quality, machine, total): each group's figures (see `summarize`)."""
+    """Per grouping (day, month, provider, offer, quality, machine, total): each group's figures (see `summarize`)."""
     return {name: summarize(rows, key) for name, key in GROUPINGS.items()}
 
 
@@ -96,8 +102,15 @@ def summarize(rows: Iterable[SpendRow], key: Callable[[SpendRow], str]) -> list[
                 "possibly_charged": Decimal(0),
                 "compared_est": Decimal(0),
                 "compared_act": Decimal(0),
+                "stated": Decimal(0),  # what the providers said they charged, where they said
+                "stated_priced": Decimal(0),  # imgroute's pricing of those same attempts
+                "stated_attempts": 0,
             },
         )
+        if row.stated is not None and row.priced is not None:
+            group["stated"] += row.stated
+            group["stated_priced"] += row.priced
+            group["stated_attempts"] += 1
         if row.actual is not None:
             group["attempts"] += 1
             group["images"] += row.images
@@ -116,5 +129,10 @@ def summarize(rows: Iterable[SpendRow], key: Callable[[SpendRow], str]) -> list[
     for group in sorted(groups.values(), key=lambda g: g["key"]):
         est, act = group.pop("compared_est"), group.pop("compared_act")
         group["drift_pct"] = round(float((act - est) / est * 100), 2) if est else None
+        stated, priced = group["stated"], group.pop("stated_priced")
+        group["stated_drift_pct"] = round(float((stated - priced) / priced * 100), 2) if priced else None
+        group["flagged"] = group["stated_drift_pct"] is not None and abs(group["stated_drift_pct"]) > STATED_DRIFT_PCT
+        if not group["stated_attempts"]:
+            group["stated"] = None
         result.append(group)
     return result

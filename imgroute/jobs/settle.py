@@ -20,6 +20,7 @@ from imgroute.models import AttemptState, JobState, TaskState
 from imgroute.pricing import price_models
 from imgroute.pricing.price_models import Delivered
 from imgroute.pricing.table import PricingTable
+from imgroute.providers.base import Usage
 from imgroute.store.interface import Transaction
 
 
@@ -83,7 +84,7 @@ class Settler:
 
     def settle(self, job, attempt: Attempt, tasks, saved, problems, stuck, outcome: Outcome) -> AttemptEnd:
         """Price what was delivered and decide how the attempt ended."""
-        actual, source = self._actual_cost(job, attempt, tasks)
+        actual, source, priced, stated = self._costs(job, attempt, tasks)
         job.count_usage(t.usage for t in tasks if t.state == TaskState.SUCCEEDED and t.usage is not None)
         final, status, trouble = outcome.final, outcome.status, outcome.trouble
         failures = [t for t in tasks if t.state == TaskState.FAILED]
@@ -118,8 +119,9 @@ class Settler:
         cost = str(actual) if actual is not None else None
         risk = str(at_risk) if at_risk is not None else None
         job.unsaved.add(
-            Transaction.attempt_state, attempt.id, status, error=error, actual=cost, source=source, at_risk=risk
-        )
+            Transaction.attempt_state, attempt.id, status, error=error, actual=cost, source=source, at_risk=risk,
+            priced=str(priced) if priced is not None else None, stated=str(stated) if stated is not None else None,
+        )  # fmt: skip
         self._remember(attempt, tasks, status, actual)
         report = AttemptReport(
             provider=attempt.provider,
@@ -158,18 +160,28 @@ class Settler:
         watched.settled(offer, plan, outcome, actual, took, charge_unknown=status == AttemptState.FAILED_AT_RISK)
         watched.flush()
 
-    def _actual_cost(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple[Decimal | None, str | None]:
+    def _costs(self, job: JobRun, attempt: Attempt, tasks: list[Task]) -> tuple:
+        """(actual, its source, priced, stated): what the attempt cost (the provider's own statement
+        of its charge where every answer has one, else imgroute's pricing); imgroute's pricing of
+        what was delivered (pricing.yaml applied to the reported usage, or the list price); and the
+        provider's statement (OpenRouter's dollars, or credits charged at the plan's price)."""
         offer = self.table.offer(attempt.provider, attempt.model)
         delivered = [_delivered(t) for t in tasks if t.state == TaskState.SUCCEEDED]
         if not delivered or offer is None:
-            return None, None
-        stated = [usd for d in delivered if (usd := getattr(d.usage, "usd", None)) is not None]
-        if len(stated) == len(delivered):  # the provider said what it charged (OpenRouter)
-            return sum((Decimal(usd) for usd in stated), Decimal(0)), "charge stated by the provider"
+            return None, None, None, None
         plan = self.table.providers[attempt.provider].plans.get(attempt.plan) or self.table.plan(attempt.provider, None)
         spec = tasks[0].spec
-        quality = spec.quality or "high"
-        return price_models.of(offer).actual(offer, plan, quality, spec.resolution, job.request, delivered)
+        model = price_models.of(offer)
+        usages = [t.usage for t in tasks if t.state == TaskState.SUCCEEDED]
+        unstated = [
+            d._replace(usage=u._replace(credits=None, usd=None) if u else None)
+            for d, u in zip(delivered, usages, strict=True)
+        ]
+        priced, how = model.actual(offer, plan, spec.quality or "high", spec.resolution, job.request, unstated)
+        stated = _stated(usages, plan)
+        if stated is not None:
+            return stated[0], stated[1], priced, stated[0]
+        return priced, how, priced, None
 
 
 def _share(attempt: Attempt, tasks: list[Task], failed: list[Task]) -> Decimal | None:
@@ -179,6 +191,17 @@ def _share(attempt: Attempt, tasks: list[Task], failed: list[Task]) -> Decimal |
         return None
     planned = attempt.images or sum(t.spec.n for t in tasks)
     return attempt.estimate * sum(t.spec.n for t in failed) / planned
+
+
+def _stated(usages: list[Usage | None], plan) -> tuple[Decimal, str] | None:
+    """What the provider's answers said they charged, when every one says: (USD, how it was said)."""
+    dollars = [u.usd for u in usages if u is not None and u.usd is not None]
+    if len(dollars) == len(usages):  # (OpenRouter's usage.cost)
+        return sum((Decimal(usd) for usd in dollars), Decimal(0)), "charge stated by the provider"
+    credits = [u.credits for u in usages if u is not None and u.credits is not None]
+    if len(credits) == len(usages) and plan is not None and plan.usd_per_credit is not None:
+        return sum(credits) * plan.usd_per_credit, "credits charged"  # (Apiframe's creditCost, Kie's)
+    return None
 
 
 def _delivered(task: Task) -> Delivered:

@@ -26,6 +26,7 @@ GROUPINGS = (
     "day",
     "month",
     "provider",
+    "offer",
     "quality",
     "machine",
     "total",
@@ -34,7 +35,9 @@ PERIODS = ("daily", "monthly")  # ledger.PERIODS
 
 SPEND_GROUP = obj(
     {
-        "key": text("The group: YYYY-MM-DD, YYYY-MM, a provider, a quality, a machine (its host name), or `all`"),
+        "key": text(
+            "The group: YYYY-MM-DD, YYYY-MM, a provider, an offer, a quality, a machine (its host name), or `all`"
+        ),
         "attempts": integer("Attempts settled with an actual cost", minimum=0),
         "images": integer(minimum=0),
         "estimated_usd": usd("Their estimates", known=True),
@@ -43,6 +46,11 @@ SPEND_GROUP = obj(
         "drift_pct": nullable(
             number("Actual against estimate, in percent (2 decimals), over the attempts that have both")
         ),
+        "stated_usd": nullable(usd("What the providers' answers said they charged, where they said", known=True)),
+        "stated_drift_pct": nullable(
+            number("Stated charges against imgroute's pricing of the same attempts, in percent (2 decimals)")
+        ),
+        "flagged": boolean("The stated charges differ from pricing.yaml's by more than 5%: re-check its price"),
     }
 )
 
@@ -64,6 +72,9 @@ def spend(summary: dict[str, list[dict]]) -> dict:
                 "actual_usd": usd_json(g["actual"]),
                 "in_flight_usd": usd_json(g["in_flight"]),
                 "drift_pct": g["drift_pct"],
+                "stated_usd": usd_json(g["stated"]),
+                "stated_drift_pct": g["stated_drift_pct"],
+                "flagged": g["flagged"],
             }
             for g in groups
         ]

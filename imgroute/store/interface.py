@@ -128,9 +128,13 @@ class Transaction(Protocol):
         actual: str | None = None,
         source: str | None = None,
         at_risk: str | None = None,
+        priced: str | None = None,
+        stated: str | None = None,
     ) -> None:
-        """`at_risk`: what the attempt may have been charged for requests that failed without saying
-        (counted against the caps until settled); every state change sets it anew."""
+        """`priced` and `stated`: imgroute's pricing of what it delivered, and the provider's own
+        statement of its charge where its answer has one. `at_risk`: what the attempt may have been
+        charged for requests that failed without saying (counted against the caps until settled);
+        every state change sets it anew."""
 
     def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
         """Journal the intent to submit (committed before the request is sent): the task's id."""

@@ -190,6 +190,14 @@ def m010_idempotency(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE lanes (account TEXT PRIMARY KEY, next_at REAL NOT NULL)")
 
 
+def m011_stated_charges(db: sqlite3.Connection) -> None:
+    """Beside an attempt's actual cost: imgroute's own pricing of what it delivered (`priced`) and
+    what the provider said it charged, where its answer says (`stated`: OpenRouter's dollars,
+    credits at the plan's price), so `spend` shows where pricing.yaml has drifted from the bills."""
+    db.execute("ALTER TABLE attempts ADD COLUMN priced_usd TEXT")
+    db.execute("ALTER TABLE attempts ADD COLUMN stated_usd TEXT")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -203,6 +211,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m008_leases,
     m009_machines,
     m010_idempotency,
+    m011_stated_charges,
 )
 
 

@@ -183,6 +183,11 @@ def m010_idempotency(db: Any) -> None:
     db.execute(TAKE_LANE)
 
 
+def m011_stated_charges(db: Any) -> None:
+    db.execute("ALTER TABLE attempts ADD COLUMN priced_usd TEXT")
+    db.execute("ALTER TABLE attempts ADD COLUMN stated_usd TEXT")
+
+
 # A provider account's slot and next submit for one job, in one round trip (PostgresLedger.take_lane
 # says what it does): NULL when every slot is held, else the seconds until the booked submit.
 TAKE_LANE = """
@@ -232,6 +237,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m008_leases,
     m009_machines,
     m010_idempotency,
+    m011_stated_charges,
 )
 
 

@@ -218,6 +218,8 @@ class SpendRow(NamedTuple):
     images: int
     at_risk: Decimal | None = None  # possibly charged (failed, charge unknown): never spent until settled
     host: str | None = None  # the machine that made its job (a team ledger's)
+    priced: Decimal | None = None  # imgroute's pricing of what it delivered
+    stated: Decimal | None = None  # what the provider's answer said it charged
 
 
 class Settled(NamedTuple):

@@ -205,7 +205,7 @@ class SQLLedger:
     def spend_rows(self, since: float | None = None) -> list[SpendRow]:
         rows = self._read(
             "SELECT attempts.created, provider, model, attempts.state, attempts.estimate_usd, attempts.actual_usd, "
-            "attempts.at_risk_usd, jobs.host, "
+            "attempts.at_risk_usd, jobs.host, attempts.priced_usd, attempts.stated_usd, "
             f"{self.QUALITY} AS quality, "
             "(SELECT COUNT(*) FROM files JOIN tasks ON tasks.id = files.task_id WHERE tasks.attempt_id = attempts.id)"
             " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
@@ -223,6 +223,8 @@ class SQLLedger:
                 images=row["images"],
                 at_risk=money(row["at_risk_usd"]),
                 host=row["host"],
+                priced=money(row["priced_usd"]),
+                stated=money(row["stated_usd"]),
             )
             for row in rows
         ]

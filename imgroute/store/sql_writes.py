@@ -124,15 +124,19 @@ class SQLTransaction:
         actual: str | None = None,
         source: str | None = None,
         at_risk: str | None = None,
+        priced: str | None = None,
+        stated: str | None = None,
     ) -> None:
-        """The attempt's new state, and the committed total of its day with it."""
+        """The attempt's new state, and the committed total of its day with it. `priced` and
+        `stated`: imgroute's pricing of what it delivered, and what the provider said it charged."""
         before = self.db.execute(
             "SELECT created, actual_usd, estimate_usd, state, at_risk_usd FROM attempts WHERE id = ?", (attempt_id,)
         ).fetchone()
         self.db.execute(
             "UPDATE attempts SET state = ?, updated = ?, error = ?, at_risk_usd = ?, "
-            "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source) WHERE id = ?",
-            (state, self.clock(), error, at_risk, actual, source, attempt_id),
+            "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source), "
+            "priced_usd = COALESCE(?, priced_usd), stated_usd = COALESCE(?, stated_usd) WHERE id = ?",
+            (state, self.clock(), error, at_risk, actual, source, priced, stated, attempt_id),
         )
         if before is not None:
             created, old_actual, estimate, old_state, old_at_risk = before

@@ -90,3 +90,17 @@ def test_pricing_refresh_writes_each_upstream_as_a_dated_offer_of_the_users_file
 def test_pricing_refresh_says_what_it_needs(cli, isolated_home):
     assert cli("pricing", "refresh", "kie").code == 2
     assert cli("pricing", "refresh", "openrouter").code == 3
+
+
+def test_spend_flags_an_offer_whose_stated_charges_drifted_from_the_table(cli, fakes, openrouter):
+    openrouter.overcharge = Decimal("1.10")  # OpenRouter now bills 10% over what pricing.yaml says
+    for _ in range(2):
+        assert gen(cli, "--quality", "low", *OFFER).code == 0
+    assert gen(cli, "--quality", "low", "--provider", "kie").code == 0  # (no statement: nothing to compare)
+    offers = {g["key"]: g for g in cli("spend", "--json").json()["offer"]}
+    drifted = offers["openrouter/gpt-image-2@openai"]
+    assert drifted["flagged"] and 9.5 < drifted["stated_drift_pct"] < 10.5 and drifted["stated_usd"] > 0
+    kie = offers["kie/gpt-image-2-text-to-image"]
+    assert not kie["flagged"] and kie["stated_drift_pct"] in (None, 0.0)
+    shown = cli("spend")
+    assert "warning: openrouter/gpt-image-2@openai: what it says it charged differs from pricing.yaml by +" in shown.out

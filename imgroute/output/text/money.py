@@ -13,9 +13,12 @@ from imgroute.output.text.layout import Column, Grid
 
 
 def print_spend(console: Console, data: dict) -> None:
-    for name in ("day", "month", "provider", "quality", "machine", "total"):
+    for name in ("day", "month", "provider", "offer", "quality", "machine", "total"):
         rows = data[name]
         if name == "machine" and len(rows) < 2:  # (one machine's ledger: nothing to tell apart)
+            continue
+        if name == "offer":
+            _print_offers(console, rows)
             continue
         columns = [
             Column(name, head=True),
@@ -38,6 +41,40 @@ def print_spend(console: Console, data: dict) -> None:
                 usd_or_dash(row["in_flight_usd"]),
             )
         grid.print(console)
+
+
+def _print_offers(console: Console, rows: list[dict]) -> None:
+    """By offer, with what the providers said they charged beside imgroute's pricing of the same
+    jobs; an offer whose stated charges are more than 5% off pricing.yaml is flagged."""
+    columns = [
+        Column("offer", head=True),
+        Column("attempts", "right", drop=0),
+        Column("estimated", "right", drop=1),
+        Column("actual", "right", head=True),
+        Column("drift", "right", head=True),
+        Column("stated", "right", drop=2),
+        Column("stated vs table", "right", head=True),
+    ]
+    grid = Grid(columns, title="by offer")
+    for row in rows:
+        flag = " !" if row["flagged"] else ""
+        grid.add_row(
+            row["key"],
+            str(row["attempts"]),
+            usd_or_dash(row["estimated_usd"]),
+            usd_or_dash(row["actual_usd"]),
+            _drift(row["drift_pct"]),
+            usd_or_dash(row["stated_usd"]),
+            _drift(row["stated_drift_pct"]) + flag,
+        )
+    grid.print(console)
+    for row in rows:
+        if row["flagged"]:
+            console.print(
+                f"warning: {row['key']}: what it says it charged differs from pricing.yaml by "
+                f"{row['stated_drift_pct']:+.2f}%: re-check its price and update pricing.yaml",
+                highlight=False,
+            )
 
 
 def _drift(pct: float | None) -> str:
