@@ -53,12 +53,21 @@ def _unset(table):
     from imgroute.home import azure
     from imgroute.home.keys import base_url
 
-    ready = bool(azure.target(config.home() / config.CONFIG_FILE).endpoint or base_url("azure", table.registry))
-    if ready:
-        return table
+    path = config.home() / config.CONFIG_FILE
+    override = base_url("azure", table.registry)
     setup = table.registry.spec("azure").setup
-    offers = tuple(o._replace(unset=setup) if o.provider == "azure" else o for o in table.offers)
-    return table._replace(offers=offers)
+    offers = []
+    for offer in table.offers:
+        if offer.provider != "azure":
+            offers.append(offer)
+            continue
+        ready = bool(azure.target(path).endpoint or override)
+        offers.append(offer if ready else offer._replace(unset=setup))
+        for name, deployed in azure.deployments(path).items():  # each declared deployment, its own offer
+            model = f"{offer.model}@{name}"
+            unset = "" if deployed.endpoint or override else setup
+            offers.append(offer._replace(model=model, edit=offer.edit._replace(model=model), unset=unset))
+    return table._replace(offers=tuple(offers))
 
 
 def open_ledger(durable: bool = True, shared: bool = False, settings=None) -> Ledger:
@@ -107,11 +116,28 @@ class Keys:
         a key but no endpoint, it is not set up (its offer says how, as for a missing key)."""
         from imgroute.home import azure
 
-        where = azure.target(config.home() / config.CONFIG_FILE)
-        self.base_urls["azure"] = self.base_urls.get("azure") or where.endpoint
-        if not self.base_urls["azure"]:
+        path = config.home() / config.CONFIG_FILE
+        where, named = azure.target(path), azure.deployments(path)
+        override = self.base_urls.get("azure")  # (IMGROUTE_AZURE_BASE_URL: every deployment's origin)
+        self.base_urls["azure"] = override or where.endpoint
+        if not self.base_urls["azure"] and not any(t.endpoint for t in named.values()):
             self.available.pop("azure", None)
-        self.options["azure"] = {"deployment": where.deployment, "api_version": where.api_version}
+        self.options["azure"] = {
+            "deployment": where.deployment,
+            "api_version": where.api_version,
+            "deployments": {name: t._replace(endpoint=override or t.endpoint) for name, t in named.items()},
+        }
+
+    def lane_limits(self, limits: dict) -> dict:
+        """The registry's limits with each declared Azure deployment's own (`azure#NAME`), field by
+        field over Azure's."""
+        out = dict(limits)
+        for name, deployed in self.options.get("azure", {}).get("deployments", {}).items():
+            if deployed.limits is not None:
+                base = limits.get("azure", (None, None))
+                concurrency, per_minute = deployed.limits
+                out[f"azure#{name}"] = (concurrency or base[0], per_minute if per_minute is not None else base[1])
+        return out
 
     def adapter(self, provider: str, windowed: bool = False):
         """The provider's adapter with this door's key, base URL and settings for it."""
@@ -319,7 +345,7 @@ def open_many(
     from imgroute.net.http import build_client
 
     home = config.home()
-    limits = Limits(table.registry.limits(settings.limits), total)
+    limits = Limits(keys.lane_limits(table.registry.limits(settings.limits)), total)
     ledger = open_ledger(durable, shared=True, settings=settings)
     client = build_client(pool_size=connections, secrets=keys.every_value)
     scheduler = Scheduler(workers, limits, policy.time_scale(), _exchanges(connections))

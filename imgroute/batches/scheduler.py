@@ -20,7 +20,7 @@ from typing import Any
 from imgroute import policy
 from imgroute.errors import Cancelled
 from imgroute.jobs.steps import Exchange, Later, NeedSlot, Pause, Steps
-from imgroute.providers.registry import limits_of
+from imgroute.providers.registry import limit_for
 
 
 class Limits:
@@ -53,7 +53,7 @@ class Limits:
     def _known(self, lane: str) -> str:
         """Under the lock, or before any thread shares it: the lane, its limits set up on first use."""
         if lane not in self._free:
-            limit = self._limits.get(limits_of(lane))
+            limit = limit_for(self._limits, lane)
             if limit is not None:
                 concurrency, rate = limit
                 self._free[lane] = concurrency

@@ -1,16 +1,28 @@
-"""Where a user's Azure OpenAI (Microsoft Foundry) deployment is: its resource endpoint, the
+"""Where a user's Azure OpenAI (Microsoft Foundry) deployments are: the resource endpoint, the
 deployment's name (what is sent as `model`) and the api-version. From the environment the Azure
 SDKs use (AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_DEPLOYMENT, AZURE_OPENAI_API_VERSION), else
 config.yaml's `azure: {endpoint, deployment, api_version}`. The key is AZURE_OPENAI_API_KEY (or
 `imgroute keys set azure`), as for every provider.
+
+Several deployments (regions) may be declared, each its own offer, `azure/gpt-image-2@NAME`, with
+its own limits (keyed per account and deployment):
+
+    azure:
+      endpoint: https://team.openai.azure.com
+      deployments:
+        east: {deployment: image-east, limits: {concurrency: 5, per_minute: 20}}
+        west: {endpoint: https://team-west.openai.azure.com, deployment: image-west}
+
+A deployment's missing fields are the `azure:` ones (endpoint, api_version).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from imgroute.errors import ConfigError
 
@@ -19,7 +31,9 @@ DEPLOYMENT_ENV = "AZURE_OPENAI_DEPLOYMENT"
 API_VERSION_ENV = "AZURE_OPENAI_API_VERSION"
 DEFAULT_DEPLOYMENT = "gpt-image-2"  # what most deployments of it are named (azure.md, LiteLLM)
 DEFAULT_API_VERSION = "preview"  # the v1 path's (azure.md, Endpoint)
-FIELDS = {"endpoint", "deployment", "api_version"}
+FIELDS = {"endpoint", "deployment", "api_version", "deployments"}
+DEPLOYMENT_FIELDS = {"endpoint", "deployment", "api_version", "limits"}
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 SETUP = (
     f"{ENDPOINT_ENV}=https://RESOURCE.openai.azure.com and AZURE_OPENAI_API_KEY ({DEPLOYMENT_ENV} if the "
     f"deployment is not named {DEFAULT_DEPLOYMENT}), or azure: {{endpoint: ..., deployment: ...}} in config.yaml"
@@ -30,34 +44,72 @@ class AzureTarget(NamedTuple):
     endpoint: str | None  # None: not configured (the offer is shown, ineligible, with how to set it)
     deployment: str
     api_version: str
+    limits: tuple[int | None, float | None] | None = None  # a declared deployment's own
 
 
-def configured(config_path: Path) -> dict[str, str]:
-    """config.yaml's `azure:` fields (checked: only endpoint, deployment, api_version)."""
+def _text(field) -> str:
+    # (an api-version such as 2024-10-21 unquoted is a date to YAML: taken as written)
+    return field.value.isoformat() if isinstance(field.value, dt.date) else field.text()
+
+
+def _node(config_path: Path):
     from imgroute.pricing.fields import Field, read_yaml
 
     raw = read_yaml(config_path, what="config file") if config_path.exists() else None
     if not isinstance(raw, dict) or "azure" not in raw:
-        return {}
-    node = Field(raw, "", str(config_path), "fix config.yaml").mapping()["azure"]
-    # (an api-version such as 2024-10-21 unquoted is a date to YAML: taken as written)
-    return {name: field.value.isoformat() if isinstance(field.value, dt.date) else field.text()
-            for name, field in node.mapping(FIELDS).items()}  # fmt: skip
+        return None
+    return Field(raw, "", str(config_path), "fix config.yaml").mapping()["azure"].mapping(FIELDS)
+
+
+def configured(config_path: Path) -> dict[str, str]:
+    """config.yaml's `azure:` fields (checked), but its deployments."""
+    node = _node(config_path)
+    return {name: _text(field) for name, field in (node or {}).items() if name != "deployments"}
+
+
+def _endpoint(value: str | None) -> str | None:
+    if value and not value.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"the Azure endpoint {value!r} is not a URL", "give it like https://RESOURCE.openai.azure.com"
+        )
+    return value.rstrip("/") if value else None
 
 
 def target(config_path: Path) -> AzureTarget:
-    configured_here = configured(config_path)
-    endpoint = os.environ.get(ENDPOINT_ENV, "").strip() or configured_here.get("endpoint")
-    if endpoint and not endpoint.startswith(("https://", "http://")):
-        raise ConfigError(
-            f"the Azure endpoint {endpoint!r} is not a URL", "give it like https://RESOURCE.openai.azure.com"
-        )
+    """The default deployment (offer `azure/gpt-image-2`)."""
+    here = configured(config_path)
     return AzureTarget(
-        endpoint=endpoint.rstrip("/") if endpoint else None,
-        deployment=os.environ.get(DEPLOYMENT_ENV, "").strip()
-        or configured_here.get("deployment")
-        or DEFAULT_DEPLOYMENT,
-        api_version=os.environ.get(API_VERSION_ENV, "").strip()
-        or configured_here.get("api_version")
-        or DEFAULT_API_VERSION,
+        endpoint=_endpoint(os.environ.get(ENDPOINT_ENV, "").strip() or here.get("endpoint")),
+        deployment=os.environ.get(DEPLOYMENT_ENV, "").strip() or here.get("deployment") or DEFAULT_DEPLOYMENT,
+        api_version=os.environ.get(API_VERSION_ENV, "").strip() or here.get("api_version") or DEFAULT_API_VERSION,
     )
+
+
+def deployments(config_path: Path) -> dict[str, AzureTarget]:
+    """The deployments declared by name (offers `azure/gpt-image-2@NAME`), completed from the default."""
+    node = _node(config_path)
+    if not node or "deployments" not in node:
+        return {}
+    default = target(config_path)
+    out = {}
+    for name, entry in node["deployments"].mapping().items():
+        if not NAME.match(name):
+            raise entry.fail(
+                f"{name!r} is not a deployment name imgroute takes", "use lowercase letters, digits, - or _"
+            )
+        fields = entry.mapping(DEPLOYMENT_FIELDS)
+        given: dict[str, Any] = {k: _text(v) for k, v in fields.items() if k != "limits"}
+        limits = None
+        if "limits" in fields:
+            own = fields["limits"].mapping({"concurrency", "per_minute"})
+            limits = (
+                own["concurrency"].integer(minimum=1) if "concurrency" in own else None,
+                float(own["per_minute"].money()) if "per_minute" in own else None,
+            )
+        out[name] = AzureTarget(
+            endpoint=_endpoint(given.get("endpoint")) or default.endpoint,
+            deployment=given.get("deployment") or name,
+            api_version=given.get("api_version") or default.api_version,
+            limits=limits,
+        )
+    return out

@@ -64,7 +64,7 @@ from imgroute.output.report import route_text
 from imgroute.pricing.costs import Assessment, assess
 from imgroute.pricing.router import Quote, Route
 from imgroute.providers.base import Adapter
-from imgroute.providers.registry import limits_of
+from imgroute.providers.registry import limit_for
 from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
 from imgroute.store.records import NewJob
 
@@ -366,7 +366,8 @@ class JobRunner(Resume):
         the wait (the send is then refused by `_may_send`)."""
         if not self.ledger.shared_by_machines:
             return
-        concurrency, per_minute = self.registry.limits(self.settings.limits).get(limits_of(account), (None, None))
+        limits = self.door_keys.lane_limits(self.registry.limits(self.settings.limits))
+        concurrency, per_minute = limit_for(limits, account) or (None, None)
         spacing = 60.0 / per_minute if per_minute else None
         while (wait := self.ledger.take_lane(account, job.id, concurrency, spacing)) is None:
             if self.stopping():

@@ -59,8 +59,10 @@ def delivered_size(task: Task) -> tuple[int, int]:
 
 def lane_of(offer, key: str | None = None) -> str:
     """Which limits a job at this offer counts against: its account's (the provider's API, a batch
-    API apart, and the key used)."""
-    return lane(offer.provider, offer.window_s is not None, key)
+    API apart, and the key used), and its deployment's where the offer names one after an `@`
+    (`azure/gpt-image-2@east`: each deployment has its own limits, keyed per account and deployment)."""
+    variant = offer.model.partition("@")[2]
+    return lane(f"{offer.provider}#{variant}" if variant else offer.provider, offer.window_s is not None, key)
 
 
 def provider_job_id(handle: dict) -> str | None:

@@ -10,7 +10,7 @@ import httpx
 
 from imgroute.errors import JobFailed
 from imgroute.models import JobSpec
-from imgroute.providers.base import error_message
+from imgroute.providers.base import PreparedRequest, error_message
 from imgroute.providers.openai import OpenAIAdapter
 
 FILTER_CODES = {"content_filter", "contentFilter", "ResponsibleAIPolicyViolation"}
@@ -22,18 +22,32 @@ class AzureAdapter(OpenAIAdapter):
     end_user_field = "user"  # (Azure documents OpenAI's `user`; `safety_identifier` is not in its v1 schema)
 
     def __init__(self, key: str, base_url: str | None = None, *, deployment: str = "gpt-image-2",
-                 api_version: str = "preview"):  # fmt: skip
+                 api_version: str = "preview", deployments: dict | None = None):  # fmt: skip
+        """`deployments`: the ones declared by name (home/azure.py), for offers `gpt-image-2@NAME`;
+        the others go to the default `deployment` at `base_url`."""
         super().__init__(key, base_url)
-        self.deployment = deployment
-        query = f"?api-version={api_version}"
-        self.path = f"/openai/v1/images/generations{query}"
-        self.edit_path = f"/openai/v1/images/edits{query}"
+        self.deployment, self.api_version = deployment, api_version
+        self.deployments = deployments or {}
+
+    def _target(self, spec: JobSpec) -> tuple[str, str, str]:
+        """(origin, deployment, api-version) of the deployment this job's offer names."""
+        name = spec.model.partition("@")[2]
+        if name and name in self.deployments:
+            where = self.deployments[name]
+            return (where.endpoint or self.base).rstrip("/"), where.deployment, where.api_version
+        return self.base, self.deployment, self.api_version
+
+    def prepare(self, spec: JobSpec) -> PreparedRequest:
+        origin, _, api_version = self._target(spec)
+        prepared = super().prepare(spec)
+        path = "/openai/v1/images/edits" if spec.images else "/openai/v1/images/generations"
+        return prepared._replace(url=f"{origin}{path}?api-version={api_version}")
 
     def auth_headers(self) -> dict:
         return {"api-key": self.key}
 
     def body(self, spec: JobSpec) -> dict:
-        return {**super().body(spec), "model": self.deployment}
+        return {**super().body(spec), "model": self._target(spec)[1]}
 
     def check_key(self, http):
         from imgroute.providers.base import KeyCheck

@@ -199,8 +199,15 @@ def lane(provider: str, windowed: bool, key: str | None = None) -> str:
 
 
 def limits_of(lane_name: str) -> str:
-    """The provider lane whose configured limits an account lane has: `kie@3f2a...` -> `kie`."""
+    """The provider lane whose configured limits an account lane has: `kie@3f2a...` -> `kie`
+    (`azure#east@3f2a...` -> `azure#east`: a deployment declared with limits of its own)."""
     return lane_name.partition("@")[0]
+
+
+def limit_for(limits: dict, lane_name: str):
+    """A lane's (concurrency, per minute): its own, else its provider's (a deployment without its own)."""
+    own = limits_of(lane_name)
+    return limits.get(own) or limits.get(own.partition("#")[0])
 
 
 @functools.lru_cache(maxsize=64)

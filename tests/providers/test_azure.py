@@ -89,3 +89,32 @@ def test_config_yaml_sets_the_deployment_and_config_shows_where_each_value_comes
     assert planned["body"]["model"] == "img-west"
     (isolated_home / "config.yaml").write_text("azure: {region: westus}\n")
     assert cli("quote", "x").code == 3
+
+
+def test_each_declared_deployment_is_an_offer_of_its_own_with_its_own_limits(cli, fakes, azure, isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.yaml").write_text(
+        "azure:\n  deployments:\n    east: {deployment: image-east, limits: {concurrency: 1}}\n"
+        "    west: {deployment: image-west, api_version: 2026-04-01}\n"
+    )
+    data = cli("quote", "a fox", "--provider", "azure", "--json").json()
+    offers = {q["offer"] for q in data["quotes"] if q["provider"] == "azure"}
+    assert {"azure/gpt-image-2", "azure/gpt-image-2@east", "azure/gpt-image-2@west"} <= offers
+    made = gen(cli, "--provider", "azure/gpt-image-2@east")
+    assert made.code == 0, made.err
+    (sent,) = azure.calls("/openai/v1/images/generations", "POST")
+    assert sent.json()["model"] == "image-east"
+    planned = cli("gen", "a fox", "--provider", "azure/gpt-image-2@west", "--dry-run", "--json").json()["request"]
+    assert planned["body"]["model"] == "image-west" and planned["url"].endswith("?api-version=2026-04-01")
+
+    from imgroute.jobs.spec import lane_of
+    from imgroute.session import Keys, load_pricing
+
+    table = load_pricing(None)
+    keys = Keys(table.registry)
+    east = table.offer("azure", "gpt-image-2@east")
+    lane = lane_of(east, keys.available["azure"])
+    assert lane.startswith("azure#east@") and lane != lane_of(table.offer("azure", "gpt-image-2"), "k")
+    assert keys.lane_limits(table.registry.limits())["azure#east"][0] == 1
+    (isolated_home / "config.yaml").write_text("azure:\n  deployments:\n    East Coast: {deployment: x}\n")
+    assert cli("quote", "x").code == 3
