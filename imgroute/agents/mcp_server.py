@@ -74,9 +74,10 @@ def build_server(budget: SessionBudget, out: Path):
             cost = result.actual if result.actual is not None else result.estimate
         except ImgrouteError as exc:
             failed = exc.result  # (what a failed job did: it may have been charged)
-            if failed is not None:
+            if failed is not None:  # what it cost, what it may cost (unknown fate), what it may have been charged
                 maybe = str(failed.status) in ("unknown", "running", "submitted")
                 cost = failed.actual if failed.actual is not None else (failed.estimate if maybe else None)
+                cost = (cost or Decimal(0)) + (failed.at_risk or Decimal(0))
             limit = budget.said(ceiling, asked) if exc.field == "max_cost" else ""
             if limit:
                 raise ToolError(f"{exc.message}; {limit}") from None  # (not its hint: "raise max_cost")
