@@ -61,9 +61,14 @@ def _unset(table):
         if offer.provider != "azure":
             offers.append(offer)
             continue
+        declared = azure.deployments(path)
         ready = bool(azure.target(path).endpoint or override)
-        offers.append(offer if ready else offer._replace(unset=setup))
-        for name, deployed in azure.deployments(path).items():  # each declared deployment, its own offer
+        if ready and declared and not azure.default_named(path):  # (only the named ones are real)
+            named = ", ".join(declared)
+            offers.append(offer._replace(unset=f"a deployment named for it (azure.deployment), or use {named}"))
+        else:
+            offers.append(offer if ready else offer._replace(unset=setup))
+        for name, deployed in declared.items():  # each declared deployment, its own offer
             model = f"{offer.model}@{name}"
             unset = "" if deployed.endpoint or override else setup
             offers.append(offer._replace(model=model, edit=offer.edit._replace(model=model), unset=unset))

@@ -97,8 +97,15 @@ def build_server(budget: SessionBudget, out: Path):
             "session_left_usd": usd_json(budget.left()),
             "caveats": list(result.caveats),
         }
-        content: list[Any] = [image_content(Path(image.path), ImageContent) for image in result.images]
-        content = [block for block in content if block is not None]
+        content: list[Any] = []
+        for image in result.images:  # (paid for: a preview that cannot be made must not hide the summary)
+            try:
+                block = image_content(Path(image.path), ImageContent)
+            except Exception as exc:  # noqa: BLE001 (the summary below says where the image is)
+                summary.setdefault("preview_errors", []).append(f"{image.path}: {type(exc).__name__}: {exc}")
+                continue
+            if block is not None:
+                content.append(block)
         content.append(TextContent(type="text", text=json.dumps(summary)))
         return CallToolResult(content=content, structured_content=summary)
 

@@ -28,9 +28,11 @@ class SessionBudget:
             if self.session is not None:
                 left = self.session - self.spent - self._reserved
                 if left <= 0:
+                    running = f", {fmt_usd(self._reserved)} reserved by calls still running" if self._reserved else ""
+                    used = f"{fmt_usd(self.spent)} spent{running}"
                     raise BudgetError(
-                        f"the session's budget of {fmt_usd(self.session)} is spent ({fmt_usd(self.spent)} so far)",
-                        "ask the person running imgroute mcp for a new session (--session-budget)",
+                        f"the session's budget of {fmt_usd(self.session)} is used ({used})",
+                        "wait for the running calls, or ask the person running imgroute mcp for a new session",
                     )
                 limits.append(left)
             chosen = min(limits) if limits else None

@@ -135,7 +135,7 @@ def pricing_refresh(
     offers, skipped = refresh.offers_from(endpoints, base, source, dt.date.today())
     path = config.home() / config.USER_PRICING_FILE
     if offers:
-        refresh.write(path, offers)
+        refresh.write(path, offers, source)
     for offer in offers:
         print(f"openrouter/{offer['model']}: {offer['price']['model']} prices written to {path}")
     for why in skipped:

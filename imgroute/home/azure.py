@@ -68,11 +68,28 @@ def configured(config_path: Path) -> dict[str, str]:
 
 
 def _endpoint(value: str | None) -> str | None:
-    if value and not value.startswith(("https://", "http://")):
+    """The resource's origin: https (http only on this machine), without the API path Azure's docs
+    show after it (…/openai/v1/), which imgroute adds itself."""
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
         raise ConfigError(
-            f"the Azure endpoint {value!r} is not a URL", "give it like https://RESOURCE.openai.azure.com"
+            f"the Azure endpoint {value!r} is not an https URL (its key would travel unencrypted)",
+            "give it like https://RESOURCE.openai.azure.com",
         )
-    return value.rstrip("/") if value else None
+    trimmed = value.rstrip("/")
+    for suffix in ("/openai/v1", "/openai"):
+        trimmed = trimmed.removesuffix(suffix)
+    return trimmed
+
+
+def default_named(config_path: Path) -> bool:
+    """Whether a default deployment is named (env or config), beside any declared ones."""
+    return bool(os.environ.get(DEPLOYMENT_ENV, "").strip() or configured(config_path).get("deployment"))
 
 
 def target(config_path: Path) -> AzureTarget:

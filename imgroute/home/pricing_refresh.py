@@ -60,14 +60,16 @@ def _price(rows: list[dict], qualities: list[str]) -> dict | str:
     units = {row.get("unit") for row in rows}
     if not rows:
         return "no pricing rows"
+    if any(not isinstance(row.get("cost_usd"), int | float) or isinstance(row.get("cost_usd"), bool) for row in rows):
+        return "a pricing row without a cost_usd number"
     if units == {"token"}:
         rates = {row.get("billable"): Decimal(str(row["cost_usd"])) * 1_000_000 for row in rows}
         if not {"text_input", "image_output"} <= set(rates):
             return "token prices without text_input and image_output"
-        return {"model": "tokens", "usd_per_million_tokens": {k: str(v.normalize()) for k, v in rates.items()
+        return {"model": "tokens", "usd_per_million_tokens": {k: _plain(v) for k, v in rates.items()
                                                                 if k in TOKEN_KINDS}}  # fmt: skip
     if units == {"image"}:
-        by_variant = {row.get("variant"): str(Decimal(str(row["cost_usd"]))) for row in rows}
+        by_variant = {row.get("variant"): _plain(Decimal(str(row["cost_usd"]))) for row in rows}
         if set(qualities) <= set(by_variant):
             return {"model": "usd_per_quality", "usd_per_image": {q: by_variant[q] for q in qualities}}
         if len(by_variant) == 1:
@@ -76,8 +78,16 @@ def _price(rows: list[dict], qualities: list[str]) -> dict | str:
     return f"priced per {', '.join(sorted(str(u) for u in units))}: imgroute has no price model for that"
 
 
-def write(path: Path, offers: list[dict]) -> None:
-    """Put `offers` in the user's pricing file (replacing its rows of the same offers), checked first."""
+def _plain(amount: Decimal) -> str:
+    """An amount as written by hand: 30, 0.004 (never 3E+1)."""
+    text = format(amount.normalize(), "f")
+    return text
+
+
+def write(path: Path, offers: list[dict], source: str) -> None:
+    """Put `offers` in the user's pricing file, checked first: they replace the rows an earlier
+    refresh wrote from the same source (an upstream no longer listed goes with them); the file's
+    other rows are kept (its comments are not: the file is written anew)."""
     import yaml
 
     from imgroute.files import atomic_write
@@ -86,9 +96,17 @@ def write(path: Path, offers: list[dict]) -> None:
     current: dict[str, Any] = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
     current.setdefault("version", 1)
     ids = {(o["provider"], o["model"]) for o in offers}
-    kept = [o for o in current.get("offers") or [] if (o.get("provider"), o.get("model")) not in ids]
+    kept = [
+        o for o in current.get("offers") or []
+        if (o.get("provider"), o.get("model")) not in ids and (o.get("price") or {}).get("source") != source
+    ]  # fmt: skip
     current["offers"] = kept + offers
-    text = yaml.safe_dump(current, sort_keys=False, allow_unicode=True)
+
+    class Plain(yaml.SafeDumper):  # (no &id001 anchors where two offers share a value)
+        def ignore_aliases(self, data):
+            return True
+
+    text = yaml.dump(current, Dumper=Plain, sort_keys=False, allow_unicode=True)
     from imgroute.files import private_dir
 
     private_dir(path.parent)  # (the home may not exist yet: it is made owner-only)

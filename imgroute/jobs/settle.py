@@ -179,8 +179,12 @@ class Settler:
         ]
         priced, how = model.actual(offer, plan, spec.quality or "high", spec.resolution, job.request, unstated)
         stated = _stated(usages, plan)
+        # An edit's input images priced by tokens need them reported apart; where they are not
+        # (OpenRouter's prompt_tokens lump them with the text), the table's figure is no match for
+        # the statement, and is kept out of the comparison (`spend`'s stated drift).
+        lumped = model.name == "tokens" and bool(spec.images) and not any(u and u.image_input for u in usages)
         if stated is not None:
-            return stated[0], stated[1], priced, stated[0]
+            return stated[0], stated[1], None if lumped else priced, stated[0]
         return priced, how, priced, None
 
 

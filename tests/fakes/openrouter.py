@@ -52,6 +52,10 @@ class FakeOpenRouter(FakeProvider):
     key = "sk-or-v1-test-0123456789abcdef0123456789abcdef"
     settable = (*FakeProvider.settable, "overcharge")
 
+    def __init__(self, *args, **kwargs):
+        self.overcharge = Decimal(1)
+        super().__init__(*args, **kwargs)
+
     def reset(self) -> None:
         super().reset()
         self.overcharge = Decimal(1)  # what it bills over its endpoints' prices (a price changed upstream)
@@ -121,7 +125,9 @@ class FakeOpenRouter(FakeProvider):
         completion = output_tokens(width, height, quality) * n
         prompt_tokens = len(body["prompt"]) // 4 + 6
         inputs = body.get("input_references") or []  # (each ~1,024 image tokens, as the OpenAI fake counts)
-        cost = self.cost(upstream, quality, n, prompt_tokens, 1024 * len(inputs), completion) * self.overcharge
+        cost = self.cost(upstream, quality, n, prompt_tokens, 1024 * len(inputs), completion) * Decimal(
+            str(self.overcharge)
+        )
         return Reply(200, {
             "created": 1782000000,
             "data": [{"b64_json": base64.b64encode(data).decode(), "media_type": f"image/{fmt}"} for data in images],

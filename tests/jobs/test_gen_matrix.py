@@ -14,11 +14,23 @@ ROUTES = {
     "kie": ([], (1024, 1024)),
     "apiframe": (["--quality", "low"], (1024, 1024)),
     "replicate": (["--quality", "low"], (1024, 1024)),
+    "azure": (["--quality", "low"], (1024, 1024)),
+    "openrouter": (["--quality", "low"], (1024, 1024)),
 }
 PROVIDERS = list(ROUTES)
 # Synchronous providers answer with the images, so they have no status polls and some no downloads.
 POLLED = ["fal", "kie", "apiframe", "replicate"]
 DOWNLOADED = ["fal", "piapi", "kie", "apiframe", "replicate"]
+
+
+@pytest.fixture(autouse=True)
+def set_up(request, fake_servers, monkeypatch):
+    """The providers whose fakes are opt-in (conftest.OPT_IN) set up for the tests that are theirs."""
+    from tests.conftest import OPT_IN, point_at
+
+    provider = getattr(request.node, "callspec", None) and request.node.callspec.params.get("provider")
+    if provider in OPT_IN:
+        point_at(fake_servers[provider], monkeypatch)
 
 
 def run(cli, fakes, provider, *extra):

@@ -118,3 +118,25 @@ def test_each_declared_deployment_is_an_offer_of_its_own_with_its_own_limits(cli
     assert keys.lane_limits(table.registry.limits())["azure#east"][0] == 1
     (isolated_home / "config.yaml").write_text("azure:\n  deployments:\n    East Coast: {deployment: x}\n")
     assert cli("quote", "x").code == 3
+
+
+def test_an_endpoint_as_azures_docs_show_it_is_trimmed_and_plain_http_refused(cli, isolated_home, monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/openai/v1/")
+    planned = cli("gen", "a fox", "--provider", "azure", "--dry-run", "--json").json()["request"]
+    assert planned["url"] == "https://res.openai.azure.com/openai/v1/images/generations?api-version=preview"
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://res.openai.azure.com")
+    refused = cli("quote", "x")
+    assert refused.code == 3 and "not an https URL" in refused.err
+
+
+def test_with_only_declared_deployments_the_unnamed_default_is_not_set_up(cli, isolated_home, monkeypatch):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.yaml").write_text(
+        "azure:\n  endpoint: https://res.openai.azure.com\n  deployments:\n    east: {deployment: image-east}\n"
+    )
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k")
+    data = cli("quote", "a fox", "--provider", "azure", "--json").json()
+    quotes = {q["offer"]: q for q in data["quotes"] if q["provider"] == "azure"}
+    assert not quotes["azure/gpt-image-2"]["eligible"] and "use east" in quotes["azure/gpt-image-2"]["reasons"][0]
+    assert quotes["azure/gpt-image-2@east"]["eligible"]

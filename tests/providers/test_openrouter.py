@@ -104,3 +104,38 @@ def test_spend_flags_an_offer_whose_stated_charges_drifted_from_the_table(cli, f
     assert not kie["flagged"] and kie["stated_drift_pct"] in (None, 0.0)
     shown = cli("spend")
     assert "warning: openrouter/gpt-image-2@openai: what it says it charged differs from pricing.yaml by +" in shown.out
+
+
+def test_an_edit_is_kept_out_of_the_drift_when_its_image_tokens_are_not_reported_apart(
+    cli, fakes, openrouter, tmp_path
+):
+    from PIL import Image
+
+    Image.new("RGB", (1024, 1024), (1, 2, 3)).save(tmp_path / "photo.png")
+    assert gen(cli, "--quality", "low", *OFFER).code == 0
+    assert cli("edit", "dusk", "--image", str(tmp_path / "photo.png"), *OFFER, "--out", "o", "--json").code == 0
+    (offer,) = [g for g in cli("spend", "--json").json()["offer"] if g["key"].startswith("openrouter/")]
+    assert not offer["flagged"] and offer["stated_drift_pct"] == 0.0  # (the generation alone compared)
+
+
+def test_a_refresh_drops_an_upstream_no_longer_listed_and_writes_plain_numbers(cli, fakes, openrouter, isolated_home):
+    import yaml
+
+    from tests.fakes import openrouter as fake
+
+    assert cli("pricing", "refresh", "openrouter").code == 0
+    text = (isolated_home / "pricing.yaml").read_text()
+    assert "E+" not in text and "&id" not in text and "image_output: '30'" in text
+    gone = fake.UPSTREAMS.pop("imagerouter")
+    try:
+        assert cli("pricing", "refresh", "openrouter").code == 0
+    finally:
+        fake.UPSTREAMS["imagerouter"] = gone
+    models = [o["model"] for o in yaml.safe_load((isolated_home / "pricing.yaml").read_text())["offers"]]
+    assert models == ["gpt-image-2@openai"]
+
+
+def test_an_assumed_price_is_said_on_its_row_even_when_it_loses(cli, fakes, openrouter):
+    data = cli("quote", "a fox", "--quality", "high", "--json").json()
+    (row,) = [q for q in data["quotes"] if q["offer"] == "openrouter/gpt-image-2@openai"]
+    assert data["choice"]["offer"] != row["offer"] and any(n.startswith("price assumed:") for n in row["notes"])
