@@ -26,8 +26,7 @@ import os
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -225,7 +224,6 @@ class PostgresLedger(SQLLedger):
         renew this process's leases every quarter of LEASE_SECONDS while it lives."""
         super().__init__()
         self.url = url
-        self._pipeline: Any = None  # psycopg's Pipeline while a transaction runs
         self.db = connect(url)
         # A second connection for what needs no transaction of its own (reads, a claim, a slot, the
         # heartbeat): each is a round trip to the server, and on the writers' connection each would
@@ -244,35 +242,6 @@ class PostgresLedger(SQLLedger):
         self._closed = threading.Event()
         if heartbeat:
             threading.Thread(target=self._heartbeat, name="imgroute-leases", daemon=True).start()
-
-    @contextmanager
-    def transaction(self) -> Iterator[SQLTransaction]:
-        """One write transaction, its statements pipelined (psycopg's pipeline mode): each goes out
-        without waiting for the one before, and the round trips are only where a result is read (an
-        inserted row's id, a check) and at the end. A job's dozen statements cost a few round trips,
-        not a dozen. An error surfaces at the next read or at the end, inside this block, and the
-        transaction is rolled back as ever."""
-        with self._lock, self.db.raw.pipeline() as pipeline:
-            self._pipeline = pipeline
-            try:
-                self.db.execute(self.BEGIN)
-                try:
-                    yield self.TRANSACTION(self.db, self.clock, self.zone)
-                    pipeline.sync()
-                except BaseException:
-                    with contextlib.suppress(Exception):  # (the error already raised is the one to say)
-                        pipeline.sync()
-                    self.db.execute("ROLLBACK")
-                    pipeline.sync()
-                    raise
-                self.db.execute("COMMIT")
-                pipeline.sync()
-            finally:
-                self._pipeline = None
-
-    def _flush(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.sync()
 
     def _migrate(self) -> None:
         with self.transaction():

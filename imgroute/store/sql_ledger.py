@@ -68,10 +68,6 @@ class SQLLedger:
         with self.transaction() as tx:
             return tx.claim(keys, owner, ttl)
 
-    def _flush(self) -> None:
-        """Inside a transaction: have every statement sent so far run (a backend that pipelines them,
-        PostgreSQL, raises their errors here). SQLite runs each at once."""
-
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
         """A provider account's limits across machines, before a submit: None (wait: its machines
         hold every slot), or the seconds until this submit may go (booked). One machine's ledger
@@ -315,7 +311,6 @@ class GroupedCommits(SQLLedger):
         self.db.execute("SAVEPOINT job")
         try:
             waiting.unsaved.replay_into(tx)
-            self._flush()  # (its statements' errors are its own: raised here, not in the next job's)
         except Exception as exc:
             self.db.execute("ROLLBACK TO job")
             waiting.error = exc
