@@ -263,3 +263,42 @@ def test_a_password_anywhere_in_the_url_is_never_shown():
     )
     assert "s3cret" not in redacted("host=h password=s3cret dbname=x")  # (libpq's key=value form: nothing shown)
     assert scrubbed("auth failed for p@ss (p%40ss)", "postgresql://u:p%40ss@h/db") == "auth failed for *** (***)"
+
+
+def test_grouped_commits_undo_only_the_failing_jobs_writes(url):
+    """On PostgreSQL too a group commit gives each job its own savepoint: one job's failure (a
+    duplicate id) leaves the others committed."""
+    import psycopg
+
+    from imgroute.store.interface import Transaction, Unsaved
+    from imgroute.store.postgres import SharedPostgresLedger
+    from tests.helpers import wait_for
+
+    ledger = SharedPostgresLedger(url, heartbeat=False)
+    with ledger.transaction() as tx:
+        tx.new_job(new_job("taken"))
+    errors: dict[str, BaseException] = {}
+
+    def commit(job_id: str) -> None:
+        unsaved = Unsaved()
+        unsaved.add(Transaction.new_job, new_job(job_id))
+        unsaved.add(Transaction.job_state, job_id, JobState.SUBMITTING)
+        try:
+            ledger.commit(unsaved)
+        except Exception as exc:
+            errors[job_id] = exc
+
+    ids = ["j0", "j1", "taken", "j2", "j3"]
+    before = ledger.commits
+    with ledger._lock:  # one commit under way: the others queue behind it
+        threads = [threading.Thread(target=commit, args=(job_id,)) for job_id in ids]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(ledger._waiting) == len(ids))
+    for thread in threads:
+        thread.join(10)
+    assert ledger.commits - before == 1
+    assert list(errors) == ["taken"] and isinstance(errors["taken"], psycopg.errors.UniqueViolation)
+    assert all(ledger.job(job_id).state == JobState.SUBMITTING for job_id in ids if job_id != "taken")
+    assert ledger.job("taken").state == JobState.PLANNED
+    ledger.close()
