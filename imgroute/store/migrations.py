@@ -198,6 +198,12 @@ def m011_stated_charges(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN stated_usd TEXT")
 
 
+def m012_lane_index(db: sqlite3.Connection) -> None:
+    """Which provider account a claim is a slot of (a team ledger counts them; one machine's ledger
+    leaves limits to its process, and only keeps the column alike)."""
+    db.execute("ALTER TABLE claims ADD COLUMN lane TEXT")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -212,6 +218,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m009_machines,
     m010_idempotency,
     m011_stated_charges,
+    m012_lane_index,
 )
 
 
