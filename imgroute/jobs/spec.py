@@ -8,7 +8,7 @@ from imgroute.jobs.tasks import Task
 from imgroute.models import JobSpec, Request
 from imgroute.pricing.costs import Assessment
 from imgroute.pricing.router import Quote
-from imgroute.providers.registry import Registry, lane
+from imgroute.providers.registry import REGISTRY, Registry, lane
 
 
 def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
@@ -62,7 +62,9 @@ def lane_of(offer, key: str | None = None) -> str:
     API apart, and the key used), and its deployment's where the offer names one after an `@`
     (`azure/gpt-image-2@east`: each deployment has its own limits, keyed per account and deployment)."""
     variant = offer.model.partition("@")[2]
-    return lane(f"{offer.provider}#{variant}" if variant else offer.provider, offer.window_s is not None, key)
+    spec = REGISTRY.get(offer.provider)
+    own = variant and spec is not None and spec.variant_lanes
+    return lane(f"{offer.provider}#{variant}" if own else offer.provider, offer.window_s is not None, key)
 
 
 def provider_job_id(handle: dict) -> str | None:

@@ -34,6 +34,9 @@ class ProviderSpec(NamedTuple):
     base_url: str | None = None  # declared relays: their origin (and path prefix), from the file
     window_adapter: str | None = None  # "module:Class" for its offers that take a while (a batch API)
     setup: str = ""  # what else it needs beside its key, said where the key is asked for (Azure: its endpoint)
+    # Its offers' `@NAME` variants are deployments with limits of their own (Azure), not one
+    # account's routes (OpenRouter's pinned upstreams share its limits)
+    variant_lanes: bool = False
 
     @property
     def base_url_env(self) -> str:
@@ -100,6 +103,7 @@ REGISTRY: dict[str, ProviderSpec] = {
             limits_source="set per deployment by the customer (requests and tokens per minute); 429s are honoured",
             setup="its endpoint and deployment: "
             "AZURE_OPENAI_ENDPOINT (and AZURE_OPENAI_DEPLOYMENT), or azure: in config.yaml",
+            variant_lanes=True,
         ),
         ProviderSpec(
             id="openrouter",

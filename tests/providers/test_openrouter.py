@@ -139,3 +139,11 @@ def test_an_assumed_price_is_said_on_its_row_even_when_it_loses(cli, fakes, open
     data = cli("quote", "a fox", "--quality", "high", "--json").json()
     (row,) = [q for q in data["quotes"] if q["offer"] == "openrouter/gpt-image-2@openai"]
     assert data["choice"]["offer"] != row["offer"] and any(n.startswith("price assumed:") for n in row["notes"])
+
+
+def test_every_pinned_upstream_counts_against_the_one_accounts_limits():
+    from imgroute.jobs.spec import lane_of
+    from imgroute.pricing.load import load_table
+
+    offer = load_table().offer("openrouter", "gpt-image-2@openai")
+    assert lane_of(offer, "k").startswith("openrouter@")  # (not a lane of its own per upstream)
