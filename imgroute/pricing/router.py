@@ -108,8 +108,10 @@ def rank(
         if balance is not None and balance.left > 0:
             marginal = marginal_cost(assessment, balance, dt.date.today())
             assessment = assessment._replace(notes=(*assessment.notes, prepaid_note(balance, assessment, marginal)))
-        if offer.price_assumed:  # (said on its row, winner or not: no source states this price)
-            assessment = assessment._replace(notes=(*assessment.notes, f"price assumed: {offer.price_assumed}"))
+        if offer.price_assumed:  # (said on its row, winner or not; why: its caveat if it wins, and pricing.yaml)
+            assessment = assessment._replace(
+                notes=(*assessment.notes, "price assumed: no source states it (pricing.yaml says why)")
+            )
         reasons = list(assessment.reasons)
         if offer.unset:
             reasons.append(f"not set up: it needs {offer.unset}")
