@@ -79,7 +79,7 @@ def _run(job: Flags, where: Flags, output: Flags, attempt: _Attempt) -> None:
     if route.choice is None:
         raise no_offer_error(route, "in `reasons`" if output.as_json else "above")
     if output.dry_run:
-        prepared = preview(route.choice, planned.request, planned.keys, planned.table.registry)
+        prepared = preview(route.choice, planned.request, planned.keys)
         data = report.dry_run(route.choice, prepared, route.caveats)
         if output.as_json:
             print_json(data)

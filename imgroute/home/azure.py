@@ -53,9 +53,10 @@ def _text(field) -> str:
 
 
 def _node(config_path: Path):
-    from imgroute.pricing.fields import Field, read_yaml
+    from imgroute.home.config import raw_config
+    from imgroute.pricing.fields import Field
 
-    raw = read_yaml(config_path, what="config file") if config_path.exists() else None
+    raw = raw_config(config_path)
     if not isinstance(raw, dict) or "azure" not in raw:
         return None
     return Field(raw, "", str(config_path), "fix config.yaml").mapping()["azure"].mapping(FIELDS)

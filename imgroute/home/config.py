@@ -6,12 +6,13 @@ over the bundled table, and (later) keys and the ledger.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from imgroute.policy import DEFAULT_PRICING_MAX_AGE_DAYS
 from imgroute.pricing.fields import Field
@@ -63,6 +64,23 @@ def home_warning() -> str | None:
     return f"warning: {where} can be read by others (mode {mode:o}); make it private: chmod 700 {where}"
 
 
+def raw_config(path: Path) -> Any:
+    """config.yaml as parsed (None when there is none), parsed once per version of the file: the
+    settings, the ledger's URL and Azure's deployments are each read from it, by several doors."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int, size: int) -> Any:
+    from imgroute.pricing.fields import read_yaml
+
+    return read_yaml(Path(path), what="config file")  # (an error is raised, and never cached)
+
+
 class Settings(NamedTuple):
     path: Path
     plans: Mapping[str, str] = MappingProxyType({})  # provider -> plan name
@@ -81,15 +99,12 @@ class Settings(NamedTuple):
 def load_settings(home_dir: Path | None = None, registry=None) -> Settings:
     """config.yaml's settings. `registry`: the providers its `limits:` and `credits:` may name (the
     pricing table's: the built-in ones and its relays; the built-in ones when not given)."""
-    from imgroute.pricing.fields import read_yaml
     from imgroute.providers.registry import BUILT_IN
 
     registry = registry or BUILT_IN
 
     path = (home_dir or home()) / CONFIG_FILE
-    if not path.exists():
-        return Settings(path=path)
-    raw = read_yaml(path, what="config file")
+    raw = raw_config(path)
     if raw is None:
         return Settings(path=path)
     root = Field(raw, "", str(path), _HINT)
@@ -182,9 +197,7 @@ def ledger_url(settings: Settings | None = None) -> tuple[str | None, str]:
 
 def _ledger_only(path: Path) -> Settings:
     """config.yaml's `ledger:` alone (its other fields are checked by the commands that use them)."""
-    from imgroute.pricing.fields import read_yaml
-
-    raw = read_yaml(path, what="config file") if path.exists() else None
+    raw = raw_config(path)
     if not isinstance(raw, dict) or "ledger" not in raw:
         return Settings(path=path)
     return Settings(

@@ -80,8 +80,7 @@ def _price(rows: list[dict], qualities: list[str]) -> dict | str:
 
 def _plain(amount: Decimal) -> str:
     """An amount as written by hand: 30, 0.004 (never 3E+1)."""
-    text = format(amount.normalize(), "f")
-    return text
+    return format(amount.normalize(), "f")
 
 
 def write(path: Path, offers: list[dict], source: str) -> None:

@@ -95,6 +95,7 @@ class JobRunner(Resume):
         self.on_event = options.on_event or (lambda event: None)
         self.slots = services.slots  # batch, serve: per-provider slots and submit spacing
         self.settings = services.settings  # (a team ledger: the limits every machine shares)
+        self._lane_limits: dict | None = None
         self.timing = services.timing  # poll schedules learned from the jobs already finished
         self.observations = services.observations  # sizes delivered, each offer's record, prepaid credits used
         self.job: JobRun | None = None
@@ -366,8 +367,9 @@ class JobRunner(Resume):
         the wait (the send is then refused by `_may_send`)."""
         if not self.ledger.shared_by_machines:
             return
-        limits = self.door_keys.lane_limits(self.registry.limits(self.settings.limits))
-        concurrency, per_minute = limit_for(limits, account) or (None, None)
+        if self._lane_limits is None:  # (once per job: the same for each of its requests)
+            self._lane_limits = self.door_keys.lane_limits(self.registry.limits(self.settings.limits))
+        concurrency, per_minute = limit_for(self._lane_limits, account) or (None, None)
         spacing = 60.0 / per_minute if per_minute else None
         while (wait := self.ledger.take_lane(account, job.id, concurrency, spacing)) is None:
             if self.stopping():

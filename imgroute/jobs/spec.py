@@ -8,7 +8,7 @@ from imgroute.jobs.tasks import Task
 from imgroute.models import JobSpec, Request
 from imgroute.pricing.costs import Assessment
 from imgroute.pricing.router import Quote
-from imgroute.providers.registry import REGISTRY, Registry, lane
+from imgroute.providers.registry import REGISTRY, lane
 
 
 def job_spec(request: Request, assessment: Assessment, count: int, client_ref: str) -> JobSpec:
@@ -71,7 +71,7 @@ def provider_job_id(handle: dict) -> str | None:
     return handle.get("request_id") or handle.get("task_id") or handle.get("job_id") or handle.get("batch")
 
 
-def preview(quote: Quote, request: Request, keys, registry: Registry):
+def preview(quote: Quote, request: Request, keys):
     """The exact first request `gen` would send for this quote, key redacted (`--dry-run`).
     `keys`: session.Keys (the key present for the provider, and its base-URL override)."""
     a = quote.assessment

@@ -10,7 +10,8 @@ import httpx
 
 from imgroute.errors import JobFailed
 from imgroute.models import JobSpec
-from imgroute.providers.base import PreparedRequest, error_message
+from imgroute.net.http import Http
+from imgroute.providers.base import KeyCheck, PreparedRequest, error_message
 from imgroute.providers.openai import OpenAIAdapter
 
 FILTER_CODES = {"content_filter", "contentFilter", "ResponsibleAIPolicyViolation"}
@@ -49,9 +50,7 @@ class AzureAdapter(OpenAIAdapter):
     def body(self, spec: JobSpec) -> dict:
         return {**super().body(spec), "model": self._target(spec)[1]}
 
-    def check_key(self, http):
-        from imgroute.providers.base import KeyCheck
-
+    def check_key(self, http: Http) -> KeyCheck:
         return KeyCheck(state="unknown", detail="Azure documents no free route for a key on the v1 images path")
 
     def failure(self, response: httpx.Response) -> Exception:

@@ -188,6 +188,7 @@ def m010_idempotency(db: sqlite3.Connection) -> None:
         "created REAL NOT NULL)"
     )
     db.execute("CREATE TABLE lanes (account TEXT PRIMARY KEY, next_at REAL NOT NULL)")
+    db.execute("ALTER TABLE claims ADD COLUMN lane TEXT")  # (which account a slot is of: a team ledger's)
 
 
 def m011_stated_charges(db: sqlite3.Connection) -> None:
@@ -196,12 +197,6 @@ def m011_stated_charges(db: sqlite3.Connection) -> None:
     credits at the plan's price), so `spend` shows where pricing.yaml has drifted from the bills."""
     db.execute("ALTER TABLE attempts ADD COLUMN priced_usd TEXT")
     db.execute("ALTER TABLE attempts ADD COLUMN stated_usd TEXT")
-
-
-def m012_lane_index(db: sqlite3.Connection) -> None:
-    """Which provider account a claim is a slot of (a team ledger counts them; one machine's ledger
-    leaves limits to its process, and only keeps the column alike)."""
-    db.execute("ALTER TABLE claims ADD COLUMN lane TEXT")
 
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -218,7 +213,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     m009_machines,
     m010_idempotency,
     m011_stated_charges,
-    m012_lane_index,
 )
 
 

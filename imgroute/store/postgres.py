@@ -85,14 +85,18 @@ class Connection:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         if not args:
             return self.raw.execute(sql)
-        query = self._converted.get(sql)
-        if query is None:  # (no `?` or `%` of ours is inside a literal)
-            query = self._converted[sql] = sql.replace("%", "%%").replace("?", "%s")
-        return self.raw.execute(query, args)
+        return self.raw.execute(self._psycopg(sql), args)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.raw.cursor() as cursor:
-            cursor.executemany(sql.replace("%", "%%").replace("?", "%s"), rows)
+            cursor.executemany(self._psycopg(sql), rows)
+
+    def _psycopg(self, sql: str) -> str:
+        """The statement in psycopg's placeholders (`%s`, a literal `%` doubled), converted once."""
+        query = self._converted.get(sql)
+        if query is None:  # (no `?` or `%` of ours is inside a literal)
+            query = self._converted[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return query
 
     def close(self) -> None:
         self.raw.close()

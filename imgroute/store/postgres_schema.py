@@ -180,6 +180,8 @@ def m010_idempotency(db: Any) -> None:
         "created DOUBLE PRECISION NOT NULL)"
     )
     db.execute("CREATE TABLE lanes (account TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)")
+    db.execute("ALTER TABLE claims ADD COLUMN lane TEXT")  # (a provider account's slots: see TAKE_LANE)
+    db.execute("CREATE INDEX claims_lane ON claims(lane) WHERE lane IS NOT NULL")
     db.execute(TAKE_LANE)
 
 
@@ -189,52 +191,11 @@ def m011_stated_charges(db: Any) -> None:
 
 
 # A provider account's slot and next submit for one job, in one round trip (PostgresLedger.take_lane
-# says what it does): NULL when every slot is held, else the seconds until the booked submit.
+# says what it does): NULL when every slot is held, else the seconds until the booked submit. Its
+# slots are marked with their account, and counted by it through an index (a batch's rows are
+# claims too: a scan of every claim grew with the batch).
 TAKE_LANE = """
-CREATE FUNCTION imgroute_take_lane(p_account text, p_key text, p_owner text, p_host text, p_pid integer,
-    p_now double precision, p_ttl double precision, p_concurrency integer, p_spacing double precision)
-RETURNS double precision LANGUAGE plpgsql AS $$
-DECLARE
-    held integer;
-    booked double precision;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('lane:' || p_account));
-    IF NOT EXISTS (SELECT 1 FROM claims WHERE key = p_key AND owner = p_owner) THEN
-        IF p_concurrency IS NOT NULL THEN
-            SELECT COUNT(*) INTO held FROM claims
-                WHERE starts_with(key, 'slot:' || p_account || ':') AND expires >= p_now;
-            IF held >= p_concurrency THEN
-                RETURN NULL;
-            END IF;
-        END IF;
-        INSERT INTO claims (key, pid, owner, host, at, expires)
-            VALUES (p_key, p_pid, p_owner, p_host, p_now, p_now + p_ttl)
-            ON CONFLICT (key) DO UPDATE SET pid = excluded.pid, owner = excluded.owner, host = excluded.host,
-                at = excluded.at, expires = excluded.expires;
-    END IF;
-    IF p_spacing IS NULL THEN
-        RETURN 0;
-    END IF;
-    SELECT GREATEST(p_now, next_at) INTO booked FROM lanes WHERE account = p_account;
-    booked := COALESCE(booked, p_now);
-    INSERT INTO lanes (account, next_at) VALUES (p_account, booked + p_spacing)
-        ON CONFLICT (account) DO UPDATE SET next_at = excluded.next_at;
-    RETURN booked - p_now;
-END $$
-"""
-
-
-def m012_lane_index(db: Any) -> None:
-    """A provider account's slots found by an index, not by a scan of every claim (a batch's rows
-    are claims too: counting the slots among them grew with the batch)."""
-    db.execute("ALTER TABLE claims ADD COLUMN lane TEXT")
-    db.execute("CREATE INDEX claims_lane ON claims(lane) WHERE lane IS NOT NULL")
-    db.execute(TAKE_LANE_INDEXED)
-
-
-# m012's imgroute_take_lane: as m010's, its slots marked with their account and counted by it.
-TAKE_LANE_INDEXED = """
-CREATE OR REPLACE FUNCTION imgroute_take_lane(p_account text, p_key text, p_owner text, p_host text,
+CREATE FUNCTION imgroute_take_lane(p_account text, p_key text, p_owner text, p_host text,
     p_pid integer, p_now double precision, p_ttl double precision, p_concurrency integer,
     p_spacing double precision)
 RETURNS double precision LANGUAGE plpgsql AS $$
@@ -281,7 +242,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     m009_machines,
     m010_idempotency,
     m011_stated_charges,
-    m012_lane_index,
 )
 
 
