@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -74,15 +74,52 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
     return cls
 
 
+class _Rows:
+    """The rows a held statement answered (Connection.later): read once what was held is sent."""
+
+    __slots__ = ("connection", "rows")
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.rows: list[Any] | None = None
+
+    def fetchall(self) -> list[Any]:
+        if self.rows is None:
+            self.connection.flush()
+        assert self.rows is not None, "a held statement's rows are read once it is sent"
+        return self.rows
+
+    def fetchone(self) -> Any:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
 class Connection:
     """psycopg's connection, spoken to as the ledger's SQL is written: `?` placeholders. In
-    autocommit mode: the ledger begins and commits its transactions itself, as it does on SQLite."""
+    autocommit mode: the ledger begins and commits its transactions itself, as it does on SQLite.
+
+    A transaction's writes whose answer nobody reads (`send`) are held, and go to the server in one
+    message with the next statement whose answer is read, or at `flush` (COMMIT is one): a round
+    trip to the server is what a job's journal spends its time on, and most of its statements need
+    no answer. Held statements are written out with their values (psycopg's client-side quoting)
+    and sent as one query string; PostgreSQL runs them in order and stops at the first error,
+    which `flush` raises."""
 
     def __init__(self, raw: Any):
         self.raw = raw
         self._converted: dict[str, str] = {}
+        self._held: list[tuple[str, _Rows | None]] = []  # (a statement with its values, its rows)
+        self._sent = 0  # times held statements were sent (Connection.unsend)
+        self._quoting: Any = None  # a psycopg ClientCursor, to write a statement with its values
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        if self._held:  # (in one message with what is held)
+            rows = self.later(sql, args)
+            self.flush()
+            return rows
         if not args:
             return self.raw.execute(sql)
         return self.raw.execute(self._psycopg(sql), args)
@@ -100,6 +137,51 @@ class Connection:
 
     def close(self) -> None:
         self.raw.close()
+
+    # -- statements held, sent together
+
+    def send(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """Hold a statement whose answer is not read, until the next one that is (or `flush`)."""
+        self._held.append((self._with_values(sql, args), None))
+
+    def later(self, sql: str, args: Sequence[Any] = ()) -> _Rows:
+        """Hold a statement whose rows are read later: they come with what is held, when sent."""
+        rows = _Rows(self)
+        self._held.append((self._with_values(sql, args), rows))
+        return rows
+
+    def flush(self) -> None:
+        """Send what is held, in one message; raise the first error."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        self._sent += 1
+        cursor = self.raw.execute("; ".join(text for text, _ in held))
+        for _, rows in held:  # (one result a statement, in order)
+            if rows is not None:
+                rows.rows = cursor.fetchall() if cursor.description else []
+            cursor.nextset()
+
+    def position(self) -> tuple[int, int]:
+        """Where the held statements stand now: for `unsend`."""
+        return self._sent, len(self._held)
+
+    def unsend(self, position: tuple[int, int]) -> bool:
+        """Forget what was held after `position`: True if none of it had been sent since."""
+        if self._sent != position[0]:
+            self._held = []
+            return False
+        del self._held[position[1] :]
+        return True
+
+    def _with_values(self, sql: str, args: Sequence[Any]) -> str:
+        if not args:
+            return sql
+        if self._quoting is None:
+            import psycopg
+
+            self._quoting = psycopg.ClientCursor(self.raw)
+        return self._quoting.mogrify(self._psycopg(sql), args)
 
 
 def connect(url: str) -> Connection:
@@ -127,21 +209,93 @@ def unreachable(url: str, exc: BaseException) -> ConfigError:
 
 # -- writes ----------------------------------------------------------------------------------------
 
+# An intent's checks in one round trip: the job of the attempt; its lease, renewed (and its row
+# locked) if this process holds it; and a live holder of its batch row other than this process
+# (that row locked too).
+INTENT_LEASES = (
+    "WITH job AS (SELECT jobs.id, jobs.row_key FROM attempts JOIN jobs ON jobs.id = attempts.job_id "
+    "WHERE attempts.id = ?), "
+    "held AS (UPDATE claims SET expires = ? WHERE key = 'job:' || (SELECT id FROM job) AND owner = ? "
+    "AND (expires IS NULL OR expires >= ?) RETURNING 1), "
+    "other AS (SELECT owner FROM claims WHERE key = (SELECT row_key FROM job) AND owner <> ? "
+    "AND (expires IS NULL OR expires >= ?) FOR UPDATE) "
+    "SELECT (SELECT id FROM job), EXISTS (SELECT 1 FROM held), (SELECT owner FROM other LIMIT 1)"
+)
+
 
 class PostgresTransaction(SQLTransaction):
+    """A day's committed total is one row every machine's transactions add to. Its row lock is held
+    from the first change until COMMIT, so the changes are added up here and written last, in one
+    statement a day: writers wait for each other only for that statement and the commit, and the
+    locks are always taken in one order (a reservation's advisory lock before a day's row), so
+    that two writers cannot deadlock on them."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._days: dict[str, Decimal] = {}  # day -> what this transaction adds to its total
+        self._unread: list[tuple[Any, Callable[[Any], None]]] = []  # (a cursor, what to do with its row)
+
+    def write(self, sql: str, args: tuple = ()) -> None:
+        self.db.send(sql, args)
+
+    def flush(self) -> None:
+        self.db.flush()
+
+    def unsent(self) -> None:
+        self.db.unsend((-1, 0))
+
+    def savepoint(self) -> Any:
+        self._read_rows()
+        position = self.db.position()
+        self.write("SAVEPOINT job")
+        return position, dict(self._days)
+
+    def undo(self, savepoint: Any) -> None:
+        position, self._days = savepoint
+        self._unread = []
+        if not self.db.unsend(position):  # (the savepoint was sent: the server takes it back)
+            self.db.execute("ROLLBACK TO job")
+
+    def _row_before(self, sql: str, args: tuple) -> Any:
+        return self.db.later(sql, args)  # (read when its answer is needed: no round trip of its own)
+
+    def _then(self, row: Any, use: Callable[[Any], None]) -> None:
+        self._unread.append((row, use))
+
+    def _read_rows(self) -> None:
+        """The rows `_then` put off, used now."""
+        unread, self._unread = self._unread, []
+        for cursor, use in unread:
+            row = cursor.fetchone()
+            if row is not None:
+                use(row)
+
     def _insert(self, sql: str, args: tuple) -> int:
         return self.db.execute(sql + " RETURNING id", args).fetchone()[0]
 
     def add_committed(self, created: float, delta: Decimal) -> None:
         if delta:
-            self.db.execute(
-                "INSERT INTO spend_days (day, committed_usd) VALUES (?, ?) ON CONFLICT (day) DO UPDATE "
-                "SET committed_usd = spend_days.committed_usd + excluded.committed_usd",
-                (local_day(created, self.zone), delta),
-            )
+            day = local_day(created, self.zone)
+            self._days[day] = self._days.get(day, Decimal(0)) + delta
+
+    def _spent_since(self, since: float) -> Decimal:
+        self._read_rows()
+        first = local_day(since, self.zone)
+        return super()._spent_since(since) + sum((d for day, d in self._days.items() if day >= first), Decimal(0))
+
+    def before_commit(self) -> None:
+        self._read_rows()
+        for day, delta in sorted(self._days.items()):  # (one order: no two writers wait on each other)
+            if delta:
+                self.write(
+                    "INSERT INTO spend_days (day, committed_usd) VALUES (?, ?) ON CONFLICT (day) DO UPDATE "
+                    "SET committed_usd = spend_days.committed_usd + excluded.committed_usd",
+                    (day, delta),
+                )
+        self._days.clear()
 
     def _serialise_reservations(self) -> None:
-        self.db.execute(f"SELECT pg_advisory_xact_lock({RESERVATION_LOCK})")
+        self.write(f"SELECT pg_advisory_xact_lock({RESERVATION_LOCK})")  # (taken before the reads after it)
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Keys nobody holds, or whose lease ran out, or that are the owner's own, become the
@@ -188,25 +342,12 @@ class PostgresTransaction(SQLTransaction):
         statement, so a takeover waits for this transaction instead of slipping past the check; a
         lease that is gone (a taker finished and gave it up) is lost too."""
         now = self.clock()
-        job_id, row_key = self.db.execute(
-            "SELECT jobs.id, jobs.row_key FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.id = ?",
-            (attempt_id,),
-        ).fetchone()
-        held = self.db.execute(
-            "UPDATE claims SET expires = ? WHERE key = ? AND owner = ? AND (expires IS NULL OR expires >= ?) "
-            "RETURNING 1",
-            (now + LEASE_SECONDS, f"job:{job_id}", PROCESS_OWNER, now),
-        ).fetchone()
-        if held is None:
+        job_id, held, other = self.db.execute(INTENT_LEASES, (attempt_id, now + LEASE_SECONDS, PROCESS_OWNER, now,
+                                                              PROCESS_OWNER, now)).fetchone()  # fmt: skip
+        if not held:
             raise LeaseLost(job_id, self._holder(f"job:{job_id}"))
-        if row_key is not None:
-            other = self.db.execute(
-                "SELECT owner FROM claims WHERE key = ? AND owner <> ? AND (expires IS NULL OR expires >= ?) "
-                "FOR UPDATE",
-                (row_key, PROCESS_OWNER, now),
-            ).fetchone()
-            if other is not None:
-                raise LeaseLost(job_id, f"{other[0]}, which holds its batch row")
+        if other is not None:
+            raise LeaseLost(job_id, f"{other}, which holds its batch row")
         return super().task_submitting(attempt_id, seq, client_ref, images, spec)
 
     def _holder(self, key: str) -> str:
@@ -347,8 +488,10 @@ class PostgresLedger(SQLLedger):
         while not self._closed.wait(LEASE_SECONDS / 4):
             try:
                 with self._side_lock:
-                    self.side.execute(
-                        "UPDATE claims SET expires = ? WHERE owner = ?", (self.clock() + LEASE_SECONDS, PROCESS_OWNER)
+                    self.side.execute(  # (rows a writer holds are renewed at the next beat: no deadlock)
+                        "UPDATE claims SET expires = ? WHERE key IN (SELECT key FROM claims WHERE owner = ? "
+                        "FOR UPDATE SKIP LOCKED)",
+                        (self.clock() + LEASE_SECONDS, PROCESS_OWNER),
                     )
                     row = self.side.execute("SELECT value FROM ledger_settings WHERE name = 'timezone'").fetchone()
                 if row is not None and str(self.zone) != row[0]:

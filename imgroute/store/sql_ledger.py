@@ -55,13 +55,17 @@ class SQLLedger:
     def transaction(self) -> Iterator[SQLTransaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         with self._lock:
-            self.db.execute(self.BEGIN)
+            tx = self.TRANSACTION(self.db, self.clock, self.zone)
+            tx.write(self.BEGIN)
             try:
-                yield self.TRANSACTION(self.db, self.clock, self.zone)
+                yield tx
+                tx.before_commit()
+                tx.write("COMMIT")
+                tx.flush()
             except BaseException:
+                tx.unsent()
                 self.db.execute("ROLLBACK")
                 raise
-            self.db.execute("COMMIT")
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim in a transaction of its own."""
@@ -308,13 +312,14 @@ class GroupedCommits(SQLLedger):
 
     def _replay_alone(self, waiting: _Waiting, tx: SQLTransaction) -> None:
         """One job's writes in a savepoint: its own refusal (or failure) undoes them alone."""
-        self.db.execute("SAVEPOINT job")
+        savepoint = tx.savepoint()
         try:
             waiting.unsaved.replay_into(tx)
+            tx.flush()  # (its errors are its own)
         except Exception as exc:
-            self.db.execute("ROLLBACK TO job")
+            tx.undo(savepoint)
             waiting.error = exc
-        self.db.execute("RELEASE job")
+        tx.write("RELEASE job")
 
     def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
         with self._lock:

@@ -49,6 +49,45 @@ class SQLTransaction:
     def _serialise_reservations(self) -> None:
         """Called before a cap is checked: no other reservation may check one until this commits."""
 
+    def _row_before(self, sql: str, args: tuple) -> Any:
+        """A row as it is before this transaction's next statements change it (None: no such row),
+        for `_then`. (A backend that sends statements without waiting reads it only when needed.)"""
+        return self.db.execute(sql, args).fetchone()
+
+    def _then(self, row: Any, use: Callable[[Any], None]) -> None:
+        """`use(row)`, for a row read by `_row_before` that exists."""
+        if row is not None:
+            use(row)
+
+    def _spent_since(self, since: float) -> Decimal:
+        """What the budget days from `since`'s have committed, as this transaction sees them."""
+        return spent_since(self.db, since, self.zone)
+
+    def before_commit(self) -> None:
+        """The last writes of the transaction, kept until its end (none, unless a backend keeps some)."""
+
+    # -- how statements reach the database: at once here; a backend across a network may hold the
+    # writes whose answer nobody reads, and send them with the next statement that is read
+
+    def write(self, sql: str, args: tuple = ()) -> None:
+        """A statement whose answer is not read."""
+        self.db.execute(sql, args)
+
+    def flush(self) -> None:
+        """Send the writes held back (their errors are raised here)."""
+
+    def unsent(self) -> None:
+        """Forget the writes held back (the transaction is being rolled back)."""
+
+    def savepoint(self) -> Any:
+        """Begin a part of the transaction that `undo` can take back alone: what `undo` needs."""
+        self.db.execute("SAVEPOINT job")
+        return None
+
+    def undo(self, savepoint: Any) -> None:
+        """Take back everything since `savepoint()` (its writes, and what it held back)."""
+        self.db.execute("ROLLBACK TO job")
+
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         raise NotImplementedError
 
@@ -60,7 +99,7 @@ class SQLTransaction:
     def new_job(self, job: NewJob) -> None:
         now = self.clock()
         route = job.route if isinstance(job.route, str) else json.dumps(job.route)
-        self.db.execute(  # its "planned" event is written by a trigger (m005)
+        self.write(  # its "planned" event is written by a trigger (m005)
             "INSERT INTO jobs (id, created, updated, prompt, request, route, estimate_usd, state, out_dir, "
             "name_template, max_cost_usd, row_key, host) VALUES (?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?, ?, ?, ?)",
             (job.id, now, now, job.prompt, json.dumps(job.request), route, job.estimate, job.out_dir,
@@ -77,7 +116,7 @@ class SQLTransaction:
         source: str | None = None,
         exit_code: int | None = None,
     ) -> None:
-        self.db.execute(  # its event is written by a trigger (m005)
+        self.write(  # its event is written by a trigger (m005)
             "UPDATE jobs SET state = ?, updated = ?, error = ?, actual_usd = COALESCE(?, actual_usd), "
             "actual_source = COALESCE(?, actual_source), exit_code = COALESCE(?, exit_code) WHERE id = ?",
             (JobState(state), self.clock(), error, actual, source, exit_code, job_id),
@@ -102,7 +141,7 @@ class SQLTransaction:
         if caps:
             self._serialise_reservations()
         for period, cap in caps.items():
-            spent = spent_since(self.db, period_start(period, now).timestamp(), self.zone)
+            spent = self._spent_since(period_start(period, now).timestamp())
             if spent + asked > cap:
                 raise BudgetRefused(period, cap, spent, asked, period_reset(period, now))
         self.add_committed(stamp, asked)  # in flight: counts at its estimate until settled
@@ -129,19 +168,22 @@ class SQLTransaction:
     ) -> None:
         """The attempt's new state, and the committed total of its day with it. `priced` and
         `stated`: imgroute's pricing of what it delivered, and what the provider said it charged."""
-        before = self.db.execute(
+        before = self._row_before(
             "SELECT created, actual_usd, estimate_usd, state, at_risk_usd FROM attempts WHERE id = ?", (attempt_id,)
-        ).fetchone()
-        self.db.execute(
+        )
+        self.write(
             "UPDATE attempts SET state = ?, updated = ?, error = ?, at_risk_usd = ?, "
             "actual_usd = COALESCE(?, actual_usd), actual_source = COALESCE(?, actual_source), "
             "priced_usd = COALESCE(?, priced_usd), stated_usd = COALESCE(?, stated_usd) WHERE id = ?",
             (state, self.clock(), error, at_risk, actual, source, priced, stated, attempt_id),
         )
-        if before is not None:
-            created, old_actual, estimate, old_state, old_at_risk = before
+
+        def change(row: Any) -> None:
+            created, old_actual, estimate, old_state, old_at_risk = row
             was = committed_cost(old_actual, estimate, old_state, old_at_risk)
             self.add_committed(created, committed_cost(actual or old_actual, estimate, state, at_risk) - was)
+
+        self._then(before, change)
 
     # -- tasks
 
@@ -154,13 +196,13 @@ class SQLTransaction:
         )
 
     def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
-        self.db.execute(
+        self.write(
             "UPDATE tasks SET provider_job_id = ?, handle = ?, state = 'submitted', updated = ? WHERE id = ?",
             (provider_job_id, json.dumps(handle), self.clock(), task_id),
         )
 
     def task_state(self, task_id: int, state: str, detail: str | None = None) -> None:
-        self.db.execute(
+        self.write(
             "UPDATE tasks SET state = ?, detail = COALESCE(?, detail), updated = ? WHERE id = ?",
             (state, detail, self.clock(), task_id),
         )
@@ -174,7 +216,7 @@ class SQLTransaction:
         provider_job_id: str | None = None,
         handle: dict | None = None,
     ) -> None:
-        self.db.execute(
+        self.write(
             "UPDATE tasks SET outputs = ?, state = 'succeeded', updated = ?, "
             "provider_job_id = COALESCE(?, provider_job_id), handle = COALESCE(?, handle) WHERE id = ?",
             (json.dumps({"outputs": outputs, "usage": usage}), self.clock(), provider_job_id,
@@ -194,7 +236,7 @@ class SQLTransaction:
         height: int,
         verified: bool,
     ) -> None:
-        self.db.execute(
+        self.write(
             "INSERT INTO files (job_id, task_id, path, sha256, bytes, format, width, height, verified, created, host) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, task_id, path, sha256, size, fmt, width, height, int(verified), self.clock(), MACHINE),
@@ -203,7 +245,8 @@ class SQLTransaction:
     # -- leases: one process per job, one per batch row (claim and renew: each backend its own)
 
     def release(self, keys: list[str], owner: str) -> None:
-        self.db.executemany("DELETE FROM claims WHERE key = ? AND owner = ?", [(key, owner) for key in keys])
+        for key in keys:
+            self.write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
 
     # -- serve's idempotency keys
 
