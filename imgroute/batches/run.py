@@ -206,9 +206,9 @@ class BatchRun:
         """(A team ledger) claim the row as it starts; then what the ledger says of it is read anew
         (another machine may have just ended it)."""
         key = self.row_key(row)
-        if self.services.ledger.claim([key], PROCESS_OWNER, LEASE_SECONDS):
+        held, latest = self.services.ledger.claim_row(key, PROCESS_OWNER, LEASE_SECONDS)
+        if held is not None:
             return False
-        latest = self.services.ledger.row_job(key)
         if latest is not None:
             self._priors[key] = latest
         return True

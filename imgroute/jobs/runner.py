@@ -201,7 +201,7 @@ class JobRunner(Resume):
         # committed with the first request's intent (or the job's end), with the job's lease: no
         # `jobs resume` takes it meanwhile
         job.unsaved.add(Transaction.new_job, row)
-        job.unsaved.add(Transaction.claim, [job_key(job.id)], PROCESS_OWNER, LEASE_SECONDS)
+        job.unsaved.add(Transaction.claim_new, job_key(job.id), PROCESS_OWNER, LEASE_SECONDS)
         if self._idempotency_key is not None:
             job.unsaved.add(Transaction.idempotency_job, self._idempotency_key, job.id)
         return job

@@ -173,6 +173,9 @@ class Transaction(Protocol):
         """Lease these keys to `owner` for `ttl` seconds; keys another owner holds are left to it:
         {key: its holder}. (An owner's own keys are renewed.)"""
 
+    def claim_new(self, key: str, owner: str, ttl: float) -> None:
+        """Lease a key nobody can hold yet (a new job's) to `owner` for `ttl` seconds."""
+
     def renew(self, keys: list[str], owner: str, ttl: float) -> None: ...
 
     def release(self, keys: list[str], owner: str) -> None:
@@ -235,6 +238,10 @@ class Ledger(Protocol):
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim, committed at once."""
+
+    def claim_row(self, key: str, owner: str, ttl: float) -> tuple[Holder | None, RowJob | None]:
+        """A batch row's lease as the row starts (its holder, if another owner has it), and its
+        latest job as the ledger says now (another machine may have just ended it)."""
 
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
         """(A team ledger) a slot of a provider account shared by every machine, and the booked

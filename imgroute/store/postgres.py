@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import threading
 import time
@@ -36,9 +37,9 @@ from imgroute.ledger_url import redacted, scrubbed
 from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, died_here
 from imgroute.store.periods import local_day
 from imgroute.store.postgres_schema import migrate
-from imgroute.store.records import Holder
-from imgroute.store.sql_ledger import GroupedCommits, SQLLedger
-from imgroute.store.sql_writes import SQLTransaction, budgets, spent_since
+from imgroute.store.records import Holder, RowJob
+from imgroute.store.sql_ledger import ROW_JOB, GroupedCommits, SQLLedger, row_job_of
+from imgroute.store.sql_writes import NEW_TASK, SQLTransaction, budgets, spent_since
 
 RESERVATION_LOCK = 7_461_024_002  # pg_advisory_xact_lock key: one cap check at a time, team-wide
 DEFAULT_ZONE = "UTC"
@@ -209,17 +210,28 @@ def unreachable(url: str, exc: BaseException) -> ConfigError:
 
 # -- writes ----------------------------------------------------------------------------------------
 
-# An intent's checks in one round trip: the job of the attempt; its lease, renewed (and its row
-# locked) if this process holds it; and a live holder of its batch row other than this process
-# (that row locked too).
-INTENT_LEASES = (
+# An intent in one round trip: the job of the attempt; its lease, renewed (and its row locked) if
+# this process holds it; a live holder of its batch row other than this process (that row locked
+# too); and the request's row (rolled back with the transaction when a lease was lost).
+INTENT = (
     "WITH job AS (SELECT jobs.id, jobs.row_key FROM attempts JOIN jobs ON jobs.id = attempts.job_id "
     "WHERE attempts.id = ?), "
     "held AS (UPDATE claims SET expires = ? WHERE key = 'job:' || (SELECT id FROM job) AND owner = ? "
     "AND (expires IS NULL OR expires >= ?) RETURNING 1), "
     "other AS (SELECT owner FROM claims WHERE key = (SELECT row_key FROM job) AND owner <> ? "
-    "AND (expires IS NULL OR expires >= ?) FOR UPDATE) "
-    "SELECT (SELECT id FROM job), EXISTS (SELECT 1 FROM held), (SELECT owner FROM other LIMIT 1)"
+    "AND (expires IS NULL OR expires >= ?) FOR UPDATE), "
+    f"task AS ({NEW_TASK} RETURNING id) "
+    "SELECT (SELECT id FROM job), EXISTS (SELECT 1 FROM held), (SELECT owner FROM other LIMIT 1), "
+    "(SELECT id FROM task)"
+)
+
+# A lease on each of the keys (k) nobody holds, or whose lease ran out, or that are the owner's own:
+# (pid, owner, host, now, expiry, keys, now); the keys taken.
+CLAIM = (
+    "INSERT INTO claims (key, pid, owner, host, at, expires) SELECT k, ?, ?, ?, ?, ? FROM unnest(?::text[]) "
+    "AS k ON CONFLICT (key) DO UPDATE SET pid = excluded.pid, owner = excluded.owner, host = excluded.host, "
+    "at = excluded.at, expires = excluded.expires WHERE claims.owner = excluded.owner "
+    "OR claims.expires IS NULL OR claims.expires < ? RETURNING key"
 )
 
 
@@ -303,13 +315,7 @@ class PostgresTransaction(SQLTransaction):
         if not keys:
             return {}
         now, wanted = self.clock(), sorted(set(keys))  # (one order for every machine: no deadlock)
-        taken = self.db.execute(
-            "INSERT INTO claims (key, pid, owner, host, at, expires) SELECT k, ?, ?, ?, ?, ? FROM unnest(?::text[]) "
-            "AS k ON CONFLICT (key) DO UPDATE SET pid = excluded.pid, owner = excluded.owner, host = excluded.host, "
-            "at = excluded.at, expires = excluded.expires WHERE claims.owner = excluded.owner "
-            "OR claims.expires IS NULL OR claims.expires < ? RETURNING key",
-            (os.getpid(), owner, MACHINE, now, now + ttl, wanted, now),
-        ).fetchall()
+        taken = self.db.execute(CLAIM, (os.getpid(), owner, MACHINE, now, now + ttl, wanted, now)).fetchall()
         refused = set(wanted) - {key for (key,) in taken}
         if not refused:
             return {}
@@ -342,13 +348,15 @@ class PostgresTransaction(SQLTransaction):
         statement, so a takeover waits for this transaction instead of slipping past the check; a
         lease that is gone (a taker finished and gave it up) is lost too."""
         now = self.clock()
-        job_id, held, other = self.db.execute(INTENT_LEASES, (attempt_id, now + LEASE_SECONDS, PROCESS_OWNER, now,
-                                                              PROCESS_OWNER, now)).fetchone()  # fmt: skip
+        job_id, held, other, task_id = self.db.execute(
+            INTENT, (attempt_id, now + LEASE_SECONDS, PROCESS_OWNER, now, PROCESS_OWNER, now,
+                     attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
+        ).fetchone()  # fmt: skip
         if not held:
             raise LeaseLost(job_id, self._holder(f"job:{job_id}"))
         if other is not None:
             raise LeaseLost(job_id, f"{other}, which holds its batch row")
-        return super().task_submitting(attempt_id, seq, client_ref, images, spec)
+        return task_id
 
     def _holder(self, key: str) -> str:
         row = self.db.execute("SELECT owner, host FROM claims WHERE key = ?", (key,)).fetchone()
@@ -464,9 +472,22 @@ class PostgresLedger(SQLLedger):
             )
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
-        """A claim on its own (a batch row as it starts): no transaction around its one statement."""
+        """A claim on its own: no transaction around its one statement."""
         with self._side_lock:
             return self.TRANSACTION(self.side, self.clock, self.zone).claim(keys, owner, ttl)
+
+    def claim_row(self, key: str, owner: str, ttl: float) -> tuple[Holder | None, RowJob | None]:
+        """The row's lease and its latest job in one round trip (the whole claim again, with its
+        holder, only when the row was found held)."""
+        now = self.clock()
+        with self._side_lock:
+            taken = self.side.later(CLAIM, (os.getpid(), owner, MACHINE, now, now + ttl, [key], now))
+            latest = self.side.later(ROW_JOB, (key,))
+            self.side.flush()
+            held = None
+            if taken.fetchone() is None:
+                held = self.TRANSACTION(self.side, self.clock, self.zone).claim([key], owner, ttl).get(key)
+        return held, row_job_of(latest.fetchall())
 
     def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
         with self._side_lock:

@@ -156,15 +156,11 @@ class SQLLedger:
 
     def row_job(self, key: str) -> RowJob | None:
         """The latest job of one batch row (`label:row`)."""
-        rows = self._read(
-            "SELECT id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), out_dir "
-            "FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1",
-            (key,),
-        )
-        if not rows:
-            return None
-        job_id, state, code, error, n, out = rows[0]
-        return RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
+        return row_job_of(self._read(ROW_JOB, (key,)))
+
+    def claim_row(self, key: str, owner: str, ttl: float) -> tuple[Holder | None, RowJob | None]:
+        held = self.claim([key], owner, ttl)
+        return held.get(key), self.row_job(key)
 
     def lease_expiries(self, keys: list[str]) -> dict[str, float | None]:
         """The leases held on these keys: when each runs out (keys nobody holds are absent)."""
@@ -241,6 +237,19 @@ class SQLLedger:
             (day_start(since, self.zone),),
         )
         return sum((Decimal(amount) for (amount,) in rows), Decimal(0))
+
+
+ROW_JOB = (  # a batch row's latest job (row_job_of reads it)
+    "SELECT id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), out_dir "
+    "FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1"
+)
+
+
+def row_job_of(rows: list[Any]) -> RowJob | None:
+    if not rows:
+        return None
+    job_id, state, code, error, n, out = rows[0]
+    return RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
 
 
 class _Waiting:

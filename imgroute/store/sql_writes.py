@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,12 @@ from imgroute.words import count
 IDEMPOTENCY_SECONDS = 24 * 3600  # how long an Idempotency-Key names its one job
 CHARGED_LOST = "settled by hand: charged, its images lost"
 NEVER_CHARGED = "settled by hand: never charged"
+
+
+NEW_TASK = (  # a request's intent: (attempt, seq, client_ref, images, spec, created, updated)
+    "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
+    "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)"
+)
 
 
 class SQLTransaction:
@@ -90,6 +97,13 @@ class SQLTransaction:
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         raise NotImplementedError
+
+    def claim_new(self, key: str, owner: str, ttl: float) -> None:
+        now = self.clock()
+        self.write(
+            "INSERT INTO claims (key, pid, owner, host, at, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            (key, os.getpid(), owner, MACHINE, now, now + ttl),
+        )
 
     def renew(self, keys: list[str], owner: str, ttl: float) -> None:
         raise NotImplementedError
@@ -189,11 +203,7 @@ class SQLTransaction:
 
     def task_submitting(self, attempt_id: int, seq: int, client_ref: str, images: int, spec: dict) -> int:
         now = self.clock()
-        return self._insert(
-            "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
-            "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)",
-            (attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
-        )
+        return self._insert(NEW_TASK, (attempt_id, seq, client_ref, images, json.dumps(spec), now, now))
 
     def task_submitted(self, task_id: int, provider_job_id: str | None, handle: dict) -> None:
         self.write(

@@ -226,6 +226,29 @@ def test_a_live_holders_lease_is_refused_with_who_holds_it(store):
     assert held["row:1"].pid in (None, os.getpid())
 
 
+def test_a_batch_row_claimed_as_it_starts_comes_with_its_latest_job(store, clock):
+    assert store.claim_row("ab12:row-1", "me", 600) == (None, None)
+    for job_id in ("first", "second"):
+        with store.transaction() as tx:
+            tx.new_job(new_job(job_id, row_key="ab12:row-1"))
+        clock.advance(1)
+    held, latest = store.claim_row("ab12:row-1", "me", 600)  # (its own: renewed)
+    assert held is None and latest.id == "second" and latest.state == JobState.PLANNED
+    held, _ = store.claim_row("ab12:row-1", "other", 600)
+    assert held is not None and held.owner == "me"
+
+
+def test_a_new_jobs_lease_is_its_owners(store):
+    from imgroute.store.interface import job_key
+
+    with store.transaction() as tx:
+        tx.new_job(new_job("j1"))
+        tx.claim_new(job_key("j1"), "me", 600)
+    with store.transaction() as tx:
+        held = tx.claim([job_key("j1")], "other", 600)
+    assert held[job_key("j1")].owner == "me"
+
+
 # -- serve's idempotency keys ----------------------------------------------------------------------
 
 
