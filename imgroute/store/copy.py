@@ -7,9 +7,12 @@ own, so that ledgers of several machines can be copied into one).
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import NamedTuple
 
+from imgroute.errors import Busy
+from imgroute.files import process_alive
 from imgroute.store.interface import MACHINE
 from imgroute.store.periods import committed_cost
 from imgroute.store.sql_ledger import SQLLedger
@@ -27,7 +30,24 @@ class Copied(NamedTuple):
 
 def copy_ledger(source: SQLLedger, target: SQLLedger) -> Copied:
     """Every job of `source` that `target` lacks, with everything under it; the source's caps
-    where the target has none. Spend is counted again in the target's own budget days."""
+    where the target has none. Spend is counted again in the target's own budget days.
+
+    Not while another imgroute runs jobs on `source` (Busy): they would be copied half-way, and
+    finished where the team does not see them. The source is held for writing meanwhile, so that
+    none starts one during the copy (it waits for the copy to end)."""
+    with source.transaction():
+        return _copy(source, target)
+
+
+def _copy(source: SQLLedger, target: SQLLedger) -> Copied:
+    running = [(key, pid) for key, pid in source._read("SELECT key, pid FROM claims")
+               if pid != os.getpid() and process_alive(pid)]  # fmt: skip
+    if running:
+        key, pid = running[0]
+        raise Busy(
+            f"another imgroute (pid {pid}) is running jobs on this ledger ({key})",
+            "copy it once that one has ended (`imgroute jobs` shows what runs)",
+        )
     have = {job_id for (job_id,) in target._read("SELECT id FROM jobs")}
     jobs = [row for row in source._read("SELECT * FROM jobs ORDER BY created") if row["id"] not in have]
     counts = {"attempts": 0, "tasks": 0, "files": 0, "events": 0}

@@ -384,9 +384,11 @@ class PostgresLedger(SQLLedger):
         self.side = connect(url)
         self._side_lock = threading.Lock()
         self.clock = time.time  # (until the database's is measured, once its tables are there)
+        self._offset = 0.0  # the database's clock less this machine's (measured again at each beat)
         try:
             self._retrying(lambda: self._migrate())
-            self.clock = clock or self._database_clock()
+            self._offset = self._clock_offset(self.db)
+            self.clock = clock or self._database_clock
             self.zone = self._zone()
         except BaseException:
             self.db.close()
@@ -403,13 +405,18 @@ class PostgresLedger(SQLLedger):
     def where(self) -> str:
         return redacted(self.url)
 
-    def _database_clock(self) -> Callable[[], float]:
-        """This machine's clock, moved to the database's: the offset measured once, halfway through
-        the round trip."""
+    def _database_clock(self) -> float:
+        """Now on the database's clock: this machine's, moved by the offset last measured (at
+        connect, then at each heartbeat: a machine whose clock is set while it runs agrees again
+        within a quarter of a lease)."""
+        return time.time() + self._offset
+
+    @staticmethod
+    def _clock_offset(db: Connection) -> float:
+        """The database's clock less this machine's, taken halfway through a round trip."""
         before = time.time()
-        (server,) = self.db.execute("SELECT extract(epoch from clock_timestamp())::float8").fetchone()
-        offset = server - (before + time.time()) / 2
-        return lambda: time.time() + offset
+        (server,) = db.execute("SELECT extract(epoch from clock_timestamp())::float8").fetchone()
+        return server - (before + time.time()) / 2
 
     def _zone(self) -> dt.tzinfo:
         row = self.db.execute("SELECT value FROM ledger_settings WHERE name = 'timezone'").fetchone()
@@ -502,25 +509,30 @@ class PostgresLedger(SQLLedger):
             return budgets(self.side)
 
     def _heartbeat(self) -> None:
-        """Every quarter of a lease: renew this process's leases, and read the team's time zone again
-        (`ledger timezone` on another machine reaches this one within a quarter of a lease). A lost
-        connection is opened again; while it cannot be, the leases run out, and this process's
-        next intent finds its job lost rather than sending (PostgresTransaction.task_submitting)."""
+        """Every quarter of a lease, a beat (`_beat`). A lost connection is opened again; while it
+        cannot be, the leases run out, and this process's next intent finds its job lost rather
+        than sending (PostgresTransaction.task_submitting)."""
         while not self._closed.wait(LEASE_SECONDS / 4):
             try:
-                with self._side_lock:
-                    self.side.execute(  # (rows a writer holds are renewed at the next beat: no deadlock)
-                        "UPDATE claims SET expires = ? WHERE key IN (SELECT key FROM claims WHERE owner = ? "
-                        "FOR UPDATE SKIP LOCKED)",
-                        (self.clock() + LEASE_SECONDS, PROCESS_OWNER),
-                    )
-                    row = self.side.execute("SELECT value FROM ledger_settings WHERE name = 'timezone'").fetchone()
-                if row is not None and str(self.zone) != row[0]:
-                    self.zone = zoneinfo.ZoneInfo(row[0])
+                self._beat()
             except Exception:  # (the connection is gone: the process is closing, or it is opened again)
                 if self._closed.is_set():
                     return
                 self._reconnect_side()
+
+    def _beat(self) -> None:
+        """Measure the database's clock again, renew this process's leases, and read the team's time
+        zone again (`ledger timezone` on another machine reaches this one within a quarter of a lease)."""
+        with self._side_lock:
+            self._offset = self._clock_offset(self.side)
+            self.side.execute(  # (rows a writer holds are renewed at the next beat: no deadlock)
+                "UPDATE claims SET expires = ? WHERE key IN (SELECT key FROM claims WHERE owner = ? "
+                "FOR UPDATE SKIP LOCKED)",
+                (self.clock() + LEASE_SECONDS, PROCESS_OWNER),
+            )
+            row = self.side.execute("SELECT value FROM ledger_settings WHERE name = 'timezone'").fetchone()
+        if row is not None and str(self.zone) != row[0]:
+            self.zone = zoneinfo.ZoneInfo(row[0])
 
     def _reconnect_side(self) -> None:
         try:

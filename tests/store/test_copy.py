@@ -55,3 +55,30 @@ def test_bad_ledger_commands_say_what_to_do(cli, isolated_home):
     local = cli("ledger", "timezone", "UTC")
     assert local.code == 2 and "its own SQLite file" in local.err
     assert "budget days counted in: local" in cli("ledger", "show").out
+
+
+def test_a_ledger_another_imgroute_is_running_jobs_on_is_not_copied(cli, fakes, isolated_home):
+    import subprocess
+    import sys
+
+    from imgroute.store.interface import job_key
+    from imgroute.store.postgres import PostgresLedger
+    from imgroute.store.sqlite import SQLiteLedger
+
+    assert gen(cli, *only(fakes, "kie")).code == 0
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        home = SQLiteLedger(isolated_home / "ledger.sqlite")
+        with home.transaction() as tx:  # (as that process would hold the job it runs)
+            tx.db.execute("INSERT INTO claims (key, pid, owner, at) VALUES (?, ?, 'theirs', 0)",
+                          (job_key("j-running"), running.pid))  # fmt: skip
+        home.close()
+        url = cluster().new_database()
+        refused = cli("ledger", "copy", "--to", url)
+        assert refused.code == 2 and f"another imgroute (pid {running.pid}) is running jobs" in refused.err
+        assert "Traceback" not in refused.err
+        assert PostgresLedger(url, heartbeat=False).jobs() == []  # nothing half-copied
+    finally:
+        running.kill()
+        running.wait()
+    assert cli("ledger", "copy", "--to", url, "--json").json()["jobs"] == 1  # its process gone: copied

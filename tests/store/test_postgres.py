@@ -168,6 +168,19 @@ def test_the_clock_is_the_databases(url):
     assert abs(ledger.clock() - server) < 1.0
 
 
+def test_a_machine_whose_clock_is_set_while_it_runs_agrees_again_at_the_next_beat(url, monkeypatch):
+    import imgroute.store.postgres as postgres
+
+    ledger = team(url)
+    real = time.time
+    monkeypatch.setattr(postgres.time, "time", lambda: real() + 3600)  # (NTP set it an hour ahead)
+    (server,) = ledger._read("SELECT extract(epoch from clock_timestamp())::float8")[0]
+    assert ledger.clock() - server > 3500  # its leases would run out an hour early
+    ledger._beat()
+    (server,) = ledger._read("SELECT extract(epoch from clock_timestamp())::float8")[0]
+    assert abs(ledger.clock() - server) < 1.0
+
+
 def test_two_machines_starting_together_on_a_new_database_migrate_it_once(url):
     from imgroute.store.postgres_schema import MIGRATIONS
 
