@@ -257,14 +257,13 @@ class PostgresTransaction(SQLTransaction):
         self.db.unsend((-1, 0))
 
     def savepoint(self) -> Any:
-        self._read_rows()
         position = self.db.position()
         self.write("SAVEPOINT job")
-        return position, dict(self._days)
+        return position, dict(self._days), len(self._unread)
 
     def undo(self, savepoint: Any) -> None:
-        position, self._days = savepoint
-        self._unread = []
+        position, self._days, unread = savepoint
+        del self._unread[unread:]
         if not self.db.unsend(position):  # (the savepoint was sent: the server takes it back)
             self.db.execute("ROLLBACK TO job")
 
@@ -558,6 +557,11 @@ class PostgresLedger(SQLLedger):
 class SharedPostgresLedger(GroupedCommits, PostgresLedger):
     """PostgresLedger for many threads: commits grouped (sql_ledger.GroupedCommits); its reads go
     through its second connection, never waiting for a commit."""
+
+    def _server_errors(self) -> tuple[type[Exception], ...]:
+        import psycopg
+
+        return (psycopg.DatabaseError,)  # (a lost connection fails the second run too, and is raised)
 
     _read = PostgresLedger._read
     spent_since = PostgresLedger.spent_since

@@ -51,6 +51,11 @@ class SQLLedger:
     def close(self) -> None:
         self.db.close()
 
+    def _server_errors(self) -> tuple[type[Exception], ...]:
+        """(A backend that holds writes and sends them together) what its server raises when it
+        refuses a statement: a group commit sent whole is then sent again, job by job."""
+        return ()
+
     @contextmanager
     def transaction(self) -> Iterator[SQLTransaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
@@ -300,14 +305,21 @@ class GroupedCommits(SQLLedger):
 
     def _commit_group(self, group: list[_Waiting], mine: _Waiting) -> None:
         """Under the lock: one transaction, a savepoint for each job's writes (none for a job alone:
-        the transaction is its own). `mine`: the caller's."""
+        the transaction is its own). `mine`: the caller's.
+
+        Where writes are held and sent together (a team ledger), the group's go in one message
+        with the commit; should the server refuse one of them, which job's it was is not known, so
+        the group is run again, each job's writes sent on their own."""
         try:
-            with self.transaction() as tx:
-                if len(group) == 1:
-                    mine.unsaved.replay_into(tx)  # (its failure rolls the transaction back, and is raised)
-                else:
+            if len(group) > 1 and self._server_errors():
+                try:
+                    self._group_transaction(group, mine, each_sent=False)
+                except self._server_errors():
                     for waiting in group:
-                        self._replay_alone(waiting, tx)
+                        waiting.error = None
+                    self._group_transaction(group, mine, each_sent=True)
+            else:
+                self._group_transaction(group, mine, each_sent=True)
         except BaseException:  # (Ctrl-C, a failing disk) nothing of the group is committed: the
             others = [waiting for waiting in group if waiting is not mine]  # others' writes wait again
             for waiting in others:
@@ -319,12 +331,22 @@ class GroupedCommits(SQLLedger):
         for waiting in group:
             waiting.done = True  # (only once COMMIT has returned)
 
-    def _replay_alone(self, waiting: _Waiting, tx: SQLTransaction) -> None:
-        """One job's writes in a savepoint: its own refusal (or failure) undoes them alone."""
+    def _group_transaction(self, group: list[_Waiting], mine: _Waiting, each_sent: bool) -> None:
+        with self.transaction() as tx:
+            if len(group) == 1:
+                mine.unsaved.replay_into(tx)  # (its failure rolls the transaction back, and is raised)
+            else:
+                for waiting in group:
+                    self._replay_alone(waiting, tx, each_sent)
+
+    def _replay_alone(self, waiting: _Waiting, tx: SQLTransaction, each_sent: bool = True) -> None:
+        """One job's writes in a savepoint: its own refusal (or failure) undoes them alone.
+        `each_sent`: sent before the next job's (their errors are then known to be their own)."""
         savepoint = tx.savepoint()
         try:
             waiting.unsaved.replay_into(tx)
-            tx.flush()  # (its errors are its own)
+            if each_sent:
+                tx.flush()
         except Exception as exc:
             tx.undo(savepoint)
             waiting.error = exc
