@@ -45,6 +45,7 @@ RESERVATION_LOCK = 7_461_024_002  # pg_advisory_xact_lock key: one cap check at 
 DEFAULT_ZONE = "UTC"
 RETRIED_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: the transaction is run again
 RETRIES = 5
+ID_BLOCK = 100  # ids a connection takes from a table's sequence at a time (Connection.new_id)
 
 
 # -- the connection: the ledger's SQL on psycopg -------------------------------------------------
@@ -115,6 +116,7 @@ class Connection:
         self._held: list[tuple[str, _Rows | None]] = []  # (a statement with its values, its rows)
         self._sent = 0  # times held statements were sent (Connection.unsend)
         self._quoting: Any = None  # a psycopg ClientCursor, to write a statement with its values
+        self._ids: dict[str, list[int]] = {}  # table -> ids taken from its sequence, not used yet
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         if self._held:  # (in one message with what is held)
@@ -175,6 +177,18 @@ class Connection:
         del self._held[position[1] :]
         return True
 
+    def new_id(self, table: str) -> int:
+        """An id for a new row of `table` (attempts, tasks), from its sequence, which hands out a
+        hundred at a time: a row whose id is known before it is inserted needs no answer, and is
+        held with the other writes. (Ids a process did not use are skipped: gaps, never reuse.)"""
+        ids = self._ids.get(table)
+        if not ids:
+            rows = self.raw.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", (table, ID_BLOCK)
+            ).fetchall()
+            ids = self._ids[table] = [row[0] for row in reversed(rows)]
+        return ids.pop()
+
     def _with_values(self, sql: str, args: Sequence[Any]) -> str:
         if not args:
             return sql
@@ -210,6 +224,12 @@ def unreachable(url: str, exc: BaseException) -> ConfigError:
 
 # -- writes ----------------------------------------------------------------------------------------
 
+def with_id(insert: str) -> str:
+    """An `INSERT INTO table (columns) VALUES (values)` that also sets the row's id (its first value)."""
+    columns, values = insert.index("(") + 1, insert.index("VALUES (") + len("VALUES (")
+    return insert[:columns] + "id, " + insert[columns:values] + "?, " + insert[values:]
+
+
 # An intent in one round trip: the job of the attempt; its lease, renewed (and its row locked) if
 # this process holds it; a live holder of its batch row other than this process (that row locked
 # too); and the request's row (rolled back with the transaction when a lease was lost).
@@ -220,9 +240,8 @@ INTENT = (
     "AND (expires IS NULL OR expires >= ?) RETURNING 1), "
     "other AS (SELECT owner FROM claims WHERE key = (SELECT row_key FROM job) AND owner <> ? "
     "AND (expires IS NULL OR expires >= ?) FOR UPDATE), "
-    f"task AS ({NEW_TASK} RETURNING id) "
-    "SELECT (SELECT id FROM job), EXISTS (SELECT 1 FROM held), (SELECT owner FROM other LIMIT 1), "
-    "(SELECT id FROM task)"
+    f"task AS ({with_id(NEW_TASK)}) "
+    "SELECT (SELECT id FROM job), EXISTS (SELECT 1 FROM held), (SELECT owner FROM other LIMIT 1)"
 )
 
 # A lease on each of the keys (k) nobody holds, or whose lease ran out, or that are the owner's own:
@@ -282,7 +301,9 @@ class PostgresTransaction(SQLTransaction):
                 use(row)
 
     def _insert(self, sql: str, args: tuple) -> int:
-        return self.db.execute(sql + " RETURNING id", args).fetchone()[0]
+        new_id = self.db.new_id(sql.split(None, 3)[2])  # ("INSERT INTO table ...")
+        self.write(with_id(sql), (new_id, *args))
+        return new_id
 
     def add_committed(self, created: float, delta: Decimal) -> None:
         if delta:
@@ -346,10 +367,10 @@ class PostgresTransaction(SQLTransaction):
         stalled, and nothing may be sent). The job's lease is renewed and its row locked by the same
         statement, so a takeover waits for this transaction instead of slipping past the check; a
         lease that is gone (a taker finished and gave it up) is lost too."""
-        now = self.clock()
-        job_id, held, other, task_id = self.db.execute(
+        now, task_id = self.clock(), self.db.new_id("tasks")
+        job_id, held, other = self.db.execute(
             INTENT, (attempt_id, now + LEASE_SECONDS, PROCESS_OWNER, now, PROCESS_OWNER, now,
-                     attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
+                     task_id, attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
         ).fetchone()  # fmt: skip
         if not held:
             raise LeaseLost(job_id, self._holder(f"job:{job_id}"))
