@@ -78,7 +78,11 @@ def measure(command: list[str], n: int, c: int, t: float, fake_env: dict[str, st
         control(url, "reset")
         control(url, "set", {"job_seconds": t})
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # (run from a neutral folder: `python -m` puts the working directory first on sys.path, ahead of
+    # PYTHONPATH, so from a checkout an A/B's other tree would not be the one run)
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=env["IMGROUTE_HOME"]
+    )
     lines = proc.stdout.read().splitlines()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -136,7 +140,7 @@ def run_pair(n: int, c: int, t: float, fake_env: dict[str, str], work: Path, led
         control(url, "set", {"job_seconds": t})
     runs = [batch_setup(n, c, fake_env, work, ledger=ledger) for _ in range(2)]
     start = time.perf_counter()
-    procs = [subprocess.Popen(command + ["--out", str(home / "out")], env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(command + ["--out", str(home / "out")], env=env, stdout=subprocess.PIPE, cwd=home,
                               stderr=subprocess.DEVNULL) for home, command, env in runs]  # fmt: skip
     outs = [proc.stdout.read().splitlines() for proc in procs]
     usages = [os.wait4(proc.pid, 0)[2] for proc in procs]

@@ -100,7 +100,7 @@ class Resume:
                 left.add(offer.id if offer is not None else f"{attempt.provider}/{attempt.model}")
             job.last = (attempt.provider, attempt.model, attempt.plan)
             end = yield from runner._resume_attempt(job, attempt, by_attempt.get(attempt.seq, []), files)
-            runner._commit(job)
+            yield from runner._committed(job)
             job.add(end)
             if end.error is not None and final_error is None:
                 final_error, final_status = end.error, end.status
@@ -108,7 +108,7 @@ class Resume:
             stored = Constraints.from_json(record.request.get("constraints"))
             route = reroute(request._replace(n=job.remaining), stored)
             return (yield from runner._route_through(job, route, first_seq=last_seq + 1, skip=frozenset(left)))
-        return runner._finish(job, final_status, final_error)
+        return (yield from runner._finish(job, final_status, final_error))
 
     def _resume_attempt(self, job: JobRun, attempt: AttemptRecord, rows: list[TaskRecord], files) -> Steps:
         runner = cast("JobRunner", self)  # (the runner this half belongs to, as its type)

@@ -57,7 +57,7 @@ from imgroute.jobs.state import (
     Outcome,
     failure_hint,
 )
-from imgroute.jobs.steps import Later, NeedSlot, Pause, Steps, drive
+from imgroute.jobs.steps import Exchange, Later, NeedSlot, Pause, Steps, drive
 from imgroute.jobs.tasks import Task, TaskRunner, Unsent
 from imgroute.models import UNSENT, AttemptState, JobSpec, JobState, OfferRef, Request, TaskState
 from imgroute.output.report import route_text
@@ -226,15 +226,15 @@ class JobRunner(Resume):
                 continue
             job.point_at(quote)
             if job.max_cost is not None and job.committed + assessment.cost > job.max_cost:
-                return self._finish(job, JobState.FAILED, over_max_cost(job, quote, assessment))
+                return (yield from self._finish(job, JobState.FAILED, over_max_cost(job, quote, assessment)))
             end = yield from self._attempt(job, seq, quote, assessment)
             if end.detached:
-                return self._detached(job)
+                return (yield from self._detached(job))
             job.add(end)
             if end.error is not None:  # final: failed job, unknown submit, stuck, bad output, budget
-                return self._finish(job, end.status, end.error)
+                return (yield from self._finish(job, end.status, end.error))
             if job.remaining <= 0:
-                return self._finish(job, JobState.SUCCEEDED, None)
+                return (yield from self._finish(job, JobState.SUCCEEDED, None))
             nxt = next_after(candidates, quote)
             if nxt is not None:
                 self._emit(
@@ -246,17 +246,17 @@ class JobRunner(Resume):
         if errored and all(a.state == AttemptState.FAILED_AT_RISK for a in errored):
             # every offer tried failed the job itself (and may have charged): that is how it ended
             failed = JobFailedError(f"{tried}; no other offer was left to try (job {job.id})", failure_hint(False))
-            return self._finish(job, JobState.FAILED, failed)
+            return (yield from self._finish(job, JobState.FAILED, failed))
         error = ProviderError(
             f"no provider could take the job ({tried or 'no offer left to try'})",
             trouble_hint(job.troubles, self.registry),
         )
-        return self._finish(job, JobState.FAILED, error)
+        return (yield from self._finish(job, JobState.FAILED, error))
 
-    def _detached(self, job: JobRun) -> JobResult:
+    def _detached(self, job: JobRun) -> Steps:
         """Sent and journaled as submitted; `jobs resume` collects it (the claim is given up)."""
         job.unsaved.add(Transaction.release, [job_key(job.id)], PROCESS_OWNER)
-        self._commit(job)
+        yield from self._committed(job)
         provider, model, plan = job.last
         elapsed = self.clock() - job.start
         return JobResult(
@@ -274,7 +274,7 @@ class JobRunner(Resume):
             error=None,
         )
 
-    def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> JobResult:
+    def _finish(self, job: JobRun, status: str, error: ImgrouteError | None) -> Steps:
         actual = job.spent if job.sources else None
         source = ", ".join(sorted(job.sources)) if job.sources else None
         job.unsaved.add(
@@ -287,7 +287,7 @@ class JobRunner(Resume):
             exit_code=error.exit_code if error else 0,
         )
         job.unsaved.add(Transaction.release, [job_key(job.id)], PROCESS_OWNER)
-        self._commit(job)
+        yield from self._committed(job)
         provider, model, plan = job.last
         return JobResult(
             job_id=job.id,
@@ -421,11 +421,11 @@ class JobRunner(Resume):
                 self.mark_sent()
                 yield from self.tasks.submit(adapter, task, job.unsaved)  # committed just below
                 if index + 1 < len(assessment.requests):
-                    self._commit(job)  # what it answered is durable before the next request goes
+                    yield from self._committed(job)  # what it answered is durable before the next request goes
             assert attempt is not None, "an assessment has at least one request"
             job.unsaved.add(Transaction.job_state, job.id, JobState.SUBMITTED)
             job.unsaved.add(Transaction.attempt_state, attempt.id, AttemptState.RUNNING)
-            self._commit(job)
+            yield from self._committed(job)
         except ProviderTrouble as exc:
             tasks[:] = [t for t in tasks if t.state != TaskState.FAILED]
             return attempt, Outcome(trouble=exc)
@@ -478,7 +478,7 @@ class JobRunner(Resume):
     # -- waiting, saving and settling (shared by run and resume) -----------------------------
 
     def _collect(self, job: JobRun, attempt: Attempt, tasks: list[Task], stuck, outcome: Outcome) -> Steps:
-        self._commit(job)  # the results the polls saw, durable before any is downloaded
+        yield from self._committed(job)  # the results the polls saw, durable before any is downloaded
         yield Later()  # downloading and saving hold no slot: jobs that do go first
         saved, problems = self.settler.save_results(job, attempt.shape, tasks)
         return self.settler.settle(job, attempt, tasks, saved, problems, stuck, outcome)
@@ -488,6 +488,16 @@ class JobRunner(Resume):
         files they record have served their purpose. (A kill before the commit leaves the spool
         file: resume saves from it again and finds the file already there by its content.)"""
         self.ledger.commit(job.unsaved)
+        self._spool_served(job)
+
+    def _committed(self, job: JobRun) -> Steps:
+        """`_commit` as a step: the job waits for it without holding a thread (a scheduler's
+        thread runs other jobs while the ledger commits this one's writes with theirs)."""
+        if job.unsaved:
+            yield Exchange(lambda done: self.ledger.commit_later(job.unsaved, done))
+        self._spool_served(job)
+
+    def _spool_served(self, job: JobRun) -> None:
         for output in job.spooled:
             self.outputs.discard(output)
         job.spooled.clear()

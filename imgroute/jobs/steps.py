@@ -7,6 +7,7 @@ its provider with `NeedSlot` and gives it back through its `Slots`, and the driv
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Generator
 from typing import Any, NamedTuple, Protocol
@@ -36,10 +37,11 @@ class Later(NamedTuple):
 
 
 class Exchange(NamedTuple):
-    """A request that waits long (a synchronous provider's generation), sent without holding a
-    thread: `start(done)` sends it and calls `done(answer, None)` or `done(None, error)` when it
-    ends; the job resumes with the answer (or the error raised where it yielded). See
-    net/exchanges.py."""
+    """A wait that holds no thread: a request that waits long (a synchronous provider's
+    generation: net/exchanges.py), or a commit the ledger makes with other jobs' (its
+    `commit_later`). `start(done)` begins it, and `done(answer, None)` or `done(None, error)` is
+    called when it ends, on any thread; the job resumes with the answer (or the error raised where
+    it yielded)."""
 
     start: Callable[[Callable[[Any, BaseException | None], None]], None]
 
@@ -77,6 +79,20 @@ class Unlimited:
         return False
 
 
+def _waited(exchange: Exchange) -> tuple[Any, BaseException | None]:
+    """An Exchange waited for on this thread: (its answer, its error)."""
+    ended = threading.Event()
+    outcome: list[Any] = []
+
+    def done(answer: Any, error: BaseException | None) -> None:
+        outcome[:] = [answer, error]
+        ended.set()
+
+    exchange.start(done)
+    ended.wait()
+    return outcome[0], outcome[1]
+
+
 def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[float], None] = time.sleep) -> Any:
     """Run one job's steps on this thread: pauses are slept (Ctrl-C lands in the job, where it was
     waiting, as it would in a plain call), a slot is granted at once, `Later` goes on."""
@@ -93,5 +109,7 @@ def drive(steps: Steps, wait_scaled: Callable[[float], None], sleep: Callable[[f
                 (wait_scaled if need.scaled else sleep)(need.seconds)
             except KeyboardInterrupt as exc:
                 error = exc
+        elif isinstance(need, Exchange):
+            value, error = _waited(need)
         elif not isinstance(need, NeedSlot | Later):
             error = AssertionError(f"a job asked for {need!r}")

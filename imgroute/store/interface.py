@@ -236,6 +236,11 @@ class Ledger(Protocol):
     def commit(self, unsaved: Unsaved) -> None:
         """Commit the writes kept in `unsaved` in one transaction, then clear it."""
 
+    def commit_later(self, unsaved: Unsaved, done: Callable[[None, BaseException | None], None]) -> None:
+        """`commit`, with `done(None, None)` called once it is committed (or `done(None, error)`),
+        here or on another thread: a ledger many jobs share commits theirs together meanwhile,
+        so that no thread of theirs waits for it."""
+
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim, committed at once."""
 

@@ -92,6 +92,18 @@ class SQLLedger:
                 unsaved.replay_into(tx)
             unsaved.clear()
 
+    def commit_later(self, unsaved: Unsaved, done: Callable[[None, BaseException | None], None]) -> None:
+        try:
+            self.commit(unsaved)
+        except Exception as exc:
+            done(None, exc)
+            return
+        done(None, None)
+
+    def _retrying(self, run: Callable[[], None]) -> None:
+        """Run a whole transaction (again, where the backend gives one up to let another through)."""
+        run()
+
     def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
         return self.db.execute(sql, args).fetchall()
 
@@ -258,14 +270,16 @@ def row_job_of(rows: list[Any]) -> RowJob | None:
 
 
 class _Waiting:
-    """A job's writes waiting to be committed with those of other jobs (GroupedCommits.commit)."""
+    """A job's writes waiting to be committed with those of other jobs (GroupedCommits.commit);
+    `then`: what to call once they are (commit_later)."""
 
-    __slots__ = ("unsaved", "done", "error")
+    __slots__ = ("unsaved", "done", "error", "then")
 
-    def __init__(self, unsaved: Unsaved):
+    def __init__(self, unsaved: Unsaved, then: Callable[[None, BaseException | None], None] | None = None):
         self.unsaved = unsaved
         self.done = False
         self.error: Exception | None = None
+        self.then = then
 
 
 class GroupedCommits(SQLLedger):
@@ -287,6 +301,62 @@ class GroupedCommits(SQLLedger):
         self._waiting: list[_Waiting] = []
         self._waiting_lock = threading.Lock()  # (held only to add to or take the list)
         self.commits = 0  # transactions committed by `commit`, for tests and benchmarks
+        # commit_later's: writes waiting for the committer thread, which commits them together
+        self._later: list[_Waiting] = []
+        self._later_ready = threading.Condition(threading.Lock())
+        self._committer: threading.Thread | None = None
+        self._closing = False
+
+    def commit_later(self, unsaved: Unsaved, done: Callable[[None, BaseException | None], None]) -> None:
+        """The job's thread goes on to other jobs; the committer thread commits these writes with
+        whatever others wait, and calls `done` for each (on its own thread)."""
+        if not unsaved:
+            done(None, None)
+            return
+        with self._later_ready:
+            if self._closing:  # (a thread left running when the process was told to end at once)
+                done(None, RuntimeError("the ledger was closed before these writes were committed"))
+                return
+            self._later.append(_Waiting(unsaved, done))
+            if self._committer is None:
+                self._committer = threading.Thread(target=self._commit_later_ones, name="imgroute-commits",
+                                                   daemon=True)  # fmt: skip
+                self._committer.start()
+            self._later_ready.notify()
+
+    def _commit_later_ones(self) -> None:
+        """The committer thread: everything waiting, committed together, until the ledger closes."""
+        while True:
+            with self._later_ready:
+                while not self._later and not self._closing:
+                    self._later_ready.wait()
+                if not self._later:
+                    return
+                group, self._later = self._later, []
+            self._commit_and_tell(group)
+
+    def _commit_and_tell(self, group: list[_Waiting]) -> None:
+        failed: BaseException | None = None
+        try:
+            with self._lock:
+                self._retrying(lambda: self._commit_group(group, group[0], requeue=False))
+        except BaseException as exc:  # (the database is gone: every job of the group is told)
+            failed = exc
+        for waiting in group:
+            error = waiting.error or failed
+            if error is None:
+                waiting.unsaved.clear()
+            assert waiting.then is not None, "commit_later's writes say whom to tell"
+            waiting.then(None, error)
+
+    def close(self) -> None:
+        with self._later_ready:  # (what waits is committed first)
+            self._closing = True
+            self._later_ready.notify()
+            committer = self._committer
+        if committer is not None:
+            committer.join()
+        super().close()
 
     def commit(self, unsaved: Unsaved) -> None:
         if not unsaved:
@@ -303,13 +373,15 @@ class GroupedCommits(SQLLedger):
             raise mine.error
         unsaved.clear()
 
-    def _commit_group(self, group: list[_Waiting], mine: _Waiting) -> None:
+    def _commit_group(self, group: list[_Waiting], mine: _Waiting, requeue: bool = True) -> None:
         """Under the lock: one transaction, a savepoint for each job's writes (none for a job alone:
         the transaction is its own). `mine`: the caller's.
 
         Where writes are held and sent together (a team ledger), the group's go in one message
         with the commit; should the server refuse one of them, which job's it was is not known, so
         the group is run again, each job's writes sent on their own."""
+        for waiting in group:
+            waiting.error = None
         try:
             if len(group) > 1 and self._server_errors():
                 try:
@@ -324,8 +396,9 @@ class GroupedCommits(SQLLedger):
             others = [waiting for waiting in group if waiting is not mine]  # others' writes wait again
             for waiting in others:
                 waiting.error = None
-            with self._waiting_lock:
-                self._waiting[:0] = others
+            if requeue:  # (the committer thread's are told instead)
+                with self._waiting_lock:
+                    self._waiting[:0] = others
             raise
         self.commits += 1
         for waiting in group:

@@ -261,7 +261,11 @@ def test_sync_images_survive_a_kill_after_saving_before_the_commit(cli, fakes, t
     # before it leaves the spool, and resume finds the saved file by its content (no second copy).
     patch = (
         "from imgroute.jobs import runner as jobs\n"
-        "jobs.JobRunner._commit = lambda self, job: os._exit(137) if job.spooled else self.ledger.commit(job.unsaved)\n"
+        "original = jobs.JobRunner._committed\n"
+        "def committed(self, job):\n"
+        "    if job.spooled: os._exit(137)\n"
+        "    return (yield from original(self, job))\n"
+        "jobs.JobRunner._committed = committed\n"
     )
     killed_at(patch, "gen", "x", "--out", str(tmp_path / "out"), "--quality", "low", *only(fakes, "openai"))
     assert list((isolated_home / "spool").iterdir()) and len(list((tmp_path / "out").glob("*.png"))) == 1

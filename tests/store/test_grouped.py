@@ -1,0 +1,110 @@
+"""A ledger many jobs share (a batch's, a server's): writes committed later, on its committer
+thread, together with every other job's that waits, each job told when its own are committed (or
+why not), and nothing that waits lost when the ledger closes. On both backends."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from imgroute.models import JobState
+from imgroute.store.interface import Transaction, Unsaved
+from tests.helpers import wait_for
+from tests.store.test_store import new_job
+
+
+def shared_sqlite(tmp_path):
+    from imgroute.store.sqlite import SharedLedger
+
+    return SharedLedger(tmp_path / "ledger.sqlite")
+
+
+def shared_postgres(tmp_path):
+    from imgroute.store.postgres import SharedPostgresLedger
+    from tests.pg_cluster import cluster
+
+    return SharedPostgresLedger(cluster().new_database(), heartbeat=False)
+
+
+SHARED = {"sqlite": shared_sqlite, "postgres": shared_postgres}
+
+
+def a_new_job(job_id: str) -> Unsaved:
+    unsaved = Unsaved()
+    unsaved.add(Transaction.new_job, new_job(job_id))
+    unsaved.add(Transaction.job_state, job_id, JobState.SUBMITTING)
+    return unsaved
+
+
+@pytest.mark.parametrize("backend", SHARED)
+def test_writes_committed_later_go_together_and_each_job_is_told_of_its_own(tmp_path, backend):
+    ledger = SHARED[backend](tmp_path)
+    with ledger.transaction() as tx:
+        tx.new_job(new_job("taken"))
+    told: dict[str, BaseException | None] = {}
+    threads: set[str] = set()
+
+    def tell(job_id: str):
+        def done(answer, error) -> None:
+            told[job_id] = error
+            threads.add(threading.current_thread().name)
+
+        return done
+
+    ids = [f"j{i}" for i in range(8)] + ["taken"]
+    kept = {job_id: a_new_job(job_id) for job_id in ids}
+    before = ledger.commits
+    with ledger._lock:  # a commit under way: what comes meanwhile waits for it, and goes together
+        for job_id in ids:
+            ledger.commit_later(kept[job_id], tell(job_id))
+        assert told == {}  # (nobody waited on this thread)
+    wait_for(lambda: len(told) == len(ids))
+    assert 1 <= ledger.commits - before <= 2  # (the committer may have taken the first alone)
+    assert [job_id for job_id, error in told.items() if error is not None] == ["taken"]
+    assert all(ledger.job(job_id).state == JobState.SUBMITTING for job_id in ids[:-1])
+    assert ledger.job("taken").state == JobState.PLANNED  # its writes undone, its old row kept
+    assert not kept["j0"] and kept["taken"]  # committed writes cleared; refused ones kept
+    assert threads == {"imgroute-commits"}
+    ledger.close()
+
+
+@pytest.mark.parametrize("backend", SHARED)
+def test_a_closing_ledger_commits_what_waits_first_and_refuses_what_comes_after(tmp_path, backend):
+    ledger = SHARED[backend](tmp_path)
+    told: dict[str, BaseException | None] = {}
+    with ledger._lock:
+        for job_id in ("a", "b", "c"):
+            ledger.commit_later(a_new_job(job_id), lambda answer, error, job_id=job_id: told.update({job_id: error}))
+    ledger.close()
+    assert told == {"a": None, "b": None, "c": None}
+    ledger.commit_later(a_new_job("late"), lambda answer, error: told.update({"late": error}))
+    assert "closed before these writes were committed" in str(told["late"])
+    again = SHARED[backend](tmp_path) if backend == "sqlite" else reopened(ledger)
+    assert [again.job(job_id).state for job_id in "abc"] == [JobState.SUBMITTING] * 3
+    again.close()
+
+
+def reopened(ledger):
+    from imgroute.store.postgres import PostgresLedger
+
+    return PostgresLedger(ledger.url, heartbeat=False)
+
+
+def test_one_job_driven_on_its_thread_waits_for_a_commit_it_yields():
+    from imgroute.jobs.steps import Exchange, drive
+
+    def later(done) -> None:
+        threading.Timer(0.01, done, args=("committed", None)).start()
+
+    def failing(done) -> None:
+        done(None, RuntimeError("the disk is full"))
+
+    def steps():
+        answer = yield Exchange(later)
+        try:
+            yield Exchange(failing)
+        except RuntimeError as exc:
+            return answer, str(exc)
+
+    assert drive(steps(), lambda s: None) == ("committed", "the disk is full")
