@@ -177,7 +177,9 @@ class JobRunner(Resume):
         tasks: list[Task] = []
         for index, count in enumerate(quote.assessment.requests):
             spec = job_spec(request, quote.assessment, count, f"{job.id}-1-{index}")
-            attempt, task = self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec)
+            attempt, task = drive(
+                self._journal_request(job, 1, quote, quote.assessment, adapter, attempt, index, spec), self.http.wait
+            )
             job.unsaved.add(Transaction.task_state, task.task_id, TaskState.SUBMITTING, UNSENT)
             tasks.append(task)
         self._commit(job)
@@ -413,7 +415,9 @@ class JobRunner(Resume):
                     if attempt is None:
                         raise Cancelled("stopped before this job was sent")
                     return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
-                attempt, task = self._journal_request(job, seq, quote, assessment, adapter, attempt, index, spec)
+                attempt, task = yield from self._journal_request(
+                    job, seq, quote, assessment, adapter, attempt, index, spec
+                )
                 tasks.append(task)
                 gap = self.slots.gap_left(account)  # a few ms at most: the journaling's jitter
                 if gap > 0:
@@ -439,16 +443,21 @@ class JobRunner(Resume):
             return attempt, Outcome(final=unknown_error(exc, offer.provider, job.id), status=JobState.UNKNOWN)
         return attempt, Outcome()
 
-    def _journal_request(self, job, seq, quote, assessment, adapter, attempt, index: int, spec) -> tuple[Attempt, Task]:
-        """A request's intent: the first opens the attempt (one commit with its reservation)."""
+    def _journal_request(self, job, seq, quote, assessment, adapter, attempt, index: int, spec) -> Steps:
+        """A request's intent, committed (the job waits without holding a thread): the first opens
+        the attempt (one commit with its reservation). (Attempt, Task)."""
         if attempt is None:
-            attempt, task_id = self._open(job, seq, quote, assessment, adapter, spec)
+            attempt, task_id = yield from self._open(job, seq, quote, assessment, adapter, spec)
         else:
-            with self.ledger.transaction() as tx:
-                task_id = tx.task_submitting(attempt.id, index, spec.client_ref, spec.n, spec.to_json())
+            attempt_id = attempt.id
+
+            def intent(tx: Transaction) -> int:
+                return tx.task_submitting(attempt_id, index, spec.client_ref, spec.n, spec.to_json())
+
+            task_id = yield Exchange(lambda done: self.ledger.transact_later(intent, done))
         return attempt, Task(task_id, spec, TaskState.SUBMITTING)
 
-    def _open(self, job: JobRun, seq: int, quote: Quote, assessment, adapter: Adapter, spec: JobSpec):
+    def _open(self, job: JobRun, seq: int, quote: Quote, assessment, adapter: Adapter, spec: JobSpec) -> Steps:
         """The attempt's reservation (the job becoming `submitting`) and its first request's intent,
         with the job's writes kept until now (its own row, if new), in one commit: the one a job must
         make before its first request is sent. BudgetRefused leaves nothing written.
@@ -456,12 +465,15 @@ class JobRunner(Resume):
         offer, plan = quote.offer, assessment.plan.name
         billed = OfferRef(provider=offer.provider, model=assessment.model, plan=plan)
         breakdown = [line.text for line in assessment.breakdown]
-        with self.ledger.transaction() as tx:
+
+        def reserve_and_intent(tx: Transaction) -> tuple[int, int]:
             job.unsaved.replay_into(tx)
             attempt_id = tx.reserve_attempt(
                 job.id, seq, billed, assessment.cost, breakdown, job_state=JobState.SUBMITTING
             )
-            task_id = tx.task_submitting(attempt_id, 0, spec.client_ref, spec.n, spec.to_json())
+            return attempt_id, tx.task_submitting(attempt_id, 0, spec.client_ref, spec.n, spec.to_json())
+
+        attempt_id, task_id = yield Exchange(lambda done: self.ledger.transact_later(reserve_and_intent, done))
         job.unsaved.clear()
         shape = attempt_shape(job.request, quote, assessment)
         attempt = Attempt(

@@ -236,10 +236,16 @@ class Ledger(Protocol):
     def commit(self, unsaved: Unsaved) -> None:
         """Commit the writes kept in `unsaved` in one transaction, then clear it."""
 
-    def commit_later(self, unsaved: Unsaved, done: Callable[[None, BaseException | None], None]) -> None:
+    def commit_later(self, unsaved: Unsaved, done: Callable[[Any, BaseException | None], None]) -> None:
         """`commit`, with `done(None, None)` called once it is committed (or `done(None, error)`),
         here or on another thread: a ledger many jobs share commits theirs together meanwhile,
         so that no thread of theirs waits for it."""
+
+    def transact_later(
+        self, work: Callable[[Transaction], Any], done: Callable[[Any, BaseException | None], None]
+    ) -> None:
+        """`work(tx)` in a transaction, then `done(what it returned, None)`, or `done(None, error)`
+        with nothing of it committed, as `commit_later` does."""
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim, committed at once."""

@@ -224,6 +224,7 @@ def unreachable(url: str, exc: BaseException) -> ConfigError:
 
 # -- writes ----------------------------------------------------------------------------------------
 
+
 def with_id(insert: str) -> str:
     """An `INSERT INTO table (columns) VALUES (values)` that also sets the row's id (its first value)."""
     columns, values = insert.index("(") + 1, insert.index("VALUES (") + len("VALUES (")

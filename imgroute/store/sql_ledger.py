@@ -92,13 +92,27 @@ class SQLLedger:
                 unsaved.replay_into(tx)
             unsaved.clear()
 
-    def commit_later(self, unsaved: Unsaved, done: Callable[[None, BaseException | None], None]) -> None:
+    def commit_later(self, unsaved: Unsaved, done: Told) -> None:
+        def cleared(answer: Any, error: BaseException | None) -> None:
+            if error is None:
+                unsaved.clear()
+            done(None, error)
+
+        if not unsaved:
+            done(None, None)
+            return
+        self.transact_later(unsaved.replay_into, cleared)
+
+    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told) -> None:
+        """`work(tx)` in a transaction, then `done(what it returned, None)`, or `done(None, error)`
+        with nothing of it committed: here, or (a ledger many jobs share) on its committer thread."""
         try:
-            self.commit(unsaved)
+            with self.transaction() as tx:
+                result = work(tx)
         except Exception as exc:
             done(None, exc)
             return
-        done(None, None)
+        done(result, None)
 
     def _retrying(self, run: Callable[[], None]) -> None:
         """Run a whole transaction (again, where the backend gives one up to let another through)."""
@@ -269,16 +283,20 @@ def row_job_of(rows: list[Any]) -> RowJob | None:
     return RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
 
 
+Told = Callable[[Any, BaseException | None], None]  # (what the work returned, or why it failed)
+
+
 class _Waiting:
-    """A job's writes waiting to be committed with those of other jobs (GroupedCommits.commit);
-    `then`: what to call once they are (commit_later)."""
+    """A job's work (its writes, or a transaction of its own) waiting to be committed with other
+    jobs' (GroupedCommits); `then`: whom to tell once it is (transact_later)."""
 
-    __slots__ = ("unsaved", "done", "error", "then")
+    __slots__ = ("work", "done", "error", "result", "then")
 
-    def __init__(self, unsaved: Unsaved, then: Callable[[None, BaseException | None], None] | None = None):
-        self.unsaved = unsaved
+    def __init__(self, work: Callable[[SQLTransaction], Any], then: Told | None = None):
+        self.work = work
         self.done = False
         self.error: Exception | None = None
+        self.result: Any = None
         self.then = then
 
 
@@ -307,17 +325,15 @@ class GroupedCommits(SQLLedger):
         self._committer: threading.Thread | None = None
         self._closing = False
 
-    def commit_later(self, unsaved: Unsaved, done: Callable[[None, BaseException | None], None]) -> None:
-        """The job's thread goes on to other jobs; the committer thread commits these writes with
-        whatever others wait, and calls `done` for each (on its own thread)."""
-        if not unsaved:
-            done(None, None)
-            return
+    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told) -> None:
+        """The job's thread goes on to other jobs; the committer thread runs this work with whatever
+        other jobs' waits, each in a savepoint of its own, commits them together, and tells each
+        (on its own thread)."""
         with self._later_ready:
             if self._closing:  # (a thread left running when the process was told to end at once)
                 done(None, RuntimeError("the ledger was closed before these writes were committed"))
                 return
-            self._later.append(_Waiting(unsaved, done))
+            self._later.append(_Waiting(work, done))
             if self._committer is None:
                 self._committer = threading.Thread(target=self._commit_later_ones, name="imgroute-commits",
                                                    daemon=True)  # fmt: skip
@@ -344,10 +360,8 @@ class GroupedCommits(SQLLedger):
             failed = exc
         for waiting in group:
             error = waiting.error or failed
-            if error is None:
-                waiting.unsaved.clear()
-            assert waiting.then is not None, "commit_later's writes say whom to tell"
-            waiting.then(None, error)
+            assert waiting.then is not None, "transact_later's work says whom to tell"
+            waiting.then(None if error else waiting.result, error)
 
     def close(self) -> None:
         with self._later_ready:  # (what waits is committed first)
@@ -361,7 +375,7 @@ class GroupedCommits(SQLLedger):
     def commit(self, unsaved: Unsaved) -> None:
         if not unsaved:
             return
-        mine = _Waiting(unsaved)
+        mine = _Waiting(unsaved.replay_into)
         with self._waiting_lock:
             self._waiting.append(mine)
         with self._lock:
@@ -407,7 +421,7 @@ class GroupedCommits(SQLLedger):
     def _group_transaction(self, group: list[_Waiting], mine: _Waiting, each_sent: bool) -> None:
         with self.transaction() as tx:
             if len(group) == 1:
-                mine.unsaved.replay_into(tx)  # (its failure rolls the transaction back, and is raised)
+                mine.result = mine.work(tx)  # (its failure rolls the transaction back, and is raised)
             else:
                 for waiting in group:
                     self._replay_alone(waiting, tx, each_sent)
@@ -417,7 +431,7 @@ class GroupedCommits(SQLLedger):
         `each_sent`: sent before the next job's (their errors are then known to be their own)."""
         savepoint = tx.savepoint()
         try:
-            waiting.unsaved.replay_into(tx)
+            waiting.result = waiting.work(tx)
             if each_sent:
                 tx.flush()
         except Exception as exc:
