@@ -589,5 +589,15 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
     spent_since = PostgresLedger.spent_since
     budgets = PostgresLedger.budgets
 
+    def release_lane(self, account: str, holder: str) -> None:
+        """Given back with the next group commit: no thread waits for it. (Should that commit
+        fail, the slot's lease runs out as a dead machine's does.)"""
+        key = f"slot:{account}:{holder}"
+
+        def release(tx: SQLTransaction) -> None:
+            tx.write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER))
+
+        self.transact_later(release, lambda answer, error: None)
+
     def commit(self, unsaved) -> None:
         self._retrying(lambda: GroupedCommits.commit(self, unsaved))

@@ -108,3 +108,16 @@ def test_one_job_driven_on_its_thread_waits_for_a_commit_it_yields():
             return answer, str(exc)
 
     assert drive(steps(), lambda s: None) == ("committed", "the disk is full")
+
+
+def test_a_team_ledgers_slot_is_given_back_with_the_next_group_commit(tmp_path):
+    from imgroute.store.interface import PROCESS_OWNER
+
+    ledger = shared_postgres(tmp_path)
+    assert ledger.take_lane("kie@abc", "j1", 1, None) == 0  # the account's one slot
+    assert ledger.take_lane("kie@abc", "j2", 1, None) is None  # held
+    ledger.release_lane("kie@abc", "j1")  # (no thread waits for it)
+    wait_for(lambda: not ledger._read("SELECT 1 FROM claims WHERE key = ? AND owner = ?",
+                                      ("slot:kie@abc:j1", PROCESS_OWNER)))  # fmt: skip
+    assert ledger.take_lane("kie@abc", "j2", 1, None) == 0
+    ledger.close()
