@@ -28,9 +28,9 @@ from imgroute.errors import Busy, ImgrouteError, InputsElsewhere
 from imgroute.jobs.resume import recorded_result
 from imgroute.jobs.runner import JobRunner
 from imgroute.jobs.state import JobOptions, JobResult, OutputOptions
-from imgroute.jobs.steps import Steps
+from imgroute.jobs.steps import Exchange, Steps
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, job_key, row_key
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key, row_key
 from imgroute.store.records import Holder, RowJob
 from imgroute.vocab import DEFAULT_NAME
 
@@ -202,11 +202,15 @@ class BatchRun:
         """Jobs still at their providers when a second signal stopped the wait."""
         return self.pool.left if self.pool is not None else 0
 
-    def _claimed_here(self, row: Row) -> bool:
-        """(A team ledger) claim the row as it starts; then what the ledger says of it is read anew
-        (another machine may have just ended it)."""
+    def _claimed_here(self, row: Row) -> Steps:
+        """(A team ledger) claim the row as it starts, and read anew what the ledger says of it
+        (another machine may have just ended it), without holding a thread: True if claimed."""
         key = self.row_key(row)
-        held, latest = self.services.ledger.claim_row(key, PROCESS_OWNER, LEASE_SECONDS)
+
+        def claim(tx: Transaction) -> tuple[Holder | None, RowJob | None]:
+            return tx.claim([key], PROCESS_OWNER, LEASE_SECONDS).get(key), tx.row_job(key)
+
+        held, latest = yield Exchange(lambda done: self.services.ledger.transact_later(claim, done))
         if held is not None:
             return False
         if latest is not None:
@@ -259,7 +263,7 @@ class BatchRun:
             return RowResult(row=row, outcome=Outcome.NOT_STARTED, result=None)
         runner = self._runner(row, sent)
         ledger = self.services.ledger
-        if ledger.shared_by_machines and not self._claimed_here(row):
+        if ledger.shared_by_machines and not (yield from self._claimed_here(row)):
             latest = ledger.row_job(self.row_key(row))
             if latest is None or latest.state in UNFINISHED_JOB_STATES:
                 return self._put_aside(row, self.row_key(row))

@@ -373,7 +373,11 @@ class JobRunner(Resume):
             self._lane_limits = self.door_keys.lane_limits(self.registry.limits(self.settings.limits))
         concurrency, per_minute = limit_for(self._lane_limits, account) or (None, None)
         spacing = 60.0 / per_minute if per_minute else None
-        while (wait := self.ledger.take_lane(account, job.id, concurrency, spacing)) is None:
+
+        def take(tx: Transaction) -> float | None:
+            return tx.take_lane(account, job.id, concurrency, spacing)
+
+        while (wait := (yield Exchange(lambda done: self.ledger.transact_later(take, done)))) is None:
             if self.stopping():
                 return
             yield Pause(TEAM_SLOT_LOOK_S, scaled=True, before_send=True)

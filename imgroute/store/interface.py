@@ -178,6 +178,12 @@ class Transaction(Protocol):
 
     def renew(self, keys: list[str], owner: str, ttl: float) -> None: ...
 
+    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+        """Ledger.take_lane, held from this transaction's commit."""
+
+    def row_job(self, key: str) -> RowJob | None:
+        """Ledger.row_job, as this transaction sees it."""
+
     def release(self, keys: list[str], owner: str) -> None:
         """Give up the owner's leases on these keys (others' are untouched)."""
 
@@ -249,10 +255,6 @@ class Ledger(Protocol):
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim, committed at once."""
-
-    def claim_row(self, key: str, owner: str, ttl: float) -> tuple[Holder | None, RowJob | None]:
-        """A batch row's lease as the row starts (its holder, if another owner has it), and its
-        latest job as the ledger says now (another machine may have just ended it)."""
 
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
         """(A team ledger) a slot of a provider account shared by every machine, and the booked

@@ -37,8 +37,8 @@ from imgroute.ledger_url import redacted, scrubbed
 from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, died_here
 from imgroute.store.periods import local_day
 from imgroute.store.postgres_schema import migrate
-from imgroute.store.records import Holder, RowJob
-from imgroute.store.sql_ledger import ROW_JOB, GroupedCommits, SQLLedger, row_job_of
+from imgroute.store.records import Holder
+from imgroute.store.sql_ledger import GroupedCommits, SQLLedger
 from imgroute.store.sql_writes import NEW_TASK, SQLTransaction, budgets, spent_since
 
 RESERVATION_LOCK = 7_461_024_002  # pg_advisory_xact_lock key: one cap check at a time, team-wide
@@ -379,6 +379,19 @@ class PostgresTransaction(SQLTransaction):
             raise LeaseLost(job_id, f"{other}, which holds its batch row")
         return task_id
 
+    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+        """A provider account's limits hold for every machine using it: its slots are leases
+        (`slot:ACCOUNT:HOLDER`, renewed with this process's others, gone with a dead machine), and
+        its submits are booked one after the other at its spacing, under a lock of the account's
+        own (machines on other accounts never wait for it). One statement: a function of the
+        schema's (postgres_schema.TAKE_LANE), so that a job pays one round trip for it."""
+        (wait,) = self.db.execute(
+            "SELECT imgroute_take_lane(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (account, f"slot:{account}:{holder}", PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
+             LEASE_SECONDS, concurrency, spacing),
+        ).fetchone()  # fmt: skip
+        return wait
+
     def _holder(self, key: str) -> str:
         row = self.db.execute("SELECT owner, host FROM claims WHERE key = ?", (key,)).fetchone()
         return f"{row[0]} on {row[1]}" if row is not None else "a machine that has since finished it"
@@ -480,18 +493,9 @@ class PostgresLedger(SQLLedger):
                 time.sleep(0.01 * 2**attempt)
 
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
-        """A provider account's limits hold for every machine using it: its slots are leases
-        (`slot:ACCOUNT:HOLDER`, renewed with this process's others, gone with a dead machine), and
-        its submits are booked one after the other at its spacing, under a lock of the account's
-        own (machines on other accounts never wait for it). One statement: a function of the
-        schema's (postgres_schema.TAKE_LANE), so that a job pays one round trip for it."""
+        """PostgresTransaction.take_lane, on its own (its one statement commits at once)."""
         with self._side_lock:
-            (wait,) = self.side.execute(
-                "SELECT imgroute_take_lane(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (account, f"slot:{account}:{holder}", PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
-                 LEASE_SECONDS, concurrency, spacing),
-            ).fetchone()  # fmt: skip
-        return wait
+            return self.TRANSACTION(self.side, self.clock, self.zone).take_lane(account, holder, concurrency, spacing)
 
     def release_lane(self, account: str, holder: str) -> None:
         with self._side_lock:
@@ -503,19 +507,6 @@ class PostgresLedger(SQLLedger):
         """A claim on its own: no transaction around its one statement."""
         with self._side_lock:
             return self.TRANSACTION(self.side, self.clock, self.zone).claim(keys, owner, ttl)
-
-    def claim_row(self, key: str, owner: str, ttl: float) -> tuple[Holder | None, RowJob | None]:
-        """The row's lease and its latest job in one round trip (the whole claim again, with its
-        holder, only when the row was found held)."""
-        now = self.clock()
-        with self._side_lock:
-            taken = self.side.later(CLAIM, (os.getpid(), owner, MACHINE, now, now + ttl, [key], now))
-            latest = self.side.later(ROW_JOB, (key,))
-            self.side.flush()
-            held = None
-            if taken.fetchone() is None:
-                held = self.TRANSACTION(self.side, self.clock, self.zone).claim([key], owner, ttl).get(key)
-        return held, row_job_of(latest.fetchall())
 
     def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
         with self._side_lock:

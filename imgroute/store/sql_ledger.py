@@ -27,7 +27,7 @@ from imgroute.store.records import (
     TaskRecord,
     money,
 )
-from imgroute.store.sql_writes import SQLTransaction, budgets, spent_since
+from imgroute.store.sql_writes import ROW_JOB, SQLTransaction, budgets, row_job_of, spent_since
 
 
 class SQLLedger:
@@ -189,10 +189,6 @@ class SQLLedger:
         """The latest job of one batch row (`label:row`)."""
         return row_job_of(self._read(ROW_JOB, (key,)))
 
-    def claim_row(self, key: str, owner: str, ttl: float) -> tuple[Holder | None, RowJob | None]:
-        held = self.claim([key], owner, ttl)
-        return held.get(key), self.row_job(key)
-
     def lease_expiries(self, keys: list[str]) -> dict[str, float | None]:
         """The leases held on these keys: when each runs out (keys nobody holds are absent)."""
         marks = ",".join("?" * len(keys))
@@ -268,19 +264,6 @@ class SQLLedger:
             (day_start(since, self.zone),),
         )
         return sum((Decimal(amount) for (amount,) in rows), Decimal(0))
-
-
-ROW_JOB = (  # a batch row's latest job (row_job_of reads it)
-    "SELECT id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), out_dir "
-    "FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1"
-)
-
-
-def row_job_of(rows: list[Any]) -> RowJob | None:
-    if not rows:
-        return None
-    job_id, state, code, error, n, out = rows[0]
-    return RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
 
 
 Told = Callable[[Any, BaseException | None], None]  # (what the work returned, or why it failed)

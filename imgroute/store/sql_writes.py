@@ -21,7 +21,7 @@ from imgroute.errors import BudgetRefused
 from imgroute.models import UNFINISHED_JOB_STATES, AttemptState, JobState, OfferRef, TaskState
 from imgroute.store.interface import MACHINE
 from imgroute.store.periods import PERIODS, committed_cost, local_day, period_reset, period_start
-from imgroute.store.records import Holder, Idempotent, NewJob, Settled
+from imgroute.store.records import Holder, Idempotent, NewJob, RowJob, Settled
 from imgroute.words import count
 
 IDEMPOTENCY_SECONDS = 24 * 3600  # how long an Idempotency-Key names its one job
@@ -33,6 +33,19 @@ NEW_TASK = (  # a request's intent: (attempt, seq, client_ref, images, spec, cre
     "INSERT INTO tasks (attempt_id, seq, client_ref, images, state, spec, created, updated) "
     "VALUES (?, ?, ?, ?, 'submitting', ?, ?, ?)"
 )
+
+
+ROW_JOB = (  # a batch row's latest job (row_job_of reads it)
+    "SELECT id, state, exit_code, error, (SELECT COUNT(*) FROM files WHERE job_id = jobs.id), out_dir "
+    "FROM jobs WHERE row_key = ? ORDER BY created DESC LIMIT 1"
+)
+
+
+def row_job_of(rows: list[Any]) -> RowJob | None:
+    if not rows:
+        return None
+    job_id, state, code, error, n, out = rows[0]
+    return RowJob(id=job_id, state=JobState(state), exit_code=code, error=error, images=n, out_dir=out)
 
 
 class SQLTransaction:
@@ -107,6 +120,13 @@ class SQLTransaction:
 
     def renew(self, keys: list[str], owner: str, ttl: float) -> None:
         raise NotImplementedError
+
+    def row_job(self, key: str) -> RowJob | None:
+        return row_job_of(self.db.execute(ROW_JOB, (key,)).fetchall())
+
+    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+        """(One machine's ledger leaves the limits to its process: batches.scheduler.Limits.)"""
+        return 0.0
 
     # -- jobs
 

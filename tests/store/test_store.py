@@ -227,14 +227,18 @@ def test_a_live_holders_lease_is_refused_with_who_holds_it(store):
 
 
 def test_a_batch_row_claimed_as_it_starts_comes_with_its_latest_job(store, clock):
-    assert store.claim_row("ab12:row-1", "me", 600) == (None, None)
+    def claim_row(owner: str):
+        with store.transaction() as tx:
+            return tx.claim(["ab12:row-1"], owner, 600).get("ab12:row-1"), tx.row_job("ab12:row-1")
+
+    assert claim_row("me") == (None, None)
     for job_id in ("first", "second"):
         with store.transaction() as tx:
             tx.new_job(new_job(job_id, row_key="ab12:row-1"))
         clock.advance(1)
-    held, latest = store.claim_row("ab12:row-1", "me", 600)  # (its own: renewed)
+    held, latest = claim_row("me")  # (its own: renewed)
     assert held is None and latest.id == "second" and latest.state == JobState.PLANNED
-    held, _ = store.claim_row("ab12:row-1", "other", 600)
+    held, _ = claim_row("other")
     assert held is not None and held.owner == "me"
 
 
