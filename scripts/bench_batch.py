@@ -140,11 +140,13 @@ def run_pair(n: int, c: int, t: float, fake_env: dict[str, str], work: Path, led
         control(url, "set", {"job_seconds": t})
     runs = [batch_setup(n, c, fake_env, work, ledger=ledger) for _ in range(2)]
     start = time.perf_counter()
-    procs = [subprocess.Popen(command + ["--out", str(home / "out")], env=env, stdout=subprocess.PIPE, cwd=home,
-                              stderr=subprocess.DEVNULL) for home, command, env in runs]  # fmt: skip
-    outs = [proc.stdout.read().splitlines() for proc in procs]
+    # (each writes to a file: every machine reports every row, and a pipe read one after the other
+    # would fill and stop the second while the first waits for the rows it holds)
+    procs = [subprocess.Popen(command + ["--out", str(home / "out")], env=env, stdout=(home / "rows.out").open("wb"),
+                              cwd=home, stderr=subprocess.DEVNULL) for home, command, env in runs]  # fmt: skip
     usages = [os.wait4(proc.pid, 0)[2] for proc in procs]
     wall = time.perf_counter() - start
+    outs = [(home / "rows.out").read_bytes().splitlines() for home, _, _ in runs]
     charges = sum(control(url, "state")["charges"] for url in urls.values())
     done = [sum(1 for line in out if json.loads(line).get("outcome") == "done") for out in outs]
     return {

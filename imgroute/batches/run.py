@@ -210,7 +210,7 @@ class BatchRun:
         def claim(tx: Transaction) -> tuple[Holder | None, RowJob | None]:
             return tx.claim([key], PROCESS_OWNER, LEASE_SECONDS).get(key), tx.row_job(key)
 
-        held, latest = yield Exchange(lambda done: self.services.ledger.transact_later(claim, done))
+        held, latest = yield Exchange(lambda done: self.services.ledger.transact_later(claim, done, alone=True))
         if held is not None:
             return False
         if latest is not None:

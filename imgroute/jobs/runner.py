@@ -377,7 +377,7 @@ class JobRunner(Resume):
         def take(tx: Transaction) -> float | None:
             return tx.take_lane(account, job.id, concurrency, spacing)
 
-        while (wait := (yield Exchange(lambda done: self.ledger.transact_later(take, done)))) is None:
+        while (wait := (yield Exchange(lambda done: self.ledger.transact_later(take, done, alone=True)))) is None:
             if self.stopping():
                 return
             yield Pause(TEAM_SLOT_LOOK_S, scaled=True, before_send=True)

@@ -248,10 +248,11 @@ class Ledger(Protocol):
         so that no thread of theirs waits for it."""
 
     def transact_later(
-        self, work: Callable[[Transaction], Any], done: Callable[[Any, BaseException | None], None]
+        self, work: Callable[[Transaction], Any], done: Callable[[Any, BaseException | None], None], alone: bool = False
     ) -> None:
         """`work(tx)` in a transaction, then `done(what it returned, None)`, or `done(None, error)`
-        with nothing of it committed, as `commit_later` does."""
+        with nothing of it committed, as `commit_later` does. `alone`: in a transaction of its own
+        (a lock other machines contend for is held no longer than its statement)."""
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim, committed at once."""

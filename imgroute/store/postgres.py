@@ -482,6 +482,9 @@ class PostgresLedger(SQLLedger):
     def commit(self, unsaved) -> None:
         self._retrying(lambda: SQLLedger.commit(self, unsaved))
 
+    def _run_again(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlstate", None) in RETRIED_SQLSTATES
+
     def _retrying(self, run: Callable[[], None]) -> None:
         """Run a whole transaction again when PostgreSQL gave it up to let another through."""
         for attempt in range(RETRIES):
@@ -588,7 +591,7 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
         def release(tx: SQLTransaction) -> None:
             tx.write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER))
 
-        self.transact_later(release, lambda answer, error: None)
+        self.transact_later(release, lambda answer, error: None, alone=True)
 
     def commit(self, unsaved) -> None:
         self._retrying(lambda: GroupedCommits.commit(self, unsaved))

@@ -51,6 +51,11 @@ class SQLLedger:
     def close(self) -> None:
         self.db.close()
 
+    def _run_again(self, exc: BaseException) -> bool:
+        """Whether the server gave a whole transaction up to let another through (`_retrying`
+        runs it again)."""
+        return False
+
     def _server_errors(self) -> tuple[type[Exception], ...]:
         """(A backend that holds writes and sends them together) what its server raises when it
         refuses a statement: a group commit sent whole is then sent again, job by job."""
@@ -103,9 +108,11 @@ class SQLLedger:
             return
         self.transact_later(unsaved.replay_into, cleared)
 
-    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told) -> None:
+    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told, alone: bool = False) -> None:
         """`work(tx)` in a transaction, then `done(what it returned, None)`, or `done(None, error)`
-        with nothing of it committed: here, or (a ledger many jobs share) on its committer thread."""
+        with nothing of it committed: here, or (a ledger many jobs share) on its committer thread.
+        `alone`: in a transaction of its own, committed at once (a lock other machines contend for,
+        a batch row's claim, an account's slot, is held no longer than its statement)."""
         try:
             with self.transaction() as tx:
                 result = work(tx)
@@ -273,14 +280,15 @@ class _Waiting:
     """A job's work (its writes, or a transaction of its own) waiting to be committed with other
     jobs' (GroupedCommits); `then`: whom to tell once it is (transact_later)."""
 
-    __slots__ = ("work", "done", "error", "result", "then")
+    __slots__ = ("work", "done", "error", "result", "then", "alone")
 
-    def __init__(self, work: Callable[[SQLTransaction], Any], then: Told | None = None):
+    def __init__(self, work: Callable[[SQLTransaction], Any], then: Told | None = None, alone: bool = False):
         self.work = work
         self.done = False
         self.error: Exception | None = None
         self.result: Any = None
         self.then = then
+        self.alone = alone
 
 
 class GroupedCommits(SQLLedger):
@@ -295,7 +303,13 @@ class GroupedCommits(SQLLedger):
     the next, each in a savepoint of its own (one job's refusal, a budget cap, undoes its writes
     alone), with one BEGIN, one COMMIT and one sync for all. A caller returns only once its own
     writes are committed, so the journal-before-send rule is kept for each job: a burst of
-    submits no longer waits in line for a commit each."""
+    submits no longer waits in line for a commit each.
+
+    A job that runs on a scheduler need not wait at all: it hands its writes (or a transaction's
+    work: an intent, a reservation) to `commit_later` / `transact_later` and yields; the committer
+    thread commits everything handed to it meanwhile in one group, and tells each job, which the
+    scheduler then resumes. The scheduler's few threads run other jobs while the ledger writes
+    (on a team ledger a commit is round trips to a server: they no longer hold up every job)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -308,15 +322,15 @@ class GroupedCommits(SQLLedger):
         self._committer: threading.Thread | None = None
         self._closing = False
 
-    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told) -> None:
+    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told, alone: bool = False) -> None:
         """The job's thread goes on to other jobs; the committer thread runs this work with whatever
         other jobs' waits, each in a savepoint of its own, commits them together, and tells each
-        (on its own thread)."""
+        (on its own thread). `alone`: in a transaction of its own (see SQLLedger.transact_later)."""
         with self._later_ready:
             if self._closing:  # (a thread left running when the process was told to end at once)
                 done(None, RuntimeError("the ledger was closed before these writes were committed"))
                 return
-            self._later.append(_Waiting(work, done))
+            self._later.append(_Waiting(work, done, alone))
             if self._committer is None:
                 self._committer = threading.Thread(target=self._commit_later_ones, name="imgroute-commits",
                                                    daemon=True)  # fmt: skip
@@ -334,17 +348,32 @@ class GroupedCommits(SQLLedger):
                 group, self._later = self._later, []
             self._commit_and_tell(group)
 
-    def _commit_and_tell(self, group: list[_Waiting]) -> None:
+    def _commit_and_tell(self, waiting_ones: list[_Waiting]) -> None:
+        group = [waiting for waiting in waiting_ones if not waiting.alone]
         failed: BaseException | None = None
-        try:
-            with self._lock:
-                self._retrying(lambda: self._commit_group(group, group[0], requeue=False))
-        except BaseException as exc:  # (the database is gone: every job of the group is told)
-            failed = exc
-        for waiting in group:
-            error = waiting.error or failed
+        if group:
+            try:
+                with self._lock:
+                    self._retrying(lambda: self._commit_group(group, group[0], requeue=False))
+            except BaseException as exc:  # (the database is gone: every job of the group is told)
+                failed = exc
+        for waiting in waiting_ones:
+            error: BaseException | None = waiting.error or failed
+            if waiting.alone:
+                error = self._run_alone(waiting)
             assert waiting.then is not None, "transact_later's work says whom to tell"
             waiting.then(None if error else waiting.result, error)
+
+    def _run_alone(self, waiting: _Waiting) -> BaseException | None:
+        def run() -> None:
+            with self._lock, self.transaction() as tx:
+                waiting.result = waiting.work(tx)
+
+        try:
+            self._retrying(run)
+        except Exception as exc:
+            return exc
+        return None
 
     def close(self) -> None:
         with self._later_ready:  # (what waits is committed first)
@@ -418,6 +447,8 @@ class GroupedCommits(SQLLedger):
             if each_sent:
                 tx.flush()
         except Exception as exc:
+            if self._run_again(exc) or (not each_sent and isinstance(exc, self._server_errors())):
+                raise  # (the server gave the whole transaction up, or whose error it is is not known)
             tx.undo(savepoint)
             waiting.error = exc
         tx.write("RELEASE job")

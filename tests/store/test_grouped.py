@@ -4,6 +4,7 @@ why not), and nothing that waits lost when the ledger closes. On both backends."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -120,4 +121,63 @@ def test_a_team_ledgers_slot_is_given_back_with_the_next_group_commit(tmp_path):
     wait_for(lambda: not ledger._read("SELECT 1 FROM claims WHERE key = ? AND owner = ?",
                                       ("slot:kie@abc:j1", PROCESS_OWNER)))  # fmt: skip
     assert ledger.take_lane("kie@abc", "j2", 1, None) == 0
+    ledger.close()
+
+
+@contextlib.contextmanager
+def one_group(ledger):
+    """What is handed to the committer in this block is committed in one group: it is busy with
+    a first job's writes (waiting for the ledger's lock, held here) until the block ends."""
+    with ledger._lock:
+        ledger.commit_later(a_new_job("first"), lambda answer, error: None)
+        wait_for(lambda: not ledger._later)
+        yield
+
+
+def test_a_group_whose_transaction_the_server_gave_up_is_run_again_whole(tmp_path):
+    """(PostgreSQL gives a transaction up in a deadlock or a serialization failure: 40P01, 40001.)"""
+
+    class GaveUp(Exception):
+        sqlstate = "40P01"
+
+    ledger = shared_postgres(tmp_path)
+    runs: list[int] = []
+    told: dict[str, tuple] = {}
+
+    def gives_up_once(tx):
+        runs.append(1)
+        tx.new_job(new_job("j1"))
+        if len(runs) == 1:
+            raise GaveUp("deadlock detected")
+        return "ok"
+
+    with one_group(ledger):
+        ledger.transact_later(gives_up_once, lambda answer, error: told.update(j1=(answer, error)))
+        ledger.commit_later(a_new_job("j2"), lambda answer, error: told.update(j2=(answer, error)))
+    wait_for(lambda: len(told) == 2)
+    assert told == {"j1": ("ok", None), "j2": (None, None)} and len(runs) == 2
+    assert ledger.job("j1") is not None and ledger.job("j2").state == JobState.SUBMITTING
+    ledger.close()
+
+
+def test_a_refused_write_sent_with_a_later_jobs_read_is_its_own_jobs_error(tmp_path):
+    """A group's writes go in one message with the next read: the server's refusal of one job's
+    write must not be taken for the reading job's (the group is run again, job by job)."""
+    import psycopg
+
+    ledger = shared_postgres(tmp_path)
+    with ledger.transaction() as tx:
+        tx.new_job(new_job("taken"))
+    told: dict[str, tuple] = {}
+
+    def reads(tx):
+        return tx.claim(["row:1"], "me", 600)
+
+    with one_group(ledger):
+        ledger.commit_later(a_new_job("taken"), lambda answer, error: told.update(taken=(answer, error)))
+        ledger.transact_later(reads, lambda answer, error: told.update(reader=(answer, error)))
+        ledger.commit_later(a_new_job("j3"), lambda answer, error: told.update(j3=(answer, error)))
+    wait_for(lambda: len(told) == 3)
+    assert isinstance(told["taken"][1], psycopg.errors.UniqueViolation)
+    assert told["reader"] == ({}, None) and told["j3"] == (None, None)
     ledger.close()
