@@ -583,8 +583,28 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
     spent_since = PostgresLedger.spent_since
     budgets = PostgresLedger.budgets
 
+    def _run_alone(self, waiting: Any) -> BaseException | None:
+        """On the side connection, each statement committed as it runs (a claim, a slot and its
+        release are one statement each): no BEGIN and COMMIT to wait for."""
+
+        def run() -> None:
+            with self._side_lock:
+                tx = self.TRANSACTION(self.side, self.clock, self.zone)
+                try:
+                    waiting.result = waiting.work(tx)
+                    tx.flush()
+                except BaseException:
+                    tx.unsent()
+                    raise
+
+        try:
+            self._retrying(run)
+        except Exception as exc:
+            return exc
+        return None
+
     def release_lane(self, account: str, holder: str) -> None:
-        """Given back with the next group commit: no thread waits for it. (Should that commit
+        """Given back by the committer thread: no thread of the jobs waits for it. (Should that
         fail, the slot's lease runs out as a dead machine's does.)"""
         key = f"slot:{account}:{holder}"
 
