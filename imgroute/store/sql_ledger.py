@@ -6,6 +6,7 @@ class, how it begins a write transaction, and the two expressions its SQL spells
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
@@ -362,7 +363,8 @@ class GroupedCommits(SQLLedger):
             if waiting.alone:
                 error = self._run_alone(waiting)
             assert waiting.then is not None, "transact_later's work says whom to tell"
-            waiting.then(None if error else waiting.result, error)
+            with contextlib.suppress(Exception):  # (a job's wake-up must never stop the committer:
+                waiting.then(None if error else waiting.result, error)  # every later job would wait)
 
     def _run_alone(self, waiting: _Waiting) -> BaseException | None:
         def run() -> None:

@@ -181,3 +181,17 @@ def test_a_refused_write_sent_with_a_later_jobs_read_is_its_own_jobs_error(tmp_p
     assert isinstance(told["taken"][1], psycopg.errors.UniqueViolation)
     assert told["reader"] == ({}, None) and told["j3"] == (None, None)
     ledger.close()
+
+
+def test_a_wake_up_that_fails_never_stops_the_committer(tmp_path):
+    ledger = shared_sqlite(tmp_path)
+    told: dict[str, BaseException | None] = {}
+
+    def broken(answer, error) -> None:
+        raise RuntimeError("a bug in one job's wake-up")
+
+    ledger.commit_later(a_new_job("a"), broken)
+    ledger.commit_later(a_new_job("b"), lambda answer, error: told.update(b=error))
+    wait_for(lambda: "b" in told)
+    assert told == {"b": None} and ledger.job("a").state == JobState.SUBMITTING
+    ledger.close()
