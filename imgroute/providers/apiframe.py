@@ -25,6 +25,7 @@ from imgroute.providers.base import (
     as_balance,
     error_message,
     is_url,
+    json_or_none,
     moderated,
 )
 from imgroute.providers.openai import _set
@@ -122,10 +123,7 @@ class ApiframeAdapter(Adapter):
         return Poll(state="running", detail=status or "unknown status", usage=usage)
 
     def failure(self, response) -> Exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         return self.trouble_for_status(response, error_message(body, response.text[:200]))
 
 

@@ -11,7 +11,7 @@ import httpx
 from imgroute.errors import JobFailed
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import KeyCheck, PreparedRequest, error_message
+from imgroute.providers.base import KeyCheck, PreparedRequest, error_message, json_or_none
 from imgroute.providers.openai import OpenAIAdapter
 
 FILTER_CODES = {"content_filter", "contentFilter", "ResponsibleAIPolicyViolation"}
@@ -54,10 +54,7 @@ class AzureAdapter(OpenAIAdapter):
         return KeyCheck(state="unknown", detail="Azure documents no free route for a key on the v1 images path")
 
     def failure(self, response: httpx.Response) -> Exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         err = body.get("error") if isinstance(body, dict) else None
         inner = err.get("innererror") if isinstance(err, dict) else None
         codes = {

@@ -147,7 +147,7 @@ class Adapter:
         except TransportFailure as exc:
             return KeyCheck(state="unknown", detail=self.clean(str(exc)), route=route, reached=False)
         if response.status_code >= 500 or response.status_code == 429:
-            body = _json_or_none(response)
+            body = json_or_none(response)
             message = self.clean(error_message(body, response.text[:200] or ""))
             return KeyCheck(
                 state="unknown", detail=f"HTTP {response.status_code}: {message}", route=route, reached=False
@@ -159,7 +159,7 @@ class Adapter:
         the key redacted from it), anything else unknown."""
         if 200 <= response.status_code < 300:
             return KeyCheck(state="valid", detail="", route=route)
-        message = self.clean(error_message(_json_or_none(response), response.text[:200] or ""))
+        message = self.clean(error_message(json_or_none(response), response.text[:200] or ""))
         state = "refused" if response.status_code in refused else "unknown"
         return KeyCheck(state=state, detail=f"HTTP {response.status_code}: {message}".rstrip(": "), route=route)
 
@@ -275,7 +275,8 @@ def moderated(message: str) -> bool:
     return any(word in lowered for word in MODERATION_WORDS)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def json_or_none(response: httpx.Response) -> Any:
+    """An answer's JSON body, or None where it is not JSON (an HTML error page, an empty body)."""
     try:
         return response.json()
     except ValueError:

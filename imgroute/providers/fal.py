@@ -24,6 +24,7 @@ from imgroute.providers.base import (
     data_uri,
     error_message,
     is_url,
+    json_or_none,
 )
 
 RUNNING = {"IN_QUEUE": "queued", "IN_PROGRESS": "running"}
@@ -131,10 +132,7 @@ class FalAdapter(Adapter):
         raise JobFailed(f"{self.provider}: {message}", moderated=moderated)
 
     def failure(self, response) -> Exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         message = error_message(body, response.text[:200] or f"HTTP {response.status_code}")
         if _is_content_policy(body):
             return JobFailed(f"{self.provider}: {self.clean(message)}", moderated=True)

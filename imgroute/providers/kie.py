@@ -14,7 +14,17 @@ from imgroute import policy
 from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import Adapter, KeyCheck, Output, Poll, PreparedRequest, Submission, as_balance, moderated
+from imgroute.providers.base import (
+    Adapter,
+    KeyCheck,
+    Output,
+    Poll,
+    PreparedRequest,
+    Submission,
+    as_balance,
+    json_or_none,
+    moderated,
+)
 
 # Body codes, from Kie's error table.
 CODE_KINDS = {
@@ -133,10 +143,7 @@ class KieAdapter(Adapter):
         response = self.ask_free(http, f"{self.base}/api/v1/chat/credit")
         if isinstance(response, KeyCheck):  # the provider could not be reached
             return response
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         code = _code(body, response.status_code)
         fields = body if isinstance(body, dict) else {}
         message = self.clean(str(fields.get("msg") or fields.get("message") or ""))

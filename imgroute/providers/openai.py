@@ -11,7 +11,16 @@ from imgroute import policy
 from imgroute.errors import JobFailed, MalformedAnswer, ProviderTrouble, SubmitUnknown, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import Adapter, KeyCheck, Output, PreparedRequest, Submission, Usage, error_message
+from imgroute.providers.base import (
+    Adapter,
+    KeyCheck,
+    Output,
+    PreparedRequest,
+    Submission,
+    Usage,
+    error_message,
+    json_or_none,
+)
 
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation"}
 
@@ -101,10 +110,7 @@ class OpenAIAdapter(Adapter):
         raise MalformedAnswer("an image entry has neither b64_json nor url")
 
     def failure(self, response: httpx.Response) -> Exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         message = error_message(body, response.text[:200] or f"HTTP {response.status_code}")
         err = body.get("error") if isinstance(body, dict) else None
         code = err.get("code") if isinstance(err, dict) else None

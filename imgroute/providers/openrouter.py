@@ -18,7 +18,7 @@ import httpx
 from imgroute.errors import JobFailed, ProviderTrouble, TroubleKind
 from imgroute.models import JobSpec
 from imgroute.net.http import Http
-from imgroute.providers.base import Adapter, PreparedRequest, Usage, data_uri, error_message, is_url
+from imgroute.providers.base import Adapter, PreparedRequest, Usage, data_uri, error_message, is_url, json_or_none
 from imgroute.providers.openai import OpenAIAdapter
 
 AUTHOR = "openai"  # OpenRouter names models author/slug: openai/gpt-image-2
@@ -80,10 +80,7 @@ class OpenRouterAdapter(OpenAIAdapter):
         return usage_of(body.get("usage"))
 
     def failure(self, response: httpx.Response) -> Exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         message = error_message(body, response.text[:200] or f"HTTP {response.status_code}")
         if response.status_code == 502:  # the generation failed upstream: not billed (openrouter.md)
             return JobFailed(f"{self.provider}: {self.clean(message)}", never_ran=True)

@@ -23,6 +23,7 @@ from imgroute.providers.base import (
     data_uri,
     error_message,
     is_url,
+    json_or_none,
     moderated,
 )
 from imgroute.providers.openai import _set
@@ -133,10 +134,7 @@ class ReplicateAdapter(Adapter):
         return JobFailed(f"{self.provider}: prediction {status}: {message}", moderated=flagged)
 
     def failure(self, response) -> Exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = json_or_none(response)
         trouble = self.trouble_for_status(response, error_message(body, response.text[:200]))
         if response.status_code == 422:  # the model's schema refused a value: not this offer's job
             return ProviderTrouble(str(trouble), TroubleKind.REJECTED)

@@ -127,10 +127,6 @@ class Connection:
             return self.raw.execute(sql)
         return self.raw.execute(self._psycopg(sql), args)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self.raw.cursor() as cursor:
-            cursor.executemany(self._psycopg(sql), rows)
-
     def _psycopg(self, sql: str) -> str:
         """The statement in psycopg's placeholders (`%s`, a literal `%` doubled), converted once."""
         query = self._converted.get(sql)
@@ -168,6 +164,10 @@ class Connection:
     def position(self) -> tuple[int, int]:
         """Where the held statements stand now: for `unsend`."""
         return self._sent, len(self._held)
+
+    def discard(self) -> None:
+        """Forget what is held (its transaction is being rolled back)."""
+        self._held = []
 
     def unsend(self, position: tuple[int, int]) -> bool:
         """Forget what was held after `position`: True if none of it had been sent since."""
@@ -274,7 +274,7 @@ class PostgresTransaction(SQLTransaction):
         self.db.flush()
 
     def unsent(self) -> None:
-        self.db.unsend((-1, 0))
+        self.db.discard()
 
     def savepoint(self) -> Any:
         position = self.db.position()

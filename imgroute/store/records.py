@@ -221,6 +221,23 @@ class SpendRow(NamedTuple):
     priced: Decimal | None = None  # imgroute's pricing of what it delivered
     stated: Decimal | None = None  # what the provider's answer said it charged
 
+    @classmethod
+    def of(cls, row: Row) -> SpendRow:
+        return cls(
+            created=row["created"],
+            provider=row["provider"],
+            model=row["model"],
+            quality=row["quality"],
+            state=row["state"],
+            estimate=money(row["estimate_usd"]),
+            actual=money(row["actual_usd"]),
+            images=row["images"],
+            at_risk=money(row["at_risk_usd"]),
+            host=row["host"],
+            priced=money(row["priced_usd"]),
+            stated=money(row["stated_usd"]),
+        )
+
 
 class Settled(NamedTuple):
     """What `settle` did: requests of unknown fate settled, failed requests of unknown charge

@@ -26,7 +26,6 @@ from imgroute.store.records import (
     RowJob,
     SpendRow,
     TaskRecord,
-    money,
 )
 from imgroute.store.sql_writes import ROW_JOB, SQLTransaction, budgets, row_job_of, spent_since
 
@@ -246,23 +245,7 @@ class SQLLedger:
             " AS images FROM attempts JOIN jobs ON jobs.id = attempts.job_id WHERE attempts.created >= ?",
             (since or 0,),
         )
-        return [
-            SpendRow(
-                created=row["created"],
-                provider=row["provider"],
-                model=row["model"],
-                quality=row["quality"],
-                state=row["state"],
-                estimate=money(row["estimate_usd"]),
-                actual=money(row["actual_usd"]),
-                images=row["images"],
-                at_risk=money(row["at_risk_usd"]),
-                host=row["host"],
-                priced=money(row["priced_usd"]),
-                stated=money(row["stated_usd"]),
-            )
-            for row in rows
-        ]
+        return [SpendRow.of(row) for row in rows]
 
     def at_risk_since(self, since: float) -> Decimal:
         """What attempts made on or after the budget day of `since` may have been charged for requests
