@@ -30,7 +30,7 @@ from imgroute.jobs.runner import JobRunner
 from imgroute.jobs.state import JobOptions, JobResult, OutputOptions
 from imgroute.jobs.steps import Exchange, Steps
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key, row_key
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Answer, Transaction, job_key, row_key
 from imgroute.store.records import Holder, RowJob
 from imgroute.vocab import DEFAULT_NAME
 
@@ -207,10 +207,13 @@ class BatchRun:
         (another machine may have just ended it), without holding a thread: True if claimed."""
         key = self.row_key(row)
 
-        def claim(tx: Transaction) -> tuple[Holder | None, RowJob | None]:
-            return tx.claim([key], PROCESS_OWNER, LEASE_SECONDS).get(key), tx.row_job(key)
+        def claim(tx: Transaction) -> Answer[tuple[Holder | None, RowJob | None]]:
+            held, latest = tx.ask_claim([key], PROCESS_OWNER, LEASE_SECONDS), tx.ask_row_job(key)
+            return Answer(lambda: (held().get(key), latest()))
 
-        held, latest = yield Exchange(lambda done: self.services.ledger.transact_later(claim, done, alone=True))
+        held, latest = yield Exchange(
+            lambda done: self.services.ledger.transact_later(claim, done, lock_order=f"claim:{key}")
+        )
         if held is not None:
             return False
         if latest is not None:

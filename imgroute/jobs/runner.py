@@ -65,7 +65,7 @@ from imgroute.pricing.costs import Assessment, assess
 from imgroute.pricing.router import Quote, Route
 from imgroute.providers.base import Adapter
 from imgroute.providers.registry import limit_for
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Transaction, job_key
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Answer, Transaction, job_key
 from imgroute.store.records import NewJob
 
 if TYPE_CHECKING:
@@ -374,10 +374,11 @@ class JobRunner(Resume):
         concurrency, per_minute = limit_for(self._lane_limits, account) or (None, None)
         spacing = 60.0 / per_minute if per_minute else None
 
-        def take(tx: Transaction) -> float | None:
-            return tx.take_lane(account, job.id, concurrency, spacing)
+        def take(tx: Transaction) -> Answer[float | None]:
+            return tx.ask_lane(account, job.id, concurrency, spacing)
 
-        while (wait := (yield Exchange(lambda done: self.ledger.transact_later(take, done, alone=True)))) is None:
+        order = f"lane:{account}"  # (after the batch rows' claims, in the committer's one message)
+        while (wait := (yield Exchange(lambda done: self.ledger.transact_later(take, done, order)))) is None:
             if self.stopping():
                 return
             yield Pause(TEAM_SLOT_LOOK_S, scaled=True, before_send=True)

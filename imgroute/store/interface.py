@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from decimal import Decimal
-from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from imgroute import policy
 from imgroute.models import OfferRef
@@ -81,6 +81,32 @@ def job_key(job_id: str) -> str:
 def row_key(label: str, row: str) -> str:
     """A batch row's lease (`label` is the batch file's hex label)."""
     return f"{label}:{row}"
+
+
+T = TypeVar("T")
+
+
+class Answer(Generic[T]):
+    """What the ledger will answer to statements a transaction has asked and not read yet: a team
+    ledger holds them and sends many at once (its committer's claims and slots go in one message),
+    so that reading the answer, `answer()`, costs no round trip of its own. (SQLite answers at once.)"""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[], T]):
+        self._read = read
+
+    def __call__(self) -> T:
+        return self._read()
+
+    @staticmethod
+    def given(value: T) -> Answer[T]:
+        return Answer(lambda: value)
+
+
+def answered(result: Any) -> Any:
+    """A unit of work's result, its Answer read if it gave one."""
+    return result() if isinstance(result, Answer) else result
 
 
 def held_by(held: dict[str, Holder]) -> str:
@@ -178,11 +204,16 @@ class Transaction(Protocol):
 
     def renew(self, keys: list[str], owner: str, ttl: float) -> None: ...
 
-    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
-        """Ledger.take_lane, held from this transaction's commit."""
+    def ask_claim(self, keys: list[str], owner: str, ttl: float) -> Answer[dict[str, Holder]]:
+        """`claim`, its answer read later (see Answer)."""
 
-    def row_job(self, key: str) -> RowJob | None:
-        """Ledger.row_job, as this transaction sees it."""
+    def ask_lane(
+        self, account: str, holder: str, concurrency: int | None, spacing: float | None
+    ) -> Answer[float | None]:
+        """Ledger.take_lane, held from this transaction's commit, its answer read later."""
+
+    def ask_row_job(self, key: str) -> Answer[RowJob | None]:
+        """Ledger.row_job, as this transaction sees it, read later."""
 
     def release(self, keys: list[str], owner: str) -> None:
         """Give up the owner's leases on these keys (others' are untouched)."""
@@ -248,11 +279,17 @@ class Ledger(Protocol):
         so that no thread of theirs waits for it."""
 
     def transact_later(
-        self, work: Callable[[Transaction], Any], done: Callable[[Any, BaseException | None], None], alone: bool = False
+        self,
+        work: Callable[[Transaction], Any],
+        done: Callable[[Any, BaseException | None], None],
+        lock_order: str | None = None,
     ) -> None:
-        """`work(tx)` in a transaction, then `done(what it returned, None)`, or `done(None, error)`
-        with nothing of it committed, as `commit_later` does. `alone`: in a transaction of its own
-        (a lock other machines contend for is held no longer than its statement)."""
+        """`work(tx)` in a transaction, then `done(what it returned, None)` (an Answer it returned
+        is read first), or `done(None, error)` with nothing of it committed, as `commit_later` does.
+        `lock_order`: the work takes a lock other machines contend for (a batch row's claim, an
+        account's slot); it is not kept with other jobs' writes until their commit, but committed
+        at once with the other such works of the moment, their locks taken in the order of this
+        key, so that two machines never wait for each other."""
 
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Transaction.claim, committed at once."""

@@ -34,12 +34,12 @@ from typing import Any, ClassVar
 
 from imgroute.errors import ConfigError, LeaseLost
 from imgroute.ledger_url import redacted, scrubbed
-from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, died_here
+from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, Answer, answered, died_here
 from imgroute.store.periods import local_day
 from imgroute.store.postgres_schema import migrate
-from imgroute.store.records import Holder
+from imgroute.store.records import Holder, RowJob
 from imgroute.store.sql_ledger import GroupedCommits, SQLLedger
-from imgroute.store.sql_writes import NEW_TASK, SQLTransaction, budgets, spent_since
+from imgroute.store.sql_writes import NEW_TASK, ROW_JOB, SQLTransaction, budgets, row_job_of, spent_since
 
 RESERVATION_LOCK = 7_461_024_002  # pg_advisory_xact_lock key: one cap check at a time, team-wide
 DEFAULT_ZONE = "UTC"
@@ -266,24 +266,31 @@ class PostgresTransaction(SQLTransaction):
         super().__init__(*args, **kwargs)
         self._days: dict[str, Decimal] = {}  # day -> what this transaction adds to its total
         self._unread: list[tuple[Any, Callable[[Any], None]]] = []  # (a cursor, what to do with its row)
+        # Read once a transaction (a group commit's reservations would each pay a round trip): the
+        # caps, and the days' committed totals as read under the reservation lock, which is held
+        # until COMMIT, so no reservation on any machine changes them meanwhile.
+        self._caps_read: dict[str, Decimal] | None = None
+        self._committed_read: dict[str, Decimal] = {}  # first day -> its days' totals, as read
 
     def write(self, sql: str, args: tuple = ()) -> None:
         self.db.send(sql, args)
 
     def flush(self) -> None:
+        self._read_rows()  # (the answers put off: an intent's check is raised here)
         self.db.flush()
 
     def unsent(self) -> None:
         self.db.discard()
 
     def savepoint(self) -> Any:
-        position = self.db.position()
         self.write("SAVEPOINT job")
+        position = self.db.position()  # (after it: undone or not, the savepoint is there to release)
         return position, dict(self._days), len(self._unread)
 
     def undo(self, savepoint: Any) -> None:
         position, self._days, unread = savepoint
         del self._unread[unread:]
+        self._committed_read.clear()  # (the reservation lock may have been taken after the savepoint)
         if not self.db.unsend(position):  # (the savepoint was sent: the server takes it back)
             self.db.execute("ROLLBACK TO job")
 
@@ -314,7 +321,15 @@ class PostgresTransaction(SQLTransaction):
     def _spent_since(self, since: float) -> Decimal:
         self._read_rows()
         first = local_day(since, self.zone)
-        return super()._spent_since(since) + sum((d for day, d in self._days.items() if day >= first), Decimal(0))
+        committed = self._committed_read.get(first)
+        if committed is None:
+            committed = self._committed_read[first] = super()._spent_since(since)
+        return committed + sum((d for day, d in self._days.items() if day >= first), Decimal(0))
+
+    def _caps(self) -> dict[str, Decimal]:
+        if self._caps_read is None:
+            self._caps_read = super()._caps()
+        return self._caps_read
 
     def before_commit(self) -> None:
         self._read_rows()
@@ -333,25 +348,31 @@ class PostgresTransaction(SQLTransaction):
     def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
         """Keys nobody holds, or whose lease ran out, or that are the owner's own, become the
         owner's until now + ttl; the others are left to their holders: {key: holder}."""
+        return self.ask_claim(keys, owner, ttl)()
+
+    def ask_claim(self, keys: list[str], owner: str, ttl: float) -> Answer[dict[str, Holder]]:
+        """`claim`, sent with the next statement that is read. Who holds each key is asked with it
+        (a key taken shows its new owner, and is not looked at)."""
         if not keys:
-            return {}
+            return Answer.given({})
         now, wanted = self.clock(), sorted(set(keys))  # (one order for every machine: no deadlock)
-        taken = self.db.execute(CLAIM, (os.getpid(), owner, MACHINE, now, now + ttl, wanted, now)).fetchall()
-        refused = set(wanted) - {key for (key,) in taken}
-        if not refused:
-            return {}
-        rows = self.db.execute(
-            "SELECT key, owner, pid, host FROM claims WHERE key = ANY(?::text[])", (sorted(refused),)
-        ).fetchall()
+        taken = self.db.later(CLAIM, (os.getpid(), owner, MACHINE, now, now + ttl, wanted, now))
+        holders = self.db.later("SELECT key, owner, pid, host FROM claims WHERE key = ANY(?::text[])", (wanted,))
+        return Answer(lambda: self._held_elsewhere(taken, holders, owner, ttl, now))
+
+    def _held_elsewhere(self, taken: Any, holders: Any, owner: str, ttl: float, now: float) -> dict[str, Holder]:
+        refused = {key for key, *_ in holders.fetchall()} - {key for (key,) in taken.fetchall()}
         held = {}
-        for key, holder, pid, host in rows:
+        for key, holder, pid, host in holders.fetchall():
+            if key not in refused:
+                continue
             if died_here(holder, pid):  # its process ended on this machine: no need to wait out the lease
-                taken = self.db.execute(
+                retaken = self.db.execute(
                     "UPDATE claims SET pid = ?, owner = ?, host = ?, at = ?, expires = ? WHERE key = ? AND owner = ? "
                     "RETURNING 1",
                     (os.getpid(), owner, MACHINE, now, now + ttl, key, holder),
                 ).fetchone()
-                if taken is not None:
+                if retaken is not None:
                     continue
             held[key] = Holder(owner=holder, pid=pid, host=host)  # (or another process of here took it first)
         return held
@@ -367,30 +388,45 @@ class PostgresTransaction(SQLTransaction):
         machine its batch row's (else LeaseLost: the job, or its row, was taken over while this one
         stalled, and nothing may be sent). The job's lease is renewed and its row locked by the same
         statement, so a takeover waits for this transaction instead of slipping past the check; a
-        lease that is gone (a taker finished and gave it up) is lost too."""
+        lease that is gone (a taker finished and gave it up) is lost too.
+
+        The check's answer is read with the next statement that is (at the latest before COMMIT,
+        which it is then sent with): a group commit's intents cost no round trip each. Its
+        LeaseLost is raised there, and the transaction (or the job's savepoint) taken back."""
         now, task_id = self.clock(), self.db.new_id("tasks")
-        job_id, held, other = self.db.execute(
+        checked = self.db.later(
             INTENT, (attempt_id, now + LEASE_SECONDS, PROCESS_OWNER, now, PROCESS_OWNER, now,
                      task_id, attempt_id, seq, client_ref, images, json.dumps(spec), now, now),
-        ).fetchone()  # fmt: skip
-        if not held:
-            raise LeaseLost(job_id, self._holder(f"job:{job_id}"))
-        if other is not None:
-            raise LeaseLost(job_id, f"{other}, which holds its batch row")
+        )  # fmt: skip
+
+        def check(row: Any) -> None:
+            job_id, held, other = row
+            if not held:
+                raise LeaseLost(job_id, self._holder(f"job:{job_id}"))
+            if other is not None:
+                raise LeaseLost(job_id, f"{other}, which holds its batch row")
+
+        self._then(checked, check)
         return task_id
 
-    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+    def ask_lane(
+        self, account: str, holder: str, concurrency: int | None, spacing: float | None
+    ) -> Answer[float | None]:
         """A provider account's limits hold for every machine using it: its slots are leases
         (`slot:ACCOUNT:HOLDER`, renewed with this process's others, gone with a dead machine), and
         its submits are booked one after the other at its spacing, under a lock of the account's
         own (machines on other accounts never wait for it). One statement: a function of the
-        schema's (postgres_schema.TAKE_LANE), so that a job pays one round trip for it."""
-        (wait,) = self.db.execute(
+        schema's (postgres_schema.TAKE_LANE), sent with the committer's other claims and slots."""
+        wait = self.db.later(
             "SELECT imgroute_take_lane(?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (account, f"slot:{account}:{holder}", PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
              LEASE_SECONDS, concurrency, spacing),
-        ).fetchone()  # fmt: skip
-        return wait
+        )  # fmt: skip
+        return Answer(lambda: wait.fetchone()[0])
+
+    def ask_row_job(self, key: str) -> Answer[RowJob | None]:
+        rows = self.db.later(ROW_JOB, (key,))
+        return Answer(lambda: row_job_of(rows.fetchall()))
 
     def _holder(self, key: str) -> str:
         row = self.db.execute("SELECT owner, host FROM claims WHERE key = ?", (key,)).fetchone()
@@ -498,7 +534,7 @@ class PostgresLedger(SQLLedger):
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
         """PostgresTransaction.take_lane, on its own (its one statement commits at once)."""
         with self._side_lock:
-            return self.TRANSACTION(self.side, self.clock, self.zone).take_lane(account, holder, concurrency, spacing)
+            return self.TRANSACTION(self.side, self.clock, self.zone).ask_lane(account, holder, concurrency, spacing)()
 
     def release_lane(self, account: str, holder: str) -> None:
         with self._side_lock:
@@ -574,34 +610,50 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
     """PostgresLedger for many threads: commits grouped (sql_ledger.GroupedCommits); its reads go
     through its second connection, never waiting for a commit."""
 
-    def _server_errors(self) -> tuple[type[Exception], ...]:
+    def _late_errors(self) -> tuple[type[Exception], ...]:
+        """The server's refusals, and a lost lease: an intent's check is read with a later statement
+        (PostgresTransaction.task_submitting), so whose it was is not known either."""
         import psycopg
 
-        return (psycopg.DatabaseError,)  # (a lost connection fails the second run too, and is raised)
+        return (psycopg.DatabaseError, LeaseLost)  # (a lost connection fails the second run too, and is raised)
 
     _read = PostgresLedger._read
     spent_since = PostgresLedger.spent_since
     budgets = PostgresLedger.budgets
 
-    def _run_alone(self, waiting: Any) -> BaseException | None:
-        """On the side connection, each statement committed as it runs (a claim, a slot and its
-        release are one statement each): no BEGIN and COMMIT to wait for."""
+    def _run_ordered(self, ordered: list[Any]) -> None:
+        """Sent together on the side connection: every work's statements (a claim, a slot, its
+        release: one or two each) in one message, which PostgreSQL runs as one short transaction
+        with no BEGIN and COMMIT to wait for, taking the locks in the works' order; then each
+        work's Answer is read. Should that fail, each work is run again on its own, so that an
+        error is its work's alone (running one again is harmless: a claim or a slot already its
+        holder's is kept, a release is done once)."""
+        try:
+            self._send_together(ordered)
+        except Exception:
+            super()._run_ordered(ordered)
 
+    def _run_alone(self, waiting: Any) -> BaseException | None:
+        try:
+            self._send_together([waiting])
+        except Exception as exc:
+            return exc
+        return None
+
+    def _send_together(self, ordered: list[Any]) -> None:
         def run() -> None:
             with self._side_lock:
                 tx = self.TRANSACTION(self.side, self.clock, self.zone)
                 try:
-                    waiting.result = waiting.work(tx)
+                    asked = [waiting.work(tx) for waiting in ordered]
                     tx.flush()
+                    for waiting, result in zip(ordered, asked, strict=True):
+                        waiting.result, waiting.error = answered(result), None
                 except BaseException:
                     tx.unsent()
                     raise
 
-        try:
-            self._retrying(run)
-        except Exception as exc:
-            return exc
-        return None
+        self._retrying(run)
 
     def release_lane(self, account: str, holder: str) -> None:
         """Given back by the committer thread: no thread of the jobs waits for it. (Should that
@@ -611,7 +663,7 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
         def release(tx: SQLTransaction) -> None:
             tx.write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER))
 
-        self.transact_later(release, lambda answer, error: None, alone=True)
+        self.transact_later(release, lambda answer, error: None, lock_order=f"release:{key}")
 
     def commit(self, unsaved) -> None:
         self._retrying(lambda: GroupedCommits.commit(self, unsaved))

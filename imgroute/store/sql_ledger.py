@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
-from imgroute.store.interface import Unsaved
+from imgroute.store.interface import Unsaved, answered
 from imgroute.store.periods import day_start
 from imgroute.store.records import (
     AttemptRecord,
@@ -56,9 +56,10 @@ class SQLLedger:
         runs it again)."""
         return False
 
-    def _server_errors(self) -> tuple[type[Exception], ...]:
-        """(A backend that holds writes and sends them together) what its server raises when it
-        refuses a statement: a group commit sent whole is then sent again, job by job."""
+    def _late_errors(self) -> tuple[type[Exception], ...]:
+        """(A backend that holds writes and sends them together) what may be raised after the
+        statement it is about: its server's refusal of one, a check whose answer is read late. In a
+        group commit sent whole, whose job it was is not known: the group is sent again, job by job."""
         return ()
 
     @contextmanager
@@ -108,14 +109,13 @@ class SQLLedger:
             return
         self.transact_later(unsaved.replay_into, cleared)
 
-    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told, alone: bool = False) -> None:
+    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told, lock_order: str | None = None) -> None:
         """`work(tx)` in a transaction, then `done(what it returned, None)`, or `done(None, error)`
         with nothing of it committed: here, or (a ledger many jobs share) on its committer thread.
-        `alone`: in a transaction of its own, committed at once (a lock other machines contend for,
-        a batch row's claim, an account's slot, is held no longer than its statement)."""
+        `lock_order`: see interface.Ledger.transact_later."""
         try:
             with self.transaction() as tx:
-                result = work(tx)
+                result = answered(work(tx))
         except Exception as exc:
             done(None, exc)
             return
@@ -261,18 +261,19 @@ Told = Callable[[Any, BaseException | None], None]  # (what the work returned, o
 
 
 class _Waiting:
-    """A job's work (its writes, or a transaction of its own) waiting to be committed with other
-    jobs' (GroupedCommits); `then`: whom to tell once it is (transact_later)."""
+    """A job's work (its writes, or a transaction's work) waiting to be committed with other
+    jobs' (GroupedCommits); `then`: whom to tell once it is (transact_later); `lock_order`: see
+    interface.Ledger.transact_later."""
 
-    __slots__ = ("work", "done", "error", "result", "then", "alone")
+    __slots__ = ("work", "done", "error", "result", "then", "lock_order")
 
-    def __init__(self, work: Callable[[SQLTransaction], Any], then: Told | None = None, alone: bool = False):
+    def __init__(self, work: Callable[[SQLTransaction], Any], then: Told | None = None, lock_order: str | None = None):
         self.work = work
         self.done = False
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
         self.result: Any = None
         self.then = then
-        self.alone = alone
+        self.lock_order = lock_order
 
 
 class GroupedCommits(SQLLedger):
@@ -306,15 +307,15 @@ class GroupedCommits(SQLLedger):
         self._committer: threading.Thread | None = None
         self._closing = False
 
-    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told, alone: bool = False) -> None:
+    def transact_later(self, work: Callable[[SQLTransaction], Any], done: Told, lock_order: str | None = None) -> None:
         """The job's thread goes on to other jobs; the committer thread runs this work with whatever
         other jobs' waits, each in a savepoint of its own, commits them together, and tells each
-        (on its own thread). `alone`: in a transaction of its own (see SQLLedger.transact_later)."""
+        (on its own thread). `lock_order`: see interface.Ledger.transact_later."""
         with self._later_ready:
             if self._closing:  # (a thread left running when the process was told to end at once)
                 done(None, RuntimeError("the ledger was closed before these writes were committed"))
                 return
-            self._later.append(_Waiting(work, done, alone))
+            self._later.append(_Waiting(work, done, lock_order))
             if self._committer is None:
                 self._committer = threading.Thread(target=self._commit_later_ones, name="imgroute-commits",
                                                    daemon=True)  # fmt: skip
@@ -333,26 +334,32 @@ class GroupedCommits(SQLLedger):
             self._commit_and_tell(group)
 
     def _commit_and_tell(self, waiting_ones: list[_Waiting]) -> None:
-        group = [waiting for waiting in waiting_ones if not waiting.alone]
-        failed: BaseException | None = None
+        group = [waiting for waiting in waiting_ones if waiting.lock_order is None]
         if group:
             try:
                 with self._lock:
                     self._retrying(lambda: self._commit_group(group, group[0], requeue=False))
             except BaseException as exc:  # (the database is gone: every job of the group is told)
-                failed = exc
+                for waiting in group:
+                    waiting.error = waiting.error or exc
+        ordered = [waiting for waiting in waiting_ones if waiting.lock_order is not None]
+        if ordered:
+            self._run_ordered(sorted(ordered, key=lambda waiting: waiting.lock_order or ""))
         for waiting in waiting_ones:
-            error: BaseException | None = waiting.error or failed
-            if waiting.alone:
-                error = self._run_alone(waiting)
             assert waiting.then is not None, "transact_later's work says whom to tell"
             with contextlib.suppress(Exception):  # (a job's wake-up must never stop the committer:
-                waiting.then(None if error else waiting.result, error)  # every later job would wait)
+                waiting.then(None if waiting.error else waiting.result, waiting.error)  # every later job would wait)
+
+    def _run_ordered(self, ordered: list[_Waiting]) -> None:
+        """Works that take locks other machines contend for, in their lock order: here each in a
+        transaction of its own (a backend across a network sends them together)."""
+        for waiting in ordered:
+            waiting.error = self._run_alone(waiting)
 
     def _run_alone(self, waiting: _Waiting) -> BaseException | None:
         def run() -> None:
             with self._lock, self.transaction() as tx:
-                waiting.result = waiting.work(tx)
+                waiting.result = answered(waiting.work(tx))
 
         try:
             self._retrying(run)
@@ -394,10 +401,10 @@ class GroupedCommits(SQLLedger):
         for waiting in group:
             waiting.error = None
         try:
-            if len(group) > 1 and self._server_errors():
+            if len(group) > 1 and self._late_errors():
                 try:
                     self._group_transaction(group, mine, each_sent=False)
-                except self._server_errors():
+                except self._late_errors():
                     for waiting in group:
                         waiting.error = None
                     self._group_transaction(group, mine, each_sent=True)
@@ -418,7 +425,7 @@ class GroupedCommits(SQLLedger):
     def _group_transaction(self, group: list[_Waiting], mine: _Waiting, each_sent: bool) -> None:
         with self.transaction() as tx:
             if len(group) == 1:
-                mine.result = mine.work(tx)  # (its failure rolls the transaction back, and is raised)
+                mine.result = answered(mine.work(tx))  # (its failure rolls the transaction back, and is raised)
             else:
                 for waiting in group:
                     self._replay_alone(waiting, tx, each_sent)
@@ -428,11 +435,11 @@ class GroupedCommits(SQLLedger):
         `each_sent`: sent before the next job's (their errors are then known to be their own)."""
         savepoint = tx.savepoint()
         try:
-            waiting.result = waiting.work(tx)
+            waiting.result = answered(waiting.work(tx))
             if each_sent:
                 tx.flush()
         except Exception as exc:
-            if self._run_again(exc) or (not each_sent and isinstance(exc, self._server_errors())):
+            if self._run_again(exc) or (not each_sent and isinstance(exc, self._late_errors())):
                 raise  # (the server gave the whole transaction up, or whose error it is is not known)
             tx.undo(savepoint)
             waiting.error = exc

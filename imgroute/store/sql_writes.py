@@ -19,7 +19,7 @@ from typing import Any
 
 from imgroute.errors import BudgetRefused
 from imgroute.models import UNFINISHED_JOB_STATES, AttemptState, JobState, OfferRef, TaskState
-from imgroute.store.interface import MACHINE
+from imgroute.store.interface import MACHINE, Answer
 from imgroute.store.periods import PERIODS, committed_cost, local_day, period_reset, period_start
 from imgroute.store.records import Holder, Idempotent, NewJob, RowJob, Settled
 from imgroute.words import count
@@ -83,6 +83,10 @@ class SQLTransaction:
         """What the budget days from `since`'s have committed, as this transaction sees them."""
         return spent_since(self.db, since, self.zone)
 
+    def _caps(self) -> dict[str, Decimal]:
+        """The budget caps, as this transaction sees them."""
+        return budgets(self.db)
+
     def before_commit(self) -> None:
         """The last writes of the transaction, kept until its end (none, unless a backend keeps some)."""
 
@@ -121,12 +125,17 @@ class SQLTransaction:
     def renew(self, keys: list[str], owner: str, ttl: float) -> None:
         raise NotImplementedError
 
-    def row_job(self, key: str) -> RowJob | None:
-        return row_job_of(self.db.execute(ROW_JOB, (key,)).fetchall())
+    def ask_claim(self, keys: list[str], owner: str, ttl: float) -> Answer[dict[str, Holder]]:
+        return Answer.given(self.claim(keys, owner, ttl))
 
-    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
+    def ask_row_job(self, key: str) -> Answer[RowJob | None]:
+        return Answer.given(row_job_of(self.db.execute(ROW_JOB, (key,)).fetchall()))
+
+    def ask_lane(
+        self, account: str, holder: str, concurrency: int | None, spacing: float | None
+    ) -> Answer[float | None]:
         """(One machine's ledger leaves the limits to its process: batches.scheduler.Limits.)"""
-        return 0.0
+        return Answer.given(0.0)
 
     # -- jobs
 
@@ -171,7 +180,7 @@ class SQLTransaction:
         stamp = self.clock()
         now = dt.datetime.fromtimestamp(stamp, self.zone)
         asked = estimate or Decimal(0)
-        caps = budgets(self.db)
+        caps = self._caps()
         if caps:
             self._serialise_reservations()
         for period, cap in caps.items():

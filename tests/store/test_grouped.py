@@ -195,3 +195,123 @@ def test_a_wake_up_that_fails_never_stops_the_committer(tmp_path):
     wait_for(lambda: "b" in told)
     assert told == {"b": None} and ledger.job("a").state == JobState.SUBMITTING
     ledger.close()
+
+
+@pytest.mark.parametrize("backend", SHARED)
+def test_reservations_committed_together_never_pass_a_cap(tmp_path, backend):
+    """A group's reservations read the caps and what the day has committed once (a team ledger),
+    under the lock they take: each still counts the ones before it, a refused one undone alone."""
+    from decimal import Decimal
+
+    from imgroute.errors import BudgetRefused
+    from tests.store.test_postgres import KIE
+
+    ledger = SHARED[backend](tmp_path)
+    with ledger.transaction() as tx:
+        tx.set_budget("daily", Decimal("0.10"))
+        for i in range(5):
+            tx.new_job(new_job(f"j{i}"))
+    told: dict[str, tuple] = {}
+
+    def reserve(job_id: str):
+        return lambda tx: tx.reserve_attempt(job_id, 1, KIE, Decimal("0.03"), [])
+
+    with one_group(ledger):
+        for i in range(5):
+            ledger.transact_later(reserve(f"j{i}"), lambda answer, error, i=i: told.update({i: (answer, error)}))
+    wait_for(lambda: len(told) == 5)
+    refused = [i for i, (_, error) in told.items() if isinstance(error, BudgetRefused)]
+    assert len(refused) == 2 and all(told[i][1] is None for i in told if i not in refused)
+    assert ledger.spent_since(ledger.clock() - 60) == Decimal("0.09")
+    ledger.close()
+
+
+def test_a_lost_lease_found_by_a_group_commit_is_its_jobs_alone(tmp_path):
+    """An intent's lease check is read with the group's last statements: the job whose lease was
+    taken over is told LeaseLost, and the group's other intents are committed."""
+    from decimal import Decimal
+
+    from imgroute.errors import LeaseLost
+    from imgroute.store.interface import PROCESS_OWNER, job_key
+    from tests.store.test_postgres import KIE
+
+    ledger = shared_postgres(tmp_path)
+    attempts = {}
+    with ledger.transaction() as tx:
+        for job_id, owner in (("lost", "machine-b"), ("kept", PROCESS_OWNER)):
+            tx.new_job(new_job(job_id))
+            tx.claim([job_key(job_id)], owner, 600)
+            attempts[job_id] = tx.reserve_attempt(job_id, 1, KIE, Decimal("0.03"), [])
+    told: dict[str, tuple] = {}
+
+    def intent(job_id: str):
+        return lambda tx: tx.task_submitting(attempts[job_id], 1, f"{job_id}-1", 1, {})
+
+    with one_group(ledger):
+        for job_id in ("lost", "kept"):
+            ledger.transact_later(intent(job_id), lambda answer, error, j=job_id: told.update({j: (answer, error)}))
+    wait_for(lambda: len(told) == 2)
+    assert isinstance(told["lost"][1], LeaseLost) and "machine-b" in str(told["lost"][1])
+    assert told["kept"][1] is None and [task.id for task in ledger.tasks("kept")] == [told["kept"][0]]
+    assert ledger.tasks("lost") == []
+    ledger.close()
+
+
+def test_claims_and_slots_waiting_together_go_in_one_message_in_lock_order(tmp_path):
+    """The committer sends the batch rows' claims and the accounts' slots of the moment together,
+    one message on the side connection, their locks taken in one order on every machine."""
+    from imgroute.store.interface import PROCESS_OWNER, Answer
+
+    ledger = shared_postgres(tmp_path)
+    with ledger.transaction() as tx:
+        tx.claim(["ab:row-3"], "machine-b", 600)  # (another machine's)
+    told: dict[str, tuple] = {}
+
+    def claim(key: str):
+        def work(tx):
+            held, latest = tx.ask_claim([key], PROCESS_OWNER, 600), tx.ask_row_job(key)
+            return Answer(lambda: (held().get(key), latest()))
+
+        return work
+
+    def lane(job_id: str):
+        return lambda tx: tx.ask_lane("kie@abc", job_id, 1, None)
+
+    works = {"lane j1": (lane("j1"), "lane:kie@abc"), "row 3": (claim("ab:row-3"), "claim:ab:row-3"),
+             "lane j2": (lane("j2"), "lane:kie@abc"), "row 1": (claim("ab:row-1"), "claim:ab:row-1")}  # fmt: skip
+    sent = ledger.side._sent
+    with one_group(ledger):
+        for name, (work, order) in works.items():
+            ledger.transact_later(work, lambda answer, error, n=name: told.update({n: (answer, error)}), order)
+    wait_for(lambda: len(told) == 4)
+    assert ledger.side._sent == sent + 1  # (one message for the four)
+    assert told["row 1"] == ((None, None), None)
+    assert told["row 3"][0][0].owner == "machine-b"
+    assert told["lane j1"] == (0.0, None) and told["lane j2"] == (None, None)  # (the account's one slot: first come)
+    ledger.close()
+
+
+def test_a_claim_the_server_refuses_in_a_shared_message_is_its_own_error(tmp_path):
+    """Should the server refuse one of the works sent together, each is run again on its own: the
+    error is that work's alone, and the others are answered."""
+    import psycopg
+
+    from imgroute.store.interface import PROCESS_OWNER
+
+    ledger = shared_postgres(tmp_path)
+    told: dict[str, tuple] = {}
+
+    def refused(tx):
+        tx.write("SELECT 1 / 0")
+
+    works = {"row 1": (lambda tx: tx.ask_claim(["ab:row-1"], PROCESS_OWNER, 600), "claim:ab:row-1"),
+             "broken": (refused, "claim:ab:row-2"),
+             "lane": (lambda tx: tx.ask_lane("kie@abc", "j1", 1, None), "lane:kie@abc")}  # fmt: skip
+    with one_group(ledger):
+        for name, (work, order) in works.items():
+            ledger.transact_later(work, lambda answer, error, n=name: told.update({n: (answer, error)}), order)
+    wait_for(lambda: len(told) == 3)
+    assert isinstance(told["broken"][1], psycopg.errors.DivisionByZero)
+    assert told["row 1"] == ({}, None) and told["lane"] == (0.0, None)
+    assert ledger.lease_expiries(["ab:row-1"])  # (claimed once)
+    ledger.close()

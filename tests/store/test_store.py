@@ -229,7 +229,8 @@ def test_a_live_holders_lease_is_refused_with_who_holds_it(store):
 def test_a_batch_row_claimed_as_it_starts_comes_with_its_latest_job(store, clock):
     def claim_row(owner: str):
         with store.transaction() as tx:
-            return tx.claim(["ab12:row-1"], owner, 600).get("ab12:row-1"), tx.row_job("ab12:row-1")
+            held, latest = tx.ask_claim(["ab12:row-1"], owner, 600), tx.ask_row_job("ab12:row-1")
+            return held().get("ab12:row-1"), latest()
 
     assert claim_row("me") == (None, None)
     for job_id in ("first", "second"):
