@@ -294,7 +294,10 @@ class GroupedCommits(SQLLedger):
     work: an intent, a reservation) to `commit_later` / `transact_later` and yields; the committer
     thread commits everything handed to it meanwhile in one group, and tells each job, which the
     scheduler then resumes. The scheduler's few threads run other jobs while the ledger writes
-    (on a team ledger a commit is round trips to a server: they no longer hold up every job)."""
+    (on a team ledger a commit is round trips to a server: they no longer hold up every job).
+    Works that take a lock other machines contend for (a `lock_order`: a batch row's claim, an
+    account's slot) are never held in a group's transaction: they follow it, in their lock order,
+    each committed at once (a team ledger sends them together: `_run_ordered`)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
