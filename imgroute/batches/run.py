@@ -30,7 +30,15 @@ from imgroute.jobs.runner import JobRunner
 from imgroute.jobs.state import JobOptions, JobResult, OutputOptions
 from imgroute.jobs.steps import Exchange, Steps
 from imgroute.models import UNFINISHED_JOB_STATES, JobState
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Answer, Transaction, job_key, row_key
+from imgroute.store.interface import (
+    LEASE_SECONDS,
+    PROCESS_OWNER,
+    Answer,
+    Transaction,
+    claim_order,
+    job_key,
+    row_key,
+)
 from imgroute.store.records import Holder, RowJob
 from imgroute.vocab import DEFAULT_NAME
 
@@ -211,9 +219,7 @@ class BatchRun:
             held, latest = tx.ask_claim([key], PROCESS_OWNER, LEASE_SECONDS), tx.ask_row_job(key)
             return Answer(lambda: (held().get(key), latest()))
 
-        held, latest = yield Exchange(
-            lambda done: self.services.ledger.transact_later(claim, done, lock_order=f"claim:{key}")
-        )
+        held, latest = yield Exchange(lambda done: self.services.ledger.transact_later(claim, done, claim_order(key)))
         if held is not None:
             return False
         if latest is not None:

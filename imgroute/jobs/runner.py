@@ -65,7 +65,7 @@ from imgroute.pricing.costs import Assessment, assess
 from imgroute.pricing.router import Quote, Route
 from imgroute.providers.base import Adapter
 from imgroute.providers.registry import limit_for
-from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Answer, Transaction, job_key
+from imgroute.store.interface import LEASE_SECONDS, PROCESS_OWNER, Answer, Transaction, job_key, slot_order
 from imgroute.store.records import NewJob
 
 if TYPE_CHECKING:
@@ -377,7 +377,7 @@ class JobRunner(Resume):
         def take(tx: Transaction) -> Answer[float | None]:
             return tx.ask_lane(account, job.id, concurrency, spacing)
 
-        order = f"lane:{account}"  # (after the batch rows' claims, in the committer's one message)
+        order = slot_order(account)
         while (wait := (yield Exchange(lambda done: self.ledger.transact_later(take, done, order)))) is None:
             if self.stopping():
                 return

@@ -109,6 +109,17 @@ def answered(result: Any) -> Any:
     return result() if isinstance(result, Answer) else result
 
 
+def claim_order(key: str) -> str:
+    """A batch row's claim's place in the lock order (Ledger.transact_later): before the slots."""
+    return f"claim:{key}"
+
+
+def slot_order(account: str, release: bool = False) -> str:
+    """An account's slot's place in the lock order: by account, and its slots given back before
+    any is taken (a job that gives its slot back and takes it again in one message keeps one)."""
+    return f"slot:{account}:{'0 release' if release else '1 take'}"
+
+
 def held_by(held: dict[str, Holder]) -> str:
     """Who holds the first of the keys a claim found held: "pid 4242"."""
     return str(next(iter(held.values())))

@@ -34,7 +34,15 @@ from typing import Any, ClassVar
 
 from imgroute.errors import ConfigError, LeaseLost
 from imgroute.ledger_url import redacted, scrubbed
-from imgroute.store.interface import LEASE_SECONDS, MACHINE, PROCESS_OWNER, Answer, answered, died_here
+from imgroute.store.interface import (
+    LEASE_SECONDS,
+    MACHINE,
+    PROCESS_OWNER,
+    Answer,
+    answered,
+    died_here,
+    slot_order,
+)
 from imgroute.store.periods import local_day
 from imgroute.store.postgres_schema import migrate
 from imgroute.store.records import Holder, RowJob
@@ -264,11 +272,17 @@ class PostgresTransaction(SQLTransaction):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._days: dict[str, Decimal] = {}  # day -> what this transaction adds to its total
-        self._unread: list[tuple[Any, Callable[[Any], None]]] = []  # (a cursor, what to do with its row)
+        # What this transaction adds to the days' totals, and the rows `_then` put off, each marked
+        # with the part of the transaction that made it (savepoints begin new ones): an undone part
+        # takes back its own changes alone, even one of an earlier part's rows read since.
+        self._part = 0
+        self._changes: list[tuple[int, str, Decimal]] = []  # (part, day, amount)
+        self._unread: list[tuple[int, Any, Callable[[Any], None]]] = []  # (part, a cursor, what to do with its row)
+        self._reading_part: int | None = None  # (while an earlier part's row is used)
         # Read once a transaction (a group commit's reservations would each pay a round trip): the
         # caps, and the days' committed totals as read under the reservation lock, which is held
-        # until COMMIT, so no reservation on any machine changes them meanwhile.
+        # until COMMIT, so no reservation on any machine changes them meanwhile. (A settlement,
+        # which takes no lock, commits meanwhile unseen, as it would just after a read.)
         self._caps_read: dict[str, Decimal] | None = None
         self._committed_read: dict[str, Decimal] = {}  # first day -> its days' totals, as read
 
@@ -285,11 +299,13 @@ class PostgresTransaction(SQLTransaction):
     def savepoint(self) -> Any:
         self.write("SAVEPOINT job")
         position = self.db.position()  # (after it: undone or not, the savepoint is there to release)
-        return position, dict(self._days), len(self._unread)
+        self._part += 1
+        return position, self._part
 
     def undo(self, savepoint: Any) -> None:
-        position, self._days, unread = savepoint
-        del self._unread[unread:]
+        position, part = savepoint
+        self._changes = [change for change in self._changes if change[0] < part]
+        self._unread = [entry for entry in self._unread if entry[0] < part]
         self._committed_read.clear()  # (the reservation lock may have been taken after the savepoint)
         if not self.db.unsend(position):  # (the savepoint was sent: the server takes it back)
             self.db.execute("ROLLBACK TO job")
@@ -298,15 +314,19 @@ class PostgresTransaction(SQLTransaction):
         return self.db.later(sql, args)  # (read when its answer is needed: no round trip of its own)
 
     def _then(self, row: Any, use: Callable[[Any], None]) -> None:
-        self._unread.append((row, use))
+        self._unread.append((self._part, row, use))
 
     def _read_rows(self) -> None:
-        """The rows `_then` put off, used now."""
+        """The rows `_then` put off, used now (what they change is their own part's)."""
         unread, self._unread = self._unread, []
-        for cursor, use in unread:
+        for part, cursor, use in unread:
             row = cursor.fetchone()
             if row is not None:
-                use(row)
+                self._reading_part = part
+                try:
+                    use(row)
+                finally:
+                    self._reading_part = None
 
     def _insert(self, sql: str, args: tuple) -> int:
         new_id = self.db.new_id(sql.split(None, 3)[2])  # ("INSERT INTO table ...")
@@ -315,8 +335,8 @@ class PostgresTransaction(SQLTransaction):
 
     def add_committed(self, created: float, delta: Decimal) -> None:
         if delta:
-            day = local_day(created, self.zone)
-            self._days[day] = self._days.get(day, Decimal(0)) + delta
+            part = self._part if self._reading_part is None else self._reading_part
+            self._changes.append((part, local_day(created, self.zone), delta))
 
     def _spent_since(self, since: float) -> Decimal:
         self._read_rows()
@@ -324,7 +344,7 @@ class PostgresTransaction(SQLTransaction):
         committed = self._committed_read.get(first)
         if committed is None:
             committed = self._committed_read[first] = super()._spent_since(since)
-        return committed + sum((d for day, d in self._days.items() if day >= first), Decimal(0))
+        return committed + sum((delta for _, day, delta in self._changes if day >= first), Decimal(0))
 
     def _caps(self) -> dict[str, Decimal]:
         if self._caps_read is None:
@@ -333,14 +353,17 @@ class PostgresTransaction(SQLTransaction):
 
     def before_commit(self) -> None:
         self._read_rows()
-        for day, delta in sorted(self._days.items()):  # (one order: no two writers wait on each other)
+        days: dict[str, Decimal] = {}
+        for _, day, delta in self._changes:
+            days[day] = days.get(day, Decimal(0)) + delta
+        for day, delta in sorted(days.items()):  # (one order: no two writers wait on each other)
             if delta:
                 self.write(
                     "INSERT INTO spend_days (day, committed_usd) VALUES (?, ?) ON CONFLICT (day) DO UPDATE "
                     "SET committed_usd = spend_days.committed_usd + excluded.committed_usd",
                     (day, delta),
                 )
-        self._days.clear()
+        self._changes.clear()
 
     def _serialise_reservations(self) -> None:
         self.write(f"SELECT pg_advisory_xact_lock({RESERVATION_LOCK})")  # (taken before the reads after it)
@@ -390,9 +413,9 @@ class PostgresTransaction(SQLTransaction):
         statement, so a takeover waits for this transaction instead of slipping past the check; a
         lease that is gone (a taker finished and gave it up) is lost too.
 
-        The check's answer is read with the next statement that is (at the latest before COMMIT,
-        which it is then sent with): a group commit's intents cost no round trip each. Its
-        LeaseLost is raised there, and the transaction (or the job's savepoint) taken back."""
+        The check's answer is read with the next statement that is, at the latest in the round trip
+        before COMMIT: a group commit's intents cost no round trip each. Its LeaseLost is raised
+        there, and the transaction (or the job's savepoint) taken back."""
         now, task_id = self.clock(), self.db.new_id("tasks")
         checked = self.db.later(
             INTENT, (attempt_id, now + LEASE_SECONDS, PROCESS_OWNER, now, PROCESS_OWNER, now,
@@ -624,10 +647,13 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
     def _run_ordered(self, ordered: list[Any]) -> None:
         """Sent together on the side connection: every work's statements (a claim, a slot, its
         release: one or two each) in one message, which PostgreSQL runs as one short transaction
-        with no BEGIN and COMMIT to wait for, taking the locks in the works' order; then each
-        work's Answer is read. Should that fail, each work is run again on its own, so that an
-        error is its work's alone (running one again is harmless: a claim or a slot already its
-        holder's is kept, a release is done once)."""
+        with no BEGIN and COMMIT to wait for, taking the locks in the works' order (so that two
+        machines' messages never wait for each other; a group's intent, which locks the batch row
+        of a job another machine took over, can still meet one: the server then gives one of the
+        two up, 40P01, and it is run again). Then each work's Answer is read. Should that fail,
+        each work is run again on its own, so that an error is its work's alone (running one again
+        is harmless: a claim or a slot already its holder's is kept, a release is done once; a
+        slot's submit is booked again, a little later)."""
         try:
             self._send_together(ordered)
         except Exception:
@@ -646,6 +672,7 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
                 tx = self.TRANSACTION(self.side, self.clock, self.zone)
                 try:
                     asked = [waiting.work(tx) for waiting in ordered]
+                    tx.before_commit()  # (nothing, unless a work changed a day's total)
                     tx.flush()
                     for waiting, result in zip(ordered, asked, strict=True):
                         waiting.result, waiting.error = answered(result), None
@@ -663,7 +690,7 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
         def release(tx: SQLTransaction) -> None:
             tx.write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER))
 
-        self.transact_later(release, lambda answer, error: None, lock_order=f"release:{key}")
+        self.transact_later(release, lambda answer, error: None, slot_order(account, release=True))
 
     def commit(self, unsaved) -> None:
         self._retrying(lambda: GroupedCommits.commit(self, unsaved))

@@ -259,13 +259,22 @@ def test_a_lost_lease_found_by_a_group_commit_is_its_jobs_alone(tmp_path):
 
 def test_claims_and_slots_waiting_together_go_in_one_message_in_lock_order(tmp_path):
     """The committer sends the batch rows' claims and the accounts' slots of the moment together,
-    one message on the side connection, their locks taken in one order on every machine."""
-    from imgroute.store.interface import PROCESS_OWNER, Answer
+    one message on the side connection, their locks taken in one order on every machine: the
+    rows' claims by key, then the slots by account."""
+    from imgroute.store.interface import PROCESS_OWNER, Answer, claim_order, slot_order
 
     ledger = shared_postgres(tmp_path)
     with ledger.transaction() as tx:
         tx.claim(["ab:row-3"], "machine-b", 600)  # (another machine's)
     told: dict[str, tuple] = {}
+    messages: list[list[str]] = []
+    flush = ledger.side.flush
+
+    def recorded() -> None:
+        messages.append([text for text, _ in ledger.side._held])
+        flush()
+
+    ledger.side.flush = recorded
 
     def claim(key: str):
         def work(tx):
@@ -277,14 +286,17 @@ def test_claims_and_slots_waiting_together_go_in_one_message_in_lock_order(tmp_p
     def lane(job_id: str):
         return lambda tx: tx.ask_lane("kie@abc", job_id, 1, None)
 
-    works = {"lane j1": (lane("j1"), "lane:kie@abc"), "row 3": (claim("ab:row-3"), "claim:ab:row-3"),
-             "lane j2": (lane("j2"), "lane:kie@abc"), "row 1": (claim("ab:row-1"), "claim:ab:row-1")}  # fmt: skip
-    sent = ledger.side._sent
+    slot = slot_order("kie@abc")
+    works = {"lane j1": (lane("j1"), slot), "row 3": (claim("ab:row-3"), claim_order("ab:row-3")),
+             "lane j2": (lane("j2"), slot), "row 1": (claim("ab:row-1"), claim_order("ab:row-1"))}  # fmt: skip
     with one_group(ledger):
         for name, (work, order) in works.items():
             ledger.transact_later(work, lambda answer, error, n=name: told.update({n: (answer, error)}), order)
     wait_for(lambda: len(told) == 4)
-    assert ledger.side._sent == sent + 1  # (one message for the four)
+    assert len(messages) == 1  # (one message for the four)
+    asked = [("row-1" if "ab:row-1" in text else "row-3" if "ab:row-3" in text else "j1" if "kie@abc:j1" in text
+              else "j2" if "kie@abc:j2" in text else "?") for text in messages[0]]  # fmt: skip
+    assert asked == ["row-1", "row-1", "row-1", "row-3", "row-3", "row-3", "j1", "j2"]  # (claim, holders, latest job)
     assert told["row 1"] == ((None, None), None)
     assert told["row 3"][0][0].owner == "machine-b"
     assert told["lane j1"] == (0.0, None) and told["lane j2"] == (None, None)  # (the account's one slot: first come)
@@ -296,7 +308,7 @@ def test_a_claim_the_server_refuses_in_a_shared_message_is_its_own_error(tmp_pat
     error is that work's alone, and the others are answered."""
     import psycopg
 
-    from imgroute.store.interface import PROCESS_OWNER
+    from imgroute.store.interface import PROCESS_OWNER, claim_order, slot_order
 
     ledger = shared_postgres(tmp_path)
     told: dict[str, tuple] = {}
@@ -304,14 +316,97 @@ def test_a_claim_the_server_refuses_in_a_shared_message_is_its_own_error(tmp_pat
     def refused(tx):
         tx.write("SELECT 1 / 0")
 
-    works = {"row 1": (lambda tx: tx.ask_claim(["ab:row-1"], PROCESS_OWNER, 600), "claim:ab:row-1"),
-             "broken": (refused, "claim:ab:row-2"),
-             "lane": (lambda tx: tx.ask_lane("kie@abc", "j1", 1, None), "lane:kie@abc")}  # fmt: skip
+    works = {"row 1": (lambda tx: tx.ask_claim(["ab:row-1"], PROCESS_OWNER, 600), claim_order("ab:row-1")),
+             "broken": (refused, claim_order("ab:row-2")),
+             "lane": (lambda tx: tx.ask_lane("kie@abc", "j1", 1, None), slot_order("kie@abc"))}  # fmt: skip
     with one_group(ledger):
         for name, (work, order) in works.items():
             ledger.transact_later(work, lambda answer, error, n=name: told.update({n: (answer, error)}), order)
     wait_for(lambda: len(told) == 3)
     assert isinstance(told["broken"][1], psycopg.errors.DivisionByZero)
     assert told["row 1"] == ({}, None) and told["lane"] == (0.0, None)
-    assert ledger.lease_expiries(["ab:row-1"])  # (claimed once)
+    holders = ledger._read("SELECT key, owner FROM claims ORDER BY key")
+    assert holders == [("ab:row-1", PROCESS_OWNER), ("slot:kie@abc:j1", PROCESS_OWNER)]  # (the others' stand)
+    ledger.close()
+
+
+def test_a_slot_given_back_and_taken_again_in_one_message_is_still_held(tmp_path):
+    """A job that gives its account's slot back and asks for it again (its next offer, on the same
+    account) in one committer round keeps it: the release goes first, and the slot still counts
+    against the account's limit for every other job."""
+    from imgroute.store.interface import slot_order
+
+    ledger = shared_postgres(tmp_path)
+    assert ledger.take_lane("kie@abc", "j1", 1, None) == 0.0
+    told: dict[str, tuple] = {}
+    with one_group(ledger):
+        ledger.release_lane("kie@abc", "j1")
+        ledger.transact_later(lambda tx: tx.ask_lane("kie@abc", "j1", 1, None),
+                              lambda answer, error: told.update(take=(answer, error)),
+                              slot_order("kie@abc"))  # fmt: skip
+    wait_for(lambda: "take" in told)
+    assert told["take"] == (0.0, None)
+    assert ledger.take_lane("kie@abc", "j2", 1, None) is None  # (j1 holds the one slot)
+    ledger.close()
+
+
+@pytest.mark.parametrize("backend", SHARED)
+def test_a_settlement_in_a_group_counts_though_the_next_jobs_reservation_is_refused(tmp_path, backend):
+    """An attempt settled above its estimate, then another job's reservation refused by the cap, in
+    one group: taking back the refused job's writes leaves the settlement's in the day's total."""
+    from decimal import Decimal
+
+    from imgroute.errors import BudgetRefused
+    from tests.store.test_postgres import KIE
+
+    ledger = SHARED[backend](tmp_path)
+    with ledger.transaction() as tx:
+        tx.set_budget("daily", Decimal("0.10"))
+        tx.new_job(new_job("settled"))
+        tx.new_job(new_job("refused"))
+        attempt = tx.reserve_attempt("settled", 1, KIE, Decimal("0.03"), [])
+    settled = Unsaved()
+    settled.add(Transaction.attempt_state, attempt, "succeeded", actual="0.06")
+    told: dict[str, BaseException | None] = {}
+    with one_group(ledger):
+        ledger.commit_later(settled, lambda answer, error: told.update(settled=error))
+        ledger.transact_later(lambda tx: tx.reserve_attempt("refused", 1, KIE, Decimal("0.05"), []),
+                              lambda answer, error: told.update(refused=error))  # fmt: skip
+    wait_for(lambda: len(told) == 2)
+    assert told["settled"] is None and isinstance(told["refused"], BudgetRefused)
+    assert ledger.spent_since(ledger.clock() - 60) == Decimal("0.06")
+    ledger.close()
+
+
+def test_a_reservation_after_one_undone_in_its_group_reads_the_caps_totals_again(tmp_path):
+    """A refused reservation's savepoint gives back the reservation lock it took, and another
+    machine may reserve in between: the next reservation of the group reads the totals again
+    instead of trusting what it read before."""
+    from decimal import Decimal
+
+    from imgroute.errors import BudgetRefused
+    from imgroute.store.postgres import PostgresLedger
+    from tests.store.test_postgres import KIE
+
+    ledger = shared_postgres(tmp_path)
+    other = PostgresLedger(ledger.url, heartbeat=False)  # (another machine)
+    with ledger.transaction() as tx:
+        tx.set_budget("daily", Decimal("0.10"))
+        for job_id in ("big", "small", "elsewhere"):
+            tx.new_job(new_job(job_id))
+    told: dict[str, tuple] = {}
+
+    def small_after_another_machine(tx):
+        with other.transaction() as elsewhere:  # (the lock is free again: it gets through)
+            elsewhere.reserve_attempt("elsewhere", 1, KIE, Decimal("0.08"), [])
+        return tx.reserve_attempt("small", 1, KIE, Decimal("0.03"), [])
+
+    with one_group(ledger):
+        ledger.transact_later(lambda tx: tx.reserve_attempt("big", 1, KIE, Decimal("0.20"), []),
+                              lambda answer, error: told.update(big=(answer, error)))  # fmt: skip
+        ledger.transact_later(small_after_another_machine, lambda answer, error: told.update(small=(answer, error)))
+    wait_for(lambda: len(told) == 2)
+    assert isinstance(told["big"][1], BudgetRefused) and isinstance(told["small"][1], BudgetRefused)
+    assert ledger.spent_since(ledger.clock() - 60) == Decimal("0.08")  # (never past the cap)
+    other.close()
     ledger.close()
