@@ -681,6 +681,7 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
                     raise
 
         self._retrying(run)
+        self.commits += 1  # (one implicit transaction)
 
     def release_lane(self, account: str, holder: str) -> None:
         """Given back by the committer thread: no thread of the jobs waits for it. (Should that

@@ -303,7 +303,7 @@ class GroupedCommits(SQLLedger):
         super().__init__(*args, **kwargs)
         self._waiting: list[_Waiting] = []
         self._waiting_lock = threading.Lock()  # (held only to add to or take the list)
-        self.commits = 0  # transactions committed by `commit`, for tests and benchmarks
+        self.commits = 0  # transactions committed (a group's, an ordered work's), for tests and benchmarks
         # commit_later's: writes waiting for the committer thread, which commits them together
         self._later: list[_Waiting] = []
         self._later_ready = threading.Condition(threading.Lock())
@@ -368,6 +368,7 @@ class GroupedCommits(SQLLedger):
             self._retrying(run)
         except Exception as exc:
             return exc
+        self.commits += 1
         return None
 
     def close(self) -> None:
