@@ -132,6 +132,13 @@ class JobRunner(Resume):
             self._sending = True
             return True
 
+    def _still_sending(self) -> None:
+        """In a request's intent, as the ledger commits it (a shared ledger's committer may do so a
+        few milliseconds after `_may_send`): a stop that came meanwhile is seen here, and nothing of
+        the intent is journaled, so nothing is sent after the user said stop."""
+        if self.stopping():
+            raise Cancelled("stopped before this job was sent")
+
     def _begin(self, job: JobRun, outputs: Outputs) -> JobRun:
         self.job, self.outputs = job, outputs
         self.tasks = TaskRunner(
@@ -420,9 +427,14 @@ class JobRunner(Resume):
                     if attempt is None:
                         raise Cancelled("stopped before this job was sent")
                     return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
-                attempt, task = yield from self._journal_request(
-                    job, seq, quote, assessment, adapter, attempt, index, spec
-                )
+                try:
+                    attempt, task = yield from self._journal_request(
+                        job, seq, quote, assessment, adapter, attempt, index, spec
+                    )
+                except Cancelled:  # (the stop came while the intent waited for the ledger)
+                    if attempt is None:
+                        raise
+                    return attempt, Outcome(final=stopped_partway(job, attempt), status=JobState.CANCELLED)
                 tasks.append(task)
                 gap = self.slots.gap_left(account)  # a few ms at most: the journaling's jitter
                 if gap > 0:
@@ -457,6 +469,7 @@ class JobRunner(Resume):
             attempt_id = attempt.id
 
             def intent(tx: Transaction) -> int:
+                self._still_sending()
                 return tx.task_submitting(attempt_id, index, spec.client_ref, spec.n, spec.to_json())
 
             task_id = yield Exchange(lambda done: self.ledger.transact_later(intent, done))
@@ -472,6 +485,7 @@ class JobRunner(Resume):
         breakdown = [line.text for line in assessment.breakdown]
 
         def reserve_and_intent(tx: Transaction) -> tuple[int, int]:
+            self._still_sending()
             job.unsaved.replay_into(tx)
             attempt_id = tx.reserve_attempt(
                 job.id, seq, billed, assessment.cost, breakdown, job_state=JobState.SUBMITTING

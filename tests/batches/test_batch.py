@@ -532,3 +532,38 @@ def test_two_runs_of_one_batch_at_once_pay_once(fakes, tmp_path, isolated_home, 
     if ledger_backend == "sqlite":
         assert all("another imgroute" in n or "done before" in n for n in notes)
     assert len(list((tmp_path / "o").glob("*.png"))) == 10
+
+
+def test_a_stop_that_comes_while_an_intent_waits_for_the_ledger_sends_nothing(cli, fakes, tmp_path, monkeypatch):
+    """A job decides to send, and hands its intent to the ledger's committer; the user stops the
+    batch before the committer gets to it. The intent is not journaled and nothing is sent: the
+    row is not started, and a rerun sends it once."""
+    from imgroute.batches.pool import JobPool
+    from imgroute.store.sql_ledger import GroupedCommits
+
+    pools: list[JobPool] = []
+    init = JobPool.__init__
+
+    def kept(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        pools.append(self)
+
+    transact_later = GroupedCommits.transact_later
+
+    def stopped_meanwhile(self, work, done, lock_order=None) -> None:
+        if "reserve_and_intent" in work.__qualname__ and not pools[0].stopping.is_set():
+            pools[0].request_stop()  # (as a closed stdout or a signal does)
+            wait_for(pools[0].stopping.is_set)  # the stop acted on: the batch sends nothing more
+        transact_later(self, work, done, lock_order)
+
+    monkeypatch.setattr(JobPool, "__init__", kept)
+    monkeypatch.setattr(GroupedCommits, "transact_later", stopped_meanwhile)
+    path = write(tmp_path, json.dumps({"prompt": "owl", "provider": "kie"}))
+    r = cli("batch", path, "--yes", "--json", "--out", str(tmp_path / "out"))
+    assert r.code != 0 and "Traceback" not in r.err
+    assert [json.loads(line)["outcome"] for line in r.out.splitlines()] == ["not_started"]
+    assert fakes["kie"].charges == 0
+    monkeypatch.setattr(GroupedCommits, "transact_later", transact_later)
+    again = cli("batch", path, "--yes", "--json", "--out", str(tmp_path / "out"))
+    assert again.code == 0, again.err
+    assert fakes["kie"].charges == 1
