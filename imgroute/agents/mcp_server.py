@@ -72,6 +72,7 @@ def build_server(budget: SessionBudget, out: Path):
         try:
             result = api.generate(prompt, out=out, name=DEFAULT_NAME, max_cost=ceiling, images=images, mask=mask, **job)
             cost = result.actual if result.actual is not None else result.estimate
+            cost = (cost or Decimal(0)) + (result.at_risk or Decimal(0))  # (an offer it moved on from may have charged)
         except ImgrouteError as exc:
             failed = exc.result  # (what a failed job did: it may have been charged)
             if failed is not None:  # what it cost, what it may cost (unknown fate), what it may have been charged

@@ -101,3 +101,19 @@ def test_the_limits_may_come_from_config_yaml(fakes, tmp_path, isolated_home):
     assert over.is_error and "$0.02" in over.content[0].text
     assert spent.structured_content["session"]["max_cost_per_call_usd"] == 0.02
     assert fakes["kie"].charges == 0
+
+
+def test_a_job_that_moved_on_from_a_possibly_charged_failure_counts_both_against_the_session(fakes, tmp_path):
+    """Kie failed the task without saying whether it charged, and Replicate delivered: the session
+    counts both, as `spend` and the caps do, until `jobs settle` says otherwise."""
+    fakes["kie"].outcome = "fail"
+
+    async def steps(session):
+        made = await session.call_tool("generate", {"prompt": "a fox", "provider": ["kie", "replicate"]})
+        assert not made.is_error, made.content
+        assert summary(made)["actual_cost_usd"] == 0.047
+        spent = await session.call_tool("spend", {})
+        return spent.structured_content["session"]["spent_usd"]
+
+    assert asyncio.run(session_run(tmp_path, steps, "--max-cost", "0.10", "--session-budget", "1")) == 0.077
+    assert fakes["kie"].charges == 1 and fakes["replicate"].charges == 1
