@@ -24,7 +24,7 @@ from imgroute.providers.registry import lane
 from imgroute.request import build_request, check_providers, check_text, kind_of, parse_duration, read_stdin
 
 if TYPE_CHECKING:  # the router is imported only when a batch is planned
-    from imgroute.pricing.router import Quote, RouteCache
+    from imgroute.pricing.router import Quote, Route, RouteCache
     from imgroute.pricing.table import Offer
     from imgroute.store.records import RowJob
 
@@ -300,8 +300,7 @@ def plan(
         route = routes.rank(row.request, row_constraints(row, base))
         choice = route.choice
         if choice is None:
-            reasons = "; ".join(f"{q.offer.id}: {q.reasons[0]}" for q in route.quotes[:3])
-            unservable.append((row, reasons))
+            unservable.append((row, _why_unservable(route)))
             continue
         cost, submits = _still_needed(choice, row, prior)
         whole += choice.cost or Decimal(0)
@@ -323,6 +322,14 @@ def plan(
         whole=whole,
         caveats=tuple(caveats),
     )
+
+
+def _why_unservable(route: Route) -> str:
+    """A row's reasons, as its first offers give them; an offer ruled out only for want of a key
+    comes first (a key is what a person can add), as `gen` says it (router.no_offer_error)."""
+    keyless = route.skipped_for_keys()
+    others = [quote for quote in route.quotes if all(quote is not key for key in keyless)]
+    return "; ".join(f"{quote.offer.id}: {quote.reasons[0]}" for quote in [*keyless, *others][:3])
 
 
 def _still_needed(choice: Quote, row: Row, prior: RowJob | None) -> tuple[Decimal, int]:

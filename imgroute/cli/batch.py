@@ -168,6 +168,10 @@ class _Run:
 
         done, unsent = self.counts[Outcome.DONE], self.counts[Outcome.NOT_STARTED]
         said = f"{count(done, 'row')} done, {count(unsent, 'row')} not started (nothing was sent for them)"
+        reported = sum(self.counts.values()) - self.counts[Outcome.UNSERVABLE]  # (runs() leaves those out)
+        unread = len(self.plan.runs()) - reported  # the file's rows the run never reached
+        if unread:
+            said += f", {count(unread, 'row')} not reached"
         hint = f"run the same command again to finish (nothing is sent twice): {again}"
         if self.stdout_gone:
             return StdoutClosed(f"stdout was closed: {said}; what was sent was finished and saved", hint)

@@ -35,8 +35,9 @@ def ledger_show(as_json: JsonOpt = False) -> None:
     def by_machine(entries: list[dict], count: str) -> str:
         return ", ".join(f"{e['host'] or '(unrecorded)'} {e[count]:,}" for e in entries) or "none"
 
-    lines = [
-        f"ledger: {data['where']} ({data['backend']}, from {data['source']}, schema {data['schema_version']})",
+    lines = [  # (where it is stands alone on its line: a long URL or path is wrapped whole by the terminal)
+        f"ledger: {data['backend']}, from {data['source']}, schema {data['schema_version']}",
+        f"  {data['where']}",
         f"budget days counted in: {data['timezone']}",
         f"jobs by machine: {by_machine(data['machines'], 'jobs')}",
         f"claims held now: {by_machine(data['leases'], 'held')}",

@@ -114,6 +114,17 @@ def test_rows_no_offer_can_serve_are_listed_once_per_reason(cli, fakes, tmp_path
     assert len(unservable) == 1 and unservable[0].startswith("lines 1, 2, 3, 4, 5 and 7 more (12 rows)")
 
 
+def test_rows_whose_provider_has_no_key_say_which_key_to_set(cli, fakes, tmp_path, monkeypatch):
+    monkeypatch.delenv("KIE_API_KEY")
+    rows = "\n".join(json.dumps({"prompt": f"owl {i}", "provider": "kie"}) for i in range(3))
+    r = cli("batch", write(tmp_path, rows), "--yes")
+    assert r.code == 4 and "no row of the batch can be served" in r.err
+    unservable = [line for line in r.err.splitlines() if "no offer can serve" in line]
+    assert len(unservable) == 1
+    assert "(kie/gpt-image-2-text-to-image: no key: set KIE_API_KEY, or run: imgroute keys set kie;" in unservable[0]
+    assert fakes["kie"].charges == 0
+
+
 def test_plan_says_how_long_the_submit_rates_make_it(cli, fakes, tmp_path, isolated_home):
     rows = "\n".join(json.dumps({"prompt": f"kite {i}", "provider": "kie", "n": 2}) for i in range(30))
     path = write(tmp_path, rows)

@@ -170,6 +170,25 @@ def test_a_stop_ends_rows_waiting_for_their_turn_at_once(fakes, tmp_path, isolat
     assert fakes["openai"].charges == 1
 
 
+def test_a_stop_counts_the_rows_it_never_reached(fakes, tmp_path, isolated_home):
+    import re
+    import signal
+
+    # (rows are read a dozen ahead of two slots: most of the file is never reached)
+    proc = start_batch(tmp_path, [{"prompt": f"fox {i}", "provider": "openai", "quality": "low"} for i in range(40)],
+                       "--concurrency", "2")  # fmt: skip
+    wait_for(lambda: fakes["openai"].charges >= 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    said = re.search(r"terminated: (\d+) rows? done, (\d+) rows? not started \(nothing was sent for them\), "
+                     r"(\d+) rows? not reached; run the same command again", err)  # fmt: skip
+    assert said is not None, err
+    done, unsent, unread = map(int, said.groups())
+    assert done + unsent + unread == 40 and unread > 0 and done == fakes["openai"].charges
+    assert len(out.splitlines()) == done + unsent  # (a line for each row it reached)
+
+
 def test_a_second_stop_leaves_the_sent_jobs_even_when_sigint_came_in_ignored(fakes, tmp_path, isolated_home):
     import signal
 

@@ -43,6 +43,7 @@ def test_a_home_ledger_is_copied_into_a_team_ledger_once(cli, fakes, isolated_ho
     monkeypatch.setenv("IMGROUTE_LEDGER_URL", url)
     shown = cli("ledger", "show")
     assert "postgresql" in shown.out and "budget days counted in: UTC" in shown.out
+    assert all(len(line) <= 80 for line in shown.out.splitlines() if not line.startswith("  postgresql://"))
     assert cli("ledger", "timezone", "Europe/Paris").code == 0
     assert cli("ledger", "show", "--json").json()["timezone"] == "Europe/Paris"
 
