@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ledger_rows, wait_for
+from tests.helpers import photo as an_image
 from tests.pg_cluster import cluster
 
 LEASE = "3"  # seconds: a killed machine's rows are taken over this soon
@@ -151,10 +152,7 @@ def test_a_providers_limits_hold_for_every_machine_on_its_account(fakes, tmp_pat
 
 
 def test_an_edit_whose_inputs_are_on_another_machine_waits_for_it_and_jobs_says_why(cli, fakes, tmp_path, team_url):
-    from PIL import Image
-
-    photo = tmp_path / "photo.png"
-    Image.new("RGB", (1024, 1024), (9, 9, 9)).save(photo)
+    photo = Path(an_image(tmp_path, 1024, 1024))
     fakes["kie"].steps = 10**9  # still running when gen gives up waiting
     started = cli("edit", "at dusk", "--image", str(photo), "--provider", "kie", "--timeout", "0.2", "--json")
     job = started.json()["job_id"]

@@ -212,7 +212,7 @@ class BatchRun:
 
     def _claimed_here(self, row: Row) -> Steps:
         """(A team ledger) claim the row as it starts, and read anew what the ledger says of it
-        (another machine may have just ended it), without holding a thread: True if claimed."""
+        (another machine may have just ended it), without holding a thread: (claimed, its latest job)."""
         key = self.row_key(row)
 
         def claim(tx: Transaction) -> Answer[tuple[Holder | None, RowJob | None]]:
@@ -220,11 +220,7 @@ class BatchRun:
             return Answer(lambda: (held().get(key), latest()))
 
         held, latest = yield Exchange(lambda done: self.services.ledger.transact_later(claim, done, claim_order(key)))
-        if held is not None:
-            return False
-        if latest is not None:
-            self._priors[key] = latest
-        return True
+        return held is None, latest
 
     @staticmethod
     def _ended(row: Row, result: RowResult | None, error: BaseException | None) -> RowResult:
@@ -272,11 +268,12 @@ class BatchRun:
             return RowResult(row=row, outcome=Outcome.NOT_STARTED, result=None)
         runner = self._runner(row, sent)
         ledger = self.services.ledger
-        if ledger.shared_by_machines and not (yield from self._claimed_here(row)):
-            latest = ledger.row_job(self.row_key(row))
-            if latest is None or latest.state in UNFINISHED_JOB_STATES:
+        if ledger.shared_by_machines:
+            claimed, latest = yield from self._claimed_here(row)
+            if not claimed and (latest is None or latest.state in UNFINISHED_JOB_STATES):
                 return self._put_aside(row, self.row_key(row))
-            self._priors[self.row_key(row)] = latest  # ended on the machine that held it
+            if latest is not None:  # (or ended on the machine that held it)
+                self._priors[self.row_key(row)] = latest
         holder = self._held.get(self.row_key(row))
         if holder is not None:
             return RowResult(

@@ -42,6 +42,7 @@ from imgroute.vocab import DEFAULT_NAME
 
 if TYPE_CHECKING:
     from imgroute.jobs.runner import JobRunner
+    from imgroute.store.records import JobRecord
 
 
 class Resume:
@@ -68,7 +69,7 @@ class Resume:
         template = record.name_template or DEFAULT_NAME
         out_dir = Path(record.out_dir or ".")
         if runner.ledger.shared_by_machines and record.host not in (None, MACHINE):  # taken over from another machine
-            _inputs_here_or_wait(runner, job_id, request, record.host)
+            _inputs_here_or_wait(runner, record, request)
             out_dir = runner.outputs.out_dir  # its images are saved where the taker runs
         outputs = Outputs(out_dir, template, runner.spool_dir, runner.http, resuming=True)
         job = runner._begin(JobRun(job_id, request, runner.clock(), max_cost), outputs)
@@ -339,20 +340,19 @@ def _unknown_advice(provider: str, row: TaskRecord, looked: bool = False) -> str
     )
 
 
-def _inputs_here_or_wait(runner: JobRunner, job_id: str, request: Request, host: str) -> None:
+def _inputs_here_or_wait(runner: JobRunner, record: JobRecord, request: Request) -> None:
     """A job taken over from another machine needs its input images here: URLs, or files in a
     folder both machines share. Else it waits for its own machine (the claim is given up)."""
     inputs = [*request.images, *([request.mask] if request.mask else [])]
     missing = [image.source for image in inputs if not image.is_url and not Path(image.source).is_file()]
     if not missing:
         return
+    job_id, host = record.id, record.host
     waits = InputsElsewhere(
         f"job {job_id} is an edit from {host} whose input {missing[0]} is not on this machine: it waits for {host}",
         f"run `imgroute jobs resume {job_id}` on {host}, or keep edit inputs in a folder both machines share",
     )
-    record = runner.ledger.job(job_id)
     with runner.ledger.transaction() as tx:  # (`imgroute jobs` shows why it waits, in its error)
-        if record is not None:
-            tx.job_state(job_id, record.state, error=waits.worded("cli")[0])
+        tx.job_state(job_id, record.state, error=waits.worded("cli")[0])
         tx.release([job_key(job_id)], PROCESS_OWNER)
     raise waits

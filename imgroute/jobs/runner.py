@@ -227,7 +227,7 @@ class JobRunner(Resume):
             job.point_at(choice)
         for seq, quote in enumerate(candidates, start=first_seq):
             if seq > first_seq:  # the last attempt's end, before this one waits for anything
-                self._commit(job)
+                yield from self._committed(job)
             assessment = quote.assessment
             if job.remaining != assessment.n:  # an earlier offer delivered part of the job
                 assessment = assess(job.request._replace(n=job.remaining), quote.offer, assessment.plan)

@@ -39,7 +39,7 @@ class Later(NamedTuple):
 class Exchange(NamedTuple):
     """A wait that holds no thread: a request that waits long (a synchronous provider's
     generation: net/exchanges.py), or a commit the ledger makes with other jobs' (its
-    `commit_later`). `start(done)` begins it, and `done(answer, None)` or `done(None, error)` is
+    `commit_later` and `transact_later`). `start(done)` begins it, and `done(answer, None)` or `done(None, error)` is
     called when it ends, on any thread; the job resumes with the answer (or the error raised where
     it yielded)."""
 

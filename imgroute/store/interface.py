@@ -109,6 +109,11 @@ def answered(result: Any) -> Any:
     return result() if isinstance(result, Answer) else result
 
 
+def slot_key(account: str, holder: str) -> str:
+    """(A team ledger) a slot of a provider account's, held by one job: a lease like the others."""
+    return f"slot:{account}:{holder}"
+
+
 def claim_order(key: str) -> str:
     """A batch row's claim's place in the lock order (Ledger.transact_later): before the slots."""
     return f"claim:{key}"
@@ -221,7 +226,9 @@ class Transaction(Protocol):
     def ask_lane(
         self, account: str, holder: str, concurrency: int | None, spacing: float | None
     ) -> Answer[float | None]:
-        """Ledger.take_lane, held from this transaction's commit, its answer read later."""
+        """(A team ledger) a slot of a provider account shared by every machine, held from this
+        transaction's commit, and the booked moment of its next submit: None (none free: ask
+        again) or seconds to wait before sending. Its answer is read later."""
 
     def ask_row_job(self, key: str) -> Answer[RowJob | None]:
         """Ledger.row_job, as this transaction sees it, read later."""
@@ -301,13 +308,6 @@ class Ledger(Protocol):
         account's slot); it is not kept with other jobs' writes until their commit, but committed
         at once with the other such works of the moment, their locks taken in the order of this
         key, so that two machines never wait for each other."""
-
-    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
-        """Transaction.claim, committed at once."""
-
-    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
-        """(A team ledger) a slot of a provider account shared by every machine, and the booked
-        moment of its next submit: None (none free: ask again) or seconds to wait before sending."""
 
     def release_lane(self, account: str, holder: str) -> None: ...
 

@@ -41,6 +41,7 @@ from imgroute.store.interface import (
     Answer,
     answered,
     died_here,
+    slot_key,
     slot_order,
 )
 from imgroute.store.periods import local_day
@@ -442,7 +443,7 @@ class PostgresTransaction(SQLTransaction):
         schema's (postgres_schema.TAKE_LANE), sent with the committer's other claims and slots."""
         wait = self.db.later(
             "SELECT imgroute_take_lane(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (account, f"slot:{account}:{holder}", PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
+            (account, slot_key(account, holder), PROCESS_OWNER, MACHINE, os.getpid(), self.clock(),
              LEASE_SECONDS, concurrency, spacing),
         )  # fmt: skip
         return Answer(lambda: wait.fetchone()[0])
@@ -550,25 +551,20 @@ class PostgresLedger(SQLLedger):
             try:
                 return run()
             except Exception as exc:
-                if getattr(exc, "sqlstate", None) not in RETRIED_SQLSTATES or attempt == RETRIES - 1:
+                if not self._run_again(exc) or attempt == RETRIES - 1:
                     raise
                 time.sleep(0.01 * 2**attempt)
 
     def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
-        """PostgresTransaction.take_lane, on its own (its one statement commits at once)."""
+        """PostgresTransaction.ask_lane, on its own (its one statement commits at once)."""
         with self._side_lock:
             return self.TRANSACTION(self.side, self.clock, self.zone).ask_lane(account, holder, concurrency, spacing)()
 
     def release_lane(self, account: str, holder: str) -> None:
         with self._side_lock:
-            self.side.execute(
-                "DELETE FROM claims WHERE key = ? AND owner = ?", (f"slot:{account}:{holder}", PROCESS_OWNER)
-            )
-
-    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
-        """A claim on its own: no transaction around its one statement."""
-        with self._side_lock:
-            return self.TRANSACTION(self.side, self.clock, self.zone).claim(keys, owner, ttl)
+            tx = self.TRANSACTION(self.side, self.clock, self.zone)
+            tx.release([slot_key(account, holder)], PROCESS_OWNER)
+            tx.flush()
 
     def _read(self, sql: str, args: tuple | list = ()) -> list[Any]:
         with self._side_lock:
@@ -686,12 +682,10 @@ class SharedPostgresLedger(GroupedCommits, PostgresLedger):
     def release_lane(self, account: str, holder: str) -> None:
         """Given back by the committer thread: no thread of the jobs waits for it. (Should that
         fail, the slot's lease runs out as a dead machine's does.)"""
-        key = f"slot:{account}:{holder}"
-
-        def release(tx: SQLTransaction) -> None:
-            tx.write("DELETE FROM claims WHERE key = ? AND owner = ?", (key, PROCESS_OWNER))
-
-        self.transact_later(release, lambda answer, error: None, slot_order(account, release=True))
+        keys = [slot_key(account, holder)]
+        self.transact_later(
+            lambda tx: tx.release(keys, PROCESS_OWNER), lambda answer, error: None, slot_order(account, release=True)
+        )
 
     def commit(self, unsaved) -> None:
         self._retrying(lambda: GroupedCommits.commit(self, unsaved))

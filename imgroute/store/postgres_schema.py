@@ -190,7 +190,7 @@ def m011_stated_charges(db: Any) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN stated_usd TEXT")
 
 
-# A provider account's slot and next submit for one job, in one round trip (PostgresLedger.take_lane
+# A provider account's slot and next submit for one job, in one round trip (PostgresTransaction.ask_lane
 # says what it does): NULL when every slot is held, else the seconds until the booked submit. Its
 # slots are marked with their account, and counted by it through an index (a batch's rows are
 # claims too: a scan of every claim grew with the batch).

@@ -21,7 +21,6 @@ from imgroute.store.records import (
     AttemptRecord,
     EventRecord,
     FileRecord,
-    Holder,
     JobRecord,
     RowJob,
     SpendRow,
@@ -77,17 +76,6 @@ class SQLLedger:
                 tx.unsent()
                 self.db.execute("ROLLBACK")
                 raise
-
-    def claim(self, keys: list[str], owner: str, ttl: float) -> dict[str, Holder]:
-        """Transaction.claim in a transaction of its own."""
-        with self.transaction() as tx:
-            return tx.claim(keys, owner, ttl)
-
-    def take_lane(self, account: str, holder: str, concurrency: int | None, spacing: float | None) -> float | None:
-        """A provider account's limits across machines, before a submit: None (wait: its machines
-        hold every slot), or the seconds until this submit may go (booked). One machine's ledger
-        leaves the limits to its process (batches.scheduler.Limits): go at once."""
-        return 0.0
 
     def release_lane(self, account: str, holder: str) -> None:
         """Give back `holder`'s slot of the account (its attempt is done with the provider)."""
@@ -361,7 +349,7 @@ class GroupedCommits(SQLLedger):
 
     def _run_alone(self, waiting: _Waiting) -> BaseException | None:
         def run() -> None:
-            with self._lock, self.transaction() as tx:
+            with self.transaction() as tx:  # (under the ledger's lock)
                 waiting.result = answered(waiting.work(tx))
 
         try:
@@ -404,15 +392,13 @@ class GroupedCommits(SQLLedger):
         the group is run again, each job's writes sent on their own."""
         for waiting in group:
             waiting.error = None
+        late = self._late_errors() if len(group) > 1 else ()  # (`except ()` catches nothing)
         try:
-            if len(group) > 1 and self._late_errors():
-                try:
-                    self._group_transaction(group, mine, each_sent=False)
-                except self._late_errors():
-                    for waiting in group:
-                        waiting.error = None
-                    self._group_transaction(group, mine, each_sent=True)
-            else:
+            try:
+                self._group_transaction(group, mine, each_sent=not late)
+            except late:
+                for waiting in group:
+                    waiting.error = None
                 self._group_transaction(group, mine, each_sent=True)
         except BaseException:  # (Ctrl-C, a failing disk) nothing of the group is committed: the
             others = [waiting for waiting in group if waiting is not mine]  # others' writes wait again
@@ -434,7 +420,7 @@ class GroupedCommits(SQLLedger):
                 for waiting in group:
                     self._replay_alone(waiting, tx, each_sent)
 
-    def _replay_alone(self, waiting: _Waiting, tx: SQLTransaction, each_sent: bool = True) -> None:
+    def _replay_alone(self, waiting: _Waiting, tx: SQLTransaction, each_sent: bool) -> None:
         """One job's writes in a savepoint: its own refusal (or failure) undoes them alone.
         `each_sent`: sent before the next job's (their errors are then known to be their own)."""
         savepoint = tx.savepoint()

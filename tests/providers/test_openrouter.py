@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.helpers import gen
+from tests.helpers import gen, photo
 
 OFFER = ["--provider", "openrouter"]
 
@@ -109,9 +109,7 @@ def test_spend_flags_an_offer_whose_stated_charges_drifted_from_the_table(cli, f
 def test_an_edit_is_kept_out_of_the_drift_when_its_image_tokens_are_not_reported_apart(
     cli, fakes, openrouter, tmp_path
 ):
-    from PIL import Image
-
-    Image.new("RGB", (1024, 1024), (1, 2, 3)).save(tmp_path / "photo.png")
+    photo(tmp_path, 1024, 1024)
     assert gen(cli, "--quality", "low", *OFFER).code == 0
     assert cli("edit", "dusk", "--image", str(tmp_path / "photo.png"), *OFFER, "--out", "o", "--json").code == 0
     (offer,) = [g for g in cli("spend", "--json").json()["offer"] if g["key"].startswith("openrouter/")]

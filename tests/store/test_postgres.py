@@ -284,9 +284,9 @@ def test_grouped_commits_undo_only_the_failing_jobs_writes(url):
     duplicate id) leaves the others committed."""
     import psycopg
 
-    from imgroute.store.interface import Transaction, Unsaved
     from imgroute.store.postgres import SharedPostgresLedger
     from tests.helpers import wait_for
+    from tests.store.test_grouped import a_new_job
 
     ledger = SharedPostgresLedger(url, heartbeat=False)
     with ledger.transaction() as tx:
@@ -294,11 +294,8 @@ def test_grouped_commits_undo_only_the_failing_jobs_writes(url):
     errors: dict[str, BaseException] = {}
 
     def commit(job_id: str) -> None:
-        unsaved = Unsaved()
-        unsaved.add(Transaction.new_job, new_job(job_id))
-        unsaved.add(Transaction.job_state, job_id, JobState.SUBMITTING)
         try:
-            ledger.commit(unsaved)
+            ledger.commit(a_new_job(job_id))
         except Exception as exc:
             errors[job_id] = exc
 

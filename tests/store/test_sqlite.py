@@ -142,9 +142,9 @@ def test_a_fresh_ledger_busy_in_another_process_is_waited_for_not_a_crash(tmp_pa
 def test_commits_that_wait_together_are_one_transaction_and_a_refusal_undoes_only_its_own(tmp_path):
     """SharedLedger groups the commits that queue behind one: one BEGIN/COMMIT for all, each job's
     writes in a savepoint, so one job's failure (here a duplicate id) leaves the others committed."""
-    from imgroute.store.interface import Transaction, Unsaved
     from imgroute.store.sqlite import SharedLedger
     from tests.helpers import wait_for
+    from tests.store.test_grouped import a_new_job
     from tests.store.test_store import new_job
 
     ledger = SharedLedger(tmp_path / "ledger.sqlite")
@@ -153,11 +153,8 @@ def test_commits_that_wait_together_are_one_transaction_and_a_refusal_undoes_onl
     errors: dict[str, BaseException] = {}
 
     def commit(job_id: str) -> None:
-        unsaved = Unsaved()
-        unsaved.add(Transaction.new_job, new_job(job_id))
-        unsaved.add(Transaction.job_state, job_id, JobState.SUBMITTING)
         try:
-            ledger.commit(unsaved)
+            ledger.commit(a_new_job(job_id))
         except Exception as exc:
             errors[job_id] = exc
 
